@@ -1,0 +1,3 @@
+//! stamp-echo (skeleton).
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
