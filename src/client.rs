@@ -1,0 +1,437 @@
+//! [`EchoClient`]: send a message, get back its stamped echo, checked.
+
+use std::collections::{HashSet, VecDeque};
+use std::fmt;
+use std::io::{self, Read, Write};
+use std::time::{Duration, Instant, SystemTime};
+
+use crate::Error;
+use crate::framing::{Framing, find_newline};
+use crate::protocol::{Header, MAX_STAMP_LEN, parse_header};
+
+/// The parsed reply to one message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reply {
+    pieces: Vec<Piece>,
+    message: Vec<u8>,
+    rtt: Duration,
+    sent_at: SystemTime,
+    received_at: SystemTime,
+}
+
+/// One stamped piece of a reply: in chunk framing the server answers each of
+/// its reads, so a long message comes back as several pieces.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Piece {
+    /// The stamp text, without brackets.
+    pub stamp: String,
+    /// How many bytes of the message this piece echoed.
+    pub len: usize,
+}
+
+impl Reply {
+    /// The first (in line and length framing, the only) stamp.
+    pub fn stamp(&self) -> &str {
+        self.pieces.first().map_or("", |p| p.stamp.as_str())
+    }
+
+    /// Every stamped piece, in order.
+    pub fn pieces(&self) -> &[Piece] {
+        &self.pieces
+    }
+
+    /// The echoed message: always equal to what was sent (a reply that differs
+    /// is an [`Error::EchoMismatch`], never a `Reply`).
+    pub fn message(&self) -> &[u8] {
+        &self.message
+    }
+
+    /// From just before the message was written to just after its whole reply
+    /// was read.
+    pub fn rtt(&self) -> Duration {
+        self.rtt
+    }
+
+    /// The wall-clock time the message was sent.
+    pub fn sent_at(&self) -> SystemTime {
+        self.sent_at
+    }
+
+    /// The wall-clock time the whole reply had arrived.
+    pub fn received_at(&self) -> SystemTime {
+        self.received_at
+    }
+}
+
+impl fmt::Display for Reply {
+    /// The reply as the server sent it, without framing: `[STAMP] MESSAGE`,
+    /// repeated per piece; bytes that are not UTF-8 are shown as U+FFFD.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut at = 0;
+        for piece in &self.pieces {
+            let part = self.message.get(at..at + piece.len).unwrap_or_default();
+            write!(f, "[{}] {}", piece.stamp, String::from_utf8_lossy(part))?;
+            at += piece.len;
+        }
+        Ok(())
+    }
+}
+
+/// Talks to a stamp-echo server (or the original Python one) over any
+/// `Read + Write` stream.
+///
+/// ```no_run
+/// use std::net::TcpStream;
+/// use stamp_echo::{EchoClient, Framing};
+///
+/// let stream = TcpStream::connect("127.0.0.1:8080")?;
+/// let mut client = EchoClient::new(stream, Framing::chunk())?;
+/// let reply = client.round_trip(b"hi,server")?;
+/// println!("{reply}  ({:?})", reply.rtt());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+///
+/// For pipelining, [`send`](EchoClient::send) several messages, then
+/// [`receive`](EchoClient::receive) each reply in order.
+pub struct EchoClient<S> {
+    stream: S,
+    framing: Framing,
+    /// Bytes read but not yet parsed, from `start`.
+    input: Vec<u8>,
+    start: usize,
+    out: Vec<u8>,
+    in_flight: VecDeque<(Instant, SystemTime)>,
+}
+
+impl<S> fmt::Debug for EchoClient<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EchoClient")
+            .field("framing", &self.framing)
+            .field("in_flight", &self.in_flight.len())
+            .finish_non_exhaustive()
+    }
+}
+
+const READ_SIZE: usize = 64 * 1024;
+
+impl<S: Read + Write> EchoClient<S> {
+    /// A client speaking `framing` on `stream`.
+    pub fn new(stream: S, framing: Framing) -> Result<EchoClient<S>, Error> {
+        framing.validate()?;
+        Ok(EchoClient { stream, framing, input: Vec::new(), start: 0, out: Vec::new(), in_flight: VecDeque::new() })
+    }
+
+    /// Sends `message` and waits for its whole reply.
+    pub fn round_trip(&mut self, message: &[u8]) -> Result<Reply, Error> {
+        self.send(message)?;
+        self.receive(message)
+    }
+
+    /// Sends `message` without waiting for the reply.
+    ///
+    /// Fails without sending if the framing cannot carry it: an empty message
+    /// in chunk framing (it would get no reply), a newline in line framing, or
+    /// a message over the framing's limit.
+    pub fn send(&mut self, message: &[u8]) -> Result<(), Error> {
+        match self.framing {
+            Framing::Chunk { .. } if message.is_empty() => {
+                return Err(Error::InvalidMessage("an empty message gets no reply in chunk framing"));
+            }
+            Framing::Line { .. } if find_newline(message).is_some() => {
+                return Err(Error::InvalidMessage("a newline would end the message early"));
+            }
+            Framing::Line { max_line } if message.len() > max_line => {
+                return Err(Error::InvalidMessage("longer than max_line"));
+            }
+            Framing::LengthPrefixed { max_frame } if message.len() > max_frame => {
+                return Err(Error::InvalidMessage("longer than max_frame"));
+            }
+            _ => {}
+        }
+        self.out.clear();
+        self.framing.encode_message(message, &mut self.out);
+        self.in_flight.push_back((Instant::now(), SystemTime::now()));
+        self.stream.write_all(&self.out).and_then(|()| self.stream.flush()).map_err(Error::from_io)
+    }
+
+    /// Reads the reply to the oldest message sent and not yet answered, and
+    /// checks that it echoes `sent`, that message.
+    pub fn receive(&mut self, sent: &[u8]) -> Result<Reply, Error> {
+        let (sent_instant, sent_at) = self.in_flight.pop_front().unwrap_or((Instant::now(), SystemTime::now()));
+        let (pieces, consumed) = loop {
+            let buffered = &self.input[self.start..];
+            let parsed = match self.framing {
+                Framing::Chunk { .. } => parse_chunked(buffered, sent),
+                Framing::Line { .. } => parse_line(buffered, sent),
+                Framing::LengthPrefixed { .. } => parse_frame(buffered, sent),
+            };
+            match parsed {
+                Parsed::Complete { pieces, consumed } => break (pieces, consumed),
+                Parsed::Mismatch { offset } => return Err(Error::EchoMismatch { offset }),
+                Parsed::Malformed(why) => return Err(Error::MalformedReply(why)),
+                Parsed::NeedMore => self.fill()?,
+            }
+        };
+        self.start += consumed;
+        if self.start == self.input.len() {
+            self.input.clear();
+            self.start = 0;
+        }
+        Ok(Reply {
+            pieces,
+            message: sent.to_vec(),
+            rtt: sent_instant.elapsed(),
+            sent_at,
+            received_at: SystemTime::now(),
+        })
+    }
+
+    /// Reads more of the reply stream.
+    fn fill(&mut self) -> Result<(), Error> {
+        if self.start > 0 {
+            self.input.drain(..self.start);
+            self.start = 0;
+        }
+        let old = self.input.len();
+        self.input.resize(old + READ_SIZE, 0);
+        let read = loop {
+            match self.stream.read(&mut self.input[old..]) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                other => break other,
+            }
+        };
+        let n = match read {
+            Ok(n) => n,
+            Err(e) => {
+                self.input.truncate(old);
+                return Err(Error::from_io(e));
+            }
+        };
+        self.input.truncate(old + n);
+        if n == 0 {
+            return Err(Error::UnexpectedEof);
+        }
+        Ok(())
+    }
+
+    /// The framing in use.
+    pub fn framing(&self) -> Framing {
+        self.framing
+    }
+
+    /// The stream.
+    pub fn get_ref(&self) -> &S {
+        &self.stream
+    }
+
+    /// The stream, mutably (to set timeouts, say). Reading from it directly
+    /// may take bytes of a reply.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.stream
+    }
+
+    /// Gives back the stream.
+    pub fn into_inner(self) -> S {
+        self.stream
+    }
+}
+
+/// What parsing the buffered bytes of a reply found.
+#[derive(Debug, PartialEq, Eq)]
+enum Parsed {
+    Complete { pieces: Vec<Piece>, consumed: usize },
+    NeedMore,
+    Mismatch { offset: usize },
+    Malformed(&'static str),
+}
+
+/// The most bytes of framing around an echoed message: stamp, brackets, space,
+/// line ending.
+const MAX_OVERHEAD: usize = MAX_STAMP_LEN + 5;
+
+fn parse_line(buf: &[u8], sent: &[u8]) -> Parsed {
+    let Some(end) = find_newline(buf) else {
+        return if buf.len() > sent.len() + MAX_OVERHEAD {
+            Parsed::Malformed("reply line too long")
+        } else {
+            Parsed::NeedMore
+        };
+    };
+    let line = &buf[..end];
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    match parse_header(line) {
+        Header::Complete { stamp, len } => check_echo(stamp, &line[len..], sent, end + 1),
+        Header::Incomplete => Parsed::Malformed("reply line ends inside its stamp"),
+        Header::Invalid(why) => Parsed::Malformed(why),
+    }
+}
+
+fn parse_frame(buf: &[u8], sent: &[u8]) -> Parsed {
+    let Some(prefix) = buf.get(..4) else { return Parsed::NeedMore };
+    let mut len = [0u8; 4];
+    len.copy_from_slice(prefix);
+    let len = u32::from_be_bytes(len) as usize;
+    if len > sent.len() + MAX_OVERHEAD {
+        return Parsed::Malformed("reply frame longer than the message and a stamp");
+    }
+    let Some(body) = buf.get(4..4 + len) else { return Parsed::NeedMore };
+    match parse_header(body) {
+        Header::Complete { stamp, len: header } => check_echo(stamp, &body[header..], sent, 4 + len),
+        Header::Incomplete => Parsed::Malformed("reply frame ends inside its stamp"),
+        Header::Invalid(why) => Parsed::Malformed(why),
+    }
+}
+
+fn check_echo(stamp: &str, echoed: &[u8], sent: &[u8], consumed: usize) -> Parsed {
+    if echoed != sent {
+        let offset = echoed.iter().zip(sent).take_while(|(a, b)| a == b).count();
+        return Parsed::Mismatch { offset };
+    }
+    Parsed::Complete { pieces: vec![Piece { stamp: stamp.to_owned(), len: sent.len() }], consumed }
+}
+
+/// Parses chunk-framing replies: `[STAMP] piece[STAMP] piece...` whose pieces
+/// add up to `sent`. The stream has no boundaries, so where a piece ends is
+/// found by matching `sent`: a piece runs on while it echoes `sent`, and a new
+/// stamp may begin at any `[`. When `sent` itself holds `[`, both readings are
+/// tried (latest boundary first); any reading that matches echoes `sent`
+/// exactly, so the check is sound whichever one is taken.
+fn parse_chunked(buf: &[u8], sent: &[u8]) -> Parsed {
+    // Search states: a stamp header starts at `at` in `buf`, with `done` bytes
+    // of `sent` already echoed. `nodes` records how each was reached.
+    struct Node<'a> {
+        parent: usize,
+        stamp: &'a str,
+        len: usize,
+    }
+    let mut nodes: Vec<Node<'_>> = Vec::new();
+    let mut stack = vec![(0usize, 0usize, usize::MAX)];
+    let mut seen = HashSet::new();
+    let mut need_more = false;
+    let mut deepest_mismatch = 0;
+    let mut malformed = None;
+    while let Some((at, done, parent)) = stack.pop() {
+        if !seen.insert((at, done)) {
+            continue;
+        }
+        let (stamp, body) = match parse_header(&buf[at..]) {
+            Header::Complete { stamp, len } => (stamp, at + len),
+            Header::Incomplete => {
+                need_more = true;
+                continue;
+            }
+            Header::Invalid(why) => {
+                malformed.get_or_insert(why);
+                continue;
+            }
+        };
+        let matched = buf[body..].iter().zip(&sent[done..]).take_while(|(a, b)| a == b).count();
+        nodes.push(Node { parent, stamp, len: matched });
+        let node = nodes.len() - 1;
+        if done + matched == sent.len() && matched > 0 {
+            let mut pieces = Vec::new();
+            let mut i = node;
+            while i != usize::MAX {
+                pieces.push(Piece { stamp: nodes[i].stamp.to_owned(), len: nodes[i].len });
+                i = nodes[i].parent;
+            }
+            pieces.reverse();
+            return Parsed::Complete { pieces, consumed: body + matched };
+        }
+        if body + matched == buf.len() {
+            need_more = true;
+        } else {
+            deepest_mismatch = deepest_mismatch.max(done + matched);
+        }
+        // Alternative boundaries: a new stamp after 1..=matched echoed bytes,
+        // pushed so that the longest piece is tried first.
+        for j in 1..=matched {
+            if buf[body + j..].first() == Some(&b'[') {
+                stack.push((body + j, done + j, node));
+            }
+        }
+    }
+    if need_more {
+        Parsed::NeedMore
+    } else if deepest_mismatch == 0
+        && let Some(why) = malformed
+    {
+        Parsed::Malformed(why)
+    } else {
+        Parsed::Mismatch { offset: deepest_mismatch }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pieces(p: &Parsed) -> Vec<(&str, usize)> {
+        match p {
+            Parsed::Complete { pieces, .. } => pieces.iter().map(|p| (p.stamp.as_str(), p.len)).collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    #[test]
+    fn chunked_reply_in_one_piece() {
+        let p = parse_chunked(b"[T] hello", b"hello");
+        assert_eq!(pieces(&p), [("T", 5)]);
+        assert!(matches!(p, Parsed::Complete { consumed: 9, .. }));
+    }
+
+    #[test]
+    fn chunked_reply_in_several_pieces() {
+        let p = parse_chunked(b"[A] hel[B] lo[C] !", b"hello!");
+        assert_eq!(pieces(&p), [("A", 3), ("B", 2), ("C", 1)]);
+    }
+
+    #[test]
+    fn chunked_reply_waits_for_more() {
+        assert_eq!(parse_chunked(b"", b"hi"), Parsed::NeedMore);
+        assert_eq!(parse_chunked(b"[T", b"hi"), Parsed::NeedMore);
+        assert_eq!(parse_chunked(b"[T] h", b"hi"), Parsed::NeedMore);
+        assert_eq!(parse_chunked(b"[T] h[", b"hi"), Parsed::NeedMore);
+    }
+
+    #[test]
+    fn chunked_reply_that_differs_is_a_mismatch() {
+        assert_eq!(parse_chunked(b"[T] hx", b"hi"), Parsed::Mismatch { offset: 1 });
+        assert_eq!(parse_chunked(b"[T] h[U] x", b"hi"), Parsed::Mismatch { offset: 1 });
+        assert_eq!(parse_chunked(b"hi", b"hi"), Parsed::Malformed("reply does not start with '['"));
+    }
+
+    #[test]
+    fn chunked_reply_with_brackets_in_the_message() {
+        // The message looks like a stamp itself: "[T] a" + "[T] [T] b" and
+        // "[T] a[T] " + "[T] b" both echo it; the longest first piece is taken.
+        let sent = b"a[T] b";
+        let p = parse_chunked(b"[T] a[T] [T] b", sent);
+        assert_eq!(pieces(&p), [("T", 5), ("T", 1)]);
+        let p = parse_chunked(b"[T] a[T] b", sent);
+        assert_eq!(pieces(&p), [("T", 6)]);
+    }
+
+    #[test]
+    fn one_byte_pieces_do_not_blow_up() {
+        let sent = vec![b'x'; 20_000];
+        let mut buf = Vec::new();
+        for b in &sent {
+            buf.extend_from_slice(b"[T] ");
+            buf.push(*b);
+        }
+        let p = parse_chunked(&buf, &sent);
+        assert_eq!(pieces(&p).len(), 20_000);
+    }
+
+    #[test]
+    fn line_and_frame_replies() {
+        assert_eq!(pieces(&parse_line(b"[T] hi\n", b"hi")), [("T", 2)]);
+        assert_eq!(pieces(&parse_line(b"[T] hi\r\n", b"hi")), [("T", 2)]);
+        assert_eq!(parse_line(b"[T] hi", b"hi"), Parsed::NeedMore);
+        assert_eq!(parse_line(b"[T] ho\n", b"hi"), Parsed::Mismatch { offset: 1 });
+        assert_eq!(pieces(&parse_frame(b"\0\0\0\x06[T] hi", b"hi")), [("T", 2)]);
+        assert_eq!(parse_frame(b"\0\0\0\x06[T] h", b"hi"), Parsed::NeedMore);
+        assert!(matches!(parse_frame(b"\xff\0\0\0", b"hi"), Parsed::Malformed(_)));
+    }
+}

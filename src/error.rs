@@ -1,0 +1,92 @@
+//! The crate's one error type.
+
+use std::io;
+
+/// Everything that can go wrong while serving or talking to a stamp-echo peer.
+///
+/// Errors concern one connection only: a server that gets an `Err` from
+/// [`EchoServer::serve`](crate::EchoServer::serve) should drop that connection
+/// and keep serving the others. Every reply to a message that was received
+/// whole before the error has already been written when the error is returned.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The underlying stream failed (reset, broken pipe, ...).
+    #[error("I/O error: {0}")]
+    Io(#[from] io::Error),
+
+    /// The peer sent nothing (or could not take our replies) for longer than
+    /// the stream's read or write timeout.
+    #[error("connection idle for longer than its timeout")]
+    Timeout,
+
+    /// A line (without its line ending) was longer than the framing's `max_line`.
+    #[error("line longer than the limit of {max} bytes")]
+    LineTooLong {
+        /// The limit in force.
+        max: usize,
+    },
+
+    /// A length prefix declared a frame longer than the framing's `max_frame`.
+    /// Found from the 4-byte prefix alone, before anything is allocated.
+    #[error("frame of {declared} bytes is over the limit of {max} bytes")]
+    FrameTooLarge {
+        /// The length the peer declared.
+        declared: u64,
+        /// The limit in force.
+        max: usize,
+    },
+
+    /// The input ended in the middle of a length-prefixed frame.
+    #[error("input ended inside a frame: {received} of {expected} bytes received")]
+    TruncatedFrame {
+        /// Bytes the frame (prefix included) should have had.
+        expected: u64,
+        /// Bytes of it that arrived.
+        received: u64,
+    },
+
+    /// A stamp formatter produced text the protocol cannot carry: it contains
+    /// `]`, `\r` or `\n`, or is longer than [`MAX_STAMP_LEN`](crate::protocol::MAX_STAMP_LEN).
+    #[error("stamp {stamp:?} is not valid: it must have no ']', CR or LF and at most 255 bytes")]
+    InvalidStamp {
+        /// The offending stamp text.
+        stamp: String,
+    },
+
+    /// A configuration value is out of range.
+    #[error("invalid configuration: {0}")]
+    Config(&'static str),
+
+    /// The client was asked to send a message the framing cannot carry
+    /// (empty in chunk framing, a newline in line framing, over a limit).
+    #[error("message cannot be sent in this framing: {0}")]
+    InvalidMessage(&'static str),
+
+    /// A reply did not have the shape `[STAMP] MESSAGE`.
+    #[error("malformed reply: {0}")]
+    MalformedReply(&'static str),
+
+    /// A reply was well formed but did not echo the message that was sent.
+    #[error("reply does not echo the message sent (first difference at byte {offset})")]
+    EchoMismatch {
+        /// Offset in the message where the echo first differs (or ends).
+        offset: usize,
+    },
+
+    /// The peer closed the connection before a whole reply arrived.
+    #[error("connection closed before the reply was complete")]
+    UnexpectedEof,
+}
+
+impl Error {
+    /// Turns a failed read or write into the right variant: timeouts become
+    /// [`Error::Timeout`], everything else [`Error::Io`].
+    pub(crate) fn from_io(err: io::Error) -> Self {
+        match err.kind() {
+            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => Error::Timeout,
+            io::ErrorKind::UnexpectedEof => Error::UnexpectedEof,
+            _ => Error::Io(err),
+        }
+    }
+}
