@@ -1,0 +1,63 @@
+//! Flags shared by the examples: where to connect or listen, and the protocol.
+
+use std::path::PathBuf;
+
+use stamp_echo::Framing;
+use stamp_echo::stamp::StampKind;
+
+/// Where the server listens (or the client connects), and how they talk.
+#[derive(clap::Args, Debug, Clone)]
+pub struct Endpoint {
+    /// Host name or IP address.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: String,
+
+    /// TCP port; 0 lets the server pick a free one.
+    #[arg(long, default_value_t = 8080)]
+    pub port: u16,
+
+    /// A Unix domain socket path, instead of TCP.
+    #[arg(long, value_name = "PATH")]
+    pub unix: Option<PathBuf>,
+
+    /// What a message is: chunk (each read, the original's), line, or length (4-byte prefix).
+    #[arg(long, default_value = "chunk", value_name = "chunk|line|length")]
+    pub framing: Framing,
+
+    /// Stamp text: ctime (local, like Python's time.ctime()), ctime-utc, rfc3339 or unix.
+    #[arg(long, default_value = "ctime", value_name = "ctime|ctime-utc|rfc3339|unix")]
+    pub stamp: StampKind,
+
+    /// Chunk framing: the most bytes read as one message.
+    #[arg(long, default_value_t = Framing::DEFAULT_BUFFER_SIZE)]
+    pub buffer_size: usize,
+
+    /// Line framing: the longest line, without its line ending.
+    #[arg(long, default_value_t = Framing::DEFAULT_MAX_LINE)]
+    pub max_line: usize,
+
+    /// Length framing: the longest frame payload.
+    #[arg(long, default_value_t = Framing::DEFAULT_MAX_FRAME)]
+    pub max_frame: usize,
+}
+
+impl Endpoint {
+    /// The framing chosen, with its limit from the matching flag.
+    pub fn framing(&self) -> Framing {
+        let limit = match self.framing {
+            Framing::Chunk { .. } => self.buffer_size,
+            Framing::Line { .. } => self.max_line,
+            _ => self.max_frame,
+        };
+        self.framing.with_limit(limit)
+    }
+
+    /// `host:port`, for TCP.
+    pub fn tcp_addr(&self) -> String {
+        if self.host.contains(':') {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+}
