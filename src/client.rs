@@ -133,21 +133,7 @@ impl<S: Read + Write> EchoClient<S> {
     /// in chunk framing (it would get no reply), a newline in line framing, or
     /// a message over the framing's limit.
     pub fn send(&mut self, message: &[u8]) -> Result<(), Error> {
-        match self.framing {
-            Framing::Chunk { .. } if message.is_empty() => {
-                return Err(Error::InvalidMessage("an empty message gets no reply in chunk framing"));
-            }
-            Framing::Line { .. } if find_newline(message).is_some() => {
-                return Err(Error::InvalidMessage("a newline would end the message early"));
-            }
-            Framing::Line { max_line } if message.len() > max_line => {
-                return Err(Error::InvalidMessage("longer than max_line"));
-            }
-            Framing::LengthPrefixed { max_frame } if message.len() > max_frame => {
-                return Err(Error::InvalidMessage("longer than max_frame"));
-            }
-            _ => {}
-        }
+        check_sendable(self.framing, message)?;
         self.out.clear();
         self.framing.encode_message(message, &mut self.out);
         self.in_flight.push_back((Instant::now(), SystemTime::now()));
@@ -233,6 +219,24 @@ impl<S: Read + Write> EchoClient<S> {
     /// Gives back the stream.
     pub fn into_inner(self) -> S {
         self.stream
+    }
+}
+
+/// Fails if `framing` cannot carry `message` as one message with one reply:
+/// empty in chunk framing, a newline in line framing, or over the limit.
+pub(crate) fn check_sendable(framing: Framing, message: &[u8]) -> Result<(), Error> {
+    match framing {
+        Framing::Chunk { .. } if message.is_empty() => {
+            Err(Error::InvalidMessage("an empty message gets no reply in chunk framing"))
+        }
+        Framing::Line { .. } if find_newline(message).is_some() => {
+            Err(Error::InvalidMessage("a newline would end the message early"))
+        }
+        Framing::Line { max_line } if message.len() > max_line => Err(Error::InvalidMessage("longer than max_line")),
+        Framing::LengthPrefixed { max_frame } if message.len() > max_frame => {
+            Err(Error::InvalidMessage("longer than max_frame"))
+        }
+        _ => Ok(()),
     }
 }
 

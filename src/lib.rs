@@ -15,6 +15,7 @@
 //! - [`stamp`]: the text in the brackets ([`stamp::Ctime`], like Python's
 //!   `time.ctime()`, and others) and the [`stamp::Clock`] it reads.
 //! - [`EchoServer`] and [`EchoClient`]: thin blocking drivers over a stream.
+//! - [`load`]: drive any stamp-echo server with checked, pipelined load.
 //! - [`Error`]: the one error type.
 //!
 //! ```
@@ -41,6 +42,7 @@
 pub mod client;
 mod error;
 pub mod framing;
+pub mod load;
 pub mod protocol;
 pub mod server;
 pub mod stamp;

@@ -1,0 +1,753 @@
+//! Verifying load: drive a stamp-echo server (ours or any other) with many
+//! messages in flight, and check every reply byte for byte.
+//!
+//! Three layers, each usable alone:
+//!
+//! - [`Checker`], I/O-free: frames the messages you send and checks the reply
+//!   stream against them, in order, without allocating per message. It works
+//!   in every framing, chunk framing included, where the replies have no
+//!   boundaries: there it matches the stream of echoed bytes against the
+//!   stream of sent bytes, however the server split it into stamped pieces.
+//! - [`Histogram`]: latencies in fixed buckets (about 3% wide), so recording
+//!   is a few instructions and never allocates.
+//! - [`drive`]: one connection's load, a writer and a reader thread over one
+//!   socket, keeping up to a window of messages in flight (a window of 1 is
+//!   ping-pong). The `loadgen` example runs it on many connections.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use std::time::SystemTime;
+//! use stamp_echo::{Framing, Responder, load::Checker, stamp::Ctime};
+//!
+//! // Two messages sent back to back, in chunk framing.
+//! let mut checker = Checker::new(Framing::chunk());
+//! let mut wire = Vec::new();
+//! checker.send(b"first", 1, &mut wire)?;
+//! checker.send(b"second", 2, &mut wire)?;
+//!
+//! // The server happened to read them in one go: one stamped reply for both.
+//! let mut responder = Responder::new(Framing::chunk(), Arc::new(Ctime::utc()));
+//! let mut replies = Vec::new();
+//! responder.receive(&wire, SystemTime::now(), &mut replies)?;
+//!
+//! let mut answered = Vec::new();
+//! checker.receive(&replies, |tag| answered.push(tag))?;
+//! assert_eq!(answered, [1, 2]);
+//! assert_eq!(checker.in_flight(), 0);
+//! # Ok::<(), stamp_echo::Error>(())
+//! ```
+
+use std::collections::VecDeque;
+use std::io::{self, Read, Write};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Condvar, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use crate::Error;
+use crate::client::check_sendable;
+use crate::framing::{Decoder, Framing, LineEnding};
+use crate::protocol::{Header, MAX_STAMP_LEN, parse_header};
+
+/// The most bytes a reply adds around a message: `[`, the stamp, `] `, and a
+/// line ending or a length prefix.
+const MAX_OVERHEAD: usize = MAX_STAMP_LEN + 5;
+
+/// Checks a stream of replies against the messages sent, in order, without I/O
+/// and without allocating per message.
+///
+/// [`send`](Checker::send) frames a message into your output buffer and
+/// remembers it with a tag of your choice (the instant it was sent, say);
+/// [`receive`](Checker::receive) takes whatever bytes arrived and calls back
+/// with the tag of each message whose reply is now complete and correct. Any
+/// difference is an error: a reply that does not echo its message
+/// ([`Error::EchoMismatch`], with the offset of the first differing byte),
+/// that is not shaped `[STAMP] MESSAGE` ([`Error::MalformedReply`]), or that
+/// answers nothing. After an error the checker must not be used again.
+///
+/// Memory: the bytes of messages in flight and at most one partial reply.
+///
+/// In chunk framing a reply stream is stamped pieces, `[S1] hel[S2] lo`,
+/// which may end or begin anywhere in a message. A piece runs on while its
+/// bytes echo what was sent; a `[` that does not echo the next byte begins a
+/// new stamp. A `[` that does echo the next byte is taken as echoed text, so
+/// for exact checking in chunk framing send messages without `[` (as
+/// [`drive`] does): with them, a server splitting its reply right before one
+/// can be reported as a mismatch.
+#[derive(Debug)]
+pub struct Checker<T> {
+    framing: Framing,
+    /// Bytes of the messages in flight, from `sent_start`.
+    sent: Vec<u8>,
+    sent_start: usize,
+    /// Each message in flight: where it ends, counted in message bytes sent
+    /// since the start, and its tag.
+    in_flight: VecDeque<(u64, T)>,
+    /// Message bytes wholly echoed since the start (`sent[sent_start]` is the next).
+    echoed: u64,
+    /// Where the oldest message in flight starts, counted like `echoed`.
+    front_start: u64,
+    /// Line and length framing: splits the replies.
+    replies: Decoder,
+    /// Chunk framing: the start of a stamp header cut by the end of a read.
+    header: Vec<u8>,
+    /// Chunk framing: inside a piece's echoed bytes (else at a header).
+    in_piece: bool,
+}
+
+impl<T> Checker<T> {
+    /// A checker for replies in `framing`.
+    pub fn new(framing: Framing) -> Checker<T> {
+        // Replies are longer than messages by at most the overhead.
+        let reply_framing = framing.with_limit(framing.limit().saturating_add(MAX_OVERHEAD));
+        Checker {
+            framing,
+            sent: Vec::new(),
+            sent_start: 0,
+            in_flight: VecDeque::new(),
+            echoed: 0,
+            front_start: 0,
+            replies: Decoder::new(reply_framing),
+            header: Vec::new(),
+            in_piece: false,
+        }
+    }
+
+    /// The framing in use.
+    pub fn framing(&self) -> Framing {
+        self.framing
+    }
+
+    /// Messages sent whose replies are not complete yet.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.len()
+    }
+
+    /// Appends `message`, framed, to `out` (write it to the server), and
+    /// expects its reply after those of the messages sent before it.
+    ///
+    /// Fails without appending if the framing cannot carry the message as one
+    /// message (see [`EchoClient::send`](crate::EchoClient::send)).
+    pub fn send(&mut self, message: &[u8], tag: T, out: &mut Vec<u8>) -> Result<(), Error> {
+        check_sendable(self.framing, message)?;
+        self.framing.encode_message(message, out);
+        if self.in_flight.is_empty() {
+            self.sent.clear();
+            self.sent_start = 0;
+        } else if self.sent_start >= 4096 && self.sent_start * 2 >= self.sent.len() {
+            // Drop the echoed bytes: a move, never an allocation.
+            self.sent.drain(..self.sent_start);
+            self.sent_start = 0;
+        }
+        self.sent.extend_from_slice(message);
+        let end = self.echoed + (self.sent.len() - self.sent_start) as u64;
+        self.in_flight.push_back((end, tag));
+        Ok(())
+    }
+
+    /// Checks the reply bytes in `input` (one read's worth, cut anywhere),
+    /// calling `on_reply` with the tag of each message whose reply is now
+    /// complete, in the order sent. Returns how many completed.
+    pub fn receive<F: FnMut(T)>(&mut self, input: &[u8], mut on_reply: F) -> Result<usize, Error> {
+        let before = self.in_flight.len();
+        match self.framing {
+            Framing::Chunk { .. } => self.receive_pieces(input, &mut on_reply)?,
+            _ => self.receive_replies(input, &mut on_reply)?,
+        }
+        Ok(before - self.in_flight.len())
+    }
+
+    /// Line and length framing: each reply is one unit; the decoder finds them.
+    fn receive_replies<F: FnMut(T)>(&mut self, input: &[u8], on_reply: &mut F) -> Result<(), Error> {
+        let Checker { replies, sent, sent_start, in_flight, echoed, front_start, .. } = self;
+        let mut check = |reply: &[u8], _: LineEnding| {
+            let echo = match parse_header(reply) {
+                Header::Complete { len, .. } => &reply[len..],
+                Header::Incomplete => return Err(Error::MalformedReply("reply ends inside its stamp")),
+                Header::Invalid(why) => return Err(Error::MalformedReply(why)),
+            };
+            let Some(&(end, _)) = in_flight.front() else {
+                return Err(Error::MalformedReply("a reply to no message"));
+            };
+            let len = (end - *echoed) as usize;
+            let expected = &sent[*sent_start..*sent_start + len];
+            if echo != expected {
+                let offset = echo.iter().zip(expected).take_while(|(a, b)| a == b).count();
+                return Err(Error::EchoMismatch { offset });
+            }
+            *sent_start += len;
+            *echoed = end;
+            *front_start = end;
+            if let Some((_, tag)) = in_flight.pop_front() {
+                on_reply(tag);
+            }
+            Ok(())
+        };
+        replies.decode(input, &mut check).map_err(|e| match e {
+            Error::LineTooLong { .. } => Error::MalformedReply("reply line longer than any message and stamp"),
+            Error::FrameTooLarge { .. } => Error::MalformedReply("reply frame longer than any message and stamp"),
+            other => other,
+        })
+    }
+
+    /// Chunk framing: stamped pieces whose echoed bytes follow the sent bytes.
+    fn receive_pieces<F: FnMut(T)>(&mut self, mut input: &[u8], on_reply: &mut F) -> Result<(), Error> {
+        while !input.is_empty() {
+            if !self.in_piece {
+                input = self.read_header(input)?;
+                continue;
+            }
+            let expected = &self.sent[self.sent_start..];
+            let matched = input.iter().zip(expected).take_while(|(a, b)| a == b).count();
+            self.sent_start += matched;
+            self.echoed += matched as u64;
+            while let Some(&(end, _)) = self.in_flight.front() {
+                if end > self.echoed {
+                    break;
+                }
+                self.front_start = end;
+                if let Some((_, tag)) = self.in_flight.pop_front() {
+                    on_reply(tag);
+                }
+            }
+            input = &input[matched..];
+            match input.first() {
+                None => {}
+                Some(b'[') => self.in_piece = false,
+                Some(_) if matched == expected.len() => {
+                    return Err(Error::MalformedReply("more echoed bytes than were sent"));
+                }
+                Some(_) => return Err(Error::EchoMismatch { offset: (self.echoed - self.front_start) as usize }),
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads a piece's `[STAMP] ` header from `input` (joined to the start of
+    /// one cut by the last read), returning the input after it.
+    fn read_header<'a>(&mut self, input: &'a [u8]) -> Result<&'a [u8], Error> {
+        let (parsed, held) = if self.header.is_empty() {
+            (parse_header(input), 0)
+        } else {
+            let held = self.header.len();
+            let take = input.len().min(MAX_OVERHEAD - held);
+            self.header.extend_from_slice(&input[..take]);
+            (parse_header(&self.header), held)
+        };
+        match parsed {
+            Header::Complete { len, .. } => {
+                self.header.clear();
+                self.in_piece = true;
+                Ok(&input[len - held..])
+            }
+            Header::Incomplete => {
+                if held == 0 {
+                    self.header.extend_from_slice(input);
+                }
+                Ok(&[])
+            }
+            Header::Invalid(why) => Err(Error::MalformedReply(why)),
+        }
+    }
+}
+
+/// Latencies (or any durations) counted in fixed buckets: exact below 32 ns,
+/// then 32 buckets per power of two, so a quantile is within about 3% of the
+/// true value. Recording never allocates.
+///
+/// ```
+/// use std::time::Duration;
+/// use stamp_echo::load::Histogram;
+///
+/// let mut h = Histogram::new();
+/// for us in 1..=1000 {
+///     h.record(Duration::from_micros(us));
+/// }
+/// let p50 = h.quantile(0.5).as_secs_f64() * 1e6;
+/// assert!((p50 - 500.0).abs() < 500.0 * 0.04, "{p50}");
+/// assert_eq!(h.count(), 1000);
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Histogram {
+    counts: Box<[u64]>,
+    total: u64,
+    max: u64,
+    sum: u128,
+}
+
+/// Sub-buckets per power of two, as a power of two.
+const SUB_BITS: u32 = 5;
+const SUB: u64 = 1 << SUB_BITS;
+const BUCKETS: usize = (SUB + (64 - SUB_BITS as u64) * SUB) as usize;
+
+impl Default for Histogram {
+    fn default() -> Self {
+        Histogram::new()
+    }
+}
+
+impl Histogram {
+    /// An empty histogram.
+    pub fn new() -> Histogram {
+        Histogram { counts: vec![0; BUCKETS].into_boxed_slice(), total: 0, max: 0, sum: 0 }
+    }
+
+    /// Counts one duration (saturating at about 584 years).
+    pub fn record(&mut self, d: Duration) {
+        let nanos = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        self.counts[bucket(nanos)] += 1;
+        self.total += 1;
+        self.max = self.max.max(nanos);
+        self.sum += u128::from(nanos);
+    }
+
+    /// Adds every count of `other` to this one.
+    pub fn merge(&mut self, other: &Histogram) {
+        for (mine, theirs) in self.counts.iter_mut().zip(other.counts.iter()) {
+            *mine += theirs;
+        }
+        self.total += other.total;
+        self.max = self.max.max(other.max);
+        self.sum += other.sum;
+    }
+
+    /// Durations recorded.
+    pub fn count(&self) -> u64 {
+        self.total
+    }
+
+    /// The longest duration recorded (exact).
+    pub fn max(&self) -> Duration {
+        Duration::from_nanos(self.max)
+    }
+
+    /// The mean duration (exact), zero when empty.
+    pub fn mean(&self) -> Duration {
+        match self.total {
+            0 => Duration::ZERO,
+            n => Duration::from_nanos(u64::try_from(self.sum / u128::from(n)).unwrap_or(u64::MAX)),
+        }
+    }
+
+    /// The duration below which a fraction `q` (0 to 1) of the counts lie:
+    /// the middle of its bucket, and never more than [`max`](Histogram::max).
+    /// Zero when empty.
+    pub fn quantile(&self, q: f64) -> Duration {
+        if self.total == 0 {
+            return Duration::ZERO;
+        }
+        // The rank of the wanted count, 1-based: at least the first.
+        let rank = ((q.clamp(0.0, 1.0) * self.total as f64).ceil() as u64).max(1);
+        let mut seen = 0;
+        for (index, &count) in self.counts.iter().enumerate() {
+            seen += count;
+            if seen >= rank {
+                let (low, width) = bucket_range(index);
+                return Duration::from_nanos((low + width / 2).min(self.max));
+            }
+        }
+        self.max()
+    }
+}
+
+fn bucket(nanos: u64) -> usize {
+    if nanos < SUB {
+        return nanos as usize;
+    }
+    let exponent = 63 - nanos.leading_zeros(); // >= SUB_BITS
+    let shift = exponent - SUB_BITS;
+    let sub = (nanos >> shift) - SUB; // 0..SUB
+    (SUB + u64::from(shift) * SUB + sub) as usize
+}
+
+/// The lowest value of bucket `index` and its width.
+fn bucket_range(index: usize) -> (u64, u64) {
+    let index = index as u64;
+    if index < SUB {
+        return (index, 1);
+    }
+    let shift = (index - SUB) / SUB;
+    let sub = (index - SUB) % SUB;
+    ((SUB + sub) << shift, 1 << shift)
+}
+
+/// The load one connection carries: how many messages, how big, and how many
+/// in flight at once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Workload {
+    /// Messages to send.
+    pub messages: u64,
+    /// Bytes in each message (at least 1).
+    pub size: usize,
+    /// Messages in flight at most: 1 is ping-pong (send, wait for the reply,
+    /// send the next); more is pipelining.
+    pub window: usize,
+}
+
+/// What one [`drive`] measured.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Report {
+    /// Messages answered, every one checked.
+    pub messages: u64,
+    /// Bytes written, framing included.
+    pub bytes_sent: u64,
+    /// Bytes read.
+    pub bytes_received: u64,
+    /// Time from sending each message to reading the end of its reply.
+    pub latency: Histogram,
+    /// From the first write to the last reply.
+    pub elapsed: Duration,
+}
+
+/// The `seq`th message of a load: `size` bytes of lowercase letters and
+/// digits (never `[`, `]` or a line break), ending with `seq` in base 36, so
+/// consecutive messages differ and a reply that is lost, repeated or out of
+/// order is caught.
+pub fn message(seq: u64, size: usize, out: &mut Vec<u8>) {
+    const ALPHABET: &[u8; 36] = b"0123456789abcdefghijklmnopqrstuvwxyz";
+    let start = out.len();
+    out.extend((0..size).map(|i| ALPHABET[i % 26 + 10]));
+    let mut rest = seq;
+    for byte in out[start..].iter_mut().rev() {
+        *byte = ALPHABET[(rest % 36) as usize];
+        rest /= 36;
+        if rest == 0 {
+            break;
+        }
+    }
+}
+
+/// Drives one connection: sends `workload.messages` messages made by
+/// [`message`] in `framing`, keeping at most `workload.window` in flight, and
+/// checks every reply with a [`Checker`]. Adds the number of messages
+/// answered to `progress` as replies come in, for a progress display.
+///
+/// A writer thread and a reader thread share the stream (so pass a
+/// `TcpStream` or `UnixStream`: both threads use `&stream`), so neither side
+/// can block the other whatever the window and message size. Set read and
+/// write timeouts on the stream to bound how long a server that stops
+/// answering can hold it. The connection is left open.
+pub fn drive<S>(stream: &S, framing: Framing, workload: Workload, progress: &AtomicU64) -> Result<Report, Error>
+where
+    S: Sync,
+    for<'a> &'a S: Read + Write,
+{
+    if workload.window == 0 || workload.size == 0 {
+        return Err(Error::Config("the window and the message size must be at least 1"));
+    }
+    // Check the message fits the framing before starting any thread.
+    let mut probe = Vec::new();
+    message(0, workload.size, &mut probe);
+    check_sendable(framing, &probe)?;
+
+    let shared = Shared {
+        state: Mutex::new(State { checker: Checker::new(framing), failed: false }),
+        window_open: Condvar::new(),
+    };
+    let start = Instant::now();
+    let (written, read) = std::thread::scope(|scope| {
+        let writer = scope.spawn(|| {
+            let result = write_load(stream, &shared, workload);
+            if result.is_err() {
+                shared.fail();
+            }
+            result
+        });
+        let read = read_replies(stream, &shared, workload.messages, progress);
+        if read.is_err() {
+            shared.fail();
+        }
+        let written = writer.join().unwrap_or(Err(Error::Config("the writer thread panicked")));
+        (written, read)
+    });
+    let elapsed = start.elapsed();
+    // The reader's error comes first: when both failed, it is the cause (a
+    // mismatch, say, after which the writer stopped).
+    let read = read?;
+    let bytes_sent = written?;
+    let (bytes_received, latency) = read.ok_or(Error::Config("the writer stopped early"))?;
+    Ok(Report { messages: workload.messages, bytes_sent, bytes_received, latency, elapsed })
+}
+
+struct Shared {
+    state: Mutex<State>,
+    /// Signalled when replies free room in the window, or on failure.
+    window_open: Condvar,
+}
+
+struct State {
+    checker: Checker<Instant>,
+    failed: bool,
+}
+
+impl Shared {
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn fail(&self) {
+        self.lock().failed = true;
+        self.window_open.notify_all();
+    }
+}
+
+/// The writer: fills the window, one write per batch.
+fn write_load<S>(stream: &S, shared: &Shared, workload: Workload) -> Result<u64, Error>
+where
+    for<'a> &'a S: Write,
+{
+    let mut out = Vec::new();
+    let mut text = Vec::with_capacity(workload.size);
+    let mut seq = 0;
+    let mut written = 0;
+    while seq < workload.messages {
+        {
+            let mut state = shared.lock();
+            while state.checker.in_flight() >= workload.window && !state.failed {
+                state = shared.window_open.wait(state).unwrap_or_else(PoisonError::into_inner);
+            }
+            if state.failed {
+                return Ok(written);
+            }
+            let room = (workload.window - state.checker.in_flight()) as u64;
+            let now = Instant::now();
+            for _ in 0..room.min(workload.messages - seq) {
+                text.clear();
+                message(seq, workload.size, &mut text);
+                state.checker.send(&text, now, &mut out)?;
+                seq += 1;
+            }
+        }
+        let mut writer = stream;
+        writer.write_all(&out).map_err(Error::from_io)?;
+        written += out.len() as u64;
+        out.clear();
+    }
+    Ok(written)
+}
+
+/// The reader: checks replies until all `messages` are answered.
+/// `None` if it stopped because the writer failed.
+fn read_replies<S>(
+    stream: &S,
+    shared: &Shared,
+    messages: u64,
+    progress: &AtomicU64,
+) -> Result<Option<(u64, Histogram)>, Error>
+where
+    for<'a> &'a S: Read,
+{
+    let mut latency = Histogram::new();
+    let mut input = vec![0; 64 * 1024];
+    let mut answered = 0;
+    let mut received = 0;
+    while answered < messages {
+        let mut reader = stream;
+        let n = match reader.read(&mut input) {
+            Ok(0) => return Err(Error::UnexpectedEof),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(Error::from_io(e)),
+        };
+        received += n as u64;
+        let now = Instant::now();
+        let done = {
+            let mut state = shared.lock();
+            if state.failed {
+                return Ok(None);
+            }
+            state.checker.receive(&input[..n], |sent| latency.record(now - sent))?
+        };
+        if done > 0 {
+            shared.window_open.notify_one();
+            answered += done as u64;
+            progress.fetch_add(done as u64, Ordering::Relaxed);
+        }
+    }
+    Ok(Some((received, latency)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::Responder;
+    use crate::stamp::Ctime;
+    use std::sync::Arc;
+    use std::time::SystemTime;
+
+    const FRAMINGS: [Framing; 3] = [Framing::chunk(), Framing::line(), Framing::length_prefixed()];
+
+    /// Sends `messages`, answers them with our responder in reads of
+    /// `server_read` bytes, and feeds the replies back in pieces of `piece`.
+    fn round_trip(framing: Framing, messages: &[&[u8]], server_read: usize, piece: usize) -> Result<Vec<usize>, Error> {
+        let mut checker = Checker::new(framing);
+        let mut wire = Vec::new();
+        for (i, m) in messages.iter().enumerate() {
+            checker.send(m, i, &mut wire)?;
+        }
+        let mut responder = Responder::new(framing, Arc::new(Ctime::utc()));
+        let mut replies = Vec::new();
+        for read in wire.chunks(server_read) {
+            responder.receive(read, SystemTime::UNIX_EPOCH, &mut replies)?;
+        }
+        responder.finish(SystemTime::UNIX_EPOCH, &mut replies)?;
+        let mut answered = Vec::new();
+        for read in replies.chunks(piece) {
+            checker.receive(read, |tag| answered.push(tag))?;
+        }
+        assert_eq!(checker.in_flight(), messages.len() - answered.len());
+        Ok(answered)
+    }
+
+    #[test]
+    fn every_framing_and_split_is_checked_in_order() {
+        let messages: [&[u8]; 4] = [b"hello", b"x", "你好 world".as_bytes(), &[b'z'; 3000]];
+        for framing in FRAMINGS {
+            for server_read in [1, 2, 7, 100, 5000] {
+                for piece in [1, 3, 64, 10_000] {
+                    let answered = round_trip(framing, &messages, server_read, piece);
+                    assert_eq!(answered.ok(), Some(vec![0, 1, 2, 3]), "{framing} {server_read} {piece}");
+                }
+            }
+        }
+    }
+
+    /// The line ending a server echoes in each framing, for a message sent with `\n`.
+    fn ending(framing: Framing) -> LineEnding {
+        if let Framing::Line { .. } = framing { LineEnding::Lf } else { LineEnding::None }
+    }
+
+    #[test]
+    fn a_wrong_echo_is_caught_at_its_offset() {
+        for framing in FRAMINGS {
+            let mut checker = Checker::new(framing);
+            let mut wire = Vec::new();
+            checker.send(b"first", (), &mut wire).expect("sendable");
+            checker.send(b"second", (), &mut wire).expect("sendable");
+            let mut replies = Vec::new();
+            framing.encode_reply("T", b"first", ending(framing), &mut replies);
+            framing.encode_reply("T", b"secXnd", ending(framing), &mut replies);
+            let mut answered = 0;
+            let r = checker.receive(&replies, |()| answered += 1);
+            assert!(matches!(r, Err(Error::EchoMismatch { offset: 3 })), "{framing}: {r:?}");
+            assert_eq!(answered, 1, "{framing}");
+        }
+    }
+
+    #[test]
+    fn lost_repeated_and_extra_replies_are_caught() {
+        for framing in [Framing::line(), Framing::length_prefixed()] {
+            let mut checker = Checker::new(framing);
+            let mut wire = Vec::new();
+            checker.send(b"a1", (), &mut wire).expect("sendable");
+            checker.send(b"a2", (), &mut wire).expect("sendable");
+            let mut replies = Vec::new();
+            framing.encode_reply("T", b"a2", ending(framing), &mut replies); // a1 lost
+            assert!(matches!(checker.receive(&replies, |()| {}), Err(Error::EchoMismatch { offset: 1 })));
+
+            let mut checker = Checker::new(framing);
+            checker.send(b"a1", (), &mut wire).expect("sendable");
+            replies.clear();
+            framing.encode_reply("T", b"a1", ending(framing), &mut replies);
+            framing.encode_reply("T", b"a1", ending(framing), &mut replies); // repeated
+            let r = checker.receive(&replies, |()| {});
+            assert!(matches!(r, Err(Error::MalformedReply("a reply to no message"))), "{r:?}");
+        }
+        let mut checker = Checker::new(Framing::chunk());
+        checker.send(b"ab", (), &mut Vec::new()).expect("sendable");
+        let r = checker.receive(b"[T] abc", |()| {});
+        assert!(matches!(r, Err(Error::MalformedReply(_))), "{r:?}");
+        let mut checker = Checker::new(Framing::chunk());
+        checker.send(b"ab", (), &mut Vec::new()).expect("sendable");
+        assert!(matches!(checker.receive(b"[T] a[U] c", |()| {}), Err(Error::EchoMismatch { offset: 1 })));
+    }
+
+    #[test]
+    fn malformed_replies_are_caught() {
+        for framing in FRAMINGS {
+            let mut checker = Checker::new(framing);
+            let mut wire = Vec::new();
+            checker.send(b"hi", (), &mut wire).expect("sendable");
+            let mut replies = Vec::new();
+            framing.encode_reply("T", b"hi", ending(framing), &mut replies);
+            let at = replies.iter().position(|&b| b == b'[').expect("a stamp");
+            replies[at] = b'(';
+            let r = checker.receive(&replies, |()| {});
+            assert!(matches!(r, Err(Error::MalformedReply(_))), "{framing}: {r:?}");
+        }
+        let mut checker = Checker::<()>::new(Framing::line());
+        let endless = vec![b'['; 70 * 1024];
+        assert!(matches!(checker.receive(&endless, |()| {}), Err(Error::MalformedReply(_))));
+    }
+
+    #[test]
+    fn unsendable_messages_are_refused_up_front() {
+        let mut out = Vec::new();
+        let mut checker = Checker::new(Framing::line());
+        assert!(matches!(checker.send(b"a\nb", (), &mut out), Err(Error::InvalidMessage(_))));
+        let mut checker = Checker::new(Framing::chunk());
+        assert!(matches!(checker.send(b"", (), &mut out), Err(Error::InvalidMessage(_))));
+        assert!(out.is_empty());
+        assert_eq!(checker.in_flight(), 0);
+    }
+
+    #[test]
+    fn sent_bytes_are_compacted_while_pipelining() {
+        let framing = Framing::line();
+        let mut checker = Checker::new(framing);
+        let mut wire = Vec::new();
+        let mut reply = Vec::new();
+        for i in 0..10_000 {
+            checker.send(format!("message {i}").as_bytes(), i, &mut wire).expect("sendable");
+            // Ten stay in flight: the checker is never empty.
+            if i >= 10 {
+                reply.clear();
+                framing.encode_reply("T", format!("message {}", i - 10).as_bytes(), LineEnding::Lf, &mut reply);
+                let mut answered = None;
+                checker.receive(&reply, |tag| answered = Some(tag)).expect("a good reply");
+                assert_eq!(answered, Some(i - 10));
+            }
+        }
+        assert_eq!(checker.in_flight(), 10);
+        assert!(checker.sent.len() < 10_000, "sent bytes kept: {}", checker.sent.len());
+    }
+
+    #[test]
+    fn histogram_buckets_are_consistent_and_quantiles_close() {
+        for nanos in (0..100_000).chain([u64::MAX / 3, u64::MAX]) {
+            let (low, width) = bucket_range(bucket(nanos));
+            assert!(low <= nanos && nanos - low < width, "{nanos}");
+            assert!(width == 1 || width * SUB <= low, "{nanos}: bucket wider than 1/32");
+        }
+        let mut h = Histogram::new();
+        assert_eq!(h.quantile(0.5), Duration::ZERO);
+        for n in 1..=10_000u64 {
+            h.record(Duration::from_nanos(n * 1000));
+        }
+        for (q, exact) in [(0.5, 5_000_000.0), (0.99, 9_900_000.0), (0.999, 9_990_000.0)] {
+            let got = h.quantile(q).as_nanos() as f64;
+            assert!((got - exact).abs() <= exact * 0.032, "q{q}: {got} vs {exact}");
+        }
+        assert_eq!(h.quantile(1.0), Duration::from_millis(10));
+        assert_eq!(h.mean(), Duration::from_nanos(5_000_500));
+        let mut sum = Histogram::new();
+        sum.merge(&h);
+        sum.merge(&h);
+        assert_eq!(sum.count(), 20_000);
+        assert_eq!(sum.quantile(0.5), h.quantile(0.5));
+    }
+
+    #[test]
+    fn messages_are_distinct_and_plain() {
+        let mut a = Vec::new();
+        let mut b = Vec::new();
+        message(35, 16, &mut a);
+        message(36, 16, &mut b);
+        assert_eq!(a.len(), 16);
+        assert_ne!(a, b);
+        assert_eq!(&a[..], b"abcdefghijklmnoz");
+        assert_eq!(&b[..], b"abcdefghijklmn10");
+        a.clear();
+        message(u64::MAX, 3, &mut a);
+        assert!(a.iter().all(u8::is_ascii_alphanumeric));
+    }
+}

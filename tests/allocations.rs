@@ -1,0 +1,161 @@
+//! No heap allocation per message in steady state, counted by a counting
+//! global allocator (`allocation-counter`, which counts this thread only).
+//!
+//! This file is its own test binary, so the counting allocator is installed
+//! here and nowhere else.
+
+use std::io::{self, Read, Write};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use allocation_counter::measure;
+use stamp_echo::framing::Framing;
+use stamp_echo::load::{Checker, Histogram};
+use stamp_echo::protocol::Responder;
+use stamp_echo::stamp::{Ctime, Rfc3339, Stamp, UnixTime};
+use stamp_echo::{EchoServer, Error};
+
+fn stamps() -> Vec<(&'static str, Arc<dyn Stamp>)> {
+    vec![
+        ("ctime-local", Arc::new(Ctime::local_or_utc().0)),
+        ("ctime-utc", Arc::new(Ctime::utc())),
+        ("rfc3339", Arc::new(Rfc3339)),
+        ("unix", Arc::new(UnixTime)),
+    ]
+}
+
+const FRAMINGS: [Framing; 3] = [Framing::chunk(), Framing::line(), Framing::length_prefixed()];
+
+/// Reads of 16-byte messages, with the last message of each read split
+/// across two reads (so the decoders' partial-message paths run too).
+fn reads(framing: Framing, messages: usize) -> Vec<Vec<u8>> {
+    let mut stream = Vec::new();
+    for i in 0..messages {
+        framing.encode_message(format!("message {i:08}").as_bytes(), &mut stream);
+    }
+    // In chunk framing every read is one message anyway.
+    let piece = if let Framing::Chunk { .. } = framing { 16 } else { 16 * 7 + 3 };
+    stream.chunks(piece).map(<[u8]>::to_vec).collect()
+}
+
+#[test]
+fn the_core_allocates_nothing_per_message_in_steady_state() {
+    for framing in FRAMINGS {
+        for (name, stamp) in stamps() {
+            let mut responder = Responder::new(framing, stamp);
+            let reads = reads(framing, 2_000);
+            let mut out = Vec::new();
+            let start = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+            let mut run = |reads: &[Vec<u8>], offset: usize| {
+                for (i, read) in reads.iter().enumerate() {
+                    // A new second every 100 reads, a new microsecond every read.
+                    let now = start + Duration::from_micros(10_000 * (offset + i) as u64 + 1);
+                    out.clear();
+                    responder.receive(read, now, &mut out).expect("valid input");
+                }
+            };
+            // Warm up: buffers reach their working size.
+            run(&reads[..100], 0);
+            let info = measure(|| run(&reads[100..], 100));
+            assert_eq!(info.count_total, 0, "{framing} with {name}: {info:?}");
+            assert!(responder.summary().messages >= 1_900, "{framing} with {name}");
+        }
+    }
+}
+
+/// A stream that replays the same input `rounds` times and discards what is
+/// written, without allocating.
+struct Replay<'a> {
+    input: &'a [u8],
+    at: usize,
+    rounds: usize,
+    written: usize,
+}
+
+impl Read for Replay<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.at == self.input.len() {
+            if self.rounds == 0 {
+                return Ok(0);
+            }
+            self.rounds -= 1;
+            self.at = 0;
+        }
+        let n = buf.len().min(self.input.len() - self.at).min(1000);
+        buf[..n].copy_from_slice(&self.input[self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
+    }
+}
+
+impl Write for Replay<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.written += buf.len();
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// `serve` allocates per connection (its buffers), never per message: a
+/// connection of 100 times more messages makes exactly as many allocations.
+#[test]
+fn serving_a_connection_allocates_per_connection_not_per_message() {
+    for framing in FRAMINGS {
+        let server = EchoServer::builder().framing(framing).stamp(Ctime::utc()).build().expect("valid config");
+        let mut input = Vec::new();
+        for i in 0..100 {
+            framing.encode_message(format!("message {i:08}").as_bytes(), &mut input);
+        }
+        let allocations = |rounds: usize| {
+            let mut stream = Replay { input: &input, at: input.len(), rounds, written: 0 };
+            let mut summary = None;
+            let info = measure(|| summary = Some(server.serve(&mut stream)));
+            let summary = summary.expect("ran").expect("served");
+            assert_eq!(summary.bytes_in, (input.len() * rounds) as u64, "{framing}");
+            assert_eq!(stream.written as u64, summary.bytes_out);
+            info.count_total
+        };
+        let few = allocations(10);
+        let many = allocations(1_000);
+        assert_eq!(few, many, "{framing}: allocations grow with the number of messages");
+    }
+}
+
+/// The load generator's reply checker keeps up without allocating either.
+#[test]
+fn the_reply_checker_allocates_nothing_per_reply_in_steady_state() {
+    for framing in FRAMINGS {
+        let mut checker = Checker::new(framing);
+        let mut histogram = Histogram::new();
+        let mut responder = Responder::new(framing, Arc::new(Ctime::utc()));
+        let now = SystemTime::UNIX_EPOCH;
+        let (mut wire, mut replies) = (Vec::new(), Vec::new());
+        let mut round = |checker: &mut Checker<u64>, histogram: &mut Histogram| -> Result<usize, Error> {
+            wire.clear();
+            replies.clear();
+            for i in 0..50u64 {
+                checker.send(b"0123456789abcdef", i, &mut wire)?;
+            }
+            responder.receive(&wire, now, &mut replies)?;
+            let mut answered = 0;
+            // Replies arrive in uneven pieces.
+            for piece in replies.chunks(37) {
+                answered += checker.receive(piece, |tag| histogram.record(Duration::from_nanos(tag)))?;
+            }
+            Ok(answered)
+        };
+        for _ in 0..3 {
+            assert_eq!(round(&mut checker, &mut histogram).ok(), Some(50), "{framing}");
+        }
+        let info = measure(|| {
+            for _ in 0..100 {
+                assert_eq!(round(&mut checker, &mut histogram).ok(), Some(50), "{framing}");
+            }
+        });
+        assert_eq!(info.count_total, 0, "{framing}: {info:?}");
+        assert_eq!(histogram.count(), 103 * 50);
+    }
+}

@@ -1,0 +1,116 @@
+//! `load::drive` over loopback TCP: against our server in every framing, and
+//! against servers that answer wrongly.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::thread;
+use std::time::Duration;
+
+use stamp_echo::load::{Workload, drive};
+use stamp_echo::stamp::Ctime;
+use stamp_echo::{EchoServer, Error, Framing};
+
+/// Serves `connections` connections with `answer`, each on its own thread;
+/// the listener is bound before this returns, so connecting cannot race it.
+fn serve<F>(connections: usize, answer: F) -> String
+where
+    F: Fn(TcpStream) + Send + Sync + 'static,
+{
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr").to_string();
+    let answer = Arc::new(answer);
+    thread::spawn(move || {
+        for stream in listener.incoming().take(connections) {
+            let stream = stream.expect("accept");
+            let answer = Arc::clone(&answer);
+            thread::spawn(move || answer(stream));
+        }
+    });
+    addr
+}
+
+fn connect(addr: &str) -> TcpStream {
+    let stream = TcpStream::connect(addr).expect("connect");
+    // Safety nets only: a hang fails the test instead of blocking it.
+    stream.set_read_timeout(Some(Duration::from_secs(20))).expect("timeout");
+    stream.set_write_timeout(Some(Duration::from_secs(20))).expect("timeout");
+    stream
+}
+
+fn our_server(framing: Framing) -> String {
+    // Chunk framing reads 1024 bytes at most: each read is one message.
+    let server = EchoServer::builder().framing(framing).stamp(Ctime::utc()).build().expect("config");
+    serve(8, move |s| drop(server.serve(&s)))
+}
+
+#[test]
+fn drives_our_server_in_every_framing_pipelined_and_ping_pong() {
+    for framing in [Framing::chunk(), Framing::line(), Framing::length_prefixed()] {
+        let addr = our_server(framing);
+        for (window, size, messages) in [(1, 16, 300), (64, 16, 3000), (8, 5000, 100), (2, 60_000, 10)] {
+            let stream = connect(&addr);
+            let progress = AtomicU64::new(0);
+            let workload = Workload { messages, size, window };
+            let report = drive(&stream, framing, workload, &progress)
+                .unwrap_or_else(|e| panic!("{framing}, window {window}, size {size}: {e}"));
+            assert_eq!(report.messages, messages);
+            assert_eq!(report.latency.count(), messages);
+            assert_eq!(progress.into_inner(), messages);
+            assert!(report.bytes_sent >= messages * size as u64);
+            // Every reply carries a stamp on top of the message.
+            assert!(report.bytes_received > report.bytes_sent);
+        }
+    }
+}
+
+#[test]
+fn a_server_that_changes_a_byte_is_caught() {
+    let addr = serve(1, |mut s| {
+        let mut buf = [0u8; 4096];
+        let mut count = 0;
+        while let Ok(n @ 1..) = s.read(&mut buf) {
+            for line in buf[..n].split_inclusive(|&b| b == b'\n') {
+                count += 1;
+                let mut reply = b"[T] ".to_vec();
+                reply.extend_from_slice(line);
+                if count == 50 {
+                    reply[6] ^= 1;
+                }
+                if s.write_all(&reply).is_err() {
+                    return;
+                }
+            }
+        }
+    });
+    let stream = connect(&addr);
+    let workload = Workload { messages: 100, size: 16, window: 1 };
+    let result = drive(&stream, Framing::line(), workload, &AtomicU64::new(0));
+    assert!(matches!(result, Err(Error::EchoMismatch { offset: 2 })), "{result:?}");
+}
+
+#[test]
+fn a_server_that_hangs_up_early_is_caught() {
+    let addr = serve(1, |mut s| {
+        let mut buf = [0u8; 64];
+        let _ = s.read(&mut buf);
+        let _ = s.write_all(b"[T] ");
+    });
+    let stream = connect(&addr);
+    let workload = Workload { messages: 10, size: 16, window: 4 };
+    let result = drive(&stream, Framing::line(), workload, &AtomicU64::new(0));
+    assert!(matches!(result, Err(Error::UnexpectedEof | Error::Io(_))), "{result:?}");
+}
+
+#[test]
+fn bad_workloads_are_refused_before_connecting_threads() {
+    let addr = our_server(Framing::line());
+    let stream = connect(&addr);
+    let progress = AtomicU64::new(0);
+    let zero = Workload { messages: 1, size: 16, window: 0 };
+    assert!(matches!(drive(&stream, Framing::line(), zero, &progress), Err(Error::Config(_))));
+    let too_long = Workload { messages: 1, size: 100, window: 1 };
+    let framing = Framing::Line { max_line: 10 };
+    assert!(matches!(drive(&stream, framing, too_long, &progress), Err(Error::InvalidMessage(_))));
+}
