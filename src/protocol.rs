@@ -238,8 +238,14 @@ impl Responder {
         let start = out.len();
         let mut count = 0;
         let Responder { decoder, stamp, granularity, stamped, text, .. } = self;
+        // Every message of one call is stamped `now`: check the stamp once,
+        // at the first message.
+        let mut current = false;
         let mut sink = |message: &[u8], ending: LineEnding| {
-            refresh_stamp(stamp.as_ref(), *granularity, now, stamped, text)?;
+            if !current {
+                refresh_stamp(stamp.as_ref(), *granularity, now, stamped, text)?;
+                current = true;
+            }
             observer.message(message);
             framing.encode_reply(text, message, ending, out);
             count += 1;
