@@ -161,6 +161,8 @@ pub struct Responder {
     /// [`Granularity::Second`]); `None` before the first message.
     stamped: Option<SystemTime>,
     text: String,
+    /// `[text] `, the start of every reply.
+    header: Vec<u8>,
     summary: Summary,
 }
 
@@ -174,6 +176,7 @@ impl Responder {
             granularity,
             stamped: None,
             text: String::new(),
+            header: Vec::new(),
             summary: Summary::default(),
         }
     }
@@ -237,17 +240,17 @@ impl Responder {
         let framing = self.decoder.framing();
         let start = out.len();
         let mut count = 0;
-        let Responder { decoder, stamp, granularity, stamped, text, .. } = self;
+        let Responder { decoder, stamp, granularity, stamped, text, header, .. } = self;
         // Every message of one call is stamped `now`: check the stamp once,
         // at the first message.
         let mut current = false;
         let mut sink = |message: &[u8], ending: LineEnding| {
             if !current {
-                refresh_stamp(stamp.as_ref(), *granularity, now, stamped, text)?;
+                refresh_stamp(stamp.as_ref(), *granularity, now, stamped, text, header)?;
                 current = true;
             }
             observer.message(message);
-            framing.encode_reply(text, message, ending, out);
+            framing.encode_stamped(header, message, ending, out);
             count += 1;
             Ok(())
         };
@@ -261,13 +264,15 @@ impl Responder {
     }
 }
 
-/// Formats the stamp for `now` into `text`, unless `text` is still current.
+/// Formats the stamp for `now` into `text`, and the reply header `[text] `
+/// into `header`, unless they are still current.
 fn refresh_stamp(
     stamp: &dyn Stamp,
     granularity: Granularity,
     now: SystemTime,
     stamped: &mut Option<SystemTime>,
     text: &mut String,
+    header: &mut Vec<u8>,
 ) -> Result<(), Error> {
     let key = match granularity {
         Granularity::Exact => now,
@@ -279,6 +284,10 @@ fn refresh_stamp(
     text.clear();
     stamp.write_stamp(now, text);
     validate_stamp(text)?;
+    header.clear();
+    header.push(b'[');
+    header.extend_from_slice(text.as_bytes());
+    header.extend_from_slice(b"] ");
     *stamped = Some(key);
     Ok(())
 }
