@@ -52,3 +52,8 @@ pub use error::Error;
 pub use framing::Framing;
 pub use protocol::{Observer, Responder, Summary};
 pub use server::EchoServer;
+
+/// The README's Rust examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
