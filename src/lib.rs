@@ -1,3 +1,4 @@
 //! stamp-echo (skeleton).
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
+pub mod tz;
