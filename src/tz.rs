@@ -812,6 +812,8 @@ fn parse_posix(spec: &str) -> Result<PosixRule, &'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Write;
+    use std::process::{Command, Stdio};
 
     /// Unix time of a UTC calendar time, computed by the `time` crate so that
     /// the expectations do not depend on this module's calendar code.
@@ -1341,6 +1343,151 @@ mod tests {
                 i64::from(time::util::days_in_month(day.month(), day.year()))
             );
             day = day.next_day().unwrap();
+        }
+    }
+
+    // ------------------------------------------- comparison with glibc --
+
+    /// The interpreter `python3` resolves to. Version managers such as pyenv
+    /// put a slow shell script in front of it; asking once keeps the
+    /// per-zone runs fast. `None` (after a visible notice) if there is none.
+    fn python() -> Option<&'static Path> {
+        static PYTHON: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
+        PYTHON
+            .get_or_init(|| {
+                let output = Command::new("python3")
+                    .args(["-I", "-S", "-c", "import sys; print(sys.executable)"])
+                    .output();
+                match output {
+                    Ok(output) if output.status.success() => {
+                        let path = String::from_utf8(output.stdout).ok()?;
+                        Some(PathBuf::from(path.trim()))
+                    }
+                    _ => {
+                        eprintln!("SKIPPED: python3 not found");
+                        None
+                    }
+                }
+            })
+            .as_deref()
+    }
+
+    /// `time.localtime(t).tm_gmtoff` for each instant, from one Python run
+    /// with `TZ` set in the child's environment only.
+    fn python_offsets(tz: &str, instants: &[i64]) -> Option<Vec<i32>> {
+        const SCRIPT: &str = "import sys, time\n\
+            ts = sys.stdin.read().split()\n\
+            print('\\n'.join(str(time.localtime(int(t)).tm_gmtoff) for t in ts))\n";
+        let mut child = Command::new(python()?)
+            .args(["-I", "-S", "-c", SCRIPT])
+            .env("TZ", tz)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let input: Vec<String> = instants.iter().map(i64::to_string).collect();
+        // The script reads all input before writing, so this cannot deadlock.
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(input.join("\n").as_bytes()).unwrap();
+        drop(stdin);
+        let output = child.wait_with_output().unwrap();
+        assert!(output.status.success(), "python3 failed for TZ={tz}");
+        let offsets: Vec<i32> = String::from_utf8(output.stdout)
+            .unwrap()
+            .split_whitespace()
+            .map(|n| n.parse().unwrap())
+            .collect();
+        assert_eq!(offsets.len(), instants.len());
+        Some(offsets)
+    }
+
+    /// Instants worth checking for `zone` between `from` and `to` (years): a
+    /// weekly grid drifting an hour a week, and one second either side of
+    /// every transition in the file or produced by its rule.
+    fn instants(zone: &TimeZone, from: i32, to: i32) -> Vec<i64> {
+        let (start, end) = (utc(from, 1, 1, 0, 0, 0), utc(to, 1, 1, 0, 0, 0));
+        let mut out: Vec<i64> = (start..end).step_by(7 * 86400 + 3600).collect();
+        let mut edges: Vec<i64> = zone.transitions.iter().map(|tr| tr.at).collect();
+        if let Some(PosixRule {
+            std_offset,
+            dst: Some(dst),
+        }) = &zone.rule
+        {
+            for year in i64::from(from)..i64::from(to) {
+                let (s, e) = dst.transitions(year, *std_offset);
+                edges.extend([s, e]);
+            }
+        }
+        for t in edges.into_iter().filter(|t| (start..end).contains(t)) {
+            out.extend([t - 1, t, t + 1]);
+        }
+        out
+    }
+
+    #[track_caller]
+    fn assert_matches_python(tz: &str, zone: &TimeZone, instants: &[i64]) -> bool {
+        let Some(expected) = python_offsets(tz, instants) else {
+            return false;
+        };
+        let mismatches: Vec<String> = instants
+            .iter()
+            .zip(&expected)
+            .filter(|&(&t, &want)| zone.offset_at(t) != want)
+            .take(10)
+            .map(|(&t, &want)| format!("t={t}: ours {} python {want}", zone.offset_at(t)))
+            .collect();
+        assert!(mismatches.is_empty(), "TZ={tz}: {mismatches:#?}");
+        true
+    }
+
+    #[test]
+    fn system_zones_match_glibc() {
+        if std::env::var_os("TZDIR").is_some() || !Path::new(DEFAULT_ZONEINFO).is_dir() {
+            eprintln!("SKIPPED: {DEFAULT_ZONEINFO} not found (or TZDIR set)");
+            return;
+        }
+        for name in [
+            "America/New_York",
+            "Europe/London",
+            "Europe/Berlin",
+            "Australia/Sydney",
+            "Australia/Lord_Howe",
+            "Asia/Kolkata",
+            "Pacific/Chatham",
+            "America/Sao_Paulo",
+            "Africa/Casablanca",
+            "Etc/UTC",
+        ] {
+            let zone = TimeZone::from_tz_env(Some(name)).unwrap();
+            let mut instants = instants(&zone, 1850, 2110);
+            // Before any transition, and 32-bit / 64-bit boundaries.
+            instants.extend([utc(1800, 1, 1, 0, 0, 0), -(1 << 31) - 1, -(1 << 31)]);
+            instants.extend([(1 << 31) - 1, 1 << 31, utc(2040, 7, 1, 0, 0, 0)]);
+            if !assert_matches_python(name, &zone, &instants) {
+                return;
+            }
+        }
+    }
+
+    #[test]
+    fn posix_strings_match_glibc() {
+        // Only from 1970: glibc evaluates earlier years as if they were 1970.
+        for spec in [
+            "EST5EDT,M3.2.0,M11.1.0",
+            "CET-1CEST,M3.5.0,M10.5.0/3",
+            "AEST-10AEDT,M10.1.0,M4.1.0/3",
+            "<+1030>-10:30<+11>-11,M10.1.0,M4.1.0",
+            "<+0330>-3:30",
+            "IST-2IDT,M3.4.4/26,M10.5.0",
+            "<-03>3<-02>,M3.5.0/-2,M10.5.0/-1",
+            "AAA0BBB,J60/1:30,300/23:59:59",
+            "NZST-12NZDT,M9.5.0,M4.1.0/3",
+        ] {
+            let zone = TimeZone::from_tz_env(Some(spec)).unwrap();
+            let instants = instants(&zone, 1970, 2110);
+            if !assert_matches_python(spec, &zone, &instants) {
+                return;
+            }
         }
     }
 }
