@@ -1490,4 +1490,113 @@ mod tests {
             }
         }
     }
+
+    // ----------------------------------------------------------- fuzzing --
+
+    /// xorshift64: a tiny deterministic PRNG.
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+
+        fn below(&mut self, n: usize) -> usize {
+            usize::try_from(self.next() % u64::try_from(n).unwrap()).unwrap()
+        }
+    }
+
+    const PROBES: [i64; 9] = [
+        i64::MIN,
+        -(1 << 40),
+        -1,
+        0,
+        1_700_000_000,
+        1 << 31,
+        4_102_444_800,
+        1 << 40,
+        i64::MAX,
+    ];
+
+    #[track_caller]
+    fn assert_sane(zone: &TimeZone) {
+        for t in PROBES {
+            assert!(
+                zone.offset_at(t).unsigned_abs() <= 26 * 3600,
+                "{zone:?} at {t}"
+            );
+        }
+    }
+
+    #[test]
+    fn tzif_survives_truncation_and_mutation() {
+        let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+        let mut ok = 0;
+        for version in [0, b'2'] {
+            let mut blob = Blob::new_york(version);
+            blob.times[0] = utc(1950, 1, 1, 5, 0, 0);
+            let bytes = blob.build();
+            assert_sane(&TimeZone::from_tzif(&bytes).unwrap());
+            for len in 0..bytes.len() {
+                assert!(TimeZone::from_tzif(&bytes[..len]).is_err(), "prefix {len}");
+            }
+            for _ in 0..2000 {
+                let mut mutated = bytes.clone();
+                for _ in 0..=rng.below(4) {
+                    let at = rng.below(mutated.len());
+                    mutated[at] = rng.next().to_le_bytes()[0];
+                }
+                if let Ok(zone) = TimeZone::from_tzif(&mutated) {
+                    assert_sane(&zone);
+                    ok += 1;
+                }
+            }
+        }
+        // Most single-byte changes hit offsets, times or names and still parse.
+        assert!(ok > 100, "only {ok} mutations parsed");
+    }
+
+    #[test]
+    fn posix_survives_random_strings() {
+        const ALPHABET: &[u8] = b"ESTDJM<>+-:,./0123456789AB";
+        let seeds = [
+            "EST5EDT,M3.2.0,M11.1.0",
+            "<+1030>-10:30<+11>-11,M10.1.0,M4.1.0",
+            "AAA0BBB,J60/1:30,300/-23:59:59",
+            "XXX-24:59:59YYY-24:59:59,M1.1.0/-167,M12.5.6/167",
+        ];
+        let mut rng = Rng(0x2545_F491_4F6C_DD1D);
+        let mut ok = 0;
+        for round in 0..6000 {
+            let mut spec: Vec<u8> = if round % 2 == 0 {
+                (0..rng.below(24))
+                    .map(|_| ALPHABET[rng.below(ALPHABET.len())])
+                    .collect()
+            } else {
+                seeds[rng.below(seeds.len())].as_bytes().to_vec()
+            };
+            for _ in 0..rng.below(3) {
+                let byte = ALPHABET[rng.below(ALPHABET.len())];
+                match (rng.below(3), spec.is_empty()) {
+                    (_, true) | (0, _) => spec.insert(rng.below(spec.len() + 1), byte),
+                    (1, _) => {
+                        let at = rng.below(spec.len());
+                        spec[at] = byte;
+                    }
+                    _ => {
+                        spec.remove(rng.below(spec.len()));
+                    }
+                }
+            }
+            let spec = String::from_utf8(spec).unwrap();
+            if let Ok(zone) = TimeZone::from_posix(&spec) {
+                assert_sane(&zone);
+                ok += 1;
+            }
+        }
+        assert!(ok > 500, "only {ok} strings parsed");
+    }
 }
