@@ -77,9 +77,7 @@ pub enum TzError {
     },
     /// A `TZ` value was neither a loadable zone file nor a POSIX `TZ` string.
     /// Both attempts are reported, since either may be what the user meant.
-    #[error(
-        "TZ={tz:?} is neither a usable zone file ({file}) nor a valid POSIX TZ string ({posix})"
-    )]
+    #[error("TZ={tz:?} is neither a usable zone file ({file}) nor a valid POSIX TZ string ({posix})")]
     Unrecognized {
         /// The `TZ` value.
         tz: String,
@@ -91,8 +89,7 @@ pub enum TzError {
 }
 
 fn in_file(path: &Option<PathBuf>) -> String {
-    path.as_ref()
-        .map_or_else(String::new, |p| format!(" in {}", p.display()))
+    path.as_ref().map_or_else(String::new, |p| format!(" in {}", p.display()))
 }
 
 /// A time zone: the UTC offset in force at any instant.
@@ -123,11 +120,7 @@ struct Transition {
 impl TimeZone {
     /// Coordinated Universal Time: offset 0 at every instant.
     pub fn utc() -> TimeZone {
-        TimeZone {
-            transitions: Vec::new(),
-            initial_offset: 0,
-            rule: None,
-        }
+        TimeZone { transitions: Vec::new(), initial_offset: 0, rule: None }
     }
 
     /// The zone the C library would use for `localtime`: the `TZ`
@@ -170,9 +163,7 @@ impl TimeZone {
     pub fn from_tz_env(tz: Option<&str>) -> Result<TimeZone, TzError> {
         let Some(value) = tz else {
             return match load_file(Path::new(LOCALTIME)) {
-                Err(TzError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
-                    Ok(Self::utc())
-                }
+                Err(TzError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => Ok(Self::utc()),
                 other => other,
             };
         };
@@ -181,15 +172,9 @@ impl TimeZone {
             return Ok(Self::utc());
         }
         if name.split('/').any(|component| component == "..") {
-            return Err(TzError::UnsafeName {
-                name: value.to_owned(),
-            });
+            return Err(TzError::UnsafeName { name: value.to_owned() });
         }
-        let path = if name.starts_with('/') {
-            PathBuf::from(name)
-        } else {
-            zoneinfo_dir().join(name)
-        };
+        let path = if name.starts_with('/') { PathBuf::from(name) } else { zoneinfo_dir().join(name) };
         let file_error = match load_file(&path) {
             Ok(zone) => return Ok(zone),
             Err(error) => error,
@@ -245,15 +230,8 @@ impl TimeZone {
     /// such as `EST5EDT,0/0,J365/25`, is daylight time throughout (glibc
     /// gives a few hours of standard time around each UTC new year).
     pub fn from_posix(spec: &str) -> Result<TimeZone, TzError> {
-        let rule = parse_posix(spec).map_err(|reason| TzError::InvalidPosix {
-            spec: spec.to_owned(),
-            reason,
-        })?;
-        Ok(TimeZone {
-            transitions: Vec::new(),
-            initial_offset: rule.std_offset,
-            rule: Some(rule),
-        })
+        let rule = parse_posix(spec).map_err(|reason| TzError::InvalidPosix { spec: spec.to_owned(), reason })?;
+        Ok(TimeZone { transitions: Vec::new(), initial_offset: rule.std_offset, rule: Some(rule) })
     }
 
     /// Seconds east of UTC in force at `unix_seconds` (e.g. 3600 for CET in
@@ -270,10 +248,7 @@ impl TimeZone {
         {
             return rule.offset_at(unix_seconds);
         }
-        after
-            .checked_sub(1)
-            .and_then(|last| self.transitions.get(last))
-            .map_or(self.initial_offset, |tr| tr.offset)
+        after.checked_sub(1).and_then(|last| self.transitions.get(last)).map_or(self.initial_offset, |tr| tr.offset)
     }
 }
 
@@ -284,22 +259,14 @@ fn zoneinfo_dir() -> PathBuf {
 }
 
 fn load_file(path: &Path) -> Result<TimeZone, TzError> {
-    let io_error = |source: io::Error| TzError::Io {
-        path: path.to_owned(),
-        source,
-    };
-    let invalid = |reason| TzError::InvalidTzif {
-        path: Some(path.to_owned()),
-        reason,
-    };
+    let io_error = |source: io::Error| TzError::Io { path: path.to_owned(), source };
+    let invalid = |reason| TzError::InvalidTzif { path: Some(path.to_owned()), reason };
     let file = File::open(path).map_err(io_error)?;
     if !file.metadata().map_err(io_error)?.is_file() {
         return Err(invalid("not a regular file"));
     }
     let mut bytes = Vec::new();
-    file.take(MAX_TZIF_LEN as u64 + 1)
-        .read_to_end(&mut bytes)
-        .map_err(io_error)?;
+    file.take(MAX_TZIF_LEN as u64 + 1).read_to_end(&mut bytes).map_err(io_error)?;
     if bytes.len() > MAX_TZIF_LEN {
         return Err(invalid("file is larger than 1 MiB"));
     }
@@ -376,11 +343,7 @@ fn parse_tzif(bytes: &[u8]) -> Result<TimeZone, &'static str> {
     if header.version == 0 {
         // Version 1: 32-bit times, no footer. Trailing bytes are ignored.
         let (transitions, initial_offset) = parse_block(&mut r, &header, 4)?;
-        return Ok(TimeZone {
-            transitions,
-            initial_offset,
-            rule: None,
-        });
+        return Ok(TimeZone { transitions, initial_offset, rule: None });
     }
     // Version 2+: skip the 32-bit block, which exists for old readers only.
     take_block(&mut r, &header, 4)?;
@@ -411,11 +374,7 @@ fn parse_tzif(bytes: &[u8]) -> Result<TimeZone, &'static str> {
 
 /// Takes the data block described by `h`, checking its length against the
 /// input *before* anything is allocated for its contents.
-fn take_block<'a>(
-    r: &mut Reader<'a>,
-    h: &Header,
-    time_size: usize,
-) -> Result<Reader<'a>, &'static str> {
+fn take_block<'a>(r: &mut Reader<'a>, h: &Header, time_size: usize) -> Result<Reader<'a>, &'static str> {
     let len = h.block_len(time_size).ok_or("header counts overflow")?;
     if len > r.rest.len() {
         return Err("header counts exceed the data length");
@@ -425,11 +384,7 @@ fn take_block<'a>(
 
 /// Parses one data block: returns the transitions (with their offsets) and
 /// the offset before the first transition.
-fn parse_block(
-    r: &mut Reader<'_>,
-    h: &Header,
-    time_size: usize,
-) -> Result<(Vec<Transition>, i32), &'static str> {
+fn parse_block(r: &mut Reader<'_>, h: &Header, time_size: usize) -> Result<(Vec<Transition>, i32), &'static str> {
     if h.typecnt == 0 {
         return Err("no local time types");
     }
@@ -445,8 +400,7 @@ fn parse_block(
 
     let mut types = Vec::with_capacity(h.typecnt);
     for raw in raw_types.chunks_exact(6) {
-        let [a, b, c, d, is_dst, abbreviation] =
-            <[u8; 6]>::try_from(raw).map_err(|_| "truncated local time type")?;
+        let [a, b, c, d, is_dst, abbreviation] = <[u8; 6]>::try_from(raw).map_err(|_| "truncated local time type")?;
         let offset = i32::from_be_bytes([a, b, c, d]);
         if offset.unsigned_abs() > MAX_OFFSET {
             return Err("UTC offset beyond 25:59:59");
@@ -465,30 +419,16 @@ fn parse_block(
         // `time` is 8 bytes in version 2+ blocks and 4 in version 1 blocks.
         let at = match <[u8; 8]>::try_from(time) {
             Ok(wide) => i64::from_be_bytes(wide),
-            Err(_) => i64::from(i32::from_be_bytes(
-                time.try_into().map_err(|_| "truncated transition time")?,
-            )),
+            Err(_) => i64::from(i32::from_be_bytes(time.try_into().map_err(|_| "truncated transition time")?)),
         };
-        if transitions
-            .last()
-            .is_some_and(|prev: &Transition| prev.at >= at)
-        {
+        if transitions.last().is_some_and(|prev: &Transition| prev.at >= at) {
             return Err("transition times are not strictly ascending");
         }
-        let (offset, _) = types
-            .get(usize::from(index))
-            .ok_or("transition type index out of range")?;
-        transitions.push(Transition {
-            at,
-            offset: *offset,
-        });
+        let (offset, _) = types.get(usize::from(index)).ok_or("transition type index out of range")?;
+        transitions.push(Transition { at, offset: *offset });
     }
 
-    let initial = types
-        .iter()
-        .find(|(_, is_dst)| !is_dst)
-        .or(types.first())
-        .map_or(0, |(offset, _)| *offset);
+    let initial = types.iter().find(|(_, is_dst)| !is_dst).or(types.first()).map_or(0, |(offset, _)| *offset);
     Ok((transitions, initial))
 }
 
@@ -534,10 +474,8 @@ impl PosixRule {
 impl DstRule {
     /// The UTC instants at which daylight time starts and ends in `year`.
     fn transitions(&self, year: i64, std_offset: i32) -> (i64, i64) {
-        let start = self.start.day(year) * SECS_PER_DAY + i64::from(self.start_time)
-            - i64::from(std_offset);
-        let end =
-            self.end.day(year) * SECS_PER_DAY + i64::from(self.end_time) - i64::from(self.offset);
+        let start = self.start.day(year) * SECS_PER_DAY + i64::from(self.start_time) - i64::from(std_offset);
+        let end = self.end.day(year) * SECS_PER_DAY + i64::from(self.end_time) - i64::from(self.offset);
         (start, end)
     }
 
@@ -570,18 +508,12 @@ impl RuleDate {
         match self {
             RuleDate::Julian1(n) => jan1 + i64::from(n) - 1 + i64::from(n >= 60 && is_leap(year)),
             RuleDate::Julian0(n) => jan1 + i64::from(n),
-            RuleDate::MonthWeekDay {
-                month,
-                week,
-                weekday,
-            } => {
+            RuleDate::MonthWeekDay { month, week, weekday } => {
                 let month = i64::from(month);
                 let first = days_from_civil(year, month, 1);
                 // 1970-01-01 was a Thursday (weekday 4).
                 let first_weekday = (first + 4).rem_euclid(7);
-                let mut day = first
-                    + (i64::from(weekday) - first_weekday).rem_euclid(7)
-                    + 7 * (i64::from(week) - 1);
+                let mut day = first + (i64::from(weekday) - first_weekday).rem_euclid(7) + 7 * (i64::from(week) - 1);
                 if day >= first + days_in_month(year, month) {
                     day -= 7; // week 5 means the last one
                 }
@@ -620,8 +552,7 @@ fn year_of_day(days: i64) -> i64 {
     let days = days + 719_468;
     let era = days.div_euclid(146_097);
     let day_of_era = days.rem_euclid(146_097);
-    let year_of_era =
-        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let year_of_era = (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
     let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
     let march_based_month = (5 * day_of_year + 2) / 153;
     era * 400 + year_of_era + i64::from(march_based_month >= 10)
@@ -721,11 +652,7 @@ impl Cursor<'_> {
             if month == 0 || week == 0 {
                 return Err(MONTH);
             }
-            Ok(RuleDate::MonthWeekDay {
-                month,
-                week,
-                weekday,
-            })
+            Ok(RuleDate::MonthWeekDay { month, week, weekday })
         } else if self.peek().is_some_and(|b| b.is_ascii_digit()) {
             let n = self.number(365, "an n date needs a day from 0 to 365")?;
             Ok(RuleDate::Julian0(n))
@@ -737,10 +664,7 @@ impl Cursor<'_> {
     /// An optional `/time`, default 02:00:00.
     fn time(&mut self) -> Result<i32, &'static str> {
         if self.eat(b'/') {
-            self.hms(
-                167,
-                "a rule time needs hours from -167 to 167, minutes and seconds 0-59",
-            )
+            self.hms(167, "a rule time needs hours from -167 to 167, minutes and seconds 0-59")
         } else {
             Ok(2 * 3600)
         }
@@ -749,17 +673,12 @@ impl Cursor<'_> {
 
 fn parse_posix(spec: &str) -> Result<PosixRule, &'static str> {
     const OFFSET: &str = "a UTC offset needs hours 0-24, minutes and seconds 0-59";
-    let mut c = Cursor {
-        rest: spec.as_bytes(),
-    };
+    let mut c = Cursor { rest: spec.as_bytes() };
     c.name()?;
     // POSIX offsets count west of Greenwich; we store seconds east.
     let std_offset = -c.hms(24, OFFSET)?;
     if c.rest.is_empty() {
-        return Ok(PosixRule {
-            std_offset,
-            dst: None,
-        });
+        return Ok(PosixRule { std_offset, dst: None });
     }
     c.name()?;
     let offset = match c.peek() {
@@ -772,17 +691,9 @@ fn parse_posix(spec: &str) -> Result<PosixRule, &'static str> {
         c.rest = &[];
         DstRule {
             offset,
-            start: RuleDate::MonthWeekDay {
-                month: 3,
-                week: 2,
-                weekday: 0,
-            },
+            start: RuleDate::MonthWeekDay { month: 3, week: 2, weekday: 0 },
             start_time: 2 * 3600,
-            end: RuleDate::MonthWeekDay {
-                month: 11,
-                week: 1,
-                weekday: 0,
-            },
+            end: RuleDate::MonthWeekDay { month: 11, week: 1, weekday: 0 },
             end_time: 2 * 3600,
         }
     } else {
@@ -792,21 +703,12 @@ fn parse_posix(spec: &str) -> Result<PosixRule, &'static str> {
         c.expect(b',', "expected ',' before the daylight-saving end date")?;
         let end = c.date()?;
         let end_time = c.time()?;
-        DstRule {
-            offset,
-            start,
-            start_time,
-            end,
-            end_time,
-        }
+        DstRule { offset, start, start_time, end, end_time }
     };
     if !c.rest.is_empty() {
         return Err("unexpected characters after the rule");
     }
-    Ok(PosixRule {
-        std_offset,
-        dst: Some(dst),
-    })
+    Ok(PosixRule { std_offset, dst: Some(dst) })
 }
 
 #[cfg(test)]
@@ -858,11 +760,7 @@ mod tests {
         fn new_york(version: u8) -> Blob {
             Blob {
                 version,
-                times: vec![
-                    utc(1883, 11, 18, 17, 0, 0),
-                    utc(2020, 3, 8, 7, 0, 0),
-                    utc(2020, 11, 1, 6, 0, 0),
-                ],
+                times: vec![utc(1883, 11, 18, 17, 0, 0), utc(2020, 3, 8, 7, 0, 0), utc(2020, 11, 1, 6, 0, 0)],
                 indices: vec![2, 1, 2],
                 types: vec![(-17762, 0, 0), (-14400, 1, 4), (-18000, 0, 8)],
                 chars: b"LMT\0EDT\0EST\0".to_vec(),
@@ -877,14 +775,9 @@ mod tests {
             out.push(self.version);
             out.extend([0; 15]);
             let indicators = if self.indicators { self.types.len() } else { 0 };
-            for count in [
-                indicators,
-                indicators,
-                self.leaps.len(),
-                self.times.len(),
-                self.types.len(),
-                self.chars.len(),
-            ] {
+            for count in
+                [indicators, indicators, self.leaps.len(), self.times.len(), self.types.len(), self.chars.len()]
+            {
                 out.extend(u32::try_from(count).unwrap().to_be_bytes());
             }
             let time = |out: &mut Vec<u8>, t: i64| {
@@ -975,10 +868,7 @@ mod tests {
         v1.leaps.clear();
         v1.indicators = false;
         for version in [b'2', b'3', b'4'] {
-            let blob = Blob {
-                version,
-                ..blob.clone()
-            };
+            let blob = Blob { version, ..blob.clone() };
             let zone = TimeZone::from_tzif(&blob.build_with_v1(&v1)).unwrap();
             // 1883 is before 1901: only representable in the 64-bit block.
             assert_edge(&zone, utc(1883, 11, 18, 17, 0, 0), -17762, -18000);
@@ -997,10 +887,7 @@ mod tests {
 
     #[test]
     fn tzif_v2_empty_footer_keeps_the_last_type() {
-        let blob = Blob {
-            footer: String::new(),
-            ..Blob::new_york(b'2')
-        };
+        let blob = Blob { footer: String::new(), ..Blob::new_york(b'2') };
         let zone = TimeZone::from_tzif(&blob.build()).unwrap();
         assert_eq!(zone.offset_at(utc(2030, 7, 1, 0, 0, 0)), -18000);
     }
@@ -1048,21 +935,12 @@ mod tests {
             (with(&|b| b.types[1].0 = i32::MIN), "beyond 25:59:59"),
             (with(&|b| b.types[1].2 = 12), "abbreviation index"),
             (missing_newline, "footer"),
-            (
-                with(&|b| b.footer = "EST5\nEDT".to_owned()),
-                "more than one line",
-            ),
-            (
-                with(&|b| b.footer = "EST5EDT,M3".to_owned()),
-                "not a valid POSIX",
-            ),
+            (with(&|b| b.footer = "EST5\nEDT".to_owned()), "more than one line"),
+            (with(&|b| b.footer = "EST5EDT,M3".to_owned()), "not a valid POSIX"),
         ];
         for (bytes, reason) in cases {
             let error = TimeZone::from_tzif(&bytes).unwrap_err();
-            assert!(
-                matches!(error, TzError::InvalidTzif { path: None, .. }),
-                "{error:?}"
-            );
+            assert!(matches!(error, TzError::InvalidTzif { path: None, .. }), "{error:?}");
             let message = error.to_string();
             assert!(message.contains(reason), "{message:?} lacks {reason:?}");
         }
@@ -1142,22 +1020,14 @@ mod tests {
         // The RFC 8536 limit of 167 hours.
         let week = TimeZone::from_posix("AAA0BBB,M3.1.0/167,M10.1.0/-167").unwrap();
         assert_edge(&week, utc(2024, 3, 3, 0, 0, 0) + 167 * 3600, 0, 3600);
-        assert_edge(
-            &week,
-            utc(2024, 10, 6, 0, 0, 0) - 167 * 3600 - 3600,
-            3600,
-            0,
-        );
+        assert_edge(&week, utc(2024, 10, 6, 0, 0, 0) - 167 * 3600 - 3600, 3600, 0);
     }
 
     #[test]
     fn posix_defaults() {
         // No rule: the US rule, as glibc uses without a posixrules file.
         let us = TimeZone::from_posix("EST5EDT").unwrap();
-        assert_eq!(
-            us,
-            TimeZone::from_posix("EST5EDT,M3.2.0/2,M11.1.0/2").unwrap()
-        );
+        assert_eq!(us, TimeZone::from_posix("EST5EDT,M3.2.0/2,M11.1.0/2").unwrap());
         assert_eq!(us, TimeZone::from_posix("EST5EDT4,").unwrap());
         // DST defaults to one hour ahead; an explicit offset overrides it.
         let berlin = TimeZone::from_posix("CET-1CEST,M3.5.0,M10.5.0/3").unwrap();
@@ -1191,9 +1061,7 @@ mod tests {
     fn posix_any_year_and_any_instant() {
         let us = TimeZone::from_posix("EST5EDT,M3.2.0,M11.1.0").unwrap();
         let sydney = TimeZone::from_posix("AEST-10AEDT,M10.1.0,M4.1.0/3").unwrap();
-        for year in [
-            -9999, -1, 0, 1, 1600, 1800, 1900, 1969, 2038, 2100, 2400, 9999,
-        ] {
+        for year in [-9999, -1, 0, 1, 1600, 1800, 1900, 1969, 2038, 2100, 2400, 9999] {
             assert_eq!(us.offset_at(utc(year, 7, 1, 0, 0, 0)), -14400, "{year}");
             assert_eq!(us.offset_at(utc(year, 1, 15, 0, 0, 0)), -18000, "{year}");
             assert_eq!(sydney.offset_at(utc(year, 7, 1, 0, 0, 0)), 36000, "{year}");
@@ -1242,14 +1110,8 @@ mod tests {
         ] {
             let error = TimeZone::from_posix(spec).unwrap_err();
             let message = error.to_string();
-            assert!(
-                matches!(&error, TzError::InvalidPosix { spec: s, .. } if s == spec),
-                "{error:?}"
-            );
-            assert!(
-                message.contains(reason),
-                "{spec:?}: {message:?} lacks {reason:?}"
-            );
+            assert!(matches!(&error, TzError::InvalidPosix { spec: s, .. } if s == spec), "{error:?}");
+            assert!(message.contains(reason), "{spec:?}: {message:?} lacks {reason:?}");
         }
     }
 
@@ -1264,11 +1126,7 @@ mod tests {
         let us = TimeZone::from_tz_env(Some("EST5EDT,M3.2.0,M11.1.0")).unwrap();
         assert_eq!(us, TimeZone::from_posix("EST5EDT,M3.2.0,M11.1.0").unwrap());
 
-        for name in [
-            "../etc/passwd",
-            ":Europe/../../etc/shadow",
-            "/usr/share/zoneinfo/..",
-        ] {
+        for name in ["../etc/passwd", ":Europe/../../etc/shadow", "/usr/share/zoneinfo/.."] {
             let error = TimeZone::from_tz_env(Some(name)).unwrap_err();
             assert!(matches!(error, TzError::UnsafeName { .. }), "{error:?}");
             assert!(error.to_string().contains(".."));
@@ -1298,10 +1156,7 @@ mod tests {
             return;
         }
         let by_name = TimeZone::from_tz_env(Some("Europe/Berlin")).unwrap();
-        assert_eq!(
-            by_name,
-            TimeZone::from_tz_env(Some(":Europe/Berlin")).unwrap()
-        );
+        assert_eq!(by_name, TimeZone::from_tz_env(Some(":Europe/Berlin")).unwrap());
         let absolute = dir.join("Europe/Berlin");
         let absolute = absolute.to_str().unwrap();
         assert_eq!(by_name, TimeZone::from_tz_env(Some(absolute)).unwrap());
@@ -1338,10 +1193,7 @@ mod tests {
             let y = i64::from(y);
             assert_eq!(days_from_civil(y, i64::from(m), i64::from(d)), days);
             assert_eq!(year_of_day(days), y);
-            assert_eq!(
-                days_in_month(y, i64::from(m)),
-                i64::from(time::util::days_in_month(day.month(), day.year()))
-            );
+            assert_eq!(days_in_month(y, i64::from(m)), i64::from(time::util::days_in_month(day.month(), day.year())));
             day = day.next_day().unwrap();
         }
     }
@@ -1355,9 +1207,8 @@ mod tests {
         static PYTHON: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
         PYTHON
             .get_or_init(|| {
-                let output = Command::new("python3")
-                    .args(["-I", "-S", "-c", "import sys; print(sys.executable)"])
-                    .output();
+                let output =
+                    Command::new("python3").args(["-I", "-S", "-c", "import sys; print(sys.executable)"]).output();
                 match output {
                     Ok(output) if output.status.success() => {
                         let path = String::from_utf8(output.stdout).ok()?;
@@ -1392,11 +1243,8 @@ mod tests {
         drop(stdin);
         let output = child.wait_with_output().unwrap();
         assert!(output.status.success(), "python3 failed for TZ={tz}");
-        let offsets: Vec<i32> = String::from_utf8(output.stdout)
-            .unwrap()
-            .split_whitespace()
-            .map(|n| n.parse().unwrap())
-            .collect();
+        let offsets: Vec<i32> =
+            String::from_utf8(output.stdout).unwrap().split_whitespace().map(|n| n.parse().unwrap()).collect();
         assert_eq!(offsets.len(), instants.len());
         Some(offsets)
     }
@@ -1408,11 +1256,7 @@ mod tests {
         let (start, end) = (utc(from, 1, 1, 0, 0, 0), utc(to, 1, 1, 0, 0, 0));
         let mut out: Vec<i64> = (start..end).step_by(7 * 86400 + 3600).collect();
         let mut edges: Vec<i64> = zone.transitions.iter().map(|tr| tr.at).collect();
-        if let Some(PosixRule {
-            std_offset,
-            dst: Some(dst),
-        }) = &zone.rule
-        {
+        if let Some(PosixRule { std_offset, dst: Some(dst) }) = &zone.rule {
             for year in i64::from(from)..i64::from(to) {
                 let (s, e) = dst.transitions(year, *std_offset);
                 edges.extend([s, e]);
@@ -1509,25 +1353,12 @@ mod tests {
         }
     }
 
-    const PROBES: [i64; 9] = [
-        i64::MIN,
-        -(1 << 40),
-        -1,
-        0,
-        1_700_000_000,
-        1 << 31,
-        4_102_444_800,
-        1 << 40,
-        i64::MAX,
-    ];
+    const PROBES: [i64; 9] = [i64::MIN, -(1 << 40), -1, 0, 1_700_000_000, 1 << 31, 4_102_444_800, 1 << 40, i64::MAX];
 
     #[track_caller]
     fn assert_sane(zone: &TimeZone) {
         for t in PROBES {
-            assert!(
-                zone.offset_at(t).unsigned_abs() <= 26 * 3600,
-                "{zone:?} at {t}"
-            );
+            assert!(zone.offset_at(t).unsigned_abs() <= 26 * 3600, "{zone:?} at {t}");
         }
     }
 
@@ -1572,9 +1403,7 @@ mod tests {
         let mut ok = 0;
         for round in 0..6000 {
             let mut spec: Vec<u8> = if round % 2 == 0 {
-                (0..rng.below(24))
-                    .map(|_| ALPHABET[rng.below(ALPHABET.len())])
-                    .collect()
+                (0..rng.below(24)).map(|_| ALPHABET[rng.below(ALPHABET.len())]).collect()
             } else {
                 seeds[rng.below(seeds.len())].as_bytes().to_vec()
             };
