@@ -273,6 +273,9 @@ impl Decoder {
         }
         let pending = std::mem::take(&mut self.pending);
         match self.framing {
+            // Held back, a line may be one byte over the limit if that byte
+            // is a `\r` that could have started its `\r\n`; now it is content.
+            Framing::Line { max_line } if pending.len() > max_line => Err(Error::LineTooLong { max: max_line }),
             Framing::Chunk { .. } | Framing::Line { .. } => on_message(&pending, LineEnding::None),
             Framing::LengthPrefixed { .. } => {
                 let expected = match pending.get(..4) {

@@ -173,6 +173,23 @@ fn an_over_long_line_ends_that_connection_only() {
     assert_eq!(newcomer.round_trip(&[b'y'; 1000]).expect("a line at the limit is fine").message(), [b'y'; 1000]);
 }
 
+/// Found by `line_replies_do_not_depend_on_the_split` in tests/properties.rs:
+/// a last line without a newline may hold one byte over the limit while it
+/// ends in `\r` (the start of a `\r\n`); when the input ends there, that `\r`
+/// is content, and the line is over the limit.
+#[test]
+fn a_last_line_over_the_limit_is_refused_even_when_it_ends_in_cr() {
+    let framing = Framing::Line { max_line: 4 };
+    let mut stream = Duplex::from_reads([b"ok\nabcd\r".to_vec()]);
+    let result = fixed_server(framing).serve(&mut stream);
+    assert!(matches!(result, Err(Error::LineTooLong { max: 4 })), "{result:?}");
+    assert_eq!(stream.output(), fixed_reply(framing, b"ok", LineEnding::Lf));
+    // At the limit it is answered, `\r` and all.
+    let mut stream = Duplex::from_reads([b"abc\r".to_vec()]);
+    fixed_server(framing).serve(&mut stream).expect("a last line at the limit");
+    assert_eq!(stream.output(), fixed_reply(framing, b"abc\r", LineEnding::None));
+}
+
 /// Defect 5: no limits. A length prefix over the limit is an error for that
 /// connection only, from its four bytes alone; another keeps being served.
 #[test]
