@@ -302,7 +302,8 @@ fn parse_chunked(buf: &[u8], sent: &[u8]) -> Parsed {
     struct Node<'a> {
         parent: usize,
         stamp: &'a str,
-        len: usize,
+        /// Bytes of `sent` echoed before this piece.
+        done: usize,
     }
     let mut nodes: Vec<Node<'_>> = Vec::new();
     let mut stack = vec![(0usize, 0usize, usize::MAX)];
@@ -326,13 +327,16 @@ fn parse_chunked(buf: &[u8], sent: &[u8]) -> Parsed {
             }
         };
         let matched = buf[body..].iter().zip(&sent[done..]).take_while(|(a, b)| a == b).count();
-        nodes.push(Node { parent, stamp, len: matched });
+        nodes.push(Node { parent, stamp, done });
         let node = nodes.len() - 1;
         if done + matched == sent.len() && matched > 0 {
+            // Each piece runs from its own start to the next piece's start
+            // (not as far as it matched: a later boundary may cut it short).
             let mut pieces = Vec::new();
-            let mut i = node;
+            let (mut i, mut end) = (node, sent.len());
             while i != usize::MAX {
-                pieces.push(Piece { stamp: nodes[i].stamp.to_owned(), len: nodes[i].len });
+                pieces.push(Piece { stamp: nodes[i].stamp.to_owned(), len: end - nodes[i].done });
+                end = nodes[i].done;
                 i = nodes[i].parent;
             }
             pieces.reverse();
