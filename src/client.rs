@@ -161,7 +161,7 @@ impl<S: Read + Write> EchoClient<S> {
         let (pieces, consumed) = loop {
             let buffered = &self.input[self.start..];
             let parsed = match self.framing {
-                Framing::Chunk { .. } => parse_chunked(buffered, sent),
+                Framing::Chunk { .. } => parse_chunked(buffered, sent, self.in_flight.is_empty()),
                 Framing::Line { .. } => parse_line(buffered, sent),
                 Framing::LengthPrefixed { .. } => parse_frame(buffered, sent),
             };
@@ -296,7 +296,16 @@ fn check_echo(stamp: &str, echoed: &[u8], sent: &[u8], consumed: usize) -> Parse
 /// stamp may begin at any `[`. When `sent` itself holds `[`, both readings are
 /// tried (latest boundary first); any reading that matches echoes `sent`
 /// exactly, so the check is sound whichever one is taken.
-fn parse_chunked(buf: &[u8], sent: &[u8]) -> Parsed {
+///
+/// Which reading is taken decides where the next reply starts. When `sent` is
+/// the `only` message in flight, every byte received belongs to its reply, so
+/// a reading that takes all of them is preferred, and one that leaves bytes
+/// over is taken only if no reading could still grow to take them all.
+/// (Bytes of the reply not yet received at all cannot be told apart: a reply
+/// `[T] a[T] ` may be all of the echo of `a[T] `, or its first piece `a` and
+/// the stamp of a second one still on its way.) With messages pipelined, the
+/// first reading found is taken.
+fn parse_chunked(buf: &[u8], sent: &[u8], only: bool) -> Parsed {
     // Search states: a stamp header starts at `at` in `buf`, with `done` bytes
     // of `sent` already echoed. `nodes` records how each was reached.
     struct Node<'a> {
@@ -311,6 +320,7 @@ fn parse_chunked(buf: &[u8], sent: &[u8]) -> Parsed {
     let mut need_more = false;
     let mut deepest_mismatch = 0;
     let mut malformed = None;
+    let mut leaves_bytes_over = None;
     while let Some((at, done, parent)) = stack.pop() {
         if !seen.insert((at, done)) {
             continue;
@@ -340,9 +350,12 @@ fn parse_chunked(buf: &[u8], sent: &[u8]) -> Parsed {
                 i = nodes[i].parent;
             }
             pieces.reverse();
-            return Parsed::Complete { pieces, consumed: body + matched };
-        }
-        if body + matched == buf.len() {
+            let consumed = body + matched;
+            if !only || consumed == buf.len() {
+                return Parsed::Complete { pieces, consumed };
+            }
+            leaves_bytes_over.get_or_insert(Parsed::Complete { pieces, consumed });
+        } else if body + matched == buf.len() {
             need_more = true;
         } else {
             deepest_mismatch = deepest_mismatch.max(done + matched);
@@ -357,6 +370,8 @@ fn parse_chunked(buf: &[u8], sent: &[u8]) -> Parsed {
     }
     if need_more {
         Parsed::NeedMore
+    } else if let Some(complete) = leaves_bytes_over {
+        complete
     } else if deepest_mismatch == 0
         && let Some(why) = malformed
     {
@@ -379,30 +394,30 @@ mod tests {
 
     #[test]
     fn chunked_reply_in_one_piece() {
-        let p = parse_chunked(b"[T] hello", b"hello");
+        let p = parse_chunked(b"[T] hello", b"hello", true);
         assert_eq!(pieces(&p), [("T", 5)]);
         assert!(matches!(p, Parsed::Complete { consumed: 9, .. }));
     }
 
     #[test]
     fn chunked_reply_in_several_pieces() {
-        let p = parse_chunked(b"[A] hel[B] lo[C] !", b"hello!");
+        let p = parse_chunked(b"[A] hel[B] lo[C] !", b"hello!", true);
         assert_eq!(pieces(&p), [("A", 3), ("B", 2), ("C", 1)]);
     }
 
     #[test]
     fn chunked_reply_waits_for_more() {
-        assert_eq!(parse_chunked(b"", b"hi"), Parsed::NeedMore);
-        assert_eq!(parse_chunked(b"[T", b"hi"), Parsed::NeedMore);
-        assert_eq!(parse_chunked(b"[T] h", b"hi"), Parsed::NeedMore);
-        assert_eq!(parse_chunked(b"[T] h[", b"hi"), Parsed::NeedMore);
+        assert_eq!(parse_chunked(b"", b"hi", true), Parsed::NeedMore);
+        assert_eq!(parse_chunked(b"[T", b"hi", true), Parsed::NeedMore);
+        assert_eq!(parse_chunked(b"[T] h", b"hi", true), Parsed::NeedMore);
+        assert_eq!(parse_chunked(b"[T] h[", b"hi", true), Parsed::NeedMore);
     }
 
     #[test]
     fn chunked_reply_that_differs_is_a_mismatch() {
-        assert_eq!(parse_chunked(b"[T] hx", b"hi"), Parsed::Mismatch { offset: 1 });
-        assert_eq!(parse_chunked(b"[T] h[U] x", b"hi"), Parsed::Mismatch { offset: 1 });
-        assert_eq!(parse_chunked(b"hi", b"hi"), Parsed::Malformed("reply does not start with '['"));
+        assert_eq!(parse_chunked(b"[T] hx", b"hi", true), Parsed::Mismatch { offset: 1 });
+        assert_eq!(parse_chunked(b"[T] h[U] x", b"hi", true), Parsed::Mismatch { offset: 1 });
+        assert_eq!(parse_chunked(b"hi", b"hi", true), Parsed::Malformed("reply does not start with '['"));
     }
 
     #[test]
@@ -410,9 +425,9 @@ mod tests {
         // The message looks like a stamp itself: "[T] a" + "[T] [T] b" and
         // "[T] a[T] " + "[T] b" both echo it; the longest first piece is taken.
         let sent = b"a[T] b";
-        let p = parse_chunked(b"[T] a[T] [T] b", sent);
+        let p = parse_chunked(b"[T] a[T] [T] b", sent, true);
         assert_eq!(pieces(&p), [("T", 5), ("T", 1)]);
-        let p = parse_chunked(b"[T] a[T] b", sent);
+        let p = parse_chunked(b"[T] a[T] b", sent, true);
         assert_eq!(pieces(&p), [("T", 6)]);
     }
 
@@ -424,7 +439,7 @@ mod tests {
             buf.extend_from_slice(b"[T] ");
             buf.push(*b);
         }
-        let p = parse_chunked(&buf, &sent);
+        let p = parse_chunked(&buf, &sent, true);
         assert_eq!(pieces(&p).len(), 20_000);
     }
 

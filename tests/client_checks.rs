@@ -123,6 +123,24 @@ fn a_message_the_framing_cannot_carry_is_refused_before_sending() {
     }
 }
 
+/// Found by `client_round_trips_any_message` in tests/properties.rs: a server
+/// reading one byte at a time answers `\0[` as `[T] \0` + `[T] [`. Read
+/// greedily as one piece `\0[`, that left `T] [` behind, and the next round
+/// trip failed as malformed.
+#[test]
+fn a_split_reply_whose_message_holds_a_bracket_leaves_nothing_behind() {
+    for (message, read_size) in [(&b"\0["[..], 1), (b"a[T] ", 1), (b"xyz[T] [T] [", 3), (b"[[[[", 2)] {
+        let mut client =
+            EchoClient::new(Loopback::new(Framing::chunk(), vec![read_size]), Framing::chunk()).expect("valid framing");
+        let reply = client.round_trip(message).unwrap_or_else(|e| panic!("{message:?}: {e}"));
+        let lens: Vec<usize> = reply.pieces().iter().map(|p| p.len).collect();
+        let expected: Vec<usize> = message.chunks(read_size).map(<[u8]>::len).collect();
+        assert_eq!(lens, expected, "{message:?}: one piece per server read");
+        let next = client.round_trip(b"next").unwrap_or_else(|e| panic!("after {message:?}: {e}"));
+        assert_eq!((next.stamp(), next.message()), (FIXED_CTIME, &b"next"[..]));
+    }
+}
+
 /// A piece cut short by a later stamp (the message holds `[`) is reported
 /// with its own length, not with how far it matched the message.
 #[test]
