@@ -6,7 +6,7 @@ use std::io::{self, Read, Write};
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::Error;
-use crate::framing::{Framing, find_newline};
+use crate::framing::{Framing, complete_utf8_prefix, find_newline};
 use crate::protocol::{Header, MAX_STAMP_LEN, parse_header};
 
 /// The parsed reply to one message.
@@ -129,16 +129,26 @@ impl<S: Read + Write> EchoClient<S> {
 
     /// Sends `message` without waiting for the reply.
     ///
-    /// Fails without sending if the framing cannot carry it: an empty message
-    /// in chunk framing (it would get no reply), a newline in line framing, or
-    /// a message over the framing's limit.
+    /// Fails without sending if the framing cannot carry it: in chunk framing
+    /// an empty message (it would get no reply) or one ending with the first
+    /// bytes of a UTF-8 character (the server holds them back for the rest);
+    /// in line framing a newline, or a `\r` at the end (it would be read as
+    /// part of a `\r\n` ending); a message over the framing's limit.
     pub fn send(&mut self, message: &[u8]) -> Result<(), Error> {
         match self.framing {
             Framing::Chunk { .. } if message.is_empty() => {
                 return Err(Error::InvalidMessage("an empty message gets no reply in chunk framing"));
             }
+            Framing::Chunk { .. } if complete_utf8_prefix(message) < message.len() => {
+                return Err(Error::InvalidMessage(
+                    "it ends inside a UTF-8 character: the server would wait for the rest",
+                ));
+            }
             Framing::Line { .. } if find_newline(message).is_some() => {
                 return Err(Error::InvalidMessage("a newline would end the message early"));
+            }
+            Framing::Line { .. } if message.ends_with(b"\r") => {
+                return Err(Error::InvalidMessage("a final CR would be taken for part of the line ending"));
             }
             Framing::Line { max_line } if message.len() > max_line => {
                 return Err(Error::InvalidMessage("longer than max_line"));

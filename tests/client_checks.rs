@@ -110,16 +110,35 @@ fn a_server_that_closes_early_is_an_unexpected_eof() {
 
 #[test]
 fn a_message_the_framing_cannot_carry_is_refused_before_sending() {
-    let cases: [(Framing, &[u8]); 4] = [
+    let cases: [(Framing, &[u8]); 5] = [
         (Framing::chunk(), b""),
         (Framing::line(), b"two\nlines"),
         (Framing::Line { max_line: 3 }, b"four"),
         (Framing::LengthPrefixed { max_frame: 3 }, b"four"),
+        (Framing::line(), b"ends with CR\r"),
     ];
     for (framing, message) in cases {
         let (result, written) = against(framing, &[b"[T] unused\n"], message);
         assert!(matches!(result, Err(Error::InvalidMessage(_))), "{framing} {message:?}: {result:?}");
         assert!(written.is_empty(), "{framing} {message:?}: nothing is sent");
+    }
+}
+
+/// In chunk framing the server holds back the first bytes of a character
+/// until the rest arrives: a message ending with them would wait forever.
+#[test]
+fn a_chunk_message_ending_inside_a_character_is_refused() {
+    let ni = "你".as_bytes();
+    for message in [&ni[..1], &ni[..2], &[b'a', ni[0], ni[1]][..], &"🎉".as_bytes()[..3]] {
+        let (result, written) = against(Framing::chunk(), &[], message);
+        assert!(matches!(result, Err(Error::InvalidMessage(_))), "{message:?}: {result:?}");
+        assert!(written.is_empty());
+    }
+    // Bytes that are not UTF-8 at all are sent and echoed as they are.
+    let mut client = EchoClient::new(Loopback::new(Framing::chunk(), vec![1024]), Framing::chunk()).expect("valid");
+    for message in [&b"\xff"[..], b"a\xe4b", &ni[1..], b"\xed\xa0"] {
+        let reply = client.round_trip(message).unwrap_or_else(|e| panic!("{message:?}: {e}"));
+        assert_eq!(reply.message(), message);
     }
 }
 
