@@ -6,7 +6,7 @@ use std::io::{self, Read, Write};
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::Error;
-use crate::framing::{Framing, find_newline};
+use crate::framing::{Framing, complete_utf8_prefix, find_newline};
 use crate::protocol::{Header, MAX_STAMP_LEN, parse_header};
 
 /// The parsed reply to one message.
@@ -129,16 +129,26 @@ impl<S: Read + Write> EchoClient<S> {
 
     /// Sends `message` without waiting for the reply.
     ///
-    /// Fails without sending if the framing cannot carry it: an empty message
-    /// in chunk framing (it would get no reply), a newline in line framing, or
-    /// a message over the framing's limit.
+    /// Fails without sending if the framing cannot carry it: in chunk framing
+    /// an empty message (it would get no reply) or one ending with the first
+    /// bytes of a UTF-8 character (the server holds them back for the rest);
+    /// in line framing a newline, or a `\r` at the end (it would be read as
+    /// part of a `\r\n` ending); a message over the framing's limit.
     pub fn send(&mut self, message: &[u8]) -> Result<(), Error> {
         match self.framing {
             Framing::Chunk { .. } if message.is_empty() => {
                 return Err(Error::InvalidMessage("an empty message gets no reply in chunk framing"));
             }
+            Framing::Chunk { .. } if complete_utf8_prefix(message) < message.len() => {
+                return Err(Error::InvalidMessage(
+                    "it ends inside a UTF-8 character: the server would wait for the rest",
+                ));
+            }
             Framing::Line { .. } if find_newline(message).is_some() => {
                 return Err(Error::InvalidMessage("a newline would end the message early"));
+            }
+            Framing::Line { .. } if message.ends_with(b"\r") => {
+                return Err(Error::InvalidMessage("a final CR would be taken for part of the line ending"));
             }
             Framing::Line { max_line } if message.len() > max_line => {
                 return Err(Error::InvalidMessage("longer than max_line"));
@@ -161,7 +171,7 @@ impl<S: Read + Write> EchoClient<S> {
         let (pieces, consumed) = loop {
             let buffered = &self.input[self.start..];
             let parsed = match self.framing {
-                Framing::Chunk { .. } => parse_chunked(buffered, sent),
+                Framing::Chunk { .. } => parse_chunked(buffered, sent, self.in_flight.is_empty()),
                 Framing::Line { .. } => parse_line(buffered, sent),
                 Framing::LengthPrefixed { .. } => parse_frame(buffered, sent),
             };
@@ -296,13 +306,23 @@ fn check_echo(stamp: &str, echoed: &[u8], sent: &[u8], consumed: usize) -> Parse
 /// stamp may begin at any `[`. When `sent` itself holds `[`, both readings are
 /// tried (latest boundary first); any reading that matches echoes `sent`
 /// exactly, so the check is sound whichever one is taken.
-fn parse_chunked(buf: &[u8], sent: &[u8]) -> Parsed {
+///
+/// Which reading is taken decides where the next reply starts. When `sent` is
+/// the `only` message in flight, every byte received belongs to its reply, so
+/// a reading that takes all of them is preferred, and one that leaves bytes
+/// over is taken only if no reading could still grow to take them all.
+/// (Bytes of the reply not yet received at all cannot be told apart: a reply
+/// `[T] a[T] ` may be all of the echo of `a[T] `, or its first piece `a` and
+/// the stamp of a second one still on its way.) With messages pipelined, the
+/// first reading found is taken.
+fn parse_chunked(buf: &[u8], sent: &[u8], only: bool) -> Parsed {
     // Search states: a stamp header starts at `at` in `buf`, with `done` bytes
     // of `sent` already echoed. `nodes` records how each was reached.
     struct Node<'a> {
         parent: usize,
         stamp: &'a str,
-        len: usize,
+        /// Bytes of `sent` echoed before this piece.
+        done: usize,
     }
     let mut nodes: Vec<Node<'_>> = Vec::new();
     let mut stack = vec![(0usize, 0usize, usize::MAX)];
@@ -310,6 +330,7 @@ fn parse_chunked(buf: &[u8], sent: &[u8]) -> Parsed {
     let mut need_more = false;
     let mut deepest_mismatch = 0;
     let mut malformed = None;
+    let mut leaves_bytes_over = None;
     while let Some((at, done, parent)) = stack.pop() {
         if !seen.insert((at, done)) {
             continue;
@@ -326,19 +347,25 @@ fn parse_chunked(buf: &[u8], sent: &[u8]) -> Parsed {
             }
         };
         let matched = buf[body..].iter().zip(&sent[done..]).take_while(|(a, b)| a == b).count();
-        nodes.push(Node { parent, stamp, len: matched });
+        nodes.push(Node { parent, stamp, done });
         let node = nodes.len() - 1;
         if done + matched == sent.len() && matched > 0 {
+            // Each piece runs from its own start to the next piece's start
+            // (not as far as it matched: a later boundary may cut it short).
             let mut pieces = Vec::new();
-            let mut i = node;
+            let (mut i, mut end) = (node, sent.len());
             while i != usize::MAX {
-                pieces.push(Piece { stamp: nodes[i].stamp.to_owned(), len: nodes[i].len });
+                pieces.push(Piece { stamp: nodes[i].stamp.to_owned(), len: end - nodes[i].done });
+                end = nodes[i].done;
                 i = nodes[i].parent;
             }
             pieces.reverse();
-            return Parsed::Complete { pieces, consumed: body + matched };
-        }
-        if body + matched == buf.len() {
+            let consumed = body + matched;
+            if !only || consumed == buf.len() {
+                return Parsed::Complete { pieces, consumed };
+            }
+            leaves_bytes_over.get_or_insert(Parsed::Complete { pieces, consumed });
+        } else if body + matched == buf.len() {
             need_more = true;
         } else {
             deepest_mismatch = deepest_mismatch.max(done + matched);
@@ -353,6 +380,8 @@ fn parse_chunked(buf: &[u8], sent: &[u8]) -> Parsed {
     }
     if need_more {
         Parsed::NeedMore
+    } else if let Some(complete) = leaves_bytes_over {
+        complete
     } else if deepest_mismatch == 0
         && let Some(why) = malformed
     {
@@ -375,30 +404,30 @@ mod tests {
 
     #[test]
     fn chunked_reply_in_one_piece() {
-        let p = parse_chunked(b"[T] hello", b"hello");
+        let p = parse_chunked(b"[T] hello", b"hello", true);
         assert_eq!(pieces(&p), [("T", 5)]);
         assert!(matches!(p, Parsed::Complete { consumed: 9, .. }));
     }
 
     #[test]
     fn chunked_reply_in_several_pieces() {
-        let p = parse_chunked(b"[A] hel[B] lo[C] !", b"hello!");
+        let p = parse_chunked(b"[A] hel[B] lo[C] !", b"hello!", true);
         assert_eq!(pieces(&p), [("A", 3), ("B", 2), ("C", 1)]);
     }
 
     #[test]
     fn chunked_reply_waits_for_more() {
-        assert_eq!(parse_chunked(b"", b"hi"), Parsed::NeedMore);
-        assert_eq!(parse_chunked(b"[T", b"hi"), Parsed::NeedMore);
-        assert_eq!(parse_chunked(b"[T] h", b"hi"), Parsed::NeedMore);
-        assert_eq!(parse_chunked(b"[T] h[", b"hi"), Parsed::NeedMore);
+        assert_eq!(parse_chunked(b"", b"hi", true), Parsed::NeedMore);
+        assert_eq!(parse_chunked(b"[T", b"hi", true), Parsed::NeedMore);
+        assert_eq!(parse_chunked(b"[T] h", b"hi", true), Parsed::NeedMore);
+        assert_eq!(parse_chunked(b"[T] h[", b"hi", true), Parsed::NeedMore);
     }
 
     #[test]
     fn chunked_reply_that_differs_is_a_mismatch() {
-        assert_eq!(parse_chunked(b"[T] hx", b"hi"), Parsed::Mismatch { offset: 1 });
-        assert_eq!(parse_chunked(b"[T] h[U] x", b"hi"), Parsed::Mismatch { offset: 1 });
-        assert_eq!(parse_chunked(b"hi", b"hi"), Parsed::Malformed("reply does not start with '['"));
+        assert_eq!(parse_chunked(b"[T] hx", b"hi", true), Parsed::Mismatch { offset: 1 });
+        assert_eq!(parse_chunked(b"[T] h[U] x", b"hi", true), Parsed::Mismatch { offset: 1 });
+        assert_eq!(parse_chunked(b"hi", b"hi", true), Parsed::Malformed("reply does not start with '['"));
     }
 
     #[test]
@@ -406,9 +435,9 @@ mod tests {
         // The message looks like a stamp itself: "[T] a" + "[T] [T] b" and
         // "[T] a[T] " + "[T] b" both echo it; the longest first piece is taken.
         let sent = b"a[T] b";
-        let p = parse_chunked(b"[T] a[T] [T] b", sent);
+        let p = parse_chunked(b"[T] a[T] [T] b", sent, true);
         assert_eq!(pieces(&p), [("T", 5), ("T", 1)]);
-        let p = parse_chunked(b"[T] a[T] b", sent);
+        let p = parse_chunked(b"[T] a[T] b", sent, true);
         assert_eq!(pieces(&p), [("T", 6)]);
     }
 
@@ -420,7 +449,7 @@ mod tests {
             buf.extend_from_slice(b"[T] ");
             buf.push(*b);
         }
-        let p = parse_chunked(&buf, &sent);
+        let p = parse_chunked(&buf, &sent, true);
         assert_eq!(pieces(&p).len(), 20_000);
     }
 
