@@ -122,6 +122,14 @@ impl<S: Read + Write> EchoClient<S> {
     }
 
     /// Sends `message` and waits for its whole reply.
+    ///
+    /// The whole message is written before the reply is read. In chunk
+    /// framing the server answers while the message is still arriving, so a
+    /// message larger than what the socket buffers of both sides hold together
+    /// (a few MiB on Linux loopback; 4 MiB was measured to work) can stall
+    /// until a timeout: send such messages in pieces, or use line or
+    /// length-prefixed framing, where the server answers a message only once
+    /// it is whole.
     pub fn round_trip(&mut self, message: &[u8]) -> Result<Reply, Error> {
         self.send(message)?;
         self.receive(message)
