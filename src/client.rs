@@ -8,6 +8,7 @@ use std::time::{Duration, Instant, SystemTime};
 use crate::Error;
 use crate::framing::{Framing, complete_utf8_prefix, find_newline};
 use crate::protocol::{Header, MAX_STAMP_LEN, parse_header};
+use crate::stamp::StampKind;
 
 /// The parsed reply to one message.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -399,6 +400,135 @@ fn parse_chunked(buf: &[u8], sent: &[u8], only: bool) -> Parsed {
     }
 }
 
+/// An estimate of how far a server's clock is from the local one, from one
+/// reply ([`Reply::clock_offset`]).
+///
+/// It is measured the NTP way. The server read its clock at some instant
+/// between the local send and receive, so its stamp is compared with their
+/// midpoint: the offset is `server stamp - (sent + rtt / 2)`, and it is off
+/// by at most half the round trip, plus the resolution of the stamp (1 µs for
+/// the built-in stamps, which are truncated, not rounded). A smaller round
+/// trip gives a tighter bound: of several probes, the fastest says the most.
+///
+/// The bound holds unless a clock was stepped during the round trip.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ClockOffset {
+    offset_nanos: i64,
+    bound: Duration,
+}
+
+impl ClockOffset {
+    /// Server time minus local time, in nanoseconds: positive when the
+    /// server's clock is ahead (saturated at about ±292 years).
+    pub fn offset_nanos(&self) -> i64 {
+        self.offset_nanos
+    }
+
+    /// How far the true offset can be from [`offset_nanos`](ClockOffset::offset_nanos).
+    pub fn bound(&self) -> Duration {
+        self.bound
+    }
+
+    /// Whether `offset_nanos` is within the bound of the estimate: a possible
+    /// true offset.
+    pub fn contains(&self, offset_nanos: i64) -> bool {
+        let distance = (i128::from(offset_nanos) - i128::from(self.offset_nanos)).unsigned_abs();
+        distance <= self.bound.as_nanos()
+    }
+
+    /// The offset of a server that read `server` on its clock (with that
+    /// `resolution`) some time during a round trip of `rtt` sent at `sent_at`.
+    fn measure(sent_at: SystemTime, rtt: Duration, server: SystemTime, resolution: Duration) -> ClockOffset {
+        let half = rtt / 2;
+        let midpoint = unix_nanos(sent_at) + half.as_nanos() as i128;
+        let offset = (unix_nanos(server) - midpoint).clamp(i128::from(i64::MIN), i128::from(i64::MAX));
+        ClockOffset {
+            offset_nanos: i64::try_from(offset).unwrap_or_default(),
+            // `rtt - half` is half the round trip, rounded up.
+            bound: (rtt - half).saturating_add(resolution),
+        }
+    }
+}
+
+impl fmt::Display for ClockOffset {
+    /// In milliseconds to the microsecond: `+1500.250±0.031 ms`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}±{} ms", Millis::signed(i128::from(self.offset_nanos)), Millis::of(self.bound))
+    }
+}
+
+/// Nanoseconds shown as milliseconds with three decimals (rounded to the
+/// microsecond), optionally with a `+` on non-negative values.
+pub(crate) struct Millis {
+    nanos: i128,
+    plus: bool,
+}
+
+impl Millis {
+    /// Without a `+`.
+    pub(crate) fn new(nanos: i128) -> Millis {
+        Millis { nanos, plus: false }
+    }
+
+    /// With a `+` when not negative.
+    pub(crate) fn signed(nanos: i128) -> Millis {
+        Millis { nanos, plus: true }
+    }
+
+    /// A duration, without a sign.
+    pub(crate) fn of(d: Duration) -> Millis {
+        Millis::new(i128::try_from(d.as_nanos()).unwrap_or(i128::MAX))
+    }
+}
+
+impl fmt::Display for Millis {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let micros = self.nanos.unsigned_abs().saturating_add(500) / 1000;
+        let sign = match (self.nanos < 0 && micros > 0, self.plus) {
+            (true, _) => "-",
+            (false, true) => "+",
+            (false, false) => "",
+        };
+        write!(f, "{sign}{}.{:03}", micros / 1000, micros % 1000)
+    }
+}
+
+/// Nanoseconds from the Unix epoch, negative before it.
+fn unix_nanos(t: SystemTime) -> i128 {
+    let nanos = |d: Duration| i128::try_from(d.as_nanos()).unwrap_or(i128::MAX);
+    match t.duration_since(SystemTime::UNIX_EPOCH) {
+        Ok(d) => nanos(d),
+        Err(before) => -nanos(before.duration()),
+    }
+}
+
+impl Reply {
+    /// Estimates the server's clock offset from this reply, reading its
+    /// stamp as `kind` (the server's `--stamp`), the NTP way: see
+    /// [`ClockOffset`]. `None` when the stamp does not parse as `kind`, and
+    /// always for the ctime kinds (whole seconds, and no zone).
+    ///
+    /// In chunk framing the first piece's stamp is used: the server stamped
+    /// it on the first read of the message.
+    ///
+    /// ```no_run
+    /// use std::net::TcpStream;
+    /// use stamp_echo::{EchoClient, Framing, stamp::StampKind};
+    ///
+    /// // Against `cargo run --example server -- --stamp rfc3339`:
+    /// let mut client = EchoClient::new(TcpStream::connect("127.0.0.1:8080")?, Framing::chunk())?;
+    /// let reply = client.round_trip(b"what time is it?")?;
+    /// if let Some(offset) = reply.clock_offset(StampKind::Rfc3339) {
+    ///     println!("server clock: {offset} from ours"); // +0.004±0.031 ms
+    /// }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn clock_offset(&self, kind: StampKind) -> Option<ClockOffset> {
+        let (server, resolution) = kind.parse_precise(self.stamp())?;
+        Some(ClockOffset::measure(self.sent_at, self.rtt, server, resolution))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -470,5 +600,76 @@ mod tests {
         assert_eq!(pieces(&parse_frame(b"\0\0\0\x06[T] hi", b"hi")), [("T", 2)]);
         assert_eq!(parse_frame(b"\0\0\0\x06[T] h", b"hi"), Parsed::NeedMore);
         assert!(matches!(parse_frame(b"\xff\0\0\0", b"hi"), Parsed::Malformed(_)));
+    }
+}
+
+#[cfg(test)]
+mod clock_tests {
+    use super::*;
+    use crate::stamp::{Rfc3339, Stamp, UnixTime};
+
+    /// A reply sent at `sent_at`, taking `rtt`, stamped `server` by `stamp`.
+    fn reply(sent_at: SystemTime, rtt: Duration, stamp: &dyn Stamp, server: SystemTime) -> Reply {
+        let mut text = String::new();
+        stamp.write_stamp(server, &mut text);
+        Reply {
+            pieces: vec![Piece { stamp: text, len: 2 }],
+            message: b"hi".to_vec(),
+            rtt,
+            sent_at,
+            received_at: sent_at + rtt,
+        }
+    }
+
+    const SENT: Duration = Duration::from_secs(1_359_885_618);
+
+    #[test]
+    fn offset_is_stamp_minus_midpoint_within_half_the_rtt() {
+        let sent_at = SystemTime::UNIX_EPOCH + SENT;
+        let rtt = Duration::from_millis(10);
+        // The server's clock is 2 s ahead and it stamped 5 ms after the send.
+        let server = sent_at + Duration::from_millis(2005);
+        let r = reply(sent_at, rtt, &Rfc3339, server);
+        let offset = r.clock_offset(StampKind::Rfc3339).expect("an RFC 3339 stamp");
+        assert_eq!(offset.offset_nanos(), 2_000_000_000);
+        assert_eq!(offset.bound(), Duration::from_millis(5) + Duration::from_micros(1));
+        assert_eq!(offset.to_string(), "+2000.000±5.001 ms");
+        assert!(offset.contains(2_005_001_000) && offset.contains(1_994_999_000));
+        assert!(!offset.contains(2_005_001_001) && !offset.contains(1_994_998_999));
+
+        // Behind, stamped at the very start of the round trip.
+        let server = sent_at - Duration::from_millis(250);
+        let offset = reply(sent_at, rtt, &UnixTime, server).clock_offset(StampKind::Unix).expect("a Unix stamp");
+        assert_eq!(offset.offset_nanos(), -255_000_000);
+        assert_eq!(offset.to_string(), "-255.000±5.001 ms");
+    }
+
+    #[test]
+    fn the_bound_rounds_half_an_odd_rtt_up() {
+        let sent_at = SystemTime::UNIX_EPOCH + SENT;
+        let r = reply(sent_at, Duration::from_nanos(3), &UnixTime, sent_at);
+        let offset = r.clock_offset(StampKind::Unix).expect("a Unix stamp");
+        assert_eq!(offset.offset_nanos(), -1);
+        assert_eq!(offset.bound(), Duration::from_nanos(1002));
+    }
+
+    #[test]
+    fn no_offset_without_a_sub_second_stamp_of_the_kind() {
+        let sent_at = SystemTime::UNIX_EPOCH + SENT;
+        let r = reply(sent_at, Duration::from_millis(1), &Rfc3339, sent_at);
+        assert_eq!(r.clock_offset(StampKind::Unix), None);
+        assert_eq!(r.clock_offset(StampKind::CtimeUtc), None);
+        let ctime = reply(sent_at, Duration::from_millis(1), &crate::stamp::Ctime::utc(), sent_at);
+        assert_eq!(ctime.clock_offset(StampKind::Ctime), None);
+    }
+
+    #[test]
+    fn millis_round_to_the_microsecond() {
+        assert_eq!(Millis::new(61_499).to_string(), "0.061");
+        assert_eq!(Millis::new(61_500).to_string(), "0.062");
+        assert_eq!(Millis::signed(0).to_string(), "+0.000");
+        assert_eq!(Millis::signed(-400).to_string(), "+0.000");
+        assert_eq!(Millis::signed(-1_234_567_890).to_string(), "-1234.568");
+        assert_eq!(Millis::of(Duration::from_secs(2)).to_string(), "2000.000");
     }
 }
