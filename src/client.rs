@@ -527,6 +527,18 @@ impl Reply {
         let (server, resolution) = kind.parse_precise(self.stamp())?;
         Some(ClockOffset::measure(self.sent_at, self.rtt, server, resolution))
     }
+
+    /// The reply `[stamp] message` in one piece, to a message sent at
+    /// `sent_at` (with `sent_instant` read just before it), arriving now.
+    pub(crate) fn arrived(stamp: &str, message: &[u8], sent_instant: Instant, sent_at: SystemTime) -> Reply {
+        Reply {
+            pieces: vec![Piece { stamp: stamp.to_owned(), len: message.len() }],
+            message: message.to_vec(),
+            rtt: sent_instant.elapsed(),
+            sent_at,
+            received_at: SystemTime::now(),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -117,6 +117,7 @@
 #![deny(missing_docs)]
 
 pub mod client;
+pub mod datagram;
 mod error;
 pub mod framing;
 pub mod protocol;

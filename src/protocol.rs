@@ -256,7 +256,7 @@ impl Responder {
 }
 
 /// Formats the stamp for `now` into `text`, unless `text` is still current.
-fn refresh_stamp(
+pub(crate) fn refresh_stamp(
     stamp: &dyn Stamp,
     granularity: Granularity,
     now: SystemTime,
