@@ -120,6 +120,7 @@ pub mod client;
 pub mod datagram;
 mod error;
 pub mod framing;
+pub mod probe;
 pub mod protocol;
 pub mod server;
 pub mod stamp;
