@@ -215,6 +215,14 @@ fn is_transient(e: &io::Error) -> bool {
     matches!(e.kind(), Interrupted | WouldBlock | TimedOut | ConnectionRefused | ConnectionReset)
 }
 
+/// Any local address, any port, of `addr`'s family: where to bind a socket that talks to `addr`.
+fn unspecified(addr: SocketAddr) -> SocketAddr {
+    match addr {
+        SocketAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
+        SocketAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),
+    }
+}
+
 /// Counts a running `serve` call for as long as it lives.
 struct Serving<'a>(&'a Shared);
 
@@ -252,11 +260,7 @@ impl Stopper {
         if running == 0 {
             return Ok(());
         }
-        let any: SocketAddr = match self.shared.wake {
-            SocketAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
-            SocketAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),
-        };
-        let socket = UdpSocket::bind(any)?;
+        let socket = UdpSocket::bind(unspecified(self.shared.wake))?;
         for _ in 0..running {
             socket.send_to(&[], self.shared.wake)?;
         }
@@ -322,20 +326,16 @@ impl DatagramClient {
 
     /// A client of the server at `server`, from a socket bound to any local
     /// address of the same family and connected to it (so only the server's
-    /// datagrams are received). The first address that works is used.
+    /// datagrams are received). A name is resolved and its first address
+    /// used: unlike TCP, UDP cannot tell before a reply whether a server
+    /// listens there.
     pub fn connect<A: ToSocketAddrs>(server: A) -> Result<DatagramClient, Error> {
-        let mut last = io::Error::new(io::ErrorKind::InvalidInput, "no address to connect to");
-        for addr in server.to_socket_addrs()? {
-            let any: SocketAddr = match addr {
-                SocketAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
-                SocketAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),
-            };
-            match UdpSocket::bind(any).and_then(|socket| socket.connect(addr).map(|()| socket)) {
-                Ok(socket) => return Ok(DatagramClient::new(socket)),
-                Err(e) => last = e,
-            }
-        }
-        Err(Error::Io(last))
+        let Some(addr) = server.to_socket_addrs()?.next() else {
+            return Err(Error::Io(io::Error::new(io::ErrorKind::InvalidInput, "no address to connect to")));
+        };
+        let socket = UdpSocket::bind(unspecified(addr))?;
+        socket.connect(addr)?;
+        Ok(DatagramClient::new(socket))
     }
 
     /// A client on a socket already connected to the server.
