@@ -43,7 +43,8 @@ struct Args {
     interval: Duration,
 
     /// Seconds to wait for a reply: over TCP or a Unix socket, the longest
-    /// silence before giving up; over UDP, each attempt before sending again.
+    /// a read or write may block before giving up; over UDP, each attempt
+    /// before sending again.
     #[arg(long, value_name = "SECS", default_value = "2", value_parser = positive_seconds)]
     timeout: Duration,
 
@@ -101,6 +102,7 @@ fn connect(args: &Args) -> Result<RoundTrip, Error> {
         {
             let stream = std::os::unix::net::UnixStream::connect(path)?;
             stream.set_read_timeout(Some(args.timeout))?;
+            stream.set_write_timeout(Some(args.timeout))?;
             let mut client = EchoClient::new(stream, framing)?;
             return Ok(Box::new(move |m| client.round_trip(m)));
         }
@@ -109,6 +111,7 @@ fn connect(args: &Args) -> Result<RoundTrip, Error> {
     }
     let stream = TcpStream::connect(args.endpoint.tcp_addr().as_str())?;
     stream.set_read_timeout(Some(args.timeout))?;
+    stream.set_write_timeout(Some(args.timeout))?;
     let mut client = EchoClient::new(stream, framing)?;
     Ok(Box::new(move |m| client.round_trip(m)))
 }
