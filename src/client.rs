@@ -6,8 +6,9 @@ use std::io::{self, Read, Write};
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::Error;
-use crate::framing::{Framing, find_newline};
+use crate::framing::{Framing, complete_utf8_prefix, find_newline};
 use crate::protocol::{Header, MAX_STAMP_LEN, parse_header};
+use crate::stamp::StampKind;
 
 /// The parsed reply to one message.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -122,6 +123,14 @@ impl<S: Read + Write> EchoClient<S> {
     }
 
     /// Sends `message` and waits for its whole reply.
+    ///
+    /// The whole message is written before the reply is read. In chunk
+    /// framing the server answers while the message is still arriving, so a
+    /// message larger than what the socket buffers of both sides hold together
+    /// (a few MiB on Linux loopback; 4 MiB was measured to work) can stall
+    /// until a timeout: send such messages in pieces, or use line or
+    /// length-prefixed framing, where the server answers a message only once
+    /// it is whole.
     pub fn round_trip(&mut self, message: &[u8]) -> Result<Reply, Error> {
         self.send(message)?;
         self.receive(message)
@@ -129,9 +138,11 @@ impl<S: Read + Write> EchoClient<S> {
 
     /// Sends `message` without waiting for the reply.
     ///
-    /// Fails without sending if the framing cannot carry it: an empty message
-    /// in chunk framing (it would get no reply), a newline in line framing, or
-    /// a message over the framing's limit.
+    /// Fails without sending if the framing cannot carry it: in chunk framing
+    /// an empty message (it would get no reply) or one ending with the first
+    /// bytes of a UTF-8 character (the server holds them back for the rest);
+    /// in line framing a newline, or a `\r` at the end (it would be read as
+    /// part of a `\r\n` ending); a message over the framing's limit.
     pub fn send(&mut self, message: &[u8]) -> Result<(), Error> {
         check_sendable(self.framing, message)?;
         self.out.clear();
@@ -147,7 +158,7 @@ impl<S: Read + Write> EchoClient<S> {
         let (pieces, consumed) = loop {
             let buffered = &self.input[self.start..];
             let parsed = match self.framing {
-                Framing::Chunk { .. } => parse_chunked(buffered, sent),
+                Framing::Chunk { .. } => parse_chunked(buffered, sent, self.in_flight.is_empty()),
                 Framing::Line { .. } => parse_line(buffered, sent),
                 Framing::LengthPrefixed { .. } => parse_frame(buffered, sent),
             };
@@ -222,15 +233,21 @@ impl<S: Read + Write> EchoClient<S> {
     }
 }
 
-/// Fails if `framing` cannot carry `message` as one message with one reply:
-/// empty in chunk framing, a newline in line framing, or over the limit.
+/// Fails if `framing` cannot carry `message` as one message with one reply
+/// (see [`EchoClient::send`]).
 pub(crate) fn check_sendable(framing: Framing, message: &[u8]) -> Result<(), Error> {
     match framing {
         Framing::Chunk { .. } if message.is_empty() => {
             Err(Error::InvalidMessage("an empty message gets no reply in chunk framing"))
         }
+        Framing::Chunk { .. } if complete_utf8_prefix(message) < message.len() => {
+            Err(Error::InvalidMessage("it ends inside a UTF-8 character: the server would wait for the rest"))
+        }
         Framing::Line { .. } if find_newline(message).is_some() => {
             Err(Error::InvalidMessage("a newline would end the message early"))
+        }
+        Framing::Line { .. } if message.ends_with(b"\r") => {
+            Err(Error::InvalidMessage("a final CR would be taken for part of the line ending"))
         }
         Framing::Line { max_line } if message.len() > max_line => Err(Error::InvalidMessage("longer than max_line")),
         Framing::LengthPrefixed { max_frame } if message.len() > max_frame => {
@@ -300,13 +317,23 @@ fn check_echo(stamp: &str, echoed: &[u8], sent: &[u8], consumed: usize) -> Parse
 /// stamp may begin at any `[`. When `sent` itself holds `[`, both readings are
 /// tried (latest boundary first); any reading that matches echoes `sent`
 /// exactly, so the check is sound whichever one is taken.
-fn parse_chunked(buf: &[u8], sent: &[u8]) -> Parsed {
+///
+/// Which reading is taken decides where the next reply starts. When `sent` is
+/// the `only` message in flight, every byte received belongs to its reply, so
+/// a reading that takes all of them is preferred, and one that leaves bytes
+/// over is taken only if no reading could still grow to take them all.
+/// (Bytes of the reply not yet received at all cannot be told apart: a reply
+/// `[T] a[T] ` may be all of the echo of `a[T] `, or its first piece `a` and
+/// the stamp of a second one still on its way.) With messages pipelined, the
+/// first reading found is taken.
+fn parse_chunked(buf: &[u8], sent: &[u8], only: bool) -> Parsed {
     // Search states: a stamp header starts at `at` in `buf`, with `done` bytes
     // of `sent` already echoed. `nodes` records how each was reached.
     struct Node<'a> {
         parent: usize,
         stamp: &'a str,
-        len: usize,
+        /// Bytes of `sent` echoed before this piece.
+        done: usize,
     }
     let mut nodes: Vec<Node<'_>> = Vec::new();
     let mut stack = vec![(0usize, 0usize, usize::MAX)];
@@ -314,6 +341,7 @@ fn parse_chunked(buf: &[u8], sent: &[u8]) -> Parsed {
     let mut need_more = false;
     let mut deepest_mismatch = 0;
     let mut malformed = None;
+    let mut leaves_bytes_over = None;
     while let Some((at, done, parent)) = stack.pop() {
         if !seen.insert((at, done)) {
             continue;
@@ -330,19 +358,25 @@ fn parse_chunked(buf: &[u8], sent: &[u8]) -> Parsed {
             }
         };
         let matched = buf[body..].iter().zip(&sent[done..]).take_while(|(a, b)| a == b).count();
-        nodes.push(Node { parent, stamp, len: matched });
+        nodes.push(Node { parent, stamp, done });
         let node = nodes.len() - 1;
         if done + matched == sent.len() && matched > 0 {
+            // Each piece runs from its own start to the next piece's start
+            // (not as far as it matched: a later boundary may cut it short).
             let mut pieces = Vec::new();
-            let mut i = node;
+            let (mut i, mut end) = (node, sent.len());
             while i != usize::MAX {
-                pieces.push(Piece { stamp: nodes[i].stamp.to_owned(), len: nodes[i].len });
+                pieces.push(Piece { stamp: nodes[i].stamp.to_owned(), len: end - nodes[i].done });
+                end = nodes[i].done;
                 i = nodes[i].parent;
             }
             pieces.reverse();
-            return Parsed::Complete { pieces, consumed: body + matched };
-        }
-        if body + matched == buf.len() {
+            let consumed = body + matched;
+            if !only || consumed == buf.len() {
+                return Parsed::Complete { pieces, consumed };
+            }
+            leaves_bytes_over.get_or_insert(Parsed::Complete { pieces, consumed });
+        } else if body + matched == buf.len() {
             need_more = true;
         } else {
             deepest_mismatch = deepest_mismatch.max(done + matched);
@@ -357,12 +391,155 @@ fn parse_chunked(buf: &[u8], sent: &[u8]) -> Parsed {
     }
     if need_more {
         Parsed::NeedMore
+    } else if let Some(complete) = leaves_bytes_over {
+        complete
     } else if deepest_mismatch == 0
         && let Some(why) = malformed
     {
         Parsed::Malformed(why)
     } else {
         Parsed::Mismatch { offset: deepest_mismatch }
+    }
+}
+
+/// An estimate of how far a server's clock is from the local one, from one
+/// reply ([`Reply::clock_offset`]).
+///
+/// It is measured the NTP way. The server read its clock at some instant
+/// between the local send and receive, so its stamp is compared with their
+/// midpoint: the offset is `server stamp - (sent + rtt / 2)`, and it is off
+/// by at most half the round trip, plus the resolution of the stamp (1 µs for
+/// the built-in stamps, which are truncated, not rounded). A smaller round
+/// trip gives a tighter bound: of several probes, the fastest says the most.
+///
+/// The bound holds unless a clock was stepped during the round trip.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ClockOffset {
+    offset_nanos: i64,
+    bound: Duration,
+}
+
+impl ClockOffset {
+    /// Server time minus local time, in nanoseconds: positive when the
+    /// server's clock is ahead (saturated at about ±292 years).
+    pub fn offset_nanos(&self) -> i64 {
+        self.offset_nanos
+    }
+
+    /// How far the true offset can be from [`offset_nanos`](ClockOffset::offset_nanos).
+    pub fn bound(&self) -> Duration {
+        self.bound
+    }
+
+    /// Whether `offset_nanos` is within the bound of the estimate: a possible
+    /// true offset.
+    pub fn contains(&self, offset_nanos: i64) -> bool {
+        let distance = (i128::from(offset_nanos) - i128::from(self.offset_nanos)).unsigned_abs();
+        distance <= self.bound.as_nanos()
+    }
+
+    /// The offset of a server that read `server` on its clock (with that
+    /// `resolution`) some time during a round trip of `rtt` sent at `sent_at`.
+    fn measure(sent_at: SystemTime, rtt: Duration, server: SystemTime, resolution: Duration) -> ClockOffset {
+        let half = rtt / 2;
+        let midpoint = unix_nanos(sent_at) + half.as_nanos() as i128;
+        let offset = (unix_nanos(server) - midpoint).clamp(i128::from(i64::MIN), i128::from(i64::MAX));
+        ClockOffset {
+            offset_nanos: i64::try_from(offset).unwrap_or_default(),
+            // `rtt - half` is half the round trip, rounded up.
+            bound: (rtt - half).saturating_add(resolution),
+        }
+    }
+}
+
+impl fmt::Display for ClockOffset {
+    /// In milliseconds to the microsecond: `+1500.250±0.031 ms`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}±{} ms", Millis::signed(i128::from(self.offset_nanos)), Millis::of(self.bound))
+    }
+}
+
+/// Nanoseconds shown as milliseconds with three decimals (rounded to the
+/// microsecond), optionally with a `+` on non-negative values.
+pub(crate) struct Millis {
+    nanos: i128,
+    plus: bool,
+}
+
+impl Millis {
+    /// Without a `+`.
+    pub(crate) fn new(nanos: i128) -> Millis {
+        Millis { nanos, plus: false }
+    }
+
+    /// With a `+` when not negative.
+    pub(crate) fn signed(nanos: i128) -> Millis {
+        Millis { nanos, plus: true }
+    }
+
+    /// A duration, without a sign.
+    pub(crate) fn of(d: Duration) -> Millis {
+        Millis::new(i128::try_from(d.as_nanos()).unwrap_or(i128::MAX))
+    }
+}
+
+impl fmt::Display for Millis {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let micros = self.nanos.unsigned_abs().saturating_add(500) / 1000;
+        let sign = match (self.nanos < 0 && micros > 0, self.plus) {
+            (true, _) => "-",
+            (false, true) => "+",
+            (false, false) => "",
+        };
+        write!(f, "{sign}{}.{:03}", micros / 1000, micros % 1000)
+    }
+}
+
+/// Nanoseconds from the Unix epoch, negative before it.
+fn unix_nanos(t: SystemTime) -> i128 {
+    let nanos = |d: Duration| i128::try_from(d.as_nanos()).unwrap_or(i128::MAX);
+    match t.duration_since(SystemTime::UNIX_EPOCH) {
+        Ok(d) => nanos(d),
+        Err(before) => -nanos(before.duration()),
+    }
+}
+
+impl Reply {
+    /// Estimates the server's clock offset from this reply, reading its
+    /// stamp as `kind` (the server's `--stamp`), the NTP way: see
+    /// [`ClockOffset`]. `None` when the stamp does not parse as `kind`, and
+    /// always for the ctime kinds (whole seconds, and no zone).
+    ///
+    /// In chunk framing the first piece's stamp is used: the server stamped
+    /// it on the first read of the message.
+    ///
+    /// ```no_run
+    /// use std::net::TcpStream;
+    /// use stamp_echo::{EchoClient, Framing, stamp::StampKind};
+    ///
+    /// // Against `cargo run --example server -- --stamp rfc3339`:
+    /// let mut client = EchoClient::new(TcpStream::connect("127.0.0.1:8080")?, Framing::chunk())?;
+    /// let reply = client.round_trip(b"what time is it?")?;
+    /// if let Some(offset) = reply.clock_offset(StampKind::Rfc3339) {
+    ///     println!("server clock: {offset} from ours"); // +0.004±0.031 ms
+    /// }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn clock_offset(&self, kind: StampKind) -> Option<ClockOffset> {
+        let (server, resolution) = kind.parse_precise(self.stamp())?;
+        Some(ClockOffset::measure(self.sent_at, self.rtt, server, resolution))
+    }
+
+    /// The reply `[stamp] message` in one piece, to a message sent at
+    /// `sent_at` (with `sent_instant` read just before it), arriving now.
+    pub(crate) fn arrived(stamp: &str, message: &[u8], sent_instant: Instant, sent_at: SystemTime) -> Reply {
+        Reply {
+            pieces: vec![Piece { stamp: stamp.to_owned(), len: message.len() }],
+            message: message.to_vec(),
+            rtt: sent_instant.elapsed(),
+            sent_at,
+            received_at: SystemTime::now(),
+        }
     }
 }
 
@@ -379,30 +556,30 @@ mod tests {
 
     #[test]
     fn chunked_reply_in_one_piece() {
-        let p = parse_chunked(b"[T] hello", b"hello");
+        let p = parse_chunked(b"[T] hello", b"hello", true);
         assert_eq!(pieces(&p), [("T", 5)]);
         assert!(matches!(p, Parsed::Complete { consumed: 9, .. }));
     }
 
     #[test]
     fn chunked_reply_in_several_pieces() {
-        let p = parse_chunked(b"[A] hel[B] lo[C] !", b"hello!");
+        let p = parse_chunked(b"[A] hel[B] lo[C] !", b"hello!", true);
         assert_eq!(pieces(&p), [("A", 3), ("B", 2), ("C", 1)]);
     }
 
     #[test]
     fn chunked_reply_waits_for_more() {
-        assert_eq!(parse_chunked(b"", b"hi"), Parsed::NeedMore);
-        assert_eq!(parse_chunked(b"[T", b"hi"), Parsed::NeedMore);
-        assert_eq!(parse_chunked(b"[T] h", b"hi"), Parsed::NeedMore);
-        assert_eq!(parse_chunked(b"[T] h[", b"hi"), Parsed::NeedMore);
+        assert_eq!(parse_chunked(b"", b"hi", true), Parsed::NeedMore);
+        assert_eq!(parse_chunked(b"[T", b"hi", true), Parsed::NeedMore);
+        assert_eq!(parse_chunked(b"[T] h", b"hi", true), Parsed::NeedMore);
+        assert_eq!(parse_chunked(b"[T] h[", b"hi", true), Parsed::NeedMore);
     }
 
     #[test]
     fn chunked_reply_that_differs_is_a_mismatch() {
-        assert_eq!(parse_chunked(b"[T] hx", b"hi"), Parsed::Mismatch { offset: 1 });
-        assert_eq!(parse_chunked(b"[T] h[U] x", b"hi"), Parsed::Mismatch { offset: 1 });
-        assert_eq!(parse_chunked(b"hi", b"hi"), Parsed::Malformed("reply does not start with '['"));
+        assert_eq!(parse_chunked(b"[T] hx", b"hi", true), Parsed::Mismatch { offset: 1 });
+        assert_eq!(parse_chunked(b"[T] h[U] x", b"hi", true), Parsed::Mismatch { offset: 1 });
+        assert_eq!(parse_chunked(b"hi", b"hi", true), Parsed::Malformed("reply does not start with '['"));
     }
 
     #[test]
@@ -410,9 +587,9 @@ mod tests {
         // The message looks like a stamp itself: "[T] a" + "[T] [T] b" and
         // "[T] a[T] " + "[T] b" both echo it; the longest first piece is taken.
         let sent = b"a[T] b";
-        let p = parse_chunked(b"[T] a[T] [T] b", sent);
+        let p = parse_chunked(b"[T] a[T] [T] b", sent, true);
         assert_eq!(pieces(&p), [("T", 5), ("T", 1)]);
-        let p = parse_chunked(b"[T] a[T] b", sent);
+        let p = parse_chunked(b"[T] a[T] b", sent, true);
         assert_eq!(pieces(&p), [("T", 6)]);
     }
 
@@ -424,7 +601,7 @@ mod tests {
             buf.extend_from_slice(b"[T] ");
             buf.push(*b);
         }
-        let p = parse_chunked(&buf, &sent);
+        let p = parse_chunked(&buf, &sent, true);
         assert_eq!(pieces(&p).len(), 20_000);
     }
 
@@ -437,5 +614,76 @@ mod tests {
         assert_eq!(pieces(&parse_frame(b"\0\0\0\x06[T] hi", b"hi")), [("T", 2)]);
         assert_eq!(parse_frame(b"\0\0\0\x06[T] h", b"hi"), Parsed::NeedMore);
         assert!(matches!(parse_frame(b"\xff\0\0\0", b"hi"), Parsed::Malformed(_)));
+    }
+}
+
+#[cfg(test)]
+mod clock_tests {
+    use super::*;
+    use crate::stamp::{Rfc3339, Stamp, UnixTime};
+
+    /// A reply sent at `sent_at`, taking `rtt`, stamped `server` by `stamp`.
+    fn reply(sent_at: SystemTime, rtt: Duration, stamp: &dyn Stamp, server: SystemTime) -> Reply {
+        let mut text = String::new();
+        stamp.write_stamp(server, &mut text);
+        Reply {
+            pieces: vec![Piece { stamp: text, len: 2 }],
+            message: b"hi".to_vec(),
+            rtt,
+            sent_at,
+            received_at: sent_at + rtt,
+        }
+    }
+
+    const SENT: Duration = Duration::from_secs(1_359_885_618);
+
+    #[test]
+    fn offset_is_stamp_minus_midpoint_within_half_the_rtt() {
+        let sent_at = SystemTime::UNIX_EPOCH + SENT;
+        let rtt = Duration::from_millis(10);
+        // The server's clock is 2 s ahead and it stamped 5 ms after the send.
+        let server = sent_at + Duration::from_millis(2005);
+        let r = reply(sent_at, rtt, &Rfc3339, server);
+        let offset = r.clock_offset(StampKind::Rfc3339).expect("an RFC 3339 stamp");
+        assert_eq!(offset.offset_nanos(), 2_000_000_000);
+        assert_eq!(offset.bound(), Duration::from_millis(5) + Duration::from_micros(1));
+        assert_eq!(offset.to_string(), "+2000.000±5.001 ms");
+        assert!(offset.contains(2_005_001_000) && offset.contains(1_994_999_000));
+        assert!(!offset.contains(2_005_001_001) && !offset.contains(1_994_998_999));
+
+        // Behind, stamped at the very start of the round trip.
+        let server = sent_at - Duration::from_millis(250);
+        let offset = reply(sent_at, rtt, &UnixTime, server).clock_offset(StampKind::Unix).expect("a Unix stamp");
+        assert_eq!(offset.offset_nanos(), -255_000_000);
+        assert_eq!(offset.to_string(), "-255.000±5.001 ms");
+    }
+
+    #[test]
+    fn the_bound_rounds_half_an_odd_rtt_up() {
+        let sent_at = SystemTime::UNIX_EPOCH + SENT;
+        let r = reply(sent_at, Duration::from_nanos(3), &UnixTime, sent_at);
+        let offset = r.clock_offset(StampKind::Unix).expect("a Unix stamp");
+        assert_eq!(offset.offset_nanos(), -1);
+        assert_eq!(offset.bound(), Duration::from_nanos(1002));
+    }
+
+    #[test]
+    fn no_offset_without_a_sub_second_stamp_of_the_kind() {
+        let sent_at = SystemTime::UNIX_EPOCH + SENT;
+        let r = reply(sent_at, Duration::from_millis(1), &Rfc3339, sent_at);
+        assert_eq!(r.clock_offset(StampKind::Unix), None);
+        assert_eq!(r.clock_offset(StampKind::CtimeUtc), None);
+        let ctime = reply(sent_at, Duration::from_millis(1), &crate::stamp::Ctime::utc(), sent_at);
+        assert_eq!(ctime.clock_offset(StampKind::Ctime), None);
+    }
+
+    #[test]
+    fn millis_round_to_the_microsecond() {
+        assert_eq!(Millis::new(61_499).to_string(), "0.061");
+        assert_eq!(Millis::new(61_500).to_string(), "0.062");
+        assert_eq!(Millis::signed(0).to_string(), "+0.000");
+        assert_eq!(Millis::signed(-400).to_string(), "+0.000");
+        assert_eq!(Millis::signed(-1_234_567_890).to_string(), "-1234.568");
+        assert_eq!(Millis::of(Duration::from_secs(2)).to_string(), "2000.000");
     }
 }

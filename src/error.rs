@@ -77,6 +77,33 @@ pub enum Error {
     /// The peer closed the connection before a whole reply arrived.
     #[error("connection closed before the reply was complete")]
     UnexpectedEof,
+
+    /// A reply would not fit in one UDP datagram (see
+    /// [`datagram::MAX_DATAGRAM`](crate::datagram::MAX_DATAGRAM)). A
+    /// [`DatagramServer`](crate::datagram::DatagramServer) sends this error,
+    /// as an error datagram, in place of the reply.
+    #[error("reply of {size} bytes would not fit in one datagram (at most {max} bytes)")]
+    DatagramTooLarge {
+        /// The size the reply would have had.
+        size: usize,
+        /// The largest datagram.
+        max: usize,
+    },
+
+    /// The server answered with an error datagram instead of an echo; its
+    /// text (after the `error: ` prefix) is here.
+    #[error("the server answered with an error: {0}")]
+    ServerError(String),
+
+    /// A datagram got no reply: it was sent `attempts` times, each time
+    /// waiting `timeout` for the reply.
+    #[error("no reply after {attempts} attempts, waiting {timeout:?} for each")]
+    NoReply {
+        /// How many times the request was sent.
+        attempts: u32,
+        /// How long each attempt waited.
+        timeout: std::time::Duration,
+    },
 }
 
 impl Error {

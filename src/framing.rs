@@ -217,7 +217,8 @@ impl LineEnding {
 ///
 /// Feed it each read with [`Decoder::decode`] and the end of input with
 /// [`Decoder::finish`]; it calls back with each whole message. It keeps only
-/// the unfinished tail of the input (at most the framing's limit), and a
+/// the unfinished tail of the input (bounded by the limit: see
+/// [`pending`](Decoder::pending)), and a
 /// message that arrives whole in one read is handed over without being copied.
 ///
 /// ```
@@ -254,7 +255,13 @@ impl Decoder {
         self.framing
     }
 
-    /// Bytes held back waiting for the rest of their message.
+    /// Bytes held back waiting for the rest of their message. Never more than:
+    ///
+    /// - chunk: 3, the first bytes of a UTF-8 character;
+    /// - line: `max_line + 1`, a line at the limit and a `\r` that may start
+    ///   its `\r\n`;
+    /// - length-prefixed: `max_frame + 3`, a frame one byte short of
+    ///   complete, prefix included.
     pub fn pending(&self) -> usize {
         self.pending.len()
     }
@@ -289,6 +296,9 @@ impl Decoder {
         }
         let pending = std::mem::take(&mut self.pending);
         match self.framing {
+            // Held back, a line may be one byte over the limit if that byte
+            // is a `\r` that could have started its `\r\n`; now it is content.
+            Framing::Line { max_line } if pending.len() > max_line => Err(Error::LineTooLong { max: max_line }),
             Framing::Chunk { .. } | Framing::Line { .. } => on_message(&pending, LineEnding::None),
             Framing::LengthPrefixed { .. } => {
                 let expected = match pending.get(..4) {

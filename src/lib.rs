@@ -18,6 +18,16 @@
 //! - [`load`]: drive any stamp-echo server with checked, pipelined load.
 //! - [`Error`]: the one error type.
 //!
+//! ## The protocol in one paragraph
+//!
+//! A client sends messages; the server answers each with `[` STAMP `] `
+//! MESSAGE, the message's bytes unchanged. The stamp is any text without
+//! `]`, `\r` or `\n` (at most 255 bytes), so a client can always find where
+//! it ends. What "a message" is on a byte stream is the [`Framing`]'s call:
+//! each read (the original's way), each line, or each length-prefixed frame.
+//!
+//! ## A server, over an in-memory stream
+//!
 //! ```
 //! use std::time::{Duration, SystemTime};
 //! use stamp_echo::{EchoServer, Framing, stamp::Ctime, testing::Duplex};
@@ -36,13 +46,83 @@
 //! );
 //! # Ok::<(), stamp_echo::Error>(())
 //! ```
+//!
+//! Over TCP, hand each accepted stream to [`EchoServer::serve`] as
+//! `&TcpStream`, from as many threads as you like.
+//!
+//! ## A client
+//!
+//! [`EchoClient`] sends a message and returns its reply, parsed and checked
+//! against what was sent. Here the "server" is a scripted in-memory stream:
+//!
+//! ```
+//! use stamp_echo::{EchoClient, Framing, testing::Duplex};
+//!
+//! let replies = Duplex::new(b"[Sun Feb  3 10:00:18 2013] hi,server\n".to_vec());
+//! let mut client = EchoClient::new(replies, Framing::line())?;
+//! let reply = client.round_trip(b"hi,server")?;
+//! assert_eq!(reply.stamp(), "Sun Feb  3 10:00:18 2013");
+//! assert_eq!(reply.message(), b"hi,server");
+//! assert_eq!(client.get_ref().output(), b"hi,server\n"); // what was sent
+//! # Ok::<(), stamp_echo::Error>(())
+//! ```
+//!
+//! ## A custom stamp and a custom clock
+//!
+//! A stamp is anything implementing [`stamp::Stamp`], closures included; a
+//! clock is anything implementing [`stamp::Clock`], closures included.
+//!
+//! ```
+//! use std::time::{Duration, SystemTime};
+//! use stamp_echo::{EchoServer, Framing, stamp::{self, Granularity, Stamp}, testing::Duplex};
+//!
+//! /// Seconds since the server started, changing once a second.
+//! struct Uptime(SystemTime);
+//! impl Stamp for Uptime {
+//!     fn write_stamp(&self, now: SystemTime, out: &mut String) {
+//!         let up = now.duration_since(self.0).unwrap_or_default().as_secs();
+//!         out.push_str(&format!("up {up}s"));
+//!     }
+//!     fn granularity(&self) -> Granularity {
+//!         Granularity::Second // formatted once a second, not per message
+//!     }
+//! }
+//!
+//! let start = SystemTime::UNIX_EPOCH;
+//! let server = EchoServer::builder()
+//!     .framing(Framing::line())
+//!     .stamp(Uptime(start))
+//!     .clock(move || start + Duration::from_secs(90)) // a custom clock
+//!     .build()?;
+//! let mut stream = Duplex::new(b"ping\n".to_vec());
+//! server.serve(&mut stream)?;
+//! assert_eq!(stream.output(), b"[up 90s] ping\n");
+//!
+//! // The same with a closure as the stamp:
+//! let server = EchoServer::builder()
+//!     .stamp(stamp::from_fn(|_, out: &mut String| out.push_str("now")))
+//!     .build()?;
+//! let mut stream = Duplex::new(b"ping".to_vec());
+//! server.serve(&mut stream)?;
+//! assert_eq!(stream.output(), b"[now] ping");
+//! # Ok::<(), stamp_echo::Error>(())
+//! ```
+//!
+//! ## Without a stream
+//!
+//! [`Responder`] is the whole protocol with no I/O: give it the bytes of each
+//! read and the time, and it appends the replies to your buffer. The blocking
+//! [`EchoServer`] is a loop around it; a UDP server, an async runtime or a
+//! test can drive it the same way.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
 pub mod client;
+pub mod datagram;
 mod error;
 pub mod framing;
 pub mod load;
+pub mod probe;
 pub mod protocol;
 pub mod server;
 pub mod stamp;
@@ -54,3 +134,8 @@ pub use error::Error;
 pub use framing::Framing;
 pub use protocol::{Observer, Responder, Summary};
 pub use server::EchoServer;
+
+/// The README's Rust examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

@@ -246,7 +246,14 @@ impl Responder {
         let mut current = false;
         let mut sink = |message: &[u8], ending: LineEnding| {
             if !current {
-                refresh_stamp(stamp.as_ref(), *granularity, now, stamped, text, header)?;
+                let before = *stamped;
+                refresh_stamp(stamp.as_ref(), *granularity, now, stamped, text)?;
+                if *stamped != before {
+                    header.clear();
+                    header.push(b'[');
+                    header.extend_from_slice(text.as_bytes());
+                    header.extend_from_slice(b"] ");
+                }
                 current = true;
             }
             observer.message(message);
@@ -264,15 +271,13 @@ impl Responder {
     }
 }
 
-/// Formats the stamp for `now` into `text`, and the reply header `[text] `
-/// into `header`, unless they are still current.
-fn refresh_stamp(
+/// Formats the stamp for `now` into `text`, unless `text` is still current.
+pub(crate) fn refresh_stamp(
     stamp: &dyn Stamp,
     granularity: Granularity,
     now: SystemTime,
     stamped: &mut Option<SystemTime>,
     text: &mut String,
-    header: &mut Vec<u8>,
 ) -> Result<(), Error> {
     let key = match granularity {
         Granularity::Exact => now,
@@ -284,10 +289,6 @@ fn refresh_stamp(
     text.clear();
     stamp.write_stamp(now, text);
     validate_stamp(text)?;
-    header.clear();
-    header.push(b'[');
-    header.extend_from_slice(text.as_bytes());
-    header.extend_from_slice(b"] ");
     *stamped = Some(key);
     Ok(())
 }

@@ -351,6 +351,160 @@ fn push_u128(out: &mut String, value: u128) {
     }
 }
 
+// Reading an instant back from a stamp's text: the inverse of the formatters
+// above, for the stamps precise enough to measure a clock with.
+
+impl Rfc3339 {
+    /// Reads back the instant of an RFC 3339 timestamp: what [`Rfc3339`]
+    /// writes (`2013-02-03T10:00:18.123456Z`), or any other RFC 3339 text,
+    /// with any number of fraction digits (nanoseconds are kept, further
+    /// digits dropped), a numeric offset (`+01:00`), a lower-case `t` or `z`,
+    /// or a space between date and time.
+    ///
+    /// Returns `None` for anything else, including a leap second (`:60`),
+    /// which [`SystemTime`] cannot hold.
+    ///
+    /// ```
+    /// use std::time::{Duration, SystemTime};
+    /// use stamp_echo::stamp::Rfc3339;
+    ///
+    /// let t = SystemTime::UNIX_EPOCH + Duration::new(1_359_885_618, 123_456_000);
+    /// assert_eq!(Rfc3339::parse("2013-02-03T10:00:18.123456Z"), Some(t));
+    /// assert_eq!(Rfc3339::parse("2013-02-03T11:00:18.123456+01:00"), Some(t));
+    /// assert_eq!(Rfc3339::parse("Sun Feb  3 10:00:18 2013"), None);
+    /// ```
+    pub fn parse(text: &str) -> Option<SystemTime> {
+        parse_rfc3339(text).map(|(at, _)| at)
+    }
+}
+
+impl UnixTime {
+    /// Reads back the instant of a Unix time such as `1359885618.123456`, as
+    /// [`UnixTime`] writes it: optional `-`, whole seconds, then optionally
+    /// `.` and a fraction of any length (nanoseconds are kept). A negative
+    /// value is exact, as written: `-1.25` is 1.25 seconds before the epoch.
+    ///
+    /// ```
+    /// use std::time::{Duration, SystemTime};
+    /// use stamp_echo::stamp::UnixTime;
+    ///
+    /// let t = SystemTime::UNIX_EPOCH + Duration::new(1_359_885_618, 123_456_000);
+    /// assert_eq!(UnixTime::parse("1359885618.123456"), Some(t));
+    /// assert_eq!(UnixTime::parse("-1.25"), SystemTime::UNIX_EPOCH.checked_sub(Duration::from_millis(1250)));
+    /// assert_eq!(UnixTime::parse("12e3"), None);
+    /// ```
+    pub fn parse(text: &str) -> Option<SystemTime> {
+        parse_unix(text).map(|(at, _)| at)
+    }
+}
+
+impl StampKind {
+    /// Reads back the instant a stamp of this kind wrote: [`Rfc3339::parse`]
+    /// or [`UnixTime::parse`]. The ctime kinds give `None`: they have whole
+    /// seconds only, and local time does not say its zone, so they cannot
+    /// place the server's instant well enough to measure its clock.
+    pub fn parse(self, text: &str) -> Option<SystemTime> {
+        self.parse_precise(text).map(|(at, _)| at)
+    }
+
+    /// [`parse`](StampKind::parse), with the resolution of the text: one unit
+    /// of its last digit (1 µs for six fraction digits, 1 s for none).
+    pub(crate) fn parse_precise(self, text: &str) -> Option<(SystemTime, Duration)> {
+        match self {
+            StampKind::Rfc3339 => parse_rfc3339(text),
+            StampKind::Unix => parse_unix(text),
+            StampKind::Ctime | StampKind::CtimeUtc => None,
+        }
+    }
+}
+
+/// `YYYY-MM-DDTHH:MM:SS[.fraction](Z|+HH:MM|-HH:MM)`.
+fn parse_rfc3339(text: &str) -> Option<(SystemTime, Duration)> {
+    let (head, rest) = text.split_at_checked(19)?;
+    let b = head.as_bytes();
+    let separators = [(4, b'-'), (7, b'-'), (13, b':'), (16, b':')];
+    if separators.iter().any(|&(i, c)| b[i] != c) || !matches!(b[10], b'T' | b't' | b' ') {
+        return None;
+    }
+    let year = i32::try_from(number(&b[0..4])?).ok()?;
+    let month = time::Month::try_from(u8::try_from(number(&b[5..7])?).ok()?).ok()?;
+    let day = u8::try_from(number(&b[8..10])?).ok()?;
+    let [hour, minute, second] =
+        [&b[11..13], &b[14..16], &b[17..19]].map(|d| number(d).and_then(|n| u8::try_from(n).ok()));
+    let time = time::Time::from_hms(hour?, minute?, second?).ok()?;
+    let date = time::Date::from_calendar_date(year, month, day).ok()?;
+    let (nanos, resolution, zone) = match rest.strip_prefix('.') {
+        Some(fraction) => parse_fraction(fraction)?,
+        None => (0, Duration::from_secs(1), rest),
+    };
+    let offset_secs = match zone.as_bytes() {
+        [b'Z' | b'z'] => 0,
+        [sign @ (b'+' | b'-'), h1, h2, b':', m1, m2] => {
+            let (hours, minutes) = (number(&[*h1, *h2])?, number(&[*m1, *m2])?);
+            if hours > 23 || minutes > 59 {
+                return None;
+            }
+            let secs = i64::try_from(hours * 3600 + minutes * 60).ok()?;
+            if *sign == b'-' { -secs } else { secs }
+        }
+        _ => return None,
+    };
+    let secs = time::PrimitiveDateTime::new(date, time).assume_utc().unix_timestamp() - offset_secs;
+    let at = from_unix_nanos(i128::from(secs) * 1_000_000_000 + i128::from(nanos))?;
+    Some((at, resolution))
+}
+
+/// `[-]SECONDS[.fraction]`.
+fn parse_unix(text: &str) -> Option<(SystemTime, Duration)> {
+    let (negative, text) = match text.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, text),
+    };
+    let (whole, nanos, resolution) = match text.split_once('.') {
+        Some((whole, fraction)) => match parse_fraction(fraction)? {
+            (nanos, resolution, "") => (whole, nanos, resolution),
+            _ => return None,
+        },
+        None => (text, 0, Duration::from_secs(1)),
+    };
+    if whole.is_empty() || whole.len() > 20 {
+        return None;
+    }
+    let total = i128::from(number(whole.as_bytes())?) * 1_000_000_000 + i128::from(nanos);
+    Some((from_unix_nanos(if negative { -total } else { total })?, resolution))
+}
+
+/// A fraction's digits (at least one): its value in nanoseconds, the
+/// resolution of its last digit (at most 1 ns), and the text after it.
+fn parse_fraction(text: &str) -> Option<(u32, Duration, &str)> {
+    let len = text.bytes().take_while(u8::is_ascii_digit).count();
+    if len == 0 {
+        return None;
+    }
+    let kept = len.min(9);
+    let scale = 10u32.pow(9 - kept as u32);
+    let nanos = u32::try_from(number(&text.as_bytes()[..kept])?).ok()? * scale;
+    Some((nanos, Duration::from_nanos(u64::from(scale)), &text[len..]))
+}
+
+/// The value of ASCII decimal digits (all of them digits, at least one).
+fn number(digits: &[u8]) -> Option<u64> {
+    if digits.is_empty() {
+        return None;
+    }
+    digits.iter().try_fold(0u64, |n, &d| {
+        let digit = char::from(d).to_digit(10)?;
+        n.checked_mul(10)?.checked_add(u64::from(digit))
+    })
+}
+
+/// The instant `nanos` nanoseconds from the Unix epoch, if [`SystemTime`] can hold it.
+fn from_unix_nanos(nanos: i128) -> Option<SystemTime> {
+    let abs = nanos.unsigned_abs();
+    let d = Duration::new(u64::try_from(abs / 1_000_000_000).ok()?, (abs % 1_000_000_000) as u32);
+    if nanos < 0 { SystemTime::UNIX_EPOCH.checked_sub(d) } else { SystemTime::UNIX_EPOCH.checked_add(d) }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -422,5 +576,91 @@ mod tests {
             assert_eq!(kind.to_string().parse::<StampKind>(), Ok(kind));
         }
         assert!("iso".parse::<StampKind>().is_err());
+    }
+}
+
+#[cfg(test)]
+mod parse_tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn at(nanos: i128) -> SystemTime {
+        from_unix_nanos(nanos).expect("in range")
+    }
+
+    fn text(stamp: &dyn Stamp, now: SystemTime) -> String {
+        let mut s = String::new();
+        stamp.write_stamp(now, &mut s);
+        s
+    }
+
+    #[test]
+    fn rfc3339_reads_offsets_fractions_and_separators() {
+        let t = at(1_359_885_618_123_456_789);
+        assert_eq!(Rfc3339::parse("2013-02-03T10:00:18.123456789Z"), Some(t));
+        assert_eq!(Rfc3339::parse("2013-02-03t10:00:18.1234567891234z"), Some(t));
+        assert_eq!(Rfc3339::parse("2013-02-03 05:30:18.123456789-04:30"), Some(t));
+        assert_eq!(Rfc3339::parse("2013-02-03T10:00:18Z"), Some(at(1_359_885_618_000_000_000)));
+        assert_eq!(Rfc3339::parse("1969-12-31T23:59:59.5Z"), Some(at(-500_000_000)));
+        let resolution = |s| parse_rfc3339(s).map(|(_, r)| r);
+        assert_eq!(resolution("2013-02-03T10:00:18.123456Z"), Some(Duration::from_micros(1)));
+        assert_eq!(resolution("2013-02-03T10:00:18.1234567891Z"), Some(Duration::from_nanos(1)));
+        assert_eq!(resolution("2013-02-03T10:00:18+00:00"), Some(Duration::from_secs(1)));
+    }
+
+    #[test]
+    fn rfc3339_rejects_what_it_does_not_fully_understand() {
+        for bad in [
+            "",
+            "2013-02-03T10:00:18",
+            "2013-02-03T10:00:18.Z",
+            "2013-02-03T10:00:18.5",
+            "2013-02-03T10:00:18.5Zjunk",
+            "2013-02-03T10:00:18+0100",
+            "2013-02-03T10:00:18+24:00",
+            "2013-02-30T10:00:18Z",
+            "2013-13-03T10:00:18Z",
+            "2013-02-03T24:00:00Z",
+            "2016-12-31T23:59:60Z",
+            "2013/02/03T10:00:18Z",
+            "2013-02-03X10:00:18Z",
+            "+013-02-03T10:00:18Z",
+            "2013-02-03T10:00:1８Z",
+            "Sun Feb  3 10:00:18 2013",
+        ] {
+            assert_eq!(Rfc3339::parse(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn unix_time_reads_signs_and_fractions() {
+        assert_eq!(UnixTime::parse("1359885618.123456"), Some(at(1_359_885_618_123_456_000)));
+        assert_eq!(UnixTime::parse("1359885618"), Some(at(1_359_885_618_000_000_000)));
+        assert_eq!(UnixTime::parse("-1.250000"), Some(at(-1_250_000_000)));
+        assert_eq!(UnixTime::parse("-0.5"), Some(at(-500_000_000)));
+        assert_eq!(parse_unix("7.25").map(|(_, r)| r), Some(Duration::from_millis(10)));
+        for bad in ["", "-", ".5", "5.", "1.2.3", "+5", "5 ", "1e9", "0x10", "99999999999999999999999.0"] {
+            assert_eq!(UnixTime::parse(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn only_sub_second_kinds_parse() {
+        let t = at(1_359_885_618_123_456_000);
+        assert_eq!(StampKind::Rfc3339.parse("2013-02-03T10:00:18.123456Z"), Some(t));
+        assert_eq!(StampKind::Unix.parse("1359885618.123456"), Some(t));
+        assert_eq!(StampKind::Unix.parse("2013-02-03T10:00:18.123456Z"), None);
+        assert_eq!(StampKind::Ctime.parse("Sun Feb  3 10:00:18 2013"), None);
+        assert_eq!(StampKind::CtimeUtc.parse("Sun Feb  3 10:00:18 2013"), None);
+    }
+
+    proptest! {
+        /// What the formatters write, the parsers read back, to the microsecond.
+        #[test]
+        fn formatted_stamps_parse_back(micros in -62_135_596_800_000_000i64..253_402_300_799_999_999) {
+            let t = at(i128::from(micros) * 1000);
+            prop_assert_eq!(Rfc3339::parse(&text(&Rfc3339, t)), Some(t));
+            prop_assert_eq!(UnixTime::parse(&text(&UnixTime, t)), Some(t));
+        }
     }
 }

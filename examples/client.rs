@@ -1,0 +1,183 @@
+//! The tutorial's client: sends each line typed and prints the stamped reply;
+//! or, with `--count N`, probes the server like `ping`, with round trips and
+//! the server's clock offset.
+//!
+//! ```text
+//! cargo run --example client                          # 127.0.0.1:8080, chunk framing, TCP
+//! cargo run --example client -- --udp                 # against the udp_server example
+//! cargo run --example client -- --stamp rfc3339 --count 5 --interval 0.2
+//! ```
+mod common;
+
+use std::io::{self, BufRead, IsTerminal, Write};
+use std::net::TcpStream;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use clap::Parser;
+use stamp_echo::datagram::DatagramClient;
+use stamp_echo::probe::Probes;
+use stamp_echo::stamp::StampKind;
+use stamp_echo::{EchoClient, Error, Reply};
+
+/// Talk to a stamp-echo server: each line typed is sent, each reply printed;
+/// an empty line or the end of input ends it.
+#[derive(Parser)]
+struct Args {
+    #[command(flatten)]
+    endpoint: common::Endpoint,
+
+    /// Use UDP: each line (or probe) is one datagram; framing does not apply.
+    #[arg(long, conflicts_with = "unix")]
+    udp: bool,
+
+    /// Probe like ping: send N small messages, print one line per reply
+    /// (round trip, and the clock offset with a sub-second --stamp), then a summary.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    count: Option<u64>,
+
+    /// Seconds between probes.
+    #[arg(long, value_name = "SECS", default_value = "1", value_parser = seconds)]
+    interval: Duration,
+
+    /// Seconds to wait for a reply: over TCP or a Unix socket, the longest
+    /// a read or write may block before giving up; over UDP, each attempt
+    /// before sending again.
+    #[arg(long, value_name = "SECS", default_value = "2", value_parser = positive_seconds)]
+    timeout: Duration,
+
+    /// UDP: how many times to send an unanswered request again.
+    #[arg(long, value_name = "N", default_value_t = DatagramClient::DEFAULT_RETRIES)]
+    retries: u32,
+}
+
+/// One message out, its checked reply back, whatever the transport.
+type RoundTrip = Box<dyn FnMut(&[u8]) -> Result<Reply, Error>>;
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let target = target(&args);
+    let mut round_trip = match connect(&args) {
+        Ok(round_trip) => round_trip,
+        Err(e) => {
+            eprintln!("error: cannot connect to {target}: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = match args.count {
+        Some(count) => probe(&mut round_trip, &target, count, &args),
+        None => interact(&mut round_trip),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The server and the transport, for messages.
+fn target(args: &Args) -> String {
+    match (&args.endpoint.unix, args.udp) {
+        (_, true) => format!("{} (udp)", args.endpoint.tcp_addr()),
+        (Some(path), false) => format!("{} (unix)", path.display()),
+        (None, false) => format!("{} (tcp)", args.endpoint.tcp_addr()),
+    }
+}
+
+/// Connects as the flags say.
+fn connect(args: &Args) -> Result<RoundTrip, Error> {
+    let framing = args.endpoint.framing();
+    if args.udp {
+        let mut client = DatagramClient::connect(args.endpoint.tcp_addr().as_str())?;
+        client.set_timeout(args.timeout)?;
+        client.set_retries(args.retries);
+        return Ok(Box::new(move |m| client.round_trip(m)));
+    }
+    if let Some(path) = &args.endpoint.unix {
+        #[cfg(unix)]
+        {
+            let stream = std::os::unix::net::UnixStream::connect(path)?;
+            stream.set_read_timeout(Some(args.timeout))?;
+            stream.set_write_timeout(Some(args.timeout))?;
+            let mut client = EchoClient::new(stream, framing)?;
+            return Ok(Box::new(move |m| client.round_trip(m)));
+        }
+        #[cfg(not(unix))]
+        return Err(Error::Config("Unix domain sockets need a Unix system"));
+    }
+    let stream = TcpStream::connect(args.endpoint.tcp_addr().as_str())?;
+    stream.set_read_timeout(Some(args.timeout))?;
+    stream.set_write_timeout(Some(args.timeout))?;
+    let mut client = EchoClient::new(stream, framing)?;
+    Ok(Box::new(move |m| client.round_trip(m)))
+}
+
+/// The original's loop: prompt `> ` (only when a person types: piped input
+/// gets the replies alone), send the line without its line ending, print the reply.
+fn interact(round_trip: &mut RoundTrip) -> Result<(), Error> {
+    let prompt = io::stdin().is_terminal();
+    let mut input = io::stdin().lock();
+    let mut line = Vec::new();
+    loop {
+        if prompt {
+            print!("> ");
+            io::stdout().flush()?;
+        }
+        line.clear();
+        if input.read_until(b'\n', &mut line)? == 0 {
+            return Ok(());
+        }
+        let message = line.strip_suffix(b"\n").unwrap_or(&line);
+        let message = message.strip_suffix(b"\r").unwrap_or(message);
+        if message.is_empty() {
+            return Ok(());
+        }
+        println!("{}", round_trip(message)?);
+    }
+}
+
+/// `--count N`: N probes `ping SEQ`, a line per reply, and a summary (also on Ctrl-C).
+fn probe(round_trip: &mut RoundTrip, target: &str, count: u64, args: &Args) -> Result<(), Error> {
+    let kind = args.endpoint.stamp;
+    if matches!(kind, StampKind::Ctime | StampKind::CtimeUtc) {
+        eprintln!("note: clock offsets need a sub-second stamp: --stamp rfc3339 or unix, as the server's");
+    }
+    let interrupted = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&interrupted);
+    ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst)).map_err(|_| Error::Config("no Ctrl-C handler"))?;
+    println!("PROBE {target}, {kind} stamps");
+    let mut probes = Probes::new(kind);
+    let mut failure = None;
+    for seq in 1..=count {
+        match round_trip(format!("ping {seq}").as_bytes()) {
+            Ok(reply) => println!("{}", probes.reply(seq, &reply)),
+            Err(e @ Error::NoReply { .. }) => {
+                probes.lost();
+                println!("seq={seq} lost: {e}");
+            }
+            Err(e) => {
+                probes.lost();
+                failure = Some(e);
+            }
+        }
+        if failure.is_some() || seq == count || interrupted.load(Ordering::SeqCst) {
+            break;
+        }
+        std::thread::sleep(args.interval);
+    }
+    println!("--- {target} ---\n{}", probes.summary());
+    failure.map_or(Ok(()), Err)
+}
+
+fn seconds(text: &str) -> Result<Duration, String> {
+    let secs: f64 = text.parse().map_err(|_| format!("{text:?} is not a number of seconds"))?;
+    Duration::try_from_secs_f64(secs).map_err(|_| format!("{text:?} is not a duration (at least 0 seconds)"))
+}
+
+fn positive_seconds(text: &str) -> Result<Duration, String> {
+    seconds(text).and_then(|d| if d.is_zero() { Err("must be more than 0 seconds".into()) } else { Ok(d) })
+}

@@ -1,0 +1,174 @@
+//! `EchoClient` checks what comes back: a reply that does not echo the
+//! message, a reply that is not `[STAMP] MESSAGE`, and a server that closes
+//! early are each a typed error, never a wrong value or a hang. Fake servers
+//! are scripted with `testing::Duplex`.
+
+mod common;
+
+use common::{FIXED_CTIME, Loopback};
+use stamp_echo::testing::Duplex;
+use stamp_echo::{EchoClient, Error, Framing};
+
+/// Sends `sent` to a fake server whose replies are `script`, one read per
+/// entry; returns the outcome and what the client wrote.
+fn against(framing: Framing, script: &[&[u8]], sent: &[u8]) -> (Result<stamp_echo::Reply, Error>, Vec<u8>) {
+    let server = Duplex::from_reads(script.iter().map(|r| r.to_vec()));
+    let mut client = EchoClient::new(server, framing).expect("valid framing");
+    let result = client.round_trip(sent);
+    (result, client.into_inner().take_output())
+}
+
+fn framed(framing: Framing, body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    framing.encode_message(body, &mut out);
+    out
+}
+
+#[test]
+fn a_faithful_fake_server_is_accepted() {
+    // The checks below fail for the reasons they name, not because the fake
+    // servers are wrong: the same script with the right echo is accepted.
+    for framing in [Framing::chunk(), Framing::line(), Framing::length_prefixed()] {
+        let mut reply = b"[T] hi".to_vec();
+        if let Framing::Line { .. } = framing {
+            reply.push(b'\n');
+        }
+        let script = match framing {
+            Framing::LengthPrefixed { .. } => framed(framing, &reply),
+            _ => reply,
+        };
+        let (result, written) = against(framing, &[&script], b"hi");
+        let reply = result.unwrap_or_else(|e| panic!("{framing}: {e}"));
+        assert_eq!((reply.stamp(), reply.message()), ("T", &b"hi"[..]));
+        assert_eq!(written, framed(framing, b"hi"), "{framing}: the message was sent framed");
+    }
+    // Chunk replies may come in pieces, in separate reads.
+    let (result, _) = against(Framing::chunk(), &[b"[A] h", b"[B] i"], b"hi");
+    let pieces: Vec<_> = result.expect("two pieces").pieces().iter().map(|p| (p.stamp.clone(), p.len)).collect();
+    assert_eq!(pieces, [("A".to_owned(), 1), ("B".to_owned(), 1)]);
+}
+
+#[test]
+fn a_reply_that_does_not_echo_the_message_is_a_mismatch() {
+    let cases: [(Framing, &[&[u8]], usize); 8] = [
+        (Framing::chunk(), &[b"[T] hx"], 1),
+        (Framing::chunk(), &[b"[T] h", b"[U] x"], 1),
+        (Framing::chunk(), &[b"[T] xi"], 0),
+        (Framing::line(), &[b"[T] ho\n"], 1),
+        (Framing::line(), &[b"[T] h\n"], 1),   // too short
+        (Framing::line(), &[b"[T] his\n"], 2), // too long
+        (Framing::length_prefixed(), &[b"\0\0\0\x06[T] ha"], 1),
+        (Framing::length_prefixed(), &[b"\0\0\0\x05[T] h"], 1),
+    ];
+    for (framing, script, offset) in cases {
+        let (result, _) = against(framing, script, b"hi");
+        match result {
+            Err(Error::EchoMismatch { offset: at }) => assert_eq!(at, offset, "{framing} {script:?}"),
+            other => panic!("{framing} {script:?}: expected a mismatch, got {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn a_reply_without_a_stamp_is_malformed() {
+    let long_stamp = [b"[".as_slice(), &[b'x'; 300], b"] hi"].concat();
+    let cases: [(Framing, &[u8]); 8] = [
+        (Framing::chunk(), b"hi"),
+        (Framing::chunk(), b"[T]hi"),
+        (Framing::chunk(), &long_stamp),
+        (Framing::line(), b"[T]hi\n"),
+        (Framing::line(), b"[T\n"),
+        (Framing::line(), b"hi\n"),
+        (Framing::length_prefixed(), b"\0\0\0\x02hi"),
+        (Framing::length_prefixed(), b"\xff\xff\xff\xff"), // a frame no echo of "hi" needs
+    ];
+    for (framing, script) in cases {
+        let (result, _) = against(framing, &[script], b"hi");
+        assert!(matches!(result, Err(Error::MalformedReply(_))), "{framing} {script:?}: {result:?}");
+    }
+    // A reply line without a newline that runs far past any echo of "hi".
+    let (result, _) = against(Framing::line(), &[&[b'x'; 1000]], b"hi");
+    assert!(matches!(result, Err(Error::MalformedReply(_))), "{result:?}");
+}
+
+#[test]
+fn a_server_that_closes_early_is_an_unexpected_eof() {
+    let cases: [(Framing, &[&[u8]]); 7] = [
+        (Framing::chunk(), &[]),
+        (Framing::chunk(), &[b"[T"]),
+        (Framing::chunk(), &[b"[T] h"]),
+        (Framing::line(), &[b"[T] hi"]),
+        (Framing::length_prefixed(), &[b"\0\0"]),
+        (Framing::length_prefixed(), &[b"\0\0\0\x06[T] h"]),
+        (Framing::length_prefixed(), &[]),
+    ];
+    for (framing, script) in cases {
+        let (result, _) = against(framing, script, b"hi");
+        assert!(matches!(result, Err(Error::UnexpectedEof)), "{framing} {script:?}: {result:?}");
+    }
+}
+
+#[test]
+fn a_message_the_framing_cannot_carry_is_refused_before_sending() {
+    let cases: [(Framing, &[u8]); 5] = [
+        (Framing::chunk(), b""),
+        (Framing::line(), b"two\nlines"),
+        (Framing::Line { max_line: 3 }, b"four"),
+        (Framing::LengthPrefixed { max_frame: 3 }, b"four"),
+        (Framing::line(), b"ends with CR\r"),
+    ];
+    for (framing, message) in cases {
+        let (result, written) = against(framing, &[b"[T] unused\n"], message);
+        assert!(matches!(result, Err(Error::InvalidMessage(_))), "{framing} {message:?}: {result:?}");
+        assert!(written.is_empty(), "{framing} {message:?}: nothing is sent");
+    }
+}
+
+/// In chunk framing the server holds back the first bytes of a character
+/// until the rest arrives: a message ending with them would wait forever.
+#[test]
+fn a_chunk_message_ending_inside_a_character_is_refused() {
+    let ni = "你".as_bytes();
+    for message in [&ni[..1], &ni[..2], &[b'a', ni[0], ni[1]][..], &"🎉".as_bytes()[..3]] {
+        let (result, written) = against(Framing::chunk(), &[], message);
+        assert!(matches!(result, Err(Error::InvalidMessage(_))), "{message:?}: {result:?}");
+        assert!(written.is_empty());
+    }
+    // Bytes that are not UTF-8 at all are sent and echoed as they are.
+    let mut client = EchoClient::new(Loopback::new(Framing::chunk(), vec![1024]), Framing::chunk()).expect("valid");
+    for message in [&b"\xff"[..], b"a\xe4b", &ni[1..], b"\xed\xa0"] {
+        let reply = client.round_trip(message).unwrap_or_else(|e| panic!("{message:?}: {e}"));
+        assert_eq!(reply.message(), message);
+    }
+}
+
+/// Found by `client_round_trips_any_message` in tests/properties.rs: a server
+/// reading one byte at a time answers `\0[` as `[T] \0` + `[T] [`. Read
+/// greedily as one piece `\0[`, that left `T] [` behind, and the next round
+/// trip failed as malformed.
+#[test]
+fn a_split_reply_whose_message_holds_a_bracket_leaves_nothing_behind() {
+    for (message, read_size) in [(&b"\0["[..], 1), (b"a[T] ", 1), (b"xyz[T] [T] [", 3), (b"[[[[", 2)] {
+        let mut client =
+            EchoClient::new(Loopback::new(Framing::chunk(), vec![read_size]), Framing::chunk()).expect("valid framing");
+        let reply = client.round_trip(message).unwrap_or_else(|e| panic!("{message:?}: {e}"));
+        let lens: Vec<usize> = reply.pieces().iter().map(|p| p.len).collect();
+        let expected: Vec<usize> = message.chunks(read_size).map(<[u8]>::len).collect();
+        assert_eq!(lens, expected, "{message:?}: one piece per server read");
+        let next = client.round_trip(b"next").unwrap_or_else(|e| panic!("after {message:?}: {e}"));
+        assert_eq!((next.stamp(), next.message()), (FIXED_CTIME, &b"next"[..]));
+    }
+}
+
+/// A piece cut short by a later stamp (the message holds `[`) is reported
+/// with its own length, not with how far it matched the message.
+#[test]
+fn pieces_cut_at_a_bracket_have_their_own_lengths() {
+    // The server reads "a" then "[b": replies "[S] a" and "[S] [b". The
+    // first piece matches "a[" before the reply stops matching.
+    let mut client = EchoClient::new(Loopback::new(Framing::chunk(), vec![1, 2]), Framing::chunk()).expect("valid");
+    let reply = client.round_trip(b"a[b").expect("round trip");
+    let lens: Vec<usize> = reply.pieces().iter().map(|p| p.len).collect();
+    assert_eq!(lens, [1, 2]);
+    assert_eq!(reply.to_string(), format!("[{FIXED_CTIME}] a[{FIXED_CTIME}] [b"));
+}

@@ -1,0 +1,332 @@
+//! Helpers shared by the integration tests: a TCP server on port 0, the
+//! Python peers, an in-memory server for `EchoClient`, and a strict parser
+//! for ctime stamps and stamped replies.
+//!
+//! Each test file includes this with `mod common;` and uses a part of it.
+#![allow(dead_code)]
+
+use std::collections::VecDeque;
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, mpsc};
+use std::thread;
+use std::time::{Duration, SystemTime};
+
+use stamp_echo::framing::LineEnding;
+use stamp_echo::protocol::Responder;
+use stamp_echo::stamp::Ctime;
+use stamp_echo::{EchoServer, Error, Framing, Summary};
+
+/// A safety net against hangs: no test waits for anything this long.
+pub const SAFETY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The instant of the tutorial's example output, `Sun Feb  3 10:00:18 2013` in UTC.
+pub const FIXED_SECS: u64 = 1_359_885_618;
+/// The ctime text of [`FIXED_SECS`] in UTC.
+pub const FIXED_CTIME: &str = "Sun Feb  3 10:00:18 2013";
+
+pub fn fixed_now() -> SystemTime {
+    SystemTime::UNIX_EPOCH + Duration::from_secs(FIXED_SECS)
+}
+
+/// A server in `framing` stamping [`FIXED_CTIME`] on every reply.
+pub fn fixed_server(framing: Framing) -> EchoServer {
+    EchoServer::builder().framing(framing).stamp(Ctime::utc()).clock(fixed_now).build().expect("valid configuration")
+}
+
+/// `[FIXED_CTIME] message` + `ending`, framed as `framing` frames replies.
+pub fn fixed_reply(framing: Framing, message: &[u8], ending: LineEnding) -> Vec<u8> {
+    let mut out = Vec::new();
+    framing.encode_reply(FIXED_CTIME, message, ending, &mut out);
+    out
+}
+
+/// An [`EchoServer`] on 127.0.0.1:0, one thread per connection, as a real
+/// server would run it. The listener is bound before this returns, so a
+/// client may connect at once.
+pub struct TestServer {
+    pub addr: SocketAddr,
+    results: mpsc::Receiver<Result<Summary, Error>>,
+}
+
+impl TestServer {
+    pub fn start(server: EchoServer) -> TestServer {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+        let addr = listener.local_addr().expect("bound address");
+        let server = Arc::new(server);
+        let (tx, results) = mpsc::channel();
+        thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { continue };
+                let (server, tx) = (Arc::clone(&server), tx.clone());
+                thread::spawn(move || {
+                    // A safety net only: tests end their connections themselves.
+                    let _ = stream.set_read_timeout(Some(SAFETY_TIMEOUT));
+                    let _ = tx.send(server.serve(&stream));
+                });
+            }
+        });
+        TestServer { addr, results }
+    }
+
+    /// A client connection with safety timeouts.
+    pub fn connect(&self) -> TcpStream {
+        connect(self.addr)
+    }
+
+    /// How the next connection to end ended (connections report in the order
+    /// they end).
+    pub fn next_result(&self) -> Result<Summary, Error> {
+        self.results.recv_timeout(SAFETY_TIMEOUT).expect("a connection ended within the safety timeout")
+    }
+}
+
+pub fn connect(addr: SocketAddr) -> TcpStream {
+    let stream = TcpStream::connect(addr).expect("connect");
+    stream.set_read_timeout(Some(SAFETY_TIMEOUT)).expect("set read timeout");
+    stream.set_write_timeout(Some(SAFETY_TIMEOUT)).expect("set write timeout");
+    stream
+}
+
+/// Sends `input`, ends the sending side, and reads every reply until the
+/// server closes the connection.
+pub fn send_all_and_read_replies(stream: &mut TcpStream, input: &[u8]) -> Vec<u8> {
+    stream.write_all(input).expect("send");
+    stream.shutdown(std::net::Shutdown::Write).expect("shutdown write");
+    let mut replies = Vec::new();
+    stream.read_to_end(&mut replies).expect("read replies");
+    replies
+}
+
+/// The `python3` to run the peers with, or `None` after printing a visible
+/// SKIPPED notice for `test` (shown by `cargo test` even when the test passes).
+pub fn python3(test: &str) -> Option<PathBuf> {
+    let found = Command::new("python3")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if found {
+        Some(PathBuf::from("python3"))
+    } else {
+        // Straight to stderr, not eprintln!: the test harness captures
+        // eprintln! output of passing tests, and this notice must be seen.
+        let _ = writeln!(io::stderr(), "SKIPPED {test}: python3 not found");
+        None
+    }
+}
+
+/// The path of a Python peer in `tests/python/`.
+pub fn python_peer(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/python").join(name)
+}
+
+/// A Python command with UTF-8 I/O whatever the locale, and UTC as local
+/// time (so its `ctime()` can be checked against the system clock).
+pub fn python_command(python: &PathBuf, script: &str) -> Command {
+    let mut cmd = Command::new(python);
+    cmd.arg(python_peer(script)).env("PYTHONUTF8", "1").env("PYTHONIOENCODING", "utf-8").env("TZ", "UTC");
+    cmd
+}
+
+/// A child process killed when dropped, so a failing test leaves nothing behind.
+pub struct KillOnDrop(pub Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts a Python server script on 127.0.0.1:0 and waits for its
+/// `listening on ADDR` line. Returns the child, the address, and the rest of
+/// its stdout (its log lines), read to the end on another thread.
+pub fn start_python_server(python: &PathBuf, script: &str) -> (KillOnDrop, SocketAddr, mpsc::Receiver<Vec<u8>>) {
+    let child = python_command(python, script)
+        .args(["127.0.0.1", "0"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the Python server");
+    let mut child = KillOnDrop(child);
+    let stdout = child.0.stdout.take().expect("piped stdout");
+    let mut stdout = BufReader::new(stdout);
+    let mut first = String::new();
+    stdout.read_line(&mut first).expect("read the server's first line");
+    let addr = first
+        .trim_end()
+        .strip_prefix("listening on ")
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("expected `listening on ADDR`, got {first:?}"));
+    (child, addr, read_to_end_in_background(stdout))
+}
+
+/// Reads a child's output to its end on another thread, so a test can wait
+/// for it with a timeout.
+pub fn read_to_end_in_background<R: Read + Send + 'static>(mut pipe: R) -> mpsc::Receiver<Vec<u8>> {
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        let mut all = Vec::new();
+        let _ = pipe.read_to_end(&mut all);
+        let _ = tx.send(all);
+    });
+    rx
+}
+
+/// A ctime stamp, parsed field by field: `Sun Feb  3 10:00:18 2013`.
+#[derive(Debug, PartialEq, Eq)]
+pub struct CtimeFields {
+    pub weekday: time::Weekday,
+    pub date: time::Date,
+    pub time: time::Time,
+}
+
+impl CtimeFields {
+    /// Seconds since the epoch, reading the fields as UTC.
+    pub fn unix_utc(&self) -> i64 {
+        self.date.with_time(self.time).assume_utc().unix_timestamp()
+    }
+}
+
+const WEEKDAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
+const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+
+/// Parses Python's `time.ctime()` format strictly (C's `%a %b %e %H:%M:%S %Y`):
+/// 24 characters, the day of the month padded with a space, and a weekday
+/// that agrees with the date.
+pub fn parse_ctime(text: &str) -> Result<CtimeFields, String> {
+    let bytes = text.as_bytes();
+    let sep_ok = [3, 7, 10, 19].iter().all(|&i| bytes.get(i) == Some(&b' '))
+        && bytes.get(13) == Some(&b':')
+        && bytes.get(16) == Some(&b':');
+    if bytes.len() != 24 || !text.is_ascii() || !sep_ok {
+        return Err(format!("{text:?} is not shaped like `Sun Feb  3 10:00:18 2013`"));
+    }
+    let number = |range: std::ops::Range<usize>| -> Result<u32, String> {
+        let field = &text[range];
+        let digits = field.trim_start_matches(' ');
+        if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(format!("{field:?} in {text:?} is not a number"));
+        }
+        digits.parse().map_err(|e| format!("{field:?} in {text:?}: {e}"))
+    };
+    let weekday_index =
+        WEEKDAYS.iter().position(|d| *d == &text[0..3]).ok_or_else(|| format!("weekday in {text:?}"))?;
+    let month_index = MONTHS.iter().position(|m| *m == &text[4..7]).ok_or_else(|| format!("month in {text:?}"))?;
+    // %e: a day below 10 is " 3", never "03"; %H %M %S are zero-padded.
+    if text.as_bytes()[8] == b'0' {
+        return Err(format!("day in {text:?} is zero-padded, not space-padded"));
+    }
+    if text[11..19].contains(' ') {
+        return Err(format!("time of day in {text:?} is not zero-padded"));
+    }
+    let day = number(8..10)?;
+    let (h, m, s) = (number(11..13)?, number(14..16)?, number(17..19)?);
+    let year = number(20..24)?;
+    let month =
+        time::Month::try_from(u8::try_from(month_index + 1).map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
+    let date = time::Date::from_calendar_date(
+        i32::try_from(year).map_err(|e| e.to_string())?,
+        month,
+        u8::try_from(day).map_err(|e| e.to_string())?,
+    )
+    .map_err(|e| format!("date in {text:?}: {e}"))?;
+    let time = time::Time::from_hms(
+        u8::try_from(h).map_err(|e| e.to_string())?,
+        u8::try_from(m).map_err(|e| e.to_string())?,
+        u8::try_from(s).map_err(|e| e.to_string())?,
+    )
+    .map_err(|e| format!("time of day in {text:?}: {e}"))?;
+    let weekday = date.weekday();
+    if usize::from(weekday.number_days_from_monday()) != weekday_index {
+        return Err(format!("{text:?}: {} is a {weekday}", date));
+    }
+    Ok(CtimeFields { weekday, date, time })
+}
+
+/// Splits a stamped reply `[` STAMP `] ` MESSAGE into its stamp and message,
+/// without regular expressions: the stamp runs to the first `]`.
+pub fn split_reply(reply: &str) -> Result<(&str, &str), String> {
+    let body = reply.strip_prefix('[').ok_or_else(|| format!("{reply:?} does not start with '['"))?;
+    let close = body.find(']').ok_or_else(|| format!("{reply:?} has no ']'"))?;
+    let message = body[close + 1..].strip_prefix(' ').ok_or_else(|| format!("{reply:?} has no space after ']'"))?;
+    Ok((&body[..close], message))
+}
+
+/// Splits chunk-framing replies to messages WITHOUT `[` into their pieces
+/// `(stamp, echoed bytes)`.
+pub fn split_pieces(replies: &[u8]) -> Vec<(String, Vec<u8>)> {
+    assert_eq!(replies.first(), Some(&b'['), "replies start with a stamp");
+    replies[1..]
+        .split(|&b| b == b'[')
+        .map(|piece| {
+            let close = piece.iter().position(|&b| b == b']').expect("a stamp ends with ']'");
+            assert_eq!(piece.get(close + 1), Some(&b' '), "a space follows the stamp");
+            (String::from_utf8(piece[..close].to_vec()).expect("UTF-8 stamp"), piece[close + 2..].to_vec())
+        })
+        .collect()
+}
+
+/// An in-memory server for an `EchoClient`: every write is fed to a
+/// [`Responder`] (stamping [`FIXED_CTIME`]) in reads of the sizes in
+/// `read_sizes`, cycled, as a server's reads would split it; the replies wait
+/// to be read. With nothing left to read, a read is end of input, as when a
+/// server closes: a reply the client waits for that never comes shows up as
+/// an error instead of a hang.
+pub struct Loopback {
+    responder: Responder,
+    read_sizes: Vec<usize>,
+    next_size: usize,
+    replies: VecDeque<u8>,
+    pub error: Option<Error>,
+}
+
+impl Loopback {
+    pub fn new(framing: Framing, read_sizes: Vec<usize>) -> Loopback {
+        assert!(read_sizes.iter().all(|&n| n > 0), "reads are at least one byte");
+        Loopback {
+            responder: Responder::new(framing, Arc::new(Ctime::utc())),
+            read_sizes,
+            next_size: 0,
+            replies: VecDeque::new(),
+            error: None,
+        }
+    }
+
+    pub fn summary(&self) -> Summary {
+        self.responder.summary()
+    }
+}
+
+impl Write for Loopback {
+    fn write(&mut self, mut buf: &[u8]) -> io::Result<usize> {
+        let written = buf.len();
+        let mut out = Vec::new();
+        while !buf.is_empty() && self.error.is_none() {
+            let size = self.read_sizes.get(self.next_size % self.read_sizes.len().max(1)).copied().unwrap_or(buf.len());
+            self.next_size += 1;
+            let (read, rest) = buf.split_at(size.min(buf.len()));
+            buf = rest;
+            if let Err(e) = self.responder.receive(read, fixed_now(), &mut out) {
+                self.error = Some(e);
+            }
+        }
+        self.replies.extend(out);
+        Ok(written)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Read for Loopback {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.replies.read(buf)
+    }
+}

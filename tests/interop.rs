@@ -1,0 +1,228 @@
+//! Interoperability: the original tutorial's Python client against our
+//! server, our client against the original's Python server, and our server
+//! and client together in every framing, all over TCP on port 0.
+//!
+//! The Python peers are in `tests/python/`; tests that need them print
+//! `SKIPPED ...: python3 not found` and pass when `python3` is missing.
+
+mod common;
+
+use std::io::Write;
+use std::process::Stdio;
+use std::time::{Duration, SystemTime};
+
+use common::{
+    FIXED_CTIME, TestServer, fixed_server, parse_ctime, python_command, python3, split_pieces, split_reply,
+    start_python_server,
+};
+use stamp_echo::stamp::Ctime;
+use stamp_echo::{EchoClient, EchoServer, Error, Framing};
+
+/// Whole seconds since the epoch.
+fn unix_secs(t: SystemTime) -> i64 {
+    let secs = t.duration_since(SystemTime::UNIX_EPOCH).expect("after 1970").as_secs();
+    i64::try_from(secs).expect("seconds fit in i64")
+}
+
+/// Checks a ctime stamp made in UTC between `before` and `after`.
+fn assert_ctime_between(stamp: &str, before: SystemTime, after: SystemTime) {
+    let fields = parse_ctime(stamp).unwrap_or_else(|e| panic!("bad ctime stamp: {e}"));
+    let at = fields.unix_utc();
+    assert!(
+        (unix_secs(before)..=unix_secs(after)).contains(&at),
+        "stamp {stamp:?} is not between the start and the end of the exchange"
+    );
+}
+
+/// Runs the original client against `addr`, typing `lines` then an empty
+/// line, and returns what it printed, prompts included.
+fn run_python_client(
+    python: &std::path::PathBuf,
+    addr: std::net::SocketAddr,
+    bufsize: usize,
+    lines: &[&str],
+) -> String {
+    let mut child = common::KillOnDrop(
+        python_command(python, "original_client.py")
+            .args([addr.ip().to_string(), addr.port().to_string(), bufsize.to_string()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start the Python client"),
+    );
+    let mut typed = String::new();
+    for line in lines {
+        typed.push_str(line);
+        typed.push('\n');
+    }
+    typed.push('\n'); // an empty line ends the original client
+    let mut stdin = child.0.stdin.take().expect("piped stdin");
+    stdin.write_all(typed.as_bytes()).expect("type into the client");
+    drop(stdin);
+    let out = common::read_to_end_in_background(child.0.stdout.take().expect("piped stdout"));
+    let err = common::read_to_end_in_background(child.0.stderr.take().expect("piped stderr"));
+    let out = out.recv_timeout(common::SAFETY_TIMEOUT).expect("the Python client finished");
+    let err = err.recv_timeout(common::SAFETY_TIMEOUT).expect("the Python client finished");
+    let status = child.0.wait().expect("wait for the Python client");
+    assert!(status.success(), "the Python client failed: {}", String::from_utf8_lossy(&err));
+    String::from_utf8(out).expect("the client printed UTF-8")
+}
+
+/// Splits the original client's output into the replies it printed:
+/// `> ` + reply + newline for each line typed, then the last `> `.
+fn printed_replies(output: &str) -> Vec<&str> {
+    let rest = output.strip_suffix("> ").unwrap_or_else(|| panic!("no final prompt in {output:?}"));
+    rest.split_terminator('\n')
+        .map(|line| line.strip_prefix("> ").unwrap_or_else(|| panic!("no prompt before {line:?}")))
+        .collect()
+}
+
+#[test]
+fn original_python_client_against_our_server() {
+    let Some(python) = python3("original_python_client_against_our_server") else { return };
+    let server = TestServer::start(
+        EchoServer::builder().framing(Framing::chunk()).stamp(Ctime::utc()).build().expect("valid server"),
+    );
+    let lines = ["hi,server", "héllo wörld", "你好，世界", "emoji 🎉, [brackets] and ] alone", "trailing space "];
+    let before = SystemTime::now();
+    let output = run_python_client(&python, server.addr, 1024, &lines);
+    let after = SystemTime::now();
+
+    let replies = printed_replies(&output);
+    assert_eq!(replies.len(), lines.len(), "one reply per line typed: {output:?}");
+    for (reply, sent) in replies.iter().zip(lines) {
+        let (stamp, message) = split_reply(reply).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(message, sent);
+        assert_ctime_between(stamp, before, after);
+    }
+    let summary = server.next_result().expect("the connection ended cleanly");
+    assert_eq!(summary.messages, lines.len() as u64);
+    let sent_bytes: usize = lines.iter().map(|l| l.len()).sum();
+    assert_eq!(summary.bytes_in, sent_bytes as u64);
+}
+
+#[test]
+fn original_python_client_gets_1200_bytes_of_nihao_in_whole_characters() {
+    let Some(python) = python3("original_python_client_gets_1200_bytes_of_nihao_in_whole_characters") else {
+        return;
+    };
+    let server = TestServer::start(
+        EchoServer::builder().framing(Framing::chunk()).stamp(Ctime::utc()).build().expect("valid server"),
+    );
+    let line = "你好".repeat(200);
+    assert_eq!(line.len(), 1200);
+    // The original client reads each reply with ONE recv(1024): our first
+    // reply piece is 27 + 1023 bytes, so recv(1024) would cut it (the
+    // original client's own defect). A 4096-byte recv sees the whole piece,
+    // and maybe the next one: the client decodes strictly, so any character
+    // split by our server would make it fail.
+    let before = SystemTime::now();
+    let output = run_python_client(&python, server.addr, 4096, &[&line]);
+    let after = SystemTime::now();
+
+    let replies = printed_replies(&output);
+    assert_eq!(replies.len(), 1, "{output:?}");
+    let pieces = split_pieces(replies[0].as_bytes());
+    let mut echoed = Vec::new();
+    for (stamp, piece) in &pieces {
+        assert_ctime_between(stamp, before, after);
+        assert!(!piece.is_empty() && piece.len() <= 1024, "a piece is one read of at most 1024 bytes");
+        assert!(std::str::from_utf8(piece).is_ok(), "each piece is whole characters");
+        echoed.extend_from_slice(piece);
+    }
+    assert!(line.as_bytes().starts_with(&echoed), "pieces echo the line in order");
+    assert!(echoed.len() >= 1023, "a 1024-byte read holds at least 341 whole characters");
+}
+
+#[test]
+fn our_client_against_the_original_python_server() {
+    let Some(python) = python3("our_client_against_the_original_python_server") else { return };
+    let (mut child, addr, log) = start_python_server(&python, "original_server.py");
+
+    let stream = common::connect(addr);
+    let mut client = EchoClient::new(stream, Framing::chunk()).expect("valid framing");
+    let long: Vec<u8> = (0..64 * 1024).map(|i| b"abcdefghijklmnopqrstuvwxyz0123456789 "[i % 37]).collect();
+    let messages: [&[u8]; 5] = [b"hi,server", "你好".as_bytes(), b"[not] a stamp", b"x", &long];
+    let before = SystemTime::now();
+    for message in messages {
+        let reply = client.round_trip(message).unwrap_or_else(|e| panic!("round trip of {} bytes: {e}", message.len()));
+        assert_eq!(reply.message(), message);
+        let lens: usize = reply.pieces().iter().map(|p| p.len).sum();
+        assert_eq!(lens, message.len(), "the pieces add up to the message");
+        for piece in reply.pieces() {
+            assert_ctime_between(&piece.stamp, before, SystemTime::now());
+            assert!(piece.len <= 1024, "the original answers each recv(1024)");
+        }
+        if message.len() > 1024 {
+            assert!(reply.pieces().len() >= message.len() / 1024, "a long message comes back in pieces");
+        }
+    }
+    drop(client);
+
+    // The original's defect 1, reproduced: after its one client leaves, its
+    // next accept() fails on the closed socket and it dies.
+    let log = log.recv_timeout(common::SAFETY_TIMEOUT).expect("the Python server closed its output");
+    let log = String::from_utf8_lossy(&log);
+    assert!(log.contains("...connected from:"), "{log}");
+    assert!(log.contains("date= hi,server"), "{log}");
+    let status = child.0.wait().expect("wait for the Python server");
+    assert!(!status.success(), "the original dies after one client");
+    let mut stderr = String::new();
+    if let Some(mut err) = child.0.stderr.take() {
+        std::io::Read::read_to_string(&mut err, &mut stderr).expect("read its stderr");
+    }
+    assert!(stderr.contains("Bad file descriptor"), "{stderr}");
+    assert!(std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5)).is_err(), "nobody listens any more");
+}
+
+#[test]
+fn our_server_and_client_in_every_framing_over_tcp() {
+    let long = "0123456789abcdef".repeat(4096); // 64 KiB
+    let messages: [&[u8]; 6] =
+        [b"hi,server", "你好，世界".as_bytes(), b"[T] looks like a reply", b"a\rb", b"] ", long.as_bytes()];
+    for framing in [Framing::chunk(), Framing::line(), Framing::length_prefixed()] {
+        let server = TestServer::start(fixed_server(framing));
+        let mut client = EchoClient::new(server.connect(), framing).expect("valid framing");
+        for message in messages {
+            let reply = client.round_trip(message).unwrap_or_else(|e| panic!("{framing}: {e}"));
+            assert_eq!(reply.message(), message);
+            assert!(reply.pieces().iter().all(|p| p.stamp == FIXED_CTIME), "{framing}");
+            let lens: usize = reply.pieces().iter().map(|p| p.len).sum();
+            assert_eq!(lens, message.len(), "{framing}");
+            if !matches!(framing, Framing::Chunk { .. }) {
+                assert_eq!(reply.pieces().len(), 1, "{framing}: one reply per message");
+            }
+        }
+        // Pipelined: three messages out before any reply is read.
+        let pipelined: [&[u8]; 3] = [b"one", b"two", "三".as_bytes()];
+        for message in pipelined {
+            client.send(message).expect("send");
+        }
+        for message in pipelined {
+            let reply = client.receive(message).unwrap_or_else(|e| panic!("{framing}: {e}"));
+            assert_eq!(reply.message(), message);
+        }
+        drop(client);
+        let summary = server.next_result().unwrap_or_else(|e| panic!("{framing}: {e}"));
+        if !matches!(framing, Framing::Chunk { .. }) {
+            assert_eq!(summary.messages, (messages.len() + pipelined.len()) as u64, "{framing}");
+        }
+        let sent: usize = messages.iter().chain(&pipelined).map(|m| m.len()).sum();
+        assert!(summary.bytes_in >= sent as u64, "{framing}");
+    }
+}
+
+#[test]
+fn a_server_error_reaches_our_client_as_a_typed_error() {
+    // A line over the server's limit: the server ends that connection, and
+    // our client gets a typed error, not a hang or a wrong reply.
+    let framing = Framing::Line { max_line: 8 };
+    let server = TestServer::start(fixed_server(framing));
+    let stream = server.connect();
+    let mut client = EchoClient::new(stream, Framing::line()).expect("valid framing");
+    client.round_trip(b"short").expect("within the limit");
+    let err = client.round_trip(b"much too long").expect_err("over the server's limit");
+    assert!(matches!(err, Error::UnexpectedEof | Error::Io(_)), "{err:?}");
+    assert!(matches!(server.next_result(), Err(Error::LineTooLong { max: 8 })));
+}

@@ -1,0 +1,268 @@
+//! Property tests: how the input is split into reads never changes what is
+//! answered; no input panics or makes the decoder hold more than its
+//! documented bound; and `EchoClient` gets back every message it may send.
+//!
+//! Case counts are kept modest so this file runs in a few seconds.
+
+mod common;
+
+use proptest::prelude::*;
+use proptest::sample::Index;
+
+use common::{FIXED_CTIME, Loopback, fixed_reply, fixed_server};
+use stamp_echo::framing::{Decoder, LineEnding};
+use stamp_echo::testing::Duplex;
+use stamp_echo::{EchoClient, Error, Framing};
+
+fn config() -> ProptestConfig {
+    ProptestConfig { cases: 128, ..ProptestConfig::default() }
+}
+
+/// Bytes rich in what matters to the framings: line endings, brackets, the
+/// bytes of `你` and of a 4-byte emoji, and anything else.
+fn interesting_bytes(max_len: usize) -> impl Strategy<Value = Vec<u8>> {
+    let byte = prop_oneof![
+        4 => any::<u8>(),
+        2 => Just(b'\n'),
+        2 => Just(b'\r'),
+        2 => Just(b'['),
+        2 => Just(b']'),
+        1 => Just(b' '),
+        2 => prop::sample::select("你🎉".as_bytes().to_vec()),
+        3 => Just(b'a'),
+    ];
+    prop::collection::vec(byte, 0..max_len)
+}
+
+/// Cuts `input` at the given points (any order, repeats allowed) into reads.
+fn split_at_points(input: &[u8], points: &[Index]) -> Vec<Vec<u8>> {
+    let mut cuts: Vec<usize> = points.iter().map(|p| p.index(input.len() + 1)).collect();
+    cuts.push(0);
+    cuts.push(input.len());
+    cuts.sort_unstable();
+    cuts.windows(2).map(|w| input[w[0]..w[1]].to_vec()).collect()
+}
+
+fn cut_points() -> impl Strategy<Value = Vec<Index>> {
+    prop::collection::vec(any::<Index>(), 0..24)
+}
+
+/// What serving `reads` produces: the messages seen, the output, and how it ended.
+fn serve(framing: Framing, reads: Vec<Vec<u8>>) -> (Vec<Vec<u8>>, Vec<u8>, Result<(), String>) {
+    let mut messages = Vec::new();
+    let mut stream = Duplex::from_reads(reads);
+    let result = fixed_server(framing).serve_with(&mut stream, |m: &[u8]| messages.push(m.to_vec()));
+    (messages, stream.take_output(), result.map(|_| ()).map_err(|e| format!("{e:?}")))
+}
+
+/// The most bytes a [`Decoder`] may hold back, as `Decoder::pending` documents it.
+fn pending_bound(framing: Framing) -> usize {
+    match framing {
+        Framing::Chunk { .. } => 3,
+        Framing::Line { max_line } => max_line + 1,
+        Framing::LengthPrefixed { max_frame } => max_frame + 3,
+        _ => unreachable!("a framing this test does not know"),
+    }
+}
+
+fn small_framing() -> impl Strategy<Value = Framing> {
+    prop_oneof![
+        (1usize..=16).prop_map(|n| Framing::Chunk { buffer_size: n }),
+        (0usize..=16).prop_map(|n| Framing::Line { max_line: n }),
+        (0usize..=16).prop_map(|n| Framing::LengthPrefixed { max_frame: n }),
+    ]
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    /// Line framing: any split gives the same replies, and the same end
+    /// (including the same error for a line over the limit).
+    #[test]
+    fn line_replies_do_not_depend_on_the_split(input in interesting_bytes(200), points in cut_points(), max_line in 0usize..24) {
+        let framing = Framing::Line { max_line };
+        let whole = serve(framing, vec![input.clone()]);
+        let split = serve(framing, split_at_points(&input, &points));
+        prop_assert_eq!(&split, &whole);
+        // And the replies are exactly the stamped lines, each once.
+        let (messages, output, _) = whole;
+        let mut rest = input.as_slice();
+        let mut expected = Vec::new();
+        for message in &messages {
+            rest = &rest[message.len()..];
+            let ending = if rest.starts_with(b"\r\n") { LineEnding::CrLf }
+                else if rest.starts_with(b"\n") { LineEnding::Lf } else { LineEnding::None };
+            rest = &rest[ending.as_bytes().len()..];
+            prop_assert!(message.len() <= max_line);
+            expected.extend(fixed_reply(framing, message, ending));
+        }
+        prop_assert_eq!(output, expected);
+    }
+
+    /// Length framing: any split gives the same replies and the same end.
+    #[test]
+    fn length_replies_do_not_depend_on_the_split(
+        messages in prop::collection::vec(interesting_bytes(40), 0..8),
+        tail in prop::collection::vec(any::<u8>(), 0..6),
+        points in cut_points(),
+        max_frame in 0usize..32,
+    ) {
+        let framing = Framing::LengthPrefixed { max_frame };
+        let mut input = Vec::new();
+        for m in &messages {
+            framing.encode_message(m, &mut input);
+        }
+        input.extend(&tail);
+        let whole = serve(framing, vec![input.clone()]);
+        let split = serve(framing, split_at_points(&input, &points));
+        prop_assert_eq!(&split, &whole);
+        // Every frame within the limit before the first one over it is answered.
+        let answered: Vec<Vec<u8>> = messages.iter().take_while(|m| m.len() <= max_frame).cloned().collect();
+        prop_assert_eq!(&whole.0[..answered.len()], answered.as_slice());
+        let expected: Vec<u8> = whole.0.iter().flat_map(|m| fixed_reply(framing, m, LineEnding::None)).collect();
+        prop_assert_eq!(whole.1, expected);
+    }
+
+    /// Chunk framing, valid UTF-8: every split echoes the same bytes, every
+    /// piece is whole characters, and no piece is longer than one read plus
+    /// the held-back start of a character.
+    #[test]
+    fn chunk_echoes_utf8_whole_whatever_the_split(input in "\\PC{0,120}", points in cut_points(), buffer_size in 1usize..=16) {
+        let framing = Framing::Chunk { buffer_size };
+        for reads in [vec![input.as_bytes().to_vec()], split_at_points(input.as_bytes(), &points)] {
+            let (messages, output, result) = serve(framing, reads);
+            prop_assert!(result.is_ok());
+            prop_assert_eq!(messages.concat(), input.as_bytes());
+            for m in &messages {
+                prop_assert!(std::str::from_utf8(m).is_ok(), "a reply splits a character: {:?}", m);
+                prop_assert!(!m.is_empty() && m.len() <= buffer_size + 3);
+            }
+            let expected: Vec<u8> = messages.iter().flat_map(|m| fixed_reply(framing, m, LineEnding::None)).collect();
+            prop_assert_eq!(output, expected);
+        }
+    }
+
+    /// Chunk framing, any bytes: every split echoes every byte, once, in order.
+    #[test]
+    fn chunk_echoes_any_bytes_whatever_the_split(input in interesting_bytes(200), points in cut_points(), buffer_size in 1usize..=16) {
+        let framing = Framing::Chunk { buffer_size };
+        let (messages, _, result) = serve(framing, split_at_points(&input, &points));
+        prop_assert!(result.is_ok());
+        prop_assert_eq!(messages.concat(), input);
+    }
+
+    /// Any bytes, any split, any framing: no panic, and the decoder never
+    /// holds back more than its documented bound, nor hands over a message
+    /// over the limit.
+    #[test]
+    fn decoder_never_panics_and_stays_within_its_bound(framing in small_framing(), input in interesting_bytes(300), points in cut_points()) {
+        let mut decoder = Decoder::new(framing);
+        let limit = match framing { Framing::Chunk { .. } => usize::MAX, other => other.limit() };
+        let mut too_long = None;
+        let mut sink = |m: &[u8], _: LineEnding| {
+            if m.len() > limit { too_long = Some(m.len()); }
+            Ok(())
+        };
+        let mut result = Ok(());
+        for read in split_at_points(&input, &points) {
+            result = decoder.decode(&read, &mut sink);
+            if result.is_err() { break; }
+            prop_assert!(decoder.pending() <= pending_bound(framing), "{} pending in {}", decoder.pending(), framing);
+        }
+        if result.is_ok() {
+            result = decoder.finish(&mut sink);
+        }
+        prop_assert_eq!(too_long, None);
+        match (framing, result) {
+            (_, Ok(())) => {}
+            (Framing::Line { .. }, Err(Error::LineTooLong { .. }))
+            | (Framing::LengthPrefixed { .. }, Err(Error::FrameTooLarge { .. } | Error::TruncatedFrame { .. })) => {}
+            (framing, Err(e)) => prop_assert!(false, "{framing}: unexpected {e:?}"),
+        }
+    }
+}
+
+/// Whether `message` ends with the first bytes of a UTF-8 character: in
+/// chunk framing the server waits for the rest, so no reply can complete it.
+fn ends_inside_a_character(message: &[u8]) -> bool {
+    message.utf8_chunks().last().is_some_and(|chunk| {
+        !chunk.invalid().is_empty() && std::str::from_utf8(chunk.invalid()).is_err_and(|e| e.error_len().is_none())
+    })
+}
+
+/// Whether `framing` can carry `message` to a server and back.
+fn can_carry(framing: Framing, message: &[u8]) -> bool {
+    match framing {
+        Framing::Chunk { .. } => !message.is_empty() && !ends_inside_a_character(message),
+        Framing::Line { max_line } => {
+            !message.contains(&b'\n') && !message.ends_with(b"\r") && message.len() <= max_line
+        }
+        Framing::LengthPrefixed { max_frame } => message.len() <= max_frame,
+        _ => unreachable!("a framing this test does not know"),
+    }
+}
+
+fn round_trip_framing() -> impl Strategy<Value = Framing> {
+    prop_oneof![
+        (1usize..=16).prop_map(|n| Framing::Chunk { buffer_size: n }),
+        Just(Framing::chunk()),
+        Just(Framing::Line { max_line: 64 }),
+        Just(Framing::LengthPrefixed { max_frame: 64 }),
+    ]
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    /// `EchoClient` against an in-memory server that splits what it receives
+    /// into arbitrary reads: every message the framing can carry comes back
+    /// whole, stamped, from pieces that add up to it; any other is refused
+    /// before sending. A last round trip shows nothing was left unread.
+    #[test]
+    fn client_round_trips_any_message(
+        framing in round_trip_framing(),
+        messages in prop::collection::vec(interesting_bytes(80), 1..6),
+        read_sizes in prop::collection::vec(1usize..=20, 1..6),
+    ) {
+        let read_sizes = match framing {
+            Framing::Chunk { buffer_size } => read_sizes.iter().map(|&n| n.min(buffer_size)).collect(),
+            _ => read_sizes,
+        };
+        let mut client = EchoClient::new(Loopback::new(framing, read_sizes), framing).expect("valid framing");
+        for message in messages.iter().map(Vec::as_slice).chain([&b"last"[..]]) {
+            match client.round_trip(message) {
+                Ok(reply) => {
+                    prop_assert!(can_carry(framing, message), "{framing} carried {message:?}");
+                    prop_assert_eq!(reply.message(), message);
+                    prop_assert!(reply.pieces().iter().all(|p| p.stamp == FIXED_CTIME));
+                    prop_assert_eq!(reply.pieces().iter().map(|p| p.len).sum::<usize>(), message.len());
+                }
+                Err(Error::InvalidMessage(_)) => {
+                    prop_assert!(!can_carry(framing, message), "{framing} refused {message:?}");
+                }
+                Err(e) => prop_assert!(false, "{framing}, {message:?}: {e:?}"),
+            }
+        }
+        prop_assert!(client.get_ref().error.is_none());
+    }
+
+    /// Line and length framing have boundaries, so messages may be pipelined:
+    /// all sent first, then every reply read in order.
+    #[test]
+    fn client_pipelines_in_line_and_length_framing(
+        framing in prop_oneof![Just(Framing::Line { max_line: 64 }), Just(Framing::LengthPrefixed { max_frame: 64 })],
+        messages in prop::collection::vec(interesting_bytes(80), 1..6),
+        read_sizes in prop::collection::vec(1usize..=20, 1..6),
+    ) {
+        let messages: Vec<Vec<u8>> = messages.into_iter().filter(|m| can_carry(framing, m)).collect();
+        let mut client = EchoClient::new(Loopback::new(framing, read_sizes), framing).expect("valid framing");
+        for message in &messages {
+            client.send(message).expect("a message the framing can carry");
+        }
+        for message in &messages {
+            let reply = client.receive(message);
+            prop_assert!(reply.is_ok(), "{framing}, {message:?}: {reply:?}");
+        }
+        prop_assert_eq!(client.get_ref().summary().messages, messages.len() as u64);
+    }
+}
