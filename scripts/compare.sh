@@ -8,10 +8,12 @@
 #   scripts/compare.sh --sweep    # then round trips/s against connections,
 #                                 # written to $OUT/sweep.tsv for scripts/plot.py
 #
-# Servers: `server` (ours: --framing line --quiet), `baseline_server` (the
-# forty-line hand-written one), and scripts/threaded_server.py where python3
-# exists (the original made threaded; line framing here, and chunk framing,
-# the original's own protocol, in one extra row).
+# Servers, all with 16-byte messages:
+#   line framing:  `server --framing line` (ours) and `baseline_server`, the
+#                  forty-line hand-written one;
+#   chunk framing: `server --framing chunk` (ours) and, where python3 exists,
+#                  tests/python/threaded_server.py: the original, threaded, in
+#                  its own protocol (each recv(1024) is a message).
 #
 # Knobs (environment): ROUNDS (3; the median is shown), SIZE (16 bytes),
 # PIPE_MESSAGES (3000000), PIPE_WINDOW (256), PING_CONNECTIONS (16),
@@ -75,23 +77,22 @@ start() {
 echo "==> starting the servers"
 quiet=()
 "$bin/server" --help | grep -q -- '--quiet' && quiet=(--quiet)
-start ours "$bin/server" --framing line --stamp ctime --port 0 "${quiet[@]}"
+start ours_line "$bin/server" --framing line --stamp ctime --port 0 "${quiet[@]}"
 start ours_chunk "$bin/server" --framing chunk --stamp ctime --port 0 "${quiet[@]}"
-start baseline "$bin/baseline_server" --port 0
-servers=(ours baseline)
+start baseline_line "$bin/baseline_server" --port 0
+others=(baseline_line)
 if command -v python3 >/dev/null; then
-    start python python3 scripts/threaded_server.py --framing line --port 0
-    start python_chunk python3 scripts/threaded_server.py --framing chunk --port 0
-    servers+=(python)
+    start python_chunk python3 tests/python/threaded_server.py 127.0.0.1 0
+    others+=(python_chunk)
 else
     echo "    SKIPPED: python3 not found, no Python server in the comparison"
 fi
 
-# load NAME FRAMING CONNECTIONS WINDOW MESSAGES: prints the loadgen's result fields.
+# load SERVER CONNECTIONS WINDOW MESSAGES: prints the loadgen's result fields.
 load() {
-    local name=$1 framing=$2 connections=$3 window=$4 messages=$5
-    [[ $name == python* ]] && messages=$(( (messages + PY_SCALE - 1) / PY_SCALE ))
-    "$bin/loadgen" --port "${PORT[$name]}" --framing "$framing" --size "$SIZE" \
+    local server=$1 connections=$2 window=$3 messages=$4
+    [[ $server == python* ]] && messages=$(((messages + PY_SCALE - 1) / PY_SCALE))
+    "$bin/loadgen" --port "${PORT[$server]}" --framing "${server#*_}" --size "$SIZE" \
         --connections "$connections" --window "$window" --messages "$messages" 2>/dev/null |
         sed -n 's/^result: //p'
 }
@@ -99,29 +100,24 @@ field() { sed -n "s/.*\b$1=\([^ ]*\).*/\1/p" <<<"$2"; }
 median() { sort -g | awk '{v[NR]=$1} END {if (NR) print (NR % 2) ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2}'; }
 num() { if [[ -n $1 ]]; then printf '%.0f' "$1"; else printf -- '-'; fi; }
 
-scenarios=(pipelined pingpong chunk_pingpong)
+scenarios=(pipelined pingpong)
 declare -A TITLE=(
     [pipelined]="pipelined, 1 connection, window $PIPE_WINDOW"
     [pingpong]="ping-pong, $PING_CONNECTIONS connections"
-    [chunk_pingpong]="chunk framing, ping-pong, $PING_CONNECTIONS conn."
 )
-run() { # SCENARIO SERVER: one loadgen run; appends to $OUT/runs.tsv
-    local scenario=$1 server=$2 target=$2 framing=line result
+run() { # SCENARIO SERVER: one loadgen run, appended to $OUT/runs.tsv
+    local scenario=$1 server=$2 result
     case $scenario in
-        pipelined) result=$(load "$target" line 1 "$PIPE_WINDOW" "$PIPE_MESSAGES") ;;
-        pingpong) result=$(load "$target" line "$PING_CONNECTIONS" 1 "$PING_MESSAGES") ;;
-        chunk_pingpong)
-            target=${server}_chunk framing=chunk
-            result=$(load "$target" chunk "$PING_CONNECTIONS" 1 "$PING_MESSAGES")
-            ;;
+        pipelined) result=$(load "$server" 1 "$PIPE_WINDOW" "$PIPE_MESSAGES") ;;
+        pingpong) result=$(load "$server" "$PING_CONNECTIONS" 1 "$PING_MESSAGES") ;;
     esac
     if [[ -z $result || $(field failed_connections "$result") != 0 ]]; then
-        echo "error: loadgen failed against $target ($scenario)" >&2
+        echo "error: loadgen failed against $server ($scenario)" >&2
         exit 1
     fi
     printf '%s\t%s\t%s\t%s\t%s\n' "$scenario" "$server" "$(field msgs_per_s "$result")" \
         "$(field p50_us "$result")" "$(field p99_us "$result")" >>"$OUT/runs.tsv"
-    printf '    %-15s %-9s %12s msg/s  p50 %8s us  p99 %8s us\n' "$scenario" "$server" \
+    printf '    %-10s %-14s %12.0f msg/s  p50 %8s us  p99 %8s us\n' "$scenario" "$server" \
         "$(field msgs_per_s "$result")" "$(field p50_us "$result")" "$(field p99_us "$result")"
 }
 
@@ -130,9 +126,10 @@ echo "==> driving them: $ROUNDS rounds, $SIZE-byte messages, every reply checked
 for round in $(seq "$ROUNDS"); do
     echo "  round $round"
     for scenario in "${scenarios[@]}"; do
-        for server in "${servers[@]}"; do
-            [[ $scenario == chunk_pingpong && $server == baseline ]] && continue
-            run "$scenario" "$server"
+        # Ours right before the server it is compared with, in every round.
+        for other in "${others[@]}"; do
+            run "$scenario" "ours_${other#*_}"
+            run "$scenario" "$other"
         done
     done
 done
@@ -142,38 +139,30 @@ stat() { awk -F'\t' -v s="$1" -v n="$2" -v c="$3" '$1 == s && $2 == n {print $c}
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || b == 0) print "-"; else printf "%.2fx", a / b }'; }
 
 echo
-echo "==> results: median of $ROUNDS rounds, messages/s on this machine ($(nproc) cores), and ratios"
-printf '%-42s %12s %12s %12s %14s %12s\n' scenario ours baseline python ours/baseline ours/python
+echo "==> results: median of $ROUNDS rounds; messages/s on this machine ($(nproc) cores) and ratios"
+printf '%-38s %-6s %12s %12s %8s  %s\n' scenario framing ours other ratio "p50 / p99 us (ours; other)"
 for scenario in "${scenarios[@]}"; do
-    declare -A rate=()
-    for server in "${servers[@]}"; do rate[$server]=$(stat "$scenario" "$server" 3); done
-    printf '%-42s %12s %12s %12s %14s %12s\n' "${TITLE[$scenario]}" "$(num "${rate[ours]}")" \
-        "$(num "${rate[baseline]:-}")" "$(num "${rate[python]:-}")" \
-        "$(ratio "${rate[ours]}" "${rate[baseline]:-}")" "$(ratio "${rate[ours]}" "${rate[python]:-}")"
-done
-echo
-printf '%-42s %12s %12s %12s\n' "latency p50 / p99 (us)" ours baseline python
-for scenario in "${scenarios[@]}"; do
-    row=()
-    for server in ours baseline python; do
-        p50=$(stat "$scenario" "$server" 4)
-        p99=$(stat "$scenario" "$server" 5)
-        row+=("${p50:+$p50 / $p99}")
+    for other in "${others[@]}"; do
+        framing=${other#*_} ours=ours_${other#*_}
+        a=$(stat "$scenario" "$ours" 3) b=$(stat "$scenario" "$other" 3)
+        printf '%-38s %-6s %12s %12s %8s  %s / %s; %s / %s  (other: %s)\n' "${TITLE[$scenario]}" "$framing" \
+            "$(num "$a")" "$(num "$b")" "$(ratio "$a" "$b")" \
+            "$(stat "$scenario" "$ours" 4)" "$(stat "$scenario" "$ours" 5)" \
+            "$(stat "$scenario" "$other" 4)" "$(stat "$scenario" "$other" 5)" "${other%_*}"
     done
-    printf '%-42s %12s %12s %12s\n' "${TITLE[$scenario]}" "${row[0]:--}" "${row[1]:--}" "${row[2]:--}"
 done
 echo "(every run: $OUT/runs.tsv)"
 
 if $sweep; then
     echo
-    echo "==> sweep: ping-pong round trips/s against connections ($SWEEP)"
+    echo "==> sweep: ping-pong round trips/s against connections ($SWEEP), line framing"
     printf 'server\tconnections\tmsgs_per_s\tp50_us\tp99_us\n' >"$OUT/sweep.tsv"
     for connections in $SWEEP; do
-        for server in "${servers[@]}"; do
+        for server in ours_line baseline_line; do
             # About the same number of messages at every width.
-            messages=$(( PING_MESSAGES * PING_CONNECTIONS / connections ))
-            result=$(load "$server" line "$connections" 1 "$messages")
-            printf '%s\t%s\t%s\t%s\t%s\n' "$server" "$connections" "$(field msgs_per_s "$result")" \
+            messages=$((PING_MESSAGES * PING_CONNECTIONS / connections))
+            result=$(load "$server" "$connections" 1 "$messages")
+            printf '%s\t%s\t%s\t%s\t%s\n' "${server%_*}" "$connections" "$(field msgs_per_s "$result")" \
                 "$(field p50_us "$result")" "$(field p99_us "$result")" | tee -a "$OUT/sweep.tsv"
         done
     done

@@ -421,9 +421,12 @@ pub fn message(seq: u64, size: usize, out: &mut Vec<u8>) {
 /// checks every reply with a [`Checker`]. Adds the number of messages
 /// answered to `progress` as replies come in, for a progress display.
 ///
-/// A writer thread and a reader thread share the stream (so pass a
-/// `TcpStream` or `UnixStream`: both threads use `&stream`), so neither side
-/// can block the other whatever the window and message size. Set read and
+/// A window whose requests and replies fit in the sockets' buffers many times
+/// over (at most [`ONE_THREAD_BYTES`] in flight both ways) is driven from the
+/// calling thread: write a batch, read what came back, and so on. A larger
+/// one gets a writer thread beside the reader, so that neither side can
+/// block the other whatever the window and message size: that is why the
+/// stream is shared (`&S`: a `TcpStream` or a `UnixStream`). Set read and
 /// write timeouts on the stream to bound how long a server that stops
 /// answering can hold it. The connection is left open.
 pub fn drive<S>(stream: &S, framing: Framing, workload: Workload, progress: &AtomicU64) -> Result<Report, Error>
@@ -434,16 +437,62 @@ where
     if workload.window == 0 || workload.size == 0 {
         return Err(Error::Config("the window and the message size must be at least 1"));
     }
-    // Check the message fits the framing before starting any thread.
+    // Check the message fits the framing before sending anything.
     let mut probe = Vec::new();
     message(0, workload.size, &mut probe);
     check_sendable(framing, &probe)?;
 
+    let start = Instant::now();
+    let in_flight_bytes = workload.window.saturating_mul(workload.size.saturating_mul(2).saturating_add(MAX_OVERHEAD));
+    let (bytes_sent, bytes_received, latency) = if in_flight_bytes <= ONE_THREAD_BYTES {
+        drive_alone(stream, framing, workload, progress)?
+    } else {
+        drive_two_threads(stream, framing, workload, progress)?
+    };
+    let elapsed = start.elapsed();
+    Ok(Report { messages: workload.messages, bytes_sent, bytes_received, latency, elapsed })
+}
+
+/// The most bytes of requests and replies in flight for which [`drive`] uses
+/// one thread: far below what loopback sockets buffer (Linux: 128 KiB and
+/// more each way by default), so the server can always take a whole batch
+/// while its replies wait for us to read them.
+pub const ONE_THREAD_BYTES: usize = 32 * 1024;
+
+/// What a drive measured: bytes sent, bytes received, latencies.
+type Measured = (u64, u64, Histogram);
+
+/// One thread: write a batch, read replies, repeat.
+fn drive_alone<S>(stream: &S, framing: Framing, workload: Workload, progress: &AtomicU64) -> Result<Measured, Error>
+where
+    for<'a> &'a S: Read + Write,
+{
+    let mut checker = Checker::new(framing);
+    let mut sender = Sender::new(workload);
+    let mut receiver = Receiver::new();
+    while receiver.answered < workload.messages {
+        sender.fill(&mut checker, Instant::now())?;
+        sender.write(stream)?;
+        receiver.read(stream, &mut checker, progress)?;
+    }
+    Ok((sender.written, receiver.received, receiver.latency))
+}
+
+/// A writer thread and a reader thread, sharing the checker.
+fn drive_two_threads<S>(
+    stream: &S,
+    framing: Framing,
+    workload: Workload,
+    progress: &AtomicU64,
+) -> Result<Measured, Error>
+where
+    S: Sync,
+    for<'a> &'a S: Read + Write,
+{
     let shared = Shared {
         state: Mutex::new(State { checker: Checker::new(framing), failed: false }),
         window_open: Condvar::new(),
     };
-    let start = Instant::now();
     let (written, read) = std::thread::scope(|scope| {
         let writer = scope.spawn(|| {
             let result = write_load(stream, &shared, workload);
@@ -459,13 +508,114 @@ where
         let written = writer.join().unwrap_or(Err(Error::Config("the writer thread panicked")));
         (written, read)
     });
-    let elapsed = start.elapsed();
     // The reader's error comes first: when both failed, it is the cause (a
     // mismatch, say, after which the writer stopped).
     let read = read?;
     let bytes_sent = written?;
-    let (bytes_received, latency) = read.ok_or(Error::Config("the writer stopped early"))?;
-    Ok(Report { messages: workload.messages, bytes_sent, bytes_received, latency, elapsed })
+    let receiver = read.ok_or(Error::Config("the writer stopped early"))?;
+    Ok((bytes_sent, receiver.received, receiver.latency))
+}
+
+/// Makes and frames the messages of a workload, a window's worth at a time.
+struct Sender {
+    workload: Workload,
+    seq: u64,
+    text: Vec<u8>,
+    out: Vec<u8>,
+    written: u64,
+}
+
+impl Sender {
+    fn new(workload: Workload) -> Sender {
+        Sender { workload, seq: 0, text: Vec::with_capacity(workload.size), out: Vec::new(), written: 0 }
+    }
+
+    /// Frames messages into the output until the window is full, all sent at `now`.
+    fn fill(&mut self, checker: &mut Checker<Instant>, now: Instant) -> Result<(), Error> {
+        let room = self.workload.window.saturating_sub(checker.in_flight()) as u64;
+        for _ in 0..room.min(self.workload.messages - self.seq) {
+            self.text.clear();
+            message(self.seq, self.workload.size, &mut self.text);
+            checker.send(&self.text, now, &mut self.out)?;
+            self.seq += 1;
+        }
+        Ok(())
+    }
+
+    fn done(&self) -> bool {
+        self.seq == self.workload.messages
+    }
+
+    /// Writes what `fill` framed, in one write.
+    fn write<S>(&mut self, stream: &S) -> Result<(), Error>
+    where
+        for<'a> &'a S: Write,
+    {
+        if self.out.is_empty() {
+            return Ok(());
+        }
+        let mut writer = stream;
+        writer.write_all(&self.out).map_err(Error::from_io)?;
+        self.written += self.out.len() as u64;
+        self.out.clear();
+        Ok(())
+    }
+}
+
+/// Reads replies and records their latencies.
+struct Receiver {
+    input: Vec<u8>,
+    latency: Histogram,
+    answered: u64,
+    received: u64,
+}
+
+impl Receiver {
+    fn new() -> Receiver {
+        Receiver { input: vec![0; 64 * 1024], latency: Histogram::new(), answered: 0, received: 0 }
+    }
+
+    /// Reads once (blocking) and returns what arrived.
+    fn read_some<S>(&mut self, stream: &S) -> Result<&[u8], Error>
+    where
+        for<'a> &'a S: Read,
+    {
+        let mut reader = stream;
+        let n = loop {
+            match reader.read(&mut self.input) {
+                Ok(0) => return Err(Error::UnexpectedEof),
+                Ok(n) => break n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(Error::from_io(e)),
+            }
+        };
+        self.received += n as u64;
+        Ok(&self.input[..n])
+    }
+
+    /// Checks `input`, recording each completed reply as answered `now`.
+    fn check(
+        &mut self,
+        checker: &mut Checker<Instant>,
+        input_len: usize,
+        progress: &AtomicU64,
+    ) -> Result<usize, Error> {
+        let now = Instant::now();
+        let latency = &mut self.latency;
+        let done = checker.receive(&self.input[..input_len], |sent| latency.record(now - sent))?;
+        self.answered += done as u64;
+        progress.fetch_add(done as u64, Ordering::Relaxed);
+        Ok(done)
+    }
+
+    /// Reads once and checks what came.
+    fn read<S>(&mut self, stream: &S, checker: &mut Checker<Instant>, progress: &AtomicU64) -> Result<usize, Error>
+    where
+        for<'a> &'a S: Read,
+    {
+        let n = self.read_some(stream)?.len();
+        self.check(checker, n, progress)
+    }
 }
 
 struct Shared {
@@ -490,80 +640,50 @@ impl Shared {
     }
 }
 
-/// The writer: fills the window, one write per batch.
+/// The writer thread: fills the window, one write per batch. Returns the
+/// bytes written; stops early (without error) if the reader failed.
 fn write_load<S>(stream: &S, shared: &Shared, workload: Workload) -> Result<u64, Error>
 where
     for<'a> &'a S: Write,
 {
-    let mut out = Vec::new();
-    let mut text = Vec::with_capacity(workload.size);
-    let mut seq = 0;
-    let mut written = 0;
-    while seq < workload.messages {
+    let mut sender = Sender::new(workload);
+    while !sender.done() {
         {
             let mut state = shared.lock();
             while state.checker.in_flight() >= workload.window && !state.failed {
                 state = shared.window_open.wait(state).unwrap_or_else(PoisonError::into_inner);
             }
             if state.failed {
-                return Ok(written);
+                break;
             }
-            let room = (workload.window - state.checker.in_flight()) as u64;
-            let now = Instant::now();
-            for _ in 0..room.min(workload.messages - seq) {
-                text.clear();
-                message(seq, workload.size, &mut text);
-                state.checker.send(&text, now, &mut out)?;
-                seq += 1;
-            }
+            sender.fill(&mut state.checker, Instant::now())?;
         }
-        let mut writer = stream;
-        writer.write_all(&out).map_err(Error::from_io)?;
-        written += out.len() as u64;
-        out.clear();
+        sender.write(stream)?;
     }
-    Ok(written)
+    Ok(sender.written)
 }
 
-/// The reader: checks replies until all `messages` are answered.
+/// The reader thread: checks replies until all `messages` are answered.
 /// `None` if it stopped because the writer failed.
-fn read_replies<S>(
-    stream: &S,
-    shared: &Shared,
-    messages: u64,
-    progress: &AtomicU64,
-) -> Result<Option<(u64, Histogram)>, Error>
+fn read_replies<S>(stream: &S, shared: &Shared, messages: u64, progress: &AtomicU64) -> Result<Option<Receiver>, Error>
 where
     for<'a> &'a S: Read,
 {
-    let mut latency = Histogram::new();
-    let mut input = vec![0; 64 * 1024];
-    let mut answered = 0;
-    let mut received = 0;
-    while answered < messages {
-        let mut reader = stream;
-        let n = match reader.read(&mut input) {
-            Ok(0) => return Err(Error::UnexpectedEof),
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(Error::from_io(e)),
-        };
-        received += n as u64;
-        let now = Instant::now();
+    let mut receiver = Receiver::new();
+    while receiver.answered < messages {
+        let n = receiver.read_some(stream)?.len();
         let done = {
             let mut state = shared.lock();
             if state.failed {
                 return Ok(None);
             }
-            state.checker.receive(&input[..n], |sent| latency.record(now - sent))?
+            receiver.check(&mut state.checker, n, progress)?
         };
         if done > 0 {
             shared.window_open.notify_one();
-            answered += done as u64;
-            progress.fetch_add(done as u64, Ordering::Relaxed);
         }
     }
-    Ok(Some((received, latency)))
+    Ok(Some(receiver))
 }
 
 #[cfg(test)]

@@ -65,40 +65,59 @@ fn drives_our_server_in_every_framing_pipelined_and_ping_pong() {
     }
 }
 
-#[test]
-fn a_server_that_changes_a_byte_is_caught() {
-    let addr = serve(1, |mut s| {
+/// A line server that flips one bit of its 50th reply's message.
+fn corrupting_server() -> String {
+    serve(1, |mut s| {
         let mut buf = [0u8; 4096];
         let mut count = 0;
+        let mut pending = Vec::new();
         while let Ok(n @ 1..) = s.read(&mut buf) {
-            for line in buf[..n].split_inclusive(|&b| b == b'\n') {
+            pending.extend_from_slice(&buf[..n]);
+            let mut reply = Vec::new();
+            while let Some(end) = pending.iter().position(|&b| b == b'\n') {
                 count += 1;
-                let mut reply = b"[T] ".to_vec();
-                reply.extend_from_slice(line);
+                let start = reply.len();
+                reply.extend_from_slice(b"[T] ");
+                reply.extend(pending.drain(..=end));
                 if count == 50 {
-                    reply[6] ^= 1;
-                }
-                if s.write_all(&reply).is_err() {
-                    return;
+                    reply[start + 6] ^= 1;
                 }
             }
+            if s.write_all(&reply).is_err() {
+                return;
+            }
         }
-    });
-    let stream = connect(&addr);
-    let workload = Workload { messages: 100, size: 16, window: 1 };
-    let result = drive(&stream, Framing::line(), workload, &AtomicU64::new(0));
-    assert!(matches!(result, Err(Error::EchoMismatch { offset: 2 })), "{result:?}");
+    })
+}
+
+#[test]
+fn a_server_that_changes_a_byte_is_caught_with_one_thread_or_two() {
+    // A window of 1 runs on the calling thread; 1000 needs a writer thread.
+    for window in [1, 1000] {
+        let stream = connect(&corrupting_server());
+        let workload = Workload { messages: 100, size: 16, window };
+        let result = drive(&stream, Framing::line(), workload, &AtomicU64::new(0));
+        assert!(matches!(result, Err(Error::EchoMismatch { offset: 2 })), "window {window}: {result:?}");
+    }
+}
+
+/// Reads once, writes the start of a reply, and closes.
+fn addr_of_a_server_that_hangs_up() -> String {
+    serve(1, |mut s| {
+        let mut buf = [0u8; 64];
+        let _ = s.read(&mut buf);
+        let _ = s.write_all(b"[T] ");
+    })
 }
 
 #[test]
 fn a_server_that_hangs_up_early_is_caught() {
-    let addr = serve(1, |mut s| {
-        let mut buf = [0u8; 64];
-        let _ = s.read(&mut buf);
-        let _ = s.write_all(b"[T] ");
-    });
-    let stream = connect(&addr);
+    let stream = connect(&addr_of_a_server_that_hangs_up());
     let workload = Workload { messages: 10, size: 16, window: 4 };
+    let result = drive(&stream, Framing::line(), workload, &AtomicU64::new(0));
+    assert!(matches!(result, Err(Error::UnexpectedEof | Error::Io(_))), "{result:?}");
+    let stream = connect(&addr_of_a_server_that_hangs_up());
+    let workload = Workload { messages: 10_000, size: 16, window: 1000 };
     let result = drive(&stream, Framing::line(), workload, &AtomicU64::new(0));
     assert!(matches!(result, Err(Error::UnexpectedEof | Error::Io(_))), "{result:?}");
 }
