@@ -5,8 +5,9 @@
 # generator (every reply checked), and prints messages/s and the ratios.
 #
 #   scripts/compare.sh            # the comparison (a minute or two on 2 cores)
-#   scripts/compare.sh --sweep    # then round trips/s against connections,
-#                                 # written to $OUT/sweep.tsv for scripts/plot.py
+#   scripts/compare.sh --sweep    # then two sweeps for scripts/plot.py:
+#       $OUT/sweep_connections.tsv: ping-pong round trips/s against connections
+#       $OUT/sweep_size.tsv: pipelined MB/s of messages against message size
 #
 # Servers, all with 16-byte messages:
 #   line framing:  `server --framing line` (ours) and `baseline_server`, the
@@ -15,10 +16,19 @@
 #                  tests/python/threaded_server.py: the original, threaded, in
 #                  its own protocol (each recv(1024) is a message).
 #
+# Besides messages/s, each run's server CPU time per message is shown (from
+# /proc/PID/stat, 10 ms ticks): on a busy shared machine it is steadier than
+# throughput, and in ping-pong, where both servers make the same two system
+# calls per message and wake-ups dominate, it shows the work each one does.
+#
+# With taskset and 2+ cores, the servers run on CPU 0 and the load generator
+# on CPU 1, like two machines (PIN=0 to let the scheduler place them).
+#
 # Knobs (environment): ROUNDS (3; the median is shown), SIZE (16 bytes),
 # PIPE_MESSAGES (3000000), PIPE_WINDOW (256), PING_CONNECTIONS (16),
-# PING_MESSAGES (5000 per connection), PY_SCALE (10: Python gets 1/10 of
-# the messages, it is that much slower), SWEEP ("1 2 4 8 16 32 64"),
+# PING_MESSAGES (5000 per connection), PY_SCALE (1; N gives Python 1/N of
+# the messages, should it be much slower), SWEEP ("1 2 4 8 16 32 64"),
+# SIZES ("16 64 256 1024 4096 16384 65536"),
 # OUT ($CARGO_TARGET_DIR/compare).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -29,8 +39,10 @@ PIPE_MESSAGES=${PIPE_MESSAGES:-3000000}
 PIPE_WINDOW=${PIPE_WINDOW:-256}
 PING_CONNECTIONS=${PING_CONNECTIONS:-16}
 PING_MESSAGES=${PING_MESSAGES:-5000}
-PY_SCALE=${PY_SCALE:-10}
+PY_SCALE=${PY_SCALE:-1}
 SWEEP=${SWEEP:-1 2 4 8 16 32 64}
+SIZES=${SIZES:-16 64 256 1024 4096 16384 65536}
+PIN=${PIN:-1}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target}
 OUT=${OUT:-$CARGO_TARGET_DIR/compare}
 sweep=false
@@ -39,6 +51,11 @@ sweep=false
 echo "==> building (release)"
 cargo build --release --quiet --example server --example baseline_server --example loadgen
 bin=$CARGO_TARGET_DIR/release/examples
+server_cpu=() client_cpu=()
+if [[ $PIN == 1 ]] && command -v taskset >/dev/null && (($(nproc) >= 2)); then
+    server_cpu=(taskset -c 0) client_cpu=(taskset -c 1)
+    echo "    servers pinned to CPU 0, the load generator to CPU 1"
+fi
 mkdir -p "$OUT"
 tmp=$(mktemp -d)
 pids=()
@@ -50,14 +67,15 @@ cleanup() {
 trap cleanup EXIT
 
 # start NAME CMD...: starts a server, waits for `listening on HOST:PORT`,
-# and records its port in PORT[NAME].
-declare -A PORT
+# and records its port in PORT[NAME] and its process in PID[NAME].
+declare -A PORT PID
 start() {
     local name=$1 line=
     shift
     mkfifo "$tmp/$name"
-    "$@" >"$tmp/$name" 2>&1 &
+    "${server_cpu[@]}" "$@" >"$tmp/$name" 2>&1 &
     pids+=($!)
+    PID[$name]=$!
     exec {fd}<"$tmp/$name"
     while IFS= read -r -t 60 -u "$fd" line; do
         [[ $line == "listening on "* ]] && break
@@ -88,13 +106,21 @@ else
     echo "    SKIPPED: python3 not found, no Python server in the comparison"
 fi
 
-# load SERVER CONNECTIONS WINDOW MESSAGES: prints the loadgen's result fields.
+# cpu_ticks NAME: the server's user + system CPU time so far, in clock ticks.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/${PID[$1]}/stat"; }
+
+# load SERVER CONNECTIONS WINDOW MESSAGES [SIZE]: prints the loadgen's result
+# fields, and the server's CPU microseconds per message as cpu_us=.
 load() {
-    local server=$1 connections=$2 window=$3 messages=$4
+    local server=$1 connections=$2 window=$3 messages=$4 size=${5:-$SIZE} before after result
     [[ $server == python* ]] && messages=$(((messages + PY_SCALE - 1) / PY_SCALE))
-    "$bin/loadgen" --port "${PORT[$server]}" --framing "${server#*_}" --size "$SIZE" \
-        --connections "$connections" --window "$window" --messages "$messages" 2>/dev/null |
-        sed -n 's/^result: //p'
+    before=$(cpu_ticks "$server")
+    result=$("${client_cpu[@]}" "$bin/loadgen" --port "${PORT[$server]}" --framing "${server#*_}" \
+        --size "$size" --connections "$connections" --window "$window" --messages "$messages" 2>/dev/null |
+        sed -n 's/^result: //p')
+    after=$(cpu_ticks "$server")
+    [[ -n $result ]] && echo "$result cpu_us=$(awk -v t=$((after - before)) -v hz="$(getconf CLK_TCK)" \
+        -v n="$messages" -v c="$connections" 'BEGIN {printf "%.3f", t / hz * 1e6 / (n * c)}')"
 }
 field() { sed -n "s/.*\b$1=\([^ ]*\).*/\1/p" <<<"$2"; }
 median() { sort -g | awk '{v[NR]=$1} END {if (NR) print (NR % 2) ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2}'; }
@@ -115,10 +141,11 @@ run() { # SCENARIO SERVER: one loadgen run, appended to $OUT/runs.tsv
         echo "error: loadgen failed against $server ($scenario)" >&2
         exit 1
     fi
-    printf '%s\t%s\t%s\t%s\t%s\n' "$scenario" "$server" "$(field msgs_per_s "$result")" \
-        "$(field p50_us "$result")" "$(field p99_us "$result")" >>"$OUT/runs.tsv"
-    printf '    %-10s %-14s %12.0f msg/s  p50 %8s us  p99 %8s us\n' "$scenario" "$server" \
-        "$(field msgs_per_s "$result")" "$(field p50_us "$result")" "$(field p99_us "$result")"
+    printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$scenario" "$server" "$(field msgs_per_s "$result")" \
+        "$(field p50_us "$result")" "$(field p99_us "$result")" "$(field cpu_us "$result")" >>"$OUT/runs.tsv"
+    printf '    %-10s %-14s %12.0f msg/s  p50 %8s us  p99 %8s us  server CPU %6s us/msg\n' "$scenario" \
+        "$server" "$(field msgs_per_s "$result")" "$(field p50_us "$result")" "$(field p99_us "$result")" \
+        "$(field cpu_us "$result")"
 }
 
 echo "==> driving them: $ROUNDS rounds, $SIZE-byte messages, every reply checked"
@@ -139,32 +166,50 @@ stat() { awk -F'\t' -v s="$1" -v n="$2" -v c="$3" '$1 == s && $2 == n {print $c}
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || b == 0) print "-"; else printf "%.2fx", a / b }'; }
 
 echo
-echo "==> results: median of $ROUNDS rounds; messages/s on this machine ($(nproc) cores) and ratios"
-printf '%-38s %-6s %12s %12s %8s  %s\n' scenario framing ours other ratio "p50 / p99 us (ours; other)"
+echo "==> results: median of $ROUNDS rounds; messages/s and server CPU per message on this machine" \
+    "($(nproc) cores), and ratios (ours against the other)"
+printf '%-38s %-6s %-8s %11s %11s %7s  %15s %7s  %s\n' scenario framing other "ours msg/s" "other msg/s" \
+    ratio "CPU us/msg" "CPU" "p50 / p99 us (ours; other)"
 for scenario in "${scenarios[@]}"; do
     for other in "${others[@]}"; do
         framing=${other#*_} ours=ours_${other#*_}
         a=$(stat "$scenario" "$ours" 3) b=$(stat "$scenario" "$other" 3)
-        printf '%-38s %-6s %12s %12s %8s  %s / %s; %s / %s  (other: %s)\n' "${TITLE[$scenario]}" "$framing" \
-            "$(num "$a")" "$(num "$b")" "$(ratio "$a" "$b")" \
+        ca=$(stat "$scenario" "$ours" 6) cb=$(stat "$scenario" "$other" 6)
+        printf '%-38s %-6s %-8s %11s %11s %7s  %15s %7s  %s / %s; %s / %s\n' "${TITLE[$scenario]}" "$framing" \
+            "${other%_*}" "$(num "$a")" "$(num "$b")" "$(ratio "$a" "$b")" "$ca / $cb" "$(ratio "$cb" "$ca")" \
             "$(stat "$scenario" "$ours" 4)" "$(stat "$scenario" "$ours" 5)" \
-            "$(stat "$scenario" "$other" 4)" "$(stat "$scenario" "$other" 5)" "${other%_*}"
+            "$(stat "$scenario" "$other" 4)" "$(stat "$scenario" "$other" 5)"
     done
 done
+echo "(ratio: ours/other messages/s; CPU: other/ours CPU per message, above 1 when ours does less work)"
 echo "(every run: $OUT/runs.tsv)"
 
 if $sweep; then
     echo
-    echo "==> sweep: ping-pong round trips/s against connections ($SWEEP), line framing"
-    printf 'server\tconnections\tmsgs_per_s\tp50_us\tp99_us\n' >"$OUT/sweep.tsv"
+    echo "==> sweep: ping-pong round trips/s against connections ($SWEEP)"
+    printf 'server\tconnections\tmsgs_per_s\tp50_us\tp99_us\tcpu_us\n' >"$OUT/sweep_connections.tsv"
     for connections in $SWEEP; do
-        for server in ours_line baseline_line; do
+        for server in ours_line "${others[@]}"; do
             # About the same number of messages at every width.
-            messages=$((PING_MESSAGES * PING_CONNECTIONS / connections))
+            messages=$(((PING_MESSAGES * PING_CONNECTIONS + connections - 1) / connections))
             result=$(load "$server" "$connections" 1 "$messages")
-            printf '%s\t%s\t%s\t%s\t%s\n' "${server%_*}" "$connections" "$(field msgs_per_s "$result")" \
-                "$(field p50_us "$result")" "$(field p99_us "$result")" | tee -a "$OUT/sweep.tsv"
+            printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$server" "$connections" "$(field msgs_per_s "$result")" \
+                "$(field p50_us "$result")" "$(field p99_us "$result")" "$(field cpu_us "$result")" |
+                tee -a "$OUT/sweep_connections.tsv"
         done
     done
-    echo "(written: $OUT/sweep.tsv; plot: python3 scripts/plot.py $OUT/sweep.tsv > docs/throughput.svg)"
+    echo
+    echo "==> sweep: pipelined MB/s of messages against message size ($SIZES), 1 connection"
+    printf 'server\tsize\tmb_per_s\tmsgs_per_s\tcpu_us\n' >"$OUT/sweep_size.tsv"
+    for size in $SIZES; do
+        for server in ours_line "${others[@]}"; do
+            # About the same number of bytes at every size, and at least 1000 messages.
+            messages=$((PIPE_MESSAGES * SIZE / size > 1000 ? PIPE_MESSAGES * SIZE / size : 1000))
+            result=$(load "$server" 1 "$PIPE_WINDOW" "$messages" "$size")
+            printf '%s\t%s\t%s\t%s\t%s\n' "$server" "$size" "$(field mb_per_s "$result")" \
+                "$(field msgs_per_s "$result")" "$(field cpu_us "$result")" | tee -a "$OUT/sweep_size.tsv"
+        done
+    done
+    echo "(written: $OUT/sweep_*.tsv; the plots: python3 scripts/plot.py $OUT/sweep_size.tsv > docs/throughput_size.svg,"
+    echo " and the same for sweep_connections.tsv > docs/throughput_connections.svg)"
 fi
