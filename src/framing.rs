@@ -452,21 +452,24 @@ fn checked_len(prefix: &[u8], max_frame: usize) -> Result<usize, Error> {
     }
 }
 
-/// The position of the first `\n`, eight bytes at a time.
+/// The position of the first `\n`, sixteen bytes at a time.
 pub(crate) fn find_newline(bytes: &[u8]) -> Option<usize> {
     const LO: u64 = 0x0101_0101_0101_0101;
     const HI: u64 = 0x8080_8080_8080_8080;
     const NL: u64 = LO * b'\n' as u64;
-    let mut chunks = bytes.chunks_exact(8);
+    // Nonzero if a byte of `word` is `\n` (exact when there is none).
+    let has_newline = |word: &[u8]| {
+        let mut bytes = [0u8; 8];
+        bytes.copy_from_slice(word);
+        let x = u64::from_le_bytes(bytes) ^ NL;
+        x.wrapping_sub(LO) & !x & HI
+    };
     let mut offset = 0;
-    for chunk in &mut chunks {
-        let mut word = [0u8; 8];
-        word.copy_from_slice(chunk);
-        let x = u64::from_le_bytes(word) ^ NL;
-        if (x.wrapping_sub(LO) & !x & HI) != 0 {
+    for pair in bytes.chunks_exact(16) {
+        if has_newline(&pair[..8]) | has_newline(&pair[8..]) != 0 {
             break;
         }
-        offset += 8;
+        offset += 16;
     }
     bytes[offset..].iter().position(|&b| b == b'\n').map(|i| offset + i)
 }
