@@ -28,7 +28,8 @@
 # PIPE_MESSAGES (3000000), PIPE_WINDOW (256), PING_CONNECTIONS (16),
 # PING_MESSAGES (5000 per connection), PY_SCALE (1; N gives Python 1/N of
 # the messages, should it be much slower), SWEEP ("1 2 4 8 16 32 64"),
-# SIZES ("16 64 256 1024 4096 16384 65536"),
+# SIZES ("16 64 256 1024 4096 16384 65536"), SWEEP_BYTES (512000000: bytes of
+# messages per run of the size sweep, at most PIPE_MESSAGES messages),
 # OUT ($CARGO_TARGET_DIR/compare).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -42,6 +43,7 @@ PING_MESSAGES=${PING_MESSAGES:-5000}
 PY_SCALE=${PY_SCALE:-1}
 SWEEP=${SWEEP:-1 2 4 8 16 32 64}
 SIZES=${SIZES:-16 64 256 1024 4096 16384 65536}
+SWEEP_BYTES=${SWEEP_BYTES:-512000000}
 PIN=${PIN:-1}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target}
 OUT=${OUT:-$CARGO_TARGET_DIR/compare}
@@ -184,32 +186,45 @@ done
 echo "(ratio: ours/other messages/s; CPU: other/ours CPU per message, above 1 when ours does less work)"
 echo "(every run: $OUT/runs.tsv)"
 
+# sweep NAME X_NAME Y_NAME VALUES CMD: runs `CMD SERVER X` for every X in
+# VALUES and every server, ROUNDS times interleaved, and writes the median
+# of each point's Y_NAME to $OUT/sweep_NAME.tsv (every run beside it, .runs).
+sweep() {
+    local name=$1 x_name=$2 y_name=$3 values=$4 cmd=$5 x server result
+    : >"$OUT/sweep_$name.runs"
+    for round in $(seq "$ROUNDS"); do
+        echo "  round $round"
+        for x in $values; do
+            for server in ours_line "${others[@]}"; do
+                result=$($cmd "$server" "$x")
+                printf '%s\t%s\t%s\t%s\n' "$server" "$x" "$(field "$y_name" "$result")" \
+                    "$(field cpu_us "$result")" | tee -a "$OUT/sweep_$name.runs"
+            done
+        done
+    done
+    printf 'server\t%s\t%s\tcpu_us\n' "$x_name" "$y_name" >"$OUT/sweep_$name.tsv"
+    for x in $values; do
+        for server in ours_line "${others[@]}"; do
+            printf '%s\t%s\t%s\t%s\n' "$server" "$x" \
+                "$(awk -F'\t' -v s="$server" -v x="$x" '$1 == s && $2 == x {print $3}' "$OUT/sweep_$name.runs" | median)" \
+                "$(awk -F'\t' -v s="$server" -v x="$x" '$1 == s && $2 == x {print $4}' "$OUT/sweep_$name.runs" | median)" \
+                >>"$OUT/sweep_$name.tsv"
+        done
+    done
+    column -t "$OUT/sweep_$name.tsv"
+}
+# About the same number of messages at every width.
+ping_pong_at() { load "$1" "$2" 1 $(((PING_MESSAGES * PING_CONNECTIONS + $2 - 1) / $2)); }
+# SWEEP_BYTES of messages, or PIPE_MESSAGES of them if fewer.
+pipelined_at() { load "$1" 1 "$PIPE_WINDOW" $((SWEEP_BYTES / $2 < PIPE_MESSAGES ? SWEEP_BYTES / $2 : PIPE_MESSAGES)) "$2"; }
+
 if $sweep; then
     echo
-    echo "==> sweep: ping-pong round trips/s against connections ($SWEEP)"
-    printf 'server\tconnections\tmsgs_per_s\tp50_us\tp99_us\tcpu_us\n' >"$OUT/sweep_connections.tsv"
-    for connections in $SWEEP; do
-        for server in ours_line "${others[@]}"; do
-            # About the same number of messages at every width.
-            messages=$(((PING_MESSAGES * PING_CONNECTIONS + connections - 1) / connections))
-            result=$(load "$server" "$connections" 1 "$messages")
-            printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$server" "$connections" "$(field msgs_per_s "$result")" \
-                "$(field p50_us "$result")" "$(field p99_us "$result")" "$(field cpu_us "$result")" |
-                tee -a "$OUT/sweep_connections.tsv"
-        done
-    done
+    echo "==> sweep: ping-pong round trips/s against connections ($SWEEP), median of $ROUNDS"
+    sweep connections connections msgs_per_s "$SWEEP" ping_pong_at
     echo
-    echo "==> sweep: pipelined MB/s of messages against message size ($SIZES), 1 connection"
-    printf 'server\tsize\tmb_per_s\tmsgs_per_s\tcpu_us\n' >"$OUT/sweep_size.tsv"
-    for size in $SIZES; do
-        for server in ours_line "${others[@]}"; do
-            # About the same number of bytes at every size, and at least 1000 messages.
-            messages=$((PIPE_MESSAGES * SIZE / size > 1000 ? PIPE_MESSAGES * SIZE / size : 1000))
-            result=$(load "$server" 1 "$PIPE_WINDOW" "$messages" "$size")
-            printf '%s\t%s\t%s\t%s\t%s\n' "$server" "$size" "$(field mb_per_s "$result")" \
-                "$(field msgs_per_s "$result")" "$(field cpu_us "$result")" | tee -a "$OUT/sweep_size.tsv"
-        done
-    done
-    echo "(written: $OUT/sweep_*.tsv; the plots: python3 scripts/plot.py $OUT/sweep_size.tsv > docs/throughput_size.svg,"
-    echo " and the same for sweep_connections.tsv > docs/throughput_connections.svg)"
+    echo "==> sweep: pipelined MB/s of messages against message size ($SIZES), 1 connection, median of $ROUNDS"
+    sweep size size mb_per_s "$SIZES" pipelined_at
+    echo "(the plots: python3 scripts/plot.py $OUT/sweep_size.tsv > docs/perf/throughput_size.svg, and the"
+    echo " same for $OUT/sweep_connections.tsv > docs/perf/throughput_connections.svg)"
 fi

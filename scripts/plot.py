@@ -4,8 +4,8 @@ round trips/s against connections, or MB/s against message size. Standard
 library only.
 
     scripts/compare.sh --sweep
-    python3 scripts/plot.py target/compare/sweep_size.tsv > docs/throughput_size.svg
-    python3 scripts/plot.py target/compare/sweep_connections.tsv > docs/throughput_connections.svg
+    python3 scripts/plot.py target/compare/sweep_size.tsv > docs/perf/throughput_size.svg
+    python3 scripts/plot.py target/compare/sweep_connections.tsv > docs/perf/throughput_connections.svg
 
 The input is tab-separated with a header line: server, then the x column
 (connections or size), then the y column (msgs_per_s or mb_per_s); further
@@ -51,10 +51,10 @@ def read(path):
 
 
 def short(value):
-    """12000 -> 12k, 65536 -> 64Ki for sizes, 2.5 -> 2.5."""
+    """2500000 -> 2.5M, 40000 -> 40k, 1200 -> 1200."""
     if value >= 1_000_000:
         return f'{value / 1_000_000:g}M'
-    if value >= 1000:
+    if value >= 10_000:
         return f'{value / 1000:g}k'
     return f'{value:g}'
 
@@ -74,7 +74,11 @@ def nice_ceiling(value):
 
 def svg(x_name, y_name, series, title):
     xs = sorted({x for points in series.values() for x, _ in points})
-    top = nice_ceiling(max(y for points in series.values() for _, y in points))
+    ys = [y for points in series.values() for _, y in points if y > 0]
+    top = nice_ceiling(max(ys))
+    # A logarithmic y axis when the values span more than 20x, else linear from 0.
+    log_y = max(ys) / min(ys) > 20
+    bottom = 10 ** math.floor(math.log10(min(ys))) if log_y else 0
     plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
     lo, hi = math.log2(xs[0]), math.log2(xs[-1]) if xs[-1] > xs[0] else math.log2(xs[0]) + 1
 
@@ -82,14 +86,23 @@ def svg(x_name, y_name, series, title):
         return LEFT + (math.log2(x) - lo) / (hi - lo) * plot_w
 
     def py(y):
-        return TOP + plot_h - y / top * plot_h
+        if log_y:
+            share = (math.log10(max(y, bottom)) - math.log10(bottom)) / (math.log10(top) - math.log10(bottom))
+        else:
+            share = y / top
+        return TOP + plot_h - share * plot_h
+
+    if log_y:
+        ticks = [m * 10 ** e for e in range(int(math.log10(bottom)), int(math.log10(top)) + 1) for m in (1, 2, 5)]
+        ticks = [t for t in ticks if bottom <= t <= top]
+    else:
+        ticks = [top * i / 5 for i in range(6)]
 
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" '
            f'viewBox="0 0 {WIDTH} {HEIGHT}" font-family="sans-serif" font-size="12">',
            f'<rect width="{WIDTH}" height="{HEIGHT}" fill="white"/>',
            f'<text x="{WIDTH / 2}" y="24" text-anchor="middle" font-size="14">{escape(title)}</text>']
-    for i in range(6):
-        y = top * i / 5
+    for y in ticks:
         out.append(f'<line x1="{LEFT}" y1="{py(y):.1f}" x2="{LEFT + plot_w}" y2="{py(y):.1f}" stroke="#ddd"/>')
         out.append(f'<text x="{LEFT - 8}" y="{py(y) + 4:.1f}" text-anchor="end">{short(y)}</text>')
     for x in xs:
@@ -100,7 +113,8 @@ def svg(x_name, y_name, series, title):
     out.append(f'<text x="{LEFT + plot_w / 2}" y="{HEIGHT - 18}" text-anchor="middle">'
                f'{escape(AXES.get(x_name, x_name))}</text>')
     out.append(f'<text x="18" y="{TOP + plot_h / 2}" text-anchor="middle" '
-               f'transform="rotate(-90 18 {TOP + plot_h / 2})">{escape(AXES.get(y_name, y_name))}</text>')
+               f'transform="rotate(-90 18 {TOP + plot_h / 2})">{escape(AXES.get(y_name, y_name))}'
+               f'{" (log scale)" if log_y else ""}</text>')
     # Ours first, then the others in a fixed order.
     order = sorted(series, key=lambda name: (not name.startswith('ours'), name))
     for i, name in enumerate(order):
