@@ -48,6 +48,7 @@ fn connect() -> TcpStream {
     thread::spawn(move || {
         for stream in listener.incoming().flatten() {
             let server = server.clone();
+            let _ = stream.set_nodelay(true);
             thread::spawn(move || server.serve(&stream));
         }
     });

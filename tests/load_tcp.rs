@@ -42,7 +42,11 @@ fn connect(addr: &str) -> TcpStream {
 fn our_server(framing: Framing) -> String {
     // Chunk framing reads 1024 bytes at most: each read is one message.
     let server = EchoServer::builder().framing(framing).stamp(Ctime::utc()).build().expect("config");
-    serve(8, move |s| drop(server.serve(&s)))
+    serve(8, move |s| {
+        // Replies leave one write per read; Nagle would only delay them.
+        s.set_nodelay(true).expect("nodelay");
+        drop(server.serve(&s))
+    })
 }
 
 #[test]
