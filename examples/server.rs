@@ -30,7 +30,7 @@ struct Args {
 
     /// Listen backlog: connections the kernel holds until they are accepted
     /// (the original's listen(5)).
-    #[arg(long, default_value_t = 1024)]
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(i32).range(1..))]
     backlog: i32,
 
     /// The most clients served at once; more wait in the backlog.
@@ -38,11 +38,11 @@ struct Args {
     max_connections: usize,
 
     /// Seconds a client may send nothing before it is disconnected (0: never).
-    #[arg(long, default_value = "300", value_parser = seconds)]
+    #[arg(long, default_value = "300", value_parser = seconds, value_name = "SECONDS")]
     idle_timeout: Duration,
 
     /// Seconds given to open connections to finish at shutdown before they are closed.
-    #[arg(long, default_value = "5", value_parser = seconds)]
+    #[arg(long, default_value = "5", value_parser = seconds, value_name = "SECONDS")]
     shutdown_deadline: Duration,
 
     /// Log only the listening address and the summary, not each connection and message.
@@ -107,6 +107,7 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
     let limits = Limits::default()
         .max_connections(args.max_connections)
         .idle_timeout(Some(args.idle_timeout).filter(|t| !t.is_zero()));
+    limits.validate()?;
 
     let (listener, unix_path) = match &args.endpoint.unix {
         Some(path) => (Listener::from(bind_unix(path, args.backlog)?), Some(path)),

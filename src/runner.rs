@@ -155,7 +155,9 @@ impl Limits {
         self
     }
 
-    fn validate(&self) -> Result<(), Error> {
+    /// Checks the limits are usable (as [`start`] does): at least one
+    /// connection, and timeouts longer than zero.
+    pub fn validate(&self) -> Result<(), Error> {
         if self.max_connections == 0 {
             return Err(Error::Config("max_connections must be at least 1"));
         }
@@ -304,9 +306,15 @@ impl fmt::Display for Peer {
 /// What the runner does, for logging. Every method has an empty default, and
 /// `()` implements it with all of them.
 ///
-/// Called from the runner's threads, several at once: `message` from each
-/// connection's own thread, as it happens. The library never prints; the
-/// `server` example's log lines come from an `Events` implementation.
+/// `accepting`, `accept_failed` and `connected` are called on the accept
+/// thread, in order; `message` and `closed` on each connection's own thread,
+/// several at once. Keep them quick: the accept thread waits for its calls.
+/// The library never prints; the `server` example's log lines come from an
+/// `Events` implementation.
+///
+/// A panic in `message` or `closed` ends that connection (it is closed and
+/// counted as an error); a panic in a method called on the accept thread
+/// stops accepting. Don't panic.
 pub trait Events: Send + Sync + 'static {
     /// The runner is about to wait for the next connection (the original's
     /// `waiting for connection...`).
