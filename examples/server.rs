@@ -4,13 +4,16 @@
 //! local ctime stamps, and logs like the original. Ctrl-C or SIGTERM shuts it
 //! down gracefully and prints a one-line summary. `--help` lists the flags.
 //!
+//! With `--udp` it serves UDP instead: each datagram gets one reply datagram
+//! (framing does not apply), and Ctrl-C prints its counts.
+//!
 //! With `--unix PATH`, a socket file left behind by a server that is gone
 //! (nothing accepts on it) is replaced; a live one, or a file that is not a
 //! socket, is an error. The socket file is removed at shutdown.
 mod common;
 
 use std::io::{self, Write};
-use std::net::{TcpListener, ToSocketAddrs};
+use std::net::{SocketAddr, TcpListener, ToSocketAddrs, UdpSocket};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
 use std::process::ExitCode;
@@ -19,6 +22,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use socket2::{Domain, SockAddr, Socket, Type};
+use stamp_echo::datagram::{DatagramObserver, DatagramServer};
 use stamp_echo::runner::{self, Listener, Peer};
 use stamp_echo::{EchoServer, Error, Events, Limits, Summary};
 
@@ -48,6 +52,10 @@ struct Args {
     /// Log only the listening address and the summary, not each connection and message.
     #[arg(long)]
     quiet: bool,
+
+    /// Serve UDP datagrams instead of TCP connections (each datagram is a message).
+    #[arg(long, conflicts_with = "unix")]
+    udp: bool,
 }
 
 /// `SECONDS`, fractions allowed.
@@ -87,6 +95,15 @@ impl Events for Log {
     }
 }
 
+impl DatagramObserver for Log {
+    fn datagram(&mut self, from: SocketAddr, message: &[u8]) {
+        say!("...datagram from {from}: {}", String::from_utf8_lossy(message));
+    }
+    fn error(&mut self, from: SocketAddr, error: &Error) {
+        say!("...error for {from}: {error}");
+    }
+}
+
 fn main() -> ExitCode {
     let args = Args::parse();
     match run(&args) {
@@ -102,6 +119,9 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
     let (stamp, fallback) = args.endpoint.stamp.build();
     if let Some(why) = fallback {
         eprintln!("warning: local time zone not found ({why}); stamping UTC");
+    }
+    if args.udp {
+        return serve_udp(args, stamp);
     }
     let server = EchoServer::builder().framing(args.endpoint.framing()).shared_stamp(stamp).build()?;
     let limits = Limits::default()
@@ -128,6 +148,24 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         let _ = std::fs::remove_file(path);
     }
     say!("shut down: {totals}");
+    Ok(())
+}
+
+fn serve_udp(
+    args: &Args,
+    stamp: std::sync::Arc<dyn stamp_echo::stamp::Stamp>,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let server = DatagramServer::new(UdpSocket::bind(args.endpoint.tcp_addr())?, stamp)?;
+    let stopper = server.stopper();
+    ctrlc::set_handler(move || drop(stopper.stop()))?;
+    say!("listening on {} (udp)", server.local_addr()?);
+    let summary = if args.quiet { server.serve()? } else { server.serve_with(Log)? };
+    say!(
+        "stopped: {} datagrams answered, {} bytes in, {} bytes out",
+        summary.messages,
+        summary.bytes_in,
+        summary.bytes_out
+    );
     Ok(())
 }
 
