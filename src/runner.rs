@@ -396,13 +396,18 @@ pub struct Totals {
 }
 
 impl fmt::Display for Totals {
-    /// One line: `3 connections, 12 messages, 96 bytes in, 420 bytes out, 1 errors, 0 force-closed`.
+    /// One line: `3 connections, 1 message, 96 bytes in, 420 bytes out, 1 error, 0 force-closed`
+    /// (`, 2 unfinished` added when there are any).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{} connections, {} messages, {} bytes in, {} bytes out, {} errors, {} force-closed",
-            self.connections, self.messages, self.bytes_in, self.bytes_out, self.errors, self.force_closed
-        )?;
+        let count = |f: &mut fmt::Formatter<'_>, n: u64, one: &str, many: &str| {
+            write!(f, "{n} {}", if n == 1 { one } else { many })
+        };
+        count(f, self.connections, "connection, ", "connections, ")?;
+        count(f, self.messages, "message, ", "messages, ")?;
+        count(f, self.bytes_in, "byte in, ", "bytes in, ")?;
+        count(f, self.bytes_out, "byte out, ", "bytes out, ")?;
+        count(f, self.errors, "error, ", "errors, ")?;
+        write!(f, "{} force-closed", self.force_closed)?;
         if self.unfinished > 0 {
             write!(f, ", {} unfinished", self.unfinished)?;
         }
@@ -799,5 +804,29 @@ impl Waker {
             #[cfg(unix)]
             Waker::Unix(addr) => UnixStream::connect_addr(addr).map(drop),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Totals;
+
+    /// Totals with every count `n`.
+    fn all(n: u64) -> Totals {
+        Totals { connections: n, messages: n, bytes_in: n, bytes_out: n, errors: n, force_closed: n, unfinished: n }
+    }
+
+    #[test]
+    fn totals_count_one_in_the_singular_and_others_in_the_plural() {
+        assert_eq!(
+            all(1).to_string(),
+            "1 connection, 1 message, 1 byte in, 1 byte out, 1 error, 1 force-closed, 1 unfinished"
+        );
+        assert_eq!(
+            all(2).to_string(),
+            "2 connections, 2 messages, 2 bytes in, 2 bytes out, 2 errors, 2 force-closed, 2 unfinished"
+        );
+        // Zero is plural, and no unfinished threads go unmentioned.
+        assert_eq!(all(0).to_string(), "0 connections, 0 messages, 0 bytes in, 0 bytes out, 0 errors, 0 force-closed");
     }
 }

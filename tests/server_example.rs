@@ -91,7 +91,7 @@ fn logs_like_the_original_and_exits_cleanly_on_sigterm() {
     // ...and ends with a one-line summary and status 0.
     assert!(success, "exit status; output: {rest}");
     let summary = rest.lines().last().unwrap_or_default();
-    assert!(summary.starts_with("shut down: 1 connections, 1 messages, 9 bytes in, "), "{rest}");
+    assert!(summary.starts_with("shut down: 1 connection, 1 message, 9 bytes in, "), "{rest}");
 }
 
 #[test]
@@ -119,7 +119,7 @@ fn unix_socket_replaces_a_stale_file_and_removes_it_at_exit() {
     let (success, rest) = server.terminate();
     assert!(success, "{rest}");
     // Two connections: ours, and the second server's check that the path is live.
-    assert!(rest.starts_with("shut down: 2 connections, 1 messages"), "{rest}");
+    assert!(rest.starts_with("shut down: 2 connections, 1 message,"), "{rest}");
     assert!(!path.exists(), "the socket file is removed at exit");
 }
 
