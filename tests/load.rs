@@ -1,15 +1,15 @@
 //! Hundreds of clients at once, each checking every reply byte for byte:
 //! every complete message gets exactly one reply, in order.
 
-mod support;
+mod common;
 
-use std::io::Write;
-use std::net::Shutdown;
 use std::sync::Barrier;
 use std::thread;
 
+use common::{
+    FIXED_CTIME, SAFETY_TIMEOUT, connect, fixed_reply, fixed_server, send_all_and_read_replies, sent_ending, start,
+};
 use stamp_echo::{EchoClient, Framing, Limits};
-use support::{PATIENCE, connect, read_to_close, reply};
 
 const CLIENTS: usize = 300;
 const MESSAGES: usize = 40;
@@ -26,17 +26,17 @@ fn message(c: usize, n: usize) -> Vec<u8> {
 #[test]
 fn hundreds_of_concurrent_clients_get_every_reply_once_in_order() {
     let framings = [Framing::chunk(), Framing::line(), Framing::length_prefixed()];
-    let servers: Vec<_> = framings.iter().map(|&f| support::start(f, Limits::default())).collect();
+    let servers: Vec<_> = framings.iter().map(|&f| start(fixed_server(f), Limits::default())).collect();
     let addrs: Vec<_> = servers.iter().map(|(_, addr, _)| *addr).collect();
-    let start = Barrier::new(CLIENTS);
+    let all_connected = Barrier::new(CLIENTS);
     let sent_bytes: Vec<u64> = thread::scope(|scope| {
         let clients: Vec<_> = (0..CLIENTS)
             .map(|c| {
                 let (framing, addr) = (framings[c % 3], addrs[c % 3]);
-                let start = &start;
+                let all_connected = &all_connected;
                 scope.spawn(move || {
                     let stream = connect(addr);
-                    start.wait();
+                    all_connected.wait();
                     match framing {
                         Framing::Chunk { .. } => chunk_client(c, EchoClient::new(stream, framing).expect("client")),
                         _ => pipelining_client(c, framing, stream),
@@ -47,7 +47,7 @@ fn hundreds_of_concurrent_clients_get_every_reply_once_in_order() {
         clients.into_iter().map(|c| c.join().expect("client")).collect()
     });
     for (i, (handle, _, _)) in servers.into_iter().enumerate() {
-        let totals = handle.shutdown(PATIENCE);
+        let totals = handle.shutdown(SAFETY_TIMEOUT);
         let sent: u64 = sent_bytes.iter().skip(i).step_by(3).sum();
         assert_eq!((totals.connections, totals.errors, totals.bytes_in), ((CLIENTS / 3) as u64, 0, sent));
         if i > 0 {
@@ -64,11 +64,9 @@ fn pipelining_client(c: usize, framing: Framing, mut stream: std::net::TcpStream
     for n in 0..MESSAGES {
         let message = message(c, n);
         framing.encode_message(&message, &mut sent);
-        expected.extend(reply(framing, &message));
+        expected.extend(fixed_reply(framing, &message, sent_ending(framing)));
     }
-    stream.write_all(&sent).expect("send");
-    stream.shutdown(Shutdown::Write).expect("half-close");
-    let got = read_to_close(&mut stream);
+    let got = send_all_and_read_replies(&mut stream, &sent);
     assert!(got == expected, "client {c} ({framing}): replies differ from byte {}", first_difference(&got, &expected));
     sent.len() as u64
 }
@@ -80,7 +78,7 @@ fn chunk_client(c: usize, mut client: EchoClient<std::net::TcpStream>) -> u64 {
     for n in 0..MESSAGES {
         let message = message(c, n);
         let reply = client.round_trip(&message).expect("the echo of what was sent");
-        assert!(reply.pieces().iter().all(|p| p.stamp == support::STAMP));
+        assert!(reply.pieces().iter().all(|p| p.stamp == FIXED_CTIME));
         sent += message.len() as u64;
     }
     sent

@@ -1,62 +1,62 @@
 //! The runner over real sockets: limits, timeouts, half-close, shutdown.
 
-mod support;
+mod common;
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use common::{
+    Event, FIXED_CTIME, Kind, Recorder, SAFETY_TIMEOUT, connect, connect_small_buffer, fixed_reply, fixed_server,
+    next_closed, next_message, read_to_close, round_trip, send_all_and_read_replies, start,
+};
+use stamp_echo::framing::LineEnding;
 use stamp_echo::runner::{self, Addr};
 use stamp_echo::testing::LocalServer;
 use stamp_echo::{Error, Framing, Limits};
-use support::{
-    Event, Kind, PATIENCE, connect, echo_server, next_closed, next_message, read_to_close, reply, round_trip,
-};
 
 #[test]
 fn half_closed_client_gets_every_reply() {
     let framing = Framing::line();
-    let (handle, addr, events) = support::start(framing, Limits::default());
+    let (handle, addr, events) = start(fixed_server(framing), Limits::default());
     let mut stream = connect(addr);
     let mut sent = Vec::new();
     let mut expected = Vec::new();
     for i in 0..200 {
         let message = format!("message {i}");
         framing.encode_message(message.as_bytes(), &mut sent);
-        expected.extend(reply(framing, message.as_bytes()));
+        expected.extend(fixed_reply(framing, message.as_bytes(), LineEnding::Lf));
     }
     // A last line without a newline is answered too, without one.
     sent.extend_from_slice(b"last");
-    expected.extend(format!("[{}] last", support::STAMP).bytes());
-    stream.write_all(&sent).expect("send");
-    stream.shutdown(Shutdown::Write).expect("half-close");
+    expected.extend(fixed_reply(framing, b"last", LineEnding::None));
 
-    assert_eq!(read_to_close(&mut stream), expected);
+    assert_eq!(send_all_and_read_replies(&mut stream, &sent), expected);
     let (_, summary, error) = next_closed(&events);
     assert_eq!((summary.messages, error), (201, None));
-    assert_eq!(handle.shutdown(PATIENCE).errors, 0);
+    assert_eq!(handle.shutdown(SAFETY_TIMEOUT).errors, 0);
 }
 
 #[test]
 fn idle_connection_is_closed_with_a_timeout() {
     let framing = Framing::line();
     let limits = Limits::default().idle_timeout(Some(Duration::from_millis(200)));
-    let (handle, addr, events) = support::start(framing, limits);
+    let (handle, addr, events) = start(fixed_server(framing), limits);
     let mut stream = connect(addr);
     round_trip(&mut stream, framing, b"then silence");
 
     assert_eq!(read_to_close(&mut stream), b"");
     let (_, summary, error) = next_closed(&events);
     assert_eq!((summary.messages, error), (1, Some(Kind::Timeout)));
-    let totals = handle.shutdown(PATIENCE);
+    let totals = handle.shutdown(SAFETY_TIMEOUT);
     assert_eq!((totals.connections, totals.errors), (1, 1));
 }
 
 #[test]
 fn at_the_cap_new_clients_wait_in_the_backlog() {
     let framing = Framing::line();
-    let (handle, addr, _events) = support::start(framing, Limits::default().max_connections(2));
+    let (handle, addr, _events) = start(fixed_server(framing), Limits::default().max_connections(2));
     let mut first = connect(addr);
     let mut second = connect(addr);
     round_trip(&mut first, framing, b"one");
@@ -77,22 +77,22 @@ fn at_the_cap_new_clients_wait_in_the_backlog() {
     drop(first);
     drop(second);
     for (i, stream) in waiting.iter_mut().enumerate() {
-        stream.set_read_timeout(Some(PATIENCE)).expect("timeout");
-        let expected = reply(framing, format!("waiting {i}").as_bytes());
+        stream.set_read_timeout(Some(SAFETY_TIMEOUT)).expect("timeout");
+        let expected = fixed_reply(framing, format!("waiting {i}").as_bytes(), LineEnding::Lf);
         let mut got = vec![0; expected.len()];
         stream.read_exact(&mut got).expect("served once a slot frees");
         assert_eq!(got, expected);
         stream.shutdown(Shutdown::Write).expect("half-close");
     }
     drop(waiting);
-    let totals = handle.shutdown(PATIENCE);
+    let totals = handle.shutdown(SAFETY_TIMEOUT);
     assert_eq!((totals.connections, totals.messages, totals.errors), (22, 22, 0));
 }
 
 #[test]
 fn shutdown_finishes_the_reply_being_written_and_closes_idle_clients() {
     let framing = Framing::length_prefixed();
-    let (handle, addr, events) = support::start(framing, Limits::default());
+    let (handle, addr, events) = start(fixed_server(framing), Limits::default());
     let mut idle = connect(addr);
     round_trip(&mut idle, framing, b"idle from now on");
     let _ = next_message(&events);
@@ -100,15 +100,15 @@ fn shutdown_finishes_the_reply_being_written_and_closes_idle_clients() {
     // A reply far larger than the socket buffers: the server is still
     // writing it when shutdown begins, since this client is not reading yet.
     let big: Vec<u8> = (0..8 << 20).map(|i| (i % 251) as u8).collect();
-    let mut busy = support::connect_small_buffer(addr);
+    let mut busy = connect_small_buffer(addr);
     let mut framed = Vec::new();
     framing.encode_message(&big, &mut framed);
     busy.write_all(&framed).expect("send");
     let (busy_id, message) = next_message(&events);
     assert_eq!(message.len(), big.len());
 
-    let stopper = thread::spawn(move || handle.shutdown(PATIENCE));
-    assert_eq!(read_to_close(&mut busy), reply(framing, &big));
+    let stopper = thread::spawn(move || handle.shutdown(SAFETY_TIMEOUT));
+    assert_eq!(read_to_close(&mut busy), fixed_reply(framing, &big, LineEnding::None));
     assert_eq!(read_to_close(&mut idle), b"");
     let totals = stopper.join().expect("shutdown");
     assert_eq!(
@@ -124,9 +124,9 @@ fn shutdown_finishes_the_reply_being_written_and_closes_idle_clients() {
 fn shutdown_force_closes_what_is_left_at_the_deadline() {
     let framing = Framing::length_prefixed();
     let limits = Limits::default().write_timeout(None);
-    let (handle, addr, events) = support::start(framing, limits);
+    let (handle, addr, events) = start(fixed_server(framing), limits);
     // A client that never reads: the server is stuck writing its reply.
-    let stuck = support::connect_small_buffer(addr);
+    let stuck = connect_small_buffer(addr);
     let mut framed = Vec::new();
     framing.encode_message(&vec![b'x'; 8 << 20], &mut framed);
     (&stuck).write_all(&framed).expect("send");
@@ -137,7 +137,7 @@ fn shutdown_force_closes_what_is_left_at_the_deadline() {
     let totals = handle.shutdown(deadline);
     let took = started.elapsed();
     assert!(took >= deadline, "returned after {took:?}, before the deadline");
-    assert!(took < PATIENCE, "took {took:?}");
+    assert!(took < SAFETY_TIMEOUT, "took {took:?}");
     assert_eq!((totals.connections, totals.force_closed, totals.errors, totals.unfinished), (1, 1, 0, 0));
     let (_, _, error) = next_closed(&events);
     assert!(error.is_some(), "a force-closed write fails");
@@ -145,10 +145,10 @@ fn shutdown_force_closes_what_is_left_at_the_deadline() {
 
 #[test]
 fn dropping_the_handle_stops_the_server() {
-    let server = LocalServer::start(echo_server(Framing::line())).expect("start");
+    let server = LocalServer::start(fixed_server(Framing::line())).expect("start");
     let addr = server.addr();
     let mut client = server.client().expect("connect");
-    assert_eq!(client.round_trip(b"hello").expect("reply").stamp(), support::STAMP);
+    assert_eq!(client.round_trip(b"hello").expect("reply").stamp(), FIXED_CTIME);
     drop(server);
     let mut stream = client.into_inner();
     assert_eq!(read_to_close(&mut stream), b"");
@@ -162,9 +162,9 @@ fn serves_a_unix_listener() {
     let path = std::env::temp_dir().join(format!("stamp-echo-runner-{}.sock", std::process::id()));
     let _ = std::fs::remove_file(&path);
     let listener = UnixListener::bind(&path).expect("bind");
-    let (recorder, events) = support::Recorder::new();
+    let (recorder, events) = Recorder::new();
     let framing = Framing::line();
-    let handle = runner::start(listener, echo_server(framing), Limits::default(), recorder).expect("start");
+    let handle = runner::start(listener, fixed_server(framing), Limits::default(), recorder).expect("start");
     assert_eq!(handle.local_addr(), &Addr::Unix(Some(path.clone())));
 
     let mut stream = UnixStream::connect(&path).expect("connect");
@@ -172,10 +172,10 @@ fn serves_a_unix_listener() {
     stream.shutdown(Shutdown::Write).expect("half-close");
     let mut got = Vec::new();
     stream.read_to_end(&mut got).expect("replies");
-    assert_eq!(got, reply(framing, b"over unix"));
-    let Ok(Event::Connected(peer)) = events.recv_timeout(PATIENCE) else { panic!("connected first") };
+    assert_eq!(got, fixed_reply(framing, b"over unix", LineEnding::Lf));
+    let Ok(Event::Connected(peer)) = events.recv_timeout(SAFETY_TIMEOUT) else { panic!("connected first") };
     assert_eq!(peer.to_string(), "unnamed#1");
-    let totals = handle.shutdown(PATIENCE);
+    let totals = handle.shutdown(SAFETY_TIMEOUT);
     assert_eq!((totals.connections, totals.messages), (1, 1));
     let _ = std::fs::remove_file(&path);
 }
@@ -188,7 +188,7 @@ fn limits_out_of_range_are_refused() {
         Limits::default().write_timeout(Some(Duration::ZERO)),
     ] {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        let started = runner::start(listener, echo_server(Framing::line()), limits, ());
+        let started = runner::start(listener, fixed_server(Framing::line()), limits, ());
         assert!(matches!(started, Err(Error::Config(_))), "{limits:?}");
     }
 }
