@@ -3,12 +3,15 @@
 //! It runs the binary cargo builds beside the tests (`cargo test` builds the
 //! examples): target/<profile>/examples/server.
 
+mod common;
+
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{Shutdown, TcpStream};
+use std::net::Shutdown;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdout, Command, Stdio};
-use std::time::Duration;
+
+use common::connect;
 
 fn server_binary() -> PathBuf {
     let exe = std::env::current_exe().expect("test binary path");
@@ -64,11 +67,10 @@ impl Drop for Server {
 fn logs_like_the_original_and_exits_cleanly_on_sigterm() {
     let mut server = Server::start(&["--port", "0", "--stamp", "ctime-utc"]);
     let listening = server.line();
-    let addr = listening.strip_prefix("listening on 127.0.0.1:").expect(&listening);
-    assert!(addr.parse::<u16>().is_ok_and(|port| port != 0), "{listening}");
+    let port = listening.strip_prefix("listening on 127.0.0.1:").expect(&listening);
+    assert!(port.parse::<u16>().is_ok_and(|port| port != 0), "{listening}");
 
-    let mut stream = TcpStream::connect(format!("127.0.0.1:{addr}")).expect("connect");
-    stream.set_read_timeout(Some(Duration::from_secs(30))).expect("timeout");
+    let mut stream = connect(format!("127.0.0.1:{port}").parse().expect("an address"));
     stream.write_all(b"hi,server").expect("send");
     let mut reply = [0; 64];
     let n = stream.read(&mut reply).expect("reply");
