@@ -140,3 +140,22 @@ fn limits_out_of_range_are_refused_before_listening() {
     assert_eq!(String::from_utf8_lossy(&out.stdout), "");
     assert!(String::from_utf8_lossy(&out.stderr).contains("max_connections must be at least 1"));
 }
+
+#[test]
+fn serves_udp_with_the_udp_flag() {
+    let mut server = Server::start(&["--udp", "--port", "0", "--stamp", "unix"]);
+    let listening = server.line();
+    let addr = listening
+        .strip_prefix("listening on ")
+        .and_then(|rest| rest.strip_suffix(" (udp)"))
+        .expect(&listening)
+        .to_owned();
+    let mut client = stamp_echo::datagram::DatagramClient::connect(addr.as_str()).expect("a UDP socket");
+    let reply = client.round_trip("你好".as_bytes()).expect("a reply datagram");
+    assert_eq!(reply.message(), "你好".as_bytes());
+    assert!(stamp_echo::stamp::UnixTime::parse(reply.stamp()).is_some(), "{}", reply.stamp());
+    assert_eq!(server.line(), format!("...datagram from {}: 你好", client.socket().local_addr().expect("address")));
+    let (clean, rest) = server.terminate();
+    assert!(clean, "exit status 0 on SIGTERM");
+    assert!(rest.contains("stopped: 1 datagram"), "{rest}");
+}
