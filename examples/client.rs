@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! cargo run --example client                          # 127.0.0.1:8080, chunk framing, TCP
-//! cargo run --example client -- --udp                 # against the udp_server example
+//! cargo run --example client -- --udp                 # against `server --udp`
 //! cargo run --example client -- --stamp rfc3339 --count 5 --interval 0.2
 //! ```
 mod common;

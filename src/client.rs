@@ -101,7 +101,12 @@ pub struct EchoClient<S> {
     input: Vec<u8>,
     start: usize,
     out: Vec<u8>,
-    in_flight: VecDeque<(Instant, SystemTime)>,
+    /// When each message not yet answered was sent, and in chunk framing a
+    /// copy of it, to tell where its reply ends when replies run together.
+    in_flight: VecDeque<InFlight>,
+    /// Chunk framing: the stamp of the last piece read, if the next reply may
+    /// continue it (the next message was sent before that reply completed).
+    continued: Option<String>,
 }
 
 impl<S> fmt::Debug for EchoClient<S> {
@@ -115,11 +120,26 @@ impl<S> fmt::Debug for EchoClient<S> {
 
 const READ_SIZE: usize = 64 * 1024;
 
+struct InFlight {
+    instant: Instant,
+    at: SystemTime,
+    /// Chunk framing only; empty otherwise.
+    message: Vec<u8>,
+}
+
 impl<S: Read + Write> EchoClient<S> {
     /// A client speaking `framing` on `stream`.
     pub fn new(stream: S, framing: Framing) -> Result<EchoClient<S>, Error> {
         framing.validate()?;
-        Ok(EchoClient { stream, framing, input: Vec::new(), start: 0, out: Vec::new(), in_flight: VecDeque::new() })
+        Ok(EchoClient {
+            stream,
+            framing,
+            input: Vec::new(),
+            start: 0,
+            out: Vec::new(),
+            in_flight: VecDeque::new(),
+            continued: None,
+        })
     }
 
     /// Sends `message` and waits for its whole reply.
@@ -147,18 +167,26 @@ impl<S: Read + Write> EchoClient<S> {
         check_sendable(self.framing, message)?;
         self.out.clear();
         self.framing.encode_message(message, &mut self.out);
-        self.in_flight.push_back((Instant::now(), SystemTime::now()));
+        let copy = if let Framing::Chunk { .. } = self.framing { message.to_vec() } else { Vec::new() };
+        self.in_flight.push_back(InFlight { instant: Instant::now(), at: SystemTime::now(), message: copy });
         self.stream.write_all(&self.out).and_then(|()| self.stream.flush()).map_err(Error::from_io)
     }
 
     /// Reads the reply to the oldest message sent and not yet answered, and
     /// checks that it echoes `sent`, that message.
     pub fn receive(&mut self, sent: &[u8]) -> Result<Reply, Error> {
-        let (sent_instant, sent_at) = self.in_flight.pop_front().unwrap_or((Instant::now(), SystemTime::now()));
+        let (sent_instant, sent_at) =
+            self.in_flight.pop_front().map_or_else(|| (Instant::now(), SystemTime::now()), |f| (f.instant, f.at));
         let (pieces, consumed) = loop {
             let buffered = &self.input[self.start..];
             let parsed = match self.framing {
-                Framing::Chunk { .. } => parse_chunked(buffered, sent, self.in_flight.is_empty()),
+                Framing::Chunk { .. } => {
+                    let after = match self.in_flight.front() {
+                        Some(next) => After::Message(&next.message),
+                        None => After::Nothing,
+                    };
+                    parse_chunked(buffered, sent, after, self.continued.as_deref())
+                }
                 Framing::Line { .. } => parse_line(buffered, sent),
                 Framing::LengthPrefixed { .. } => parse_frame(buffered, sent),
             };
@@ -170,6 +198,10 @@ impl<S: Read + Write> EchoClient<S> {
             }
         };
         self.start += consumed;
+        self.continued = match (&self.framing, pieces.last()) {
+            (Framing::Chunk { .. }, Some(last)) if !self.in_flight.is_empty() => Some(last.stamp.clone()),
+            _ => None,
+        };
         if self.start == self.input.len() {
             self.input.clear();
             self.start = 0;
@@ -318,15 +350,22 @@ fn check_echo(stamp: &str, echoed: &[u8], sent: &[u8], consumed: usize) -> Parse
 /// tried (latest boundary first); any reading that matches echoes `sent`
 /// exactly, so the check is sound whichever one is taken.
 ///
-/// Which reading is taken decides where the next reply starts. When `sent` is
-/// the `only` message in flight, every byte received belongs to its reply, so
-/// a reading that takes all of them is preferred, and one that leaves bytes
-/// over is taken only if no reading could still grow to take them all.
-/// (Bytes of the reply not yet received at all cannot be told apart: a reply
-/// `[T] a[T] ` may be all of the echo of `a[T] `, or its first piece `a` and
-/// the stamp of a second one still on its way.) With messages pipelined, the
-/// first reading found is taken.
-fn parse_chunked(buf: &[u8], sent: &[u8], only: bool) -> Parsed {
+/// Which reading is taken decides where the next reply starts, so it is
+/// chosen by what comes `after` the message. When `sent` is the only message
+/// in flight, every byte received belongs to its reply, so a reading that
+/// takes all of them is preferred, and one that leaves bytes over is taken
+/// only if no reading could still grow to take them all. (Bytes of the reply
+/// not yet received at all cannot be told apart: a reply `[T] a[T] ` may be
+/// all of the echo of `a[T] `, or its first piece `a` and the stamp of a
+/// second one still on its way.) With messages pipelined, a reading after
+/// which the bytes left over can begin the reply to the next message is
+/// preferred; failing that, the first reading found is taken.
+///
+/// Pipelined messages may reach the server in one read and come back in one
+/// piece, so the reply to a message may start in the middle of the piece
+/// that ended the previous reply: `continued` is that piece's stamp, when the
+/// next message was already sent as the previous reply completed.
+fn parse_chunked(buf: &[u8], sent: &[u8], after: After<'_>, continued: Option<&str>) -> Parsed {
     // Search states: a stamp header starts at `at` in `buf`, with `done` bytes
     // of `sent` already echoed. `nodes` records how each was reached.
     struct Node<'a> {
@@ -336,17 +375,27 @@ fn parse_chunked(buf: &[u8], sent: &[u8], only: bool) -> Parsed {
         done: usize,
     }
     let mut nodes: Vec<Node<'_>> = Vec::new();
-    let mut stack = vec![(0usize, 0usize, usize::MAX)];
+    // (where, echoed so far, parent node, the stamp of a piece continued
+    // without a header of its own); the header reading is tried first.
+    let mut stack: Vec<(usize, usize, usize, Option<&str>)> = Vec::new();
+    if let Some(stamp) = continued {
+        stack.push((0, 0, usize::MAX, Some(stamp)));
+    }
+    stack.push((0, 0, usize::MAX, None));
     let mut seen = HashSet::new();
     let mut need_more = false;
     let mut deepest_mismatch = 0;
     let mut malformed = None;
-    let mut leaves_bytes_over = None;
-    while let Some((at, done, parent)) = stack.pop() {
-        if !seen.insert((at, done)) {
+    let mut second_best = None;
+    while let Some((at, done, parent, inherited)) = stack.pop() {
+        if !seen.insert((at, done, inherited.is_some())) {
             continue;
         }
-        let (stamp, body) = match parse_header(&buf[at..]) {
+        let header = match inherited {
+            Some(stamp) => Header::Complete { stamp, len: 0 },
+            None => parse_header(&buf[at..]),
+        };
+        let (stamp, body) = match header {
             Header::Complete { stamp, len } => (stamp, at + len),
             Header::Incomplete => {
                 need_more = true;
@@ -372,10 +421,21 @@ fn parse_chunked(buf: &[u8], sent: &[u8], only: bool) -> Parsed {
             }
             pieces.reverse();
             let consumed = body + matched;
-            if !only || consumed == buf.len() {
+            let best = consumed == buf.len()
+                || match after {
+                    After::Nothing => false,
+                    After::Unknown => true,
+                    // The rest must be able to start the next reply, which
+                    // may continue this piece.
+                    After::Message(next) => !matches!(
+                        parse_chunked(&buf[consumed..], next, After::Unknown, Some(stamp)),
+                        Parsed::Mismatch { .. } | Parsed::Malformed(_)
+                    ),
+                };
+            if best {
                 return Parsed::Complete { pieces, consumed };
             }
-            leaves_bytes_over.get_or_insert(Parsed::Complete { pieces, consumed });
+            second_best.get_or_insert(Parsed::Complete { pieces, consumed });
         } else if body + matched == buf.len() {
             need_more = true;
         } else {
@@ -385,13 +445,13 @@ fn parse_chunked(buf: &[u8], sent: &[u8], only: bool) -> Parsed {
         // pushed so that the longest piece is tried first.
         for j in 1..=matched {
             if buf[body + j..].first() == Some(&b'[') {
-                stack.push((body + j, done + j, node));
+                stack.push((body + j, done + j, node, None));
             }
         }
     }
     if need_more {
         Parsed::NeedMore
-    } else if let Some(complete) = leaves_bytes_over {
+    } else if let Some(complete) = second_best {
         complete
     } else if deepest_mismatch == 0
         && let Some(why) = malformed
@@ -400,6 +460,17 @@ fn parse_chunked(buf: &[u8], sent: &[u8], only: bool) -> Parsed {
     } else {
         Parsed::Mismatch { offset: deepest_mismatch }
     }
+}
+
+/// What follows the message whose reply [`parse_chunked`] looks for.
+#[derive(Clone, Copy, Debug)]
+enum After<'a> {
+    /// Nothing: it is the only message in flight.
+    Nothing,
+    /// This message, sent after it (pipelined).
+    Message(&'a [u8]),
+    /// Something not known: take the first reading found.
+    Unknown,
 }
 
 /// An estimate of how far a server's clock is from the local one, from one
@@ -556,30 +627,33 @@ mod tests {
 
     #[test]
     fn chunked_reply_in_one_piece() {
-        let p = parse_chunked(b"[T] hello", b"hello", true);
+        let p = parse_chunked(b"[T] hello", b"hello", After::Nothing, None);
         assert_eq!(pieces(&p), [("T", 5)]);
         assert!(matches!(p, Parsed::Complete { consumed: 9, .. }));
     }
 
     #[test]
     fn chunked_reply_in_several_pieces() {
-        let p = parse_chunked(b"[A] hel[B] lo[C] !", b"hello!", true);
+        let p = parse_chunked(b"[A] hel[B] lo[C] !", b"hello!", After::Nothing, None);
         assert_eq!(pieces(&p), [("A", 3), ("B", 2), ("C", 1)]);
     }
 
     #[test]
     fn chunked_reply_waits_for_more() {
-        assert_eq!(parse_chunked(b"", b"hi", true), Parsed::NeedMore);
-        assert_eq!(parse_chunked(b"[T", b"hi", true), Parsed::NeedMore);
-        assert_eq!(parse_chunked(b"[T] h", b"hi", true), Parsed::NeedMore);
-        assert_eq!(parse_chunked(b"[T] h[", b"hi", true), Parsed::NeedMore);
+        assert_eq!(parse_chunked(b"", b"hi", After::Nothing, None), Parsed::NeedMore);
+        assert_eq!(parse_chunked(b"[T", b"hi", After::Nothing, None), Parsed::NeedMore);
+        assert_eq!(parse_chunked(b"[T] h", b"hi", After::Nothing, None), Parsed::NeedMore);
+        assert_eq!(parse_chunked(b"[T] h[", b"hi", After::Nothing, None), Parsed::NeedMore);
     }
 
     #[test]
     fn chunked_reply_that_differs_is_a_mismatch() {
-        assert_eq!(parse_chunked(b"[T] hx", b"hi", true), Parsed::Mismatch { offset: 1 });
-        assert_eq!(parse_chunked(b"[T] h[U] x", b"hi", true), Parsed::Mismatch { offset: 1 });
-        assert_eq!(parse_chunked(b"hi", b"hi", true), Parsed::Malformed("reply does not start with '['"));
+        assert_eq!(parse_chunked(b"[T] hx", b"hi", After::Nothing, None), Parsed::Mismatch { offset: 1 });
+        assert_eq!(parse_chunked(b"[T] h[U] x", b"hi", After::Nothing, None), Parsed::Mismatch { offset: 1 });
+        assert_eq!(
+            parse_chunked(b"hi", b"hi", After::Nothing, None),
+            Parsed::Malformed("reply does not start with '['")
+        );
     }
 
     #[test]
@@ -587,10 +661,34 @@ mod tests {
         // The message looks like a stamp itself: "[T] a" + "[T] [T] b" and
         // "[T] a[T] " + "[T] b" both echo it; the longest first piece is taken.
         let sent = b"a[T] b";
-        let p = parse_chunked(b"[T] a[T] [T] b", sent, true);
+        let p = parse_chunked(b"[T] a[T] [T] b", sent, After::Nothing, None);
         assert_eq!(pieces(&p), [("T", 5), ("T", 1)]);
-        let p = parse_chunked(b"[T] a[T] b", sent, true);
+        let p = parse_chunked(b"[T] a[T] b", sent, After::Nothing, None);
         assert_eq!(pieces(&p), [("T", 6)]);
+    }
+
+    #[test]
+    fn pipelined_chunk_messages_answered_in_one_piece() {
+        // The server read "one" and "two" together and "三" alone.
+        let replies = crate::testing::Duplex::new("[T] onetwo[U] 三".as_bytes().to_vec());
+        let mut client = EchoClient::new(replies, Framing::chunk()).expect("valid framing");
+        let messages: [&[u8]; 3] = [b"one", b"two", "三".as_bytes()];
+        for m in messages {
+            client.send(m).expect("in memory");
+        }
+        let stamps: Vec<String> =
+            messages.iter().map(|m| client.receive(m).expect("reply").stamp().to_owned()).collect();
+        assert_eq!(stamps, ["T", "T", "U"]);
+    }
+
+    #[test]
+    fn a_reply_without_a_stamp_is_malformed_when_nothing_was_pipelined() {
+        // "two" was sent after the reply to "one" was whole, so its reply
+        // cannot continue that piece: it needs a stamp of its own.
+        let replies = crate::testing::Duplex::from_reads([b"[T] one".to_vec(), b"two".to_vec()]);
+        let mut client = EchoClient::new(replies, Framing::chunk()).expect("valid framing");
+        client.round_trip(b"one").expect("a whole reply");
+        assert!(matches!(client.round_trip(b"two"), Err(Error::MalformedReply(_))));
     }
 
     #[test]
@@ -601,7 +699,7 @@ mod tests {
             buf.extend_from_slice(b"[T] ");
             buf.push(*b);
         }
-        let p = parse_chunked(&buf, &sent, true);
+        let p = parse_chunked(&buf, &sent, After::Nothing, None);
         assert_eq!(pieces(&p).len(), 20_000);
     }
 

@@ -15,6 +15,8 @@
 //! - [`stamp`]: the text in the brackets ([`stamp::Ctime`], like Python's
 //!   `time.ctime()`, and others) and the [`stamp::Clock`] it reads.
 //! - [`EchoServer`] and [`EchoClient`]: thin blocking drivers over a stream.
+//! - [`runner`]: many connections at once over a listener you bring, with
+//!   [`Limits`] and a graceful [`Handle::shutdown`].
 //! - [`load`]: drive any stamp-echo server with checked, pipelined load.
 //! - [`Error`]: the one error type.
 //!
@@ -124,6 +126,7 @@ pub mod framing;
 pub mod load;
 pub mod probe;
 pub mod protocol;
+pub mod runner;
 pub mod server;
 pub mod stamp;
 pub mod testing;
@@ -133,6 +136,7 @@ pub use client::{EchoClient, Reply};
 pub use error::Error;
 pub use framing::Framing;
 pub use protocol::{Observer, Responder, Summary};
+pub use runner::{Events, Handle, Limits, Totals};
 pub use server::EchoServer;
 
 /// The README's Rust examples, compiled and run as doctests.

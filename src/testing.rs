@@ -3,9 +3,17 @@
 //! [`Duplex`] is an in-memory stream: reads come from a script of byte
 //! strings, one script entry at most per read, so a test decides exactly how
 //! the input is split; writes are collected for inspection.
+//!
+//! [`LocalServer`] is a real server on `127.0.0.1` and a free port, for tests
+//! (yours, in another crate) that need one to talk to.
 
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::time::Duration;
+
+use crate::runner::{self, Handle, Limits, Totals};
+use crate::{EchoClient, EchoServer, Error, Framing};
 
 /// An in-memory `Read + Write` stream with scripted reads.
 #[derive(Clone, Debug, Default)]
@@ -59,5 +67,59 @@ impl Write for Duplex {
 
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
+    }
+}
+
+/// A server on `127.0.0.1` and a port the system picks, served by the
+/// [`runner`] on background threads, and shut down when dropped.
+///
+/// ```
+/// use stamp_echo::{EchoServer, Framing, testing::LocalServer};
+///
+/// let server = LocalServer::start(EchoServer::builder().framing(Framing::line()).build()?)?;
+/// let mut client = server.client()?; // or TcpStream::connect(server.addr())
+/// assert_eq!(client.round_trip(b"hello")?.message(), b"hello");
+/// # Ok::<(), stamp_echo::Error>(())
+/// ```
+#[derive(Debug)]
+pub struct LocalServer {
+    handle: Handle,
+    addr: SocketAddr,
+    framing: Framing,
+}
+
+impl LocalServer {
+    /// Serves `server` with the default [`Limits`].
+    pub fn start(server: EchoServer) -> Result<LocalServer, Error> {
+        LocalServer::with_limits(server, Limits::default())
+    }
+
+    /// Serves `server` with these limits.
+    pub fn with_limits(server: EchoServer, limits: Limits) -> Result<LocalServer, Error> {
+        let listener = TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0))?;
+        let addr = listener.local_addr()?;
+        let framing = server.framing();
+        let handle = runner::start(listener, server, limits, ())?;
+        Ok(LocalServer { handle, addr, framing })
+    }
+
+    /// The address to connect to.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// A new connection, with a client speaking the server's framing.
+    pub fn client(&self) -> Result<EchoClient<TcpStream>, Error> {
+        EchoClient::new(TcpStream::connect(self.addr)?, self.framing)
+    }
+
+    /// The runner's handle, for its counts.
+    pub fn handle(&self) -> &Handle {
+        &self.handle
+    }
+
+    /// Shuts the server down (see [`Handle::shutdown`]) and returns its totals.
+    pub fn shutdown(self, deadline: Duration) -> Totals {
+        self.handle.shutdown(deadline)
     }
 }

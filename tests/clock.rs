@@ -1,12 +1,13 @@
 //! Clock offsets over TCP on port 0, against a server whose clock is
 //! injected with a known offset.
 
-use std::net::{TcpListener, TcpStream};
-use std::thread;
+mod common;
+
 use std::time::{Duration, SystemTime};
 
+use common::{connect, next_closed_cleanly, start};
 use stamp_echo::stamp::{Rfc3339, StampKind, UnixTime};
-use stamp_echo::{EchoClient, EchoServer, Framing};
+use stamp_echo::{EchoClient, EchoServer, Framing, Limits};
 
 #[test]
 fn clock_offset_over_tcp_is_within_the_bound_in_every_framing() {
@@ -24,16 +25,8 @@ fn clock_offset_over_tcp_is_within_the_bound_in_every_framing() {
         }
         .build()
         .expect("server");
-        // Bound before the server thread starts: connecting needs no wait.
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-        let addr = listener.local_addr().expect("address");
-        let serving = thread::spawn(move || {
-            let (stream, _) = listener.accept().expect("accept");
-            server.serve(&stream)
-        });
-        let stream = TcpStream::connect(addr).expect("connect");
-        stream.set_read_timeout(Some(Duration::from_secs(10))).expect("safety net");
-        let mut client = EchoClient::new(stream, framing).expect("client");
+        let (_server, addr, events) = start(server, Limits::default());
+        let mut client = EchoClient::new(connect(addr), framing).expect("client");
         // Small messages, and one the chunk server answers in several pieces.
         for message in [b"probe".to_vec(), vec![b'x'; 5000]] {
             let reply = client.round_trip(&message).expect("echo");
@@ -42,6 +35,6 @@ fn clock_offset_over_tcp_is_within_the_bound_in_every_framing() {
             assert!(offset.contains(truth), "{framing}: {offset} does not hold {truth} ns");
         }
         drop(client);
-        serving.join().expect("server thread").expect("served");
+        next_closed_cleanly(&events);
     }
 }

@@ -1,6 +1,6 @@
 //! The original tutorial's defects (see `shared/seed/README.md`), each pinned
-//! by a test that would fail if this crate had it. Over TCP on port 0, with
-//! a server thread per connection as a real server runs it; in memory too
+//! by a test that would fail if this crate had it. Over TCP on port 0,
+//! served by the library's runner as a real server runs it; in memory too
 //! where the in-memory stream decides the splits exactly.
 
 mod common;
@@ -8,22 +8,25 @@ mod common;
 use std::io::{Read, Write};
 use std::net::Shutdown;
 
-use common::{FIXED_CTIME, Loopback, TestServer, fixed_reply, fixed_server, send_all_and_read_replies, split_pieces};
+use common::{
+    FIXED_CTIME, Kind, Loopback, connect, fixed_reply, fixed_server, next_closed, next_closed_cleanly,
+    send_all_and_read_replies, split_pieces, start,
+};
 use stamp_echo::framing::LineEnding;
 use stamp_echo::testing::Duplex;
-use stamp_echo::{EchoClient, Error, Framing};
+use stamp_echo::{EchoClient, Error, Framing, Limits};
 
 /// Defect 1: the original serves one client, then dies on the next accept().
 #[test]
 fn a_second_client_is_served_after_the_first_leaves() {
-    let server = TestServer::start(fixed_server(Framing::chunk()));
+    let (_server, addr, events) = start(fixed_server(Framing::chunk()), Limits::default());
     for (i, message) in [&b"first client"[..], b"second client", b"third client"].into_iter().enumerate() {
-        let mut client = EchoClient::new(server.connect(), Framing::chunk()).expect("valid framing");
+        let mut client = EchoClient::new(connect(addr), Framing::chunk()).expect("valid framing");
         let reply = client.round_trip(message).unwrap_or_else(|e| panic!("client {i}: {e}"));
         assert_eq!(reply.message(), message);
         assert_eq!(reply.stamp(), FIXED_CTIME);
         drop(client);
-        let summary = server.next_result().unwrap_or_else(|e| panic!("client {i}: {e}"));
+        let summary = next_closed_cleanly(&events);
         assert_eq!((summary.messages, summary.bytes_in), (1, message.len() as u64));
     }
 }
@@ -31,18 +34,18 @@ fn a_second_client_is_served_after_the_first_leaves() {
 /// Defect 2: the original serves one client at a time; a second one waits.
 #[test]
 fn two_clients_connected_at_once_both_get_answers() {
-    let server = TestServer::start(fixed_server(Framing::line()));
-    let mut first = EchoClient::new(server.connect(), Framing::line()).expect("valid framing");
-    let mut second = EchoClient::new(server.connect(), Framing::line()).expect("valid framing");
+    let (_server, addr, events) = start(fixed_server(Framing::line()), Limits::default());
+    let mut first = EchoClient::new(connect(addr), Framing::line()).expect("valid framing");
+    let mut second = EchoClient::new(connect(addr), Framing::line()).expect("valid framing");
     // The second is answered while the first is still connected and idle...
     assert_eq!(second.round_trip(b"from the second").expect("second answered").message(), b"from the second");
     // ...and the first is answered while the second is still connected.
     assert_eq!(first.round_trip(b"from the first").expect("first answered").message(), b"from the first");
     assert_eq!(second.round_trip(b"again").expect("second again").message(), b"again");
     drop(second);
-    assert_eq!(server.next_result().expect("second ended cleanly").messages, 2);
+    assert_eq!(next_closed_cleanly(&events).messages, 2, "the second ended cleanly");
     drop(first);
-    assert_eq!(server.next_result().expect("first ended cleanly").messages, 1);
+    assert_eq!(next_closed_cleanly(&events).messages, 1, "the first ended cleanly");
 }
 
 /// Defect 3: no message boundaries. In line framing two messages in one
@@ -52,10 +55,10 @@ fn line_framing_answers_two_messages_sent_in_one_write_each_once() {
     let expected =
         [fixed_reply(Framing::line(), b"one", LineEnding::Lf), fixed_reply(Framing::line(), b"two", LineEnding::CrLf)]
             .concat();
-    let server = TestServer::start(fixed_server(Framing::line()));
-    let replies = send_all_and_read_replies(&mut server.connect(), b"one\ntwo\r\n");
+    let (_server, addr, events) = start(fixed_server(Framing::line()), Limits::default());
+    let replies = send_all_and_read_replies(&mut connect(addr), b"one\ntwo\r\n");
     assert_eq!(String::from_utf8_lossy(&replies), String::from_utf8_lossy(&expected));
-    assert_eq!(server.next_result().expect("clean end").messages, 2);
+    assert_eq!(next_closed_cleanly(&events).messages, 2);
 
     let mut stream = Duplex::from_reads([b"one\ntwo\r\n".to_vec()]);
     fixed_server(Framing::line()).serve(&mut stream).expect("valid input");
@@ -67,8 +70,8 @@ fn line_framing_answers_two_messages_sent_in_one_write_each_once() {
 fn line_framing_answers_one_message_sent_across_many_writes_once() {
     let message = "hello, 世界".as_bytes();
     let expected = fixed_reply(Framing::line(), message, LineEnding::Lf);
-    let server = TestServer::start(fixed_server(Framing::line()));
-    let mut stream = server.connect();
+    let (_server, addr, events) = start(fixed_server(Framing::line()), Limits::default());
+    let mut stream = connect(addr);
     stream.set_nodelay(true).expect("no delay");
     for byte in message.iter().chain(b"\n") {
         stream.write_all(&[*byte]).expect("send one byte");
@@ -77,7 +80,7 @@ fn line_framing_answers_one_message_sent_across_many_writes_once() {
     let mut replies = Vec::new();
     stream.read_to_end(&mut replies).expect("replies");
     assert_eq!(replies, expected);
-    assert_eq!(server.next_result().expect("clean end").messages, 1);
+    assert_eq!(next_closed_cleanly(&events).messages, 1);
 
     // In memory the splits are certain: one byte per read.
     let mut stream = Duplex::from_reads(message.iter().chain(b"\n").map(|b| vec![*b]));
@@ -98,8 +101,8 @@ fn the_client_reassembles_a_64_kib_message_from_stamped_pieces() {
         assert_eq!(reply.pieces().iter().map(|p| p.len).sum::<usize>(), message.len());
     };
 
-    let server = TestServer::start(fixed_server(Framing::chunk()));
-    let mut client = EchoClient::new(server.connect(), Framing::chunk()).expect("valid framing");
+    let (_server, addr, _events) = start(fixed_server(Framing::chunk()), Limits::default());
+    let mut client = EchoClient::new(connect(addr), Framing::chunk()).expect("valid framing");
     check(&client.round_trip(&message).expect("64 KiB round trip over TCP"));
     // The stream is left clean: the next round trip is answered on its own.
     assert_eq!(client.round_trip(b"next").expect("next round trip").message(), b"next");
@@ -130,10 +133,9 @@ fn nihao_1200_bytes_is_echoed_whole_in_whole_characters() {
         pieces.len()
     };
 
-    let server = TestServer::start(fixed_server(Framing::chunk()));
-    check_pieces(&send_all_and_read_replies(&mut server.connect(), message.as_bytes()));
-    let summary = server.next_result().expect("the server survives");
-    assert_eq!(summary.bytes_in, 1200);
+    let (_server, addr, events) = start(fixed_server(Framing::chunk()), Limits::default());
+    check_pieces(&send_all_and_read_replies(&mut connect(addr), message.as_bytes()));
+    assert_eq!(next_closed_cleanly(&events).bytes_in, 1200, "the server survives");
 
     // In memory, the read of 1024 bytes certainly ends inside a character
     // (1024 = 3 * 341 + 1), as the original's recv(1024) did.
@@ -146,7 +148,7 @@ fn nihao_1200_bytes_is_echoed_whole_in_whole_characters() {
     );
 
     // Our client checks the same, in one call.
-    let mut client = EchoClient::new(server.connect(), Framing::chunk()).expect("valid framing");
+    let mut client = EchoClient::new(connect(addr), Framing::chunk()).expect("valid framing");
     let reply = client.round_trip(message.as_bytes()).expect("round trip");
     assert_eq!(reply.message(), message.as_bytes());
     assert!(reply.to_string().contains(&"你好".repeat(100)));
@@ -157,19 +159,19 @@ fn nihao_1200_bytes_is_echoed_whole_in_whole_characters() {
 #[test]
 fn an_over_long_line_ends_that_connection_only() {
     let max_line = 1000;
-    let server = TestServer::start(fixed_server(Framing::Line { max_line }));
-    let mut bystander = EchoClient::new(server.connect(), Framing::line()).expect("valid framing");
+    let (_server, addr, events) = start(fixed_server(Framing::Line { max_line }), Limits::default());
+    let mut bystander = EchoClient::new(connect(addr), Framing::line()).expect("valid framing");
     assert!(bystander.round_trip(b"before").is_ok());
 
     let mut input = b"fine\n".to_vec();
     input.extend(std::iter::repeat_n(b'x', max_line + 1)); // no newline: over the limit
-    let replies = send_all_and_read_replies(&mut server.connect(), &input);
+    let replies = send_all_and_read_replies(&mut connect(addr), &input);
     // The whole message before the bad line was answered, once.
     assert_eq!(replies, fixed_reply(Framing::line(), b"fine", LineEnding::Lf));
-    assert!(matches!(server.next_result(), Err(Error::LineTooLong { max: 1000 })));
+    assert_eq!(next_closed(&events).2, Some(Kind::LineTooLong { max: 1000 }));
 
     assert_eq!(bystander.round_trip(b"after").expect("still served").message(), b"after");
-    let mut newcomer = EchoClient::new(server.connect(), Framing::line()).expect("valid framing");
+    let mut newcomer = EchoClient::new(connect(addr), Framing::line()).expect("valid framing");
     assert_eq!(newcomer.round_trip(&[b'y'; 1000]).expect("a line at the limit is fine").message(), [b'y'; 1000]);
 }
 
@@ -195,20 +197,20 @@ fn a_last_line_over_the_limit_is_refused_even_when_it_ends_in_cr() {
 #[test]
 fn an_over_large_length_prefix_ends_that_connection_only() {
     let framing = Framing::LengthPrefixed { max_frame: 4096 };
-    let server = TestServer::start(fixed_server(framing));
-    let mut bystander = EchoClient::new(server.connect(), framing).expect("valid framing");
+    let (_server, addr, events) = start(fixed_server(framing), Limits::default());
+    let mut bystander = EchoClient::new(connect(addr), framing).expect("valid framing");
     assert!(bystander.round_trip(b"before").is_ok());
 
     let mut input = Vec::new();
     framing.encode_message(b"fine", &mut input);
     input.extend_from_slice(&u32::MAX.to_be_bytes()); // 4 GiB declared, nothing sent
-    let replies = send_all_and_read_replies(&mut server.connect(), &input);
+    let replies = send_all_and_read_replies(&mut connect(addr), &input);
     assert_eq!(replies, fixed_reply(framing, b"fine", LineEnding::None));
-    assert!(matches!(server.next_result(), Err(Error::FrameTooLarge { declared: 0xFFFF_FFFF, max: 4096 })));
+    assert_eq!(next_closed(&events).2, Some(Kind::FrameTooLarge { declared: 0xFFFF_FFFF, max: 4096 }));
 
     assert_eq!(bystander.round_trip(b"after").expect("still served").message(), b"after");
     drop(bystander);
-    assert!(server.next_result().is_ok());
+    next_closed_cleanly(&events);
 
     // In memory: the error comes from the prefix before any payload arrives.
     let mut stream = Duplex::from_reads([vec![0, 0, 0x10, 0x01]]);

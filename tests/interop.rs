@@ -12,11 +12,12 @@ use std::process::Stdio;
 use std::time::{Duration, SystemTime};
 
 use common::{
-    FIXED_CTIME, TestServer, fixed_server, parse_ctime, python_command, python3, split_pieces, split_reply,
+    FIXED_CTIME, KillOnDrop, Kind, SAFETY_TIMEOUT, connect, fixed_server, next_closed, next_closed_cleanly,
+    parse_ctime, python_command, python3, read_to_end_in_background, split_pieces, split_reply, start,
     start_python_server,
 };
 use stamp_echo::stamp::Ctime;
-use stamp_echo::{EchoClient, EchoServer, Error, Framing};
+use stamp_echo::{EchoClient, EchoServer, Error, Framing, Limits};
 
 /// Whole seconds since the epoch.
 fn unix_secs(t: SystemTime) -> i64 {
@@ -42,7 +43,7 @@ fn run_python_client(
     bufsize: usize,
     lines: &[&str],
 ) -> String {
-    let mut child = common::KillOnDrop(
+    let mut child = KillOnDrop(
         python_command(python, "original_client.py")
             .args([addr.ip().to_string(), addr.port().to_string(), bufsize.to_string()])
             .stdin(Stdio::piped())
@@ -60,10 +61,10 @@ fn run_python_client(
     let mut stdin = child.0.stdin.take().expect("piped stdin");
     stdin.write_all(typed.as_bytes()).expect("type into the client");
     drop(stdin);
-    let out = common::read_to_end_in_background(child.0.stdout.take().expect("piped stdout"));
-    let err = common::read_to_end_in_background(child.0.stderr.take().expect("piped stderr"));
-    let out = out.recv_timeout(common::SAFETY_TIMEOUT).expect("the Python client finished");
-    let err = err.recv_timeout(common::SAFETY_TIMEOUT).expect("the Python client finished");
+    let out = read_to_end_in_background(child.0.stdout.take().expect("piped stdout"));
+    let err = read_to_end_in_background(child.0.stderr.take().expect("piped stderr"));
+    let out = out.recv_timeout(SAFETY_TIMEOUT).expect("the Python client finished");
+    let err = err.recv_timeout(SAFETY_TIMEOUT).expect("the Python client finished");
     let status = child.0.wait().expect("wait for the Python client");
     assert!(status.success(), "the Python client failed: {}", String::from_utf8_lossy(&err));
     String::from_utf8(out).expect("the client printed UTF-8")
@@ -81,12 +82,11 @@ fn printed_replies(output: &str) -> Vec<&str> {
 #[test]
 fn original_python_client_against_our_server() {
     let Some(python) = python3("original_python_client_against_our_server") else { return };
-    let server = TestServer::start(
-        EchoServer::builder().framing(Framing::chunk()).stamp(Ctime::utc()).build().expect("valid server"),
-    );
+    let server = EchoServer::builder().framing(Framing::chunk()).stamp(Ctime::utc()).build().expect("valid server");
+    let (_server, addr, events) = start(server, Limits::default());
     let lines = ["hi,server", "héllo wörld", "你好，世界", "emoji 🎉, [brackets] and ] alone", "trailing space "];
     let before = SystemTime::now();
-    let output = run_python_client(&python, server.addr, 1024, &lines);
+    let output = run_python_client(&python, addr, 1024, &lines);
     let after = SystemTime::now();
 
     let replies = printed_replies(&output);
@@ -96,7 +96,7 @@ fn original_python_client_against_our_server() {
         assert_eq!(message, sent);
         assert_ctime_between(stamp, before, after);
     }
-    let summary = server.next_result().expect("the connection ended cleanly");
+    let summary = next_closed_cleanly(&events);
     assert_eq!(summary.messages, lines.len() as u64);
     let sent_bytes: usize = lines.iter().map(|l| l.len()).sum();
     assert_eq!(summary.bytes_in, sent_bytes as u64);
@@ -107,9 +107,8 @@ fn original_python_client_gets_1200_bytes_of_nihao_in_whole_characters() {
     let Some(python) = python3("original_python_client_gets_1200_bytes_of_nihao_in_whole_characters") else {
         return;
     };
-    let server = TestServer::start(
-        EchoServer::builder().framing(Framing::chunk()).stamp(Ctime::utc()).build().expect("valid server"),
-    );
+    let server = EchoServer::builder().framing(Framing::chunk()).stamp(Ctime::utc()).build().expect("valid server");
+    let (_server, addr, _events) = start(server, Limits::default());
     let line = "你好".repeat(200);
     assert_eq!(line.len(), 1200);
     // The original client reads each reply with ONE recv(1024): our first
@@ -118,7 +117,7 @@ fn original_python_client_gets_1200_bytes_of_nihao_in_whole_characters() {
     // and maybe the next one: the client decodes strictly, so any character
     // split by our server would make it fail.
     let before = SystemTime::now();
-    let output = run_python_client(&python, server.addr, 4096, &[&line]);
+    let output = run_python_client(&python, addr, 4096, &[&line]);
     let after = SystemTime::now();
 
     let replies = printed_replies(&output);
@@ -140,7 +139,7 @@ fn our_client_against_the_original_python_server() {
     let Some(python) = python3("our_client_against_the_original_python_server") else { return };
     let (mut child, addr, log) = start_python_server(&python, "original_server.py");
 
-    let stream = common::connect(addr);
+    let stream = connect(addr);
     let mut client = EchoClient::new(stream, Framing::chunk()).expect("valid framing");
     let long: Vec<u8> = (0..64 * 1024).map(|i| b"abcdefghijklmnopqrstuvwxyz0123456789 "[i % 37]).collect();
     let messages: [&[u8]; 5] = [b"hi,server", "你好".as_bytes(), b"[not] a stamp", b"x", &long];
@@ -162,7 +161,7 @@ fn our_client_against_the_original_python_server() {
 
     // The original's defect 1, reproduced: after its one client leaves, its
     // next accept() fails on the closed socket and it dies.
-    let log = log.recv_timeout(common::SAFETY_TIMEOUT).expect("the Python server closed its output");
+    let log = log.recv_timeout(SAFETY_TIMEOUT).expect("the Python server closed its output");
     let log = String::from_utf8_lossy(&log);
     assert!(log.contains("...connected from:"), "{log}");
     assert!(log.contains("date= hi,server"), "{log}");
@@ -182,8 +181,8 @@ fn our_server_and_client_in_every_framing_over_tcp() {
     let messages: [&[u8]; 6] =
         [b"hi,server", "你好，世界".as_bytes(), b"[T] looks like a reply", b"a\rb", b"] ", long.as_bytes()];
     for framing in [Framing::chunk(), Framing::line(), Framing::length_prefixed()] {
-        let server = TestServer::start(fixed_server(framing));
-        let mut client = EchoClient::new(server.connect(), framing).expect("valid framing");
+        let (_server, addr, events) = start(fixed_server(framing), Limits::default());
+        let mut client = EchoClient::new(connect(addr), framing).expect("valid framing");
         for message in messages {
             let reply = client.round_trip(message).unwrap_or_else(|e| panic!("{framing}: {e}"));
             assert_eq!(reply.message(), message);
@@ -204,7 +203,8 @@ fn our_server_and_client_in_every_framing_over_tcp() {
             assert_eq!(reply.message(), message);
         }
         drop(client);
-        let summary = server.next_result().unwrap_or_else(|e| panic!("{framing}: {e}"));
+        let (_, summary, error) = next_closed(&events);
+        assert_eq!(error, None, "{framing}");
         if !matches!(framing, Framing::Chunk { .. }) {
             assert_eq!(summary.messages, (messages.len() + pipelined.len()) as u64, "{framing}");
         }
@@ -218,11 +218,11 @@ fn a_server_error_reaches_our_client_as_a_typed_error() {
     // A line over the server's limit: the server ends that connection, and
     // our client gets a typed error, not a hang or a wrong reply.
     let framing = Framing::Line { max_line: 8 };
-    let server = TestServer::start(fixed_server(framing));
-    let stream = server.connect();
+    let (_server, addr, events) = start(fixed_server(framing), Limits::default());
+    let stream = connect(addr);
     let mut client = EchoClient::new(stream, Framing::line()).expect("valid framing");
     client.round_trip(b"short").expect("within the limit");
     let err = client.round_trip(b"much too long").expect_err("over the server's limit");
     assert!(matches!(err, Error::UnexpectedEof | Error::Io(_)), "{err:?}");
-    assert!(matches!(server.next_result(), Err(Error::LineTooLong { max: 8 })));
+    assert_eq!(next_closed(&events).2, Some(Kind::LineTooLong { max: 8 }));
 }

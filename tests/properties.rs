@@ -265,4 +265,42 @@ proptest! {
         }
         prop_assert_eq!(client.get_ref().summary().messages, messages.len() as u64);
     }
+
+    /// Chunk framing has no boundaries: pipelined messages may reach the
+    /// server in one read and come back in one stamped piece. The client still
+    /// hands each reply its own message, and leaves nothing unread.
+    #[test]
+    fn client_pipelines_in_chunk_framing(
+        messages in prop::collection::vec(interesting_bytes(40), 1..6),
+        read_sizes in prop::collection::vec(1usize..=50, 1..6),
+    ) {
+        let framing = Framing::chunk();
+        let messages: Vec<Vec<u8>> = messages.into_iter().filter(|m| can_carry(framing, m)).collect();
+        let mut client = EchoClient::new(Loopback::new(framing, read_sizes), framing).expect("valid framing");
+        for message in &messages {
+            client.send(message).expect("a message the framing can carry");
+        }
+        for message in &messages {
+            let reply = client.receive(message);
+            prop_assert!(reply.is_ok(), "{:?} of {:?}: {:?}", message, messages, reply);
+        }
+        let last = client.round_trip(b"last");
+        prop_assert!(last.is_ok(), "after {:?}: {:?}", messages, last);
+    }
+
+    /// Whatever a server sends back, split however, the client returns a
+    /// reply or a typed error: it never panics and never waits for ever.
+    #[test]
+    fn client_survives_any_reply_bytes(
+        framing in round_trip_framing(),
+        reply in interesting_bytes(200),
+        points in cut_points(),
+        message in "[a-z\\[\\] ]{1,12}",
+    ) {
+        let mut client = EchoClient::new(Duplex::from_reads(split_at_points(&reply, &points)), framing)
+            .expect("valid framing");
+        if let Ok(reply) = client.round_trip(message.as_bytes()) {
+            prop_assert_eq!(reply.message(), message.as_bytes());
+        }
+    }
 }

@@ -1,30 +1,42 @@
-//! Helpers shared by the integration tests: a TCP server on port 0, the
-//! Python peers, an in-memory server for `EchoClient`, and a strict parser
-//! for ctime stamps and stamped replies.
+//! Helpers shared by the integration tests, in five parts:
+//!
+//! - a server with a fixed clock, and the exact replies it sends;
+//! - the library's runner serving on 127.0.0.1:0, its events recorded on a
+//!   channel so a test can wait for them instead of sleeping;
+//! - client connections with safety-net timeouts, and raw round trips;
+//! - the Python peers;
+//! - a strict parser for ctime stamps and stamped replies, and an in-memory
+//!   server (`Loopback`) for `EchoClient`.
 //!
 //! Each test file includes this with `mod common;` and uses a part of it.
 #![allow(dead_code)]
 
 use std::collections::VecDeque;
 use std::io::{self, BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, mpsc};
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, SystemTime};
 
 use stamp_echo::framing::LineEnding;
 use stamp_echo::protocol::Responder;
+use stamp_echo::runner::{self, Peer};
 use stamp_echo::stamp::Ctime;
-use stamp_echo::{EchoServer, Error, Framing, Summary};
+use stamp_echo::{EchoServer, Error, Events, Framing, Handle, Limits, Summary};
 
-/// A safety net against hangs: no test waits for anything this long.
+/// A safety net against hangs: no test waits for anything this long, and
+/// none uses it to order events.
 pub const SAFETY_TIMEOUT: Duration = Duration::from_secs(30);
+
+// ---- A server with a fixed clock ----
 
 /// The instant of the tutorial's example output, `Sun Feb  3 10:00:18 2013` in UTC.
 pub const FIXED_SECS: u64 = 1_359_885_618;
-/// The ctime text of [`FIXED_SECS`] in UTC.
+/// The ctime text of [`FIXED_SECS`] in UTC: the stamp on every reply of a
+/// [`fixed_server`].
 pub const FIXED_CTIME: &str = "Sun Feb  3 10:00:18 2013";
 
 pub fn fixed_now() -> SystemTime {
@@ -36,69 +48,199 @@ pub fn fixed_server(framing: Framing) -> EchoServer {
     EchoServer::builder().framing(framing).stamp(Ctime::utc()).clock(fixed_now).build().expect("valid configuration")
 }
 
-/// `[FIXED_CTIME] message` + `ending`, framed as `framing` frames replies.
+/// What a [`fixed_server`] sends back for `message` that came with `ending`:
+/// `[FIXED_CTIME] message` + `ending`, with a length prefix in length-prefixed
+/// framing. Built here byte by byte, not with the library's encoder, so that
+/// tests comparing against it check the library's framing too.
 pub fn fixed_reply(framing: Framing, message: &[u8], ending: LineEnding) -> Vec<u8> {
-    let mut out = Vec::new();
-    framing.encode_reply(FIXED_CTIME, message, ending, &mut out);
-    out
+    let mut body = format!("[{FIXED_CTIME}] ").into_bytes();
+    body.extend_from_slice(message);
+    let ending: &[u8] = match ending {
+        LineEnding::None => b"",
+        LineEnding::Lf => b"\n",
+        LineEnding::CrLf => b"\r\n",
+    };
+    body.extend_from_slice(ending);
+    if let Framing::LengthPrefixed { .. } = framing {
+        let mut framed = u32::try_from(body.len()).expect("a small reply").to_be_bytes().to_vec();
+        framed.extend_from_slice(&body);
+        body = framed;
+    }
+    body
 }
 
-/// An [`EchoServer`] on 127.0.0.1:0, one thread per connection, as a real
-/// server would run it. The listener is bound before this returns, so a
-/// client may connect at once.
-pub struct TestServer {
-    pub addr: SocketAddr,
-    results: mpsc::Receiver<Result<Summary, Error>>,
+/// The line ending of a message framed by `Framing::encode_message`: `\n` in
+/// line framing, none otherwise.
+pub fn sent_ending(framing: Framing) -> LineEnding {
+    match framing {
+        Framing::Line { .. } => LineEnding::Lf,
+        _ => LineEnding::None,
+    }
 }
 
-impl TestServer {
-    pub fn start(server: EchoServer) -> TestServer {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-        let addr = listener.local_addr().expect("bound address");
-        let server = Arc::new(server);
-        let (tx, results) = mpsc::channel();
-        thread::spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(stream) = stream else { continue };
-                let (server, tx) = (Arc::clone(&server), tx.clone());
-                thread::spawn(move || {
-                    // A safety net only: tests end their connections themselves.
-                    let _ = stream.set_read_timeout(Some(SAFETY_TIMEOUT));
-                    let _ = tx.send(server.serve(&stream));
-                });
+// ---- The runner, with recorded events ----
+
+/// What an error was, in a form a test can compare.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Timeout,
+    LineTooLong { max: usize },
+    FrameTooLarge { declared: u64, max: usize },
+    TruncatedFrame { expected: u64, received: u64 },
+    Io(io::ErrorKind),
+    Other(String),
+}
+
+impl From<&Error> for Kind {
+    fn from(e: &Error) -> Kind {
+        match e {
+            Error::Timeout => Kind::Timeout,
+            Error::LineTooLong { max } => Kind::LineTooLong { max: *max },
+            Error::FrameTooLarge { declared, max } => Kind::FrameTooLarge { declared: *declared, max: *max },
+            Error::TruncatedFrame { expected, received } => {
+                Kind::TruncatedFrame { expected: *expected, received: *received }
             }
-        });
-        TestServer { addr, results }
-    }
-
-    /// A client connection with safety timeouts.
-    pub fn connect(&self) -> TcpStream {
-        connect(self.addr)
-    }
-
-    /// How the next connection to end ended (connections report in the order
-    /// they end).
-    pub fn next_result(&self) -> Result<Summary, Error> {
-        self.results.recv_timeout(SAFETY_TIMEOUT).expect("a connection ended within the safety timeout")
+            Error::Io(io) => Kind::Io(io.kind()),
+            other => Kind::Other(other.to_string()),
+        }
     }
 }
 
+/// One of the runner's [`Events`], as recorded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    Connected(Peer),
+    Message(u64, Vec<u8>),
+    Closed { id: u64, summary: Summary, error: Option<Kind> },
+}
+
+/// Sends every event on a channel.
+pub struct Recorder(Mutex<Sender<Event>>);
+
+impl Recorder {
+    pub fn new() -> (Recorder, Receiver<Event>) {
+        let (tx, rx) = mpsc::channel();
+        (Recorder(Mutex::new(tx)), rx)
+    }
+
+    fn send(&self, event: Event) {
+        let _ = self.0.lock().expect("not poisoned").send(event);
+    }
+}
+
+impl Events for Recorder {
+    fn connected(&self, peer: &Peer) {
+        self.send(Event::Connected(peer.clone()));
+    }
+    fn message(&self, peer: &Peer, message: &[u8]) {
+        self.send(Event::Message(peer.id, message.to_vec()));
+    }
+    fn closed(&self, peer: &Peer, summary: &Summary, error: Option<&Error>) {
+        self.send(Event::Closed { id: peer.id, summary: *summary, error: error.map(Kind::from) });
+    }
+}
+
+/// `server` served by the library's runner on 127.0.0.1 and a free port,
+/// with recorded events. The listener is bound before this returns, so a
+/// client may connect at once. Dropping the handle shuts the server down.
+pub fn start(server: EchoServer, limits: Limits) -> (Handle, SocketAddr, Receiver<Event>) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    let addr = listener.local_addr().expect("bound address");
+    let (recorder, events) = Recorder::new();
+    let handle = runner::start(listener, server, limits, recorder).expect("start the runner");
+    (handle, addr, events)
+}
+
+/// Waits for the next connection to end (connections report in the order
+/// they end), skipping other events: its id, counts and error.
+pub fn next_closed(events: &Receiver<Event>) -> (u64, Summary, Option<Kind>) {
+    loop {
+        match events.recv_timeout(SAFETY_TIMEOUT).expect("a connection ended within the safety timeout") {
+            Event::Closed { id, summary, error } => return (id, summary, error),
+            _ => continue,
+        }
+    }
+}
+
+/// Waits for the next connection to end, as [`next_closed`], checks that it
+/// ended without an error, and returns its counts.
+pub fn next_closed_cleanly(events: &Receiver<Event>) -> Summary {
+    let (id, summary, error) = next_closed(events);
+    assert_eq!(error, None, "connection {id} ended in an error");
+    summary
+}
+
+/// Waits for the next `Message` event, skipping the others.
+pub fn next_message(events: &Receiver<Event>) -> (u64, Vec<u8>) {
+    loop {
+        match events.recv_timeout(SAFETY_TIMEOUT).expect("a message arrived within the safety timeout") {
+            Event::Message(id, message) => return (id, message),
+            _ => continue,
+        }
+    }
+}
+
+// ---- Client connections ----
+
+/// A client connection with safety-net read and write timeouts.
 pub fn connect(addr: SocketAddr) -> TcpStream {
     let stream = TcpStream::connect(addr).expect("connect");
-    stream.set_read_timeout(Some(SAFETY_TIMEOUT)).expect("set read timeout");
-    stream.set_write_timeout(Some(SAFETY_TIMEOUT)).expect("set write timeout");
+    set_safety_timeouts(&stream);
     stream
 }
 
+/// A connection whose receive buffer is small and fixed (no autotuning), so
+/// that replies it does not read back up into the server at once: with the
+/// server's send buffer (at most 4 MiB here), a few MiB of replies are enough.
+pub fn connect_small_buffer(addr: SocketAddr) -> TcpStream {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
+    socket.set_recv_buffer_size(64 * 1024).expect("SO_RCVBUF");
+    socket.connect(&addr.into()).expect("connect");
+    let stream = TcpStream::from(socket);
+    set_safety_timeouts(&stream);
+    stream
+}
+
+fn set_safety_timeouts(stream: &TcpStream) {
+    stream.set_read_timeout(Some(SAFETY_TIMEOUT)).expect("set read timeout");
+    stream.set_write_timeout(Some(SAFETY_TIMEOUT)).expect("set write timeout");
+}
+
+/// Sends `message` framed to a [`fixed_server`] and checks its reply, byte for byte.
+pub fn round_trip(stream: &mut TcpStream, framing: Framing, message: &[u8]) {
+    let mut framed = Vec::new();
+    framing.encode_message(message, &mut framed);
+    stream.write_all(&framed).expect("send");
+    let expected = fixed_reply(framing, message, sent_ending(framing));
+    let mut got = vec![0; expected.len()];
+    stream.read_exact(&mut got).expect("reply");
+    assert_eq!(String::from_utf8_lossy(&got), String::from_utf8_lossy(&expected));
+}
+
 /// Sends `input`, ends the sending side, and reads every reply until the
-/// server closes the connection.
+/// server closes the connection cleanly (a reset fails the test).
 pub fn send_all_and_read_replies(stream: &mut TcpStream, input: &[u8]) -> Vec<u8> {
     stream.write_all(input).expect("send");
-    stream.shutdown(std::net::Shutdown::Write).expect("shutdown write");
+    stream.shutdown(Shutdown::Write).expect("shutdown write");
     let mut replies = Vec::new();
     stream.read_to_end(&mut replies).expect("read replies");
     replies
 }
+
+/// Reads until the server closes the connection; a reset counts as closed
+/// (a server closing with unread input resets the connection).
+pub fn read_to_close(stream: &mut TcpStream) -> Vec<u8> {
+    let mut got = Vec::new();
+    match stream.read_to_end(&mut got) {
+        Ok(_) => {}
+        Err(e) if e.kind() == io::ErrorKind::ConnectionReset => {}
+        Err(e) => panic!("expected the server to close the connection, got {e}"),
+    }
+    got
+}
+
+// ---- The Python peers ----
 
 /// The `python3` to run the peers with, or `None` after printing a visible
 /// SKIPPED notice for `test` (shown by `cargo test` even when the test passes).
@@ -177,6 +319,8 @@ pub fn read_to_end_in_background<R: Read + Send + 'static>(mut pipe: R) -> mpsc:
     });
     rx
 }
+
+// ---- Parsing stamps and replies ----
 
 /// A ctime stamp, parsed field by field: `Sun Feb  3 10:00:18 2013`.
 #[derive(Debug, PartialEq, Eq)]
@@ -271,6 +415,8 @@ pub fn split_pieces(replies: &[u8]) -> Vec<(String, Vec<u8>)> {
         })
         .collect()
 }
+
+// ---- An in-memory server for `EchoClient` ----
 
 /// An in-memory server for an `EchoClient`: every write is fed to a
 /// [`Responder`] (stamping [`FIXED_CTIME`]) in reads of the sizes in

@@ -1,0 +1,832 @@
+//! Serving many connections at once: a listener you bring, limits, events,
+//! and a graceful shutdown.
+//!
+//! [`start`] takes a bound [`TcpListener`] or [`UnixListener`] (the library
+//! never binds or picks ports), an [`EchoServer`], [`Limits`] and an
+//! [`Events`] observer, and serves every connection on its own thread until
+//! [`Handle::shutdown`] (or dropping the [`Handle`]).
+//!
+//! ```
+//! use std::net::{TcpListener, TcpStream};
+//! use std::time::Duration;
+//! use stamp_echo::{EchoClient, EchoServer, Framing, Limits, runner};
+//!
+//! let listener = TcpListener::bind("127.0.0.1:0")?;
+//! let server = EchoServer::builder().framing(Framing::line()).build()?;
+//! let handle = runner::start(listener, server, Limits::default(), ())?;
+//!
+//! let addr = handle.local_addr().tcp().expect("a TCP listener");
+//! let mut client = EchoClient::new(TcpStream::connect(addr)?, Framing::line())?;
+//! assert_eq!(client.round_trip(b"hi,server")?.message(), b"hi,server");
+//! drop(client);
+//!
+//! let totals = handle.shutdown(Duration::from_secs(5));
+//! assert_eq!((totals.connections, totals.messages, totals.errors), (1, 1, 0));
+//! # Ok::<(), stamp_echo::Error>(())
+//! ```
+//!
+//! # Why a thread per connection
+//!
+//! [`EchoServer::serve`] blocks on its stream, and a blocking read of a silent
+//! client holds whatever thread runs it. A fixed pool smaller than the number
+//! of open connections would let that many silent clients stall everyone
+//! else, so each connection gets a thread of its own, and
+//! [`Limits::max_connections`] caps how many exist. Threads are spawned per
+//! connection rather than reused: spawning is a small share of a short
+//! connection's cost (the `c10k` example measures it), and a parked thread
+//! costs memory a fresh one does not. The threads have small stacks
+//! ([`Limits::stack_size`]); only the pages a thread touches are resident.
+//!
+//! # One file descriptor per connection
+//!
+//! A connection's socket is shared, never duplicated: the serving thread
+//! reads and writes through `&TcpStream`, and the runner's registry keeps an
+//! `Arc` of the same socket to shut it down. A connection costs one file
+//! descriptor, so the cap on connections is a cap on descriptors.
+//!
+//! # Memory per connection
+//!
+//! Whatever the client sends, a connection holds at most its read buffer
+//! (chunk framing: `buffer_size`; otherwise the server's read buffer size,
+//! 8 KiB by default), the unfinished message ([`Framing`](crate::Framing)'s
+//! limit: under 4 bytes in chunk framing, `max_line + 1` or `4 + max_frame`
+//! otherwise), and the replies to one read (at most the read size times
+//! `stamp + 4` bytes, since a one-byte empty line gets a `[STAMP] \n` reply,
+//! plus one reply to a whole message of the framing's limit), plus its
+//! thread's stack ([`Limits::stack_size`], resident only as touched).
+//! Multiply by [`Limits::max_connections`] for the whole server.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::io::{self, Read, Write};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
+#[cfg(unix)]
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use crate::Error;
+use crate::protocol::{Observer, Summary};
+use crate::server::EchoServer;
+
+/// Limits on what the runner and each connection may take. Every field has a
+/// documented default ([`Limits::default`]); change one with its setter:
+///
+/// ```
+/// use std::time::Duration;
+/// use stamp_echo::Limits;
+///
+/// let limits = Limits::default().max_connections(10_000).idle_timeout(Some(Duration::from_secs(30)));
+/// assert_eq!(limits.max_connections, 10_000);
+/// assert_eq!(limits.write_timeout, Some(Duration::from_secs(30)));
+/// ```
+///
+/// | limit | default | at the limit |
+/// |---|---|---|
+/// | `max_connections` | 1024 | no more `accept()` until one closes: new clients wait in the listen backlog |
+/// | `idle_timeout` | 300 s | a connection that sends nothing for that long is closed with [`Error::Timeout`] |
+/// | `write_timeout` | 30 s | a client that takes no reply bytes for that long is closed with [`Error::Timeout`] |
+/// | `stack_size` | 256 KiB | the stack each connection thread reserves |
+///
+/// The framing's own limits (`buffer_size`, `max_line`, `max_frame`) are the
+/// [`EchoServer`]'s.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Limits {
+    /// The most connections served at once (default 1024). Keep it below
+    /// the process's file descriptor limit (`ulimit -n`): each connection
+    /// takes one descriptor. If `accept()` still runs out of descriptors, the
+    /// runner waits for a connection to close (or 100 ms) and tries again;
+    /// the client waits in the backlog meanwhile.
+    pub max_connections: usize,
+    /// How long a connection may send nothing before it is closed with
+    /// [`Error::Timeout`] (default 300 s; `None`: never). Set as the socket's
+    /// read timeout, so it is measured from the last bytes received.
+    pub idle_timeout: Option<Duration>,
+    /// How long a reply may wait for the client to take it before the
+    /// connection is closed with [`Error::Timeout`] (default 30 s; `None`:
+    /// never). Set as the socket's write timeout: a client that sends but
+    /// never reads cannot hold its thread longer.
+    pub write_timeout: Option<Duration>,
+    /// The stack size of each connection thread (default 256 KiB). Serving
+    /// needs a few KiB; raise it if your [`Stamp`](crate::stamp::Stamp) or
+    /// [`Events`] need deep stacks.
+    pub stack_size: usize,
+}
+
+impl Limits {
+    /// Default for [`Limits::max_connections`].
+    pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
+    /// Default for [`Limits::idle_timeout`].
+    pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+    /// Default for [`Limits::write_timeout`].
+    pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+    /// Default for [`Limits::stack_size`].
+    pub const DEFAULT_STACK_SIZE: usize = 256 * 1024;
+
+    /// Sets [`Limits::max_connections`].
+    #[must_use]
+    pub fn max_connections(mut self, max: usize) -> Limits {
+        self.max_connections = max;
+        self
+    }
+
+    /// Sets [`Limits::idle_timeout`].
+    #[must_use]
+    pub fn idle_timeout(mut self, timeout: Option<Duration>) -> Limits {
+        self.idle_timeout = timeout;
+        self
+    }
+
+    /// Sets [`Limits::write_timeout`].
+    #[must_use]
+    pub fn write_timeout(mut self, timeout: Option<Duration>) -> Limits {
+        self.write_timeout = timeout;
+        self
+    }
+
+    /// Sets [`Limits::stack_size`].
+    #[must_use]
+    pub fn stack_size(mut self, bytes: usize) -> Limits {
+        self.stack_size = bytes;
+        self
+    }
+
+    /// Checks the limits are usable (as [`start`] does): at least one
+    /// connection, and timeouts longer than zero.
+    pub fn validate(&self) -> Result<(), Error> {
+        if self.max_connections == 0 {
+            return Err(Error::Config("max_connections must be at least 1"));
+        }
+        if self.idle_timeout == Some(Duration::ZERO) || self.write_timeout == Some(Duration::ZERO) {
+            return Err(Error::Config("a timeout must be longer than zero (use None for no timeout)"));
+        }
+        Ok(())
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            max_connections: Self::DEFAULT_MAX_CONNECTIONS,
+            idle_timeout: Some(Self::DEFAULT_IDLE_TIMEOUT),
+            write_timeout: Some(Self::DEFAULT_WRITE_TIMEOUT),
+            stack_size: Self::DEFAULT_STACK_SIZE,
+        }
+    }
+}
+
+/// A listener to serve: a bound [`TcpListener`] or [`UnixListener`].
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Listener {
+    /// A TCP listener.
+    Tcp(TcpListener),
+    /// A Unix domain socket listener.
+    #[cfg(unix)]
+    Unix(UnixListener),
+}
+
+impl From<TcpListener> for Listener {
+    fn from(listener: TcpListener) -> Listener {
+        Listener::Tcp(listener)
+    }
+}
+
+#[cfg(unix)]
+impl From<UnixListener> for Listener {
+    fn from(listener: UnixListener) -> Listener {
+        Listener::Unix(listener)
+    }
+}
+
+impl Listener {
+    /// The address it listens on.
+    pub fn local_addr(&self) -> io::Result<Addr> {
+        match self {
+            Listener::Tcp(l) => l.local_addr().map(Addr::Tcp),
+            #[cfg(unix)]
+            Listener::Unix(l) => l.local_addr().map(|a| Addr::Unix(a.as_pathname().map(PathBuf::from))),
+        }
+    }
+
+    fn set_nonblocking(&self, nonblocking: bool) -> io::Result<()> {
+        match self {
+            Listener::Tcp(l) => l.set_nonblocking(nonblocking),
+            #[cfg(unix)]
+            Listener::Unix(l) => l.set_nonblocking(nonblocking),
+        }
+    }
+
+    fn accept(&self) -> io::Result<(Stream, Addr)> {
+        match self {
+            Listener::Tcp(l) => l.accept().map(|(s, a)| (Stream::Tcp(s), Addr::Tcp(a))),
+            #[cfg(unix)]
+            Listener::Unix(l) => {
+                l.accept().map(|(s, a)| (Stream::Unix(s), Addr::Unix(a.as_pathname().map(PathBuf::from))))
+            }
+        }
+    }
+
+    /// How to wake an `accept()` blocked on this listener: connect to it.
+    fn waker(&self) -> io::Result<Waker> {
+        match self {
+            Listener::Tcp(l) => {
+                let mut addr = l.local_addr()?;
+                // Listening on every address: any one of them reaches it.
+                match addr.ip() {
+                    IpAddr::V4(ip) if ip.is_unspecified() => addr.set_ip(Ipv4Addr::LOCALHOST.into()),
+                    IpAddr::V6(ip) if ip.is_unspecified() => addr.set_ip(Ipv6Addr::LOCALHOST.into()),
+                    _ => {}
+                }
+                Ok(Waker::Tcp(addr))
+            }
+            #[cfg(unix)]
+            Listener::Unix(l) => l.local_addr().map(Waker::Unix),
+        }
+    }
+}
+
+/// A listening address, or a peer's.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Addr {
+    /// A TCP address.
+    Tcp(SocketAddr),
+    /// A Unix domain socket's path; `None` for an unnamed socket (a client's,
+    /// usually).
+    Unix(Option<PathBuf>),
+}
+
+impl Addr {
+    /// The TCP address, if it is one.
+    pub fn tcp(&self) -> Option<SocketAddr> {
+        match self {
+            Addr::Tcp(addr) => Some(*addr),
+            Addr::Unix(_) => None,
+        }
+    }
+}
+
+impl fmt::Display for Addr {
+    /// `127.0.0.1:8080`, `/run/echo.sock`, or `unnamed` for an unnamed Unix socket.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Addr::Tcp(addr) => addr.fmt(f),
+            Addr::Unix(Some(path)) => path.display().fmt(f),
+            Addr::Unix(None) => f.write_str("unnamed"),
+        }
+    }
+}
+
+/// A connection's peer: its address and a number unique within one runner,
+/// counting from 1 (Unix clients are usually unnamed, so the number is what
+/// tells them apart).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Peer {
+    /// The connection's number.
+    pub id: u64,
+    /// The peer's address.
+    pub addr: Addr,
+}
+
+impl fmt::Display for Peer {
+    /// The address; for an unnamed Unix socket, `unnamed#ID`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.addr {
+            Addr::Unix(None) => write!(f, "unnamed#{}", self.id),
+            _ => self.addr.fmt(f),
+        }
+    }
+}
+
+/// What the runner does, for logging. Every method has an empty default, and
+/// `()` implements it with all of them.
+///
+/// `accepting`, `accept_failed` and `connected` are called on the accept
+/// thread, in order; `message` and `closed` on each connection's own thread,
+/// several at once. Keep them quick: the accept thread waits for its calls.
+/// The library never prints; the `server` example's log lines come from an
+/// `Events` implementation.
+///
+/// A panic in `message` or `closed` ends that connection (it is closed and
+/// counted as an error); a panic in a method called on the accept thread
+/// stops accepting. Don't panic.
+pub trait Events: Send + Sync + 'static {
+    /// The runner is about to wait for the next connection (the original's
+    /// `waiting for connection...`).
+    fn accepting(&self) {}
+
+    /// `accept()` failed (out of file descriptors, say). The runner waits for
+    /// a connection to close, or 100 ms, and tries again.
+    fn accept_failed(&self, error: &io::Error) {
+        let _ = error;
+    }
+
+    /// A connection was accepted and is being served.
+    fn connected(&self, peer: &Peer) {
+        let _ = peer;
+    }
+
+    /// A whole message arrived on `peer`'s connection; its reply follows.
+    fn message(&self, peer: &Peer, message: &[u8]) {
+        let _ = (peer, message);
+    }
+
+    /// `peer`'s connection ended, with its counts and, if it ended in an
+    /// error, the error (every message received whole was answered first).
+    fn closed(&self, peer: &Peer, summary: &Summary, error: Option<&Error>) {
+        let _ = (peer, summary, error);
+    }
+}
+
+impl Events for () {}
+
+/// `Events` through a pointer: `Arc<E>` (to keep a handle on your events)
+/// and `Box<dyn Events>` (to choose them at run time).
+macro_rules! forward_events {
+    ($($pointer:ident),*) => {$(
+        impl<E: Events + ?Sized> Events for $pointer<E> {
+            fn accepting(&self) {
+                (**self).accepting();
+            }
+            fn accept_failed(&self, error: &io::Error) {
+                (**self).accept_failed(error);
+            }
+            fn connected(&self, peer: &Peer) {
+                (**self).connected(peer);
+            }
+            fn message(&self, peer: &Peer, message: &[u8]) {
+                (**self).message(peer, message);
+            }
+            fn closed(&self, peer: &Peer, summary: &Summary, error: Option<&Error>) {
+                (**self).closed(peer, summary, error);
+            }
+        }
+    )*};
+}
+forward_events!(Arc, Box);
+
+/// Counts over every connection that has ended.
+///
+/// Each connection counts in exactly one of: ended cleanly,
+/// [`errors`](Totals::errors), or [`force_closed`](Totals::force_closed).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Totals {
+    /// Connections that ended.
+    pub connections: u64,
+    /// Messages answered.
+    pub messages: u64,
+    /// Bytes received.
+    pub bytes_in: u64,
+    /// Bytes of replies sent (or being sent when the connection ended).
+    pub bytes_out: u64,
+    /// Connections that ended in an error (a timeout, a message over the
+    /// framing's limit, a reset, ...), not counting the force-closed ones.
+    pub errors: u64,
+    /// Connections still open at the shutdown deadline, closed by force.
+    pub force_closed: u64,
+    /// Connection threads that had not returned when
+    /// [`shutdown`](Handle::shutdown) gave up on them (only an [`Events`]
+    /// method or a stamp that blocks can cause this). Not in the other counts.
+    pub unfinished: u64,
+}
+
+impl fmt::Display for Totals {
+    /// One line: `3 connections, 1 message, 96 bytes in, 420 bytes out, 1 error, 0 force-closed`
+    /// (`, 2 unfinished` added when there are any).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let count = |f: &mut fmt::Formatter<'_>, n: u64, one: &str, many: &str| {
+            write!(f, "{n} {}", if n == 1 { one } else { many })
+        };
+        count(f, self.connections, "connection, ", "connections, ")?;
+        count(f, self.messages, "message, ", "messages, ")?;
+        count(f, self.bytes_in, "byte in, ", "bytes in, ")?;
+        count(f, self.bytes_out, "byte out, ", "bytes out, ")?;
+        count(f, self.errors, "error, ", "errors, ")?;
+        write!(f, "{} force-closed", self.force_closed)?;
+        if self.unfinished > 0 {
+            write!(f, ", {} unfinished", self.unfinished)?;
+        }
+        Ok(())
+    }
+}
+
+/// Starts serving `listener` on a background thread, each connection on its
+/// own thread, and returns at once.
+///
+/// The listener is put in blocking mode. Fails with [`Error::Config`] for
+/// limits out of range, or [`Error::Io`] if the listener's address cannot be
+/// read or the thread cannot start.
+pub fn start<L: Into<Listener>, E: Events>(
+    listener: L,
+    server: EchoServer,
+    limits: Limits,
+    events: E,
+) -> Result<Handle, Error> {
+    limits.validate()?;
+    let listener = listener.into();
+    listener.set_nonblocking(false)?;
+    let local_addr = listener.local_addr()?;
+    let waker = listener.waker()?;
+    let shared = Arc::new(Shared {
+        server,
+        limits,
+        events: Box::new(events),
+        state: Mutex::new(State::default()),
+        changed: Condvar::new(),
+    });
+    let acceptor = {
+        let shared = Arc::clone(&shared);
+        thread::Builder::new()
+            .name("stamp-echo-accept".into())
+            .stack_size(limits.stack_size)
+            .spawn(move || accept_loop(&shared, &listener))?
+    };
+    Ok(Handle { shared, acceptor: Some(acceptor), local_addr, waker })
+}
+
+/// A running server: its address, its counts, and the way to stop it.
+///
+/// Dropping the handle shuts the server down as [`Handle::shutdown`] does,
+/// with a deadline of [`Handle::DROP_DEADLINE`].
+#[derive(Debug)]
+pub struct Handle {
+    shared: Arc<Shared>,
+    acceptor: Option<JoinHandle<()>>,
+    local_addr: Addr,
+    waker: Waker,
+}
+
+impl Handle {
+    /// The deadline of the shutdown that dropping a [`Handle`] does.
+    pub const DROP_DEADLINE: Duration = Duration::from_secs(1);
+
+    /// How long [`shutdown`](Handle::shutdown) waits for the threads of
+    /// force-closed connections to return.
+    const FORCE_GRACE: Duration = Duration::from_secs(1);
+
+    /// The address the server listens on (with the real port when the
+    /// listener was bound to port 0).
+    pub fn local_addr(&self) -> &Addr {
+        &self.local_addr
+    }
+
+    /// Connections being served now.
+    pub fn active(&self) -> usize {
+        self.shared.lock().active
+    }
+
+    /// Counts over the connections that have ended so far.
+    pub fn totals(&self) -> Totals {
+        self.shared.lock().totals
+    }
+
+    /// Stops the server and returns its totals:
+    ///
+    /// 1. stops accepting: wakes the `accept()` (by connecting to the
+    ///    listener) and closes the listener, so clients still in the backlog
+    ///    are refused;
+    /// 2. shuts down the reading side of every connection: each one answers
+    ///    what it has received, sees the end of its input, and closes;
+    /// 3. waits for them, up to `deadline`;
+    /// 4. closes the rest by force (a client that does not read its replies,
+    ///    say), counted in [`Totals::force_closed`].
+    pub fn shutdown(mut self, deadline: Duration) -> Totals {
+        self.stop(deadline)
+    }
+
+    fn stop(&mut self, deadline: Duration) -> Totals {
+        let started = Instant::now();
+        let in_accept = {
+            let mut state = self.shared.lock();
+            state.stopping = true;
+            for conn in state.open.values() {
+                // Already closed by the peer is fine.
+                let _ = conn.stream.shutdown(Shutdown::Read);
+            }
+            state.in_accept
+        };
+        self.shared.changed.notify_all();
+        let woken = !in_accept || self.waker.wake().is_ok();
+        if let Some(acceptor) = self.acceptor.take() {
+            // If the wake-up connection failed, the acceptor stays in accept()
+            // until the next client arrives; it then sees `stopping` and ends.
+            if woken {
+                let _ = acceptor.join();
+            }
+        }
+        let state = self.shared.wait_idle(started + deadline);
+        let state = if state.active > 0 {
+            for conn in state.open.values() {
+                conn.forced.store(true, Ordering::Relaxed);
+                let _ = conn.stream.shutdown(Shutdown::Both);
+            }
+            drop(state);
+            self.shared.wait_idle(Instant::now() + Self::FORCE_GRACE)
+        } else {
+            state
+        };
+        Totals { unfinished: state.active as u64, ..state.totals }
+    }
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        if !self.shared.lock().stopping {
+            self.stop(Self::DROP_DEADLINE);
+        }
+    }
+}
+
+/// What the runner's threads share.
+struct Shared {
+    server: EchoServer,
+    limits: Limits,
+    events: Box<dyn Events>,
+    state: Mutex<State>,
+    /// Signalled when a connection ends and when shutdown starts.
+    changed: Condvar,
+}
+
+impl fmt::Debug for Shared {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Shared").field("server", &self.server).field("limits", &self.limits).finish_non_exhaustive()
+    }
+}
+
+#[derive(Default)]
+struct State {
+    stopping: bool,
+    /// The acceptor is in (or about to call) `accept()`.
+    in_accept: bool,
+    next_id: u64,
+    /// Connection threads not yet done (their socket may be closed already).
+    active: usize,
+    /// The open connections, for shutdown.
+    open: HashMap<u64, Arc<Conn>>,
+    totals: Totals,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // No code that can panic runs under the lock; recover anyway.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Waits until no connection is active, or `until`.
+    fn wait_idle(&self, until: Instant) -> MutexGuard<'_, State> {
+        let mut state = self.lock();
+        while state.active > 0 {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            state = self.changed.wait_timeout(state, left).unwrap_or_else(PoisonError::into_inner).0;
+        }
+        state
+    }
+}
+
+/// Accepts connections until shutdown, never more than `max_connections` at once.
+fn accept_loop(shared: &Arc<Shared>, listener: &Listener) {
+    const RETRY: Duration = Duration::from_millis(100);
+    loop {
+        {
+            let mut state = shared.lock();
+            while !state.stopping && state.active >= shared.limits.max_connections {
+                state = shared.changed.wait(state).unwrap_or_else(PoisonError::into_inner);
+            }
+            if state.stopping {
+                return;
+            }
+            state.in_accept = true;
+        }
+        shared.events.accepting();
+        let accepted = listener.accept();
+        let mut state = shared.lock();
+        state.in_accept = false;
+        if state.stopping {
+            return; // the connection, if any, is closed unserved
+        }
+        match accepted {
+            Ok((stream, addr)) => {
+                state.next_id += 1;
+                let peer = Peer { id: state.next_id, addr };
+                let conn = Arc::new(Conn { stream, forced: AtomicBool::new(false) });
+                state.open.insert(peer.id, Arc::clone(&conn));
+                state.active += 1;
+                drop(state);
+                spawn_connection(shared, conn, peer);
+            }
+            Err(e) if is_transient(&e) => {}
+            Err(e) => {
+                drop(state);
+                shared.events.accept_failed(&e);
+                // Out of descriptors or memory: wait for a connection to end.
+                let state = shared.lock();
+                if !state.stopping {
+                    drop(shared.changed.wait_timeout(state, RETRY));
+                }
+            }
+        }
+    }
+}
+
+/// Errors about one connection that went away before `accept()` returned it.
+fn is_transient(e: &io::Error) -> bool {
+    matches!(e.kind(), io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted | io::ErrorKind::ConnectionReset)
+}
+
+/// Sets the connection's timeouts, reports it, and gives it a thread.
+fn spawn_connection(shared: &Arc<Shared>, conn: Arc<Conn>, peer: Peer) {
+    let limits = &shared.limits;
+    // Closes and counts the connection when dropped: an error unless served cleanly.
+    let ending = Ending {
+        shared: Arc::clone(shared),
+        id: peer.id,
+        conn: Some(Arc::clone(&conn)),
+        summary: Summary::default(),
+        failed: true,
+    };
+    if let Err(e) = conn.stream.set_timeouts(limits.idle_timeout, limits.write_timeout) {
+        shared.events.closed(&peer, &Summary::default(), Some(&Error::Io(e)));
+        return;
+    }
+    shared.events.connected(&peer);
+    drop(conn);
+    let reported = peer.clone();
+    let spawned = thread::Builder::new()
+        .name("stamp-echo-conn".into())
+        .stack_size(limits.stack_size)
+        .spawn(move || serve_connection(ending, &peer));
+    if let Err(e) = spawned {
+        // The closure and the `Ending` in it are dropped: the connection is
+        // closed and counted. Say why.
+        shared.events.closed(&reported, &Summary::default(), Some(&Error::Io(e)));
+    }
+}
+
+/// Runs on the connection's thread.
+fn serve_connection(mut ending: Ending, peer: &Peer) {
+    let Ending { shared, conn: Some(conn), summary, .. } = &mut ending else { return };
+    let watch = Watch { events: shared.events.as_ref(), peer, summary };
+    let result = shared.server.serve_with(&conn.stream, watch);
+    shared.events.closed(peer, summary, result.as_ref().err());
+    ending.failed = result.is_err();
+}
+
+/// Passes each message to [`Events::message`] and keeps the final counts.
+struct Watch<'a> {
+    events: &'a dyn Events,
+    peer: &'a Peer,
+    summary: &'a mut Summary,
+}
+
+impl Observer for Watch<'_> {
+    fn message(&mut self, message: &[u8]) {
+        self.events.message(self.peer, message);
+    }
+
+    fn finished(&mut self, summary: &Summary, _error: Option<&Error>) {
+        *self.summary = *summary;
+    }
+}
+
+/// Closes and counts a connection when its thread ends, however it ends
+/// (panics included), or when its thread could not start.
+struct Ending {
+    shared: Arc<Shared>,
+    id: u64,
+    conn: Option<Arc<Conn>>,
+    summary: Summary,
+    failed: bool,
+}
+
+impl Drop for Ending {
+    fn drop(&mut self) {
+        let forced = self.conn.as_ref().is_some_and(|c| c.forced.load(Ordering::Relaxed));
+        let registered = self.shared.lock().open.remove(&self.id);
+        // Close the socket before the slot is freed, so that open sockets
+        // never outnumber `max_connections`.
+        drop(registered);
+        drop(self.conn.take());
+        let mut state = self.shared.lock();
+        state.active -= 1;
+        let totals = &mut state.totals;
+        totals.connections += 1;
+        totals.messages += self.summary.messages;
+        totals.bytes_in += self.summary.bytes_in;
+        totals.bytes_out += self.summary.bytes_out;
+        if forced {
+            totals.force_closed += 1;
+        } else if self.failed {
+            totals.errors += 1;
+        }
+        drop(state);
+        self.shared.changed.notify_all();
+    }
+}
+
+/// One connection's socket, shared by its thread and the registry.
+#[derive(Debug)]
+struct Conn {
+    stream: Stream,
+    /// Closed by [`Handle::shutdown`] at its deadline.
+    forced: AtomicBool,
+}
+
+#[derive(Debug)]
+enum Stream {
+    Tcp(TcpStream),
+    #[cfg(unix)]
+    Unix(UnixStream),
+}
+
+impl Stream {
+    fn shutdown(&self, how: Shutdown) -> io::Result<()> {
+        match self {
+            Stream::Tcp(s) => s.shutdown(how),
+            #[cfg(unix)]
+            Stream::Unix(s) => s.shutdown(how),
+        }
+    }
+
+    fn set_timeouts(&self, read: Option<Duration>, write: Option<Duration>) -> io::Result<()> {
+        match self {
+            Stream::Tcp(s) => s.set_read_timeout(read).and_then(|()| s.set_write_timeout(write)),
+            #[cfg(unix)]
+            Stream::Unix(s) => s.set_read_timeout(read).and_then(|()| s.set_write_timeout(write)),
+        }
+    }
+}
+
+impl Read for &Stream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => (&*s).read(buf),
+            #[cfg(unix)]
+            Stream::Unix(s) => (&*s).read(buf),
+        }
+    }
+}
+
+impl Write for &Stream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => (&*s).write(buf),
+            #[cfg(unix)]
+            Stream::Unix(s) => (&*s).write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Wakes an `accept()` blocked on the listener by connecting to it.
+#[derive(Debug)]
+enum Waker {
+    Tcp(SocketAddr),
+    #[cfg(unix)]
+    Unix(std::os::unix::net::SocketAddr),
+}
+
+impl Waker {
+    fn wake(&self) -> io::Result<()> {
+        const TIMEOUT: Duration = Duration::from_secs(1);
+        match self {
+            Waker::Tcp(addr) => TcpStream::connect_timeout(addr, TIMEOUT).map(drop),
+            #[cfg(unix)]
+            Waker::Unix(addr) => UnixStream::connect_addr(addr).map(drop),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Totals;
+
+    /// Totals with every count `n`.
+    fn all(n: u64) -> Totals {
+        Totals { connections: n, messages: n, bytes_in: n, bytes_out: n, errors: n, force_closed: n, unfinished: n }
+    }
+
+    #[test]
+    fn totals_count_one_in_the_singular_and_others_in_the_plural() {
+        assert_eq!(
+            all(1).to_string(),
+            "1 connection, 1 message, 1 byte in, 1 byte out, 1 error, 1 force-closed, 1 unfinished"
+        );
+        assert_eq!(
+            all(2).to_string(),
+            "2 connections, 2 messages, 2 bytes in, 2 bytes out, 2 errors, 2 force-closed, 2 unfinished"
+        );
+        // Zero is plural, and no unfinished threads go unmentioned.
+        assert_eq!(all(0).to_string(), "0 connections, 0 messages, 0 bytes in, 0 bytes out, 0 errors, 0 force-closed");
+    }
+}

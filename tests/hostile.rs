@@ -1,0 +1,186 @@
+//! Hostile and faulty clients: each gets a typed error for its connection
+//! only, while another client keeps being served.
+
+mod common;
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::thread;
+use std::time::Duration;
+
+use common::{
+    Kind, SAFETY_TIMEOUT, connect, connect_small_buffer, fixed_reply, fixed_server, next_closed, read_to_close,
+    round_trip, send_all_and_read_replies, start,
+};
+use stamp_echo::framing::LineEnding;
+use stamp_echo::{Framing, Limits};
+
+/// The well-behaved client every test checks is still served.
+fn still_served(addr: SocketAddr, framing: Framing) {
+    let mut stream = connect(addr);
+    round_trip(&mut stream, framing, "still served 你好".as_bytes());
+}
+
+#[test]
+fn silent_and_trickling_clients_do_not_hold_up_others() {
+    let framing = Framing::line();
+    let (handle, addr, events) = start(fixed_server(framing), Limits::default());
+    let silent: Vec<TcpStream> = (0..200).map(|_| connect(addr)).collect();
+    let mut trickling: Vec<TcpStream> = (0..200).map(|_| connect(addr)).collect();
+    let mut prompt = connect(addr);
+    let line = b"slow line\n";
+    for (i, byte) in line.iter().enumerate() {
+        for stream in &mut trickling {
+            stream.write_all(&[*byte]).expect("one byte");
+        }
+        round_trip(&mut prompt, framing, format!("prompt {i}").as_bytes());
+    }
+    for stream in &mut trickling {
+        let expected = fixed_reply(framing, b"slow line", LineEnding::Lf);
+        let mut got = vec![0; expected.len()];
+        stream.read_exact(&mut got).expect("the trickled line is answered");
+        assert_eq!(got, expected);
+    }
+    assert_eq!(handle.active(), 401);
+    drop((silent, trickling, prompt));
+    let totals = handle.shutdown(SAFETY_TIMEOUT);
+    assert_eq!((totals.connections, totals.messages, totals.errors), (401, 200 + 10, 0));
+    drop(events);
+}
+
+#[test]
+fn endless_line_is_cut_at_the_limit() {
+    let framing = Framing::Line { max_line: 1024 };
+    let (handle, addr, events) = start(fixed_server(framing), Limits::default());
+    let mut stream = connect(addr);
+    round_trip(&mut stream, framing, b"before the endless line");
+    let writer = thread::spawn(move || {
+        let block = [b'a'; 64 * 1024];
+        // Until the server hangs up.
+        while (&stream).write_all(&block).is_ok() {}
+        stream
+    });
+    let (_, summary, error) = next_closed(&events);
+    assert_eq!(error, Some(Kind::LineTooLong { max: 1024 }));
+    // Found without reading much past the limit: one read buffer at most.
+    assert!(summary.bytes_in <= 24 + 1024 + 8 * 1024, "read {} bytes", summary.bytes_in);
+    assert_eq!(summary.messages, 1);
+    let mut stream = writer.join().expect("writer");
+    assert_eq!(read_to_close(&mut stream), b"");
+    still_served(addr, framing);
+    assert_eq!(handle.shutdown(SAFETY_TIMEOUT).errors, 1);
+}
+
+#[test]
+fn four_gib_length_prefix_is_refused_from_the_prefix() {
+    let framing = Framing::length_prefixed();
+    let (handle, addr, events) = start(fixed_server(framing), Limits::default());
+    let mut stream = connect(addr);
+    round_trip(&mut stream, framing, b"before");
+    stream.write_all(&u32::MAX.to_be_bytes()).expect("prefix");
+    let (_, summary, error) = next_closed(&events);
+    let max = Framing::DEFAULT_MAX_FRAME;
+    assert_eq!(error, Some(Kind::FrameTooLarge { declared: u64::from(u32::MAX), max }));
+    assert_eq!(summary.bytes_in, 4 + 6 + 4);
+    assert_eq!(read_to_close(&mut stream), b"");
+    still_served(addr, framing);
+    assert_eq!(handle.shutdown(SAFETY_TIMEOUT).errors, 1);
+}
+
+#[test]
+fn odd_bytes_are_echoed_unchanged() {
+    let odd: &[&[u8]] = &[b"\xff\xfe not \xc3 UTF-8", b"NUL \0 inside \0", b"lone \r return", b"\r", b"\x80"];
+    for framing in [Framing::line(), Framing::length_prefixed()] {
+        let (handle, addr, _events) = start(fixed_server(framing), Limits::default());
+        let mut stream = connect(addr);
+        for message in odd {
+            round_trip(&mut stream, framing, message);
+        }
+        drop(stream);
+        let totals = handle.shutdown(SAFETY_TIMEOUT);
+        assert_eq!((totals.messages, totals.errors), (odd.len() as u64, 0), "{framing}");
+    }
+    // Chunk framing: each read is a message, so one message per round trip.
+    let framing = Framing::chunk();
+    let (handle, addr, _events) = start(fixed_server(framing), Limits::default());
+    let mut stream = connect(addr);
+    for message in odd {
+        round_trip(&mut stream, framing, message);
+    }
+    drop(stream);
+    assert_eq!(handle.shutdown(SAFETY_TIMEOUT).errors, 0);
+}
+
+#[test]
+fn reset_or_vanished_mid_message_ends_that_connection_only() {
+    let framing = Framing::length_prefixed();
+    let (handle, addr, events) = start(fixed_server(framing), Limits::default());
+    let mut partial = 100u32.to_be_bytes().to_vec();
+    partial.extend_from_slice(b"ten bytes.");
+
+    // Vanishes: closes normally in the middle of a frame.
+    let mut vanishing = connect(addr);
+    round_trip(&mut vanishing, framing, b"first");
+    vanishing.write_all(&partial).expect("half a frame");
+    drop(vanishing);
+    let (_, summary, error) = next_closed(&events);
+    assert_eq!(error, Some(Kind::TruncatedFrame { expected: 104, received: 14 }));
+    assert_eq!(summary.messages, 1);
+
+    // Resets: SO_LINGER 0 makes close() send a reset.
+    let mut resetting = connect(addr);
+    round_trip(&mut resetting, framing, b"first");
+    resetting.write_all(&partial).expect("half a frame");
+    socket2::SockRef::from(&resetting).set_linger(Some(Duration::ZERO)).expect("linger");
+    drop(resetting);
+    let (_, summary, error) = next_closed(&events);
+    assert_eq!(error, Some(Kind::Io(ErrorKind::ConnectionReset)));
+    assert_eq!(summary.messages, 1);
+
+    still_served(addr, framing);
+    let totals = handle.shutdown(SAFETY_TIMEOUT);
+    assert_eq!((totals.connections, totals.errors), (3, 2));
+}
+
+#[test]
+fn clients_that_never_read_are_cut_off_by_the_write_timeout() {
+    let framing = Framing::chunk();
+    let limits = Limits::default().max_connections(4).write_timeout(Some(Duration::from_millis(200)));
+    let (handle, addr, events) = start(fixed_server(framing), limits);
+    // Eight clients send without end and never read: twice the cap.
+    let writers: Vec<_> = (0..8)
+        .map(|_| {
+            let stream = connect_small_buffer(addr);
+            thread::spawn(move || {
+                let block = [b'w'; 64 * 1024];
+                while (&stream).write_all(&block).is_ok() {}
+            })
+        })
+        .collect();
+    for _ in 0..8 {
+        let (_, summary, error) = next_closed(&events);
+        assert_eq!(error, Some(Kind::Timeout));
+        assert!(summary.messages > 0);
+        assert!(handle.active() <= 4);
+    }
+    for writer in writers {
+        writer.join().expect("the server hung up");
+    }
+    still_served(addr, framing);
+    let totals = handle.shutdown(SAFETY_TIMEOUT);
+    assert_eq!((totals.connections, totals.errors), (9, 8));
+}
+
+#[test]
+fn a_client_that_half_closes_mid_frame_still_gets_earlier_replies() {
+    let framing = Framing::length_prefixed();
+    let (handle, addr, events) = start(fixed_server(framing), Limits::default());
+    let mut stream = connect(addr);
+    let mut sent = Vec::new();
+    framing.encode_message(b"whole", &mut sent);
+    sent.extend_from_slice(&[0, 0]); // half a prefix
+    assert_eq!(send_all_and_read_replies(&mut stream, &sent), fixed_reply(framing, b"whole", LineEnding::None));
+    let (_, _, error) = next_closed(&events);
+    assert_eq!(error, Some(Kind::TruncatedFrame { expected: 4, received: 2 }));
+    drop(handle);
+}
