@@ -139,8 +139,12 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
     ctrlc::set_handler(move || {
         let _ = stop_tx.send(());
     })?;
-    let events: Box<dyn Events> = if args.quiet { Box::new(()) } else { Box::new(Log) };
-    let handle = runner::start(listener, server, limits, events)?;
+    // `()` observes nothing, at no cost per message.
+    let handle = if args.quiet {
+        runner::start(listener, server, limits, ())?
+    } else {
+        runner::start(listener, server, limits, Log)?
+    };
 
     let _ = stop_rx.recv();
     let totals = handle.shutdown(args.shutdown_deadline);
