@@ -2,7 +2,8 @@
 //!
 //! The timestamp echo of a classic Python socket tutorial, done right: a
 //! server answers every message with `[STAMP] MESSAGE`, over any
-//! [`Read`](std::io::Read)` + `[`Write`](std::io::Write) stream.
+//! `Read + Write` stream ([`std::io::Read`], [`std::io::Write`]): TCP, a Unix
+//! socket, an in-memory buffer.
 //!
 //! The crate is layered like the protocols it learns from:
 //!
@@ -13,11 +14,16 @@
 //!   original's; [`Framing::Line`]; [`Framing::LengthPrefixed`]), each with
 //!   an explicit limit.
 //! - [`stamp`]: the text in the brackets ([`stamp::Ctime`], like Python's
-//!   `time.ctime()`, and others) and the [`stamp::Clock`] it reads.
+//!   `time.ctime()`, and others) and the [`stamp::Clock`] it reads; [`tz`]:
+//!   the local time zone, read without the C library.
 //! - [`EchoServer`] and [`EchoClient`]: thin blocking drivers over a stream.
 //! - [`runner`]: many connections at once over a listener you bring, with
 //!   [`Limits`] and a graceful [`Handle::shutdown`].
+//! - [`datagram`]: the same protocol over UDP, a datagram per message.
+//! - [`probe`]: `ping`-like runs that measure round trips and the server's
+//!   clock offset ([`Reply::clock_offset`]).
 //! - [`load`]: drive any stamp-echo server with checked, pipelined load.
+//! - [`testing`]: an in-memory stream and a one-line local server for tests.
 //! - [`Error`]: the one error type.
 //!
 //! ## The protocol in one paragraph
