@@ -682,6 +682,20 @@ mod tests {
     }
 
     #[test]
+    fn a_pipelined_message_ending_in_a_bracket() {
+        // "aaa[" and "b" pipelined; the server read "aaa" then "[b". Taking the
+        // second "[" as the end of "aaa[" would leave "T] [b" for "b": the
+        // client picks the reading after which "b"'s reply can begin.
+        let replies = crate::testing::Duplex::new(b"[T] aaa[U] [b".to_vec());
+        let mut client = EchoClient::new(replies, Framing::chunk()).expect("valid framing");
+        client.send(b"aaa[").expect("in memory");
+        client.send(b"b").expect("in memory");
+        let first = client.receive(b"aaa[").expect("a reply");
+        assert_eq!(first.pieces(), [Piece { stamp: "T".into(), len: 3 }, Piece { stamp: "U".into(), len: 1 }]);
+        assert_eq!(client.receive(b"b").expect("a reply").stamp(), "U");
+    }
+
+    #[test]
     fn a_reply_without_a_stamp_is_malformed_when_nothing_was_pipelined() {
         // "two" was sent after the reply to "one" was whole, so its reply
         // cannot continue that piece: it needs a stamp of its own.
