@@ -107,7 +107,7 @@ fn connect(args: &Args) -> Result<RoundTrip, Error> {
             return Ok(Box::new(move |m| client.round_trip(m)));
         }
         #[cfg(not(unix))]
-        return Err(Error::Config("Unix domain sockets need a Unix system"));
+        return Err(stamp_echo::ConfigError::new("--unix", path.display(), "a Unix system").into());
     }
     let stream = TcpStream::connect(args.endpoint.tcp_addr().as_str())?;
     stream.set_read_timeout(Some(args.timeout))?;
@@ -148,7 +148,7 @@ fn probe(round_trip: &mut RoundTrip, target: &str, count: u64, args: &Args) -> R
     }
     let interrupted = Arc::new(AtomicBool::new(false));
     let flag = Arc::clone(&interrupted);
-    ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst)).map_err(|_| Error::Config("no Ctrl-C handler"))?;
+    ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst)).map_err(|e| Error::Io(io::Error::other(e)))?;
     println!("PROBE {target}, {kind} stamps");
     let mut probes = Probes::new(kind);
     let mut failure = None;

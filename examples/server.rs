@@ -24,7 +24,7 @@ use clap::Parser;
 use socket2::{Domain, SockAddr, Socket, Type};
 use stamp_echo::datagram::{DatagramObserver, DatagramServer};
 use stamp_echo::runner::{self, Listener, Peer};
-use stamp_echo::{EchoServer, Error, Events, Limits, Summary};
+use stamp_echo::{EchoServer, Error, Events, Fragment, Limits, Summary};
 
 /// The timestamp echo server: answers every message with `[STAMP] MESSAGE`.
 #[derive(Parser)]
@@ -85,8 +85,8 @@ impl Events for Log {
     fn connected(&self, peer: &Peer) {
         say!("...connected from: {peer}");
     }
-    fn message(&self, _peer: &Peer, message: &[u8]) {
-        say!("date= {}", String::from_utf8_lossy(message));
+    fn message(&self, _peer: &Peer, fragment: Fragment<'_>) {
+        say!("date= {}", String::from_utf8_lossy(fragment.bytes()));
     }
     fn closed(&self, peer: &Peer, _summary: &Summary, error: Option<&Error>) {
         if let Some(error) = error {

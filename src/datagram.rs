@@ -352,7 +352,7 @@ impl DatagramClient {
     /// How long each attempt waits for the reply; must not be zero.
     pub fn set_timeout(&mut self, timeout: Duration) -> Result<(), Error> {
         if timeout.is_zero() {
-            return Err(Error::Config("the reply timeout must not be zero"));
+            return Err(crate::ConfigError::new("timeout", "0 s", "longer than zero").into());
         }
         self.timeout = timeout;
         Ok(())

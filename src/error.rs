@@ -54,9 +54,9 @@ pub enum Error {
         stamp: String,
     },
 
-    /// A configuration value is out of range.
-    #[error("invalid configuration: {0}")]
-    Config(&'static str),
+    /// A setting is out of range: the error names the setting and the value.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
 
     /// The client was asked to send a message the framing cannot carry
     /// (empty in chunk framing, a newline in line framing, over a limit).
@@ -104,6 +104,48 @@ pub enum Error {
         /// How long each attempt waited.
         timeout: std::time::Duration,
     },
+}
+
+/// A setting that is out of range, with its name, the value given and what
+/// it accepts.
+///
+/// ```
+/// use stamp_echo::{Error, Framing};
+///
+/// let err = Framing::Chunk { buffer_size: 0 }.validate().unwrap_err();
+/// let Error::Config(config) = &err else { panic!("a configuration error") };
+/// assert_eq!(config.setting(), "buffer_size");
+/// assert_eq!(err.to_string(), "invalid buffer_size 0: expected 1 to 1048576 bytes");
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("invalid {setting} {value}: expected {expected}")]
+pub struct ConfigError {
+    setting: &'static str,
+    value: String,
+    expected: &'static str,
+}
+
+impl ConfigError {
+    /// `setting` was given `value`, but it accepts only `expected` (a range
+    /// or a description, such as `"1 to 1048576 bytes"`).
+    pub fn new(setting: &'static str, value: impl std::fmt::Display, expected: &'static str) -> ConfigError {
+        ConfigError { setting, value: value.to_string(), expected }
+    }
+
+    /// The setting's name, as in the API (`buffer_size`, `max_connections`).
+    pub fn setting(&self) -> &'static str {
+        self.setting
+    }
+
+    /// The value that was given, as text.
+    pub fn value(&self) -> &str {
+        &self.value
+    }
+
+    /// What the setting accepts.
+    pub fn expected(&self) -> &'static str {
+        self.expected
+    }
 }
 
 impl Error {

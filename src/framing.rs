@@ -22,6 +22,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use crate::Error;
+use crate::error::ConfigError;
 
 /// How messages are delimited on a stream, with the limit that bounds each.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -89,13 +90,20 @@ impl Framing {
         }
     }
 
-    /// Checks the limit is usable: a chunk buffer of at least one byte, and a
-    /// frame limit that leaves room for a stamp within a 4-byte length.
+    /// Checks the limit is usable: a chunk buffer of 1 byte to 1 MiB (it is
+    /// allocated per connection), and a frame limit that leaves room for a
+    /// stamp within a 4-byte length.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] naming the setting and the value out of range.
     pub fn validate(&self) -> Result<(), Error> {
         match *self {
-            Framing::Chunk { buffer_size: 0 } => Err(Error::Config("buffer_size must be at least 1")),
+            Framing::Chunk { buffer_size } if !(1..=MAX_BUFFER_SIZE).contains(&buffer_size) => {
+                Err(ConfigError::new("buffer_size", buffer_size, "1 to 1048576 bytes").into())
+            }
             Framing::LengthPrefixed { max_frame } if max_frame > MAX_FRAME_LIMIT => {
-                Err(Error::Config("max_frame must be at most 4 GiB minus 512 bytes"))
+                Err(ConfigError::new("max_frame", max_frame, "at most 4 GiB minus 512 bytes").into())
             }
             _ => Ok(()),
         }
@@ -155,6 +163,9 @@ impl Framing {
         }
     }
 }
+
+/// The largest chunk `buffer_size`: the read buffer each connection allocates.
+const MAX_BUFFER_SIZE: usize = 1024 * 1024;
 
 /// The largest `max_frame`: a reply adds `[`, `] ` and up to 255 stamp bytes,
 /// and must still fit in a 4-byte length.

@@ -139,9 +139,9 @@ pub mod testing;
 pub mod tz;
 
 pub use client::{EchoClient, Reply};
-pub use error::Error;
+pub use error::{ConfigError, Error};
 pub use framing::Framing;
-pub use protocol::{Observer, Responder, Summary};
+pub use protocol::{Fragment, Observer, Responder, Summary};
 pub use runner::{Events, Handle, Limits, Totals};
 pub use server::EchoServer;
 

@@ -435,7 +435,8 @@ where
     for<'a> &'a S: Read + Write,
 {
     if workload.window == 0 || workload.size == 0 {
-        return Err(Error::Config("the window and the message size must be at least 1"));
+        let (setting, value) = if workload.window == 0 { ("window", 0) } else { ("size", 0) };
+        return Err(crate::ConfigError::new(setting, value, "at least 1").into());
     }
     // Check the message fits the framing before sending anything.
     let mut probe = Vec::new();
@@ -505,14 +506,14 @@ where
         if read.is_err() {
             shared.fail();
         }
-        let written = writer.join().unwrap_or(Err(Error::Config("the writer thread panicked")));
+        let written = writer.join().unwrap_or(Err(Error::Io(io::Error::other("the writer thread panicked"))));
         (written, read)
     });
     // The reader's error comes first: when both failed, it is the cause (a
     // mismatch, say, after which the writer stopped).
     let read = read?;
     let bytes_sent = written?;
-    let receiver = read.ok_or(Error::Config("the writer stopped early"))?;
+    let receiver = read.ok_or_else(|| Error::Io(io::Error::other("the writer stopped early")))?;
     Ok((bytes_sent, receiver.received, receiver.latency))
 }
 

@@ -121,13 +121,59 @@ impl std::ops::AddAssign for Summary {
     }
 }
 
+/// Bytes of one message, as an [`Observer`] sees them.
+///
+/// A message that arrives whole in one read is one fragment, both
+/// [first](Fragment::is_first) and [last](Fragment::is_last). A message
+/// spread over several reads may be seen as several fragments, in order;
+/// only the last may be empty (an empty message, or an ending that came in a
+/// read of its own).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Fragment<'a> {
+    bytes: &'a [u8],
+    offset: u64,
+    last: bool,
+}
+
+impl<'a> Fragment<'a> {
+    pub(crate) fn new(bytes: &'a [u8], offset: u64, last: bool) -> Fragment<'a> {
+        Fragment { bytes, offset, last }
+    }
+
+    /// The message's bytes in this fragment.
+    pub fn bytes(&self) -> &'a [u8] {
+        self.bytes
+    }
+
+    /// How many bytes of the message came before this fragment.
+    pub fn offset(&self) -> u64 {
+        self.offset
+    }
+
+    /// Whether this fragment starts its message.
+    pub fn is_first(&self) -> bool {
+        self.offset == 0
+    }
+
+    /// Whether this fragment ends its message: its reply is then complete.
+    pub fn is_last(&self) -> bool {
+        self.last
+    }
+
+    /// With [`is_last`](Fragment::is_last): the message's whole length.
+    pub fn end(&self) -> u64 {
+        self.offset + self.bytes.len() as u64
+    }
+}
+
 /// Sees each message a connection receives (the server's log lines use it).
 ///
-/// `()` observes nothing; any `FnMut(&[u8])` closure sees each message.
+/// `()` observes nothing; any `FnMut(Fragment<'_>)` closure sees each
+/// fragment of each message.
 pub trait Observer {
-    /// Called with each whole message, before its reply is written.
-    fn message(&mut self, message: &[u8]) {
-        let _ = message;
+    /// Called with each fragment of each message, before its reply is written.
+    fn message(&mut self, fragment: Fragment<'_>) {
+        let _ = fragment;
     }
 
     /// Called once when the connection ends, with its counts and, if it
@@ -139,9 +185,9 @@ pub trait Observer {
 
 impl Observer for () {}
 
-impl<F: FnMut(&[u8])> Observer for F {
-    fn message(&mut self, message: &[u8]) {
-        self(message)
+impl<F: FnMut(Fragment<'_>)> Observer for F {
+    fn message(&mut self, fragment: Fragment<'_>) {
+        self(fragment)
     }
 }
 
@@ -256,7 +302,7 @@ impl Responder {
                 }
                 current = true;
             }
-            observer.message(message);
+            observer.message(Fragment::new(message, 0, true));
             framing.encode_stamped(header, message, ending, out);
             count += 1;
             Ok(())
@@ -385,7 +431,7 @@ mod tests {
     fn observer_sees_each_message() {
         let mut responder = Responder::new(Framing::line(), Arc::new(Ctime::utc()));
         let mut seen = Vec::new();
-        let mut observer = |m: &[u8]| seen.push(m.to_vec());
+        let mut observer = |m: Fragment<'_>| seen.push(m.bytes().to_vec());
         let mut out = Vec::new();
         responder.receive_observed(b"one\ntw", at(0, 0), &mut out, &mut observer).expect("valid");
         responder.finish_observed(at(0, 0), &mut out, &mut observer).expect("valid");

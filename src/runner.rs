@@ -68,9 +68,9 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use crate::Error;
-use crate::protocol::{Observer, Summary};
+use crate::protocol::{Fragment, Observer, Summary};
 use crate::server::EchoServer;
+use crate::{ConfigError, Error};
 
 /// Limits on what the runner and each connection may take. Every field has a
 /// documented default ([`Limits::default`]); change one with its setter:
@@ -159,10 +159,12 @@ impl Limits {
     /// connection, and timeouts longer than zero.
     pub fn validate(&self) -> Result<(), Error> {
         if self.max_connections == 0 {
-            return Err(Error::Config("max_connections must be at least 1"));
+            return Err(ConfigError::new("max_connections", 0, "at least 1").into());
         }
-        if self.idle_timeout == Some(Duration::ZERO) || self.write_timeout == Some(Duration::ZERO) {
-            return Err(Error::Config("a timeout must be longer than zero (use None for no timeout)"));
+        for (setting, timeout) in [("idle_timeout", self.idle_timeout), ("write_timeout", self.write_timeout)] {
+            if timeout == Some(Duration::ZERO) {
+                return Err(ConfigError::new(setting, "0 s", "longer than zero (None for no timeout)").into());
+            }
         }
         Ok(())
     }
@@ -331,9 +333,10 @@ pub trait Events: Send + Sync + 'static {
         let _ = peer;
     }
 
-    /// A whole message arrived on `peer`'s connection; its reply follows.
-    fn message(&self, peer: &Peer, message: &[u8]) {
-        let _ = (peer, message);
+    /// Bytes of a message arrived on `peer`'s connection (see [`Fragment`]);
+    /// their reply follows.
+    fn message(&self, peer: &Peer, fragment: Fragment<'_>) {
+        let _ = (peer, fragment);
     }
 
     /// `peer`'s connection ended, with its counts and, if it ended in an
@@ -359,8 +362,8 @@ macro_rules! forward_events {
             fn connected(&self, peer: &Peer) {
                 (**self).connected(peer);
             }
-            fn message(&self, peer: &Peer, message: &[u8]) {
-                (**self).message(peer, message);
+            fn message(&self, peer: &Peer, fragment: Fragment<'_>) {
+                (**self).message(peer, fragment);
             }
             fn closed(&self, peer: &Peer, summary: &Summary, error: Option<&Error>) {
                 (**self).closed(peer, summary, error);
@@ -687,8 +690,8 @@ struct Watch<'a> {
 }
 
 impl Observer for Watch<'_> {
-    fn message(&mut self, message: &[u8]) {
-        self.events.message(self.peer, message);
+    fn message(&mut self, fragment: Fragment<'_>) {
+        self.events.message(self.peer, fragment);
     }
 
     fn finished(&mut self, summary: &Summary, _error: Option<&Error>) {

@@ -207,7 +207,7 @@ impl Builder {
     pub fn build(self) -> Result<EchoServer, Error> {
         self.framing.validate()?;
         if self.read_buffer_size == 0 {
-            return Err(Error::Config("read_buffer_size must be at least 1"));
+            return Err(crate::ConfigError::new("read_buffer_size", 0, "at least 1 byte").into());
         }
         let stamp = match self.stamp {
             Some(stamp) => stamp,

@@ -51,7 +51,8 @@ fn cut_points() -> impl Strategy<Value = Vec<Index>> {
 fn serve(framing: Framing, reads: Vec<Vec<u8>>) -> (Vec<Vec<u8>>, Vec<u8>, Result<(), String>) {
     let mut messages = Vec::new();
     let mut stream = Duplex::from_reads(reads);
-    let result = fixed_server(framing).serve_with(&mut stream, |m: &[u8]| messages.push(m.to_vec()));
+    let result =
+        fixed_server(framing).serve_with(&mut stream, |m: stamp_echo::Fragment<'_>| messages.push(m.bytes().to_vec()));
     (messages, stream.take_output(), result.map(|_| ()).map_err(|e| format!("{e:?}")))
 }
 

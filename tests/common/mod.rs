@@ -25,7 +25,7 @@ use stamp_echo::framing::LineEnding;
 use stamp_echo::protocol::Responder;
 use stamp_echo::runner::{self, Peer};
 use stamp_echo::stamp::Ctime;
-use stamp_echo::{EchoServer, Error, Events, Framing, Handle, Limits, Summary};
+use stamp_echo::{EchoServer, Error, Events, Fragment, Framing, Handle, Limits, Summary};
 
 /// A safety net against hangs: no test waits for anything this long, and
 /// none uses it to order events.
@@ -132,8 +132,8 @@ impl Events for Recorder {
     fn connected(&self, peer: &Peer) {
         self.send(Event::Connected(peer.clone()));
     }
-    fn message(&self, peer: &Peer, message: &[u8]) {
-        self.send(Event::Message(peer.id, message.to_vec()));
+    fn message(&self, peer: &Peer, fragment: Fragment<'_>) {
+        self.send(Event::Message(peer.id, fragment.bytes().to_vec()));
     }
     fn closed(&self, peer: &Peer, summary: &Summary, error: Option<&Error>) {
         self.send(Event::Closed { id: peer.id, summary: *summary, error: error.map(Kind::from) });
