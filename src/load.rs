@@ -45,7 +45,7 @@ use std::time::{Duration, Instant};
 
 use crate::Error;
 use crate::client::check_sendable;
-use crate::framing::{Decoder, Framing, LineEnding};
+use crate::framing::{Decoder, Event, Framing};
 use crate::protocol::{Header, MAX_STAMP_LEN, parse_header};
 
 /// The most bytes a reply adds around a message: `[`, the stamp, `] `, and a
@@ -88,6 +88,9 @@ pub struct Checker<T> {
     front_start: u64,
     /// Line and length framing: splits the replies.
     replies: Decoder,
+    /// Line and length framing: the reply being put together from the
+    /// decoder's events.
+    reply: Vec<u8>,
     /// Chunk framing: the start of a stamp header cut by the end of a read.
     header: Vec<u8>,
     /// Chunk framing: inside a piece's echoed bytes (else at a header).
@@ -107,6 +110,7 @@ impl<T> Checker<T> {
             echoed: 0,
             front_start: 0,
             replies: Decoder::new(reply_framing),
+            reply: Vec::new(),
             header: Vec::new(),
             in_piece: false,
         }
@@ -158,8 +162,22 @@ impl<T> Checker<T> {
 
     /// Line and length framing: each reply is one unit; the decoder finds them.
     fn receive_replies<F: FnMut(T)>(&mut self, input: &[u8], on_reply: &mut F) -> Result<(), Error> {
-        let Checker { replies, sent, sent_start, in_flight, echoed, front_start, .. } = self;
-        let mut check = |reply: &[u8], _: LineEnding| {
+        let Checker { replies, reply, sent, sent_start, in_flight, echoed, front_start, .. } = self;
+        let mut check = |event: Event<'_>| {
+            let reply = match event {
+                Event::Start { .. } => {
+                    reply.clear();
+                    return Ok(());
+                }
+                Event::Bytes(bytes) => {
+                    reply.extend_from_slice(bytes);
+                    return Ok(());
+                }
+                Event::End { bytes, .. } => {
+                    reply.extend_from_slice(bytes);
+                    &reply[..]
+                }
+            };
             let echo = match parse_header(reply) {
                 Header::Complete { len, .. } => &reply[len..],
                 Header::Incomplete => return Err(Error::MalformedReply("reply ends inside its stamp")),
@@ -690,6 +708,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::framing::LineEnding;
     use crate::protocol::Responder;
     use crate::stamp::Ctime;
     use std::sync::Arc;

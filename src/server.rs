@@ -103,12 +103,24 @@ impl EchoServer {
 
     /// Serves one connection, showing each message to `observer`.
     ///
-    /// Reads until end of input; every read's replies go out in one write.
-    /// At end of input a last message held back is answered (a line without a
-    /// newline) and the counts are returned. A read or write timeout set on
-    /// the stream ends the connection with [`Error::Timeout`]; a message over
-    /// the framing's limit with its error. Either way, every message received
-    /// whole before the error has been answered.
+    /// Reads until end of input, streaming the replies (see [`Responder`]):
+    /// each read's reply bytes go out in one write, or in a few when they
+    /// pass 32 KiB (replies to many tiny messages), so a connection holds its
+    /// read buffer and about one read's worth of replies whatever the
+    /// message sizes. At end of input a last message held back is answered
+    /// (a line without a newline) and the counts are returned. A read or
+    /// write timeout set on the stream ends the connection with
+    /// [`Error::Timeout`]; a message over the framing's limit with its error.
+    /// Either way, every message received whole before the error has been
+    /// answered (and a line over the limit partly answered: its reply was
+    /// streamed up to the limit).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] or [`Error::Timeout`] from the stream; the framing's
+    /// errors for bad input ([`Error::LineTooLong`], [`Error::FrameTooLarge`],
+    /// [`Error::TruncatedFrame`]); [`Error::InvalidStamp`] from a stamp
+    /// formatter that went wrong.
     ///
     /// Pass `&TcpStream` (or `&mut stream`) to keep the stream: reading and
     /// writing share one handle, so one file descriptor serves a connection.
@@ -136,9 +148,9 @@ impl EchoServer {
             };
             let now = self.clock.now();
             let answered = if n == 0 {
-                responder.finish_observed(now, &mut out, &mut observer)
+                responder.finish_observed(now, &mut out, &mut observer).map(drop)
             } else {
-                responder.receive_observed(&input[..n], now, &mut out, &mut observer)
+                answer_read(&mut responder, &input[..n], now, &mut out, &mut observer, &mut stream)
             };
             // Replies to whole messages go out even when the input that
             // followed them was bad.
@@ -147,14 +159,44 @@ impl EchoServer {
             }
             match answered {
                 Err(e) => break Err(e),
-                Ok(_) if n == 0 => break Ok(()),
-                Ok(_) => {}
+                Ok(()) if n == 0 => break Ok(()),
+                Ok(()) => {}
             }
         };
         let summary = responder.summary();
         observer.finished(&summary, result.as_ref().err());
         result.map(|()| summary)
     }
+}
+
+/// The slice of a read given to the [`Responder`] at a time: replies to tiny
+/// messages are many times larger than the messages (a header each), so the
+/// replies to one slice stay small whatever the read size.
+const SLICE: usize = 256;
+
+/// Replies pending beyond this are written out before the rest of the read
+/// is answered. Larger than the replies to a typical read, so that those
+/// still leave in one write.
+const FLUSH_AT: usize = 32 * 1024;
+
+/// Answers one read slice by slice, writing the replies out early when they
+/// grow past [`FLUSH_AT`]: the reply buffer stays within about
+/// `FLUSH_AT + SLICE * (1 + header)` bytes whatever the peer sends.
+fn answer_read<S: Write, O: Observer>(
+    responder: &mut Responder,
+    read: &[u8],
+    now: std::time::SystemTime,
+    out: &mut Vec<u8>,
+    observer: &mut O,
+    stream: &mut S,
+) -> Result<(), Error> {
+    for slice in read.chunks(SLICE) {
+        responder.receive_observed(slice, now, out, observer)?;
+        if out.len() >= FLUSH_AT {
+            flush_replies(stream, out)?;
+        }
+    }
+    Ok(())
 }
 
 /// Writes out and clears the replies produced by one read.
@@ -196,23 +238,36 @@ impl Builder {
     }
 
     /// The size of one read in line and length-prefixed framing (default
-    /// [`EchoServer::DEFAULT_READ_BUFFER_SIZE`]). It bounds no message: lines
-    /// and frames may span many reads.
+    /// [`EchoServer::DEFAULT_READ_BUFFER_SIZE`]; 1 byte to 1 MiB, checked by
+    /// [`build`](Builder::build)). It bounds no message: lines and frames
+    /// may span many reads, and their replies are streamed read by read.
     pub fn read_buffer_size(mut self, size: usize) -> Builder {
         self.read_buffer_size = size;
         self
     }
 
     /// Checks the settings and builds the server.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] for a framing limit out of range (see
+    /// [`Framing::validate`]) or a `read_buffer_size` outside 1 byte to
+    /// 1 MiB; [`Error::InvalidStamp`] if the stamp formatter, tried once at
+    /// the clock's current instant, produces text the protocol cannot carry
+    /// (a `]`, `\r` or `\n`, or over 255 bytes). A formatter that goes
+    /// wrong only at some instants is still caught per message.
     pub fn build(self) -> Result<EchoServer, Error> {
         self.framing.validate()?;
-        if self.read_buffer_size == 0 {
-            return Err(crate::ConfigError::new("read_buffer_size", 0, "at least 1 byte").into());
+        if !(1..=crate::framing::MAX_BUFFER_SIZE).contains(&self.read_buffer_size) {
+            return Err(crate::ConfigError::new("read_buffer_size", self.read_buffer_size, "1 to 1048576 bytes").into());
         }
         let stamp = match self.stamp {
             Some(stamp) => stamp,
             None => Arc::new(Ctime::local_or_utc().0),
         };
+        let mut text = String::new();
+        stamp.write_stamp(self.clock.now(), &mut text);
+        crate::protocol::validate_stamp(&text)?;
         Ok(EchoServer { framing: self.framing, stamp, clock: self.clock, read_buffer_size: self.read_buffer_size })
     }
 }
