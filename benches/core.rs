@@ -5,6 +5,8 @@
 //!   way `EchoServer` feeds it; messages/s.
 //! - `core_bytes/FRAMING`: the same with 64 KiB messages, in bytes/s.
 //! - `stamp/NAME`: formatting one stamp with each built-in formatter.
+//! - `reply_to/NAME`: [`Responder::reply_to`] answering one 16-byte datagram
+//!   per call, the clock advancing 1 us per call.
 //! - `stamp_reuse/NAME`: the whole cost of answering one 16-byte line per
 //!   call, the clock advancing 1 us per call, so ctime's text is reused
 //!   within a second and the sub-second stamps are formatted every time.
@@ -100,6 +102,23 @@ fn stamping(c: &mut Criterion) {
                     &mut text,
                 );
                 black_box(text.len())
+            })
+        });
+    }
+    group.finish();
+
+    let mut group = c.benchmark_group("reply_to");
+    group.throughput(Throughput::Elements(1));
+    for (name, stamp) in stamps() {
+        let mut responder = Responder::new(Framing::chunk(), stamp);
+        let mut out = Vec::with_capacity(256);
+        let mut micros = 0;
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                micros += 1;
+                out.clear();
+                let now = SystemTime::UNIX_EPOCH + Duration::new(NOW, 0) + Duration::from_micros(micros);
+                black_box(responder.reply_to(b"0123456789abcdef", now, &mut out).ok())
             })
         });
     }
