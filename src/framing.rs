@@ -412,9 +412,7 @@ impl Decoder {
                 }
                 on_event(Event::End { bytes, ending: LineEnding::None })
             }
-            State::Prefix { have, .. } => {
-                Err(Error::TruncatedFrame { expected: 4, received: u64::from(have) }.into())
-            }
+            State::Prefix { have, .. } => Err(Error::TruncatedFrame { expected: 4, received: u64::from(have) }.into()),
             State::Payload { len, remaining } => {
                 let expected = 4 + u64::from(len);
                 Err(Error::TruncatedFrame { expected, received: expected - u64::from(remaining) }.into())
@@ -487,7 +485,6 @@ impl Decoder {
         E: From<Error>,
         F: FnMut(Event<'_>) -> Result<(), E>,
     {
-        let too_long = || E::from(Error::LineTooLong { max: max_line });
         let mut rest = input;
         while !rest.is_empty() {
             let (mut len, cr) = match self.state {
@@ -506,9 +503,7 @@ impl Decoder {
                     continue;
                 }
                 // Not followed by `\n`: the held `\r` is content.
-                if len >= max_line {
-                    return Err(too_long());
-                }
+                check_room(b"\r", max_line - len, max_line, on_event)?;
                 len += 1;
                 self.state = State::InLine { len, cr: false };
                 on_event(Event::Bytes(b"\r"))?;
@@ -520,9 +515,7 @@ impl Decoder {
                         Some(content) => (content, LineEnding::CrLf),
                         None => (&rest[..i], LineEnding::Lf),
                     };
-                    if content.len() > room {
-                        return Err(over_the_limit(&content[..room], on_event).unwrap_or_else(|| too_long()));
-                    }
+                    check_room(content, room, max_line, on_event)?;
                     self.state = State::LineIdle;
                     on_event(Event::End { bytes: content, ending })?;
                     rest = &rest[i + 1..];
@@ -532,9 +525,7 @@ impl Decoder {
                         Some(content) => (content, true),
                         None => (rest, false),
                     };
-                    if content.len() > room {
-                        return Err(over_the_limit(&content[..room], on_event).unwrap_or_else(|| too_long()));
-                    }
+                    check_room(content, room, max_line, on_event)?;
                     self.state = State::InLine { len: len + content.len(), cr };
                     if !content.is_empty() {
                         on_event(Event::Bytes(content))?;
@@ -600,16 +591,21 @@ impl Decoder {
     }
 }
 
-/// A line went over the limit: hands over its bytes up to the limit, then
-/// the caller fails. Returns the callback's own error, if it failed.
-fn over_the_limit<E, F>(within: &[u8], on_event: &mut F) -> Option<E>
+/// Checks that a line's `content` fits in the `room` left under `max_line`;
+/// if not, hands over what fits and fails with [`Error::LineTooLong`], so the
+/// bytes handed over are the same however the input was split.
+fn check_room<E, F>(content: &[u8], room: usize, max_line: usize, on_event: &mut F) -> Result<(), E>
 where
+    E: From<Error>,
     F: FnMut(Event<'_>) -> Result<(), E>,
 {
-    if within.is_empty() {
-        return None;
+    if content.len() <= room {
+        return Ok(());
     }
-    on_event(Event::Bytes(within)).err()
+    if room > 0 {
+        on_event(Event::Bytes(&content[..room]))?;
+    }
+    Err(Error::LineTooLong { max: max_line }.into())
 }
 
 /// The position of the first `\n`, sixteen bytes at a time.
@@ -874,7 +870,9 @@ mod tests {
         assert!(matches!(decoder.decode(b"e", &mut sink), Err(Error::LineTooLong { max: 4 })));
         assert_eq!(handed, 4);
 
-        for input in [&b"ok\nabcde\n"[..], b"abcd\r\r\n", b"abcd\rx", b"abc\r\r\n", b"abcd\r", b"abc\r", b"\r\r\r\r\r\n"] {
+        for input in
+            [&b"ok\nabcde\n"[..], b"abcd\r\r\n", b"abcd\rx", b"abc\r\r\n", b"abcd\r", b"abc\r", b"\r\r\r\r\r\n"]
+        {
             same_at_every_split(framing, input);
         }
     }

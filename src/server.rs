@@ -362,7 +362,10 @@ mod tests {
         for size in [0, 1024 * 1024 + 1, usize::MAX] {
             let err = EchoServer::builder().read_buffer_size(size).build().expect_err("out of range");
             assert!(matches!(err, Error::Config(_)), "{err:?}");
-            assert!(err.to_string().contains("read_buffer_size") && err.to_string().contains(&size.to_string()), "{err}");
+            assert!(
+                err.to_string().contains("read_buffer_size") && err.to_string().contains(&size.to_string()),
+                "{err}"
+            );
         }
         for size in [1, 1024 * 1024] {
             assert!(EchoServer::builder().read_buffer_size(size).build().is_ok(), "{size}");

@@ -102,7 +102,9 @@ fn reply_to_allocates_nothing_per_message() {
             for i in from..to {
                 out.clear();
                 // A new second every 100 messages, a new microsecond every message.
-                responder.reply_to(b"a datagram", start + Duration::from_micros(10_000 * i + 1), &mut out).expect("valid");
+                responder
+                    .reply_to(b"a datagram", start + Duration::from_micros(10_000 * i + 1), &mut out)
+                    .expect("valid");
             }
         };
         run(0, 100);

@@ -78,7 +78,12 @@ fn serve(framing: Framing, reads: Vec<Vec<u8>>) -> Served {
             messages.extend(current.take());
         }
     });
-    Served { messages, partial: current, output: stream.take_output(), result: result.map(|_| ()).map_err(|e| format!("{e:?}")) }
+    Served {
+        messages,
+        partial: current,
+        output: stream.take_output(),
+        result: result.map(|_| ()).map_err(|e| format!("{e:?}")),
+    }
 }
 
 /// The start of the reply to a message that did not end, of which `partial`
