@@ -560,6 +560,12 @@ impl Decoder {
                         on_event(Event::Bytes(bytes))?;
                     }
                 }
+                // The common case: a whole prefix at hand, read in place.
+                State::FrameIdle if rest.len() >= 4 => {
+                    let len = u32::from_be_bytes([rest[0], rest[1], rest[2], rest[3]]);
+                    rest = &rest[4..];
+                    self.start_frame(len, max_frame, on_event)?;
+                }
                 state => {
                     let (mut bytes, have) = match state {
                         State::Prefix { bytes, have } => (bytes, usize::from(have)),
@@ -572,22 +578,32 @@ impl Decoder {
                         self.state = State::Prefix { bytes, have: (have + take) as u8 };
                         return Ok(());
                     }
-                    let len = u32::from_be_bytes(bytes);
-                    if usize::try_from(len).map_or(true, |len| len > max_frame) {
-                        self.state = State::FrameIdle;
-                        return Err(Error::FrameTooLarge { declared: u64::from(len), max: max_frame }.into());
-                    }
-                    on_event(Event::Start { len: Some(len) })?;
-                    if len == 0 {
-                        self.state = State::FrameIdle;
-                        on_event(Event::End { bytes: b"", ending: LineEnding::None })?;
-                    } else {
-                        self.state = State::Payload { len, remaining: len };
-                    }
+                    self.start_frame(u32::from_be_bytes(bytes), max_frame, on_event)?;
                 }
             }
         }
         Ok(())
+    }
+
+    /// A complete length prefix: checks it and starts the frame (and ends it
+    /// at once if it is empty).
+    fn start_frame<E, F>(&mut self, len: u32, max_frame: usize, on_event: &mut F) -> Result<(), E>
+    where
+        E: From<Error>,
+        F: FnMut(Event<'_>) -> Result<(), E>,
+    {
+        if usize::try_from(len).map_or(true, |len| len > max_frame) {
+            self.state = State::FrameIdle;
+            return Err(Error::FrameTooLarge { declared: u64::from(len), max: max_frame }.into());
+        }
+        on_event(Event::Start { len: Some(len) })?;
+        if len == 0 {
+            self.state = State::FrameIdle;
+            on_event(Event::End { bytes: b"", ending: LineEnding::None })
+        } else {
+            self.state = State::Payload { len, remaining: len };
+            Ok(())
+        }
     }
 }
 

@@ -422,10 +422,14 @@ impl Responder {
         let start = out.len();
         let mut count = 0;
         let Responder { decoder, header, offset, .. } = self;
+        // Every message beginning in one call is stamped `now`: check the
+        // stamp once, at the first.
+        let mut current = false;
         let mut sink = |event: Event<'_>| -> Result<(), Error> {
             match event {
                 Event::Start { len } => {
-                    let header = header.at(now)?;
+                    let header = if current { &header.bytes } else { header.at(now)? };
+                    current = true;
                     if let Some(len) = len {
                         // Fits: len <= max_frame <= 4 GiB - 512 and a header
                         // is at most 258 bytes.
