@@ -135,6 +135,7 @@ pub mod protocol;
 pub mod runner;
 pub mod server;
 pub mod stamp;
+mod stop;
 pub mod testing;
 pub mod tz;
 

@@ -54,9 +54,10 @@ fn idle_connection_is_closed_with_a_timeout() {
 }
 
 #[test]
-fn at_the_cap_new_clients_wait_in_the_backlog() {
+fn without_eviction_new_clients_wait_in_the_backlog_at_the_cap() {
     let framing = Framing::line();
-    let (handle, addr, _events) = start(fixed_server(framing), Limits::default().max_connections(2));
+    let (handle, addr, _events) =
+        start(fixed_server(framing), Limits::default().max_connections(2).eviction_grace(None));
     let mut first = connect(addr);
     let mut second = connect(addr);
     round_trip(&mut first, framing, b"one");

@@ -84,6 +84,9 @@ pub fn sent_ending(framing: Framing) -> LineEnding {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Kind {
     Timeout,
+    MessageTimeout,
+    WriteTimeout,
+    Evicted,
     LineTooLong { max: usize },
     FrameTooLarge { declared: u64, max: usize },
     TruncatedFrame { expected: u64, received: u64 },
@@ -95,6 +98,9 @@ impl From<&Error> for Kind {
     fn from(e: &Error) -> Kind {
         match e {
             Error::Timeout => Kind::Timeout,
+            Error::MessageTimeout { .. } => Kind::MessageTimeout,
+            Error::WriteTimeout { .. } => Kind::WriteTimeout,
+            Error::Evicted { .. } => Kind::Evicted,
             Error::LineTooLong { max } => Kind::LineTooLong { max: *max },
             Error::FrameTooLarge { declared, max } => Kind::FrameTooLarge { declared: *declared, max: *max },
             Error::TruncatedFrame { expected, received } => {
