@@ -147,8 +147,8 @@ struct Log {
 
 enum Entry {
     Line(String),
-    /// Write what came before, then stop.
-    End,
+    /// The last line: write it after the counts of lines not shown, then stop.
+    Last(String),
 }
 
 impl Log {
@@ -175,18 +175,6 @@ impl Log {
         }
     }
 
-    /// Queues a line that must not be dropped, waiting up to `until` for room.
-    fn line_until(&self, line: String, until: Instant) {
-        let mut entry = Entry::Line(line);
-        while let Err(mpsc::TrySendError::Full(back)) = self.queue.try_send(entry) {
-            if Instant::now() >= until {
-                return;
-            }
-            entry = back;
-            thread::sleep(Duration::from_millis(5));
-        }
-    }
-
     /// Whether a message line may be shown this second; counts it if not.
     fn admit(&self) -> bool {
         if self.shown.load(Ordering::Relaxed) < self.rate && self.shown.fetch_add(1, Ordering::Relaxed) < self.rate {
@@ -200,8 +188,7 @@ impl Log {
     /// a blocked stdout does not keep the process from exiting.
     fn finish(&self, last: String) {
         let until = Instant::now() + LOG_FLUSH;
-        self.line_until(last, until);
-        let mut end = Entry::End;
+        let mut end = Entry::Last(last);
         while let Err(mpsc::TrySendError::Full(back)) = self.queue.try_send(end) {
             if Instant::now() >= until {
                 return;
@@ -229,15 +216,15 @@ impl Log {
                 Err(mpsc::RecvTimeoutError::Disconnected) => break,
             }
             batch.extend(lines.try_iter());
-            let mut end = false;
+            let mut end = None;
             for entry in batch.drain(..) {
                 match entry {
                     // A closed stdout is no reason to stop serving.
                     Entry::Line(line) => drop(writeln!(out, "{line}")),
-                    Entry::End => end = true,
+                    Entry::Last(line) => end = Some(line),
                 }
             }
-            if Instant::now() >= next || end {
+            if Instant::now() >= next || end.is_some() {
                 next = Instant::now() + SECOND;
                 self.shown.store(0, Ordering::Relaxed);
                 let hidden = self.hidden.swap(0, Ordering::Relaxed);
@@ -250,8 +237,11 @@ impl Log {
                     drop(writeln!(out, "...{dropped} log lines dropped: stdout was not taking them"));
                 }
             }
+            if let Some(line) = &end {
+                drop(writeln!(out, "{line}"));
+            }
             let _ = out.flush();
-            if end {
+            if end.is_some() {
                 let (done, written) = &self.done;
                 *done.lock().unwrap_or_else(PoisonError::into_inner) = true;
                 written.notify_all();
