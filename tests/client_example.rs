@@ -12,7 +12,6 @@ use std::net::{TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
-use std::time::Duration;
 
 use common::SAFETY_TIMEOUT;
 use stamp_echo::EchoServer;
