@@ -300,6 +300,7 @@ impl Listener {
         }
     }
 
+    #[cfg_attr(not(unix), allow(dead_code))]
     fn set_nonblocking(&self, nonblocking: bool) -> io::Result<()> {
         match self {
             Listener::Tcp(l) => l.set_nonblocking(nonblocking),
@@ -359,6 +360,7 @@ impl Listener {
 #[derive(Debug)]
 enum Wake {
     /// `accept()` returns every [`stop::TICK`] by itself.
+    #[cfg_attr(not(unix), allow(dead_code))]
     Tick,
     /// The listener is non-blocking: the loop sleeps a tick between tries.
     #[cfg_attr(not(unix), allow(dead_code))]
@@ -1143,8 +1145,10 @@ impl Stream {
     /// (a long chunk-framing message answered read by read would wait for the
     /// client's delayed acknowledgement: 43 ms per round trip, measured).
     fn configure(&self, read: Option<Duration>, write: Option<Duration>) -> io::Result<()> {
-        if let Stream::Tcp(s) = self {
-            s.set_nodelay(true)?;
+        match self {
+            Stream::Tcp(s) => s.set_nodelay(true)?,
+            #[cfg(unix)]
+            Stream::Unix(_) => {}
         }
         self.set_timeout(true, read)?;
         self.set_timeout(false, write)
