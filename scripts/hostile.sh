@@ -142,10 +142,10 @@ fi
 
 echo "==> 6. settings: absurd values are refused, never a panic"
 bad=(
-    "--shutdown-deadline 1e19" "--shutdown-deadline -1" "--shutdown-deadline nan"
+    "--shutdown-deadline 1e19" "--shutdown-deadline=-1" "--shutdown-deadline nan"
     "--buffer-size 100000000000" "--buffer-size 0" "--framing line --max-line 0" "--framing length --max-frame 0"
     "--max-connections 0" "--max-connections 100000000" "--idle-timeout 1e19" "--message-timeout 1e-9"
-    "--write-timeout inf" "--eviction-grace 1e12" "--backlog 0" "--backlog 100000" "--log-rate -1"
+    "--write-timeout inf" "--eviction-grace 1e12" "--backlog 0" "--backlog 100000" "--log-rate=-1"
 )
 for flags in "${bad[@]}"; do
     # shellcheck disable=SC2086
