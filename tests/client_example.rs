@@ -9,7 +9,7 @@ mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, UdpSocket};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 
@@ -18,11 +18,7 @@ use stamp_echo::EchoServer;
 use stamp_echo::testing::LocalServer;
 
 fn client_binary() -> PathBuf {
-    let exe = std::env::current_exe().expect("test binary path");
-    let profile_dir = exe.parent().and_then(Path::parent).expect("target/<profile>/deps");
-    let path = profile_dir.join("examples").join("client");
-    assert!(path.exists(), "{} is missing: build it with `cargo test` or `cargo build --examples`", path.display());
-    path
+    common::example_binary("client")
 }
 
 /// The running client; killed if a test fails before it ends.

@@ -8,17 +8,13 @@ mod common;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::Shutdown;
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, ChildStdout, Command, Stdio};
 
 use common::connect;
 
 fn server_binary() -> PathBuf {
-    let exe = std::env::current_exe().expect("test binary path");
-    let profile_dir = exe.parent().and_then(Path::parent).expect("target/<profile>/deps");
-    let path = profile_dir.join("examples").join("server");
-    assert!(path.exists(), "{} is missing: build it with `cargo test` or `cargo build --examples`", path.display());
-    path
+    common::example_binary("server")
 }
 
 /// The running example; killed if a test fails before it ends.
