@@ -619,10 +619,10 @@ impl Handle {
 
     /// Stops the server and returns its totals:
     ///
-    /// 1. stops accepting: the accept loop sees the stop within
-    ///    [`stop::TICK`] (50 ms; it never connects to the listener's
-    ///    address, except over TCP where `accept()` ignores timeouts) and
-    ///    closes the listener, so clients still in the backlog are refused;
+    /// 1. stops accepting: the accept loop sees the stop within 50 ms (it
+    ///    never connects to the listener's address, except over TCP where
+    ///    `accept()` ignores timeouts) and closes the listener, so clients
+    ///    still in the backlog are refused;
     /// 2. shuts down the reading side of every connection: each one answers
     ///    what it has received, sees the end of its input, and closes;
     /// 3. waits for them, up to `deadline` (any length: one too long to
