@@ -306,3 +306,54 @@ fn absurd_flag_values_are_refused_with_the_flag_and_value_named() {
         assert_eq!(String::from_utf8_lossy(&out.stdout), "", "{flags:?}: refused before listening");
     }
 }
+
+#[test]
+fn lines_a_blocked_stdout_missed_are_counted_once_it_moves_again() {
+    let (mut running, stdout, listening) = spawn(&["--port", "0", "--framing", "line", "--log-rate", "1000000"]);
+    let port = listening.strip_prefix("listening on 127.0.0.1:").expect(&listening);
+    let mut stream = connect(format!("127.0.0.1:{port}").parse().expect("an address"));
+    let framing = stamp_echo::Framing::line();
+    let mut batch = Vec::new();
+    for i in 0..20_000 {
+        framing.encode_message(format!("more than the pipe and the queue hold {i}").as_bytes(), &mut batch);
+    }
+    common::send_all_and_read_replies(&mut stream, &batch);
+    // Now read: the writer moves again and says what it dropped.
+    let mut lines = BufReader::new(stdout).lines();
+    let dropped = lines
+        .find_map(|line| {
+            let line = line.expect("a line");
+            line.strip_prefix("...")
+                .and_then(|rest| rest.strip_suffix(" log lines dropped: stdout was not taking them"))
+                .map(|n| n.parse::<u64>().expect("a count"))
+        })
+        .expect("a line counting the dropped lines");
+    let shown = 20_000 - dropped;
+    assert!(dropped > 0 && shown > 4096, "{dropped} dropped");
+    let (status, _) = terminate_within(&mut running, std::time::Duration::from_secs(10));
+    assert!(status.success());
+}
+
+#[test]
+fn message_lines_over_the_rate_are_counted_not_shown() {
+    let mut server = Server::start(&["--port", "0", "--framing", "line", "--log-rate", "2"]);
+    let listening = server.line();
+    let port = listening.strip_prefix("listening on 127.0.0.1:").expect(&listening);
+    let mut stream = connect(format!("127.0.0.1:{port}").parse().expect("an address"));
+    let mut batch = Vec::new();
+    for i in 0..50 {
+        stamp_echo::Framing::line().encode_message(format!("m{i}").as_bytes(), &mut batch);
+    }
+    common::send_all_and_read_replies(&mut stream, &batch);
+    let (success, rest) = server.terminate();
+    assert!(success, "{rest}");
+    // However the messages fell across seconds, every one is shown or counted.
+    let shown = rest.lines().filter(|l| l.starts_with("date= m")).count() as u64;
+    let hidden: u64 = rest
+        .lines()
+        .filter_map(|l| l.strip_prefix("...")?.strip_suffix(" message lines not shown (over --log-rate 2 a second)"))
+        .map(|n| n.parse::<u64>().expect("a count"))
+        .sum();
+    assert_eq!(shown + hidden, 50, "{rest}");
+    assert!(shown <= 2 * 3 && hidden > 0, "{rest}");
+}
