@@ -761,7 +761,9 @@ impl Shared {
             let mut wait = RECHECK;
             // Evicted connections still running are on their way out: evict
             // another only if they will not be enough.
-            if let (Some(grace), true) = (self.limits.eviction_grace, state.active - state.evicting >= max) {
+            if let (Some(grace), true) =
+                (self.limits.eviction_grace, state.active.saturating_sub(state.evicting) >= max)
+            {
                 let now = self.clock();
                 let victim = state
                     .open
@@ -1070,9 +1072,11 @@ struct Ending {
 
 impl Drop for Ending {
     fn drop(&mut self) {
+        let registered = self.shared.lock().open.remove(&self.id);
+        // Read after leaving the registry: the runner sets these flags under
+        // its lock, on registered connections only, so none can be set later.
         let flag = |f: fn(&Conn) -> &AtomicBool| self.conn.as_ref().is_some_and(|c| f(c).load(Ordering::Relaxed));
         let (forced, evicted) = (flag(|c| &c.forced), flag(|c| &c.evicted));
-        let registered = self.shared.lock().open.remove(&self.id);
         // Close the socket before the slot is freed, so that open sockets
         // never outnumber `max_connections` (plus the one being let in).
         drop(registered);
@@ -1080,7 +1084,7 @@ impl Drop for Ending {
         let mut state = self.shared.lock();
         state.active -= 1;
         if evicted {
-            state.evicting -= 1;
+            state.evicting = state.evicting.saturating_sub(1);
         }
         let totals = &mut state.totals;
         totals.connections += 1;
