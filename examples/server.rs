@@ -23,7 +23,8 @@
 //! a peer controls (its message, its Unix socket path) is escaped
 //! ([`stamp_echo::escape`]) and cut at [`LOG_MESSAGE_MAX`] bytes, so one
 //! event is always one line. Ctrl-C and SIGTERM end the process within the
-//! shutdown deadline plus [`LOG_FLUSH`], even when stdout is blocked.
+//! shutdown deadline (the last log lines included; at least [`LOG_FLUSH`]
+//! for them), even when stdout is blocked.
 mod common;
 
 use std::collections::VecDeque;
@@ -49,8 +50,9 @@ use stamp_echo::{ConfigError, EchoServer, Error, Events, Fragment, Limits, Summa
 const LOG_QUEUE: usize = 4096;
 /// The most bytes of a message (or a peer's name) shown in a log line.
 const LOG_MESSAGE_MAX: usize = 256;
-/// How long the last log lines (the summary) may take at exit.
-const LOG_FLUSH: Duration = Duration::from_secs(1);
+/// The least time the last log lines (the summary) get at exit; otherwise
+/// they get what is left of the shutdown deadline.
+const LOG_FLUSH: Duration = Duration::from_millis(100);
 
 /// The timestamp echo server: answers every message with `[STAMP] MESSAGE`.
 #[derive(Parser)]
@@ -184,10 +186,11 @@ impl Log {
         false
     }
 
-    /// Writes out what is queued and waits for it, up to [`LOG_FLUSH`]:
-    /// a blocked stdout does not keep the process from exiting.
-    fn finish(&self, last: String) {
-        let until = Instant::now() + LOG_FLUSH;
+    /// Writes out what is queued and waits for it, up to `until` (or
+    /// [`LOG_FLUSH`] from now, if later): a blocked stdout does not keep the
+    /// process from exiting.
+    fn finish(&self, last: String, until: Instant) {
+        let until = until.max(Instant::now() + LOG_FLUSH);
         let mut end = Entry::Last(last);
         while let Err(mpsc::TrySendError::Full(back)) = self.queue.try_send(end) {
             if Instant::now() >= until {
@@ -301,10 +304,14 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let result = if args.udp { serve_udp(&args, &log) } else { serve(&args, &log) };
+    let result = if args.udp {
+        serve_udp(&args, &log).map(|last| (last, Instant::now() + args.shutdown_deadline))
+    } else {
+        serve(&args, &log)
+    };
     match result {
-        Ok(last) => {
-            log.finish(last);
+        Ok((last, until)) => {
+            log.finish(last, until);
             ExitCode::SUCCESS
         }
         Err(e) => {
@@ -314,8 +321,9 @@ fn main() -> ExitCode {
     }
 }
 
-/// Serves TCP or a Unix socket until Ctrl-C or SIGTERM; returns the summary line.
-fn serve(args: &Args, log: &Arc<Log>) -> Result<String, Box<dyn std::error::Error>> {
+/// Serves TCP or a Unix socket until Ctrl-C or SIGTERM; returns the summary
+/// line and the end of the shutdown deadline.
+fn serve(args: &Args, log: &Arc<Log>) -> Result<(String, Instant), Box<dyn std::error::Error>> {
     let (stamp, fallback) = args.endpoint.stamp.build();
     if let Some(why) = fallback {
         eprintln!("warning: local time zone not found ({why}); stamping UTC");
@@ -347,11 +355,12 @@ fn serve(args: &Args, log: &Arc<Log>) -> Result<String, Box<dyn std::error::Erro
     };
 
     let _ = stop_rx.recv();
+    let until = Instant::now() + args.shutdown_deadline;
     let totals = handle.shutdown(args.shutdown_deadline);
     if let Some(file) = socket_file {
         file.remove();
     }
-    Ok(format!("shut down: {totals}"))
+    Ok((format!("shut down: {totals}"), until))
 }
 
 fn serve_udp(args: &Args, log: &Arc<Log>) -> Result<String, Box<dyn std::error::Error>> {

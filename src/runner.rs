@@ -1008,10 +1008,7 @@ impl Read for Guarded<'_> {
                 (a, b) => a.or(b),
             };
             let left = match first {
-                Some((at, _)) if at <= now => {
-                    let (_, error) = first.expect("matched Some");
-                    return Err(error.into_io(io::ErrorKind::TimedOut));
-                }
+                Some((at, error)) if at <= now => return Err(error.into_io(io::ErrorKind::TimedOut)),
                 Some((at, _)) => Some(at - now),
                 None => None,
             };
