@@ -322,14 +322,16 @@ fn the_write_timeout_is_a_deadline_for_the_whole_reply_and_says_the_peer_stopped
     let stream = connect_small_buffer(addr);
     let mut frame = Vec::new();
     framing.encode_message(&vec![b'r'; 8 << 20], &mut frame);
-    // The client reads a little now and then: progress, but far too slow
-    // for 8 MiB (without a deadline, each bit of progress restarted the clock).
+    // The client reads a little now and then (10 KB/s): progress, but it
+    // takes far longer than 300 ms to take the replies to one read, whether
+    // they are the whole 8 MiB reply or the 8 KiB answering each read
+    // (without a deadline, each bit of progress restarted the clock).
     let reader = {
         let stream = stream.try_clone().expect("clone");
         thread::spawn(move || {
-            let mut buf = [0; 4096];
+            let mut buf = [0; 1024];
             while (&stream).read(&mut buf).is_ok_and(|n| n > 0) {
-                thread::sleep(Duration::from_millis(20));
+                thread::sleep(Duration::from_millis(100));
             }
         })
     };
