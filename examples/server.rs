@@ -43,7 +43,7 @@ use clap::Parser;
 use socket2::{Domain, Socket, Type};
 use stamp_echo::datagram::{DatagramObserver, DatagramServer};
 use stamp_echo::escape::{escape, escape_path};
-use stamp_echo::runner::{self, Listener, Peer};
+use stamp_echo::runner::{self, Addr, Listener, Peer};
 use stamp_echo::{ConfigError, EchoServer, Error, Events, Fragment, Limits, Summary};
 
 /// Lines the log queue holds before it drops them.
@@ -263,7 +263,7 @@ impl Events for Log {
         self.line(format!("...accept failed: {error}"));
     }
     fn connected(&self, peer: &Peer) {
-        self.line(format!("...connected from: {}", escaped(peer)));
+        self.line(format!("...connected from: {}", peer_name(peer)));
     }
     fn message(&self, _peer: &Peer, fragment: Fragment<'_>) {
         if fragment.is_first() && self.admit() {
@@ -273,8 +273,17 @@ impl Events for Log {
     }
     fn closed(&self, peer: &Peer, _summary: &Summary, error: Option<&Error>) {
         if let Some(error) = error {
-            self.line(format!("...connection from {} ended: {}", escaped(peer), escaped(error)));
+            self.line(format!("...connection from {} ended: {}", peer_name(peer), escaped(error)));
         }
+    }
+}
+
+/// A peer's name, escaped and cut: a Unix peer's path byte for byte
+/// (invalid UTF-8 as `\xNN`), others as displayed.
+fn peer_name(peer: &Peer) -> String {
+    match &peer.addr {
+        Addr::Unix(Some(path)) => escape_path(path).max_len(LOG_MESSAGE_MAX).to_string(),
+        _ => escaped(peer),
     }
 }
 

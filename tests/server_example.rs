@@ -357,3 +357,36 @@ fn message_lines_over_the_rate_are_counted_not_shown() {
     assert_eq!(shown + hidden, 50, "{rest}");
     assert!(shown <= 2 * 3 && hidden > 0, "{rest}");
 }
+
+#[test]
+fn a_unix_peers_hostile_path_is_logged_escaped() {
+    use std::os::unix::ffi::OsStrExt;
+    let dir = std::env::temp_dir().join(format!("se-peer-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir(&dir).expect("dir");
+    let path = dir.join("s.sock");
+    let path_arg = path.to_str().expect("UTF-8 path");
+    let mut server = Server::start(&["--unix", path_arg, "--framing", "line"]);
+    assert_eq!(server.line(), format!("listening on {path_arg}"));
+
+    // The client binds its end to a name full of terminal escapes, a forged
+    // log line and a byte that is not UTF-8.
+    let hostile = dir.join(std::ffi::OsStr::from_bytes(b"c\x1b]0;x\x07\n...connected from: 1.2.3.4:5\xff"));
+    let socket = socket2::Socket::new(socket2::Domain::UNIX, socket2::Type::STREAM, None).expect("socket");
+    socket.bind(&socket2::SockAddr::unix(&hostile).expect("address")).expect("bind the client's name");
+    socket.connect(&socket2::SockAddr::unix(&path).expect("address")).expect("connect");
+    let mut stream = UnixStream::from(std::os::fd::OwnedFd::from(socket));
+    stream.write_all(b"hi\n").expect("send");
+    stream.shutdown(Shutdown::Write).expect("half-close");
+    let mut reply = String::new();
+    stream.read_to_string(&mut reply).expect("reply");
+    assert!(reply.ends_with("] hi\n"), "{reply}");
+
+    let (success, rest) = server.terminate();
+    assert!(success, "{rest}");
+    let dir_text = dir.to_str().expect("UTF-8 dir");
+    let expected = format!(r"...connected from: {dir_text}/c\x1b]0;x\x07\n...connected from: 1.2.3.4:5\xff");
+    assert!(rest.lines().any(|l| l == expected), "{rest}");
+    assert!(!rest.lines().any(|l| l.starts_with("...connected from: 1.2.3.4")), "{rest}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
