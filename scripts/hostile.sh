@@ -25,6 +25,9 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target}
 ROUNDS=${ROUNDS:-3}
 FAST=${FAST:-0}
+for tool in bc mkfifo timeout; do
+    command -v "$tool" >/dev/null || { echo "error: scripts/hostile.sh needs $tool" >&2; exit 1; }
+done
 
 echo "==> building (release)"
 cargo build --release --quiet --example server --example hostile --example loadgen --example client
