@@ -5,7 +5,7 @@ mod common;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use common::{
     Event, FIXED_CTIME, Kind, Recorder, SAFETY_TIMEOUT, connect, connect_small_buffer, fixed_reply, fixed_server,
@@ -14,7 +14,7 @@ use common::{
 use stamp_echo::framing::LineEnding;
 use stamp_echo::runner::{self, Addr};
 use stamp_echo::testing::LocalServer;
-use stamp_echo::{Error, Framing, Limits};
+use stamp_echo::{EchoServer, Error, Framing, Limits};
 
 #[test]
 fn half_closed_client_gets_every_reply() {
@@ -138,10 +138,16 @@ fn shutdown_answers_what_was_received_and_closes_idle_clients() {
 fn shutdown_force_closes_what_is_left_at_the_deadline() {
     let framing = Framing::line();
     let limits = Limits::default().write_timeout(None);
-    let (handle, addr, events) = start(fixed_server(framing), limits);
-    // A client that never reads: empty lines get replies 28 times their
-    // size, far more than the socket buffers hold, so the server is stuck
-    // writing them.
+    // The longest stamp the protocol allows: an empty line's reply is 258
+    // times its size.
+    let longest =
+        stamp_echo::stamp::from_fn(|_: SystemTime, out: &mut String| out.extend(std::iter::repeat_n('x', 255)));
+    let server = EchoServer::builder().framing(framing).stamp(longest).build().expect("valid settings");
+    let (handle, addr, events) = start(server, limits);
+    // A client that never reads: whatever part of its empty lines the
+    // server reads (the first read alone brings 8 KiB, 2 MiB of replies)
+    // gets far more replies than the socket buffers hold, so the server is
+    // stuck writing them.
     let stuck = connect_small_buffer(addr);
     let writer = {
         let stream = stuck.try_clone().expect("clone");
@@ -327,7 +333,11 @@ fn a_message_must_be_complete_within_the_message_timeout_however_it_trickles() {
     };
     let (_, summary, error) = next_closed(&events);
     assert_eq!((summary.messages, error), (1, Some(Kind::MessageTimeout)));
-    assert_eq!(read_to_close(&mut stream), b"");
+    // Replies stream: the trickled line was echoed as it came, behind its header.
+    let got = read_to_close(&mut stream);
+    let header = format!("[{FIXED_CTIME}] ");
+    let expected = header.bytes().chain(std::iter::repeat(b'x'));
+    assert!(got.iter().zip(expected).all(|(a, b)| *a == b), "not the trickled line's reply: {got:?}");
     trickler.join().expect("the trickler ends when the server hangs up");
     assert_eq!(handle.shutdown(SAFETY_TIMEOUT).errors, 1);
 }
