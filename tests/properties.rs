@@ -268,8 +268,9 @@ proptest! {
             client.send(message).expect("a message the framing can carry");
         }
         for message in &messages {
-            let reply = client.receive(message);
+            let reply = client.receive();
             prop_assert!(reply.is_ok(), "{framing}, {message:?} of {messages:?}: {reply:?}");
+            prop_assert_eq!(reply.ok().map(|r| r.message().to_vec()), Some(message.clone()));
         }
         let last = client.round_trip(b"last");
         prop_assert!(last.is_ok(), "{framing}, after {messages:?}: {last:?}");

@@ -1,0 +1,849 @@
+//! The client's protocol core: [`ReplyChecker`] records the messages you send
+//! and checks the reply stream against them, without I/O. It is the twin of
+//! [`Responder`](crate::Responder): bytes of a read in, checked replies out,
+//! in the order sent, each with its stamped pieces.
+//!
+//! [`EchoClient`](crate::EchoClient), the load generator's
+//! [`Checker`](crate::load::Checker) and any other transport (an async
+//! runtime, a test) drive the same code.
+//!
+//! ```
+//! use stamp_echo::Framing;
+//! use stamp_echo::reply::{Event, ReplyChecker};
+//!
+//! let mut checker = ReplyChecker::new(Framing::chunk());
+//! let mut wire = Vec::new();
+//! checker.send(b"hello", &mut wire)?; // write `wire` to the server
+//!
+//! // The server read "hel" and "lo" separately: two stamped pieces, and the
+//! // second arrives in two reads of ours.
+//! let mut stamps = Vec::new();
+//! for read in [&b"[T1] hel[T"[..], b"2] lo"] {
+//!     let mut input = read;
+//!     loop {
+//!         let (consumed, event) = checker.receive(input)?;
+//!         input = &input[consumed..];
+//!         match event {
+//!             Some(Event::Piece { stamp, len, .. }) => stamps.push((stamp.to_owned(), len)),
+//!             Some(Event::Reply { message, .. }) => assert_eq!(message, b"hello"),
+//!             Some(_) => {}
+//!             None => break, // every byte of this read is checked
+//!         }
+//!     }
+//! }
+//! assert_eq!(stamps, [("T1".to_owned(), 3), ("T2".to_owned(), 2)]);
+//! assert_eq!(checker.in_flight(), 0);
+//! # Ok::<(), stamp_echo::Error>(())
+//! ```
+//!
+//! # How chunk replies are matched, in linear time
+//!
+//! In line and length-prefixed framing every reply is delimited and holds
+//! one stamp, so the checker is a plain state machine ([`Framed`] phases:
+//! prefix, `[`, stamp, echo, line ending).
+//!
+//! In chunk framing the server answers each of its reads with `[STAMP] `
+//! and the bytes it read, so the reply stream is stamped pieces whose
+//! boundaries nobody tells: one message's reply may be several pieces, and
+//! pipelined messages may share one. Messages may hold `[` and even whole
+//! copies of the server's stamps, so where a piece ends cannot be decided
+//! from one byte: a `[` may be an echoed byte or the start of a header.
+//!
+//! The checker therefore follows every *reading* of the stream at once, as a
+//! regular-expression engine simulates a nondeterministic automaton (Thompson's
+//! construction), instead of trying one reading and backtracking. A reading is
+//! small: how many sent bytes it has matched, and its phase (a header must
+//! come next; inside a header started at a known position; inside a piece,
+//! empty or not). Each received byte advances every reading once:
+//!
+//! - inside a piece, the byte must equal the next sent byte; if it is `[` and
+//!   the piece is not empty, a second reading forks in which a header starts;
+//! - inside a header, the stamp runs to the first `]`, which must be followed
+//!   by a space, with no CR or LF and at most 255 bytes of UTF-8 before it.
+//!   So every header that is open ends at the same `]`: headers never
+//!   multiply the work by more than the readings that opened them;
+//! - readings that end up in the same state (matched bytes and phase) are
+//!   merged, keeping the one preferred (see below).
+//!
+//! So the work per byte is the number of live readings, and the checker is
+//! linear in the bytes received: it keeps at most [`MAX_READINGS`] readings,
+//! never looks at a byte twice and never restarts from an earlier byte. A
+//! reading that cannot go on is dropped; when none is left, the reply is
+//! wrong ([`Error::EchoMismatch`] or [`Error::MalformedReply`]).
+//!
+//! Readings are kept in order of preference: longest piece first (at a `[`,
+//! echoing it is preferred to starting a header). Whatever reading wins, it
+//! matches every sent byte exactly, so accepting a reply never depends on the
+//! preference; only how its bytes are split into pieces does.
+//!
+//! **Limits of exactness.** Every reply the checker accepts is a correct
+//! reply (soundness is unconditional). It accepts every correct reply as
+//! long as no more than [`MAX_READINGS`] readings need to stay open at once;
+//! past that it keeps the most preferred ones. That takes a message that
+//! holds many `[` *and* a server whose stamps hold `[` or whose exact headers
+//! appear many times in the message: with stamps free of `[` (every built-in
+//! stamp, Python's `ctime()`) a header can only start at the last `[` before
+//! its `]`, which the preference keeps. And when the bytes received so far
+//! answer every message in flight in one reading, that reading is taken at
+//! once (the others would need more bytes that a correct server has no
+//! reason to send): a server that reads `a` and `[T] ` of the message
+//! `a[T] ` separately sends `[T] a[T] [T] `, whose first nine bytes are
+//! already the whole one-piece reply `[T] a[T] ` under the stamp `T`. No
+//! client can tell those apart before more bytes arrive.
+//!
+//! Memory: the bytes of the messages in flight (the caller decides how many
+//! to pipeline), the last 256 received bytes (the longest header), and the
+//! pieces of a reply not yet handed out (only while several readings are
+//! open). Nothing is allocated per message once the buffers have grown.
+
+use std::collections::VecDeque;
+use std::fmt;
+
+use crate::Error;
+use crate::framing::{Framing, complete_utf8_prefix, find_newline};
+use crate::protocol::MAX_STAMP_LEN;
+
+/// The most readings of a chunk reply stream followed at once (see the
+/// [module docs](self)).
+pub const MAX_READINGS: usize = 16;
+
+/// Received bytes kept: enough for the longest stamp.
+const RING: usize = 256;
+
+/// The most pieces logged per reading while several readings are open.
+const MAX_LOG: usize = 4096;
+
+/// What [`ReplyChecker::receive`] found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Event<'a> {
+    /// A stamped piece of the reply to the oldest message in flight:
+    /// `len` of its bytes were echoed behind `stamp`. In line and length
+    /// framing a reply is one piece; in chunk framing one per read the
+    /// server made of the message (a read holding the ends of two
+    /// messages gives each its own piece, with the same stamp).
+    #[non_exhaustive]
+    Piece {
+        /// The stamp text, without brackets.
+        stamp: &'a str,
+        /// Bytes of the message in this piece (at least 1, except for an
+        /// empty message in line or length framing).
+        len: usize,
+    },
+    /// The reply to the oldest message in flight is complete and echoes it
+    /// exactly; its pieces were the `Piece` events since the last `Reply`.
+    #[non_exhaustive]
+    Reply {
+        /// The message, as sent.
+        message: &'a [u8],
+        /// The message's number: 0 for the first one sent with this checker.
+        seq: u64,
+    },
+}
+
+/// Checks a stream of replies against the messages sent, in order, without
+/// I/O and without allocating per message. See the [module docs](self) for
+/// how, and an example.
+///
+/// [`send`](ReplyChecker::send) frames a message for the wire and records it;
+/// [`receive`](ReplyChecker::receive) takes the bytes that arrived, as they
+/// arrived, and hands out [`Event`]s one at a time, resuming where it
+/// stopped. After an error the checker stays failed: every later call
+/// returns the same error.
+pub struct ReplyChecker {
+    framing: Framing,
+    sent: Sent,
+    state: State,
+    /// The last received bytes, by position modulo `RING`.
+    ring: [u8; RING],
+    /// Bytes received so far.
+    received: u64,
+    /// Entries of the unique reading's log already handed out.
+    emitted: usize,
+    scratch: Vec<u8>,
+    failed: Option<Failure>,
+    steps: u64,
+    dropped: u64,
+}
+
+impl fmt::Debug for ReplyChecker {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let readings = match &self.state {
+            State::Chunk(r) => r.live.len(),
+            State::Framed(_) => 1,
+        };
+        f.debug_struct("ReplyChecker")
+            .field("framing", &self.framing)
+            .field("in_flight", &self.sent.ends.len())
+            .field("received", &self.received)
+            .field("readings", &readings)
+            .field("failed", &self.failed)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The record of what was sent and not yet answered.
+#[derive(Debug, Default)]
+struct Sent {
+    /// Sent message bytes from offset `base` of the sent stream.
+    bytes: Vec<u8>,
+    base: u64,
+    /// Where each unanswered message ends in the sent stream, oldest first.
+    ends: VecDeque<u64>,
+    /// The number of the oldest unanswered message.
+    first: u64,
+    /// Where it starts.
+    front_start: u64,
+    /// Bytes sent in all.
+    total: u64,
+}
+
+impl Sent {
+    fn byte(&self, at: u64) -> Option<u8> {
+        let index = usize::try_from(at.checked_sub(self.base)?).ok()?;
+        self.bytes.get(index).copied()
+    }
+
+    fn end(&self, msg: u64) -> u64 {
+        let index = usize::try_from(msg.saturating_sub(self.first)).unwrap_or(usize::MAX);
+        self.ends.get(index).copied().unwrap_or(self.total)
+    }
+
+    fn start(&self, msg: u64) -> u64 {
+        if msg <= self.first { self.front_start } else { self.end(msg - 1) }
+    }
+
+    /// Messages sent so far.
+    fn count(&self) -> u64 {
+        self.first + self.ends.len() as u64
+    }
+
+    fn slice(&self, start: u64, end: u64) -> &[u8] {
+        let from = usize::try_from(start.saturating_sub(self.base)).unwrap_or(usize::MAX);
+        let to = usize::try_from(end.saturating_sub(self.base)).unwrap_or(usize::MAX);
+        self.bytes.get(from..to).unwrap_or_default()
+    }
+
+    fn push(&mut self, message: &[u8]) {
+        self.bytes.extend_from_slice(message);
+        self.total += message.len() as u64;
+        self.ends.push_back(self.total);
+    }
+
+    /// Marks the oldest message answered; returns its number and extent.
+    fn pop(&mut self) -> Option<(u64, u64, u64)> {
+        let end = self.ends.pop_front()?;
+        let (seq, start) = (self.first, self.front_start);
+        self.first += 1;
+        self.front_start = end;
+        Some((seq, start, end))
+    }
+
+    /// Drops answered bytes once they are many, or all: a move, never an
+    /// allocation.
+    fn trim(&mut self) {
+        let answered = usize::try_from(self.front_start - self.base).unwrap_or(usize::MAX).min(self.bytes.len());
+        if answered == self.bytes.len() || (answered >= 4096 && answered * 2 >= self.bytes.len()) {
+            self.bytes.drain(..answered);
+            self.base += answered as u64;
+        }
+    }
+}
+
+enum State {
+    Chunk(Readings),
+    Framed(Framed),
+}
+
+/// Why a reading stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Failure {
+    Mismatch(usize),
+    Malformed(&'static str),
+}
+
+impl Failure {
+    fn error(self) -> Error {
+        match self {
+            Failure::Mismatch(offset) => Error::EchoMismatch { offset },
+            Failure::Malformed(why) => Error::MalformedReply(why),
+        }
+    }
+}
+
+/// The failures of one byte's readings: the deepest mismatch says the most.
+#[derive(Default)]
+struct Failures {
+    mismatch: Option<usize>,
+    malformed: Option<&'static str>,
+}
+
+impl Failures {
+    fn note(&mut self, failure: Failure) {
+        match failure {
+            Failure::Mismatch(offset) => self.mismatch = Some(self.mismatch.map_or(offset, |m| m.max(offset))),
+            Failure::Malformed(why) => self.malformed = self.malformed.or(Some(why)),
+        }
+    }
+
+    fn verdict(&self) -> Failure {
+        match (self.mismatch, self.malformed) {
+            (Some(offset), _) if offset > 0 => Failure::Mismatch(offset),
+            (_, Some(why)) => Failure::Malformed(why),
+            (offset, None) => Failure::Mismatch(offset.unwrap_or(0)),
+        }
+    }
+}
+
+/// Events of one reading not yet handed out.
+#[derive(Debug, Default)]
+struct Log {
+    entries: Vec<Logged>,
+    stamps: String,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Logged {
+    Piece { from: usize, to: usize, len: usize },
+    Reply,
+}
+
+impl Log {
+    fn piece(&mut self, stamp: &str, len: usize) {
+        let from = self.stamps.len();
+        self.stamps.push_str(stamp);
+        self.entries.push(Logged::Piece { from, to: self.stamps.len(), len });
+    }
+
+    fn clear(&mut self) {
+        self.entries.clear();
+        self.stamps.clear();
+    }
+
+    fn clone_from(&mut self, other: &Log) {
+        self.entries.clone_from(&other.entries);
+        self.stamps.clone_from(&other.stamps);
+    }
+}
+
+/// Where a reading of a chunk reply stream is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    /// A header must come next: every message sent had been answered.
+    Boundary,
+    /// Inside a header whose `[` was received at `start`; `closed` once its
+    /// `]` has come (a space must follow).
+    Header { start: u64, closed: bool },
+    /// Inside a piece, which has echoed at least one byte if `nonempty`.
+    Body { nonempty: bool },
+}
+
+/// One reading of a chunk reply stream.
+#[derive(Debug)]
+struct Reading {
+    /// Sent bytes matched.
+    offset: u64,
+    /// The message `offset` is in.
+    msg: u64,
+    phase: Phase,
+    /// Bytes of message `msg` in the current piece.
+    portion: usize,
+    /// The current piece's stamp.
+    stamp: String,
+    log: Log,
+}
+
+impl Reading {
+    fn new() -> Reading {
+        Reading { offset: 0, msg: 0, phase: Phase::Boundary, portion: 0, stamp: String::new(), log: Log::default() }
+    }
+
+    /// Becomes a copy of `other`, reusing its own buffers.
+    fn copy_from(&mut self, other: &Reading) {
+        self.offset = other.offset;
+        self.msg = other.msg;
+        self.phase = other.phase;
+        self.portion = other.portion;
+        self.stamp.clone_from(&other.stamp);
+        self.log.clone_from(&other.log);
+    }
+
+    fn same_state(&self, other: &Reading) -> bool {
+        self.offset == other.offset && self.phase == other.phase
+    }
+
+    /// Advances by the received byte `b`, at position `pos`.
+    fn advance(&mut self, b: u8, pos: u64, sent: &Sent, bytes: &Ring<'_>, scratch: &mut Vec<u8>) -> Result<(), Failure> {
+        match self.phase {
+            Phase::Boundary if b == b'[' => self.phase = Phase::Header { start: pos, closed: false },
+            Phase::Boundary => return Err(Failure::Malformed("reply does not start with '['")),
+            Phase::Header { start, closed } => match header_byte(start, closed, b, pos)? {
+                HeaderStep::Open { closed } => self.phase = Phase::Header { start, closed },
+                HeaderStep::Done => {
+                    let stamp = bytes.stamp(start, pos, scratch)?;
+                    if self.portion > 0 {
+                        self.log.piece(&self.stamp, self.portion);
+                        self.portion = 0;
+                    }
+                    self.stamp.clear();
+                    self.stamp.push_str(stamp);
+                    self.phase = Phase::Body { nonempty: false };
+                }
+            },
+            Phase::Body { .. } => {
+                let Some(expected) = sent.byte(self.offset) else {
+                    return Err(Failure::Malformed("more reply bytes than messages sent"));
+                };
+                if b != expected {
+                    let start = sent.start(self.msg);
+                    return Err(Failure::Mismatch(usize::try_from(self.offset - start).unwrap_or(usize::MAX)));
+                }
+                self.offset += 1;
+                self.portion += 1;
+                self.phase = Phase::Body { nonempty: true };
+                if self.offset == sent.end(self.msg) {
+                    self.log.piece(&self.stamp, self.portion);
+                    self.log.entries.push(Logged::Reply);
+                    self.portion = 0;
+                    self.msg += 1;
+                    if self.offset == sent.total {
+                        self.phase = Phase::Boundary;
+                    }
+                }
+                if self.log.entries.len() > MAX_LOG {
+                    return Err(Failure::Malformed("reply too ambiguous to check: too many pieces in doubt"));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The readings of a chunk reply stream, in order of preference.
+#[derive(Debug, Default)]
+struct Readings {
+    live: Vec<Reading>,
+    next: Vec<Reading>,
+    spare: Vec<Reading>,
+}
+
+impl Readings {
+    fn new() -> Readings {
+        Readings { live: vec![Reading::new()], ..Readings::default() }
+    }
+
+    /// Adds `reading` to the next generation unless an equal state is there
+    /// already (the one there is preferred) or the generation is full.
+    fn keep(&mut self, reading: Reading, dropped: &mut u64) {
+        if self.next.iter().any(|r| r.same_state(&reading)) {
+            self.spare.push(reading);
+        } else if self.next.len() >= MAX_READINGS {
+            *dropped += 1;
+            self.spare.push(reading);
+        } else {
+            self.next.push(reading);
+        }
+    }
+
+    /// Advances every reading by `b`; fails if none survives.
+    fn step(&mut self, b: u8, pos: u64, sent: &Sent, ring: &Ring<'_>, scratch: &mut Vec<u8>, work: &mut Work) -> Result<(), Failure> {
+        let mut failures = Failures::default();
+        let mut live = std::mem::take(&mut self.live);
+        for mut reading in live.drain(..) {
+            work.steps += 1;
+            let fork = (b == b'[' && reading.phase == Phase::Body { nonempty: true }).then(|| {
+                work.steps += 1;
+                let mut header = self.spare.pop().unwrap_or_else(Reading::new);
+                header.copy_from(&reading);
+                header.phase = Phase::Header { start: pos, closed: false };
+                header
+            });
+            match reading.advance(b, pos, sent, ring, scratch) {
+                Ok(()) => self.keep(reading, &mut work.dropped),
+                Err(failure) => {
+                    failures.note(failure);
+                    self.spare.push(reading);
+                }
+            }
+            if let Some(header) = fork {
+                self.keep(header, &mut work.dropped);
+            }
+        }
+        self.live = std::mem::replace(&mut self.next, live);
+        if self.live.is_empty() { Err(failures.verdict()) } else { Ok(()) }
+    }
+
+    /// Takes the first reading that has answered every message sent, if any
+    /// (see the module docs).
+    fn commit(&mut self, sent: &Sent) {
+        if self.live.len() < 2 {
+            return;
+        }
+        let Some(chosen) = self.live.iter().position(|r| r.phase == Phase::Boundary && r.offset == sent.total) else {
+            return;
+        };
+        let kept = self.live.swap_remove(chosen);
+        self.spare.append(&mut self.live);
+        self.live.push(kept);
+    }
+}
+
+/// Counters of the work done.
+struct Work {
+    steps: u64,
+    dropped: u64,
+}
+
+/// A line or length-prefixed reply stream.
+#[derive(Debug)]
+struct Framed {
+    phase: FramedPhase,
+    /// The message whose reply comes next.
+    msg: u64,
+    stamp: String,
+    log: Log,
+}
+
+/// Where a [`Framed`] reply stream is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum FramedPhase {
+    /// Between replies.
+    Start,
+    /// Length framing: `got` bytes of the length prefix so far.
+    Prefix { got: u8, value: u32 },
+    /// The `[` must come next; `left` bytes of the frame remain (length framing).
+    Open { left: Option<u64> },
+    /// Inside the header.
+    Header { start: u64, closed: bool, left: Option<u64> },
+    /// Echoing the message: `done` bytes so far.
+    Echo { done: usize, left: Option<u64> },
+    /// Line framing: after the `\r` of a `\r\n`.
+    Cr,
+}
+
+impl Framed {
+    fn new() -> Framed {
+        Framed { phase: FramedPhase::Start, msg: 0, stamp: String::new(), log: Log::default() }
+    }
+
+    fn step(&mut self, b: u8, pos: u64, line: bool, sent: &Sent, ring: &Ring<'_>, scratch: &mut Vec<u8>) -> Result<(), Failure> {
+        let (start, end) = (sent.start(self.msg), sent.end(self.msg));
+        let message = sent.slice(start, end);
+        if self.msg >= sent.count() {
+            return Err(Failure::Malformed("a reply to no message"));
+        }
+        let take = |left: Option<u64>| left.map(|n| n.saturating_sub(1));
+        self.phase = match self.phase {
+            FramedPhase::Start if line => FramedPhase::Open { left: None }.open(b, pos)?,
+            FramedPhase::Start => FramedPhase::Prefix { got: 1, value: u32::from(b) },
+            FramedPhase::Prefix { got, value } => {
+                let value = value << 8 | u32::from(b);
+                if got < 3 {
+                    FramedPhase::Prefix { got: got + 1, value }
+                } else if u64::from(value) > message.len() as u64 + (MAX_STAMP_LEN + 3) as u64 {
+                    return Err(Failure::Malformed("reply frame longer than the message and a stamp"));
+                } else if value == 0 {
+                    return Err(Failure::Malformed("reply frame ends inside its stamp"));
+                } else {
+                    FramedPhase::Open { left: Some(u64::from(value)) }
+                }
+            }
+            open @ FramedPhase::Open { .. } => open.open(b, pos)?,
+            FramedPhase::Header { start, closed, left } => {
+                let left = take(left);
+                match header_byte(start, closed, b, pos)? {
+                    HeaderStep::Open { .. } if left == Some(0) => {
+                        return Err(Failure::Malformed("reply frame ends inside its stamp"));
+                    }
+                    HeaderStep::Open { closed } => FramedPhase::Header { start, closed, left },
+                    HeaderStep::Done => {
+                        let stamp = ring.stamp(start, pos, scratch)?;
+                        self.stamp.clear();
+                        self.stamp.push_str(stamp);
+                        FramedPhase::Echo { done: 0, left }
+                    }
+                }
+            }
+            FramedPhase::Echo { done, left } => match message.get(done) {
+                Some(&expected) if expected == b => FramedPhase::Echo { done: done + 1, left: take(left) },
+                Some(_) => return Err(Failure::Mismatch(done)),
+                None if b == b'\n' => return Ok(self.complete(message.len())),
+                None if b == b'\r' => FramedPhase::Cr,
+                None => return Err(Failure::Mismatch(done)),
+            },
+            FramedPhase::Cr if b == b'\n' => return Ok(self.complete(message.len())),
+            FramedPhase::Cr => return Err(Failure::Mismatch(message.len())),
+        };
+        // A frame's end is known from its prefix: settle as soon as it comes.
+        if let FramedPhase::Echo { done, left: Some(left) } = self.phase {
+            match (done == message.len(), left == 0) {
+                (true, true) => self.complete(message.len()),
+                (false, true) | (true, false) => return Err(Failure::Mismatch(done)),
+                (false, false) => {}
+            }
+        }
+        Ok(())
+    }
+
+    fn complete(&mut self, len: usize) {
+        self.log.piece(&self.stamp, len);
+        self.log.entries.push(Logged::Reply);
+        self.msg += 1;
+        self.phase = FramedPhase::Start;
+    }
+}
+
+impl FramedPhase {
+    /// At `Open`: the byte must be the `[` of the header.
+    fn open(self, b: u8, pos: u64) -> Result<FramedPhase, Failure> {
+        let FramedPhase::Open { left } = self else { return Ok(self) };
+        if b != b'[' {
+            return Err(Failure::Malformed("reply does not start with '['"));
+        }
+        match left.map(|n| n.saturating_sub(1)) {
+            Some(0) => Err(Failure::Malformed("reply frame ends inside its stamp")),
+            left => Ok(FramedPhase::Header { start: pos, closed: false, left }),
+        }
+    }
+}
+
+enum HeaderStep {
+    Open { closed: bool },
+    Done,
+}
+
+/// One byte of a header `[STAMP] ` whose `[` came at `start`.
+fn header_byte(start: u64, closed: bool, b: u8, pos: u64) -> Result<HeaderStep, Failure> {
+    match (closed, b) {
+        (true, b' ') => Ok(HeaderStep::Done),
+        (true, _) => Err(Failure::Malformed("no space after the stamp")),
+        (false, b']') => Ok(HeaderStep::Open { closed: true }),
+        (false, b'\r' | b'\n') => Err(Failure::Malformed("line break inside the stamp")),
+        (false, _) if pos - start > MAX_STAMP_LEN as u64 => Err(Failure::Malformed("stamp longer than 255 bytes")),
+        (false, _) => Ok(HeaderStep::Open { closed: false }),
+    }
+}
+
+/// The last [`RING`] received bytes.
+struct Ring<'a> {
+    bytes: &'a [u8; RING],
+}
+
+impl Ring<'_> {
+    /// The stamp of the header whose `[` came at `start` and whose space is
+    /// the byte at `pos` (not yet stored), checked to be UTF-8.
+    fn stamp<'s>(&self, start: u64, pos: u64, scratch: &'s mut Vec<u8>) -> Result<&'s str, Failure> {
+        scratch.clear();
+        // The stamp is at most 255 bytes, so all of it is still in the ring.
+        scratch.extend((start + 1..pos - 1).map(|at| self.bytes[(at % RING as u64) as usize]));
+        std::str::from_utf8(scratch).map_err(|_| Failure::Malformed("stamp is not UTF-8"))
+    }
+}
+
+impl ReplyChecker {
+    /// A checker for replies in `framing`. Its limit (`max_line`,
+    /// `max_frame`) decides which messages [`send`](ReplyChecker::send)
+    /// accepts; chunk framing's `buffer_size` does not matter.
+    pub fn new(framing: Framing) -> ReplyChecker {
+        let state = match framing {
+            Framing::Chunk { .. } => State::Chunk(Readings::new()),
+            _ => State::Framed(Framed::new()),
+        };
+        ReplyChecker {
+            framing,
+            sent: Sent::default(),
+            state,
+            ring: [0; RING],
+            received: 0,
+            emitted: 0,
+            scratch: Vec::with_capacity(MAX_STAMP_LEN),
+            failed: None,
+            steps: 0,
+            dropped: 0,
+        }
+    }
+
+    /// The framing in use.
+    pub fn framing(&self) -> Framing {
+        self.framing
+    }
+
+    /// Messages sent whose replies have not been handed out yet.
+    pub fn in_flight(&self) -> usize {
+        self.sent.ends.len()
+    }
+
+    /// Appends `message`, framed, to `out` (write it to the server), and
+    /// records it: its reply is expected after those of the messages sent
+    /// before it.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidMessage`], without appending or recording anything, if
+    /// the framing cannot carry the message as one message with one reply:
+    /// in chunk framing an empty message (it gets no reply) or one ending
+    /// with the first bytes of a UTF-8 character (the server holds them back
+    /// for the rest); in line framing a newline, or a `\r` at the end (it
+    /// would be read as part of a `\r\n` ending); a message over the
+    /// framing's limit.
+    pub fn send(&mut self, message: &[u8], out: &mut Vec<u8>) -> Result<(), Error> {
+        check_sendable(self.framing, message)?;
+        self.framing.encode_message(message, out);
+        self.sent.trim();
+        self.sent.push(message);
+        Ok(())
+    }
+
+    /// Checks `input`, the next bytes of the reply stream (one read's worth,
+    /// cut anywhere), up to the next event.
+    ///
+    /// Returns how many bytes of `input` it took and the event they
+    /// completed, if any. Call again with the rest of `input` (perhaps empty:
+    /// one byte may complete several events) until the event is `None`, which
+    /// means every byte of `input` was taken and more are needed. The event
+    /// borrows the checker until the next call.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::EchoMismatch`] when the reply does not echo the message sent,
+    /// with the offset in the message of the first byte that differs (or
+    /// where the echo ends), and [`Error::MalformedReply`] when it is not
+    /// shaped `[STAMP] MESSAGE` in the framing, answers no message sent, or
+    /// is too ambiguous to check (see the module docs). After an error, every
+    /// later call returns it again.
+    pub fn receive(&mut self, input: &[u8]) -> Result<(usize, Option<Event<'_>>), Error> {
+        if let Some(failure) = self.failed {
+            return Err(failure.error());
+        }
+        let mut consumed = 0;
+        while !self.ready() {
+            let Some(&b) = input.get(consumed) else {
+                if let State::Chunk(readings) = &mut self.state {
+                    readings.commit(&self.sent);
+                }
+                break;
+            };
+            consumed += 1;
+            if let Err(failure) = self.step(b) {
+                self.failed = Some(failure);
+                return Err(failure.error());
+            }
+        }
+        Ok((consumed, self.next_event()))
+    }
+
+    /// Advances by one received byte.
+    fn step(&mut self, b: u8) -> Result<(), Failure> {
+        let pos = self.received;
+        let ring = Ring { bytes: &self.ring };
+        let result = match &mut self.state {
+            State::Chunk(readings) => {
+                let mut work = Work { steps: 0, dropped: 0 };
+                let result = readings.step(b, pos, &self.sent, &ring, &mut self.scratch, &mut work);
+                self.steps += work.steps;
+                self.dropped += work.dropped;
+                result
+            }
+            State::Framed(framed) => {
+                self.steps += 1;
+                let line = matches!(self.framing, Framing::Line { .. });
+                framed.step(b, pos, line, &self.sent, &ring, &mut self.scratch)
+            }
+        };
+        self.ring[(pos % RING as u64) as usize] = b;
+        self.received += 1;
+        result
+    }
+
+    /// The log of the one reading left, if only one is left.
+    fn unique_log(&mut self) -> Option<&mut Log> {
+        match &mut self.state {
+            State::Chunk(readings) if readings.live.len() == 1 => readings.live.first_mut().map(|r| &mut r.log),
+            State::Chunk(_) => None,
+            State::Framed(framed) => Some(&mut framed.log),
+        }
+    }
+
+    /// Whether an event waits to be handed out; forgets those handed out.
+    fn ready(&mut self) -> bool {
+        let emitted = self.emitted;
+        let Some(log) = self.unique_log() else { return false };
+        if emitted < log.entries.len() {
+            return true;
+        }
+        log.clear();
+        self.emitted = 0;
+        self.sent.trim();
+        false
+    }
+
+    fn next_event(&mut self) -> Option<Event<'_>> {
+        let at = self.emitted;
+        let entry = *self.unique_log()?.entries.get(at)?;
+        self.emitted += 1;
+        match entry {
+            Logged::Piece { from, to, len } => {
+                let log = self.unique_log()?;
+                Some(Event::Piece { stamp: log.stamps.get(from..to).unwrap_or_default(), len })
+            }
+            Logged::Reply => {
+                let (seq, start, end) = self.sent.pop()?;
+                Some(Event::Reply { message: self.sent.slice(start, end), seq })
+            }
+        }
+    }
+
+    /// The work done so far, in reading steps: one per reading per byte
+    /// received, one per reading forked. At most `2 × MAX_READINGS` per byte
+    /// (see the module docs); 1 per byte while no `[` is in doubt.
+    pub fn steps(&self) -> u64 {
+        self.steps
+    }
+
+    /// Readings dropped so far because more than [`MAX_READINGS`] were open
+    /// at once (see the module docs): 0 unless messages and stamps are built
+    /// to be ambiguous.
+    pub fn readings_dropped(&self) -> u64 {
+        self.dropped
+    }
+}
+
+/// Checks one whole reply `[STAMP] MESSAGE` (a datagram's) against `message`
+/// and returns its stamp.
+///
+/// # Errors
+///
+/// [`Error::MalformedReply`] when `reply` is not shaped `[STAMP] MESSAGE`;
+/// [`Error::EchoMismatch`] when it does not echo `message`.
+pub fn check_whole<'r>(reply: &'r [u8], message: &[u8]) -> Result<&'r str, Error> {
+    let (stamp, echoed) = crate::protocol::parse_reply(reply)?;
+    if echoed != message {
+        let offset = echoed.iter().zip(message).take_while(|(a, b)| a == b).count();
+        return Err(Error::EchoMismatch { offset });
+    }
+    Ok(stamp)
+}
+
+/// Fails if `framing` cannot carry `message` as one message with one reply
+/// (see [`ReplyChecker::send`]).
+pub(crate) fn check_sendable(framing: Framing, message: &[u8]) -> Result<(), Error> {
+    match framing {
+        Framing::Chunk { .. } if message.is_empty() => {
+            Err(Error::InvalidMessage("an empty message gets no reply in chunk framing"))
+        }
+        Framing::Chunk { .. } if complete_utf8_prefix(message) < message.len() => {
+            Err(Error::InvalidMessage("it ends inside a UTF-8 character: the server would wait for the rest"))
+        }
+        Framing::Line { .. } if find_newline(message).is_some() => {
+            Err(Error::InvalidMessage("a newline would end the message early"))
+        }
+        Framing::Line { .. } if message.ends_with(b"\r") => {
+            Err(Error::InvalidMessage("a final CR would be taken for part of the line ending"))
+        }
+        Framing::Line { max_line } if message.len() > max_line => Err(Error::InvalidMessage("longer than max_line")),
+        Framing::LengthPrefixed { max_frame } if message.len() > max_frame => {
+            Err(Error::InvalidMessage("longer than max_frame"))
+        }
+        _ => Ok(()),
+    }
+}
