@@ -101,11 +101,13 @@ use std::fmt;
 
 use crate::Error;
 use crate::framing::{Framing, complete_utf8_prefix, find_newline};
+#[cfg(test)]
+use crate::framing::LineEnding;
 use crate::protocol::MAX_STAMP_LEN;
 
 /// The most readings of a chunk reply stream followed at once (see the
 /// [module docs](self)).
-pub const MAX_READINGS: usize = 16;
+pub const MAX_READINGS: usize = 64;
 
 /// Received bytes kept: enough for the longest stamp.
 const RING: usize = 256;
@@ -375,6 +377,11 @@ impl Reading {
     /// Advances by the received byte `b`, at position `pos`.
     fn advance(&mut self, b: u8, pos: u64, sent: &Sent, bytes: &Ring<'_>, scratch: &mut Vec<u8>) -> Result<(), Failure> {
         match self.phase {
+            // Bytes are checked after the sends they answer: with nothing in
+            // flight, no byte can be a reply.
+            Phase::Boundary if self.offset == sent.total => {
+                return Err(Failure::Malformed("more reply bytes than messages sent"));
+            }
             Phase::Boundary if b == b'[' => self.phase = Phase::Header { start: pos, closed: false },
             Phase::Boundary => return Err(Failure::Malformed("reply does not start with '['")),
             Phase::Header { start, closed } => match header_byte(start, closed, b, pos)? {
@@ -845,5 +852,161 @@ pub(crate) fn check_sendable(framing: Framing, message: &[u8]) -> Result<(), Err
             Err(Error::InvalidMessage("longer than max_frame"))
         }
         _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::Responder;
+    use crate::stamp::Ctime;
+    use std::sync::Arc;
+    use std::time::SystemTime;
+
+    /// Feeds `input` whole; returns the pieces and replies seen, as text.
+    fn feed(checker: &mut ReplyChecker, mut input: &[u8]) -> Result<Vec<String>, Error> {
+        let mut seen = Vec::new();
+        loop {
+            let (consumed, event) = checker.receive(input)?;
+            input = &input[consumed..];
+            match event {
+                Some(Event::Piece { stamp, len }) => seen.push(format!("{stamp}:{len}")),
+                Some(Event::Reply { message, seq }) => seen.push(format!("#{seq}={}", String::from_utf8_lossy(message))),
+                None => return Ok(seen),
+            }
+        }
+    }
+
+    /// What our server answers to `messages` sent back to back, read by it
+    /// in reads of `read` bytes.
+    fn served(framing: Framing, messages: &[&[u8]], read: usize) -> (ReplyChecker, Vec<u8>) {
+        let mut checker = ReplyChecker::new(framing);
+        let mut wire = Vec::new();
+        for m in messages {
+            checker.send(m, &mut wire).expect("sendable");
+        }
+        let mut responder = Responder::new(framing, Arc::new(Ctime::utc()));
+        let mut replies = Vec::new();
+        for chunk in wire.chunks(read) {
+            responder.receive(chunk, SystemTime::UNIX_EPOCH, &mut replies).expect("served");
+        }
+        (checker, replies)
+    }
+
+    const EPOCH: &str = "Thu Jan  1 00:00:00 1970";
+
+    #[test]
+    fn events_come_in_order_whatever_the_cut() {
+        let messages: [&[u8]; 3] = [b"one", b"two[", b"[three]"];
+        for framing in [Framing::chunk(), Framing::line(), Framing::length_prefixed()] {
+            let (_, replies) = served(framing, &messages, 1024);
+            for cut in 0..=replies.len() {
+                let (mut checker, _) = served(framing, &messages, 1024);
+                let mut seen = feed(&mut checker, &replies[..cut]).expect("a prefix is fine");
+                seen.extend(feed(&mut checker, &replies[cut..]).expect("the rest is fine"));
+                // In chunk framing the server read all three at once: one
+                // piece, shared by the three messages, each told its part.
+                let expected = [format!("{EPOCH}:3"), "#0=one".into(), format!("{EPOCH}:4"), "#1=two[".into()];
+                assert_eq!(seen[..4], expected[..], "{framing} cut at {cut}");
+                assert_eq!(seen[4..], [format!("{EPOCH}:7"), "#2=[three]".to_owned()], "{framing} cut at {cut}");
+                assert_eq!(checker.in_flight(), 0);
+            }
+        }
+    }
+
+    #[test]
+    fn an_error_sticks() {
+        let mut checker = ReplyChecker::new(Framing::chunk());
+        checker.send(b"hi", &mut Vec::new()).expect("sendable");
+        assert!(matches!(checker.receive(b"[T] hx"), Err(Error::EchoMismatch { offset: 1 })));
+        assert!(matches!(checker.receive(b"i"), Err(Error::EchoMismatch { offset: 1 })));
+    }
+
+    #[test]
+    fn replies_to_nothing_are_malformed() {
+        for framing in [Framing::chunk(), Framing::line(), Framing::length_prefixed()] {
+            let mut replies = Vec::new();
+            framing.encode_reply("T", b"x", LineEnding::Lf, &mut replies);
+            let r = feed(&mut ReplyChecker::new(framing), &replies);
+            assert!(matches!(r, Err(Error::MalformedReply(_))), "{framing}: {r:?}");
+        }
+    }
+
+    #[test]
+    fn empty_messages_in_line_and_length_framing() {
+        for framing in [Framing::line(), Framing::length_prefixed()] {
+            let (mut checker, replies) = served(framing, &[b"", b"a", b""], 7);
+            let seen = feed(&mut checker, &replies).expect("checked");
+            assert_eq!(seen.iter().filter(|s| s.starts_with('#')).count(), 3, "{framing}: {seen:?}");
+        }
+    }
+
+    #[test]
+    fn sent_bytes_are_dropped_once_answered() {
+        let framing = Framing::chunk();
+        let mut checker = ReplyChecker::new(framing);
+        let mut reply = Vec::new();
+        for i in 0..10_000 {
+            checker.send(format!("message {i}").as_bytes(), &mut Vec::new()).expect("sendable");
+            // Ten stay in flight: the checker is never empty.
+            if i >= 10 {
+                reply.clear();
+                framing.encode_reply("T", format!("message {}", i - 10).as_bytes(), LineEnding::None, &mut reply);
+                let seen = feed(&mut checker, &reply).expect("a good reply");
+                assert_eq!(seen.last().map(String::as_str), Some(format!("#{}=message {}", i - 10, i - 10).as_str()));
+            }
+        }
+        assert_eq!(checker.in_flight(), 10);
+        assert!(checker.sent.bytes.len() < 10_000, "sent bytes kept: {}", checker.sent.bytes.len());
+    }
+
+    /// The case that made the old depth-first parser take seconds: a long
+    /// message of `[`, answered honestly in 1024-byte reads and by hostile
+    /// servers. The work is counted, not timed: at most a constant number of
+    /// reading steps per byte received.
+    #[test]
+    fn a_message_full_of_brackets_is_checked_in_linear_work() {
+        let message = vec![b'['; 64 * 1024];
+        let bound = |checker: &ReplyChecker, received: usize| {
+            let steps = checker.steps();
+            assert!(steps <= 2 * MAX_READINGS as u64 * received as u64, "{steps} steps for {received} bytes");
+        };
+        // Honest.
+        let (mut checker, replies) = served(Framing::chunk(), &[&message], 1024);
+        let seen = feed(&mut checker, &replies).expect("an honest reply");
+        assert_eq!(seen.len(), 64 + 1);
+        bound(&checker, replies.len());
+
+        // Hostile: a stamp made of the message's own bytes before each `]`,
+        // so every `[` may start a header.
+        let mut hostile = b"[T] ".to_vec();
+        hostile.extend(std::iter::repeat_n(b'[', 200));
+        for _ in 0..300 {
+            hostile.extend(std::iter::repeat_n(b'[', 200));
+            hostile.extend_from_slice(b"] ");
+        }
+        hostile.extend(std::iter::repeat_n(b'[', 10));
+        let mut checker = ReplyChecker::new(Framing::chunk());
+        checker.send(&message, &mut Vec::new()).expect("sendable");
+        let result = feed(&mut checker, &hostile);
+        bound(&checker, hostile.len());
+        assert!(result.is_ok(), "every one of these bytes has a reading: {result:?}");
+
+        // Hostile: a stamp that never ends.
+        let mut endless = b"[T] [[".to_vec();
+        endless.extend(std::iter::repeat_n(b'x', 100_000));
+        let mut checker = ReplyChecker::new(Framing::chunk());
+        checker.send(&message, &mut Vec::new()).expect("sendable");
+        let result = feed(&mut checker, &endless);
+        assert!(matches!(result, Err(Error::MalformedReply("stamp longer than 255 bytes"))), "{result:?}");
+        bound(&checker, 300);
+    }
+
+    #[test]
+    fn a_whole_datagram_reply() {
+        assert_eq!(check_whole(b"[T] hi", b"hi").ok(), Some("T"));
+        assert!(matches!(check_whole(b"[T] ho", b"hi"), Err(Error::EchoMismatch { offset: 1 })));
+        assert!(matches!(check_whole(b"[T] hi[T] ", b"hi"), Err(Error::EchoMismatch { offset: 2 })));
+        assert!(matches!(check_whole(b"[T]hi", b"hi"), Err(Error::MalformedReply(_))));
     }
 }
