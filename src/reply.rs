@@ -119,8 +119,8 @@ pub const MAX_READINGS: usize = 16;
 /// Received bytes kept: enough for the longest stamp.
 const RING: usize = 256;
 
-/// The most pieces logged per reading while several readings are open.
-const MAX_LOG: usize = 4096;
+/// The most events logged while several readings are open.
+const MAX_LOG: usize = 1 << 16;
 
 /// What [`ReplyChecker::receive`] found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -167,8 +167,10 @@ pub struct ReplyChecker {
     ring: [u8; RING],
     /// Bytes received so far.
     received: u64,
-    /// Entries of the unique reading's log already handed out.
-    emitted: usize,
+    /// Events logged by the readings, and stamps.
+    log: Log,
+    /// Events ready to be handed out, oldest first.
+    ready: VecDeque<Logged>,
     scratch: Vec<u8>,
     failed: Option<Failure>,
     steps: u64,
@@ -304,34 +306,74 @@ impl Failures {
     }
 }
 
-/// Events of one reading not yet handed out.
+/// The events the readings logged and have not handed out, in one arena:
+/// each reading's are a chain of nodes ending at its `tail`, so forking a
+/// reading copies an index, never its events.
 #[derive(Debug, Default)]
 struct Log {
-    entries: Vec<Logged>,
+    nodes: Vec<Node>,
+    /// The stamps of logged pieces and of the readings' current pieces.
     stamps: String,
 }
 
 #[derive(Clone, Copy, Debug)]
+struct Node {
+    prev: u32,
+    event: Logged,
+}
+
+/// A logged event; a piece's stamp is `stamps[from..to]`.
+#[derive(Clone, Copy, Debug)]
 enum Logged {
-    Piece { from: usize, to: usize, len: usize },
+    Piece { from: u32, to: u32, len: usize },
     Reply,
 }
 
+/// No node: an empty chain.
+const NONE: u32 = u32::MAX;
+
+/// A stamp's place in [`Log::stamps`].
+type StampAt = (u32, u32);
+
 impl Log {
-    fn piece(&mut self, stamp: &str, len: usize) {
-        let from = self.stamps.len();
+    /// Appends `event` to the chain ending at `tail`.
+    fn push(&mut self, tail: &mut u32, event: Logged) -> Result<(), Failure> {
+        if self.nodes.len() >= MAX_LOG {
+            return Err(Failure::Malformed("reply too ambiguous to check: too many pieces in doubt"));
+        }
+        self.nodes.push(Node { prev: *tail, event });
+        *tail = (self.nodes.len() - 1) as u32;
+        Ok(())
+    }
+
+    fn add_stamp(&mut self, stamp: &str) -> StampAt {
+        let from = self.stamps.len() as u32;
         self.stamps.push_str(stamp);
-        self.entries.push(Logged::Piece { from, to: self.stamps.len(), len });
+        (from, self.stamps.len() as u32)
     }
 
-    fn clear(&mut self) {
-        self.entries.clear();
-        self.stamps.clear();
+    /// Moves the chain ending at `tail` to the back of `ready`, in order.
+    fn hand_out(&mut self, tail: &mut u32, ready: &mut VecDeque<Logged>) {
+        let at = ready.len();
+        let mut node = *tail;
+        while let Some(n) = self.nodes.get(node as usize) {
+            ready.insert(at, n.event);
+            node = n.prev;
+        }
+        *tail = NONE;
     }
 
-    fn clone_from(&mut self, other: &Log) {
-        self.entries.clone_from(&other.entries);
-        self.stamps.clone_from(&other.stamps);
+    /// Forgets everything but the stamp at `keep` (nothing is waiting),
+    /// which moves to the start; returns its new place.
+    fn reset(&mut self, keep: StampAt) -> StampAt {
+        self.nodes.clear();
+        let (from, to) = (keep.0 as usize, keep.1 as usize);
+        if from == 0 && to == self.stamps.len() {
+            return keep;
+        }
+        self.stamps.truncate(to);
+        self.stamps.drain(..from.min(to));
+        (0, self.stamps.len() as u32)
     }
 }
 
@@ -348,7 +390,7 @@ enum Phase {
 }
 
 /// One reading of a chunk reply stream.
-#[derive(Debug)]
+#[derive(Clone, Copy, Debug)]
 struct Reading {
     /// Sent bytes matched.
     offset: u64,
@@ -358,28 +400,17 @@ struct Reading {
     /// Bytes of message `msg` in the current piece.
     portion: usize,
     /// The current piece's stamp.
-    stamp: String,
-    log: Log,
+    stamp: StampAt,
+    /// Its events not yet handed out.
+    tail: u32,
 }
 
 impl Reading {
-    fn new() -> Reading {
-        Reading { offset: 0, msg: 0, phase: Phase::Boundary, portion: 0, stamp: String::new(), log: Log::default() }
-    }
-
-    /// Becomes a copy of `other`, reusing its own buffers.
-    fn copy_from(&mut self, other: &Reading) {
-        self.offset = other.offset;
-        self.msg = other.msg;
-        self.phase = other.phase;
-        self.portion = other.portion;
-        self.stamp.clone_from(&other.stamp);
-        self.log.clone_from(&other.log);
-    }
+    const START: Reading = Reading { offset: 0, msg: 0, phase: Phase::Boundary, portion: 0, stamp: (0, 0), tail: NONE };
 
     /// Advances a reading outside a header by the received byte `b`; a `[`
     /// that starts a header makes it [`Advance::Opens`] one.
-    fn advance(&mut self, b: u8, sent: &Sent) -> Result<Advance, Failure> {
+    fn advance(&mut self, b: u8, sent: &Sent, log: &mut Log) -> Result<Advance, Failure> {
         match self.phase {
             // Bytes are checked after the sends they answer: with nothing in
             // flight, no byte can be a reply.
@@ -396,36 +427,44 @@ impl Reading {
                     let start = sent.start(self.msg);
                     return Err(Failure::Mismatch(usize::try_from(self.offset - start).unwrap_or(usize::MAX)));
                 }
-                self.offset += 1;
-                self.portion += 1;
-                self.phase = Phase::Body { nonempty: true };
-                if self.offset == sent.end(self.msg) {
-                    self.log.piece(&self.stamp, self.portion);
-                    self.log.entries.push(Logged::Reply);
-                    self.portion = 0;
-                    self.msg += 1;
-                    if self.offset == sent.total {
-                        self.phase = Phase::Boundary;
-                    }
-                }
-                if self.log.entries.len() > MAX_LOG {
-                    return Err(Failure::Malformed("reply too ambiguous to check: too many pieces in doubt"));
-                }
+                self.echoed(1, sent, log)?;
                 Ok(Advance::Echoed)
             }
         }
     }
 
-    /// Ends the header this reading is in, whose stamp is `stamp`: a new
+    /// Counts `n` more bytes echoed (all of the current message but perhaps
+    /// its last), logging the end of the message.
+    fn echoed(&mut self, n: usize, sent: &Sent, log: &mut Log) -> Result<(), Failure> {
+        self.offset += n as u64;
+        self.portion += n;
+        if n > 0 {
+            self.phase = Phase::Body { nonempty: true };
+        }
+        if self.offset == sent.end(self.msg) {
+            let (from, to) = self.stamp;
+            log.push(&mut self.tail, Logged::Piece { from, to, len: self.portion })?;
+            log.push(&mut self.tail, Logged::Reply)?;
+            self.portion = 0;
+            self.msg += 1;
+            if self.offset == sent.total {
+                self.phase = Phase::Boundary;
+            }
+        }
+        Ok(())
+    }
+
+    /// Ends the header this reading is in, whose stamp is at `stamp`: a new
     /// piece begins.
-    fn open_piece(&mut self, stamp: &str) {
+    fn open_piece(&mut self, stamp: StampAt, log: &mut Log) -> Result<(), Failure> {
         if self.portion > 0 {
-            self.log.piece(&self.stamp, self.portion);
+            let (from, to) = self.stamp;
+            log.push(&mut self.tail, Logged::Piece { from, to, len: self.portion })?;
             self.portion = 0;
         }
-        self.stamp.clear();
-        self.stamp.push_str(stamp);
+        self.stamp = stamp;
         self.phase = Phase::Body { nonempty: false };
+        Ok(())
     }
 }
 
@@ -449,9 +488,6 @@ struct Readings {
     /// The open headers' `]` has come: a space must follow.
     closed: bool,
     next: Vec<Reading>,
-    /// Readings that a byte put inside a header.
-    opened: Vec<Reading>,
-    spare: Vec<Reading>,
 }
 
 /// The most readings inside a header at once: one per `[` of the longest
@@ -460,10 +496,10 @@ const MAX_OPEN: usize = 4 * RING;
 
 impl Readings {
     fn new() -> Readings {
-        Readings { live: vec![Reading::new()], ..Readings::default() }
+        Readings { live: vec![Reading::START], ..Readings::default() }
     }
 
-    /// Whether exactly one reading is left (its events can be handed out).
+    /// The one reading left, if only one is.
     fn unique(&mut self) -> Option<&mut Reading> {
         match (self.live.len(), self.open.len()) {
             (1, 0) => self.live.first_mut(),
@@ -477,35 +513,37 @@ impl Readings {
     /// the generation is full.
     fn keep(&mut self, reading: Reading, dropped: &mut u64) {
         if self.next.iter().any(|r| r.offset == reading.offset && r.phase == reading.phase) {
-            self.spare.push(reading);
         } else if self.next.len() >= MAX_READINGS {
             *dropped += 1;
-            self.spare.push(reading);
         } else {
             self.next.push(reading);
         }
     }
 
-    /// Drops every open header, for `failure`.
-    fn close_all(&mut self, failure: Failure, failures: &mut Failures) {
-        if !self.open.is_empty() {
-            failures.note(failure);
-        }
-        self.spare.extend(self.open.drain(..));
-        self.closed = false;
-    }
-
     /// Advances every reading by `b`; fails if none survives.
-    fn step(&mut self, b: u8, pos: u64, sent: &Sent, ring: &Ring<'_>, scratch: &mut Vec<u8>, work: &mut Work) -> Result<(), Failure> {
+    #[allow(clippy::too_many_arguments)]
+    fn step(
+        &mut self,
+        b: u8,
+        pos: u64,
+        sent: &Sent,
+        ring: &Ring<'_>,
+        scratch: &mut Vec<u8>,
+        log: &mut Log,
+        work: &mut Work,
+    ) -> Result<(), Failure> {
         let mut failures = Failures::default();
         // The open headers, as one: the newest decides (the oldest may be
         // too long, below).
         let mut done = false;
-        if let Some(newest) = self.open.back().map(|r| r.phase) {
+        if let Some(Phase::Header { start }) = self.open.back().map(|r| r.phase) {
             work.steps += 1;
-            let Phase::Header { start } = newest else { return Err(Failure::Malformed("internal: a header reading")) };
             match header_byte(start, self.closed, b, pos) {
-                Err(failure) => self.close_all(failure, &mut failures),
+                Err(failure) => {
+                    failures.note(failure);
+                    self.open.clear();
+                    self.closed = false;
+                }
                 Ok(HeaderStep::Open { closed }) => self.closed = closed,
                 Ok(HeaderStep::Done) => done = true,
             }
@@ -514,68 +552,68 @@ impl Readings {
                     break;
                 }
                 failures.note(Failure::Malformed("stamp longer than 255 bytes"));
-                self.spare.extend(self.open.pop_front());
+                self.open.pop_front();
             }
         }
         // The others, each with the byte; a `[` may open a header.
         let mut live = std::mem::take(&mut self.live);
         for mut reading in live.drain(..) {
             work.steps += 1;
-            let fork = b == b'[' && reading.phase == (Phase::Body { nonempty: true });
-            if fork {
+            if b == b'[' && reading.phase == (Phase::Body { nonempty: true }) {
                 work.steps += 1;
-                let mut header = self.spare.pop().unwrap_or_else(Reading::new);
-                header.copy_from(&reading);
-                header.phase = Phase::Header { start: pos };
-                self.opened.push(header);
+                self.push_open(Reading { phase: Phase::Header { start: pos }, ..reading }, &mut work.dropped);
             }
-            match reading.advance(b, sent) {
+            match reading.advance(b, sent, log) {
                 Ok(Advance::Echoed) => self.keep(reading, &mut work.dropped),
                 Ok(Advance::Opens) => {
                     reading.phase = Phase::Header { start: pos };
-                    self.opened.push(reading);
+                    self.push_open(reading, &mut work.dropped);
                 }
-                Err(failure) => {
-                    failures.note(failure);
-                    self.spare.push(reading);
-                }
+                Err(failure) => failures.note(failure),
             }
         }
         // Headers complete at this space begin their pieces: newest `[`
         // (shortest stamp) first.
         if done {
             self.closed = false;
-            let mut group = std::mem::take(&mut self.open);
-            while let Some(mut reading) = group.pop_back() {
+            let mut stamp_of: Option<(u64, StampAt)> = None;
+            while let Some(mut reading) = self.open.pop_back() {
                 work.steps += 1;
                 let Phase::Header { start } = reading.phase else { continue };
                 if self.next.iter().any(|r| r.offset == reading.offset && r.phase == (Phase::Body { nonempty: false })) {
-                    self.spare.push(reading);
                     continue;
                 }
-                match ring.stamp(start, pos, scratch) {
+                if self.next.len() >= MAX_READINGS {
+                    work.dropped += 1;
+                    continue;
+                }
+                let stamp = match stamp_of {
+                    Some((at, stamp)) if at == start => Ok(stamp),
+                    _ => ring.stamp(start, pos, scratch).map(|text| log.add_stamp(text)),
+                };
+                match stamp {
                     Ok(stamp) => {
-                        reading.open_piece(stamp);
-                        self.keep(reading, &mut work.dropped);
+                        stamp_of = Some((start, stamp));
+                        match reading.open_piece(stamp, log) {
+                            Ok(()) => self.keep(reading, &mut work.dropped),
+                            Err(failure) => failures.note(failure),
+                        }
                     }
-                    Err(failure) => {
-                        failures.note(failure);
-                        self.spare.push(reading);
-                    }
+                    Err(failure) => failures.note(failure),
                 }
             }
-            self.open = group;
-        }
-        // Headers opened by this byte join the group.
-        for reading in self.opened.drain(..) {
-            if self.open.len() >= MAX_OPEN {
-                work.dropped += 1;
-                self.spare.extend(self.open.pop_front());
-            }
-            self.open.push_back(reading);
         }
         self.live = std::mem::replace(&mut self.next, live);
         if self.live.is_empty() && self.open.is_empty() { Err(failures.verdict()) } else { Ok(()) }
+    }
+
+    /// Adds a reading to the open headers, dropping the oldest if too many.
+    fn push_open(&mut self, reading: Reading, dropped: &mut u64) {
+        if self.open.len() >= MAX_OPEN {
+            *dropped += 1;
+            self.open.pop_front();
+        }
+        self.open.push_back(reading);
     }
 
     /// Takes the first reading that has answered every message sent, if any
@@ -587,9 +625,9 @@ impl Readings {
         let Some(chosen) = self.live.iter().position(|r| r.phase == Phase::Boundary && r.offset == sent.total) else {
             return;
         };
-        let kept = self.live.swap_remove(chosen);
-        self.spare.append(&mut self.live);
-        self.spare.extend(self.open.drain(..));
+        let kept = self.live[chosen];
+        self.live.clear();
+        self.open.clear();
         self.closed = false;
         self.live.push(kept);
     }
@@ -607,8 +645,7 @@ struct Framed {
     phase: FramedPhase,
     /// The message whose reply comes next.
     msg: u64,
-    stamp: String,
-    log: Log,
+    stamp: StampAt,
 }
 
 /// Where a [`Framed`] reply stream is.
@@ -630,15 +667,25 @@ enum FramedPhase {
 
 impl Framed {
     fn new() -> Framed {
-        Framed { phase: FramedPhase::Start, msg: 0, stamp: String::new(), log: Log::default() }
+        Framed { phase: FramedPhase::Start, msg: 0, stamp: (0, 0) }
     }
 
-    fn step(&mut self, b: u8, pos: u64, line: bool, sent: &Sent, ring: &Ring<'_>, scratch: &mut Vec<u8>) -> Result<(), Failure> {
-        let (start, end) = (sent.start(self.msg), sent.end(self.msg));
-        let message = sent.slice(start, end);
+    #[allow(clippy::too_many_arguments)]
+    fn step(
+        &mut self,
+        b: u8,
+        pos: u64,
+        line: bool,
+        sent: &Sent,
+        ring: &Ring<'_>,
+        scratch: &mut Vec<u8>,
+        log: &mut Log,
+        ready: &mut VecDeque<Logged>,
+    ) -> Result<(), Failure> {
         if self.msg >= sent.count() {
             return Err(Failure::Malformed("a reply to no message"));
         }
+        let message = sent.slice(sent.start(self.msg), sent.end(self.msg));
         let take = |left: Option<u64>| left.map(|n| n.saturating_sub(1));
         self.phase = match self.phase {
             FramedPhase::Start if line => FramedPhase::Open { left: None }.open(b, pos)?,
@@ -664,9 +711,8 @@ impl Framed {
                     }
                     HeaderStep::Open { closed } => FramedPhase::Header { start, closed, left },
                     HeaderStep::Done => {
-                        let stamp = ring.stamp(start, pos, scratch)?;
-                        self.stamp.clear();
-                        self.stamp.push_str(stamp);
+                        let text = ring.stamp(start, pos, scratch)?;
+                        self.stamp = log.add_stamp(text);
                         FramedPhase::Echo { done: 0, left }
                     }
                 }
@@ -674,17 +720,22 @@ impl Framed {
             FramedPhase::Echo { done, left } => match message.get(done) {
                 Some(&expected) if expected == b => FramedPhase::Echo { done: done + 1, left: take(left) },
                 Some(_) => return Err(Failure::Mismatch(done)),
-                None if b == b'\n' => return Ok(self.complete(message.len())),
+                None if b == b'\n' => return Ok(self.complete(message.len(), ready)),
                 None if b == b'\r' => FramedPhase::Cr,
                 None => return Err(Failure::Mismatch(done)),
             },
-            FramedPhase::Cr if b == b'\n' => return Ok(self.complete(message.len())),
+            FramedPhase::Cr if b == b'\n' => return Ok(self.complete(message.len(), ready)),
             FramedPhase::Cr => return Err(Failure::Mismatch(message.len())),
         };
-        // A frame's end is known from its prefix: settle as soon as it comes.
+        self.settle(message.len(), ready)
+    }
+
+    /// A frame's end is known from its prefix: a reply is complete, or
+    /// wrong, as soon as its echo reaches the message's end or the frame's.
+    fn settle(&mut self, len: usize, ready: &mut VecDeque<Logged>) -> Result<(), Failure> {
         if let FramedPhase::Echo { done, left: Some(left) } = self.phase {
-            match (done == message.len(), left == 0) {
-                (true, true) => self.complete(message.len()),
+            match (done == len, left == 0) {
+                (true, true) => self.complete(len, ready),
                 (false, true) | (true, false) => return Err(Failure::Mismatch(done)),
                 (false, false) => {}
             }
@@ -692,9 +743,10 @@ impl Framed {
         Ok(())
     }
 
-    fn complete(&mut self, len: usize) {
-        self.log.piece(&self.stamp, len);
-        self.log.entries.push(Logged::Reply);
+    fn complete(&mut self, len: usize, ready: &mut VecDeque<Logged>) {
+        let (from, to) = self.stamp;
+        ready.push_back(Logged::Piece { from, to, len });
+        ready.push_back(Logged::Reply);
         self.msg += 1;
         self.phase = FramedPhase::Start;
     }
@@ -762,7 +814,8 @@ impl ReplyChecker {
             state,
             ring: [0; RING],
             received: 0,
-            emitted: 0,
+            log: Log::default(),
+            ready: VecDeque::new(),
             scratch: Vec::with_capacity(MAX_STAMP_LEN),
             failed: None,
             steps: 0,
@@ -823,10 +876,13 @@ impl ReplyChecker {
             return Err(failure.error());
         }
         let mut consumed = 0;
-        while !self.ready() {
+        while self.ready.is_empty() {
+            self.tidy();
+            consumed += self.skip(&input[consumed..]);
             let Some(&b) = input.get(consumed) else {
                 if let State::Chunk(readings) = &mut self.state {
                     readings.commit(&self.sent);
+                    self.collect();
                 }
                 break;
             };
@@ -839,6 +895,48 @@ impl ReplyChecker {
         Ok((consumed, self.next_event()))
     }
 
+    /// The fast path: while one reading is left, inside a piece or a
+    /// message's echo, takes the bytes that match the message up to (not
+    /// including) a `[` or the message's last byte, in one comparison.
+    fn skip(&mut self, input: &[u8]) -> usize {
+        let (offset, msg, left) = match &self.state {
+            State::Chunk(r) => match (r.live.as_slice(), r.open.is_empty()) {
+                ([reading], true) if matches!(reading.phase, Phase::Body { .. }) => (reading.offset, reading.msg, None),
+                _ => return 0,
+            },
+            State::Framed(f) => match f.phase {
+                FramedPhase::Echo { done, left } => (self.sent.start(f.msg) + done as u64, f.msg, left),
+                _ => return 0,
+            },
+        };
+        // Not the message's last byte, nor the frame's.
+        let end = left.map_or(self.sent.end(msg), |left| self.sent.end(msg).min(offset + left));
+        let room = usize::try_from(end.saturating_sub(offset + 1)).unwrap_or(usize::MAX).min(input.len());
+        let expected = self.sent.slice(offset, offset + room as u64);
+        let n = input.iter().zip(expected).take_while(|&(a, b)| a == b && *a != b'[').count();
+        if n == 0 {
+            return 0;
+        }
+        self.steps += n as u64;
+        self.received += n as u64;
+        // The ring holds bytes a header needs; no header is open here, and
+        // the bytes of the next one are all taken by `step`.
+        match &mut self.state {
+            State::Chunk(r) => {
+                if let Some(reading) = r.live.first_mut() {
+                    // Not the message's last byte: nothing is logged.
+                    let _ = reading.echoed(n, &self.sent, &mut self.log);
+                }
+            }
+            State::Framed(f) => {
+                if let FramedPhase::Echo { done, left } = f.phase {
+                    f.phase = FramedPhase::Echo { done: done + n, left: left.map(|l| l.saturating_sub(n as u64)) };
+                }
+            }
+        }
+        n
+    }
+
     /// Advances by one received byte.
     fn step(&mut self, b: u8) -> Result<(), Failure> {
         let pos = self.received;
@@ -846,7 +944,7 @@ impl ReplyChecker {
         let result = match &mut self.state {
             State::Chunk(readings) => {
                 let mut work = Work { steps: 0, dropped: 0 };
-                let result = readings.step(b, pos, &self.sent, &ring, &mut self.scratch, &mut work);
+                let result = readings.step(b, pos, &self.sent, &ring, &mut self.scratch, &mut self.log, &mut work);
                 self.steps += work.steps;
                 self.dropped += work.dropped;
                 result
@@ -854,43 +952,47 @@ impl ReplyChecker {
             State::Framed(framed) => {
                 self.steps += 1;
                 let line = matches!(self.framing, Framing::Line { .. });
-                framed.step(b, pos, line, &self.sent, &ring, &mut self.scratch)
+                framed.step(b, pos, line, &self.sent, &ring, &mut self.scratch, &mut self.log, &mut self.ready)
             }
         };
         self.ring[(pos % RING as u64) as usize] = b;
         self.received += 1;
+        self.collect();
         result
     }
 
-    /// The log of the one reading left, if only one is left.
-    fn unique_log(&mut self) -> Option<&mut Log> {
-        match &mut self.state {
-            State::Chunk(readings) => readings.unique().map(|r| &mut r.log),
-            State::Framed(framed) => Some(&mut framed.log),
+    /// Once one reading is left, readies the events it logged.
+    fn collect(&mut self) {
+        if let State::Chunk(readings) = &mut self.state
+            && let Some(reading) = readings.unique()
+            && reading.tail != NONE
+        {
+            self.log.hand_out(&mut reading.tail, &mut self.ready);
         }
     }
 
-    /// Whether an event waits to be handed out; forgets those handed out.
-    fn ready(&mut self) -> bool {
-        let emitted = self.emitted;
-        let Some(log) = self.unique_log() else { return false };
-        if emitted < log.entries.len() {
-            return true;
+    /// With nothing waiting and one reading left, forgets what was logged.
+    fn tidy(&mut self) {
+        if self.log.nodes.is_empty() && self.log.stamps.len() < 4 * RING {
+            return;
         }
-        log.clear();
-        self.emitted = 0;
+        match &mut self.state {
+            State::Chunk(readings) => {
+                if let Some(reading) = readings.unique()
+                    && reading.tail == NONE
+                {
+                    reading.stamp = self.log.reset(reading.stamp);
+                }
+            }
+            State::Framed(framed) => framed.stamp = self.log.reset(framed.stamp),
+        }
         self.sent.trim();
-        false
     }
 
     fn next_event(&mut self) -> Option<Event<'_>> {
-        let at = self.emitted;
-        let entry = *self.unique_log()?.entries.get(at)?;
-        self.emitted += 1;
-        match entry {
+        match self.ready.pop_front()? {
             Logged::Piece { from, to, len } => {
-                let log = self.unique_log()?;
-                Some(Event::Piece { stamp: log.stamps.get(from..to).unwrap_or_default(), len })
+                Some(Event::Piece { stamp: self.log.stamps.get(from as usize..to as usize).unwrap_or_default(), len })
             }
             Logged::Reply => {
                 let (seq, start, end) = self.sent.pop()?;
@@ -908,8 +1010,7 @@ impl ReplyChecker {
     }
 
     /// Readings dropped so far because more than [`MAX_READINGS`] were open
-    /// at once (see the module docs): 0 unless messages and stamps are built
-    /// to be ambiguous.
+    /// at once (see the module docs).
     pub fn readings_dropped(&self) -> u64 {
         self.dropped
     }
