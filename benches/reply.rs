@@ -59,7 +59,8 @@ fn round(checker: &mut ReplyChecker, messages: &[Vec<u8>], wire: &mut Vec<u8>, r
 fn pipelined(c: &mut Criterion) {
     let mut group = c.benchmark_group("reply");
     let messages: Vec<Vec<u8>> = (0..4096).map(|i| format!("message {i:08}").into_bytes()).collect();
-    for (framing, name) in [(Framing::chunk(), "chunk"), (Framing::line(), "line"), (Framing::length_prefixed(), "length")]
+    for (framing, name) in
+        [(Framing::chunk(), "chunk"), (Framing::line(), "line"), (Framing::length_prefixed(), "length")]
     {
         let replies = replies(framing, &messages, 1024);
         let mut checker = ReplyChecker::new(framing);

@@ -641,7 +641,10 @@ mod tests {
         // The fake stream says "would block" once it has nothing left: the
         // read timeout expired, and the client names its own timeout.
         let result = client.round_trip(b"hi");
-        assert!(matches!(result, Err(Error::ReplyTimeout { timeout }) if timeout == Duration::from_secs(30)), "{result:?}");
+        assert!(
+            matches!(result, Err(Error::ReplyTimeout { timeout }) if timeout == Duration::from_secs(30)),
+            "{result:?}"
+        );
         assert_eq!(client.get_ref().reads, 6, "one read per byte, then the one that timed out");
     }
 }

@@ -145,8 +145,8 @@ pub mod tz;
 pub use client::{EchoClient, Reply};
 pub use error::{ConfigError, Error};
 pub use framing::Framing;
-pub use reply::ReplyChecker;
 pub use protocol::{Fragment, Observer, Responder, Summary};
+pub use reply::ReplyChecker;
 pub use runner::{Events, Handle, Limits, Totals};
 pub use server::EchoServer;
 

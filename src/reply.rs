@@ -39,7 +39,7 @@
 //! # How chunk replies are matched, in linear time
 //!
 //! In line and length-prefixed framing every reply is delimited and holds
-//! one stamp, so the checker is a plain state machine ([`Framed`] phases:
+//! one stamp, so the checker is a plain state machine (its phases:
 //! prefix, `[`, stamp, echo, line ending).
 //!
 //! In chunk framing the server answers each of its reads with `[STAMP] `
@@ -107,9 +107,9 @@ use std::collections::VecDeque;
 use std::fmt;
 
 use crate::Error;
-use crate::framing::{Framing, complete_utf8_prefix, find_newline};
 #[cfg(test)]
 use crate::framing::LineEnding;
+use crate::framing::{Framing, complete_utf8_prefix, find_newline};
 use crate::protocol::MAX_STAMP_LEN;
 
 /// The most readings of a chunk reply stream followed at once (see the
@@ -580,7 +580,8 @@ impl Readings {
             while let Some(mut reading) = self.open.pop_back() {
                 work.steps += 1;
                 let Phase::Header { start } = reading.phase else { continue };
-                if self.next.iter().any(|r| r.offset == reading.offset && r.phase == (Phase::Body { nonempty: false })) {
+                if self.next.iter().any(|r| r.offset == reading.offset && r.phase == (Phase::Body { nonempty: false }))
+                {
                     continue;
                 }
                 if self.next.len() >= MAX_READINGS {
@@ -720,11 +721,11 @@ impl Framed {
             FramedPhase::Echo { done, left } => match message.get(done) {
                 Some(&expected) if expected == b => FramedPhase::Echo { done: done + 1, left: take(left) },
                 Some(_) => return Err(Failure::Mismatch(done)),
-                None if b == b'\n' => return Ok(self.complete(message.len(), ready)),
+                None if b == b'\n' => return self.complete(message.len(), ready),
                 None if b == b'\r' => FramedPhase::Cr,
                 None => return Err(Failure::Mismatch(done)),
             },
-            FramedPhase::Cr if b == b'\n' => return Ok(self.complete(message.len(), ready)),
+            FramedPhase::Cr if b == b'\n' => return self.complete(message.len(), ready),
             FramedPhase::Cr => return Err(Failure::Mismatch(message.len())),
         };
         self.settle(message.len(), ready)
@@ -735,7 +736,7 @@ impl Framed {
     fn settle(&mut self, len: usize, ready: &mut VecDeque<Logged>) -> Result<(), Failure> {
         if let FramedPhase::Echo { done, left: Some(left) } = self.phase {
             match (done == len, left == 0) {
-                (true, true) => self.complete(len, ready),
+                (true, true) => return self.complete(len, ready),
                 (false, true) | (true, false) => return Err(Failure::Mismatch(done)),
                 (false, false) => {}
             }
@@ -743,12 +744,13 @@ impl Framed {
         Ok(())
     }
 
-    fn complete(&mut self, len: usize, ready: &mut VecDeque<Logged>) {
+    fn complete(&mut self, len: usize, ready: &mut VecDeque<Logged>) -> Result<(), Failure> {
         let (from, to) = self.stamp;
         ready.push_back(Logged::Piece { from, to, len });
         ready.push_back(Logged::Reply);
         self.msg += 1;
         self.phase = FramedPhase::Start;
+        Ok(())
     }
 }
 
@@ -1072,7 +1074,9 @@ mod tests {
             input = &input[consumed..];
             match event {
                 Some(Event::Piece { stamp, len }) => seen.push(format!("{stamp}:{len}")),
-                Some(Event::Reply { message, seq }) => seen.push(format!("#{seq}={}", String::from_utf8_lossy(message))),
+                Some(Event::Reply { message, seq }) => {
+                    seen.push(format!("#{seq}={}", String::from_utf8_lossy(message)))
+                }
                 None => return Ok(seen),
             }
         }

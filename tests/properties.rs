@@ -11,8 +11,8 @@ use proptest::sample::Index;
 
 use common::{FIXED_CTIME, Loopback, fixed_reply, fixed_server};
 use stamp_echo::framing::{Decoder, LineEnding};
-use stamp_echo::testing::Duplex;
 use stamp_echo::reply::{Event, ReplyChecker};
+use stamp_echo::testing::Duplex;
 use stamp_echo::{EchoClient, Error, Framing};
 
 fn config() -> ProptestConfig {
@@ -339,9 +339,12 @@ fn is_chunk_reply(reply: &[u8], sent: &[u8]) -> bool {
     header_end(reply, 0).is_some_and(|end| go(reply, sent, (end, 0, false), &mut std::collections::HashMap::new()))
 }
 
-/// What a checker makes of `reads`: the messages answered, in order, each
-/// with its pieces, or the error.
-fn check(messages: &[Vec<u8>], reads: &[Vec<u8>]) -> (Result<Vec<(Vec<u8>, Vec<(String, usize)>)>, Error>, u64) {
+/// A message answered, with its pieces (stamp, length).
+type Answered = (Vec<u8>, Vec<(String, usize)>);
+
+/// What a checker makes of `reads`: the messages answered, in order, or the
+/// error; and how many readings it dropped.
+fn check(messages: &[Vec<u8>], reads: &[Vec<u8>]) -> (Result<Vec<Answered>, Error>, u64) {
     let mut checker = ReplyChecker::new(Framing::chunk());
     for m in messages {
         checker.send(m, &mut Vec::new()).expect("sendable");
@@ -357,7 +360,9 @@ fn check(messages: &[Vec<u8>], reads: &[Vec<u8>]) -> (Result<Vec<(Vec<u8>, Vec<(
                     input = &input[consumed..];
                     match event {
                         Some(Event::Piece { stamp, len, .. }) => pieces.push((stamp.to_owned(), len)),
-                        Some(Event::Reply { message, .. }) => answered.push((message.to_vec(), std::mem::take(&mut pieces))),
+                        Some(Event::Reply { message, .. }) => {
+                            answered.push((message.to_vec(), std::mem::take(&mut pieces)))
+                        }
                         Some(_) => {}
                         None => break,
                     }
@@ -382,7 +387,9 @@ fn ambiguous_message() -> impl Strategy<Value = Vec<u8>> {
         1 => Just(b"[[x] ".to_vec()),
         1 => Just("你".as_bytes().to_vec()),
     ];
-    prop::collection::vec(token, 1..12).prop_map(|t| t.concat()).prop_filter("sendable", |m| can_carry(Framing::chunk(), m))
+    prop::collection::vec(token, 1..12)
+        .prop_map(|t| t.concat())
+        .prop_filter("sendable", |m| can_carry(Framing::chunk(), m))
 }
 
 proptest! {
