@@ -520,18 +520,10 @@ impl Readings {
         }
     }
 
-    /// Advances every reading by `b`; fails if none survives.
-    #[allow(clippy::too_many_arguments)]
-    fn step(
-        &mut self,
-        b: u8,
-        pos: u64,
-        sent: &Sent,
-        ring: &Ring<'_>,
-        scratch: &mut Vec<u8>,
-        log: &mut Log,
-        work: &mut Work,
-    ) -> Result<(), Failure> {
+    /// Advances every reading by `b`, received at `pos`; fails if none
+    /// survives.
+    fn step(&mut self, b: u8, pos: u64, cx: &mut Context<'_>, work: &mut Work) -> Result<(), Failure> {
+        let Context { sent, ring, scratch, log } = cx;
         let mut failures = Failures::default();
         // The open headers, as one: the newest decides (the oldest may be
         // too long, below).
@@ -634,6 +626,14 @@ impl Readings {
     }
 }
 
+/// What a step reads and writes besides the readings.
+struct Context<'a> {
+    sent: &'a Sent,
+    ring: Ring<'a>,
+    scratch: &'a mut Vec<u8>,
+    log: &'a mut Log,
+}
+
 /// Counters of the work done.
 struct Work {
     steps: u64,
@@ -671,18 +671,16 @@ impl Framed {
         Framed { phase: FramedPhase::Start, msg: 0, stamp: (0, 0) }
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// Advances by `b`, received at `pos`; completed replies go to `ready`.
     fn step(
         &mut self,
         b: u8,
         pos: u64,
         line: bool,
-        sent: &Sent,
-        ring: &Ring<'_>,
-        scratch: &mut Vec<u8>,
-        log: &mut Log,
+        cx: &mut Context<'_>,
         ready: &mut VecDeque<Logged>,
     ) -> Result<(), Failure> {
+        let Context { sent, ring, scratch, log } = cx;
         if self.msg >= sent.count() {
             return Err(Failure::Malformed("a reply to no message"));
         }
@@ -942,11 +940,16 @@ impl ReplyChecker {
     /// Advances by one received byte.
     fn step(&mut self, b: u8) -> Result<(), Failure> {
         let pos = self.received;
-        let ring = Ring { bytes: &self.ring };
+        let mut cx = Context {
+            sent: &self.sent,
+            ring: Ring { bytes: &self.ring },
+            scratch: &mut self.scratch,
+            log: &mut self.log,
+        };
         let result = match &mut self.state {
             State::Chunk(readings) => {
                 let mut work = Work { steps: 0, dropped: 0 };
-                let result = readings.step(b, pos, &self.sent, &ring, &mut self.scratch, &mut self.log, &mut work);
+                let result = readings.step(b, pos, &mut cx, &mut work);
                 self.steps += work.steps;
                 self.dropped += work.dropped;
                 result
@@ -954,7 +957,7 @@ impl ReplyChecker {
             State::Framed(framed) => {
                 self.steps += 1;
                 let line = matches!(self.framing, Framing::Line { .. });
-                framed.step(b, pos, line, &self.sent, &ring, &mut self.scratch, &mut self.log, &mut self.ready)
+                framed.step(b, pos, line, &mut cx, &mut self.ready)
             }
         };
         self.ring[(pos % RING as u64) as usize] = b;
