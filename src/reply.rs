@@ -64,8 +64,10 @@
 //!   wait as one group that takes each byte in one step (a `]`, a space, a
 //!   line break, or a stamp grown too long for the oldest), however many
 //!   `[` opened them;
-//! - readings that end up in the same state (matched bytes and phase) are
-//!   merged: they have the same future.
+//! - a reading that ends a header where another reading already is (the same
+//!   sent bytes matched) is dropped: the other one is in the same state, or
+//!   inside a piece that can do all it can, so it has the same future. So
+//!   readings outside a header never share an offset, and stay apart.
 //!
 //! So the work per byte is bounded by the number of readings outside a
 //! header, at most [`MAX_READINGS`], and the checker is linear in the bytes
@@ -508,12 +510,12 @@ impl Readings {
         }
     }
 
-    /// Adds `reading` to the next generation unless a reading in the same
-    /// state is there already (it is preferred: same future, other pieces) or
-    /// the generation is full.
+    /// Adds `reading` to the next generation unless it is full.
+    ///
+    /// Readings outside a header never share an offset (see `step`), so
+    /// those that echoed a byte still do not: no search for equals here.
     fn keep(&mut self, reading: Reading, dropped: &mut u64) {
-        if self.next.iter().any(|r| r.offset == reading.offset && r.phase == reading.phase) {
-        } else if self.next.len() >= MAX_READINGS {
+        if self.next.len() >= MAX_READINGS {
             *dropped += 1;
         } else {
             self.next.push(reading);
@@ -572,8 +574,11 @@ impl Readings {
             while let Some(mut reading) = self.open.pop_back() {
                 work.steps += 1;
                 let Phase::Header { start } = reading.phase else { continue };
-                if self.next.iter().any(|r| r.offset == reading.offset && r.phase == (Phase::Body { nonempty: false }))
-                {
+                // A reading at the same offset is there already: it is in
+                // the same state, or inside a piece that already echoed a
+                // byte, which can do all this one can (and start a header at
+                // the next `[`). Same future: keep the first.
+                if self.next.iter().any(|r| r.offset == reading.offset) {
                     continue;
                 }
                 if self.next.len() >= MAX_READINGS {
