@@ -86,19 +86,24 @@
 //!
 //! **Limits of exactness.** Every reply the checker accepts is a correct
 //! reply: soundness is unconditional. It accepts every correct reply as long
-//! as no more than [`MAX_READINGS`] readings outside a header (and
-//! `4 × 256` inside one) are open at once; past that it keeps the first ones
-//! and counts the others ([`ReplyChecker::readings_dropped`]). Getting there
-//! takes messages full of `[` answered with stamps that hold `[` too (a
-//! stamp may), or messages that hold many copies of the server's own headers;
-//! the property tests never got there with stamps free of `[`, as every
-//! built-in stamp and Python's `ctime()` are. And when the bytes received so
-//! far answer every message in flight in one reading, that reading is taken
-//! at once (the others would need more bytes that a correct server has no
-//! reason to send): a server that reads `a` and `[T] ` of the message `a[T] `
-//! separately sends `[T] a[T] [T] `, whose first nine bytes are already the
-//! whole one-piece reply `[T] a[T] ` under the stamp `T`. No client can tell
-//! those apart before more bytes arrive.
+//! as it never has to give up a reading: it follows at most [`MAX_READINGS`]
+//! outside a header and `4 × 256` inside one, and past that keeps the
+//! preferred ones (inside a header, those whose `[` came last: the shortest
+//! stamps) and counts the others ([`ReplyChecker::readings_dropped`]). Runs
+//! of `[` in a message get there, since a stamp may hold `[` and begin at
+//! any of them; a server whose stamps hold no `[` (every built-in stamp,
+//! Python's `ctime()`) starts its header at the last `[` before the `]`,
+//! which is kept: a 64 KiB message of `[` is checked against our server,
+//! and the property tests found no correct reply refused with such stamps.
+//! Stamps that hold `[`, or messages that hold many copies of the server's
+//! own headers, can make a correct reply be refused.
+//!
+//! And when the bytes received so far answer every message in flight in one
+//! reading, that reading is taken at once (the others would need more bytes
+//! that a correct server has no reason to send): a server that reads `a` and
+//! `[T] ` of the message `a[T] ` separately sends `[T] a[T] [T] `, whose
+//! first nine bytes are already the whole one-piece reply `[T] a[T] ` under
+//! the stamp `T`. No client can tell those apart before more bytes arrive.
 //!
 //! Memory: the bytes of the messages in flight (the caller decides how many
 //! to pipeline), the last 256 received bytes (the longest header), and the
@@ -1019,8 +1024,8 @@ impl ReplyChecker {
         self.steps
     }
 
-    /// Readings dropped so far because more than [`MAX_READINGS`] were open
-    /// at once (see the module docs).
+    /// Readings given up so far because more were open at once than the
+    /// checker follows (see the module docs): none unless messages hold `[`.
     pub fn readings_dropped(&self) -> u64 {
         self.dropped
     }
