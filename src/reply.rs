@@ -166,6 +166,28 @@ pub enum Event<'a> {
 /// arrived, and hands out [`Event`]s one at a time, resuming where it
 /// stopped. After an error the checker stays failed: every later call
 /// returns the same error.
+///
+/// ```
+/// use stamp_echo::reply::{Event, ReplyChecker};
+/// use stamp_echo::{Error, Framing};
+///
+/// // Two lines pipelined; the second reply does not echo its message.
+/// let mut checker = ReplyChecker::new(Framing::line());
+/// let mut wire = Vec::new();
+/// checker.send(b"ping 1", &mut wire)?;
+/// checker.send(b"ping 2", &mut wire)?;
+/// assert_eq!(wire, b"ping 1\nping 2\n");
+///
+/// let mut input = &b"[10:00:18] ping 1\n[10:00:18] pong 2\n"[..];
+/// let (consumed, event) = checker.receive(input)?;
+/// assert!(matches!(event, Some(Event::Piece { stamp: "10:00:18", len: 6, .. })));
+/// input = &input[consumed..];
+/// let (consumed, event) = checker.receive(input)?;
+/// assert!(matches!(event, Some(Event::Reply { message: b"ping 1", seq: 0, .. })));
+/// input = &input[consumed..];
+/// assert!(matches!(checker.receive(input), Err(Error::EchoMismatch { offset: 1 })));
+/// # Ok::<(), stamp_echo::Error>(())
+/// ```
 pub struct ReplyChecker {
     framing: Framing,
     sent: Sent,
