@@ -911,6 +911,7 @@ impl ReplyChecker {
         while self.ready.is_empty() {
             self.tidy();
             consumed += self.skip(&input[consumed..]);
+            consumed += self.skip_stamp(&input[consumed..]);
             let Some(&b) = input.get(consumed) else {
                 if let State::Chunk(readings) = &mut self.state {
                     readings.commit(&self.sent);
@@ -965,6 +966,39 @@ impl ReplyChecker {
                     f.phase = FramedPhase::Echo { done: done + n, left: left.map(|l| l.saturating_sub(n as u64)) };
                 }
             }
+        }
+        n
+    }
+
+    /// The fast path inside a stamp: while the only readings are inside a
+    /// header, takes the bytes up to (not including) a `]`, a line break, or
+    /// the byte that would make the oldest header's stamp too long (or end
+    /// a frame), keeping them for the stamp.
+    fn skip_stamp(&mut self, input: &[u8]) -> usize {
+        let (oldest, left) = match &self.state {
+            State::Chunk(r) if r.live.is_empty() && !r.closed => match r.open.front().map(|r| r.phase) {
+                Some(Phase::Header { start }) => (start, None),
+                _ => return 0,
+            },
+            State::Framed(f) => match f.phase {
+                FramedPhase::Header { start, closed: false, left } => (start, left),
+                _ => return 0,
+            },
+            State::Chunk(_) => return 0,
+        };
+        let room = (oldest + MAX_STAMP_LEN as u64 + 1).saturating_sub(self.received);
+        let room = room.min(left.map_or(u64::MAX, |left| left.saturating_sub(1)));
+        let room = usize::try_from(room).unwrap_or(usize::MAX).min(input.len());
+        let n = input[..room].iter().position(|&b| matches!(b, b']' | b'\r' | b'\n')).unwrap_or(room);
+        for (at, &b) in (self.received..).zip(&input[..n]) {
+            self.ring[(at % RING as u64) as usize] = b;
+        }
+        self.received += n as u64;
+        self.steps += n as u64;
+        if let State::Framed(f) = &mut self.state
+            && let FramedPhase::Header { start, closed, left } = f.phase
+        {
+            f.phase = FramedPhase::Header { start, closed, left: left.map(|left| left - n as u64) };
         }
         n
     }

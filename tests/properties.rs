@@ -484,3 +484,103 @@ proptest! {
         }
     }
 }
+
+/// Whether `replies` is, in full, the correct line or length-framed reply
+/// stream to `messages`: one `[STAMP] MESSAGE` per message, in order (a line
+/// ending in `\n` or `\r\n`; a 4-byte length prefix). Independent of the
+/// checker: cuts the stream by its framing, then compares.
+fn is_framed_reply(framing: Framing, replies: &[u8], messages: &[Vec<u8>]) -> bool {
+    let mut bodies = Vec::new();
+    let mut rest = replies;
+    while !rest.is_empty() {
+        match framing {
+            Framing::Line { .. } => {
+                let Some(end) = rest.iter().position(|&b| b == b'\n') else { return false };
+                let line = &rest[..end];
+                bodies.push(line.strip_suffix(b"\r").unwrap_or(line));
+                rest = &rest[end + 1..];
+            }
+            _ => {
+                let Some((prefix, tail)) = rest.split_first_chunk::<4>() else { return false };
+                let len = u32::from_be_bytes(*prefix) as usize;
+                let Some(body) = tail.get(..len) else { return false };
+                bodies.push(body);
+                rest = &tail[len..];
+            }
+        }
+    }
+    bodies.len() == messages.len()
+        && bodies.iter().zip(messages).all(|(body, message)| {
+            let Some(close) = body.iter().position(|&b| b == b']') else { return false };
+            let stamp = &body[1..close.max(1)];
+            body.first() == Some(&b'[')
+                && stamp.len() <= 255
+                && !stamp.iter().any(|&b| b == b'\r' || b == b'\n')
+                && std::str::from_utf8(stamp).is_ok()
+                && body.get(close + 1) == Some(&b' ')
+                && &body[close + 2..] == message.as_slice()
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 1024, ..ProptestConfig::default() })]
+
+    /// Line and length framing: the checker accepts a reply stream exactly
+    /// when an independent decoder finds it correct, for our server's
+    /// replies and for every single-byte change of them, cut into any reads.
+    #[test]
+    fn reply_checker_accepts_exactly_the_correct_framed_replies(
+        framing in prop_oneof![Just(Framing::Line { max_line: 64 }), Just(Framing::LengthPrefixed { max_frame: 64 })],
+        messages in prop::collection::vec(interesting_bytes(40), 1..5),
+        points in cut_points(),
+        at in any::<Index>(),
+        byte in prop_oneof![any::<u8>(), Just(b'['), Just(b']'), Just(b' '), Just(b'\n'), Just(b'\r')],
+    ) {
+        // What line framing cannot carry, made carriable: no `\n`, no final `\r`.
+        let messages: Vec<Vec<u8>> = messages
+            .into_iter()
+            .map(|mut m| {
+                if let Framing::Line { .. } = framing {
+                    m.retain(|&b| b != b'\n');
+                    while m.ends_with(b"\r") { m.pop(); }
+                }
+                m
+            })
+            .collect();
+        prop_assert!(messages.iter().all(|m| can_carry(framing, m)));
+        let mut reply = Vec::new();
+        for m in &messages {
+            reply.extend(fixed_reply(framing, m, LineEnding::Lf));
+        }
+        let mut corrupt = reply.clone();
+        let i = at.index(corrupt.len());
+        corrupt[i] = if corrupt[i] == byte { byte.wrapping_add(1) } else { byte };
+        for stream in [reply, corrupt] {
+            let mut checker = ReplyChecker::new(framing);
+            for m in &messages {
+                checker.send(m, &mut Vec::new()).expect("sendable");
+            }
+            let mut answered = Vec::new();
+            let mut result = Ok(());
+            'reads: for read in split_at_points(&stream, &points) {
+                let mut input = read.as_slice();
+                loop {
+                    match checker.receive(input) {
+                        Err(e) => { result = Err(e); break 'reads; }
+                        Ok((consumed, event)) => {
+                            input = &input[consumed..];
+                            match event {
+                                Some(Event::Reply { message, .. }) => answered.push(message.to_vec()),
+                                Some(_) => {}
+                                None => break,
+                            }
+                        }
+                    }
+                }
+            }
+            let accepted = result.is_ok() && answered.len() == messages.len();
+            prop_assert_eq!(accepted, is_framed_reply(framing, &stream, &messages), "{} {:?}: {:?}", framing, stream, result);
+            prop_assert!(answered.iter().zip(&messages).all(|(a, m)| a == m));
+        }
+    }
+}
