@@ -910,8 +910,18 @@ impl ReplyChecker {
         let mut consumed = 0;
         while self.ready.is_empty() {
             self.tidy();
-            consumed += self.skip(&input[consumed..]);
-            consumed += self.skip_stamp(&input[consumed..]);
+            let skipped = match self.skip(&input[consumed..]) {
+                Ok(0) => self.skip_stamp(&input[consumed..]),
+                Ok(n) => n,
+                Err(failure) => {
+                    self.failed = Some(failure);
+                    return Err(failure.error());
+                }
+            };
+            if skipped > 0 {
+                consumed += skipped;
+                continue;
+            }
             let Some(&b) = input.get(consumed) else {
                 if let State::Chunk(readings) = &mut self.state {
                     readings.commit(&self.sent);
@@ -930,25 +940,25 @@ impl ReplyChecker {
 
     /// The fast path: while one reading is left, inside a piece or a
     /// message's echo, takes the bytes that match the message up to (not
-    /// including) a `[` or the message's last byte, in one comparison.
-    fn skip(&mut self, input: &[u8]) -> usize {
+    /// including) a `[`, in one comparison, through the message's end.
+    fn skip(&mut self, input: &[u8]) -> Result<usize, Failure> {
         let (offset, msg, left) = match &self.state {
             State::Chunk(r) => match (r.live.as_slice(), r.open.is_empty()) {
                 ([reading], true) if matches!(reading.phase, Phase::Body { .. }) => (reading.offset, reading.msg, None),
-                _ => return 0,
+                _ => return Ok(0),
             },
             State::Framed(f) => match f.phase {
                 FramedPhase::Echo { done, left } => (self.sent.start(f.msg) + done as u64, f.msg, left),
-                _ => return 0,
+                _ => return Ok(0),
             },
         };
-        // Not the message's last byte, nor the frame's.
+        // Up to the message's end, and the frame's.
         let end = left.map_or(self.sent.end(msg), |left| self.sent.end(msg).min(offset + left));
-        let room = usize::try_from(end.saturating_sub(offset + 1)).unwrap_or(usize::MAX).min(input.len());
+        let room = usize::try_from(end.saturating_sub(offset)).unwrap_or(usize::MAX).min(input.len());
         let expected = self.sent.slice(offset, offset + room as u64);
         let n = input.iter().zip(expected).take_while(|&(a, b)| a == b && *a != b'[').count();
         if n == 0 {
-            return 0;
+            return Ok(0);
         }
         self.steps += n as u64;
         self.received += n as u64;
@@ -957,17 +967,19 @@ impl ReplyChecker {
         match &mut self.state {
             State::Chunk(r) => {
                 if let Some(reading) = r.live.first_mut() {
-                    // Not the message's last byte: nothing is logged.
-                    let _ = reading.echoed(n, &self.sent, &mut self.log);
+                    reading.echoed(n, &self.sent, &mut self.log)?;
                 }
+                self.collect();
             }
             State::Framed(f) => {
                 if let FramedPhase::Echo { done, left } = f.phase {
                     f.phase = FramedPhase::Echo { done: done + n, left: left.map(|l| l.saturating_sub(n as u64)) };
+                    let len = self.sent.end(f.msg) - self.sent.start(f.msg);
+                    f.settle(usize::try_from(len).unwrap_or(usize::MAX), &mut self.ready)?;
                 }
             }
         }
-        n
+        Ok(n)
     }
 
     /// The fast path inside a stamp: while the only readings are inside a
