@@ -1,6 +1,6 @@
 //! Property tests: how the input is split into reads never changes what is
 //! answered; no input panics or makes the decoder hold more than its
-//! documented bound; and `EchoClient` gets back every message it may send.
+//! documented bound; and `EchoClient`, blocking and async alike, gets back every message it may send.
 //!
 //! Case counts are kept modest so this file runs in a few seconds.
 
@@ -9,11 +9,11 @@ mod common;
 use proptest::prelude::*;
 use proptest::sample::Index;
 
-use common::{FIXED_CTIME, Loopback, fixed_reply, fixed_server};
+use common::{FIXED_CTIME, Loopback, both_clients, fixed_reply, fixed_server};
 use stamp_echo::framing::{Decoder, LineEnding};
 use stamp_echo::reply::{Event, ReplyChecker};
 use stamp_echo::testing::Duplex;
-use stamp_echo::{EchoClient, Error, Framing};
+use stamp_echo::{Error, Framing};
 
 fn config() -> ProptestConfig {
     ProptestConfig { cases: 128, ..ProptestConfig::default() }
@@ -230,22 +230,23 @@ proptest! {
             Framing::Chunk { buffer_size } => read_sizes.iter().map(|&n| n.min(buffer_size)).collect(),
             _ => read_sizes,
         };
-        let mut client = EchoClient::new(Loopback::new(framing, read_sizes), framing).expect("valid framing");
-        for message in messages.iter().map(Vec::as_slice).chain([&b"last"[..]]) {
-            match client.round_trip(message) {
-                Ok(reply) => {
-                    prop_assert!(can_carry(framing, message), "{framing} carried {message:?}");
-                    prop_assert_eq!(reply.message(), message);
-                    prop_assert!(reply.pieces().iter().all(|p| p.stamp == FIXED_CTIME));
-                    prop_assert_eq!(reply.pieces().iter().map(|p| p.len).sum::<usize>(), message.len());
+        for (name, mut client) in both_clients(framing, || Loopback::new(framing, read_sizes.clone())) {
+            for message in messages.iter().map(Vec::as_slice).chain([&b"last"[..]]) {
+                match client.round_trip(message) {
+                    Ok(reply) => {
+                        prop_assert!(can_carry(framing, message), "{name}: {framing} carried {message:?}");
+                        prop_assert_eq!(reply.message(), message);
+                        prop_assert!(reply.pieces().iter().all(|p| p.stamp == FIXED_CTIME));
+                        prop_assert_eq!(reply.pieces().iter().map(|p| p.len).sum::<usize>(), message.len());
+                    }
+                    Err(Error::InvalidMessage(_)) => {
+                        prop_assert!(!can_carry(framing, message), "{name}: {framing} refused {message:?}");
+                    }
+                    Err(e) => prop_assert!(false, "{name}: {framing}, {message:?}: {e:?}"),
                 }
-                Err(Error::InvalidMessage(_)) => {
-                    prop_assert!(!can_carry(framing, message), "{framing} refused {message:?}");
-                }
-                Err(e) => prop_assert!(false, "{framing}, {message:?}: {e:?}"),
             }
+            prop_assert!(client.inner().error.is_none());
         }
-        prop_assert!(client.get_ref().error.is_none());
     }
 
     /// Messages may be pipelined in every framing: all sent first, then every
@@ -264,20 +265,22 @@ proptest! {
         read_sizes in prop::collection::vec(1usize..=50, 1..6),
     ) {
         let messages: Vec<Vec<u8>> = messages.into_iter().filter(|m| can_carry(framing, m)).collect();
-        let mut client = EchoClient::new(Loopback::new(framing, read_sizes), framing).expect("valid framing");
-        for message in &messages {
-            client.send(message).expect("a message the framing can carry");
-        }
-        for message in &messages {
-            let reply = client.receive();
-            prop_assert!(reply.is_ok(), "{framing}, {message:?} of {messages:?}: {reply:?}");
-            prop_assert_eq!(reply.ok().map(|r| r.message().to_vec()), Some(message.clone()));
-        }
-        let last = client.round_trip(b"last");
-        prop_assert!(last.is_ok(), "{framing}, after {messages:?}: {last:?}");
-        if !matches!(framing, Framing::Chunk { .. }) {
-            // With boundaries, the server saw exactly the messages sent.
-            prop_assert_eq!(client.get_ref().summary().messages, messages.len() as u64 + 1);
+        for (name, mut client) in both_clients(framing, || Loopback::new(framing, read_sizes.clone())) {
+            for message in &messages {
+                client.send(message).expect("a message the framing can carry");
+            }
+            prop_assert_eq!(client.in_flight(), messages.len());
+            for message in &messages {
+                let reply = client.receive();
+                prop_assert!(reply.is_ok(), "{name}: {framing}, {message:?} of {messages:?}: {reply:?}");
+                prop_assert_eq!(reply.ok().map(|r| r.message().to_vec()), Some(message.clone()));
+            }
+            let last = client.round_trip(b"last");
+            prop_assert!(last.is_ok(), "{name}: {framing}, after {messages:?}: {last:?}");
+            if !matches!(framing, Framing::Chunk { .. }) {
+                // With boundaries, the server saw exactly the messages sent.
+                prop_assert_eq!(client.inner().summary().messages, messages.len() as u64 + 1);
+            }
         }
     }
 
@@ -290,11 +293,18 @@ proptest! {
         points in cut_points(),
         message in "[a-z\\[\\] ]{1,12}",
     ) {
-        let mut client = EchoClient::new(Duplex::from_reads(split_at_points(&reply, &points)), framing)
-            .expect("valid framing");
-        if let Ok(reply) = client.round_trip(message.as_bytes()) {
-            prop_assert_eq!(reply.message(), message.as_bytes());
+        let outcomes: Vec<_> = both_clients(framing, || Duplex::from_reads(split_at_points(&reply, &points)))
+            .into_iter()
+            .map(|(_, mut client)| client.round_trip(message.as_bytes()))
+            .collect();
+        for outcome in &outcomes {
+            if let Ok(reply) = outcome {
+                prop_assert_eq!(reply.message(), message.as_bytes());
+            }
         }
+        // The two clients agree.
+        let shown: Vec<String> = outcomes.iter().map(|r| format!("{:?}", r.as_ref().map(|r| (r.pieces(), r.message())))).collect();
+        prop_assert_eq!(&shown[0], &shown[1]);
     }
 }
 
