@@ -13,7 +13,10 @@ use common::{FIXED_CTIME, Loopback, both_clients, fixed_reply, fixed_server};
 use stamp_echo::framing::{Decoder, LineEnding};
 use stamp_echo::reply::{Event, ReplyChecker};
 use stamp_echo::testing::Duplex;
+use stamp_echo::tokio::{ClientCodec, ServerCodec};
 use stamp_echo::{Error, Framing};
+use tokio_util::bytes::BytesMut;
+use tokio_util::codec::{Decoder as _, Encoder as _};
 
 fn config() -> ProptestConfig {
     ProptestConfig { cases: 128, ..ProptestConfig::default() }
@@ -592,5 +595,97 @@ proptest! {
             prop_assert_eq!(accepted, is_framed_reply(framing, &stream, &messages), "{} {:?}: {:?}", framing, stream, result);
             prop_assert!(answered.iter().zip(&messages).all(|(a, m)| a == m));
         }
+    }
+}
+
+// ---- The tokio codecs ----
+
+/// What `ServerCodec` makes of `reads`, one `decode` per read then
+/// `decode_eof` until it has nothing more: the replies, and how it ended.
+fn serve_with_codec(framing: Framing, reads: &[Vec<u8>]) -> (Vec<u8>, Result<(), String>) {
+    let mut codec = ServerCodec::new(&fixed_server(framing));
+    let mut replies = BytesMut::new();
+    let mut buffer = BytesMut::new();
+    let mut result = Ok(());
+    for read in reads {
+        buffer.extend_from_slice(read);
+        loop {
+            match codec.decode(&mut buffer) {
+                Ok(Some(stamped)) => codec.encode(stamped, &mut replies).expect("encoding replies"),
+                Ok(None) => break,
+                Err(e) => {
+                    result = Err(format!("{e:?}"));
+                    break;
+                }
+            }
+        }
+        if result.is_err() {
+            return (replies.to_vec(), result);
+        }
+    }
+    loop {
+        match codec.decode_eof(&mut buffer) {
+            Ok(Some(stamped)) => codec.encode(stamped, &mut replies).expect("encoding replies"),
+            Ok(None) => break,
+            Err(e) => {
+                result = Err(format!("{e:?}"));
+                break;
+            }
+        }
+    }
+    (replies.to_vec(), result)
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    /// `ServerCodec` answers any input, split into any reads, exactly as
+    /// `EchoServer::serve` does over the same reads: the same replies, the
+    /// same error (an over-long line or frame, a truncated frame).
+    #[test]
+    fn server_codec_answers_as_the_blocking_server(
+        framing in small_framing(),
+        input in interesting_bytes(300),
+        points in cut_points(),
+    ) {
+        let reads = split_at_points(&input, &points);
+        let (_, expected, expected_end) = serve(framing, reads.clone());
+        let (replies, end) = serve_with_codec(framing, &reads);
+        prop_assert_eq!(String::from_utf8_lossy(&replies), String::from_utf8_lossy(&expected), "{}", framing);
+        prop_assert_eq!(end, expected_end, "{}", framing);
+    }
+
+    /// The codecs round-trip every framing: messages encoded by
+    /// `ClientCodec` (pipelined), cut into any reads for `ServerCodec`,
+    /// whose replies are cut into any reads for `ClientCodec`, come back as
+    /// the messages, in order, stamped; nothing is left over.
+    #[test]
+    fn codecs_round_trip_every_framing(
+        framing in round_trip_framing(),
+        messages in prop::collection::vec(interesting_bytes(60), 1..6),
+        to_server in cut_points(),
+        to_client in cut_points(),
+    ) {
+        let messages: Vec<Vec<u8>> = messages.into_iter().filter(|m| can_carry(framing, m)).collect();
+        let mut client = ClientCodec::new(framing).expect("valid framing");
+        let mut wire = BytesMut::new();
+        for message in &messages {
+            client.encode(message.as_slice(), &mut wire).expect("a message the framing can carry");
+        }
+        prop_assert_eq!(client.in_flight(), messages.len());
+        let (replies, end) = serve_with_codec(framing, &split_at_points(&wire, &to_server));
+        prop_assert_eq!(end, Ok(()));
+        let mut buffer = BytesMut::new();
+        let mut got = Vec::new();
+        for read in split_at_points(&replies, &to_client) {
+            buffer.extend_from_slice(&read);
+            while let Some(reply) = client.decode(&mut buffer).map_err(|e| TestCaseError::fail(format!("{e:?}")))? {
+                prop_assert!(reply.pieces().iter().all(|p| p.stamp == FIXED_CTIME));
+                got.push(reply.message().to_vec());
+            }
+        }
+        prop_assert!(matches!(client.decode_eof(&mut buffer), Ok(None)), "{framing}: all answered");
+        prop_assert_eq!(got, messages);
+        prop_assert!(buffer.is_empty());
     }
 }
