@@ -418,10 +418,8 @@ impl<S: Read + Write + ReadTimeout> EchoClient<S> {
     ///
     /// [`Error::Config`] for a zero timeout.
     pub fn set_timeout(&mut self, timeout: Option<Duration>) -> Result<(), Error> {
-        self.deadline = check_timeout(timeout)?.map(|timeout| Deadline {
-            timeout,
-            set: |stream: &S, t| stream.set_read_timeout(t),
-        });
+        self.deadline = check_timeout(timeout)?
+            .map(|timeout| Deadline { timeout, set: |stream: &S, t| stream.set_read_timeout(t) });
         Ok(())
     }
 }

@@ -44,7 +44,8 @@ fn round_trips(framing: Framing, read_sizes: &[usize], messages: &[&[u8]]) -> Ve
         .map(|(name, mut client)| (name, messages.iter().map(|m| client.round_trip(m)).collect::<Vec<_>>()));
     let (_, first) = outcomes.next().expect("the blocking client");
     for (name, results) in outcomes {
-        let (got, expected): (Vec<_>, Vec<_>) = results.iter().zip(&first).map(|(a, b)| (outcome(a), outcome(b))).unzip();
+        let (got, expected): (Vec<_>, Vec<_>) =
+            results.iter().zip(&first).map(|(a, b)| (outcome(a), outcome(b))).unzip();
         assert_eq!(got, expected, "{name} client, {framing}, reads of {read_sizes:?}: {messages:?}");
     }
     first
@@ -215,7 +216,8 @@ fn a_trickling_server_cannot_hold_the_client_past_its_timeout() {
     let message = [b'x'; 10_000];
 
     let server = Trickler::start();
-    let mut client = stamp_echo::EchoClient::new(common::connect(server.addr), Framing::chunk()).expect("valid framing");
+    let mut client =
+        stamp_echo::EchoClient::new(common::connect(server.addr), Framing::chunk()).expect("valid framing");
     client.set_timeout(Some(timeout)).expect("a timeout");
     let started = Instant::now();
     let result = client.round_trip(&message);
@@ -268,7 +270,13 @@ impl Trickler {
 
     /// Stops the server and checks the client gave up, in time, while it was
     /// still sending.
-    fn check(self, client: &str, result: Result<Reply, Error>, timeout: std::time::Duration, waited: std::time::Duration) {
+    fn check(
+        self,
+        client: &str,
+        result: Result<Reply, Error>,
+        timeout: std::time::Duration,
+        waited: std::time::Duration,
+    ) {
         self.stop.send(()).expect("the server is trickling");
         let trickled = self.thread.join().expect("server thread");
         assert!(matches!(result, Err(Error::ReplyTimeout { timeout: t }) if t == timeout), "{client}: {result:?}");

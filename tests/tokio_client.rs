@@ -15,9 +15,11 @@ use stamp_echo::{EchoServer, Error, Framing};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-const FRAMINGS: [Framing; 3] = [Framing::Chunk { buffer_size: 1024 }, Framing::Line { max_line: 1024 }, Framing::LengthPrefixed {
-    max_frame: 1024,
-}];
+const FRAMINGS: [Framing; 3] = [
+    Framing::Chunk { buffer_size: 1024 },
+    Framing::Line { max_line: 1024 },
+    Framing::LengthPrefixed { max_frame: 1024 },
+];
 
 async fn connect(server: &LocalServer, framing: Framing) -> EchoClient<TcpStream> {
     let stream = TcpStream::connect(server.addr()).await.expect("connect");

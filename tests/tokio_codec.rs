@@ -15,9 +15,11 @@ use stamp_echo::testing::LocalServer;
 use stamp_echo::tokio::{ClientCodec, ServerCodec};
 use stamp_echo::{EchoServer, Error, Framing};
 
-const FRAMINGS: [Framing; 3] = [Framing::Chunk { buffer_size: 1024 }, Framing::Line { max_line: 1024 }, Framing::LengthPrefixed {
-    max_frame: 1024,
-}];
+const FRAMINGS: [Framing; 3] = [
+    Framing::Chunk { buffer_size: 1024 },
+    Framing::Line { max_line: 1024 },
+    Framing::LengthPrefixed { max_frame: 1024 },
+];
 
 /// Serves one connection of `server` with `ServerCodec`, the loop its docs show.
 async fn serve<S>(stream: S, server: &EchoServer) -> Result<stamp_echo::Summary, Error>
