@@ -604,32 +604,26 @@ fn serve_with_codec(framing: Framing, reads: &[Vec<u8>]) -> (Vec<u8>, Result<(),
     let mut codec = ServerCodec::new(&fixed_server(framing));
     let mut replies = BytesMut::new();
     let mut buffer = BytesMut::new();
+    // Decodes (`decode_eof` at the end) and encodes until nothing is left.
+    let mut drain = |buffer: &mut BytesMut, eof: bool| -> Result<(), String> {
+        loop {
+            let decoded = if eof { codec.decode_eof(buffer) } else { codec.decode(buffer) };
+            match decoded.map_err(|e| format!("{e:?}"))? {
+                Some(stamped) => codec.encode(stamped, &mut replies).map_err(|e| format!("{e:?}"))?,
+                None => return Ok(()),
+            }
+        }
+    };
     let mut result = Ok(());
     for read in reads {
         buffer.extend_from_slice(read);
-        loop {
-            match codec.decode(&mut buffer) {
-                Ok(Some(stamped)) => codec.encode(stamped, &mut replies).expect("encoding replies"),
-                Ok(None) => break,
-                Err(e) => {
-                    result = Err(format!("{e:?}"));
-                    break;
-                }
-            }
-        }
+        result = drain(&mut buffer, false);
         if result.is_err() {
-            return (replies.to_vec(), result);
+            break;
         }
     }
-    loop {
-        match codec.decode_eof(&mut buffer) {
-            Ok(Some(stamped)) => codec.encode(stamped, &mut replies).expect("encoding replies"),
-            Ok(None) => break,
-            Err(e) => {
-                result = Err(format!("{e:?}"));
-                break;
-            }
-        }
+    if result.is_ok() {
+        result = drain(&mut buffer, true);
     }
     (replies.to_vec(), result)
 }
