@@ -561,12 +561,14 @@ impl<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin> OnRuntime<S> {
 }
 
 impl OnRuntime<tokio::net::TcpStream> {
-    /// A TCP connection to `addr` on a runtime of its own.
+    /// A TCP connection to `addr` on a runtime of its own, its replies due
+    /// within the safety timeout.
     pub fn connect(addr: SocketAddr, framing: Framing) -> OnRuntime<tokio::net::TcpStream> {
         let runtime = runtime();
         let stream = runtime.block_on(tokio::net::TcpStream::connect(addr)).expect("connect");
         stream.set_nodelay(true).expect("TCP_NODELAY");
-        let client = stamp_echo::tokio::EchoClient::new(stream, framing).expect("valid framing");
+        let mut client = stamp_echo::tokio::EchoClient::new(stream, framing).expect("valid framing");
+        client.set_timeout(Some(SAFETY_TIMEOUT)).expect("a safety timeout");
         OnRuntime { client, runtime }
     }
 }
@@ -584,6 +586,25 @@ impl<S: Read + Write + Unpin> Client for OnRuntime<Async<S>> {
     }
     fn inner_mut(&mut self) -> &mut S {
         &mut self.client.get_mut().0
+    }
+    fn in_flight(&self) -> usize {
+        self.client.in_flight()
+    }
+}
+
+impl Client for OnRuntime<tokio::net::TcpStream> {
+    type Inner = tokio::net::TcpStream;
+    fn send(&mut self, message: &[u8]) -> Result<(), Error> {
+        self.runtime.block_on(self.client.send(message))
+    }
+    fn receive(&mut self) -> Result<stamp_echo::Reply, Error> {
+        self.runtime.block_on(self.client.receive())
+    }
+    fn inner(&self) -> &tokio::net::TcpStream {
+        self.client.get_ref()
+    }
+    fn inner_mut(&mut self) -> &mut tokio::net::TcpStream {
+        self.client.get_mut()
     }
     fn in_flight(&self) -> usize {
         self.client.in_flight()
