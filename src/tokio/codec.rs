@@ -76,7 +76,12 @@ use crate::{EchoServer, Error, Framing, Reply, Summary};
 /// Errors are those of [`Responder::receive`]: a message over the framing's
 /// limit, a truncated frame at the end of input. The replies to the messages
 /// received whole before the error are handed out first; the error comes on
-/// the next call.
+/// the next call. After an error, drop the codec (`Framed` stops there).
+///
+/// A codec has no clock of its own for deadlines: a peer that sends nothing,
+/// trickles a message or stops reading holds a `Framed` loop for ever unless
+/// you wrap its reads and writes in `tokio::time::timeout`. The memory it
+/// keeps is bounded by the framing's limit, whatever the peer sends.
 pub struct ServerCodec {
     server: EchoServer,
     responder: Responder,
