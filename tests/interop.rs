@@ -2,8 +2,9 @@
 //! server, our client against the original's Python server, and our server
 //! and client together in every framing, all over TCP on port 0.
 //!
-//! The Python peers are in `tests/python/`; tests that need them print
-//! `SKIPPED ...: python3 not found` and pass when `python3` is missing.
+//! The Python peers are in `tests/python/`. When `python3` is missing, the
+//! tests that need it fail under CI (`CI=true`) and elsewhere print
+//! `SKIPPED ...: python3 not found` on stderr.
 
 mod common;
 
