@@ -24,6 +24,8 @@
 //!   and the server's clock offset ([`Reply::clock_offset`]).
 //! - `load` (feature `tools`): drive any stamp-echo server with checked,
 //!   pipelined load.
+//! - [`escape`]: untrusted bytes (messages, socket paths, stamps) made safe
+//!   for a log line or a terminal.
 //! - `testing` (feature `test-util`): an in-memory stream and a one-line
 //!   local server for tests, as tokio's `test-util`.
 //! - [`Error`]: the one error type.
@@ -144,6 +146,7 @@
 pub mod client;
 pub mod datagram;
 mod error;
+pub mod escape;
 pub mod framing;
 #[cfg(feature = "tools")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tools")))]
@@ -155,6 +158,7 @@ pub mod protocol;
 pub mod runner;
 pub mod server;
 pub mod stamp;
+mod stop;
 #[cfg(any(test, feature = "test-util"))]
 #[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
 pub mod testing;
