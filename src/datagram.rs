@@ -62,7 +62,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crate::Error;
 use crate::client::Reply;
-use crate::protocol::{Summary, parse_reply, refresh_stamp, write_reply};
+use crate::protocol::{Summary, refresh_stamp, write_reply};
+use crate::reply::check_whole;
 use crate::stamp::{Clock, Stamp, SystemClock};
 
 /// The largest datagram sent or accepted: 65,507 bytes, the most a UDP
@@ -408,11 +409,10 @@ impl DatagramClient {
                 if let Some(text) = datagram.strip_prefix(ERROR_PREFIX.as_bytes()) {
                     return Err(Error::ServerError(String::from_utf8_lossy(text).into_owned()));
                 }
-                match parse_reply(datagram) {
-                    Ok((stamp, echoed)) if echoed == message => {
-                        return Ok(Reply::arrived(stamp, message, sent_instant, sent_at));
-                    }
-                    _ => self.ignored += 1,
+                // A datagram is one whole reply: one piece, nothing around it.
+                match check_whole(datagram, message) {
+                    Ok(stamp) => return Ok(Reply::arrived(stamp, message, sent_instant, sent_at)),
+                    Err(_) => self.ignored += 1,
                 }
             }
         }
