@@ -75,17 +75,7 @@ fuzz_target!(|input: &[u8]| {
     let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_359_885_618);
     let mut responder = Responder::new(framing, Arc::new(Ctime::utc()));
     let mut replies = Vec::new();
-    let most = match framing {
-        Framing::Chunk { buffer_size } => buffer_size,
-        _ => usize::MAX,
-    };
-    let mut rest = wire.as_slice();
-    for &size in case.sizes.iter().cycle() {
-        if rest.is_empty() {
-            break;
-        }
-        let (read, tail) = rest.split_at(size.clamp(1, most).min(rest.len()));
-        rest = tail;
+    for read in case.reads_of(&wire) {
         responder.receive(read, now, &mut replies).expect("the server answers every sendable message");
     }
     let want: Vec<(Vec<u8>, u64)> = sent.iter().cloned().zip(0..).collect();

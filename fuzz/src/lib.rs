@@ -33,18 +33,23 @@ impl<'a> Case<'a> {
         Some(Case { framing, sizes, data })
     }
 
-    /// The data split into reads of the case's sizes. Chunk framing reads at
-    /// most its buffer size at once, as every driver does.
+    /// The data split into reads of the case's sizes: [`reads_of`](Case::reads_of) the data.
     pub fn reads(&self) -> Vec<&'a [u8]> {
+        self.reads_of(self.data)
+    }
+
+    /// `bytes` split into reads of the case's sizes. Chunk framing reads at
+    /// most its buffer size at once, as every driver does.
+    pub fn reads_of<'b>(&self, bytes: &'b [u8]) -> Vec<&'b [u8]> {
         let most = match self.framing {
             Framing::Chunk { buffer_size } => buffer_size,
             _ => usize::MAX,
         };
         if self.sizes == [0; 4] {
-            return self.data.chunks(most.max(1)).collect();
+            return bytes.chunks(most.max(1)).collect();
         }
         let mut reads = Vec::new();
-        let mut rest = self.data;
+        let mut rest = bytes;
         for &size in self.sizes.iter().cycle() {
             if rest.is_empty() {
                 break;
