@@ -38,6 +38,7 @@ use time::{OffsetDateTime, UtcOffset};
 
 /// How often a stamp's text can change, so the core knows when it may reuse it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Granularity {
     /// The text depends only on the whole second: it is formatted once a second.
     Second,
@@ -185,7 +186,10 @@ impl Ctime {
     /// Unix the zone the C library uses (the `TZ` variable, else
     /// `/etc/localtime`), on Windows the system's time zone setting. The
     /// offset is looked up for every second stamped, so daylight-saving
-    /// changes are followed; it is safe in multi-threaded programs.
+    /// changes are followed, from any number of threads. (On Unix the C
+    /// library reads `TZ` while doing so: changing the environment meanwhile,
+    /// from C code or with the `unsafe` `std::env::set_var`, is undefined
+    /// behaviour, as for any `getenv`.)
     ///
     /// # Errors
     ///
@@ -363,7 +367,17 @@ impl Stamp for UnixTime {
 }
 
 /// The built-in stamps by name, as the examples' `--stamp` flag spells them.
+///
+/// ```
+/// use stamp_echo::stamp::StampKind;
+///
+/// assert_eq!("rfc3339".parse::<StampKind>(), Ok(StampKind::Rfc3339));
+/// assert_eq!(StampKind::CtimeUtc.to_string(), "ctime-utc");
+/// let err = "iso".parse::<StampKind>().unwrap_err();
+/// assert_eq!(err.to_string(), r#"unknown stamp "iso": expected ctime, ctime-utc, rfc3339 or unix"#);
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum StampKind {
     /// [`Ctime::local`]
     Ctime,
@@ -375,15 +389,35 @@ pub enum StampKind {
     Unix,
 }
 
+/// A name that is not a [`StampKind`]'s.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("unknown stamp {given:?}: expected ctime, ctime-utc, rfc3339 or unix")]
+pub struct UnknownStampKind {
+    given: String,
+}
+
+impl UnknownStampKind {
+    /// The name given.
+    pub fn given(&self) -> &str {
+        &self.given
+    }
+}
+
 impl std::str::FromStr for StampKind {
-    type Err = String;
+    type Err = UnknownStampKind;
+
+    /// Reads `ctime`, `ctime-utc`, `rfc3339` or `unix`.
+    ///
+    /// # Errors
+    ///
+    /// [`UnknownStampKind`] for any other text.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s {
             "ctime" => Ok(StampKind::Ctime),
             "ctime-utc" => Ok(StampKind::CtimeUtc),
             "rfc3339" => Ok(StampKind::Rfc3339),
             "unix" => Ok(StampKind::Unix),
-            _ => Err(format!("unknown stamp {s:?}: expected ctime, ctime-utc, rfc3339 or unix")),
+            _ => Err(UnknownStampKind { given: s.to_owned() }),
         }
     }
 }
@@ -716,7 +750,9 @@ mod tests {
         for kind in [StampKind::Ctime, StampKind::CtimeUtc, StampKind::Rfc3339, StampKind::Unix] {
             assert_eq!(kind.to_string().parse::<StampKind>(), Ok(kind));
         }
-        assert!("iso".parse::<StampKind>().is_err());
+        let err = "iso".parse::<StampKind>().expect_err("not a stamp name");
+        assert_eq!(err.given(), "iso");
+        assert!(err.to_string().contains("ctime, ctime-utc, rfc3339 or unix"), "{err}");
     }
 }
 
