@@ -161,7 +161,7 @@ pub enum ZoneError {
     /// The operating system did not say what the local UTC offset is.
     #[error("the operating system could not determine the local UTC offset")]
     Indeterminate,
-    /// `TZ` names a zone that is neither a zone file nor a POSIX `TZ` rule.
+    /// `TZ` names a zone that is neither a zone file (`TZif`) nor a POSIX `TZ` rule.
     /// The C library would silently use UTC for it.
     #[error(
         "TZ={tz:?} names no zone file in {} and is not a POSIX TZ rule such as \"CET-1CEST,M3.5.0,M10.5.0/3\"",
@@ -263,10 +263,20 @@ fn check_tz_env() -> Result<(), ZoneError> {
     }
     let zoneinfo = zoneinfo_dir();
     let path = if name.starts_with('/') { std::path::PathBuf::from(name) } else { zoneinfo.join(name) };
-    if path.is_file() {
+    if is_tzif(&path) {
         return Ok(());
     }
     Err(ZoneError::UnknownZone { tz: tz.into_owned(), zoneinfo })
+}
+
+/// Whether `path` is a regular file that starts like a zone file (RFC 8536's `TZif` magic).
+#[cfg(unix)]
+fn is_tzif(path: &std::path::Path) -> bool {
+    use std::io::Read;
+    let mut magic = [0u8; 4];
+    path.is_file()
+        && std::fs::File::open(path).and_then(|mut file| file.read_exact(&mut magic)).is_ok()
+        && &magic == b"TZif"
 }
 
 /// Windows reads its zone from the system settings, not `TZ`.
