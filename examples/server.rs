@@ -5,7 +5,8 @@
 //! down gracefully and prints a one-line summary. `--help` lists the flags.
 //!
 //! With `--udp` it serves UDP instead: each datagram gets one reply datagram
-//! (framing does not apply), and Ctrl-C prints its counts.
+//! (framing does not apply), except those that could make it loop or reflect,
+//! and replies over `--udp-rate` per source address; Ctrl-C prints its counts.
 //!
 //! With `--unix PATH`, a socket file left behind by a server that is gone
 //! (nothing accepts on it) is replaced; a live one, or a file that is not a
@@ -22,7 +23,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use socket2::{Domain, SockAddr, Socket, Type};
-use stamp_echo::datagram::{DatagramObserver, DatagramServer};
+use stamp_echo::datagram::{DatagramObserver, DatagramServer, DropCounts, Dropped, RateLimit};
 use stamp_echo::runner::{self, Listener, Peer};
 use stamp_echo::{EchoServer, Error, Events, Fragment, Limits, Summary};
 
@@ -56,6 +57,14 @@ struct Args {
     /// Serve UDP datagrams instead of TCP connections (each datagram is a message).
     #[arg(long, conflicts_with = "unix")]
     udp: bool,
+
+    /// UDP: replies per second to one source address, once its burst is used.
+    #[arg(long, requires = "udp", default_value_t = RateLimit::DEFAULT_REPLIES, value_name = "REPLIES")]
+    udp_rate: u32,
+
+    /// UDP: replies one source address may get at once.
+    #[arg(long, requires = "udp", default_value_t = RateLimit::DEFAULT_BURST, value_name = "REPLIES")]
+    udp_burst: u32,
 }
 
 /// `SECONDS`, fractions allowed.
@@ -92,15 +101,6 @@ impl Events for Log {
         if let Some(error) = error {
             say!("...connection from {peer} ended: {error}");
         }
-    }
-}
-
-impl DatagramObserver for Log {
-    fn datagram(&mut self, from: SocketAddr, message: &[u8]) {
-        say!("...datagram from {from}: {}", String::from_utf8_lossy(message));
-    }
-    fn error(&mut self, from: SocketAddr, error: &Error) {
-        say!("...error for {from}: {error}");
     }
 }
 
@@ -159,18 +159,41 @@ fn serve_udp(
     args: &Args,
     stamp: std::sync::Arc<dyn stamp_echo::stamp::Stamp>,
 ) -> Result<(), Box<dyn std::error::Error>> {
-    let server = DatagramServer::new(UdpSocket::bind(args.endpoint.tcp_addr())?, stamp)?;
+    let limit = RateLimit::default().replies(args.udp_rate, Duration::from_secs(1)).burst(args.udp_burst);
+    // Settings are checked before anything is bound, and named as flags.
+    if let Err(Error::Config(e)) = limit.validate() {
+        let flag = if e.setting() == "burst" { "--udp-burst" } else { "--udp-rate" };
+        return Err(format!("{flag}: {e}").into());
+    }
+    let server = DatagramServer::new(UdpSocket::bind(args.endpoint.tcp_addr())?, stamp)?.rate_limit(limit)?;
     let stopper = server.stopper();
     ctrlc::set_handler(move || drop(stopper.stop()))?;
     say!("listening on {} (udp)", server.local_addr()?);
-    let summary = if args.quiet { server.serve()? } else { server.serve_with(Log)? };
-    say!(
-        "stopped: {} datagrams answered, {} bytes in, {} bytes out",
-        summary.messages,
-        summary.bytes_in,
-        summary.bytes_out
-    );
+    let totals = if args.quiet { server.serve()? } else { server.serve_with(UdpLog::default())? };
+    say!("stopped: {totals}");
     Ok(())
+}
+
+/// The UDP log: a line per datagram answered, and for drops a line at the
+/// 1st, 10th, 100th, ... of each reason, so a flood cannot flood the log.
+#[derive(Default)]
+struct UdpLog {
+    dropped: DropCounts,
+}
+
+impl DatagramObserver for UdpLog {
+    fn datagram(&mut self, from: SocketAddr, message: &[u8]) {
+        say!("...datagram from {from}: {}", String::from_utf8_lossy(message));
+    }
+    fn error(&mut self, from: SocketAddr, error: &Error) {
+        say!("...error for {from}: {error}");
+    }
+    fn dropped(&mut self, from: SocketAddr, reason: Dropped) {
+        let count = self.dropped.record(reason);
+        if count.checked_ilog10().is_some_and(|power| count == 10u64.pow(power)) {
+            say!("...dropped a datagram from {from} ({reason}): {count} so far");
+        }
+    }
 }
 
 fn bind_tcp(addr: &str, backlog: i32) -> io::Result<TcpListener> {
