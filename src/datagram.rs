@@ -35,8 +35,8 @@
 //! [reason](Dropped) in its [`Totals`]:
 //!
 //! - a datagram that looks like a reply of this protocol: it starts with a
-//!   stamp header `[STAMP] ` (the header [`parse_reply`](crate::protocol::parse_reply)
-//!   accepts) or with [`ERROR_PREFIX`]. Two servers (or this one and an echo
+//!   stamp header `[STAMP] ` (the header [`parse_reply`] accepts) or with
+//!   [`ERROR_PREFIX`]. Two servers (or this one and an echo
 //!   service) cannot keep answering each other's replies. The cost: a message
 //!   starting with `[x] ` or `error: ` cannot be echoed over UDP
 //!   ([`Dropped::for_message`] tells which);
@@ -97,8 +97,8 @@ use crate::stamp::{Clock, Stamp, SystemClock};
 
 mod defence;
 
-use defence::{Limiter, screen_source};
 pub use defence::{DropCounts, Dropped, RateLimit, Totals};
+use defence::{Limiter, screen_source};
 
 /// The largest datagram sent or accepted: 65,507 bytes, the most a UDP
 /// datagram carries over IPv4.

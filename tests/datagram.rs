@@ -457,7 +457,8 @@ fn a_peer_answering_every_reply_is_answered_at_most_a_burst() {
     // A chargen-like peer: it answers each reply with new data that is no
     // reply. The rate limit ends the exchange.
     let limit = RateLimit::default().replies(1, Duration::from_secs(86_400)).burst(5);
-    let (running, seen) = watched(frozen(DatagramServer::new(bind(), fixed_stamp()).expect("server")).rate_limit(limit).expect("valid"));
+    let (running, seen) =
+        watched(frozen(DatagramServer::new(bind(), fixed_stamp()).expect("server")).rate_limit(limit).expect("valid"));
     let chargen = bind();
     chargen.send_to(b"go", running.addr).expect("send");
     let mut buf = [0; 64];
@@ -585,5 +586,8 @@ fn service_ports_and_port_zero_are_no_clients() {
         assert_eq!(next(&seen), Seen::Dropped(from.into(), reason), "port {port}");
     }
     let totals = running.stop();
-    assert_eq!((totals.datagrams, totals.messages, totals.dropped.service_port, totals.dropped.invalid_source), (3, 0, 2, 1));
+    assert_eq!(
+        (totals.datagrams, totals.messages, totals.dropped.service_port, totals.dropped.invalid_source),
+        (3, 0, 2, 1)
+    );
 }

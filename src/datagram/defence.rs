@@ -383,7 +383,8 @@ impl Limiter {
 
     /// Whether `source` may have a reply at `now`; if so, its credit pays for it.
     pub(super) fn allow(&mut self, source: IpAddr, now: SystemTime) -> bool {
-        let now = now.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
+        let now =
+            now.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
         let sets = self.slots.len() / self.ways;
         let set = (self.hasher.hash_one(source) % sets.max(1) as u64) as usize;
         let Some(slots) = self.slots.chunks_exact_mut(self.ways).nth(set) else { return true };
@@ -511,7 +512,13 @@ mod tests {
             .burst(RateLimit::MAX_REPLIES)
             .sources(RateLimit::MAX_SOURCES);
         assert!(max.validate().is_ok());
-        assert!(RateLimit::default().replies(1, Duration::from_secs(86_400)).burst(RateLimit::MAX_REPLIES).validate().is_ok());
+        assert!(
+            RateLimit::default()
+                .replies(1, Duration::from_secs(86_400))
+                .burst(RateLimit::MAX_REPLIES)
+                .validate()
+                .is_ok()
+        );
         for (bad, setting) in [
             (RateLimit::default().replies(0, Duration::from_secs(1)), "replies"),
             (RateLimit::default().replies(1_000_001, Duration::from_secs(1)), "replies"),
@@ -544,7 +551,9 @@ mod tests {
         assert_eq!(screen("192.0.2.1:7"), Some(Dropped::ServicePort));
         assert_eq!(screen("192.0.2.1:1023"), Some(Dropped::ServicePort));
         assert_eq!(screen("192.0.2.1:1024"), None);
-        for invalid in ["192.0.2.1:0", "0.0.0.0:5000", "255.255.255.255:5000", "224.0.0.1:5000", "[ff02::1]:5000", "[::]:5000"] {
+        for invalid in
+            ["192.0.2.1:0", "0.0.0.0:5000", "255.255.255.255:5000", "224.0.0.1:5000", "[ff02::1]:5000", "[::]:5000"]
+        {
             assert_eq!(screen(invalid), Some(Dropped::InvalidSource), "{invalid}");
         }
         let specific: SocketAddr = "127.0.0.1:7000".parse().expect("address");
