@@ -364,12 +364,15 @@ fn replies_and_error_datagrams_are_never_answered() {
     }
     // Near misses are messages like any other.
     let answered: [&[u8]; 5] = [b"[T]hi", b"[T", b" [T] hi", b"error:x", b"[a\nb] c"];
+    let mut buf = [0; 64];
     for message in answered {
         peer.send_to(message, running.addr).expect("send");
         assert_eq!(next(&seen), Seen::Echo(from, message.to_vec()));
+        // The next datagram is this reply: none went to the datagrams dropped.
+        let n = peer.recv(&mut buf).expect("the reply");
+        assert_eq!(&buf[..n], [b"[T] ", message].concat());
     }
-    let replies = drain(&peer);
-    assert_eq!(replies.len(), answered.len(), "one reply per message, none to the replies");
+    assert!(drain(&peer).is_empty());
     let totals = running.stop();
     assert_eq!((totals.datagrams, totals.messages, totals.errors), (10, 5, 0));
     assert_eq!((totals.dropped.looks_like_reply, totals.dropped.error_datagram, totals.dropped.total()), (3, 2, 5));
@@ -433,9 +436,14 @@ fn a_configured_rate_limit_is_the_one_applied_and_error_datagrams_count() {
     let (running, seen) = watched(server);
     let peer = bind();
     let too_large = vec![b'x'; MAX_DATAGRAM];
+    let from = peer.local_addr().expect("address");
     for datagram in [&b"one"[..], &too_large, b"two", b"three"] {
         peer.send_to(datagram, running.addr).expect("send");
-        let _ = next(&seen);
+        match (next(&seen), datagram.len()) {
+            (Seen::Echo(..), 3) | (Seen::Error(..), MAX_DATAGRAM) => {}
+            (Seen::Dropped(who, Dropped::RateLimited), 5) => assert_eq!(who, from),
+            (other, len) => panic!("{len} bytes: {other:?}"),
+        }
     }
     let replies = drain(&peer);
     assert_eq!(replies.len(), 3);
