@@ -7,20 +7,27 @@
 //! cargo run --example client -- --udp                 # against `server --udp`
 //! cargo run --example client -- --stamp rfc3339 --count 5 --interval 0.2
 //! ```
+//!
+//! Ctrl-C ends any mode at once (mid-reply, mid-interval, mid-retry) with its
+//! summary and exit status 130: the probe summary on stdout, like `ping`;
+//! in the interactive mode, the count of replies on stderr. Everything the
+//! server sends (stamps, echoes, error texts) is printed escaped
+//! ([`stamp_echo::escape`]): a hostile server cannot reach the terminal.
 mod common;
 
 use std::io::{self, BufRead, IsTerminal, Write};
 use std::net::TcpStream;
 use std::process::ExitCode;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use clap::Parser;
 use stamp_echo::datagram::DatagramClient;
+use stamp_echo::escape::escape;
 use stamp_echo::probe::Probes;
 use stamp_echo::stamp::StampKind;
-use stamp_echo::{EchoClient, Error, Reply};
+use stamp_echo::{ConfigError, EchoClient, Error, Reply};
 
 /// Talk to a stamp-echo server: each line typed is sent, each reply printed;
 /// an empty line or the end of input ends it.
@@ -38,18 +45,19 @@ struct Args {
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     count: Option<u64>,
 
-    /// Seconds between probes.
-    #[arg(long, value_name = "SECS", default_value = "1", value_parser = seconds)]
+    /// Seconds between probes (0 to 2592000).
+    #[arg(long, value_name = "SECS", default_value = "1", value_parser = seconds("--interval"))]
     interval: Duration,
 
-    /// Seconds to wait for a reply: over TCP or a Unix socket, the longest
-    /// a read or write may block before giving up; over UDP, each attempt
-    /// before sending again.
+    /// Seconds to wait for a reply (0.001 to 2592000): over TCP or a Unix
+    /// socket, the longest a read or write may block before giving up; over
+    /// UDP, each attempt before sending again.
     #[arg(long, value_name = "SECS", default_value = "2", value_parser = positive_seconds)]
     timeout: Duration,
 
-    /// UDP: how many times to send an unanswered request again.
-    #[arg(long, value_name = "N", default_value_t = DatagramClient::DEFAULT_RETRIES)]
+    /// UDP: how many times to send an unanswered request again (0 to 100).
+    #[arg(long, value_name = "N", default_value_t = DatagramClient::DEFAULT_RETRIES,
+          value_parser = clap::value_parser!(u32).range(0..=100))]
     retries: u32,
 }
 
@@ -73,10 +81,32 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("error: {}", escape(e.to_string().as_bytes()));
             ExitCode::FAILURE
         }
     }
+}
+
+/// On Ctrl-C (or SIGTERM): print what `summary` says, and end the process
+/// at once, wherever the client is waiting.
+fn on_interrupt(summary: impl Fn() + Send + 'static) -> Result<(), Error> {
+    ctrlc::set_handler(move || {
+        summary();
+        std::process::exit(130);
+    })
+    .map_err(|e| Error::Io(io::Error::other(e)))
+}
+
+/// A reply as one safe line: `[STAMP] MESSAGE` per piece, escaped.
+fn show(reply: &Reply) -> String {
+    let mut line = String::new();
+    let mut at = 0;
+    for piece in reply.pieces() {
+        let part = reply.message().get(at..at + piece.len).unwrap_or_default();
+        line.push_str(&format!("[{}] {}", escape(piece.stamp.as_bytes()), escape(part)));
+        at += piece.len;
+    }
+    line
 }
 
 /// The server and the transport, for messages.
@@ -119,6 +149,9 @@ fn connect(args: &Args) -> Result<RoundTrip, Error> {
 /// The original's loop: prompt `> ` (only when a person types: piped input
 /// gets the replies alone), send the line without its line ending, print the reply.
 fn interact(round_trip: &mut RoundTrip) -> Result<(), Error> {
+    let answered = Arc::new(AtomicU64::new(0));
+    let counted = Arc::clone(&answered);
+    on_interrupt(move || eprintln!("\ninterrupted: {} replies", counted.load(Ordering::Relaxed)))?;
     let prompt = io::stdin().is_terminal();
     let mut input = io::stdin().lock();
     let mut line = Vec::new();
@@ -136,7 +169,8 @@ fn interact(round_trip: &mut RoundTrip) -> Result<(), Error> {
         if message.is_empty() {
             return Ok(());
         }
-        println!("{}", round_trip(message)?);
+        println!("{}", show(&round_trip(message)?));
+        answered.fetch_add(1, Ordering::Relaxed);
     }
 }
 
@@ -146,14 +180,21 @@ fn probe(round_trip: &mut RoundTrip, target: &str, count: u64, args: &Args) -> R
     if matches!(kind, StampKind::Ctime | StampKind::CtimeUtc) {
         eprintln!("note: clock offsets need a sub-second stamp: --stamp rfc3339 or unix, as the server's");
     }
-    let interrupted = Arc::new(AtomicBool::new(false));
-    let flag = Arc::clone(&interrupted);
-    ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst)).map_err(|e| Error::Io(io::Error::other(e)))?;
     println!("PROBE {target}, {kind} stamps");
-    let mut probes = Probes::new(kind);
+    let probes = Arc::new(Mutex::new(Probes::new(kind)));
+    let summary = {
+        let (probes, target) = (Arc::clone(&probes), target.to_owned());
+        move || {
+            let summary = probes.lock().unwrap_or_else(PoisonError::into_inner).summary();
+            println!("--- {target} ---\n{summary}");
+        }
+    };
+    on_interrupt(summary.clone())?;
     let mut failure = None;
     for seq in 1..=count {
-        match round_trip(format!("ping {seq}").as_bytes()) {
+        let result = round_trip(format!("ping {seq}").as_bytes());
+        let mut probes = probes.lock().unwrap_or_else(PoisonError::into_inner);
+        match result {
             Ok(reply) => println!("{}", probes.reply(seq, &reply)),
             Err(e @ Error::NoReply { .. }) => {
                 probes.lost();
@@ -164,20 +205,30 @@ fn probe(round_trip: &mut RoundTrip, target: &str, count: u64, args: &Args) -> R
                 failure = Some(e);
             }
         }
-        if failure.is_some() || seq == count || interrupted.load(Ordering::SeqCst) {
+        drop(probes);
+        if failure.is_some() || seq == count {
             break;
         }
         std::thread::sleep(args.interval);
     }
-    println!("--- {target} ---\n{}", probes.summary());
+    summary();
     failure.map_or(Ok(()), Err)
 }
 
-fn seconds(text: &str) -> Result<Duration, String> {
-    let secs: f64 = text.parse().map_err(|_| format!("{text:?} is not a number of seconds"))?;
-    Duration::try_from_secs_f64(secs).map_err(|_| format!("{text:?} is not a duration (at least 0 seconds)"))
+/// The longest duration a flag takes: 30 days.
+const MAX_SECONDS: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// `SECS`, 0 to 30 days, fractions allowed.
+fn seconds(flag: &'static str) -> impl Fn(&str) -> Result<Duration, ConfigError> + Clone {
+    move |text| {
+        let bad = || ConfigError::new(flag, text, "0 to 2592000 seconds");
+        let secs: f64 = text.parse().map_err(|_| bad())?;
+        Duration::try_from_secs_f64(secs).ok().filter(|d| *d <= MAX_SECONDS).ok_or_else(bad)
+    }
 }
 
-fn positive_seconds(text: &str) -> Result<Duration, String> {
-    seconds(text).and_then(|d| if d.is_zero() { Err("must be more than 0 seconds".into()) } else { Ok(d) })
+/// `--timeout`: 1 ms to 30 days.
+fn positive_seconds(text: &str) -> Result<Duration, ConfigError> {
+    let bad = || ConfigError::new("--timeout", text, "0.001 to 2592000 seconds");
+    seconds("--timeout")(text).ok().filter(|d| *d >= Duration::from_millis(1)).ok_or_else(bad)
 }

@@ -10,22 +10,50 @@
 //!
 //! With `--unix PATH`, a socket file left behind by a server that is gone
 //! (nothing accepts on it) is replaced; a live one, or a file that is not a
-//! socket, is an error. The socket file is removed at shutdown.
+//! socket, is an error. At exit the path is removed only if it is still the
+//! socket this server created (same device and inode).
+//!
+//! # Logging never holds up serving
+//!
+//! Log lines leave the serving threads through a bounded queue
+//! ([`LOG_QUEUE`] lines) to one thread that writes stdout. A stdout nobody
+//! reads (a paused pager, a full pipe) stalls only that thread: when the
+//! queue is full, lines are dropped and counted, and the count is logged
+//! once stdout moves again. Message lines are rate-limited (`--log-rate`, per
+//! second), with a line a second saying how many were not shown. Everything
+//! a peer controls (its message, its Unix socket path) is escaped
+//! ([`stamp_echo::escape`]) and cut at [`LOG_MESSAGE_MAX`] bytes, so one
+//! event is always one line. Ctrl-C and SIGTERM end the process within the
+//! shutdown deadline (the last log lines included; at least [`LOG_FLUSH`]
+//! for them), even when stdout is blocked.
 mod common;
 
+use std::collections::VecDeque;
 use std::io::{self, Write};
 use std::net::{SocketAddr, TcpListener, ToSocketAddrs, UdpSocket};
+#[cfg(unix)]
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::mpsc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, PoisonError, mpsc};
+use std::thread;
+use std::time::{Duration, Instant};
 
 use clap::Parser;
-use socket2::{Domain, SockAddr, Socket, Type};
+use socket2::{Domain, Socket, Type};
 use stamp_echo::datagram::{DatagramObserver, DatagramServer, DropCounts, Dropped, RateLimit};
-use stamp_echo::runner::{self, Listener, Peer};
-use stamp_echo::{EchoServer, Error, Events, Fragment, Limits, Summary};
+use stamp_echo::escape::{escape, escape_path};
+use stamp_echo::runner::{self, Addr, Listener, Peer};
+use stamp_echo::{ConfigError, EchoServer, Error, Events, Fragment, Limits, Summary};
+
+/// Lines the log queue holds before it drops them.
+const LOG_QUEUE: usize = 4096;
+/// The most bytes of a message (or a peer's name) shown in a log line.
+const LOG_MESSAGE_MAX: usize = 256;
+/// The least time the last log lines (the summary) get at exit; otherwise
+/// they get what is left of the shutdown deadline.
+const LOG_FLUSH: Duration = Duration::from_millis(100);
 
 /// The timestamp echo server: answers every message with `[STAMP] MESSAGE`.
 #[derive(Parser)]
@@ -34,21 +62,44 @@ struct Args {
     endpoint: common::Endpoint,
 
     /// Listen backlog: connections the kernel holds until they are accepted
-    /// (the original's listen(5)).
-    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(i32).range(1..))]
+    /// (the original's listen(5)); 1 to 65535.
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(i32).range(1..=65535))]
     backlog: i32,
 
-    /// The most clients served at once; more wait in the backlog.
+    /// The most clients served at once (1 to 1000000). At the cap, a new
+    /// client takes the slot of the connection that has gone longest without
+    /// completing a message, once that is over --eviction-grace.
     #[arg(long, default_value_t = Limits::DEFAULT_MAX_CONNECTIONS)]
     max_connections: usize,
 
+    /// Seconds a connection at the cap must have gone without completing a
+    /// message before a new client may take its slot; 0: never, new clients
+    /// wait in the backlog.
+    #[arg(long, default_value = "1", value_parser = timeout("--eviction-grace"), value_name = "SECONDS")]
+    eviction_grace: Duration,
+
     /// Seconds a client may send nothing before it is disconnected (0: never).
-    #[arg(long, default_value = "300", value_parser = seconds, value_name = "SECONDS")]
+    #[arg(long, default_value = "300", value_parser = timeout("--idle-timeout"), value_name = "SECONDS")]
     idle_timeout: Duration,
 
-    /// Seconds given to open connections to finish at shutdown before they are closed.
-    #[arg(long, default_value = "5", value_parser = seconds, value_name = "SECONDS")]
+    /// Seconds a message may take to arrive whole from its first byte (0: no limit).
+    #[arg(long, default_value = "30", value_parser = timeout("--message-timeout"), value_name = "SECONDS")]
+    message_timeout: Duration,
+
+    /// Seconds the replies to one read may take to leave before the client
+    /// is taken to have stopped reading and is disconnected (0: no limit).
+    #[arg(long, default_value = "30", value_parser = timeout("--write-timeout"), value_name = "SECONDS")]
+    write_timeout: Duration,
+
+    /// Seconds given to open connections to finish at shutdown before they
+    /// are closed (0 to 2592000).
+    #[arg(long, default_value = "5", value_parser = shutdown_deadline, value_name = "SECONDS")]
     shutdown_deadline: Duration,
+
+    /// Message lines logged per second at most; the rest are counted in a
+    /// line a second (0 to 1000000).
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(0..=1_000_000))]
+    log_rate: u64,
 
     /// Log only the listening address and the summary, not each connection and message.
     #[arg(long)]
@@ -67,47 +118,209 @@ struct Args {
     udp_burst: u32,
 }
 
-/// `SECONDS`, fractions allowed.
-fn seconds(text: &str) -> Result<Duration, String> {
-    let secs: f64 = text.parse().map_err(|_| format!("{text:?} is not a number of seconds"))?;
-    Duration::try_from_secs_f64(secs).map_err(|e| format!("{text:?}: {e}"))
+/// `SECONDS` within `Limits`' range, fractions allowed; 0 for none.
+fn timeout(flag: &'static str) -> impl Fn(&str) -> Result<Duration, ConfigError> + Clone {
+    move |text| {
+        let bad = || ConfigError::new(flag, text, "0 (none) or 0.001 to 2592000 seconds");
+        let secs: f64 = text.parse().map_err(|_| bad())?;
+        let t = Duration::try_from_secs_f64(secs).map_err(|_| bad())?;
+        (t.is_zero() || (Limits::MIN_TIMEOUT..=Limits::MAX_TIMEOUT).contains(&t)).then_some(t).ok_or_else(bad)
+    }
 }
 
-/// One line on stdout. Stdout is line-buffered, so each line is out at once;
-/// a closed stdout is no reason to stop serving.
-macro_rules! say {
-    ($($arg:tt)*) => {{
-        let _ = writeln!(io::stdout().lock(), $($arg)*);
-    }};
+/// A timeout flag's value: 0 for none.
+fn none_if_zero(t: Duration) -> Option<Duration> {
+    Some(t).filter(|t| !t.is_zero())
 }
 
-/// The original's log lines.
-struct Log;
+/// `--shutdown-deadline`: 0 to 30 days.
+fn shutdown_deadline(text: &str) -> Result<Duration, ConfigError> {
+    let bad = || ConfigError::new("--shutdown-deadline", text, "0 to 2592000 seconds");
+    let secs: f64 = text.parse().map_err(|_| bad())?;
+    Duration::try_from_secs_f64(secs).ok().filter(|d| *d <= Limits::MAX_TIMEOUT).ok_or_else(bad)
+}
 
-impl Events for Log {
-    fn accepting(&self) {
-        say!("waiting for connection...");
+/// The log: lines queue up for one thread that writes stdout (see the
+/// module docs). Serving threads never wait for it.
+struct Log {
+    queue: mpsc::SyncSender<Entry>,
+    /// Lines dropped because the queue was full, since last reported.
+    dropped: AtomicU64,
+    /// Message lines queued in the current second.
+    shown: AtomicU64,
+    /// Message lines not shown in the current second (over `rate`).
+    hidden: AtomicU64,
+    /// Message lines per second.
+    rate: u64,
+    /// Set by the writer once it has written everything up to an `End`.
+    done: (Mutex<bool>, Condvar),
+}
+
+enum Entry {
+    Line(String),
+    /// The last line: write it after the counts of lines not shown, then stop.
+    Last(String),
+}
+
+impl Log {
+    /// Starts the writer thread.
+    fn start(rate: u64) -> io::Result<Arc<Log>> {
+        let (queue, lines) = mpsc::sync_channel(LOG_QUEUE);
+        let log = Arc::new(Log {
+            queue,
+            dropped: AtomicU64::new(0),
+            shown: AtomicU64::new(0),
+            hidden: AtomicU64::new(0),
+            rate,
+            done: (Mutex::new(false), Condvar::new()),
+        });
+        let writer = Arc::clone(&log);
+        thread::Builder::new().name("log".into()).spawn(move || writer.write(&lines))?;
+        Ok(log)
     }
-    fn accept_failed(&self, error: &io::Error) {
-        say!("...accept failed: {error}");
+
+    /// Queues a line; drops and counts it if the queue is full.
+    fn line(&self, line: String) {
+        if let Err(mpsc::TrySendError::Full(_)) = self.queue.try_send(Entry::Line(line)) {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
     }
-    fn connected(&self, peer: &Peer) {
-        say!("...connected from: {peer}");
+
+    /// Whether a message line may be shown this second; counts it if not.
+    fn admit(&self) -> bool {
+        if self.shown.load(Ordering::Relaxed) < self.rate && self.shown.fetch_add(1, Ordering::Relaxed) < self.rate {
+            return true;
+        }
+        self.hidden.fetch_add(1, Ordering::Relaxed);
+        false
     }
-    fn message(&self, _peer: &Peer, fragment: Fragment<'_>) {
-        say!("date= {}", String::from_utf8_lossy(fragment.bytes()));
+
+    /// Writes out what is queued and waits for it, up to `until` (or
+    /// [`LOG_FLUSH`] from now, if later): a blocked stdout does not keep the
+    /// process from exiting.
+    fn finish(&self, last: String, until: Instant) {
+        let until = until.max(Instant::now() + LOG_FLUSH);
+        let mut end = Entry::Last(last);
+        while let Err(mpsc::TrySendError::Full(back)) = self.queue.try_send(end) {
+            if Instant::now() >= until {
+                return;
+            }
+            end = back;
+            thread::sleep(Duration::from_millis(5));
+        }
+        let (done, written) = &self.done;
+        let guard = done.lock().unwrap_or_else(PoisonError::into_inner);
+        let left = until.saturating_duration_since(Instant::now());
+        drop(written.wait_timeout_while(guard, left, |done| !*done));
     }
-    fn closed(&self, peer: &Peer, _summary: &Summary, error: Option<&Error>) {
-        if let Some(error) = error {
-            say!("...connection from {peer} ended: {error}");
+
+    /// The writer thread: writes lines as they come, and once a second the
+    /// counts of lines not shown.
+    fn write(&self, lines: &mpsc::Receiver<Entry>) {
+        const SECOND: Duration = Duration::from_secs(1);
+        let mut out = io::BufWriter::new(io::stdout().lock());
+        let mut next = Instant::now() + SECOND;
+        let mut batch = VecDeque::new();
+        loop {
+            match lines.recv_timeout(next.saturating_duration_since(Instant::now())) {
+                Ok(entry) => batch.push_back(entry),
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            }
+            batch.extend(lines.try_iter());
+            let mut end = None;
+            for entry in batch.drain(..) {
+                match entry {
+                    // A closed stdout is no reason to stop serving.
+                    Entry::Line(line) => drop(writeln!(out, "{line}")),
+                    Entry::Last(line) => end = Some(line),
+                }
+            }
+            if Instant::now() >= next || end.is_some() {
+                next = Instant::now() + SECOND;
+                self.shown.store(0, Ordering::Relaxed);
+                let hidden = self.hidden.swap(0, Ordering::Relaxed);
+                if hidden > 0 {
+                    let rate = self.rate;
+                    drop(writeln!(out, "...{hidden} message lines not shown (over --log-rate {rate} a second)"));
+                }
+                let dropped = self.dropped.swap(0, Ordering::Relaxed);
+                if dropped > 0 {
+                    drop(writeln!(out, "...{dropped} log lines dropped: stdout was not taking them"));
+                }
+            }
+            if let Some(line) = &end {
+                drop(writeln!(out, "{line}"));
+            }
+            let _ = out.flush();
+            if end.is_some() {
+                let (done, written) = &self.done;
+                *done.lock().unwrap_or_else(PoisonError::into_inner) = true;
+                written.notify_all();
+                return;
+            }
         }
     }
 }
 
+/// The original's log lines, escaped.
+impl Events for Log {
+    fn accepting(&self) {
+        self.line("waiting for connection...".into());
+    }
+    fn accept_failed(&self, error: &io::Error) {
+        self.line(format!("...accept failed: {error}"));
+    }
+    fn connected(&self, peer: &Peer) {
+        self.line(format!("...connected from: {}", peer_name(peer)));
+    }
+    fn message(&self, _peer: &Peer, fragment: Fragment<'_>) {
+        if fragment.is_first() && self.admit() {
+            let more = if fragment.is_last() { "" } else { " (continues)" };
+            self.line(format!("date= {}{more}", escape(fragment.bytes()).max_len(LOG_MESSAGE_MAX)));
+        }
+    }
+    fn closed(&self, peer: &Peer, _summary: &Summary, error: Option<&Error>) {
+        if let Some(error) = error {
+            self.line(format!("...connection from {} ended: {}", peer_name(peer), escaped(error)));
+        }
+    }
+}
+
+/// A peer's name, escaped and cut: a Unix peer's path byte for byte
+/// (invalid UTF-8 as `\xNN`), others as displayed.
+fn peer_name(peer: &Peer) -> String {
+    match &peer.addr {
+        Addr::Unix(Some(path)) => escape_path(path).max_len(LOG_MESSAGE_MAX).to_string(),
+        _ => escaped(peer),
+    }
+}
+
+/// Anything displayed, escaped and cut: peer names (a Unix peer's path is
+/// the peer's choice) and errors (which may quote a peer's bytes).
+fn escaped(value: &impl std::fmt::Display) -> String {
+    escape(value.to_string().as_bytes()).max_len(LOG_MESSAGE_MAX).to_string()
+}
+
 fn main() -> ExitCode {
     let args = Args::parse();
-    match run(&args) {
-        Ok(()) => ExitCode::SUCCESS,
+    let log = match Log::start(args.log_rate) {
+        Ok(log) => log,
+        Err(e) => {
+            eprintln!("server: cannot start the log thread: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = if args.udp {
+        serve_udp(&args, &log).map(|last| (last, Instant::now() + args.shutdown_deadline))
+    } else {
+        serve(&args, &log)
+    };
+    match result {
+        Ok((last, until)) => {
+            log.finish(last, until);
+            ExitCode::SUCCESS
+        }
         Err(e) => {
             eprintln!("server: {e}");
             ExitCode::FAILURE
@@ -115,25 +328,27 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
+/// Serves TCP or a Unix socket until Ctrl-C or SIGTERM; returns the summary
+/// line and the end of the shutdown deadline.
+fn serve(args: &Args, log: &Arc<Log>) -> Result<(String, Instant), Box<dyn std::error::Error>> {
     let (stamp, fallback) = args.endpoint.stamp.build();
     if let Some(why) = fallback {
         eprintln!("warning: local time zone not found ({why}); stamping UTC");
     }
-    if args.udp {
-        return serve_udp(args, stamp);
-    }
     let server = EchoServer::builder().framing(args.endpoint.framing()).shared_stamp(stamp).build()?;
     let limits = Limits::default()
         .max_connections(args.max_connections)
-        .idle_timeout(Some(args.idle_timeout).filter(|t| !t.is_zero()));
+        .eviction_grace(none_if_zero(args.eviction_grace))
+        .idle_timeout(none_if_zero(args.idle_timeout))
+        .message_timeout(none_if_zero(args.message_timeout))
+        .write_timeout(none_if_zero(args.write_timeout));
     limits.validate()?;
 
-    let (listener, unix_path) = match &args.endpoint.unix {
-        Some(path) => (Listener::from(bind_unix(path, args.backlog)?), Some(path)),
+    let (listener, socket_file) = match &args.endpoint.unix {
+        Some(path) => bind_unix(path, args.backlog)?,
         None => (Listener::from(bind_tcp(&args.endpoint.tcp_addr(), args.backlog)?), None),
     };
-    say!("listening on {}", listener.local_addr()?);
+    log.line(format!("listening on {}", escaped(&listener.local_addr()?)));
 
     let (stop_tx, stop_rx) = mpsc::channel();
     ctrlc::set_handler(move || {
@@ -143,55 +358,64 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
     let handle = if args.quiet {
         runner::start(listener, server, limits, ())?
     } else {
-        runner::start(listener, server, limits, Log)?
+        runner::start(listener, server, limits, Arc::clone(log))?
     };
 
     let _ = stop_rx.recv();
+    let until = Instant::now() + args.shutdown_deadline;
     let totals = handle.shutdown(args.shutdown_deadline);
-    if let Some(path) = unix_path {
-        let _ = std::fs::remove_file(path);
+    if let Some(file) = socket_file {
+        file.remove();
     }
-    say!("shut down: {totals}");
-    Ok(())
+    Ok((format!("shut down: {totals}"), until))
 }
 
-fn serve_udp(
-    args: &Args,
-    stamp: std::sync::Arc<dyn stamp_echo::stamp::Stamp>,
-) -> Result<(), Box<dyn std::error::Error>> {
+fn serve_udp(args: &Args, log: &Arc<Log>) -> Result<String, Box<dyn std::error::Error>> {
     let limit = RateLimit::default().replies(args.udp_rate, Duration::from_secs(1)).burst(args.udp_burst);
     // Settings are checked before anything is bound, and named as flags.
     if let Err(Error::Config(e)) = limit.validate() {
         let flag = if e.setting() == "burst" { "--udp-burst" } else { "--udp-rate" };
-        return Err(format!("{flag}: {e}").into());
+        return Err(ConfigError::new(flag, e.value(), e.expected()).into());
+    }
+    let (stamp, fallback) = args.endpoint.stamp.build();
+    if let Some(why) = fallback {
+        eprintln!("warning: local time zone not found ({why}); stamping UTC");
     }
     let server = DatagramServer::new(UdpSocket::bind(args.endpoint.tcp_addr())?, stamp)?.rate_limit(limit)?;
     let stopper = server.stopper();
     ctrlc::set_handler(move || drop(stopper.stop()))?;
-    say!("listening on {} (udp)", server.local_addr()?);
-    let totals = if args.quiet { server.serve()? } else { server.serve_with(UdpLog::default())? };
-    say!("stopped: {totals}");
-    Ok(())
+    log.line(format!("listening on {} (udp)", server.local_addr()?));
+    let totals = if args.quiet { server.serve()? } else { server.serve_with(UdpLog::new(log))? };
+    Ok(format!("stopped: {totals}"))
 }
 
-/// The UDP log: a line per datagram answered, and for drops a line at the
-/// 1st, 10th, 100th, ... of each reason, so a flood cannot flood the log.
-#[derive(Default)]
-struct UdpLog {
+/// The UDP log: a line per datagram answered (within `--log-rate`), and for
+/// drops a line at the 1st, 10th, 100th, ... of each reason, so a flood
+/// cannot flood the log.
+struct UdpLog<'a> {
+    log: &'a Log,
     dropped: DropCounts,
 }
 
-impl DatagramObserver for UdpLog {
+impl UdpLog<'_> {
+    fn new(log: &Log) -> UdpLog<'_> {
+        UdpLog { log, dropped: DropCounts::default() }
+    }
+}
+
+impl DatagramObserver for UdpLog<'_> {
     fn datagram(&mut self, from: SocketAddr, message: &[u8]) {
-        say!("...datagram from {from}: {}", String::from_utf8_lossy(message));
+        if self.log.admit() {
+            self.log.line(format!("...datagram from {from}: {}", escape(message).max_len(LOG_MESSAGE_MAX)));
+        }
     }
     fn error(&mut self, from: SocketAddr, error: &Error) {
-        say!("...error for {from}: {error}");
+        self.log.line(format!("...error for {from}: {}", escaped(error)));
     }
     fn dropped(&mut self, from: SocketAddr, reason: Dropped) {
         let count = self.dropped.record(reason);
         if count.checked_ilog10().is_some_and(|power| count == 10u64.pow(power)) {
-            say!("...dropped a datagram from {from} ({reason}): {count} so far");
+            self.log.line(format!("...dropped a datagram from {from} ({reason}): {count} so far"));
         }
     }
 }
@@ -209,26 +433,83 @@ fn bind_tcp(addr: &str, backlog: i32) -> io::Result<TcpListener> {
     Ok(socket.into())
 }
 
-fn bind_unix(path: &Path, backlog: i32) -> io::Result<UnixListener> {
+/// Binds a Unix socket at `path`; errors name the path.
+#[cfg(unix)]
+fn bind_unix(path: &Path, backlog: i32) -> io::Result<(Listener, Option<SocketFile>)> {
+    let named = |e: io::Error| io::Error::new(e.kind(), format!("{}: {e}", escape_path(path)));
     remove_stale_socket(path)?;
     let socket = Socket::new(Domain::UNIX, Type::STREAM, None)?;
-    socket.bind(&SockAddr::unix(path)?)?;
-    socket.listen(backlog)?;
-    Ok(socket.into())
+    socket.bind(&socket2::SockAddr::unix(path).map_err(named)?).map_err(named)?;
+    socket.listen(backlog).map_err(named)?;
+    let file = SocketFile::new(path).map_err(named)?;
+    let listener: UnixListener = socket.into();
+    Ok((Listener::from(listener), Some(file)))
+}
+
+#[cfg(not(unix))]
+fn bind_unix(path: &Path, _backlog: i32) -> io::Result<(Listener, Option<SocketFile>)> {
+    let why = format!("{}: Unix sockets need a Unix system", escape_path(path));
+    Err(io::Error::new(io::ErrorKind::Unsupported, why))
+}
+
+/// The socket file this server created: removed at exit only if the path
+/// still names it (same device and inode), not whatever replaced it.
+struct SocketFile {
+    path: PathBuf,
+    #[cfg(unix)]
+    id: (u64, u64),
+}
+
+impl SocketFile {
+    #[cfg(unix)]
+    fn new(path: &Path) -> io::Result<SocketFile> {
+        Ok(SocketFile { path: path.to_owned(), id: file_id(path)? })
+    }
+
+    #[cfg(unix)]
+    fn remove(self) {
+        let path = escape_path(&self.path);
+        match file_id(&self.path) {
+            Ok(id) if id == self.id => {
+                if let Err(e) = std::fs::remove_file(&self.path) {
+                    eprintln!("server: cannot remove {path}: {e}");
+                }
+            }
+            Ok(_) => eprintln!("server: {path} is no longer the socket this server created; left in place"),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => eprintln!("server: {path}: {e}; left in place"),
+        }
+    }
+
+    #[cfg(not(unix))]
+    fn remove(self) {
+        let _ = &self.path;
+    }
+}
+
+/// The device and inode of the file at `path` itself (a symlink's own).
+#[cfg(unix)]
+fn file_id(path: &Path) -> io::Result<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::symlink_metadata(path)?;
+    Ok((meta.dev(), meta.ino()))
 }
 
 /// Removes a socket file nothing listens on any more; refuses to touch a live
 /// socket or a file that is not a socket.
+#[cfg(unix)]
 fn remove_stale_socket(path: &Path) -> io::Result<()> {
     use std::os::unix::fs::FileTypeExt;
     let Ok(meta) = std::fs::symlink_metadata(path) else { return Ok(()) };
-    let in_use = |why: &str| io::Error::new(io::ErrorKind::AddrInUse, format!("{}: {why}", path.display()));
+    let named = |kind: io::ErrorKind, why: &str| io::Error::new(kind, format!("{}: {why}", escape_path(path)));
     if !meta.file_type().is_socket() {
-        return Err(in_use("exists and is not a socket"));
+        return Err(named(io::ErrorKind::AddrInUse, "exists and is not a socket"));
     }
     match UnixStream::connect(path) {
-        Ok(_) => Err(in_use("another server is listening on it")),
-        Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => std::fs::remove_file(path),
-        Err(e) => Err(e),
+        Ok(_) => Err(named(io::ErrorKind::AddrInUse, "another server is listening on it")),
+        Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
+            std::fs::remove_file(path).map_err(|e| named(e.kind(), &e.to_string()))
+        }
+        Err(e) => Err(named(e.kind(), &e.to_string())),
     }
 }

@@ -20,6 +20,33 @@ pub enum Error {
     #[error("connection idle for longer than its timeout")]
     Timeout,
 
+    /// A message's first byte arrived, but the message was not complete
+    /// within the deadline ([`Limits::message_timeout`](crate::Limits::message_timeout)):
+    /// a peer trickling bytes cannot hold its connection open.
+    #[error("message not complete {timeout:?} after its first byte")]
+    MessageTimeout {
+        /// The deadline in force.
+        timeout: std::time::Duration,
+    },
+
+    /// The peer stopped reading: the replies to one read were not all taken
+    /// within the deadline ([`Limits::write_timeout`](crate::Limits::write_timeout)),
+    /// measured from the first byte written, however the peer paced them.
+    #[error("peer stopped reading: replies not taken within {timeout:?}")]
+    WriteTimeout {
+        /// The deadline in force.
+        timeout: std::time::Duration,
+    },
+
+    /// The runner closed the connection to make room for a new one: every
+    /// slot was taken and this connection had gone the longest without
+    /// completing a message (see [`Limits::eviction_grace`](crate::Limits::eviction_grace)).
+    #[error("evicted to make room for a new connection: no message completed for {idle:?}")]
+    Evicted {
+        /// How long the connection had gone without completing a message.
+        idle: std::time::Duration,
+    },
+
     /// A line (without its line ending) was longer than the framing's `max_line`.
     #[error("line longer than the limit of {max} bytes")]
     LineTooLong {
@@ -149,13 +176,29 @@ impl ConfigError {
 }
 
 impl Error {
-    /// Turns a failed read or write into the right variant: timeouts become
-    /// [`Error::Timeout`], everything else [`Error::Io`].
+    /// Turns a failed read or write into the right variant: an `Error` a
+    /// stream wrapper carried through `io` (see [`Error::into_io`]) comes out
+    /// as itself, timeouts become [`Error::Timeout`], everything else
+    /// [`Error::Io`].
     pub(crate) fn from_io(err: io::Error) -> Self {
+        if err.get_ref().is_some_and(|inner| inner.is::<Error>()) {
+            let kind = err.kind();
+            return match err.into_inner().map(|inner| inner.downcast::<Error>()) {
+                Some(Ok(carried)) => *carried,
+                // Unreachable: checked above; keep the kind anyway.
+                _ => Error::Io(kind.into()),
+            };
+        }
         match err.kind() {
             io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => Error::Timeout,
             io::ErrorKind::UnexpectedEof => Error::UnexpectedEof,
             _ => Error::Io(err),
         }
+    }
+
+    /// Wraps this error in an [`io::Error`] of `kind`, for a `Read` or
+    /// `Write` wrapper to return; [`Error::from_io`] takes it out again.
+    pub(crate) fn into_io(self, kind: io::ErrorKind) -> io::Error {
+        io::Error::new(kind, self)
     }
 }

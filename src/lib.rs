@@ -23,6 +23,8 @@
 //! - [`probe`]: `ping`-like runs that measure round trips and the server's
 //!   clock offset ([`Reply::clock_offset`]).
 //! - [`load`]: drive any stamp-echo server with checked, pipelined load.
+//! - [`escape`]: untrusted bytes (messages, socket paths, stamps) made safe
+//!   for a log line or a terminal.
 //! - [`testing`]: an in-memory stream and a one-line local server for tests.
 //! - [`Error`]: the one error type.
 //!
@@ -128,6 +130,7 @@
 pub mod client;
 pub mod datagram;
 mod error;
+pub mod escape;
 pub mod framing;
 pub mod load;
 pub mod probe;
@@ -135,6 +138,7 @@ pub mod protocol;
 pub mod runner;
 pub mod server;
 pub mod stamp;
+mod stop;
 pub mod testing;
 pub mod tz;
 

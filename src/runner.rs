@@ -56,6 +56,7 @@
 //! thread's stack ([`Limits::stack_size`], resident only as touched).
 //! Multiply by [`Limits::max_connections`] for the whole server.
 
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::fmt;
 use std::io::{self, Read, Write};
@@ -63,13 +64,14 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, Tc
 #[cfg(unix)]
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use crate::protocol::{Fragment, Observer, Summary};
 use crate::server::EchoServer;
+use crate::stop;
 use crate::{ConfigError, Error};
 
 /// Limits on what the runner and each connection may take. Every field has a
@@ -84,48 +86,93 @@ use crate::{ConfigError, Error};
 /// assert_eq!(limits.write_timeout, Some(Duration::from_secs(30)));
 /// ```
 ///
-/// | limit | default | at the limit |
-/// |---|---|---|
-/// | `max_connections` | 1024 | no more `accept()` until one closes: new clients wait in the listen backlog |
-/// | `idle_timeout` | 300 s | a connection that sends nothing for that long is closed with [`Error::Timeout`] |
-/// | `write_timeout` | 30 s | a client that takes no reply bytes for that long is closed with [`Error::Timeout`] |
-/// | `stack_size` | 256 KiB | the stack each connection thread reserves |
+/// | limit | default | range | at the limit |
+/// |---|---|---|---|
+/// | `max_connections` | 1024 | 1 to 1,000,000 | a new client takes the slot of the connection that has gone longest without completing a message, once that is past `eviction_grace` ([`Error::Evicted`]) |
+/// | `eviction_grace` | 1 s | 1 ms to 30 days, or `None` | a connection younger than this (or that completed a message since) is not evicted; `None`: never evict, new clients wait in the backlog |
+/// | `idle_timeout` | 300 s | 1 ms to 30 days, or `None` | a connection that sends nothing for that long is closed with [`Error::Timeout`] |
+/// | `message_timeout` | 30 s | 1 ms to 30 days, or `None` | a message not complete that long after its first byte closes its connection with [`Error::MessageTimeout`] |
+/// | `write_timeout` | 30 s | 1 ms to 30 days, or `None` | replies to one read not all taken that long after the first was written close the connection with [`Error::WriteTimeout`] |
+/// | `stack_size` | 256 KiB | 64 KiB to 64 MiB | the stack each connection thread reserves |
 ///
 /// The framing's own limits (`buffer_size`, `max_line`, `max_frame`) are the
 /// [`EchoServer`]'s.
+///
+/// # Nobody can hoard the slots
+///
+/// Silent clients and clients trickling bytes without ever completing a
+/// message cannot keep others out: at `max_connections` the runner keeps
+/// accepting, and makes room for each new client by closing the connection
+/// that has gone longest without completing a message (counted from when it
+/// was accepted), once that is longer than `eviction_grace`. A client that
+/// completes messages keeps its place ahead of those that do not. And a
+/// message must be complete within `message_timeout` of its first byte,
+/// whatever the pace of its bytes; `idle_timeout` is for silence.
+///
+/// The deadlines are kept by setting the socket's timeouts to the time left
+/// before a read or write that needs it (a few system calls per deadline,
+/// none per message in steady state); they fire up to 1/16 of the time left
+/// (at most 250 ms) late.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Limits {
-    /// The most connections served at once (default 1024). Keep it below
-    /// the process's file descriptor limit (`ulimit -n`): each connection
-    /// takes one descriptor. If `accept()` still runs out of descriptors, the
-    /// runner waits for a connection to close (or 100 ms) and tries again;
-    /// the client waits in the backlog meanwhile.
+    /// The most connections served at once (default 1024, at most
+    /// 1,000,000). Keep it below the process's file descriptor limit
+    /// (`ulimit -n`): each connection takes one descriptor (and the one
+    /// client the runner holds while it makes room, one more). If `accept()`
+    /// still runs out of descriptors, the runner waits for a connection to
+    /// close (or 100 ms) and tries again; the client waits in the backlog
+    /// meanwhile.
     pub max_connections: usize,
+    /// At `max_connections`, how long a connection must have gone without
+    /// completing a message (since it was accepted, or since its last
+    /// message) before a new client may take its slot (default 1 s; `None`:
+    /// never, new clients wait in the backlog until a connection ends).
+    pub eviction_grace: Option<Duration>,
     /// How long a connection may send nothing before it is closed with
-    /// [`Error::Timeout`] (default 300 s; `None`: never). Set as the socket's
-    /// read timeout, so it is measured from the last bytes received.
+    /// [`Error::Timeout`] (default 300 s; `None`: never), measured from the
+    /// last bytes received.
     pub idle_timeout: Option<Duration>,
-    /// How long a reply may wait for the client to take it before the
-    /// connection is closed with [`Error::Timeout`] (default 30 s; `None`:
-    /// never). Set as the socket's write timeout: a client that sends but
-    /// never reads cannot hold its thread longer.
+    /// How long after its first byte a message must be complete, or its
+    /// connection is closed with [`Error::MessageTimeout`] (default 30 s;
+    /// `None`: never). The model is nginx's `client_header_timeout` and
+    /// HAProxy's `timeout http-request`: trickling bytes resets no clock.
+    pub message_timeout: Option<Duration>,
+    /// How long the replies to one read may take to leave, from the first
+    /// byte written, before the connection is closed with
+    /// [`Error::WriteTimeout`] (default 30 s; `None`: never). A client that
+    /// sends but never reads, or reads a byte now and then, cannot hold its
+    /// thread longer.
     pub write_timeout: Option<Duration>,
-    /// The stack size of each connection thread (default 256 KiB). Serving
-    /// needs a few KiB; raise it if your [`Stamp`](crate::stamp::Stamp) or
-    /// [`Events`] need deep stacks.
+    /// The stack size of each connection thread (default 256 KiB, 64 KiB
+    /// to 64 MiB). Serving needs a few KiB; raise it if your
+    /// [`Stamp`](crate::stamp::Stamp) or [`Events`] need deep stacks.
     pub stack_size: usize,
 }
 
 impl Limits {
     /// Default for [`Limits::max_connections`].
     pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
+    /// Default for [`Limits::eviction_grace`].
+    pub const DEFAULT_EVICTION_GRACE: Duration = Duration::from_secs(1);
     /// Default for [`Limits::idle_timeout`].
     pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+    /// Default for [`Limits::message_timeout`].
+    pub const DEFAULT_MESSAGE_TIMEOUT: Duration = Duration::from_secs(30);
     /// Default for [`Limits::write_timeout`].
     pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(30);
     /// Default for [`Limits::stack_size`].
     pub const DEFAULT_STACK_SIZE: usize = 256 * 1024;
+    /// The largest [`Limits::max_connections`].
+    pub const MAX_CONNECTIONS: usize = 1_000_000;
+    /// The shortest timeout or grace period.
+    pub const MIN_TIMEOUT: Duration = Duration::from_millis(1);
+    /// The longest timeout or grace period (30 days).
+    pub const MAX_TIMEOUT: Duration = Duration::from_secs(30 * 24 * 3600);
+    /// The smallest [`Limits::stack_size`].
+    pub const MIN_STACK_SIZE: usize = 64 * 1024;
+    /// The largest [`Limits::stack_size`].
+    pub const MAX_STACK_SIZE: usize = 64 * 1024 * 1024;
 
     /// Sets [`Limits::max_connections`].
     #[must_use]
@@ -134,10 +181,24 @@ impl Limits {
         self
     }
 
+    /// Sets [`Limits::eviction_grace`].
+    #[must_use]
+    pub fn eviction_grace(mut self, grace: Option<Duration>) -> Limits {
+        self.eviction_grace = grace;
+        self
+    }
+
     /// Sets [`Limits::idle_timeout`].
     #[must_use]
     pub fn idle_timeout(mut self, timeout: Option<Duration>) -> Limits {
         self.idle_timeout = timeout;
+        self
+    }
+
+    /// Sets [`Limits::message_timeout`].
+    #[must_use]
+    pub fn message_timeout(mut self, timeout: Option<Duration>) -> Limits {
+        self.message_timeout = timeout;
         self
     }
 
@@ -155,16 +216,38 @@ impl Limits {
         self
     }
 
-    /// Checks the limits are usable (as [`start`] does): at least one
-    /// connection, and timeouts longer than zero.
+    /// Checks every limit is within its range (see the table above), as
+    /// [`start`] does.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] naming the first limit out of range and its value.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use stamp_echo::Limits;
+    ///
+    /// let err = Limits::default().idle_timeout(Some(Duration::MAX)).validate().unwrap_err();
+    /// assert!(err.to_string().starts_with("invalid idle_timeout"), "{err}");
+    /// ```
     pub fn validate(&self) -> Result<(), Error> {
-        if self.max_connections == 0 {
-            return Err(ConfigError::new("max_connections", 0, "at least 1").into());
+        if !(1..=Self::MAX_CONNECTIONS).contains(&self.max_connections) {
+            return Err(ConfigError::new("max_connections", self.max_connections, "1 to 1000000").into());
         }
-        for (setting, timeout) in [("idle_timeout", self.idle_timeout), ("write_timeout", self.write_timeout)] {
-            if timeout == Some(Duration::ZERO) {
-                return Err(ConfigError::new(setting, "0 s", "longer than zero (None for no timeout)").into());
+        let timeouts = [
+            ("eviction_grace", self.eviction_grace),
+            ("idle_timeout", self.idle_timeout),
+            ("message_timeout", self.message_timeout),
+            ("write_timeout", self.write_timeout),
+        ];
+        for (setting, timeout) in timeouts {
+            if let Some(t) = timeout.filter(|t| !(Self::MIN_TIMEOUT..=Self::MAX_TIMEOUT).contains(t)) {
+                let value = format!("{t:?}");
+                return Err(ConfigError::new(setting, value, "1 ms to 30 days (None for no limit)").into());
             }
+        }
+        if !(Self::MIN_STACK_SIZE..=Self::MAX_STACK_SIZE).contains(&self.stack_size) {
+            return Err(ConfigError::new("stack_size", self.stack_size, "65536 to 67108864 bytes").into());
         }
         Ok(())
     }
@@ -174,7 +257,9 @@ impl Default for Limits {
     fn default() -> Limits {
         Limits {
             max_connections: Self::DEFAULT_MAX_CONNECTIONS,
+            eviction_grace: Some(Self::DEFAULT_EVICTION_GRACE),
             idle_timeout: Some(Self::DEFAULT_IDLE_TIMEOUT),
+            message_timeout: Some(Self::DEFAULT_MESSAGE_TIMEOUT),
             write_timeout: Some(Self::DEFAULT_WRITE_TIMEOUT),
             stack_size: Self::DEFAULT_STACK_SIZE,
         }
@@ -215,6 +300,7 @@ impl Listener {
         }
     }
 
+    #[cfg_attr(not(unix), allow(dead_code))]
     fn set_nonblocking(&self, nonblocking: bool) -> io::Result<()> {
         match self {
             Listener::Tcp(l) => l.set_nonblocking(nonblocking),
@@ -233,10 +319,25 @@ impl Listener {
         }
     }
 
-    /// How to wake an `accept()` blocked on this listener: connect to it.
-    fn waker(&self) -> io::Result<Waker> {
-        match self {
+    /// Puts the listener in the mode the accept loop needs to see a stop
+    /// (see [`crate::stop`]): blocking with a receive timeout where
+    /// `accept()` honours one; elsewhere a non-blocking Unix listener, polled,
+    /// or a blocking TCP listener woken by connecting to it.
+    fn prepare(self) -> io::Result<(Listener, Wake)> {
+        if stop::ACCEPT_HONOURS_TIMEOUT {
+            #[cfg(unix)]
+            {
+                let listener = match self {
+                    Listener::Tcp(l) => Listener::Tcp(stop::tick(l)?),
+                    Listener::Unix(l) => Listener::Unix(stop::tick(l)?),
+                };
+                listener.set_nonblocking(false)?;
+                return Ok((listener, Wake::Tick));
+            }
+        }
+        match &self {
             Listener::Tcp(l) => {
+                l.set_nonblocking(false)?;
                 let mut addr = l.local_addr()?;
                 // Listening on every address: any one of them reaches it.
                 match addr.ip() {
@@ -244,12 +345,29 @@ impl Listener {
                     IpAddr::V6(ip) if ip.is_unspecified() => addr.set_ip(Ipv6Addr::LOCALHOST.into()),
                     _ => {}
                 }
-                Ok(Waker::Tcp(addr))
+                Ok((self, Wake::Connect(addr)))
             }
             #[cfg(unix)]
-            Listener::Unix(l) => l.local_addr().map(Waker::Unix),
+            Listener::Unix(l) => {
+                l.set_nonblocking(true)?;
+                Ok((self, Wake::Poll))
+            }
         }
     }
+}
+
+/// How [`Handle::shutdown`] reaches an accept loop blocked in `accept()`.
+#[derive(Debug)]
+enum Wake {
+    /// `accept()` returns every [`stop::TICK`] by itself.
+    #[cfg_attr(not(unix), allow(dead_code))]
+    Tick,
+    /// The listener is non-blocking: the loop sleeps a tick between tries.
+    #[cfg_attr(not(unix), allow(dead_code))]
+    Poll,
+    /// Connect to this address (TCP where `accept()` ignores timeouts).
+    #[cfg_attr(any(target_os = "linux", target_os = "android"), allow(dead_code))]
+    Connect(SocketAddr),
 }
 
 /// A listening address, or a peer's.
@@ -376,8 +494,10 @@ forward_events!(Arc, Box);
 /// Counts over every connection that has ended.
 ///
 /// Each connection counts in exactly one of: ended cleanly,
-/// [`errors`](Totals::errors), or [`force_closed`](Totals::force_closed).
+/// [`errors`](Totals::errors), [`evicted`](Totals::evicted) or
+/// [`force_closed`](Totals::force_closed).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Totals {
     /// Connections that ended.
     pub connections: u64,
@@ -388,8 +508,12 @@ pub struct Totals {
     /// Bytes of replies sent (or being sent when the connection ended).
     pub bytes_out: u64,
     /// Connections that ended in an error (a timeout, a message over the
-    /// framing's limit, a reset, ...), not counting the force-closed ones.
+    /// framing's limit, a reset, ...), not counting the evicted and
+    /// force-closed ones.
     pub errors: u64,
+    /// Connections closed to make room for a new client at
+    /// [`Limits::max_connections`] ([`Error::Evicted`]).
+    pub evicted: u64,
     /// Connections still open at the shutdown deadline, closed by force.
     pub force_closed: u64,
     /// Connection threads that had not returned when
@@ -399,7 +523,7 @@ pub struct Totals {
 }
 
 impl fmt::Display for Totals {
-    /// One line: `3 connections, 1 message, 96 bytes in, 420 bytes out, 1 error, 0 force-closed`
+    /// One line: `3 connections, 1 message, 96 bytes in, 420 bytes out, 1 error, 0 evicted, 0 force-closed`
     /// (`, 2 unfinished` added when there are any).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let count = |f: &mut fmt::Formatter<'_>, n: u64, one: &str, many: &str| {
@@ -410,7 +534,7 @@ impl fmt::Display for Totals {
         count(f, self.bytes_in, "byte in, ", "bytes in, ")?;
         count(f, self.bytes_out, "byte out, ", "bytes out, ")?;
         count(f, self.errors, "error, ", "errors, ")?;
-        write!(f, "{} force-closed", self.force_closed)?;
+        write!(f, "{} evicted, {} force-closed", self.evicted, self.force_closed)?;
         if self.unfinished > 0 {
             write!(f, ", {} unfinished", self.unfinished)?;
         }
@@ -421,9 +545,13 @@ impl fmt::Display for Totals {
 /// Starts serving `listener` on a background thread, each connection on its
 /// own thread, and returns at once.
 ///
-/// The listener is put in blocking mode. Fails with [`Error::Config`] for
-/// limits out of range, or [`Error::Io`] if the listener's address cannot be
-/// read or the thread cannot start.
+/// The listener is put in blocking mode (with a receive timeout, on Linux,
+/// so that shutdown reaches the accept loop without connecting to it).
+///
+/// # Errors
+///
+/// [`Error::Config`] for limits out of range ([`Limits::validate`]), or
+/// [`Error::Io`] if the listener cannot be set up or the thread cannot start.
 pub fn start<L: Into<Listener>, E: Events>(
     listener: L,
     server: EchoServer,
@@ -431,25 +559,25 @@ pub fn start<L: Into<Listener>, E: Events>(
     events: E,
 ) -> Result<Handle, Error> {
     limits.validate()?;
-    let listener = listener.into();
-    listener.set_nonblocking(false)?;
+    let (listener, wake) = listener.into().prepare()?;
     let local_addr = listener.local_addr()?;
-    let waker = listener.waker()?;
     let shared = Arc::new(Shared {
         server,
         limits,
         events: Box::new(events),
+        epoch: Instant::now(),
         state: Mutex::new(State::default()),
         changed: Condvar::new(),
     });
+    let poll = matches!(wake, Wake::Poll);
     let acceptor = {
         let shared = Arc::clone(&shared);
         thread::Builder::new()
             .name("stamp-echo-accept".into())
             .stack_size(limits.stack_size)
-            .spawn(move || accept_loop(&shared, &listener))?
+            .spawn(move || accept_loop(&shared, &listener, poll))?
     };
-    Ok(Handle { shared, acceptor: Some(acceptor), local_addr, waker })
+    Ok(Handle { shared, acceptor: Some(acceptor), local_addr, wake })
 }
 
 /// A running server: its address, its counts, and the way to stop it.
@@ -457,11 +585,12 @@ pub fn start<L: Into<Listener>, E: Events>(
 /// Dropping the handle shuts the server down as [`Handle::shutdown`] does,
 /// with a deadline of [`Handle::DROP_DEADLINE`].
 #[derive(Debug)]
+#[must_use = "dropping the Handle shuts the server down"]
 pub struct Handle {
     shared: Arc<Shared>,
     acceptor: Option<JoinHandle<()>>,
     local_addr: Addr,
-    waker: Waker,
+    wake: Wake,
 }
 
 impl Handle {
@@ -490,12 +619,14 @@ impl Handle {
 
     /// Stops the server and returns its totals:
     ///
-    /// 1. stops accepting: wakes the `accept()` (by connecting to the
-    ///    listener) and closes the listener, so clients still in the backlog
-    ///    are refused;
+    /// 1. stops accepting: the accept loop sees the stop within 50 ms (it
+    ///    never connects to the listener's address, except over TCP where
+    ///    `accept()` ignores timeouts) and closes the listener, so clients
+    ///    still in the backlog are refused;
     /// 2. shuts down the reading side of every connection: each one answers
     ///    what it has received, sees the end of its input, and closes;
-    /// 3. waits for them, up to `deadline`;
+    /// 3. waits for them, up to `deadline` (any length: one too long to
+    ///    represent waits until they end);
     /// 4. closes the rest by force (a client that does not read its replies,
     ///    say), counted in [`Totals::force_closed`].
     pub fn shutdown(mut self, deadline: Duration) -> Totals {
@@ -503,7 +634,7 @@ impl Handle {
     }
 
     fn stop(&mut self, deadline: Duration) -> Totals {
-        let started = Instant::now();
+        let until = Instant::now().checked_add(deadline);
         let in_accept = {
             let mut state = self.shared.lock();
             state.stopping = true;
@@ -514,7 +645,12 @@ impl Handle {
             state.in_accept
         };
         self.shared.changed.notify_all();
-        let woken = !in_accept || self.waker.wake().is_ok();
+        let woken = match &self.wake {
+            Wake::Connect(addr) if in_accept => {
+                TcpStream::connect_timeout(addr, Duration::from_secs(1)).map(drop).is_ok()
+            }
+            _ => true,
+        };
         if let Some(acceptor) = self.acceptor.take() {
             // If the wake-up connection failed, the acceptor stays in accept()
             // until the next client arrives; it then sees `stopping` and ends.
@@ -522,14 +658,14 @@ impl Handle {
                 let _ = acceptor.join();
             }
         }
-        let state = self.shared.wait_idle(started + deadline);
+        let state = self.shared.wait_idle(until);
         let state = if state.active > 0 {
             for conn in state.open.values() {
                 conn.forced.store(true, Ordering::Relaxed);
                 let _ = conn.stream.shutdown(Shutdown::Both);
             }
             drop(state);
-            self.shared.wait_idle(Instant::now() + Self::FORCE_GRACE)
+            self.shared.wait_idle(Instant::now().checked_add(Self::FORCE_GRACE))
         } else {
             state
         };
@@ -550,6 +686,8 @@ struct Shared {
     server: EchoServer,
     limits: Limits,
     events: Box<dyn Events>,
+    /// The origin of [`Conn::progress`].
+    epoch: Instant,
     state: Mutex<State>,
     /// Signalled when a connection ends and when shutdown starts.
     changed: Condvar,
@@ -569,7 +707,9 @@ struct State {
     next_id: u64,
     /// Connection threads not yet done (their socket may be closed already).
     active: usize,
-    /// The open connections, for shutdown.
+    /// Of `active`, those evicted whose thread has not ended yet.
+    evicting: usize,
+    /// The open connections, for shutdown and eviction.
     open: HashMap<u64, Arc<Conn>>,
     totals: Totals,
 }
@@ -580,35 +720,94 @@ impl Shared {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Waits until no connection is active, or `until`.
-    fn wait_idle(&self, until: Instant) -> MutexGuard<'_, State> {
+    /// Waits until no connection is active, or `until` (`None`: no limit).
+    fn wait_idle(&self, until: Option<Instant>) -> MutexGuard<'_, State> {
         let mut state = self.lock();
         while state.active > 0 {
-            let left = until.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                break;
-            }
-            state = self.changed.wait_timeout(state, left).unwrap_or_else(PoisonError::into_inner).0;
+            state = match until {
+                None => self.changed.wait(state).unwrap_or_else(PoisonError::into_inner),
+                Some(until) => {
+                    let left = until.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        break;
+                    }
+                    self.changed.wait_timeout(state, left).unwrap_or_else(PoisonError::into_inner).0
+                }
+            };
         }
         state
     }
+
+    /// Now, as [`Conn::progress`] counts it.
+    fn clock(&self) -> u64 {
+        nanos(self.epoch.elapsed())
+    }
+
+    /// Makes room for one more connection (see [`Limits`]): returns the
+    /// lock once fewer than `max_connections` are active, or `None` when the
+    /// runner is stopping. Evicts the connection that has gone longest
+    /// without completing a message once it is past the grace period.
+    fn make_room(&self) -> Option<MutexGuard<'_, State>> {
+        const RECHECK: Duration = Duration::from_millis(100);
+        let max = self.limits.max_connections;
+        let mut state = self.lock();
+        loop {
+            if state.stopping {
+                return None;
+            }
+            if state.active < max {
+                return Some(state);
+            }
+            let mut wait = RECHECK;
+            // Evicted connections still running are on their way out: evict
+            // another only if they will not be enough.
+            if let (Some(grace), true) =
+                (self.limits.eviction_grace, state.active.saturating_sub(state.evicting) >= max)
+            {
+                let now = self.clock();
+                let victim = state
+                    .open
+                    .values()
+                    .filter(|c| !c.evicted.load(Ordering::Relaxed))
+                    .min_by_key(|c| c.progress.load(Ordering::Relaxed));
+                if let Some(victim) = victim {
+                    let idle = Duration::from_nanos(now.saturating_sub(victim.progress.load(Ordering::Relaxed)));
+                    if idle > grace {
+                        victim.evict(idle);
+                        state.evicting += 1;
+                    } else {
+                        wait = wait.min(grace - idle + Duration::from_millis(1));
+                    }
+                }
+            }
+            state = self.changed.wait_timeout(state, wait).unwrap_or_else(PoisonError::into_inner).0;
+        }
+    }
 }
 
-/// Accepts connections until shutdown, never more than `max_connections` at once.
-fn accept_loop(shared: &Arc<Shared>, listener: &Listener) {
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// Accepts connections until shutdown. At `max_connections` it keeps
+/// accepting, and holds each new client until [`Shared::make_room`] has
+/// room for it.
+fn accept_loop(shared: &Arc<Shared>, listener: &Listener, poll: bool) {
     const RETRY: Duration = Duration::from_millis(100);
+    // `accepting` is reported once per connection, not at every tick.
+    let mut announced = false;
     loop {
         {
             let mut state = shared.lock();
-            while !state.stopping && state.active >= shared.limits.max_connections {
-                state = shared.changed.wait(state).unwrap_or_else(PoisonError::into_inner);
-            }
             if state.stopping {
                 return;
             }
             state.in_accept = true;
         }
-        shared.events.accepting();
+        if !announced {
+            shared.events.accepting();
+            announced = true;
+        }
         let accepted = listener.accept();
         let mut state = shared.lock();
         state.in_accept = false;
@@ -617,13 +816,28 @@ fn accept_loop(shared: &Arc<Shared>, listener: &Listener) {
         }
         match accepted {
             Ok((stream, addr)) => {
+                announced = false;
+                drop(state);
+                let Some(mut state) = shared.make_room() else { return };
                 state.next_id += 1;
                 let peer = Peer { id: state.next_id, addr };
-                let conn = Arc::new(Conn { stream, forced: AtomicBool::new(false) });
+                let conn = Arc::new(Conn {
+                    stream,
+                    forced: AtomicBool::new(false),
+                    evicted: AtomicBool::new(false),
+                    progress: AtomicU64::new(shared.clock()),
+                    idle: AtomicU64::new(0),
+                });
                 state.open.insert(peer.id, Arc::clone(&conn));
                 state.active += 1;
                 drop(state);
                 spawn_connection(shared, conn, peer);
+            }
+            Err(e) if stop::is_tick(&e) => {
+                drop(state);
+                if poll {
+                    thread::sleep(stop::TICK);
+                }
             }
             Err(e) if is_transient(&e) => {}
             Err(e) => {
@@ -676,26 +890,170 @@ fn spawn_connection(shared: &Arc<Shared>, conn: Arc<Conn>, peer: Peer) {
 /// Runs on the connection's thread.
 fn serve_connection(mut ending: Ending, peer: &Peer) {
     let Ending { shared, conn: Some(conn), summary, .. } = &mut ending else { return };
-    let watch = Watch { events: shared.events.as_ref(), peer, summary };
-    let result = shared.server.serve_with(&conn.stream, watch);
+    let track = Track::new(&shared.limits);
+    let watch = Watch { events: shared.events.as_ref(), peer, summary, track: &track, conn, shared };
+    let stream = Guarded { conn, track: &track, limits: &shared.limits };
+    let result = shared.server.serve_with(stream, watch);
     shared.events.closed(peer, summary, result.as_ref().err());
     ending.failed = result.is_err();
 }
 
-/// Passes each message to [`Events::message`] and keeps the final counts.
+/// Passes each message to [`Events::message`], keeps the message deadline
+/// and the connection's progress, and keeps the final counts.
 struct Watch<'a> {
     events: &'a dyn Events,
     peer: &'a Peer,
     summary: &'a mut Summary,
+    track: &'a Track,
+    conn: &'a Conn,
+    shared: &'a Shared,
 }
 
 impl Observer for Watch<'_> {
     fn message(&mut self, fragment: Fragment<'_>) {
+        if fragment.is_last() {
+            self.track.started.set(None);
+            let at = self.track.last_read.get().saturating_duration_since(self.shared.epoch);
+            self.conn.progress.store(nanos(at), Ordering::Relaxed);
+        } else if self.track.started.get().is_none() {
+            self.track.started.set(Some(self.track.last_read.get()));
+        }
         self.events.message(self.peer, fragment);
     }
 
     fn finished(&mut self, summary: &Summary, _error: Option<&Error>) {
         *self.summary = *summary;
+    }
+}
+
+/// One connection's deadlines, kept on its own thread.
+struct Track {
+    /// When the first byte of the message not yet complete arrived.
+    started: Cell<Option<Instant>>,
+    /// When the last read that returned bytes returned (or the connection began).
+    last_read: Cell<Instant>,
+    /// When the first of the replies to the last read was written.
+    writing_since: Cell<Option<Instant>>,
+    /// The socket's read and write timeouts, as last set.
+    read_timeout: Cell<Option<Duration>>,
+    write_timeout: Cell<Option<Duration>>,
+}
+
+impl Track {
+    fn new(limits: &Limits) -> Track {
+        Track {
+            started: Cell::new(None),
+            last_read: Cell::new(Instant::now()),
+            writing_since: Cell::new(None),
+            read_timeout: Cell::new(limits.idle_timeout),
+            write_timeout: Cell::new(limits.write_timeout),
+        }
+    }
+}
+
+/// The connection's socket, reading and writing against the deadlines of
+/// [`Limits`]: before a read or write it lowers the socket's timeout to the
+/// time left when that is needed, and on a timeout it checks which deadline,
+/// if any, has passed. Its errors carry [`Error::Timeout`],
+/// [`Error::MessageTimeout`], [`Error::WriteTimeout`] or [`Error::Evicted`].
+struct Guarded<'a> {
+    conn: &'a Conn,
+    track: &'a Track,
+    limits: &'a Limits,
+}
+
+impl Guarded<'_> {
+    /// The socket's `which` timeout, lowered if a read or write of it would
+    /// otherwise return well after `left`, or set afresh after `woke` early.
+    fn aim(&self, current: &Cell<Option<Duration>>, left: Option<Duration>, woke: bool, read: bool) -> io::Result<()> {
+        let need = match (current.get(), left) {
+            (_, Some(left)) if woke => Some(left),
+            (None, Some(left)) => Some(left),
+            (Some(set), Some(left)) if set > left + (left / 16).min(Duration::from_millis(250)) => Some(left),
+            (Some(_), None) if woke => None,
+            _ => return Ok(()),
+        };
+        let need = need.map(|t| t.max(Limits::MIN_TIMEOUT));
+        if need != current.get() {
+            self.conn.stream.set_timeout(read, need)?;
+            current.set(need);
+        }
+        Ok(())
+    }
+
+    /// The error to return when the socket failed or ended: [`Error::Evicted`]
+    /// if the runner evicted it.
+    fn evicted(&self) -> Option<io::Error> {
+        self.conn.evicted.load(Ordering::Relaxed).then(|| {
+            let idle = Duration::from_nanos(self.conn.idle.load(Ordering::Relaxed));
+            Error::Evicted { idle }.into_io(io::ErrorKind::ConnectionAborted)
+        })
+    }
+}
+
+impl Read for Guarded<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let track = self.track;
+        track.writing_since.set(None);
+        let mut woke = false;
+        loop {
+            let now = Instant::now();
+            let idle = self.limits.idle_timeout.map(|t| (track.last_read.get() + t, Error::Timeout));
+            let message = match (track.started.get(), self.limits.message_timeout) {
+                (Some(started), Some(t)) => Some((started + t, Error::MessageTimeout { timeout: t })),
+                _ => None,
+            };
+            let first = match (idle, message) {
+                (Some(a), Some(b)) => Some(if b.0 < a.0 { b } else { a }),
+                (a, b) => a.or(b),
+            };
+            let left = match first {
+                Some((at, error)) if at <= now => return Err(error.into_io(io::ErrorKind::TimedOut)),
+                Some((at, _)) => Some(at - now),
+                None => None,
+            };
+            self.aim(&track.read_timeout, left, woke, true)?;
+            match (&self.conn.stream).read(buf) {
+                Ok(0) => return self.evicted().map_or(Ok(0), Err),
+                Ok(n) => {
+                    let now = Instant::now();
+                    track.last_read.set(now);
+                    if track.started.get().is_none() {
+                        track.started.set(Some(now));
+                    }
+                    return Ok(n);
+                }
+                Err(e) if stop::is_tick(&e) => woke = true,
+                Err(e) => return Err(self.evicted().unwrap_or(e)),
+            }
+        }
+    }
+}
+
+impl Write for Guarded<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let Some(timeout) = self.limits.write_timeout else {
+            return (&self.conn.stream).write(buf).map_err(|e| self.evicted().unwrap_or(e));
+        };
+        let since = self.track.writing_since.get().unwrap_or_else(Instant::now);
+        self.track.writing_since.set(Some(since));
+        let mut woke = false;
+        loop {
+            let left = (since + timeout).saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(Error::WriteTimeout { timeout }.into_io(io::ErrorKind::TimedOut));
+            }
+            self.aim(&self.track.write_timeout, Some(left), woke, false)?;
+            match (&self.conn.stream).write(buf) {
+                Err(e) if stop::is_tick(&e) => woke = true,
+                Err(e) => return Err(self.evicted().unwrap_or(e)),
+                Ok(n) => return Ok(n),
+            }
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
     }
 }
 
@@ -711,14 +1069,20 @@ struct Ending {
 
 impl Drop for Ending {
     fn drop(&mut self) {
-        let forced = self.conn.as_ref().is_some_and(|c| c.forced.load(Ordering::Relaxed));
         let registered = self.shared.lock().open.remove(&self.id);
+        // Read after leaving the registry: the runner sets these flags under
+        // its lock, on registered connections only, so none can be set later.
+        let flag = |f: fn(&Conn) -> &AtomicBool| self.conn.as_ref().is_some_and(|c| f(c).load(Ordering::Relaxed));
+        let (forced, evicted) = (flag(|c| &c.forced), flag(|c| &c.evicted));
         // Close the socket before the slot is freed, so that open sockets
-        // never outnumber `max_connections`.
+        // never outnumber `max_connections` (plus the one being let in).
         drop(registered);
         drop(self.conn.take());
         let mut state = self.shared.lock();
         state.active -= 1;
+        if evicted {
+            state.evicting = state.evicting.saturating_sub(1);
+        }
         let totals = &mut state.totals;
         totals.connections += 1;
         totals.messages += self.summary.messages;
@@ -726,6 +1090,8 @@ impl Drop for Ending {
         totals.bytes_out += self.summary.bytes_out;
         if forced {
             totals.force_closed += 1;
+        } else if evicted {
+            totals.evicted += 1;
         } else if self.failed {
             totals.errors += 1;
         }
@@ -740,6 +1106,23 @@ struct Conn {
     stream: Stream,
     /// Closed by [`Handle::shutdown`] at its deadline.
     forced: AtomicBool,
+    /// Closed to make room for a new connection.
+    evicted: AtomicBool,
+    /// When it last completed a message (or was accepted), in nanoseconds
+    /// since [`Shared::epoch`].
+    progress: AtomicU64,
+    /// When evicted: how long it had gone without completing a message, in
+    /// nanoseconds.
+    idle: AtomicU64,
+}
+
+impl Conn {
+    fn evict(&self, idle: Duration) {
+        self.idle.store(nanos(idle), Ordering::Relaxed);
+        self.evicted.store(true, Ordering::Relaxed);
+        // Wakes its thread whether it is reading or writing.
+        let _ = self.stream.shutdown(Shutdown::Both);
+    }
 }
 
 #[derive(Debug)]
@@ -764,12 +1147,23 @@ impl Stream {
     /// client's delayed acknowledgement: 43 ms per round trip, measured).
     fn configure(&self, read: Option<Duration>, write: Option<Duration>) -> io::Result<()> {
         match self {
-            Stream::Tcp(s) => {
-                s.set_nodelay(true)?;
-                s.set_read_timeout(read).and_then(|()| s.set_write_timeout(write))
-            }
+            Stream::Tcp(s) => s.set_nodelay(true)?,
             #[cfg(unix)]
-            Stream::Unix(s) => s.set_read_timeout(read).and_then(|()| s.set_write_timeout(write)),
+            Stream::Unix(_) => {}
+        }
+        self.set_timeout(true, read)?;
+        self.set_timeout(false, write)
+    }
+
+    /// Sets the read (`read`) or write timeout.
+    fn set_timeout(&self, read: bool, timeout: Option<Duration>) -> io::Result<()> {
+        match (self, read) {
+            (Stream::Tcp(s), true) => s.set_read_timeout(timeout),
+            (Stream::Tcp(s), false) => s.set_write_timeout(timeout),
+            #[cfg(unix)]
+            (Stream::Unix(s), true) => s.set_read_timeout(timeout),
+            #[cfg(unix)]
+            (Stream::Unix(s), false) => s.set_write_timeout(timeout),
         }
     }
 }
@@ -798,25 +1192,6 @@ impl Write for &Stream {
     }
 }
 
-/// Wakes an `accept()` blocked on the listener by connecting to it.
-#[derive(Debug)]
-enum Waker {
-    Tcp(SocketAddr),
-    #[cfg(unix)]
-    Unix(std::os::unix::net::SocketAddr),
-}
-
-impl Waker {
-    fn wake(&self) -> io::Result<()> {
-        const TIMEOUT: Duration = Duration::from_secs(1);
-        match self {
-            Waker::Tcp(addr) => TcpStream::connect_timeout(addr, TIMEOUT).map(drop),
-            #[cfg(unix)]
-            Waker::Unix(addr) => UnixStream::connect_addr(addr).map(drop),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::{Listener, Stream, Totals};
@@ -839,20 +1214,32 @@ mod tests {
 
     /// Totals with every count `n`.
     fn all(n: u64) -> Totals {
-        Totals { connections: n, messages: n, bytes_in: n, bytes_out: n, errors: n, force_closed: n, unfinished: n }
+        Totals {
+            connections: n,
+            messages: n,
+            bytes_in: n,
+            bytes_out: n,
+            errors: n,
+            evicted: n,
+            force_closed: n,
+            unfinished: n,
+        }
     }
 
     #[test]
     fn totals_count_one_in_the_singular_and_others_in_the_plural() {
         assert_eq!(
             all(1).to_string(),
-            "1 connection, 1 message, 1 byte in, 1 byte out, 1 error, 1 force-closed, 1 unfinished"
+            "1 connection, 1 message, 1 byte in, 1 byte out, 1 error, 1 evicted, 1 force-closed, 1 unfinished"
         );
         assert_eq!(
             all(2).to_string(),
-            "2 connections, 2 messages, 2 bytes in, 2 bytes out, 2 errors, 2 force-closed, 2 unfinished"
+            "2 connections, 2 messages, 2 bytes in, 2 bytes out, 2 errors, 2 evicted, 2 force-closed, 2 unfinished"
         );
         // Zero is plural, and no unfinished threads go unmentioned.
-        assert_eq!(all(0).to_string(), "0 connections, 0 messages, 0 bytes in, 0 bytes out, 0 errors, 0 force-closed");
+        assert_eq!(
+            all(0).to_string(),
+            "0 connections, 0 messages, 0 bytes in, 0 bytes out, 0 errors, 0 evicted, 0 force-closed"
+        );
     }
 }

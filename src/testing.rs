@@ -82,6 +82,7 @@ impl Write for Duplex {
 /// # Ok::<(), stamp_echo::Error>(())
 /// ```
 #[derive(Debug)]
+#[must_use = "dropping the LocalServer shuts it down"]
 pub struct LocalServer {
     handle: Handle,
     addr: SocketAddr,

@@ -145,7 +145,8 @@ fn reset_or_vanished_mid_message_ends_that_connection_only() {
 #[test]
 fn clients_that_never_read_are_cut_off_by_the_write_timeout() {
     let framing = Framing::chunk();
-    let limits = Limits::default().max_connections(4).write_timeout(Some(Duration::from_millis(200)));
+    let limits =
+        Limits::default().max_connections(4).eviction_grace(None).write_timeout(Some(Duration::from_millis(200)));
     let (handle, addr, events) = start(fixed_server(framing), limits);
     // Eight clients send without end and never read: twice the cap.
     let writers: Vec<_> = (0..8)
@@ -159,7 +160,7 @@ fn clients_that_never_read_are_cut_off_by_the_write_timeout() {
         .collect();
     for _ in 0..8 {
         let (_, summary, error) = next_closed(&events);
-        assert_eq!(error, Some(Kind::Timeout));
+        assert_eq!(error, Some(Kind::WriteTimeout));
         assert!(summary.messages > 0);
         assert!(handle.active() <= 4);
     }

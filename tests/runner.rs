@@ -54,9 +54,10 @@ fn idle_connection_is_closed_with_a_timeout() {
 }
 
 #[test]
-fn at_the_cap_new_clients_wait_in_the_backlog() {
+fn without_eviction_new_clients_wait_in_the_backlog_at_the_cap() {
     let framing = Framing::line();
-    let (handle, addr, _events) = start(fixed_server(framing), Limits::default().max_connections(2));
+    let (handle, addr, _events) =
+        start(fixed_server(framing), Limits::default().max_connections(2).eviction_grace(None));
     let mut first = connect(addr);
     let mut second = connect(addr);
     round_trip(&mut first, framing, b"one");
@@ -182,13 +183,189 @@ fn serves_a_unix_listener() {
 
 #[test]
 fn limits_out_of_range_are_refused() {
-    for limits in [
-        Limits::default().max_connections(0),
-        Limits::default().idle_timeout(Some(Duration::ZERO)),
-        Limits::default().write_timeout(Some(Duration::ZERO)),
-    ] {
+    let cases = [
+        ("max_connections", Limits::default().max_connections(0)),
+        ("max_connections", Limits::default().max_connections(Limits::MAX_CONNECTIONS + 1)),
+        ("idle_timeout", Limits::default().idle_timeout(Some(Duration::ZERO))),
+        ("idle_timeout", Limits::default().idle_timeout(Some(Duration::MAX))),
+        ("write_timeout", Limits::default().write_timeout(Some(Duration::ZERO))),
+        ("write_timeout", Limits::default().write_timeout(Some(Duration::from_secs(u64::MAX)))),
+        ("message_timeout", Limits::default().message_timeout(Some(Duration::from_nanos(1)))),
+        ("message_timeout", Limits::default().message_timeout(Some(Limits::MAX_TIMEOUT * 2))),
+        ("eviction_grace", Limits::default().eviction_grace(Some(Duration::ZERO))),
+        ("eviction_grace", Limits::default().eviction_grace(Some(Duration::MAX))),
+        ("stack_size", Limits::default().stack_size(0)),
+        ("stack_size", Limits::default().stack_size(usize::MAX)),
+    ];
+    for (setting, limits) in cases {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         let started = runner::start(listener, fixed_server(Framing::line()), limits, ());
-        assert!(matches!(started, Err(Error::Config(_))), "{limits:?}");
+        let Err(Error::Config(config)) = started else { panic!("{limits:?} is refused") };
+        assert_eq!(config.setting(), setting, "{config}");
     }
+    // The bounds themselves are accepted, and so is no limit at all.
+    let widest = Limits::default()
+        .max_connections(Limits::MAX_CONNECTIONS)
+        .idle_timeout(Some(Limits::MAX_TIMEOUT))
+        .message_timeout(None)
+        .write_timeout(Some(Limits::MIN_TIMEOUT))
+        .eviction_grace(None)
+        .stack_size(Limits::MIN_STACK_SIZE);
+    assert!(widest.validate().is_ok());
+}
+
+#[test]
+fn a_shutdown_deadline_too_long_to_represent_is_no_panic() {
+    let (handle, addr, _events) = start(fixed_server(Framing::line()), Limits::default());
+    round_trip(&mut connect(addr), Framing::line(), b"one");
+    let totals = handle.shutdown(Duration::MAX);
+    assert_eq!((totals.connections, totals.messages), (1, 1));
+}
+
+/// Waits for `n` `Connected` events.
+fn connected(events: &std::sync::mpsc::Receiver<Event>, mut n: usize) {
+    while n > 0 {
+        if let Event::Connected(_) = events.recv_timeout(SAFETY_TIMEOUT).expect("connected") {
+            n -= 1;
+        }
+    }
+}
+
+#[test]
+fn at_the_cap_a_new_client_takes_the_slot_of_the_one_longest_without_a_message() {
+    let framing = Framing::line();
+    let limits = Limits::default().max_connections(2).eviction_grace(Some(Duration::from_millis(1)));
+    let (handle, addr, events) = start(fixed_server(framing), limits);
+    let mut active = connect(addr);
+    round_trip(&mut active, framing, b"first");
+    let mut silent = connect(addr);
+    connected(&events, 2);
+    // `active` completes a message after `silent` was accepted: `silent` is
+    // the one that has gone longest without one.
+    round_trip(&mut active, framing, b"again");
+
+    let mut newcomer = connect(addr);
+    round_trip(&mut newcomer, framing, b"let me in");
+    assert_eq!(read_to_close(&mut silent), b"", "the silent one is closed");
+    let (id, summary, error) = next_closed(&events);
+    assert_eq!((id, summary.messages, error), (2, 0, Some(Kind::Evicted)));
+    round_trip(&mut active, framing, b"still here");
+
+    drop((active, newcomer));
+    let totals = handle.shutdown(SAFETY_TIMEOUT);
+    assert_eq!((totals.connections, totals.evicted, totals.errors), (3, 1, 0));
+}
+
+#[test]
+fn two_thousand_silent_or_trickling_connections_do_not_keep_a_new_client_waiting() {
+    // Default limits: 1024 connections, 1 s grace. A safety-net bound only;
+    // scripts/hostile.sh measures it against the release server.
+    let framing = Framing::line();
+    // The server example's backlog (std's is 128: connections beyond it
+    // would wait for SYN retransmissions, seconds).
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
+    socket.bind(&std::net::SocketAddr::from(([127, 0, 0, 1], 0)).into()).expect("bind");
+    socket.listen(1024).expect("listen");
+    let listener = std::net::TcpListener::from(socket);
+    let addr = listener.local_addr().expect("address");
+    let (recorder, events) = Recorder::new();
+    let handle = runner::start(listener, fixed_server(framing), Limits::default(), recorder).expect("start");
+    let hoarders: Vec<TcpStream> = (0..2000)
+        .map(|i| {
+            let stream = TcpStream::connect(addr).expect("connect");
+            if i % 2 == 1 {
+                (&stream).write_all(b"never finished").expect("a message begun");
+            }
+            stream
+        })
+        .collect();
+    connected(&events, Limits::DEFAULT_MAX_CONNECTIONS);
+    let started = Instant::now();
+    let mut newcomer = connect(addr);
+    round_trip(&mut newcomer, framing, b"served");
+    let waited = started.elapsed();
+    assert!(waited < Duration::from_secs(10), "served after {waited:?}");
+    drop((hoarders, newcomer, events));
+    let totals = handle.shutdown(SAFETY_TIMEOUT);
+    assert!(totals.evicted >= 2001 - 1024, "{totals}");
+}
+
+#[test]
+fn a_message_must_be_complete_within_the_message_timeout_however_it_trickles() {
+    let framing = Framing::line();
+    let limits =
+        Limits::default().message_timeout(Some(Duration::from_millis(300))).idle_timeout(Some(SAFETY_TIMEOUT * 2));
+    let (handle, addr, events) = start(fixed_server(framing), limits);
+    let mut stream = connect(addr);
+    round_trip(&mut stream, framing, b"a whole one first");
+    // A byte every 20 ms keeps the idle timer from ever firing.
+    let trickler = {
+        let stream = stream.try_clone().expect("clone");
+        thread::spawn(move || {
+            while (&stream).write_all(b"x").is_ok() {
+                thread::sleep(Duration::from_millis(20));
+            }
+        })
+    };
+    let (_, summary, error) = next_closed(&events);
+    assert_eq!((summary.messages, error), (1, Some(Kind::MessageTimeout)));
+    assert_eq!(read_to_close(&mut stream), b"");
+    trickler.join().expect("the trickler ends when the server hangs up");
+    assert_eq!(handle.shutdown(SAFETY_TIMEOUT).errors, 1);
+}
+
+#[test]
+fn the_write_timeout_is_a_deadline_for_the_whole_reply_and_says_the_peer_stopped_reading() {
+    let framing = Framing::length_prefixed();
+    let limits = Limits::default().write_timeout(Some(Duration::from_millis(300)));
+    let (handle, addr, events) = start(fixed_server(framing), limits);
+    let stream = connect_small_buffer(addr);
+    let mut frame = Vec::new();
+    framing.encode_message(&vec![b'r'; 8 << 20], &mut frame);
+    // The client reads a little now and then (10 KB/s): progress, but it
+    // takes far longer than 300 ms to take the replies to one read, whether
+    // they are the whole 8 MiB reply or the 8 KiB answering each read
+    // (without a deadline, each bit of progress restarted the clock).
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reader = {
+        let stream = stream.try_clone().expect("clone");
+        let done = std::sync::Arc::clone(&done);
+        thread::spawn(move || {
+            let mut buf = [0; 1024];
+            while !done.load(std::sync::atomic::Ordering::Relaxed) && (&stream).read(&mut buf).is_ok_and(|n| n > 0) {
+                thread::sleep(Duration::from_millis(100));
+            }
+        })
+    };
+    let _ = (&stream).write_all(&frame);
+    let (_, _, error) = next_closed(&events);
+    assert_eq!(error, Some(Kind::WriteTimeout));
+    let message = Error::WriteTimeout { timeout: Duration::from_millis(300) }.to_string();
+    assert!(message.contains("stopped reading"), "{message}");
+    // Ends the reader without draining what the kernel still holds.
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    reader.join().expect("the reader ends");
+    assert_eq!(handle.shutdown(SAFETY_TIMEOUT).errors, 1);
+}
+
+#[cfg(unix)]
+#[test]
+fn shutdown_reaches_a_unix_listener_whose_path_was_replaced() {
+    use std::os::unix::net::UnixListener;
+    let path = std::env::temp_dir().join(format!("stamp-echo-replaced-{}.sock", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    let listener = UnixListener::bind(&path).expect("bind");
+    let handle = runner::start(listener, fixed_server(Framing::line()), Limits::default(), ()).expect("start");
+    // Someone else now has the path.
+    std::fs::remove_file(&path).expect("remove");
+    let other = UnixListener::bind(&path).expect("bind again");
+
+    let (done_tx, done) = std::sync::mpsc::channel();
+    thread::spawn(move || done_tx.send(handle.shutdown(SAFETY_TIMEOUT)));
+    let totals = done.recv_timeout(SAFETY_TIMEOUT).expect("shutdown returns");
+    assert_eq!(totals.connections, 0);
+    other.set_nonblocking(true).expect("non-blocking");
+    let err = other.accept().expect_err("shutdown connected to nobody");
+    assert_eq!(err.kind(), ErrorKind::WouldBlock);
+    let _ = std::fs::remove_file(&path);
 }

@@ -8,23 +8,31 @@ mod common;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::Shutdown;
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, ChildStdout, Command, Stdio};
 
 use common::connect;
 
 fn server_binary() -> PathBuf {
-    let exe = std::env::current_exe().expect("test binary path");
-    let profile_dir = exe.parent().and_then(Path::parent).expect("target/<profile>/deps");
-    let path = profile_dir.join("examples").join("server");
-    assert!(path.exists(), "{} is missing: build it with `cargo test` or `cargo build --examples`", path.display());
-    path
+    common::example_binary("server")
 }
 
 /// The running example; killed if a test fails before it ends.
 struct Server {
     child: Child,
     lines: BufReader<ChildStdout>,
+}
+
+/// A process killed when dropped, unless it was waited for.
+struct Running(Option<Child>);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
 }
 
 impl Server {
@@ -138,7 +146,7 @@ fn limits_out_of_range_are_refused_before_listening() {
     let out = Command::new(server_binary()).args(["--port", "0", "--max-connections", "0"]).output().expect("run");
     assert!(!out.status.success());
     assert_eq!(String::from_utf8_lossy(&out.stdout), "");
-    assert!(String::from_utf8_lossy(&out.stderr).contains("invalid max_connections 0: expected at least 1"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("invalid max_connections 0: expected 1 to 1000000"));
 }
 
 #[test]
@@ -158,4 +166,227 @@ fn serves_udp_with_the_udp_flag() {
     let (clean, rest) = server.terminate();
     assert!(clean, "exit status 0 on SIGTERM");
     assert!(rest.contains("stopped: 1 datagram"), "{rest}");
+}
+
+/// Starts the example with these flags; its stdout, and the first line.
+fn spawn(args: &[&str]) -> (Running, ChildStdout, String) {
+    let mut child = Command::new(server_binary())
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("run the server example");
+    let mut stdout = child.stdout.take().expect("stdout");
+    // Byte by byte: nothing beyond the first line is taken from the pipe.
+    let mut first = Vec::new();
+    let mut byte = [0];
+    while stdout.read(&mut byte).expect("stdout") == 1 && byte[0] != b'\n' {
+        first.push(byte[0]);
+    }
+    (Running(Some(child)), stdout, String::from_utf8_lossy(&first).into_owned())
+}
+
+/// Sends SIGTERM and waits for the process to exit, up to `bound` (a
+/// safety net): its status, and how long it took.
+fn terminate_within(
+    running: &mut Running,
+    bound: std::time::Duration,
+) -> (std::process::ExitStatus, std::time::Duration) {
+    let mut child = running.0.take().expect("running");
+    let killed = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill");
+    assert!(killed.success());
+    let started = std::time::Instant::now();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let pid = child.id();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait());
+    });
+    match rx.recv_timeout(bound) {
+        Ok(status) => (status.expect("exit status"), started.elapsed()),
+        Err(_) => {
+            let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
+            panic!("the server did not exit within {bound:?}");
+        }
+    }
+}
+
+#[test]
+fn a_stdout_nobody_reads_neither_stalls_serving_nor_stops_sigterm() {
+    // Every message logged (no rate limit), so the pipe fills at once.
+    let (mut running, mut stdout, listening) =
+        spawn(&["--port", "0", "--framing", "line", "--log-rate", "1000000", "--shutdown-deadline", "1"]);
+    let port = listening.strip_prefix("listening on 127.0.0.1:").expect(&listening);
+    let addr = format!("127.0.0.1:{port}").parse().expect("an address");
+    // From here on nobody reads stdout. 20,000 log lines are far more than
+    // a pipe (64 KiB) and the log queue hold.
+    let framing = stamp_echo::Framing::line();
+    let mut stream = connect(addr);
+    let mut batch = Vec::new();
+    for i in 0..20_000 {
+        framing.encode_message(format!("fill the pipe {i}").as_bytes(), &mut batch);
+    }
+    let replies = common::send_all_and_read_replies(&mut stream, &batch);
+    assert_eq!(replies.iter().filter(|&&b| b == b'\n').count(), 20_000);
+    // Still serving, new clients included.
+    let mut other = connect(addr);
+    other.write_all(b"still served\n").expect("send");
+    let mut reply = String::new();
+    BufReader::new(&other).read_line(&mut reply).expect("a reply");
+    assert!(reply.ends_with("] still served\n"), "{reply}");
+
+    // Within the shutdown deadline (1 s), the log's last lines included; with room.
+    let (status, took) = terminate_within(&mut running, std::time::Duration::from_secs(10));
+    assert!(status.success(), "{status}");
+    let mut logged = String::new();
+    let _ = stdout.read_to_string(&mut logged);
+    // The pipe was full and stayed blocked to the end: the summary never got out.
+    assert!(logged.len() >= 32 * 1024, "the pipe holds {} bytes", logged.len());
+    assert!(!logged.contains("shut down:"), "stdout was not blocked");
+    assert!(took < std::time::Duration::from_secs(10), "{took:?}");
+}
+
+#[test]
+fn peer_bytes_reach_the_log_escaped_one_line_each() {
+    let mut server = Server::start(&["--port", "0", "--stamp", "ctime-utc"]);
+    let listening = server.line();
+    let port = listening.strip_prefix("listening on 127.0.0.1:").expect(&listening);
+    let mut stream = connect(format!("127.0.0.1:{port}").parse().expect("an address"));
+    let hostile = b"x\x1b]0;pwned\x07\r\n...connected from: 10.0.0.1:1\xff";
+    stream.write_all(hostile).expect("send");
+    let mut reply = [0; 256];
+    let n = stream.read(&mut reply).expect("reply");
+    assert!(reply[..n].ends_with(hostile), "echoed byte for byte");
+    drop(stream);
+    let (_, rest) = server.terminate();
+    let date = rest.lines().find(|l| l.starts_with("date= ")).unwrap_or_default();
+    assert_eq!(date, r"date= x\x1b]0;pwned\x07\r\n...connected from: 10.0.0.1:1\xff", "{rest}");
+    assert!(!rest.lines().any(|l| l.starts_with("...connected from: 10.0.0.1")), "{rest}");
+    assert!(!rest.bytes().any(|b| b == 0x1b || b == 0x07 || b == b'\r'), "{rest}");
+}
+
+#[test]
+fn a_unix_path_replaced_while_serving_is_left_alone_and_sigterm_still_stops_it() {
+    let dir = std::env::temp_dir().join(format!("stamp-echo-replace-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir(&dir).expect("dir");
+    let path = dir.join("echo.sock");
+    let path_arg = path.to_str().expect("UTF-8 path");
+    let (mut running, mut stdout, listening) = spawn(&["--unix", path_arg, "--quiet"]);
+    assert_eq!(listening, format!("listening on {path_arg}"));
+    std::fs::rename(&path, dir.join("moved.sock")).expect("move the socket away");
+    std::fs::write(&path, "someone else's file").expect("a file in its place");
+
+    let (status, _) = terminate_within(&mut running, std::time::Duration::from_secs(10));
+    assert!(status.success(), "{status}");
+    let mut rest = String::new();
+    stdout.read_to_string(&mut rest).expect("stdout");
+    assert!(rest.starts_with("shut down: 0 connections"), "{rest}");
+    assert_eq!(std::fs::read_to_string(&path).expect("still there"), "someone else's file");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn absurd_flag_values_are_refused_with_the_flag_and_value_named() {
+    for (flags, named) in [
+        (&["--shutdown-deadline", "1e19"][..], "--shutdown-deadline 1e19"),
+        (&["--shutdown-deadline", "nan"], "--shutdown-deadline nan"),
+        (&["--idle-timeout", "1e19"], "--idle-timeout 1e19"),
+        (&["--message-timeout", "0.0000001"], "--message-timeout 0.0000001"),
+        (&["--write-timeout", "inf"], "--write-timeout inf"),
+        (&["--eviction-grace=-5"], "--eviction-grace -5"),
+        (&["--buffer-size", "100000000000"], "buffer_size 100000000000"),
+        (&["--max-connections", "100000000"], "max_connections 100000000"),
+        (&["--backlog", "0"], "'0' for '--backlog"),
+        (&["--log-rate", "10000000"], "'10000000' for '--log-rate"),
+    ] {
+        let out = Command::new(server_binary()).args(["--port", "0"]).args(flags).output().expect("run");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(matches!(out.status.code(), Some(1 | 2)), "{flags:?}: {:?} {stderr}", out.status);
+        assert!(stderr.contains(named), "{flags:?}: {stderr}");
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "", "{flags:?}: refused before listening");
+    }
+}
+
+#[test]
+fn lines_a_blocked_stdout_missed_are_counted_once_it_moves_again() {
+    let (mut running, stdout, listening) = spawn(&["--port", "0", "--framing", "line", "--log-rate", "1000000"]);
+    let port = listening.strip_prefix("listening on 127.0.0.1:").expect(&listening);
+    let mut stream = connect(format!("127.0.0.1:{port}").parse().expect("an address"));
+    let framing = stamp_echo::Framing::line();
+    let mut batch = Vec::new();
+    for i in 0..20_000 {
+        framing.encode_message(format!("more than the pipe and the queue hold {i}").as_bytes(), &mut batch);
+    }
+    common::send_all_and_read_replies(&mut stream, &batch);
+    // Now read: the writer moves again and says what it dropped.
+    let mut lines = BufReader::new(stdout).lines();
+    let dropped = lines
+        .find_map(|line| {
+            let line = line.expect("a line");
+            line.strip_prefix("...")
+                .and_then(|rest| rest.strip_suffix(" log lines dropped: stdout was not taking them"))
+                .map(|n| n.parse::<u64>().expect("a count"))
+        })
+        .expect("a line counting the dropped lines");
+    let shown = 20_000 - dropped;
+    assert!(dropped > 0 && shown > 4096, "{dropped} dropped");
+    let (status, _) = terminate_within(&mut running, std::time::Duration::from_secs(10));
+    assert!(status.success());
+}
+
+#[test]
+fn message_lines_over_the_rate_are_counted_not_shown() {
+    let mut server = Server::start(&["--port", "0", "--framing", "line", "--log-rate", "2"]);
+    let listening = server.line();
+    let port = listening.strip_prefix("listening on 127.0.0.1:").expect(&listening);
+    let mut stream = connect(format!("127.0.0.1:{port}").parse().expect("an address"));
+    let mut batch = Vec::new();
+    for i in 0..50 {
+        stamp_echo::Framing::line().encode_message(format!("m{i}").as_bytes(), &mut batch);
+    }
+    common::send_all_and_read_replies(&mut stream, &batch);
+    let (success, rest) = server.terminate();
+    assert!(success, "{rest}");
+    // However the messages fell across seconds, every one is shown or counted.
+    let shown = rest.lines().filter(|l| l.starts_with("date= m")).count() as u64;
+    let hidden: u64 = rest
+        .lines()
+        .filter_map(|l| l.strip_prefix("...")?.strip_suffix(" message lines not shown (over --log-rate 2 a second)"))
+        .map(|n| n.parse::<u64>().expect("a count"))
+        .sum();
+    assert_eq!(shown + hidden, 50, "{rest}");
+    assert!(shown <= 2 * 3 && hidden > 0, "{rest}");
+}
+
+#[test]
+fn a_unix_peers_hostile_path_is_logged_escaped() {
+    use std::os::unix::ffi::OsStrExt;
+    let dir = std::env::temp_dir().join(format!("se-peer-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir(&dir).expect("dir");
+    let path = dir.join("s.sock");
+    let path_arg = path.to_str().expect("UTF-8 path");
+    let mut server = Server::start(&["--unix", path_arg, "--framing", "line"]);
+    assert_eq!(server.line(), format!("listening on {path_arg}"));
+
+    // The client binds its end to a name full of terminal escapes, a forged
+    // log line and a byte that is not UTF-8.
+    let hostile = dir.join(std::ffi::OsStr::from_bytes(b"c\x1b]0;x\x07\n...connected from: 1.2.3.4:5\xff"));
+    let socket = socket2::Socket::new(socket2::Domain::UNIX, socket2::Type::STREAM, None).expect("socket");
+    socket.bind(&socket2::SockAddr::unix(&hostile).expect("address")).expect("bind the client's name");
+    socket.connect(&socket2::SockAddr::unix(&path).expect("address")).expect("connect");
+    let mut stream = UnixStream::from(std::os::fd::OwnedFd::from(socket));
+    stream.write_all(b"hi\n").expect("send");
+    stream.shutdown(Shutdown::Write).expect("half-close");
+    let mut reply = String::new();
+    stream.read_to_string(&mut reply).expect("reply");
+    assert!(reply.ends_with("] hi\n"), "{reply}");
+
+    let (success, rest) = server.terminate();
+    assert!(success, "{rest}");
+    let dir_text = dir.to_str().expect("UTF-8 dir");
+    let expected = format!(r"...connected from: {dir_text}/c\x1b]0;x\x07\n...connected from: 1.2.3.4:5\xff");
+    assert!(rest.lines().any(|l| l == expected), "{rest}");
+    assert!(!rest.lines().any(|l| l.starts_with("...connected from: 1.2.3.4")), "{rest}");
+    let _ = std::fs::remove_dir_all(&dir);
 }

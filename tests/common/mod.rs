@@ -84,6 +84,9 @@ pub fn sent_ending(framing: Framing) -> LineEnding {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Kind {
     Timeout,
+    MessageTimeout,
+    WriteTimeout,
+    Evicted,
     LineTooLong { max: usize },
     FrameTooLarge { declared: u64, max: usize },
     TruncatedFrame { expected: u64, received: u64 },
@@ -95,6 +98,9 @@ impl From<&Error> for Kind {
     fn from(e: &Error) -> Kind {
         match e {
             Error::Timeout => Kind::Timeout,
+            Error::MessageTimeout { .. } => Kind::MessageTimeout,
+            Error::WriteTimeout { .. } => Kind::WriteTimeout,
+            Error::Evicted { .. } => Kind::Evicted,
             Error::LineTooLong { max } => Kind::LineTooLong { max: *max },
             Error::FrameTooLarge { declared, max } => Kind::FrameTooLarge { declared: *declared, max: *max },
             Error::TruncatedFrame { expected, received } => {
@@ -178,6 +184,16 @@ pub fn next_message(events: &Receiver<Event>) -> (u64, Vec<u8>) {
             _ => continue,
         }
     }
+}
+
+/// An example's binary, built by cargo beside the tests (`cargo test` builds
+/// the examples): target/<profile>/examples/NAME.
+pub fn example_binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    let profile_dir = exe.parent().and_then(std::path::Path::parent).expect("target/<profile>/deps");
+    let path = profile_dir.join("examples").join(name);
+    assert!(path.exists(), "{} is missing: build it with `cargo test` or `cargo build --examples`", path.display());
+    path
 }
 
 // ---- Client connections ----

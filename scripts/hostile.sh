@@ -1,0 +1,190 @@
+#!/usr/bin/env bash
+# The hostile suite: the release server example attacked from outside, each
+# attack measured against its defence's bound. Prints PASS/FAIL lines and
+# the figures; exits non-zero if any attack got through.
+#
+#   scripts/hostile.sh          # everything (about a minute: two attacks wait out 30 s timeouts)
+#   FAST=1 scripts/hostile.sh   # the timeout attacks against 2 s timeouts instead of the defaults
+#
+# 1. hoard: 2000 silent connections against the default server (chunk
+#    framing), then 1000 silent + 1000 trickling (line framing); a new
+#    client must get its reply within 1 s.
+# 2. trickle / no-read: a message trickled a byte every 200 ms is cut at
+#    --message-timeout; a client that never reads at --write-timeout.
+# 3. inject: terminal escapes, CR, a forged log line, invalid UTF-8 and a
+#    bidi override reach the log escaped, one line each.
+# 4. blocked stdout: the server's stdout is a pipe nobody reads; clients are
+#    still served, and SIGTERM ends it within the shutdown deadline.
+# 5. unix: the socket path is replaced by a regular file while the server
+#    runs; SIGTERM still stops it, and the file is left alone.
+# 6. settings: absurd flag values are refused with a message, never a panic.
+# 7. logging cost: pipelined messages/s of the default (logging) server
+#    against --quiet, same run, median of ROUNDS (3).
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target}
+ROUNDS=${ROUNDS:-3}
+FAST=${FAST:-0}
+for tool in bc mkfifo timeout; do
+    command -v "$tool" >/dev/null || { echo "error: scripts/hostile.sh needs $tool" >&2; exit 1; }
+done
+
+echo "==> building (release)"
+cargo build --release --quiet --example server --example hostile --example loadgen --example client
+bin=$CARGO_TARGET_DIR/release/examples
+tmp=$(mktemp -d)
+pids=()
+failed=0
+cleanup() {
+    for pid in "${pids[@]}"; do kill -9 "$pid" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    rm -rf "$tmp"
+}
+trap cleanup EXIT
+fail() { echo "FAIL $*"; failed=1; }
+pass() { echo "PASS $*"; }
+
+# start NAME ARGS...: starts the server with its stdout in $tmp/NAME.log,
+# waits for `listening on ADDR`, sets PORT and PID.
+start() {
+    local name=$1 line=
+    shift
+    mkfifo "$tmp/$name.fifo"
+    "$bin/server" "$@" >"$tmp/$name.fifo" 2>&1 &
+    PID=$!
+    pids+=("$PID")
+    exec {fd}<"$tmp/$name.fifo"
+    IFS= read -r -t 30 -u "$fd" line || true
+    [[ $line == "listening on "* ]] || { echo "error: $name: $line" >&2; exit 1; }
+    cat <&"$fd" >"$tmp/$name.log" &
+    exec {fd}<&-
+    PORT=${line##*:}
+}
+
+# stop PID: SIGTERM; TOOK is the seconds it took to exit.
+stop() {
+    local started=$EPOCHREALTIME
+    kill -TERM "$1"
+    wait "$1" || true
+    TOOK=$(echo "$EPOCHREALTIME - $started" | bc)
+}
+
+echo "==> 1. hoard: silent and trickling connections, default flags"
+start hoard_chunk --port 0
+"$bin/hostile" --port "$PORT" hoard --silent 2000 || failed=1
+stop "$PID"
+tail -n 1 "$tmp/hoard_chunk.log"
+start hoard_line --port 0 --framing line
+"$bin/hostile" --port "$PORT" --framing line hoard --silent 1000 --trickle 1000 --hold 0 || failed=1
+stop "$PID"
+tail -n 1 "$tmp/hoard_line.log"
+
+echo "==> 2. trickle and no-read"
+if [[ $FAST == 1 ]]; then
+    limits=(--message-timeout 2 --write-timeout 2) bound=4
+else
+    limits=() bound=35
+fi
+start slow --port 0 --framing line "${limits[@]}"
+"$bin/hostile" --port "$PORT" --framing line trickle --bound "$bound" >"$tmp/trickle.out" &
+trickler=$!
+"$bin/hostile" --port "$PORT" --framing line no-read --bound "$bound" || failed=1
+wait "$trickler" || failed=1
+cat "$tmp/trickle.out"
+stop "$PID"
+grep 'ended:' "$tmp/slow.log" || true
+
+echo "==> 3. inject: hostile bytes in the log"
+start inject --port 0
+"$bin/hostile" --port "$PORT" inject || failed=1
+stop "$PID"
+if LC_ALL=C grep -q $'[\x01-\x08\x0b-\x1f\x7f]' "$tmp/inject.log"; then
+    fail "inject: raw control bytes reached the log"
+elif grep -q '^\.\.\.connected from: 10\.0\.0\.1:1' "$tmp/inject.log"; then
+    fail "inject: a forged log line"
+else
+    pass "inject: $(grep -c '^date= ' "$tmp/inject.log") message lines, all escaped, e.g.: $(grep -m1 'connected from: 10' "$tmp/inject.log")"
+fi
+
+echo "==> 4. blocked stdout"
+mkfifo "$tmp/blocked.fifo"
+"$bin/server" --port 0 --framing line --log-rate 1000000 --shutdown-deadline 2 >"$tmp/blocked.fifo" 2>"$tmp/blocked.err" &
+PID=$!
+pids+=("$PID")
+exec {blocked}<"$tmp/blocked.fifo"
+IFS= read -r -u "$blocked" line
+PORT=${line##*:}
+# Nobody reads the pipe from now on: fill it with log lines, then measure.
+"$bin/loadgen" --port "$PORT" --framing line --messages 200000 --window 64 --timeout 10 >/dev/null
+if result=$("$bin/loadgen" --port "$PORT" --framing line --connections 4 --messages 20000 --timeout 5 | grep '^result:'); then
+    pass "blocked stdout: still serving: $result"
+else
+    fail "blocked stdout: clients not served"
+fi
+stop "$PID"
+took=$TOOK
+exec {blocked}<&-
+if (($(echo "$took < 2.5" | bc))); then
+    pass "blocked stdout: SIGTERM ended it in ${took}s (shutdown deadline 2 s, the log's last lines included)"
+else
+    fail "blocked stdout: SIGTERM took ${took}s"
+fi
+
+echo "==> 5. unix: the path replaced while the server runs"
+sock=$tmp/echo.sock
+start unix --unix "$sock" --quiet
+mv "$sock" "$tmp/moved.sock"
+echo "not a socket" >"$sock"
+stop "$PID"
+took=$TOOK
+if [[ $(cat "$sock") == "not a socket" ]] && (($(echo "$took < 2" | bc))); then
+    pass "unix: SIGTERM ended it in ${took}s, the file now at the path left alone: $(grep -c . "$tmp/unix.log") lines"
+else
+    fail "unix: took ${took}s, or the file at the path was touched"
+fi
+
+echo "==> 6. settings: absurd values are refused, never a panic"
+bad=(
+    "--shutdown-deadline 1e19" "--shutdown-deadline=-1" "--shutdown-deadline nan"
+    "--buffer-size 100000000000" "--buffer-size 0" "--framing line --max-line 0" "--framing length --max-frame 0"
+    "--max-connections 0" "--max-connections 100000000" "--idle-timeout 1e19" "--message-timeout 1e-9"
+    "--write-timeout inf" "--eviction-grace 1e12" "--backlog 0" "--backlog 100000" "--log-rate=-1"
+)
+for flags in "${bad[@]}"; do
+    # shellcheck disable=SC2086
+    set +e
+    out=$(timeout 5 "$bin/server" --port 0 $flags 2>&1 </dev/null)
+    status=$?
+    set -e
+    if ((status == 1 || status == 2)) && [[ $out == *invalid* || $out == *error* ]]; then
+        pass "settings: $flags: $(echo "$out" | head -n 1)"
+    else
+        fail "settings: $flags: status $status: $out"
+    fi
+done
+
+echo "==> 7. logging cost: default (logging) server against --quiet, pipelined"
+rates() {
+    local rates=()
+    for _ in $(seq "$ROUNDS"); do
+        for mode in quiet logging; do
+            if [[ $mode == quiet ]]; then start "rate_$mode$RANDOM" --port 0 --framing line --quiet
+            else start "rate_$mode$RANDOM" --port 0 --framing line; fi
+            r=$("$bin/loadgen" --port "$PORT" --framing line --window 256 --messages 3000000 | sed -n 's/.*msgs_per_s=\([0-9.]*\).*/\1/p')
+            stop "$PID"
+            echo "$mode $r"
+        done
+    done
+}
+rates >"$tmp/rates"
+median() { grep "^$1 " "$tmp/rates" | awk '{print $2}' | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+quiet=$(median quiet) logging=$(median logging)
+ratio=$(echo "scale=3; $logging / $quiet" | bc)
+msg="logging cost: --quiet $quiet msg/s, default $logging msg/s (medians of $ROUNDS): ratio $ratio (target >= 0.9)"
+if (($(echo "$ratio >= 0.9" | bc))); then pass "$msg"; else fail "$msg"; fi
+
+if ((failed)); then
+    echo "==> some attacks got through"
+    exit 1
+fi
+echo "==> every attack held"
