@@ -77,7 +77,7 @@
 //! assert_eq!(reply.message(), "你好".as_bytes());
 //! println!("{reply}"); // [2026-11-24T20:12:01.123456Z] 你好
 //!
-//! stopper.stop()?;
+//! stopper.stop();
 //! let summary = thread.join().expect("server thread")?;
 //! assert_eq!(summary.messages, 1);
 //! # Ok::<(), stamp_echo::Error>(())
@@ -85,8 +85,8 @@
 
 use std::fmt;
 use std::io::{self, Write as _};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs, UdpSocket};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs, UdpSocket};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -94,6 +94,7 @@ use crate::Error;
 use crate::client::Reply;
 use crate::protocol::{parse_reply, refresh_stamp, write_reply};
 use crate::stamp::{Clock, Stamp, SystemClock};
+use crate::stop;
 
 mod defence;
 
@@ -134,10 +135,6 @@ pub struct DatagramServer {
 #[derive(Debug)]
 struct Shared {
     stop: AtomicBool,
-    /// `serve` calls running, each of which a stop must wake.
-    serving: AtomicUsize,
-    /// Where a wake-up datagram reaches the server.
-    wake: SocketAddr,
 }
 
 impl fmt::Debug for DatagramServer {
@@ -154,19 +151,18 @@ impl DatagramServer {
     /// [`StampKind::build`](crate::stamp::StampKind::build), or your own),
     /// reading the [`SystemClock`], with the default [`RateLimit`].
     ///
+    /// The socket's read timeout is set to 50 ms: each `serve` call comes
+    /// back that often to see whether a [`Stopper`] stopped it (the runner's
+    /// way, so nothing is ever sent to the server's address to wake it).
+    ///
     /// # Errors
     ///
-    /// [`Error::Io`] if the socket's address cannot be read.
+    /// [`Error::Io`] if the socket's address cannot be read or its read
+    /// timeout set.
     pub fn new(socket: UdpSocket, stamp: Arc<dyn Stamp>) -> Result<DatagramServer, Error> {
         let bound = socket.local_addr()?;
-        let mut wake = bound;
-        if wake.ip().is_unspecified() {
-            wake.set_ip(match wake {
-                SocketAddr::V4(_) => IpAddr::V4(Ipv4Addr::LOCALHOST),
-                SocketAddr::V6(_) => IpAddr::V6(Ipv6Addr::LOCALHOST),
-            });
-        }
-        let shared = Arc::new(Shared { stop: AtomicBool::new(false), serving: AtomicUsize::new(0), wake });
+        socket.set_read_timeout(Some(stop::TICK))?;
+        let shared = Arc::new(Shared { stop: AtomicBool::new(false) });
         Ok(DatagramServer {
             socket,
             bound,
@@ -232,16 +228,13 @@ impl DatagramServer {
     /// reflect (see the [module docs](self#loops-and-reflection)); every
     /// other one gets one reply datagram: its echo, or an error datagram. A
     /// failure concerns that sender only and serving goes on. Each datagram
-    /// counts once in the [`Totals`] and is shown once to `observer`. A read
-    /// timeout set on the socket is harmless: the server checks for a stop
-    /// at each one.
+    /// counts once in the [`Totals`] and is shown once to `observer`.
     ///
     /// # Errors
     ///
     /// [`Error::Io`] if the socket itself fails (not for a reply that cannot
     /// be sent: that is shown to `observer`).
     pub fn serve_with<O: DatagramObserver>(&self, mut observer: O) -> Result<Totals, Error> {
-        let _serving = Serving::enter(&self.shared);
         let mut input = vec![0u8; RECEIVE_BUFFER];
         let mut out = Vec::with_capacity(MAX_DATAGRAM);
         let mut text = String::new();
@@ -251,10 +244,10 @@ impl DatagramServer {
         while !self.shared.stop.load(Ordering::SeqCst) {
             let (n, from) = match self.socket.recv_from(&mut input) {
                 Ok(received) => received,
-                // Timeouts let the loop look at the stop flag; a refused or
+                // The tick lets the loop look at the stop flag; a refused or
                 // reset error is an earlier peer gone away (reported on some
                 // systems), no reason to stop serving the others.
-                Err(e) if is_transient(&e) => continue,
+                Err(e) if stop::is_tick(&e) || stop::is_transient(&e) => continue,
                 Err(e) => return Err(Error::Io(e)),
             };
             if self.shared.stop.load(Ordering::SeqCst) {
@@ -313,33 +306,11 @@ fn reply_into(text: &str, message: &[u8], out: &mut Vec<u8>) -> Result<(), Error
     Ok(())
 }
 
-/// Errors after which a socket is still usable.
-fn is_transient(e: &io::Error) -> bool {
-    use io::ErrorKind::*;
-    matches!(e.kind(), Interrupted | WouldBlock | TimedOut | ConnectionRefused | ConnectionReset)
-}
-
 /// Any local address, any port, of `addr`'s family: where to bind a socket that talks to `addr`.
 fn unspecified(addr: SocketAddr) -> SocketAddr {
     match addr {
         SocketAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
         SocketAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),
-    }
-}
-
-/// Counts a running `serve` call for as long as it lives.
-struct Serving<'a>(&'a Shared);
-
-impl<'a> Serving<'a> {
-    fn enter(shared: &'a Shared) -> Serving<'a> {
-        shared.serving.fetch_add(1, Ordering::SeqCst);
-        Serving(shared)
-    }
-}
-
-impl Drop for Serving<'_> {
-    fn drop(&mut self) {
-        self.0.serving.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -352,23 +323,11 @@ pub struct Stopper {
 }
 
 impl Stopper {
-    /// Stops the server. A server blocked waiting for a datagram is woken by
-    /// an empty datagram sent to its own address, which it does not answer.
-    ///
-    /// Fails if that wake-up datagram cannot be sent; the server is stopped
-    /// all the same at the next datagram it receives or at its socket's next
-    /// read timeout.
-    pub fn stop(&self) -> Result<(), Error> {
+    /// Stops the server: a `serve` call waiting for a datagram returns within
+    /// 50 ms (its socket's read timeout), one busy answering returns before
+    /// the next datagram. Datagrams not read by then stay unanswered.
+    pub fn stop(&self) {
         self.shared.stop.store(true, Ordering::SeqCst);
-        let running = self.shared.serving.load(Ordering::SeqCst);
-        if running == 0 {
-            return Ok(());
-        }
-        let socket = UdpSocket::bind(unspecified(self.shared.wake))?;
-        for _ in 0..running {
-            socket.send_to(&[], self.shared.wake)?;
-        }
-        Ok(())
     }
 }
 

@@ -171,8 +171,7 @@ impl fmt::Display for DropCounts {
 ///
 /// Each datagram received counts in exactly one of
 /// [`messages`](Totals::messages), [`errors`](Totals::errors) and
-/// [`dropped`](Totals::dropped) (the [`Stopper`](super::Stopper)'s wake-up
-/// datagram counts nowhere).
+/// [`dropped`](Totals::dropped).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Totals {
