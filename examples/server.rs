@@ -344,16 +344,17 @@ fn serve(args: &Args, log: &Arc<Log>) -> Result<(String, Instant), Box<dyn std::
         .write_timeout(none_if_zero(args.write_timeout));
     limits.validate()?;
 
+    // Before "listening" is logged: a signal sent as soon as it is seen stops the server.
+    let (stop_tx, stop_rx) = mpsc::channel();
+    ctrlc::set_handler(move || {
+        let _ = stop_tx.send(());
+    })?;
     let (listener, socket_file) = match &args.endpoint.unix {
         Some(path) => bind_unix(path, args.backlog)?,
         None => (Listener::from(bind_tcp(&args.endpoint.tcp_addr(), args.backlog)?), None),
     };
     log.line(format!("listening on {}", escaped(&listener.local_addr()?)));
 
-    let (stop_tx, stop_rx) = mpsc::channel();
-    ctrlc::set_handler(move || {
-        let _ = stop_tx.send(());
-    })?;
     // `()` observes nothing, at no cost per message.
     let handle = if args.quiet {
         runner::start(listener, server, limits, ())?
@@ -383,7 +384,7 @@ fn serve_udp(args: &Args, log: &Arc<Log>) -> Result<String, Box<dyn std::error::
     }
     let server = DatagramServer::new(UdpSocket::bind(args.endpoint.tcp_addr())?, stamp)?.rate_limit(limit)?;
     let stopper = server.stopper();
-    ctrlc::set_handler(move || drop(stopper.stop()))?;
+    ctrlc::set_handler(move || stopper.stop())?;
     log.line(format!("listening on {} (udp)", server.local_addr()?));
     let totals = if args.quiet { server.serve()? } else { server.serve_with(UdpLog::new(log))? };
     Ok(format!("stopped: {totals}"))
