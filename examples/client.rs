@@ -134,6 +134,7 @@ fn connect(args: &Args) -> Result<RoundTrip, Error> {
             stream.set_read_timeout(Some(args.timeout))?;
             stream.set_write_timeout(Some(args.timeout))?;
             let mut client = EchoClient::new(stream, framing)?;
+            client.set_timeout(Some(args.timeout))?; // a deadline for each whole reply
             return Ok(Box::new(move |m| client.round_trip(m)));
         }
         #[cfg(not(unix))]
@@ -143,6 +144,7 @@ fn connect(args: &Args) -> Result<RoundTrip, Error> {
     stream.set_read_timeout(Some(args.timeout))?;
     stream.set_write_timeout(Some(args.timeout))?;
     let mut client = EchoClient::new(stream, framing)?;
+    client.set_timeout(Some(args.timeout))?; // a deadline for each whole reply
     Ok(Box::new(move |m| client.round_trip(m)))
 }
 

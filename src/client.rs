@@ -1,16 +1,20 @@
 //! [`EchoClient`]: send a message, get back its stamped echo, checked.
+//!
+//! The client is a thin blocking loop around [`ReplyChecker`], the I/O-free
+//! reply core: it writes what the checker frames, and feeds it what it reads.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::VecDeque;
 use std::fmt;
 use std::io::{self, Read, Write};
+use std::net::TcpStream;
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::Error;
-use crate::framing::{Framing, complete_utf8_prefix, find_newline};
-use crate::protocol::{Header, MAX_STAMP_LEN, parse_header};
+use crate::framing::Framing;
+use crate::reply::{Event, ReplyChecker};
 use crate::stamp::StampKind;
 
-/// The parsed reply to one message.
+/// The checked reply to one message.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Reply {
     pieces: Vec<Piece>,
@@ -23,6 +27,7 @@ pub struct Reply {
 /// One stamped piece of a reply: in chunk framing the server answers each of
 /// its reads, so a long message comes back as several pieces.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Piece {
     /// The stamp text, without brackets.
     pub stamp: String,
@@ -78,67 +83,108 @@ impl fmt::Display for Reply {
     }
 }
 
+/// A stream whose read timeout can be set, so that [`EchoClient`] can bound
+/// the wait for a whole reply (see [`EchoClient::set_timeout`]).
+///
+/// Implemented for [`TcpStream`] and, on Unix, `UnixStream`; implement it
+/// for your own stream type to give it a reply deadline.
+pub trait ReadTimeout {
+    /// Sets how long one read may block (`None`: for ever), as
+    /// [`TcpStream::set_read_timeout`] does.
+    ///
+    /// # Errors
+    ///
+    /// Whatever setting the timeout fails with.
+    fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()>;
+}
+
+impl ReadTimeout for TcpStream {
+    fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        TcpStream::set_read_timeout(self, timeout)
+    }
+}
+
+#[cfg(unix)]
+impl ReadTimeout for std::os::unix::net::UnixStream {
+    fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        std::os::unix::net::UnixStream::set_read_timeout(self, timeout)
+    }
+}
+
+impl<T: ReadTimeout + ?Sized> ReadTimeout for &T {
+    fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        (**self).set_read_timeout(timeout)
+    }
+}
+
 /// Talks to a stamp-echo server (or the original Python one) over any
 /// `Read + Write` stream.
 ///
 /// ```no_run
 /// use std::net::TcpStream;
+/// use std::time::Duration;
 /// use stamp_echo::{EchoClient, Framing};
 ///
 /// let stream = TcpStream::connect("127.0.0.1:8080")?;
 /// let mut client = EchoClient::new(stream, Framing::chunk())?;
+/// client.set_timeout(Some(Duration::from_secs(5)))?; // for each whole reply
 /// let reply = client.round_trip(b"hi,server")?;
 /// println!("{reply}  ({:?})", reply.rtt());
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 ///
 /// For pipelining, [`send`](EchoClient::send) several messages, then
-/// [`receive`](EchoClient::receive) each reply in order.
+/// [`receive`](EchoClient::receive) each reply in order. Replies are checked
+/// by a [`ReplyChecker`]: in linear time in the bytes received, whatever the
+/// messages hold (`[`, or text that looks like a stamp). After an error the
+/// client should be dropped: the reply stream is no longer in step.
 pub struct EchoClient<S> {
     stream: S,
-    framing: Framing,
-    /// Bytes read but not yet parsed, from `start`.
+    checker: ReplyChecker,
+    /// Bytes read and not yet checked: `input[start..end]`.
     input: Vec<u8>,
     start: usize,
+    end: usize,
     out: Vec<u8>,
-    /// When each message not yet answered was sent, and in chunk framing a
-    /// copy of it, to tell where its reply ends when replies run together.
-    in_flight: VecDeque<InFlight>,
-    /// Chunk framing: the stamp of the last piece read, if the next reply may
-    /// continue it (the next message was sent before that reply completed).
-    continued: Option<String>,
+    /// When each message not yet answered was sent.
+    in_flight: VecDeque<(Instant, SystemTime)>,
+    deadline: Option<Deadline<S>>,
+}
+
+/// The reply timeout and how to apply it to the stream.
+struct Deadline<S> {
+    timeout: Duration,
+    set: fn(&S, Option<Duration>) -> io::Result<()>,
 }
 
 impl<S> fmt::Debug for EchoClient<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("EchoClient")
-            .field("framing", &self.framing)
-            .field("in_flight", &self.in_flight.len())
+            .field("checker", &self.checker)
+            .field("timeout", &self.deadline.as_ref().map(|d| d.timeout))
             .finish_non_exhaustive()
     }
 }
 
 const READ_SIZE: usize = 64 * 1024;
 
-struct InFlight {
-    instant: Instant,
-    at: SystemTime,
-    /// Chunk framing only; empty otherwise.
-    message: Vec<u8>,
-}
-
 impl<S: Read + Write> EchoClient<S> {
     /// A client speaking `framing` on `stream`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] if `framing`'s settings are out of range.
     pub fn new(stream: S, framing: Framing) -> Result<EchoClient<S>, Error> {
         framing.validate()?;
         Ok(EchoClient {
             stream,
-            framing,
+            checker: ReplyChecker::new(framing),
             input: Vec::new(),
             start: 0,
+            end: 0,
             out: Vec::new(),
             in_flight: VecDeque::new(),
-            continued: None,
+            deadline: None,
         })
     }
 
@@ -151,101 +197,107 @@ impl<S: Read + Write> EchoClient<S> {
     /// until a timeout: send such messages in pieces, or use line or
     /// length-prefixed framing, where the server answers a message only once
     /// it is whole.
+    ///
+    /// # Errors
+    ///
+    /// Those of [`send`](EchoClient::send) and [`receive`](EchoClient::receive).
     pub fn round_trip(&mut self, message: &[u8]) -> Result<Reply, Error> {
         self.send(message)?;
-        self.receive(message)
+        self.receive()
     }
 
     /// Sends `message` without waiting for the reply.
     ///
-    /// Fails without sending if the framing cannot carry it: in chunk framing
-    /// an empty message (it would get no reply) or one ending with the first
-    /// bytes of a UTF-8 character (the server holds them back for the rest);
-    /// in line framing a newline, or a `\r` at the end (it would be read as
-    /// part of a `\r\n` ending); a message over the framing's limit.
+    /// # Errors
+    ///
+    /// [`Error::InvalidMessage`], without sending anything, if the framing
+    /// cannot carry the message (see [`ReplyChecker::send`]); [`Error::Io`]
+    /// or [`Error::Timeout`] if writing fails.
     pub fn send(&mut self, message: &[u8]) -> Result<(), Error> {
-        check_sendable(self.framing, message)?;
         self.out.clear();
-        self.framing.encode_message(message, &mut self.out);
-        let copy = if let Framing::Chunk { .. } = self.framing { message.to_vec() } else { Vec::new() };
-        self.in_flight.push_back(InFlight { instant: Instant::now(), at: SystemTime::now(), message: copy });
+        self.checker.send(message, &mut self.out)?;
+        self.in_flight.push_back((Instant::now(), SystemTime::now()));
         self.stream.write_all(&self.out).and_then(|()| self.stream.flush()).map_err(Error::from_io)
     }
 
     /// Reads the reply to the oldest message sent and not yet answered, and
-    /// checks that it echoes `sent`, that message.
-    pub fn receive(&mut self, sent: &[u8]) -> Result<Reply, Error> {
-        let (sent_instant, sent_at) =
-            self.in_flight.pop_front().map_or_else(|| (Instant::now(), SystemTime::now()), |f| (f.instant, f.at));
-        let (pieces, consumed) = loop {
-            let buffered = &self.input[self.start..];
-            let parsed = match self.framing {
-                Framing::Chunk { .. } => {
-                    let after = match self.in_flight.front() {
-                        Some(next) => After::Message(&next.message),
-                        None => After::Nothing,
-                    };
-                    parse_chunked(buffered, sent, after, self.continued.as_deref())
+    /// checks that it echoes that message.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::EchoMismatch`] or [`Error::MalformedReply`] for a wrong reply
+    /// (bytes that arrive when nothing is in flight are a reply to no
+    /// message); [`Error::UnexpectedEof`] if the server closes first;
+    /// [`Error::ReplyTimeout`] if a [timeout](EchoClient::set_timeout) is set
+    /// and the whole reply has not come within it; [`Error::Io`] (or
+    /// [`Error::Timeout`], for the stream's own read timeout) if reading fails.
+    pub fn receive(&mut self) -> Result<Reply, Error> {
+        let deadline = self.deadline.as_ref().map(|d| Instant::now() + d.timeout);
+        let mut pieces = Vec::new();
+        loop {
+            loop {
+                let (consumed, event) = self.checker.receive(&self.input[self.start..self.end])?;
+                self.start += consumed;
+                match event {
+                    Some(Event::Piece { stamp, len, .. }) => pieces.push(Piece { stamp: stamp.to_owned(), len }),
+                    Some(Event::Reply { message, .. }) => {
+                        let (sent_instant, sent_at) =
+                            self.in_flight.pop_front().unwrap_or_else(|| (Instant::now(), SystemTime::now()));
+                        return Ok(Reply {
+                            pieces,
+                            message: message.to_vec(),
+                            rtt: sent_instant.elapsed(),
+                            sent_at,
+                            received_at: SystemTime::now(),
+                        });
+                    }
+                    None => break,
                 }
-                Framing::Line { .. } => parse_line(buffered, sent),
-                Framing::LengthPrefixed { .. } => parse_frame(buffered, sent),
-            };
-            match parsed {
-                Parsed::Complete { pieces, consumed } => break (pieces, consumed),
-                Parsed::Mismatch { offset } => return Err(Error::EchoMismatch { offset }),
-                Parsed::Malformed(why) => return Err(Error::MalformedReply(why)),
-                Parsed::NeedMore => self.fill()?,
             }
-        };
-        self.start += consumed;
-        self.continued = match (&self.framing, pieces.last()) {
-            (Framing::Chunk { .. }, Some(last)) if !self.in_flight.is_empty() => Some(last.stamp.clone()),
-            _ => None,
-        };
-        if self.start == self.input.len() {
-            self.input.clear();
-            self.start = 0;
+            self.fill(deadline)?;
         }
-        Ok(Reply {
-            pieces,
-            message: sent.to_vec(),
-            rtt: sent_instant.elapsed(),
-            sent_at,
-            received_at: SystemTime::now(),
-        })
     }
 
-    /// Reads more of the reply stream.
-    fn fill(&mut self) -> Result<(), Error> {
-        if self.start > 0 {
-            self.input.drain(..self.start);
-            self.start = 0;
+    /// Reads more of the reply stream, once everything read is checked.
+    fn fill(&mut self, deadline: Option<Instant>) -> Result<(), Error> {
+        self.start = 0;
+        self.end = 0;
+        if self.input.len() < READ_SIZE {
+            self.input.resize(READ_SIZE, 0);
         }
-        let old = self.input.len();
-        self.input.resize(old + READ_SIZE, 0);
-        let read = loop {
-            match self.stream.read(&mut self.input[old..]) {
+        if let (Some(deadline), Some(d)) = (deadline, &self.deadline) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(Error::ReplyTimeout { timeout: d.timeout });
+            }
+            (d.set)(&self.stream, Some(left)).map_err(Error::Io)?;
+        }
+        let n = loop {
+            match self.stream.read(&mut self.input) {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                other => break other,
+                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+                    return Err(match &self.deadline {
+                        Some(d) if deadline.is_some() => Error::ReplyTimeout { timeout: d.timeout },
+                        _ => Error::Timeout,
+                    });
+                }
+                Err(e) => return Err(Error::from_io(e)),
+                Ok(0) => return Err(Error::UnexpectedEof),
+                Ok(n) => break n,
             }
         };
-        let n = match read {
-            Ok(n) => n,
-            Err(e) => {
-                self.input.truncate(old);
-                return Err(Error::from_io(e));
-            }
-        };
-        self.input.truncate(old + n);
-        if n == 0 {
-            return Err(Error::UnexpectedEof);
-        }
+        self.end = n;
         Ok(())
     }
 
     /// The framing in use.
     pub fn framing(&self) -> Framing {
-        self.framing
+        self.checker.framing()
+    }
+
+    /// Messages sent whose replies have not been received yet.
+    pub fn in_flight(&self) -> usize {
+        self.checker.in_flight()
     }
 
     /// The stream.
@@ -265,212 +317,31 @@ impl<S: Read + Write> EchoClient<S> {
     }
 }
 
-/// Fails if `framing` cannot carry `message` as one message with one reply
-/// (see [`EchoClient::send`]).
-pub(crate) fn check_sendable(framing: Framing, message: &[u8]) -> Result<(), Error> {
-    match framing {
-        Framing::Chunk { .. } if message.is_empty() => {
-            Err(Error::InvalidMessage("an empty message gets no reply in chunk framing"))
-        }
-        Framing::Chunk { .. } if complete_utf8_prefix(message) < message.len() => {
-            Err(Error::InvalidMessage("it ends inside a UTF-8 character: the server would wait for the rest"))
-        }
-        Framing::Line { .. } if find_newline(message).is_some() => {
-            Err(Error::InvalidMessage("a newline would end the message early"))
-        }
-        Framing::Line { .. } if message.ends_with(b"\r") => {
-            Err(Error::InvalidMessage("a final CR would be taken for part of the line ending"))
-        }
-        Framing::Line { max_line } if message.len() > max_line => Err(Error::InvalidMessage("longer than max_line")),
-        Framing::LengthPrefixed { max_frame } if message.len() > max_frame => {
-            Err(Error::InvalidMessage("longer than max_frame"))
-        }
-        _ => Ok(()),
-    }
-}
-
-/// What parsing the buffered bytes of a reply found.
-#[derive(Debug, PartialEq, Eq)]
-enum Parsed {
-    Complete { pieces: Vec<Piece>, consumed: usize },
-    NeedMore,
-    Mismatch { offset: usize },
-    Malformed(&'static str),
-}
-
-/// The most bytes of framing around an echoed message: stamp, brackets, space,
-/// line ending.
-const MAX_OVERHEAD: usize = MAX_STAMP_LEN + 5;
-
-fn parse_line(buf: &[u8], sent: &[u8]) -> Parsed {
-    let Some(end) = find_newline(buf) else {
-        return if buf.len() > sent.len() + MAX_OVERHEAD {
-            Parsed::Malformed("reply line too long")
-        } else {
-            Parsed::NeedMore
+impl<S: Read + Write + ReadTimeout> EchoClient<S> {
+    /// Bounds the wait for each whole reply (`None`, the default: no bound
+    /// beyond the stream's own read timeout).
+    ///
+    /// It is a deadline, not an idle timeout: before each read the stream's
+    /// read timeout is set to the time left, so a server trickling a byte now
+    /// and then cannot keep [`receive`](EchoClient::receive) (or
+    /// [`round_trip`](EchoClient::round_trip)) waiting past it. On expiry
+    /// they fail with [`Error::ReplyTimeout`]. The stream keeps the last read
+    /// timeout set; writes are not bounded by this (set the stream's write
+    /// timeout for that).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] for a zero timeout.
+    pub fn set_timeout(&mut self, timeout: Option<Duration>) -> Result<(), Error> {
+        self.deadline = match timeout {
+            Some(timeout) if timeout.is_zero() => {
+                return Err(crate::ConfigError::new("timeout", "0 s", "longer than zero").into());
+            }
+            Some(timeout) => Some(Deadline { timeout, set: |stream: &S, t| stream.set_read_timeout(t) }),
+            None => None,
         };
-    };
-    let line = &buf[..end];
-    let line = line.strip_suffix(b"\r").unwrap_or(line);
-    match parse_header(line) {
-        Header::Complete { stamp, len } => check_echo(stamp, &line[len..], sent, end + 1),
-        Header::Incomplete => Parsed::Malformed("reply line ends inside its stamp"),
-        Header::Invalid(why) => Parsed::Malformed(why),
+        Ok(())
     }
-}
-
-fn parse_frame(buf: &[u8], sent: &[u8]) -> Parsed {
-    let Some(prefix) = buf.get(..4) else { return Parsed::NeedMore };
-    let mut len = [0u8; 4];
-    len.copy_from_slice(prefix);
-    let len = u32::from_be_bytes(len) as usize;
-    if len > sent.len() + MAX_OVERHEAD {
-        return Parsed::Malformed("reply frame longer than the message and a stamp");
-    }
-    let Some(body) = buf.get(4..4 + len) else { return Parsed::NeedMore };
-    match parse_header(body) {
-        Header::Complete { stamp, len: header } => check_echo(stamp, &body[header..], sent, 4 + len),
-        Header::Incomplete => Parsed::Malformed("reply frame ends inside its stamp"),
-        Header::Invalid(why) => Parsed::Malformed(why),
-    }
-}
-
-fn check_echo(stamp: &str, echoed: &[u8], sent: &[u8], consumed: usize) -> Parsed {
-    if echoed != sent {
-        let offset = echoed.iter().zip(sent).take_while(|(a, b)| a == b).count();
-        return Parsed::Mismatch { offset };
-    }
-    Parsed::Complete { pieces: vec![Piece { stamp: stamp.to_owned(), len: sent.len() }], consumed }
-}
-
-/// Parses chunk-framing replies: `[STAMP] piece[STAMP] piece...` whose pieces
-/// add up to `sent`. The stream has no boundaries, so where a piece ends is
-/// found by matching `sent`: a piece runs on while it echoes `sent`, and a new
-/// stamp may begin at any `[`. When `sent` itself holds `[`, both readings are
-/// tried (latest boundary first); any reading that matches echoes `sent`
-/// exactly, so the check is sound whichever one is taken.
-///
-/// Which reading is taken decides where the next reply starts, so it is
-/// chosen by what comes `after` the message. When `sent` is the only message
-/// in flight, every byte received belongs to its reply, so a reading that
-/// takes all of them is preferred, and one that leaves bytes over is taken
-/// only if no reading could still grow to take them all. (Bytes of the reply
-/// not yet received at all cannot be told apart: a reply `[T] a[T] ` may be
-/// all of the echo of `a[T] `, or its first piece `a` and the stamp of a
-/// second one still on its way.) With messages pipelined, a reading after
-/// which the bytes left over can begin the reply to the next message is
-/// preferred; failing that, the first reading found is taken.
-///
-/// Pipelined messages may reach the server in one read and come back in one
-/// piece, so the reply to a message may start in the middle of the piece
-/// that ended the previous reply: `continued` is that piece's stamp, when the
-/// next message was already sent as the previous reply completed.
-fn parse_chunked(buf: &[u8], sent: &[u8], after: After<'_>, continued: Option<&str>) -> Parsed {
-    // Search states: a stamp header starts at `at` in `buf`, with `done` bytes
-    // of `sent` already echoed. `nodes` records how each was reached.
-    struct Node<'a> {
-        parent: usize,
-        stamp: &'a str,
-        /// Bytes of `sent` echoed before this piece.
-        done: usize,
-    }
-    let mut nodes: Vec<Node<'_>> = Vec::new();
-    // (where, echoed so far, parent node, the stamp of a piece continued
-    // without a header of its own); the header reading is tried first.
-    let mut stack: Vec<(usize, usize, usize, Option<&str>)> = Vec::new();
-    if let Some(stamp) = continued {
-        stack.push((0, 0, usize::MAX, Some(stamp)));
-    }
-    stack.push((0, 0, usize::MAX, None));
-    let mut seen = HashSet::new();
-    let mut need_more = false;
-    let mut deepest_mismatch = 0;
-    let mut malformed = None;
-    let mut second_best = None;
-    while let Some((at, done, parent, inherited)) = stack.pop() {
-        if !seen.insert((at, done, inherited.is_some())) {
-            continue;
-        }
-        let header = match inherited {
-            Some(stamp) => Header::Complete { stamp, len: 0 },
-            None => parse_header(&buf[at..]),
-        };
-        let (stamp, body) = match header {
-            Header::Complete { stamp, len } => (stamp, at + len),
-            Header::Incomplete => {
-                need_more = true;
-                continue;
-            }
-            Header::Invalid(why) => {
-                malformed.get_or_insert(why);
-                continue;
-            }
-        };
-        let matched = buf[body..].iter().zip(&sent[done..]).take_while(|(a, b)| a == b).count();
-        nodes.push(Node { parent, stamp, done });
-        let node = nodes.len() - 1;
-        if done + matched == sent.len() && matched > 0 {
-            // Each piece runs from its own start to the next piece's start
-            // (not as far as it matched: a later boundary may cut it short).
-            let mut pieces = Vec::new();
-            let (mut i, mut end) = (node, sent.len());
-            while i != usize::MAX {
-                pieces.push(Piece { stamp: nodes[i].stamp.to_owned(), len: end - nodes[i].done });
-                end = nodes[i].done;
-                i = nodes[i].parent;
-            }
-            pieces.reverse();
-            let consumed = body + matched;
-            let best = consumed == buf.len()
-                || match after {
-                    After::Nothing => false,
-                    After::Unknown => true,
-                    // The rest must be able to start the next reply, which
-                    // may continue this piece.
-                    After::Message(next) => !matches!(
-                        parse_chunked(&buf[consumed..], next, After::Unknown, Some(stamp)),
-                        Parsed::Mismatch { .. } | Parsed::Malformed(_)
-                    ),
-                };
-            if best {
-                return Parsed::Complete { pieces, consumed };
-            }
-            second_best.get_or_insert(Parsed::Complete { pieces, consumed });
-        } else if body + matched == buf.len() {
-            need_more = true;
-        } else {
-            deepest_mismatch = deepest_mismatch.max(done + matched);
-        }
-        // Alternative boundaries: a new stamp after 1..=matched echoed bytes,
-        // pushed so that the longest piece is tried first.
-        for j in 1..=matched {
-            if buf[body + j..].first() == Some(&b'[') {
-                stack.push((body + j, done + j, node, None));
-            }
-        }
-    }
-    if need_more {
-        Parsed::NeedMore
-    } else if let Some(complete) = second_best {
-        complete
-    } else if deepest_mismatch == 0
-        && let Some(why) = malformed
-    {
-        Parsed::Malformed(why)
-    } else {
-        Parsed::Mismatch { offset: deepest_mismatch }
-    }
-}
-
-/// What follows the message whose reply [`parse_chunked`] looks for.
-#[derive(Clone, Copy, Debug)]
-enum After<'a> {
-    /// Nothing: it is the only message in flight.
-    Nothing,
-    /// This message, sent after it (pipelined).
-    Message(&'a [u8]),
-    /// Something not known: take the first reading found.
-    Unknown,
 }
 
 /// An estimate of how far a server's clock is from the local one, from one
@@ -617,115 +488,164 @@ impl Reply {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::Duplex;
 
-    fn pieces(p: &Parsed) -> Vec<(&str, usize)> {
-        match p {
-            Parsed::Complete { pieces, .. } => pieces.iter().map(|p| (p.stamp.as_str(), p.len)).collect(),
-            _ => Vec::new(),
-        }
+    fn lens(reply: &Reply) -> Vec<(&str, usize)> {
+        reply.pieces().iter().map(|p| (p.stamp.as_str(), p.len)).collect()
+    }
+
+    fn against(replies: &[u8], message: &[u8]) -> Result<Reply, Error> {
+        let mut client = EchoClient::new(Duplex::new(replies.to_vec()), Framing::chunk()).expect("valid framing");
+        client.round_trip(message)
     }
 
     #[test]
-    fn chunked_reply_in_one_piece() {
-        let p = parse_chunked(b"[T] hello", b"hello", After::Nothing, None);
-        assert_eq!(pieces(&p), [("T", 5)]);
-        assert!(matches!(p, Parsed::Complete { consumed: 9, .. }));
+    fn chunk_replies_in_one_piece_and_in_several() {
+        assert_eq!(lens(&against(b"[T] hello", b"hello").expect("reply")), [("T", 5)]);
+        assert_eq!(lens(&against(b"[A] hel[B] lo[C] !", b"hello!").expect("reply")), [("A", 3), ("B", 2), ("C", 1)]);
     }
 
     #[test]
-    fn chunked_reply_in_several_pieces() {
-        let p = parse_chunked(b"[A] hel[B] lo[C] !", b"hello!", After::Nothing, None);
-        assert_eq!(pieces(&p), [("A", 3), ("B", 2), ("C", 1)]);
+    fn chunk_reply_that_differs_is_a_mismatch() {
+        assert!(matches!(against(b"[T] hx", b"hi"), Err(Error::EchoMismatch { offset: 1 })));
+        assert!(matches!(against(b"[T] h[U] x", b"hi"), Err(Error::EchoMismatch { offset: 1 })));
+        assert!(matches!(against(b"hi", b"hi"), Err(Error::MalformedReply("reply does not start with '['"))));
+        assert!(matches!(against(b"[T] h[", b"hi"), Err(Error::UnexpectedEof)));
     }
 
     #[test]
-    fn chunked_reply_waits_for_more() {
-        assert_eq!(parse_chunked(b"", b"hi", After::Nothing, None), Parsed::NeedMore);
-        assert_eq!(parse_chunked(b"[T", b"hi", After::Nothing, None), Parsed::NeedMore);
-        assert_eq!(parse_chunked(b"[T] h", b"hi", After::Nothing, None), Parsed::NeedMore);
-        assert_eq!(parse_chunked(b"[T] h[", b"hi", After::Nothing, None), Parsed::NeedMore);
-    }
-
-    #[test]
-    fn chunked_reply_that_differs_is_a_mismatch() {
-        assert_eq!(parse_chunked(b"[T] hx", b"hi", After::Nothing, None), Parsed::Mismatch { offset: 1 });
-        assert_eq!(parse_chunked(b"[T] h[U] x", b"hi", After::Nothing, None), Parsed::Mismatch { offset: 1 });
-        assert_eq!(
-            parse_chunked(b"hi", b"hi", After::Nothing, None),
-            Parsed::Malformed("reply does not start with '['")
-        );
-    }
-
-    #[test]
-    fn chunked_reply_with_brackets_in_the_message() {
+    fn chunk_reply_with_brackets_in_the_message() {
         // The message looks like a stamp itself: "[T] a" + "[T] [T] b" and
-        // "[T] a[T] " + "[T] b" both echo it; the longest first piece is taken.
+        // "[T] a[T] " + "[T] b" both echo it, and both are accepted; of
+        // readings that end together, the one that took a header earliest is
+        // reported (it rejoined the others first).
         let sent = b"a[T] b";
-        let p = parse_chunked(b"[T] a[T] [T] b", sent, After::Nothing, None);
-        assert_eq!(pieces(&p), [("T", 5), ("T", 1)]);
-        let p = parse_chunked(b"[T] a[T] b", sent, After::Nothing, None);
-        assert_eq!(pieces(&p), [("T", 6)]);
+        assert_eq!(lens(&against(b"[T] a[T] [T] b", sent).expect("reply")), [("T", 1), ("T", 5)]);
+        assert_eq!(lens(&against(b"[T] a[T] b", sent).expect("reply")), [("T", 6)]);
     }
 
     #[test]
     fn pipelined_chunk_messages_answered_in_one_piece() {
         // The server read "one" and "two" together and "三" alone.
-        let replies = crate::testing::Duplex::new("[T] onetwo[U] 三".as_bytes().to_vec());
+        let replies = Duplex::new("[T] onetwo[U] 三".as_bytes().to_vec());
         let mut client = EchoClient::new(replies, Framing::chunk()).expect("valid framing");
         let messages: [&[u8]; 3] = [b"one", b"two", "三".as_bytes()];
         for m in messages {
             client.send(m).expect("in memory");
         }
-        let stamps: Vec<String> =
-            messages.iter().map(|m| client.receive(m).expect("reply").stamp().to_owned()).collect();
+        assert_eq!(client.in_flight(), 3);
+        let replies: Vec<Reply> = messages.iter().map(|_| client.receive().expect("reply")).collect();
+        let stamps: Vec<&str> = replies.iter().map(Reply::stamp).collect();
         assert_eq!(stamps, ["T", "T", "U"]);
+        let echoed: Vec<&[u8]> = replies.iter().map(Reply::message).collect();
+        assert_eq!(echoed, messages);
     }
 
     #[test]
     fn a_pipelined_message_ending_in_a_bracket() {
         // "aaa[" and "b" pipelined; the server read "aaa" then "[b". Taking the
         // second "[" as the end of "aaa[" would leave "T] [b" for "b": the
-        // client picks the reading after which "b"'s reply can begin.
-        let replies = crate::testing::Duplex::new(b"[T] aaa[U] [b".to_vec());
+        // client follows both readings until one fails.
+        let replies = Duplex::new(b"[T] aaa[U] [b".to_vec());
         let mut client = EchoClient::new(replies, Framing::chunk()).expect("valid framing");
         client.send(b"aaa[").expect("in memory");
         client.send(b"b").expect("in memory");
-        let first = client.receive(b"aaa[").expect("a reply");
+        let first = client.receive().expect("a reply");
         assert_eq!(first.pieces(), [Piece { stamp: "T".into(), len: 3 }, Piece { stamp: "U".into(), len: 1 }]);
-        assert_eq!(client.receive(b"b").expect("a reply").stamp(), "U");
+        assert_eq!(client.receive().expect("a reply").stamp(), "U");
     }
 
     #[test]
     fn a_reply_without_a_stamp_is_malformed_when_nothing_was_pipelined() {
         // "two" was sent after the reply to "one" was whole, so its reply
         // cannot continue that piece: it needs a stamp of its own.
-        let replies = crate::testing::Duplex::from_reads([b"[T] one".to_vec(), b"two".to_vec()]);
+        let replies = Duplex::from_reads([b"[T] one".to_vec(), b"two".to_vec()]);
         let mut client = EchoClient::new(replies, Framing::chunk()).expect("valid framing");
         client.round_trip(b"one").expect("a whole reply");
         assert!(matches!(client.round_trip(b"two"), Err(Error::MalformedReply(_))));
     }
 
     #[test]
-    fn one_byte_pieces_do_not_blow_up() {
+    fn one_byte_pieces() {
         let sent = vec![b'x'; 20_000];
-        let mut buf = Vec::new();
+        let mut replies = Vec::new();
         for b in &sent {
-            buf.extend_from_slice(b"[T] ");
-            buf.push(*b);
+            replies.extend_from_slice(b"[T] ");
+            replies.push(*b);
         }
-        let p = parse_chunked(&buf, &sent, After::Nothing, None);
-        assert_eq!(pieces(&p).len(), 20_000);
+        assert_eq!(against(&replies, &sent).expect("reply").pieces().len(), 20_000);
     }
 
     #[test]
     fn line_and_frame_replies() {
-        assert_eq!(pieces(&parse_line(b"[T] hi\n", b"hi")), [("T", 2)]);
-        assert_eq!(pieces(&parse_line(b"[T] hi\r\n", b"hi")), [("T", 2)]);
-        assert_eq!(parse_line(b"[T] hi", b"hi"), Parsed::NeedMore);
-        assert_eq!(parse_line(b"[T] ho\n", b"hi"), Parsed::Mismatch { offset: 1 });
-        assert_eq!(pieces(&parse_frame(b"\0\0\0\x06[T] hi", b"hi")), [("T", 2)]);
-        assert_eq!(parse_frame(b"\0\0\0\x06[T] h", b"hi"), Parsed::NeedMore);
-        assert!(matches!(parse_frame(b"\xff\0\0\0", b"hi"), Parsed::Malformed(_)));
+        let check = |framing: Framing, replies: &[u8]| {
+            let mut client = EchoClient::new(Duplex::new(replies.to_vec()), framing).expect("valid framing");
+            client.round_trip(b"hi")
+        };
+        for (framing, replies) in [
+            (Framing::line(), &b"[T] hi\n"[..]),
+            (Framing::line(), b"[T] hi\r\n"),
+            (Framing::length_prefixed(), b"\0\0\0\x06[T] hi"),
+        ] {
+            assert_eq!(lens(&check(framing, replies).expect("reply")), [("T", 2)]);
+        }
+        assert!(matches!(check(Framing::line(), b"[T] hi"), Err(Error::UnexpectedEof)));
+        assert!(matches!(check(Framing::line(), b"[T] ho\n"), Err(Error::EchoMismatch { offset: 1 })));
+        assert!(matches!(check(Framing::length_prefixed(), b"\0\0\0\x06[T] h"), Err(Error::UnexpectedEof)));
+        assert!(matches!(check(Framing::length_prefixed(), b"\xff\0\0\0"), Err(Error::MalformedReply(_))));
+    }
+
+    /// A reader that hands out one byte per read: a server trickling its reply.
+    struct Trickle {
+        replies: Vec<u8>,
+        at: usize,
+        reads: usize,
+    }
+
+    impl Read for Trickle {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            self.reads += 1;
+            match (self.replies.get(self.at), buf.first_mut()) {
+                (Some(&b), Some(slot)) => {
+                    *slot = b;
+                    self.at += 1;
+                    Ok(1)
+                }
+                _ => Err(io::Error::from(io::ErrorKind::WouldBlock)),
+            }
+        }
+    }
+
+    impl Write for Trickle {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl ReadTimeout for Trickle {
+        fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+            assert!(timeout.is_some_and(|t| !t.is_zero()), "a read timeout of {timeout:?}");
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_reply_timeout_is_a_typed_error_and_zero_is_refused() {
+        let trickle = Trickle { replies: b"[T] h".to_vec(), at: 0, reads: 0 };
+        let mut client = EchoClient::new(trickle, Framing::chunk()).expect("valid framing");
+        assert!(matches!(client.set_timeout(Some(Duration::ZERO)), Err(Error::Config(_))));
+        client.set_timeout(Some(Duration::from_secs(30))).expect("a timeout");
+        // The fake stream says "would block" once it has nothing left: the
+        // read timeout expired, and the client names its own timeout.
+        let result = client.round_trip(b"hi");
+        assert!(
+            matches!(result, Err(Error::ReplyTimeout { timeout }) if timeout == Duration::from_secs(30)),
+            "{result:?}"
+        );
+        assert_eq!(client.get_ref().reads, 6, "one read per byte, then the one that timed out");
     }
 }
 

@@ -35,7 +35,7 @@
 //! [reason](Dropped) in its [`Totals`]:
 //!
 //! - a datagram that looks like a reply of this protocol: it starts with a
-//!   stamp header `[STAMP] ` (the header [`parse_reply`] accepts) or with
+//!   stamp header `[STAMP] ` (the header [`parse_reply`](crate::protocol::parse_reply) accepts) or with
 //!   [`ERROR_PREFIX`]. Two servers (or this one and an echo
 //!   service) cannot keep answering each other's replies. The cost: a message
 //!   starting with `[x] ` or `error: ` cannot be echoed over UDP
@@ -92,7 +92,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crate::Error;
 use crate::client::Reply;
-use crate::protocol::{parse_reply, refresh_stamp, write_reply};
+use crate::protocol::{refresh_stamp, write_reply};
+use crate::reply::check_whole;
 use crate::stamp::{Clock, Stamp, SystemClock};
 use crate::stop;
 
@@ -480,11 +481,10 @@ impl DatagramClient {
                 if let Some(text) = datagram.strip_prefix(ERROR_PREFIX.as_bytes()) {
                     return Err(Error::ServerError(String::from_utf8_lossy(text).into_owned()));
                 }
-                match parse_reply(datagram) {
-                    Ok((stamp, echoed)) if echoed == message => {
-                        return Ok(Reply::arrived(stamp, message, sent_instant, sent_at));
-                    }
-                    _ => self.ignored += 1,
+                // A datagram is one whole reply: one piece, nothing around it.
+                match check_whole(datagram, message) {
+                    Ok(stamp) => return Ok(Reply::arrived(stamp, message, sent_instant, sent_at)),
+                    Err(_) => self.ignored += 1,
                 }
             }
         }

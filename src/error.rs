@@ -101,6 +101,15 @@ pub enum Error {
         offset: usize,
     },
 
+    /// A whole reply did not arrive within the client's timeout (see
+    /// [`EchoClient::set_timeout`](crate::EchoClient::set_timeout)), however
+    /// many bytes of it came.
+    #[error("no whole reply within {timeout:?}")]
+    ReplyTimeout {
+        /// The timeout in force.
+        timeout: std::time::Duration,
+    },
+
     /// The peer closed the connection before a whole reply arrived.
     #[error("connection closed before the reply was complete")]
     UnexpectedEof,

@@ -10,6 +10,9 @@
 //! - [`protocol`]: the I/O-free core. [`Responder`] takes the bytes of each
 //!   read and appends the stamped replies to a buffer; it never blocks, never
 //!   allocates per message, and any transport can drive it.
+//! - [`reply`]: the client's I/O-free core. [`ReplyChecker`] frames the
+//!   messages you send and checks the reply stream against them, in linear
+//!   time, whatever the messages hold.
 //! - [`framing`]: what a message is on a stream ([`Framing::Chunk`], the
 //!   original's; [`Framing::Line`]; [`Framing::LengthPrefixed`]), each with
 //!   an explicit limit.
@@ -135,6 +138,7 @@ pub mod framing;
 pub mod load;
 pub mod probe;
 pub mod protocol;
+pub mod reply;
 pub mod runner;
 pub mod server;
 pub mod stamp;
@@ -146,6 +150,7 @@ pub use client::{EchoClient, Reply};
 pub use error::{ConfigError, Error};
 pub use framing::Framing;
 pub use protocol::{Fragment, Observer, Responder, Summary};
+pub use reply::ReplyChecker;
 pub use runner::{Events, Handle, Limits, Totals};
 pub use server::EchoServer;
 

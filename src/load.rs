@@ -3,11 +3,9 @@
 //!
 //! Three layers, each usable alone:
 //!
-//! - [`Checker`], I/O-free: frames the messages you send and checks the reply
-//!   stream against them, in order, without allocating per message. It works
-//!   in every framing, chunk framing included, where the replies have no
-//!   boundaries: there it matches the stream of echoed bytes against the
-//!   stream of sent bytes, however the server split it into stamped pieces.
+//! - [`Checker`], I/O-free: a [`ReplyChecker`] with a tag per message. It
+//!   frames the messages you send and checks the reply stream against them,
+//!   in order, without allocating per message, in every framing.
 //! - [`Histogram`]: latencies in fixed buckets (about 3% wide), so recording
 //!   is a few instructions and never allocates.
 //! - [`drive`]: one connection's load, a writer and a reader thread over one
@@ -44,208 +42,86 @@ use std::sync::{Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use crate::Error;
-use crate::client::check_sendable;
-use crate::framing::{Decoder, Framing, LineEnding};
-use crate::protocol::{Header, MAX_STAMP_LEN, parse_header};
+use crate::framing::Framing;
+use crate::protocol::MAX_STAMP_LEN;
+use crate::reply::{Event, ReplyChecker, check_sendable};
 
 /// The most bytes a reply adds around a message: `[`, the stamp, `] `, and a
 /// line ending or a length prefix.
 const MAX_OVERHEAD: usize = MAX_STAMP_LEN + 5;
 
 /// Checks a stream of replies against the messages sent, in order, without I/O
-/// and without allocating per message.
+/// and without allocating per message: a [`ReplyChecker`] that carries a tag
+/// of yours (the instant each message was sent, say) for each message.
 ///
 /// [`send`](Checker::send) frames a message into your output buffer and
-/// remembers it with a tag of your choice (the instant it was sent, say);
-/// [`receive`](Checker::receive) takes whatever bytes arrived and calls back
-/// with the tag of each message whose reply is now complete and correct. Any
-/// difference is an error: a reply that does not echo its message
-/// ([`Error::EchoMismatch`], with the offset of the first differing byte),
-/// that is not shaped `[STAMP] MESSAGE` ([`Error::MalformedReply`]), or that
-/// answers nothing. After an error the checker must not be used again.
+/// remembers it with its tag; [`receive`](Checker::receive) takes whatever
+/// bytes arrived and calls back with the tag of each message whose reply is
+/// now complete and correct. Any difference is an error: a reply that does
+/// not echo its message ([`Error::EchoMismatch`], with the offset of the
+/// first differing byte), that is not shaped `[STAMP] MESSAGE`
+/// ([`Error::MalformedReply`]), or that answers nothing. After an error the
+/// checker must not be used again.
 ///
-/// Memory: the bytes of messages in flight and at most one partial reply.
-///
-/// In chunk framing a reply stream is stamped pieces, `[S1] hel[S2] lo`,
-/// which may end or begin anywhere in a message. A piece runs on while its
-/// bytes echo what was sent; a `[` that does not echo the next byte begins a
-/// new stamp. A `[` that does echo the next byte is taken as echoed text, so
-/// for exact checking in chunk framing send messages without `[` (as
-/// [`drive`] does): with them, a server splitting its reply right before one
-/// can be reported as a mismatch.
+/// Every framing is checked exactly, chunk framing included, whatever the
+/// messages hold (see [`crate::reply`]).
 #[derive(Debug)]
 pub struct Checker<T> {
-    framing: Framing,
-    /// Bytes of the messages in flight, from `sent_start`.
-    sent: Vec<u8>,
-    sent_start: usize,
-    /// Each message in flight: where it ends, counted in message bytes sent
-    /// since the start, and its tag.
-    in_flight: VecDeque<(u64, T)>,
-    /// Message bytes wholly echoed since the start (`sent[sent_start]` is the next).
-    echoed: u64,
-    /// Where the oldest message in flight starts, counted like `echoed`.
-    front_start: u64,
-    /// Line and length framing: splits the replies.
-    replies: Decoder,
-    /// Chunk framing: the start of a stamp header cut by the end of a read.
-    header: Vec<u8>,
-    /// Chunk framing: inside a piece's echoed bytes (else at a header).
-    in_piece: bool,
+    replies: ReplyChecker,
+    tags: VecDeque<T>,
 }
 
 impl<T> Checker<T> {
     /// A checker for replies in `framing`.
     pub fn new(framing: Framing) -> Checker<T> {
-        // Replies are longer than messages by at most the overhead.
-        let reply_framing = framing.with_limit(framing.limit().saturating_add(MAX_OVERHEAD));
-        Checker {
-            framing,
-            sent: Vec::new(),
-            sent_start: 0,
-            in_flight: VecDeque::new(),
-            echoed: 0,
-            front_start: 0,
-            replies: Decoder::new(reply_framing),
-            header: Vec::new(),
-            in_piece: false,
-        }
+        Checker { replies: ReplyChecker::new(framing), tags: VecDeque::new() }
     }
 
     /// The framing in use.
     pub fn framing(&self) -> Framing {
-        self.framing
+        self.replies.framing()
     }
 
     /// Messages sent whose replies are not complete yet.
     pub fn in_flight(&self) -> usize {
-        self.in_flight.len()
+        self.tags.len()
     }
 
     /// Appends `message`, framed, to `out` (write it to the server), and
     /// expects its reply after those of the messages sent before it.
     ///
-    /// Fails without appending if the framing cannot carry the message as one
-    /// message (see [`EchoClient::send`](crate::EchoClient::send)).
+    /// # Errors
+    ///
+    /// [`Error::InvalidMessage`], without appending, if the framing cannot
+    /// carry the message as one message (see [`ReplyChecker::send`]).
     pub fn send(&mut self, message: &[u8], tag: T, out: &mut Vec<u8>) -> Result<(), Error> {
-        check_sendable(self.framing, message)?;
-        self.framing.encode_message(message, out);
-        if self.in_flight.is_empty() {
-            self.sent.clear();
-            self.sent_start = 0;
-        } else if self.sent_start >= 4096 && self.sent_start * 2 >= self.sent.len() {
-            // Drop the echoed bytes: a move, never an allocation.
-            self.sent.drain(..self.sent_start);
-            self.sent_start = 0;
-        }
-        self.sent.extend_from_slice(message);
-        let end = self.echoed + (self.sent.len() - self.sent_start) as u64;
-        self.in_flight.push_back((end, tag));
+        self.replies.send(message, out)?;
+        self.tags.push_back(tag);
         Ok(())
     }
 
     /// Checks the reply bytes in `input` (one read's worth, cut anywhere),
     /// calling `on_reply` with the tag of each message whose reply is now
     /// complete, in the order sent. Returns how many completed.
-    pub fn receive<F: FnMut(T)>(&mut self, input: &[u8], mut on_reply: F) -> Result<usize, Error> {
-        let before = self.in_flight.len();
-        match self.framing {
-            Framing::Chunk { .. } => self.receive_pieces(input, &mut on_reply)?,
-            _ => self.receive_replies(input, &mut on_reply)?,
-        }
-        Ok(before - self.in_flight.len())
-    }
-
-    /// Line and length framing: each reply is one unit; the decoder finds them.
-    fn receive_replies<F: FnMut(T)>(&mut self, input: &[u8], on_reply: &mut F) -> Result<(), Error> {
-        let Checker { replies, sent, sent_start, in_flight, echoed, front_start, .. } = self;
-        let mut check = |reply: &[u8], _: LineEnding| {
-            let echo = match parse_header(reply) {
-                Header::Complete { len, .. } => &reply[len..],
-                Header::Incomplete => return Err(Error::MalformedReply("reply ends inside its stamp")),
-                Header::Invalid(why) => return Err(Error::MalformedReply(why)),
-            };
-            let Some(&(end, _)) = in_flight.front() else {
-                return Err(Error::MalformedReply("a reply to no message"));
-            };
-            let len = (end - *echoed) as usize;
-            let expected = &sent[*sent_start..*sent_start + len];
-            if echo != expected {
-                let offset = echo.iter().zip(expected).take_while(|(a, b)| a == b).count();
-                return Err(Error::EchoMismatch { offset });
-            }
-            *sent_start += len;
-            *echoed = end;
-            *front_start = end;
-            if let Some((_, tag)) = in_flight.pop_front() {
-                on_reply(tag);
-            }
-            Ok(())
-        };
-        replies.decode(input, &mut check).map_err(|e| match e {
-            Error::LineTooLong { .. } => Error::MalformedReply("reply line longer than any message and stamp"),
-            Error::FrameTooLarge { .. } => Error::MalformedReply("reply frame longer than any message and stamp"),
-            other => other,
-        })
-    }
-
-    /// Chunk framing: stamped pieces whose echoed bytes follow the sent bytes.
-    fn receive_pieces<F: FnMut(T)>(&mut self, mut input: &[u8], on_reply: &mut F) -> Result<(), Error> {
-        while !input.is_empty() {
-            if !self.in_piece {
-                input = self.read_header(input)?;
-                continue;
-            }
-            let expected = &self.sent[self.sent_start..];
-            let matched = input.iter().zip(expected).take_while(|(a, b)| a == b).count();
-            self.sent_start += matched;
-            self.echoed += matched as u64;
-            while let Some(&(end, _)) = self.in_flight.front() {
-                if end > self.echoed {
-                    break;
+    ///
+    /// # Errors
+    ///
+    /// Those of [`ReplyChecker::receive`]: the reply is wrong.
+    pub fn receive<F: FnMut(T)>(&mut self, mut input: &[u8], mut on_reply: F) -> Result<usize, Error> {
+        let mut done = 0;
+        loop {
+            let (consumed, event) = self.replies.receive(input)?;
+            input = &input[consumed..];
+            match event {
+                Some(Event::Reply { .. }) => {
+                    if let Some(tag) = self.tags.pop_front() {
+                        done += 1;
+                        on_reply(tag);
+                    }
                 }
-                self.front_start = end;
-                if let Some((_, tag)) = self.in_flight.pop_front() {
-                    on_reply(tag);
-                }
+                Some(Event::Piece { .. }) => {}
+                None => return Ok(done),
             }
-            input = &input[matched..];
-            match input.first() {
-                None => {}
-                Some(b'[') => self.in_piece = false,
-                Some(_) if matched == expected.len() => {
-                    return Err(Error::MalformedReply("more echoed bytes than were sent"));
-                }
-                Some(_) => return Err(Error::EchoMismatch { offset: (self.echoed - self.front_start) as usize }),
-            }
-        }
-        Ok(())
-    }
-
-    /// Reads a piece's `[STAMP] ` header from `input` (joined to the start of
-    /// one cut by the last read), returning the input after it.
-    fn read_header<'a>(&mut self, input: &'a [u8]) -> Result<&'a [u8], Error> {
-        let (parsed, held) = if self.header.is_empty() {
-            (parse_header(input), 0)
-        } else {
-            let held = self.header.len();
-            let take = input.len().min(MAX_OVERHEAD - held);
-            self.header.extend_from_slice(&input[..take]);
-            (parse_header(&self.header), held)
-        };
-        match parsed {
-            Header::Complete { len, .. } => {
-                self.header.clear();
-                self.in_piece = true;
-                Ok(&input[len - held..])
-            }
-            Header::Incomplete => {
-                if held == 0 {
-                    self.header.extend_from_slice(input);
-                }
-                Ok(&[])
-            }
-            Header::Invalid(why) => Err(Error::MalformedReply(why)),
         }
     }
 }
@@ -690,6 +566,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::framing::LineEnding;
     use crate::protocol::Responder;
     use crate::stamp::Ctime;
     use std::sync::Arc;
@@ -809,27 +686,6 @@ mod tests {
         assert!(matches!(checker.send(b"", (), &mut out), Err(Error::InvalidMessage(_))));
         assert!(out.is_empty());
         assert_eq!(checker.in_flight(), 0);
-    }
-
-    #[test]
-    fn sent_bytes_are_compacted_while_pipelining() {
-        let framing = Framing::line();
-        let mut checker = Checker::new(framing);
-        let mut wire = Vec::new();
-        let mut reply = Vec::new();
-        for i in 0..10_000 {
-            checker.send(format!("message {i}").as_bytes(), i, &mut wire).expect("sendable");
-            // Ten stay in flight: the checker is never empty.
-            if i >= 10 {
-                reply.clear();
-                framing.encode_reply("T", format!("message {}", i - 10).as_bytes(), LineEnding::Lf, &mut reply);
-                let mut answered = None;
-                checker.receive(&reply, |tag| answered = Some(tag)).expect("a good reply");
-                assert_eq!(answered, Some(i - 10));
-            }
-        }
-        assert_eq!(checker.in_flight(), 10);
-        assert!(checker.sent.len() < 10_000, "sent bytes kept: {}", checker.sent.len());
     }
 
     #[test]

@@ -172,3 +172,44 @@ fn pieces_cut_at_a_bracket_have_their_own_lengths() {
     assert_eq!(lens, [1, 2]);
     assert_eq!(reply.to_string(), format!("[{FIXED_CTIME}] a[{FIXED_CTIME}] [b"));
 }
+
+/// A server that answers a byte at a time and never finishes: the client's
+/// timeout is a deadline for the whole reply, so it gives up although bytes
+/// keep coming, where a read timeout alone would wait for ever.
+#[test]
+fn a_trickling_server_cannot_hold_the_client_past_its_timeout() {
+    use std::io::{Read, Write};
+    use std::sync::mpsc;
+    use std::time::{Duration, Instant};
+
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("address");
+    let (stop, stopped) = mpsc::channel::<()>();
+    let server = std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().expect("accept");
+        let mut first = [0; 1];
+        stream.read_exact(&mut first).expect("the message begins");
+        stream.write_all(b"[T] ").expect("a header");
+        let mut trickled = 0u32;
+        // One byte per 20 ms (pacing, not synchronisation), until the client
+        // is done; the safety timeout ends it in any case.
+        while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(Duration::from_millis(20)) {
+            if stream.write_all(b"x").is_err() || trickled > 1500 {
+                break;
+            }
+            trickled += 1;
+        }
+        trickled
+    });
+    let mut client = EchoClient::new(common::connect(addr), Framing::chunk()).expect("valid framing");
+    let timeout = Duration::from_millis(300);
+    client.set_timeout(Some(timeout)).expect("a timeout");
+    let started = Instant::now();
+    let result = client.round_trip(&[b'x'; 10_000]);
+    let waited = started.elapsed();
+    stop.send(()).expect("the server is trickling");
+    let trickled = server.join().expect("server thread");
+    assert!(matches!(result, Err(Error::ReplyTimeout { timeout: t }) if t == timeout), "{result:?}");
+    assert!(trickled >= 2, "the server kept sending while the client waited ({trickled} bytes)");
+    assert!(waited < common::SAFETY_TIMEOUT, "gave up after {waited:?}");
+}

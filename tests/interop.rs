@@ -199,7 +199,7 @@ fn our_server_and_client_in_every_framing_over_tcp() {
             client.send(message).expect("send");
         }
         for message in pipelined {
-            let reply = client.receive(message).unwrap_or_else(|e| panic!("{framing}: {e}"));
+            let reply = client.receive().unwrap_or_else(|e| panic!("{framing}: {e}"));
             assert_eq!(reply.message(), message);
         }
         drop(client);

@@ -11,6 +11,7 @@ use proptest::sample::Index;
 
 use common::{FIXED_CTIME, Loopback, fixed_reply, fixed_server};
 use stamp_echo::framing::{Decoder, LineEnding};
+use stamp_echo::reply::{Event, ReplyChecker};
 use stamp_echo::testing::Duplex;
 use stamp_echo::{EchoClient, Error, Framing};
 
@@ -268,8 +269,9 @@ proptest! {
             client.send(message).expect("a message the framing can carry");
         }
         for message in &messages {
-            let reply = client.receive(message);
+            let reply = client.receive();
             prop_assert!(reply.is_ok(), "{framing}, {message:?} of {messages:?}: {reply:?}");
+            prop_assert_eq!(reply.ok().map(|r| r.message().to_vec()), Some(message.clone()));
         }
         let last = client.round_trip(b"last");
         prop_assert!(last.is_ok(), "{framing}, after {messages:?}: {last:?}");
@@ -292,6 +294,293 @@ proptest! {
             .expect("valid framing");
         if let Ok(reply) = client.round_trip(message.as_bytes()) {
             prop_assert_eq!(reply.message(), message.as_bytes());
+        }
+    }
+}
+
+// ---- The reply checker against an independent oracle ----
+
+/// Whether `reply` is, in full, a correct chunk-framing reply stream to
+/// `sent` (the messages' bytes back to back): stamped pieces `[STAMP] BYTES`,
+/// each piece non-empty, whose bytes are `sent` in order; a stamp is UTF-8,
+/// at most 255 bytes, without `]`, CR or LF. Written independently of the
+/// checker: a memoised search over (reply position, sent position).
+fn is_chunk_reply(reply: &[u8], sent: &[u8]) -> bool {
+    /// Where the header starting at `i` ends, if one does.
+    fn header_end(reply: &[u8], i: usize) -> Option<usize> {
+        if reply.get(i) != Some(&b'[') {
+            return None;
+        }
+        let close = i + 1 + reply[i + 1..].iter().position(|&b| b == b']')?;
+        let stamp = &reply[i + 1..close];
+        let valid = stamp.len() <= 255
+            && !stamp.iter().any(|&b| b == b'\r' || b == b'\n')
+            && std::str::from_utf8(stamp).is_ok()
+            && reply.get(close + 1) == Some(&b' ');
+        valid.then_some(close + 2)
+    }
+    fn go(
+        reply: &[u8],
+        sent: &[u8],
+        (i, j, nonempty): (usize, usize, bool),
+        memo: &mut std::collections::HashMap<(usize, usize, bool), bool>,
+    ) -> bool {
+        if i == reply.len() {
+            return j == sent.len() && nonempty;
+        }
+        if let Some(&known) = memo.get(&(i, j, nonempty)) {
+            return known;
+        }
+        let echo = sent.get(j) == Some(&reply[i]) && go(reply, sent, (i + 1, j + 1, true), memo);
+        let header = nonempty && header_end(reply, i).is_some_and(|end| go(reply, sent, (end, j, false), memo));
+        memo.insert((i, j, nonempty), echo || header);
+        echo || header
+    }
+    header_end(reply, 0).is_some_and(|end| go(reply, sent, (end, 0, false), &mut std::collections::HashMap::new()))
+}
+
+/// A message answered, with its pieces (stamp, length).
+type Answered = (Vec<u8>, Vec<(String, usize)>);
+
+/// What a checker makes of `reads`: the messages answered, in order, or the
+/// error; and how many readings it dropped.
+fn check(messages: &[Vec<u8>], reads: &[Vec<u8>]) -> (Result<Vec<Answered>, Error>, u64) {
+    let mut checker = ReplyChecker::new(Framing::chunk());
+    for m in messages {
+        checker.send(m, &mut Vec::new()).expect("sendable");
+    }
+    let mut answered = Vec::new();
+    let mut pieces = Vec::new();
+    for read in reads {
+        let mut input = read.as_slice();
+        loop {
+            match checker.receive(input) {
+                Err(e) => return (Err(e), checker.readings_dropped()),
+                Ok((consumed, event)) => {
+                    input = &input[consumed..];
+                    match event {
+                        Some(Event::Piece { stamp, len, .. }) => pieces.push((stamp.to_owned(), len)),
+                        Some(Event::Reply { message, .. }) => {
+                            answered.push((message.to_vec(), std::mem::take(&mut pieces)))
+                        }
+                        Some(_) => {}
+                        None => break,
+                    }
+                }
+            }
+        }
+    }
+    (Ok(answered), checker.readings_dropped())
+}
+
+/// Messages rich in what makes chunk replies ambiguous: `[`, `]`, and whole
+/// or partial copies of the stamps the test server uses.
+fn ambiguous_message() -> impl Strategy<Value = Vec<u8>> {
+    let token = prop_oneof![
+        3 => any::<u8>().prop_map(|b| vec![b]),
+        3 => Just(b"[".to_vec()),
+        1 => Just(b"]".to_vec()),
+        1 => Just(b" ".to_vec()),
+        2 => Just(b"a".to_vec()),
+        2 => Just(b"[T] ".to_vec()),
+        1 => Just(b"[T".to_vec()),
+        1 => Just(b"[[x] ".to_vec()),
+        1 => Just("你".as_bytes().to_vec()),
+    ];
+    prop::collection::vec(token, 1..12)
+        .prop_map(|t| t.concat())
+        .prop_filter("sendable", |m| can_carry(Framing::chunk(), m))
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    /// The checker accepts exactly the correct replies. A correct reply
+    /// stream (our responder's, for messages sent back to back and read by
+    /// the server in any sizes, stamps `T` or `[x`, which hold the message's
+    /// own bytes) is accepted however it is cut into reads, each message with
+    /// pieces that add up to it — unless the stream up to a cut is itself a
+    /// complete reply to every message (then the checker takes it, as the
+    /// module docs say; no client can tell). Any single-byte change is
+    /// rejected exactly when it does not make another correct reply, as an
+    /// independent oracle decides. Stamps holding `[` can open more readings
+    /// at once than the checker follows; there only soundness is promised
+    /// (nothing wrong is accepted), and exactness whenever none was dropped.
+    #[test]
+    fn reply_checker_accepts_exactly_the_correct_replies(
+        messages in prop::collection::vec(ambiguous_message(), 1..4),
+        stamp in prop::sample::select(vec!["T", "[x"]),
+        server_reads in prop::collection::vec(1usize..=12, 1..5),
+        points in cut_points(),
+        at in any::<Index>(),
+        byte in prop_oneof![any::<u8>(), Just(b'['), Just(b']'), Just(b' '), Just(b'T')],
+    ) {
+        let mut wire = Vec::new();
+        for m in &messages {
+            Framing::chunk().encode_message(m, &mut wire);
+        }
+        let stamp_text = stamp.to_owned();
+        let mut responder = stamp_echo::Responder::new(
+            Framing::chunk(),
+            std::sync::Arc::new(stamp_echo::stamp::from_fn(move |_, out: &mut String| out.push_str(&stamp_text))),
+        );
+        let mut reply = Vec::new();
+        let mut rest = wire.as_slice();
+        for size in server_reads.iter().cycle() {
+            if rest.is_empty() { break; }
+            let (read, tail) = rest.split_at((*size).min(rest.len()));
+            responder.receive(read, std::time::SystemTime::now(), &mut reply).expect("served");
+            rest = tail;
+        }
+        let sent = messages.concat();
+        prop_assert!(is_chunk_reply(&reply, &sent), "the oracle takes the server's reply");
+
+        let reads = split_at_points(&reply, &points);
+        let mut cut = 0;
+        let commits_early = reads.iter().take(reads.len().saturating_sub(1)).any(|r| {
+            cut += r.len();
+            is_chunk_reply(&reply[..cut], &sent)
+        });
+        let (result, dropped) = check(&messages, &reads);
+        // Past MAX_READINGS open readings the checker keeps the preferred
+        // ones (see its docs): only stamps holding `[` get there.
+        prop_assert!(dropped == 0 || stamp.contains('['), "readings dropped: {}", dropped);
+        if let Ok(answered) = &result {
+            prop_assert!(answered.iter().zip(&messages).all(|((m, _), sent)| m == sent));
+        }
+        if !commits_early && dropped == 0 {
+            let answered = result.map_err(|e| TestCaseError::fail(format!("{e:?}: {reply:?}")))?;
+            prop_assert_eq!(answered.len(), messages.len());
+            for ((message, pieces), this) in answered.iter().zip(&messages) {
+                prop_assert_eq!(message, this);
+                prop_assert_eq!(pieces.iter().map(|p| p.1).sum::<usize>(), this.len());
+                prop_assert!(pieces.iter().all(|p| p.1 > 0));
+                // Without `[` in the messages, only the server's headers
+                // can be read as headers.
+                if !sent.contains(&b'[') {
+                    prop_assert!(pieces.iter().all(|p| p.0 == stamp));
+                }
+            }
+        }
+
+        // One byte changed, fed whole.
+        let mut corrupt = reply.clone();
+        let i = at.index(corrupt.len());
+        corrupt[i] = if corrupt[i] == byte { byte.wrapping_add(1) } else { byte };
+        let (result, dropped) = check(&messages, &[corrupt.clone()]);
+        prop_assert!(dropped == 0 || stamp.contains('['), "readings dropped: {}", dropped);
+        let accepted = result.as_ref().is_ok_and(|answered| answered.len() == messages.len());
+        let correct = is_chunk_reply(&corrupt, &sent);
+        // Never accepts a wrong reply; rejects a right one only past the limit.
+        prop_assert!(!accepted || correct, "accepted {:?}", corrupt);
+        if dropped == 0 {
+            prop_assert_eq!(accepted, correct, "{:?} -> {:?}", corrupt, result);
+        }
+        if let Ok(answered) = result {
+            // Accepted or not, what was answered was answered right.
+            for ((message, _), sent) in answered.iter().zip(&messages) {
+                prop_assert_eq!(message, sent);
+            }
+        }
+    }
+}
+
+/// Whether `replies` is, in full, the correct line or length-framed reply
+/// stream to `messages`: one `[STAMP] MESSAGE` per message, in order (a line
+/// ending in `\n` or `\r\n`; a 4-byte length prefix). Independent of the
+/// checker: cuts the stream by its framing, then compares.
+fn is_framed_reply(framing: Framing, replies: &[u8], messages: &[Vec<u8>]) -> bool {
+    let mut bodies = Vec::new();
+    let mut rest = replies;
+    while !rest.is_empty() {
+        match framing {
+            Framing::Line { .. } => {
+                let Some(end) = rest.iter().position(|&b| b == b'\n') else { return false };
+                let line = &rest[..end];
+                bodies.push(line.strip_suffix(b"\r").unwrap_or(line));
+                rest = &rest[end + 1..];
+            }
+            _ => {
+                let Some((prefix, tail)) = rest.split_first_chunk::<4>() else { return false };
+                let len = u32::from_be_bytes(*prefix) as usize;
+                let Some(body) = tail.get(..len) else { return false };
+                bodies.push(body);
+                rest = &tail[len..];
+            }
+        }
+    }
+    bodies.len() == messages.len()
+        && bodies.iter().zip(messages).all(|(body, message)| {
+            let Some(close) = body.iter().position(|&b| b == b']') else { return false };
+            let stamp = &body[1..close.max(1)];
+            body.first() == Some(&b'[')
+                && stamp.len() <= 255
+                && !stamp.iter().any(|&b| b == b'\r' || b == b'\n')
+                && std::str::from_utf8(stamp).is_ok()
+                && body.get(close + 1) == Some(&b' ')
+                && &body[close + 2..] == message.as_slice()
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 1024, ..ProptestConfig::default() })]
+
+    /// Line and length framing: the checker accepts a reply stream exactly
+    /// when an independent decoder finds it correct, for our server's
+    /// replies and for every single-byte change of them, cut into any reads.
+    #[test]
+    fn reply_checker_accepts_exactly_the_correct_framed_replies(
+        framing in prop_oneof![Just(Framing::Line { max_line: 64 }), Just(Framing::LengthPrefixed { max_frame: 64 })],
+        messages in prop::collection::vec(interesting_bytes(40), 1..5),
+        points in cut_points(),
+        at in any::<Index>(),
+        byte in prop_oneof![any::<u8>(), Just(b'['), Just(b']'), Just(b' '), Just(b'\n'), Just(b'\r')],
+    ) {
+        // What line framing cannot carry, made carriable: no `\n`, no final `\r`.
+        let messages: Vec<Vec<u8>> = messages
+            .into_iter()
+            .map(|mut m| {
+                if let Framing::Line { .. } = framing {
+                    m.retain(|&b| b != b'\n');
+                    while m.ends_with(b"\r") { m.pop(); }
+                }
+                m
+            })
+            .collect();
+        prop_assert!(messages.iter().all(|m| can_carry(framing, m)));
+        let mut reply = Vec::new();
+        for m in &messages {
+            reply.extend(fixed_reply(framing, m, LineEnding::Lf));
+        }
+        let mut corrupt = reply.clone();
+        let i = at.index(corrupt.len());
+        corrupt[i] = if corrupt[i] == byte { byte.wrapping_add(1) } else { byte };
+        for stream in [reply, corrupt] {
+            let mut checker = ReplyChecker::new(framing);
+            for m in &messages {
+                checker.send(m, &mut Vec::new()).expect("sendable");
+            }
+            let mut answered = Vec::new();
+            let mut result = Ok(());
+            'reads: for read in split_at_points(&stream, &points) {
+                let mut input = read.as_slice();
+                loop {
+                    match checker.receive(input) {
+                        Err(e) => { result = Err(e); break 'reads; }
+                        Ok((consumed, event)) => {
+                            input = &input[consumed..];
+                            match event {
+                                Some(Event::Reply { message, .. }) => answered.push(message.to_vec()),
+                                Some(_) => {}
+                                None => break,
+                            }
+                        }
+                    }
+                }
+            }
+            let accepted = result.is_ok() && answered.len() == messages.len();
+            prop_assert_eq!(accepted, is_framed_reply(framing, &stream, &messages), "{} {:?}: {:?}", framing, stream, result);
+            prop_assert!(answered.iter().zip(&messages).all(|(a, m)| a == m));
         }
     }
 }
