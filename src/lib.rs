@@ -128,6 +128,7 @@
 //! [`EchoServer`] is a loop around it; a UDP server, an async runtime or a
 //! test can drive it the same way.
 #![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![deny(missing_docs)]
 
 pub mod client;
@@ -144,6 +145,9 @@ pub mod server;
 pub mod stamp;
 mod stop;
 pub mod testing;
+#[cfg(feature = "tokio")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
+pub mod tokio;
 pub mod tz;
 
 pub use client::{EchoClient, Reply};
