@@ -30,7 +30,7 @@ mod common;
 
 use std::collections::VecDeque;
 use std::io::{self, Write};
-use std::net::{SocketAddr, TcpListener, ToSocketAddrs, UdpSocket};
+use std::net::{TcpListener, ToSocketAddrs, UdpSocket};
 #[cfg(unix)]
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
@@ -42,7 +42,7 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use socket2::{Domain, Socket, Type};
-use stamp_echo::datagram::{DatagramObserver, DatagramServer, DropCounts, Dropped, RateLimit};
+use stamp_echo::datagram::{DatagramServer, DropCounts, Dropped, RateLimit};
 use stamp_echo::escape::{escape, escape_path};
 use stamp_echo::runner::{self, Addr, Listener, Peer};
 use stamp_echo::{ConfigError, EchoServer, Error, Events, Fragment, Limits, Summary};
@@ -393,30 +393,41 @@ fn serve_udp(args: &Args, log: &Arc<Log>) -> Result<String, Box<dyn std::error::
 /// The UDP log: a line per datagram answered (within `--log-rate`), and for
 /// drops a line at the 1st, 10th, 100th, ... of each reason, so a flood
 /// cannot flood the log.
-struct UdpLog<'a> {
-    log: &'a Log,
-    dropped: DropCounts,
+struct UdpLog {
+    log: Arc<Log>,
+    dropped: Mutex<DropCounts>,
 }
 
-impl UdpLog<'_> {
-    fn new(log: &Log) -> UdpLog<'_> {
-        UdpLog { log, dropped: DropCounts::default() }
+impl UdpLog {
+    fn new(log: &Arc<Log>) -> UdpLog {
+        UdpLog { log: Arc::clone(log), dropped: Mutex::new(DropCounts::default()) }
     }
 }
 
-impl DatagramObserver for UdpLog<'_> {
-    fn datagram(&mut self, from: SocketAddr, message: &[u8]) {
+/// A datagram's sender as the log shows it: its address alone.
+fn sender(peer: &Peer) -> String {
+    match &peer.addr {
+        Addr::Udp(addr) => addr.to_string(),
+        _ => peer_name(peer),
+    }
+}
+
+impl Events for UdpLog {
+    fn message(&self, peer: &Peer, fragment: Fragment<'_>) {
         if self.log.admit() {
-            self.log.line(format!("...datagram from {from}: {}", escape(message).max_len(LOG_MESSAGE_MAX)));
+            let message = escape(fragment.bytes()).max_len(LOG_MESSAGE_MAX);
+            self.log.line(format!("...datagram from {}: {message}", sender(peer)));
         }
     }
-    fn error(&mut self, from: SocketAddr, error: &Error) {
-        self.log.line(format!("...error for {from}: {}", escaped(error)));
+    fn closed(&self, peer: &Peer, _summary: &Summary, error: Option<&Error>) {
+        if let Some(error) = error {
+            self.log.line(format!("...error for {}: {}", sender(peer), escaped(error)));
+        }
     }
-    fn dropped(&mut self, from: SocketAddr, reason: Dropped) {
-        let count = self.dropped.record(reason);
+    fn dropped(&self, peer: &Peer, reason: Dropped) {
+        let count = self.dropped.lock().unwrap_or_else(PoisonError::into_inner).record(reason);
         if count.checked_ilog10().is_some_and(|power| count == 10u64.pow(power)) {
-            self.log.line(format!("...dropped a datagram from {from} ({reason}): {count} so far"));
+            self.log.line(format!("...dropped a datagram from {} ({reason}): {count} so far", sender(peer)));
         }
     }
 }

@@ -86,14 +86,16 @@
 use std::fmt;
 use std::io::{self, Write as _};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs, UdpSocket};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::Error;
 use crate::client::Reply;
-use crate::protocol::{refresh_stamp, write_reply};
+use crate::framing::Framing;
+use crate::protocol::{Fragment, MAX_STAMP_LEN, Responder, Summary};
 use crate::reply::check_whole;
+use crate::runner::{Addr, Events, Peer};
 use crate::stamp::{Clock, Stamp, SystemClock};
 use crate::stop;
 
@@ -111,6 +113,10 @@ pub const ERROR_PREFIX: &str = "error: ";
 
 /// Large enough for any UDP datagram, over IPv4 or IPv6: nothing is cut.
 const RECEIVE_BUFFER: usize = 65_536;
+
+/// The longest reply a server builds: a whole datagram after the longest
+/// stamp header `[STAMP] `.
+const LONGEST_REPLY: usize = RECEIVE_BUFFER + MAX_STAMP_LEN + 3;
 
 /// Answers datagrams on a UDP socket with `[STAMP] MESSAGE`, except those
 /// that could make it loop or reflect (see the
@@ -136,6 +142,8 @@ pub struct DatagramServer {
 #[derive(Debug)]
 struct Shared {
     stop: AtomicBool,
+    /// Datagrams received, by every `serve` call: the last [`Peer`] id given.
+    datagrams: AtomicU64,
 }
 
 impl fmt::Debug for DatagramServer {
@@ -163,7 +171,7 @@ impl DatagramServer {
     pub fn new(socket: UdpSocket, stamp: Arc<dyn Stamp>) -> Result<DatagramServer, Error> {
         let bound = socket.local_addr()?;
         socket.set_read_timeout(Some(stop::TICK))?;
-        let shared = Arc::new(Shared { stop: AtomicBool::new(false) });
+        let shared = Arc::new(Shared { stop: AtomicBool::new(false), datagrams: AtomicU64::new(0) });
         Ok(DatagramServer {
             socket,
             bound,
@@ -223,24 +231,30 @@ impl DatagramServer {
         self.serve_with(())
     }
 
-    /// Serves until stopped, showing each datagram to `observer`.
+    /// Serves until stopped, showing each datagram to `events` (as
+    /// [described there](Events#over-udp)): the same [`Events`] a
+    /// [runner](crate::runner) takes, each datagram from its own [`Peer`]
+    /// with an [`Addr::Udp`] address.
     ///
     /// A datagram is dropped unanswered if it could make the server loop or
     /// reflect (see the [module docs](self#loops-and-reflection)); every
-    /// other one gets one reply datagram: its echo, or an error datagram. A
-    /// failure concerns that sender only and serving goes on. Each datagram
-    /// counts once in the [`Totals`] and is shown once to `observer`.
+    /// other one gets one reply datagram, built by a
+    /// [`Responder`](crate::protocol::Responder) (its
+    /// [`reply_to`](crate::protocol::Responder::reply_to)): its echo, or an
+    /// error datagram. A failure concerns that sender only and serving goes
+    /// on. Each datagram counts once in the [`Totals`].
     ///
     /// # Errors
     ///
     /// [`Error::Io`] if the socket itself fails (not for a reply that cannot
-    /// be sent: that is shown to `observer`).
-    pub fn serve_with<O: DatagramObserver>(&self, mut observer: O) -> Result<Totals, Error> {
+    /// be sent: that is shown to `events`).
+    pub fn serve_with<E: Events>(&self, events: E) -> Result<Totals, Error> {
         let mut input = vec![0u8; RECEIVE_BUFFER];
-        let mut out = Vec::with_capacity(MAX_DATAGRAM);
-        let mut text = String::new();
-        let mut stamped = None;
-        let granularity = self.stamp.granularity();
+        // Room for the longest reply built, a whole datagram under the
+        // longest stamp header, so `out` never grows (even for a reply too
+        // large to send, which is built and then replaced).
+        let mut out = Vec::with_capacity(LONGEST_REPLY);
+        let mut responder = Responder::new(Framing::chunk(), Arc::clone(&self.stamp));
         let mut totals = Totals::default();
         while !self.shared.stop.load(Ordering::SeqCst) {
             let (n, from) = match self.socket.recv_from(&mut input) {
@@ -257,34 +271,46 @@ impl DatagramServer {
             let message = &input[..n];
             totals.datagrams += 1;
             totals.bytes_in += n as u64;
+            let peer = Peer { id: self.shared.datagrams.fetch_add(1, Ordering::Relaxed) + 1, addr: Addr::Udp(from) };
             let now = self.clock.now();
             let screened = screen_source(from, self.bound)
                 .or_else(|| Dropped::for_message(message))
                 .or_else(|| (!self.limiter().allow(from.ip().to_canonical(), now)).then_some(Dropped::RateLimited));
             if let Some(reason) = screened {
                 totals.dropped.record(reason);
-                observer.dropped(from, reason);
+                events.dropped(&peer, reason);
                 continue;
             }
             out.clear();
-            match refresh_stamp(self.stamp.as_ref(), granularity, now, &mut stamped, &mut text)
-                .and_then(|()| reply_into(&text, message, &mut out))
-            {
-                Ok(()) => {
-                    observer.datagram(from, message);
+            let mut failure = match responder.reply_to(message, now, &mut out) {
+                Ok(()) if out.len() > MAX_DATAGRAM => {
+                    Some(Error::DatagramTooLarge { size: out.len(), max: MAX_DATAGRAM })
+                }
+                Ok(()) => None,
+                Err(e) => Some(e),
+            };
+            match &failure {
+                None => {
+                    events.message(&peer, Fragment::new(message, 0, true));
                     totals.messages += 1;
                 }
-                Err(e) => {
-                    observer.error(from, &e);
+                Some(e) => {
                     totals.errors += 1;
                     out.clear();
-                    // Writing to a Vec cannot fail.
+                    // Writing to a Vec cannot fail; the text is far shorter than `out`'s room.
                     let _ = write!(out, "{ERROR_PREFIX}{e}");
                 }
             }
+            let mut summary = Summary { messages: u64::from(failure.is_none()), bytes_in: n as u64, bytes_out: 0 };
             match self.socket.send_to(&out, from) {
-                Ok(sent) => totals.bytes_out += sent as u64,
-                Err(e) => observer.error(from, &Error::from_io(e)),
+                Ok(sent) => {
+                    totals.bytes_out += sent as u64;
+                    summary.bytes_out = sent as u64;
+                }
+                Err(e) => failure = Some(Error::from_io(e)),
+            }
+            if let Some(e) = failure {
+                events.closed(&peer, &summary, Some(&e));
             }
         }
         Ok(totals)
@@ -295,16 +321,6 @@ impl DatagramServer {
     fn limiter(&self) -> MutexGuard<'_, Limiter> {
         self.limiter.lock().unwrap_or_else(PoisonError::into_inner)
     }
-}
-
-/// Appends the reply `[text] message` to `out`, if it fits in a datagram.
-fn reply_into(text: &str, message: &[u8], out: &mut Vec<u8>) -> Result<(), Error> {
-    let size = text.len() + 3 + message.len();
-    if size > MAX_DATAGRAM {
-        return Err(Error::DatagramTooLarge { size, max: MAX_DATAGRAM });
-    }
-    write_reply(text, message, out);
-    Ok(())
 }
 
 /// Any local address, any port, of `addr`'s family: where to bind a socket that talks to `addr`.
@@ -329,41 +345,6 @@ impl Stopper {
     /// the next datagram. Datagrams not read by then stay unanswered.
     pub fn stop(&self) {
         self.shared.stop.store(true, Ordering::SeqCst);
-    }
-}
-
-/// Sees what a [`DatagramServer`] does (the example's log lines use it).
-///
-/// Each datagram received is shown to one of [`datagram`](Self::datagram),
-/// [`error`](Self::error) and [`dropped`](Self::dropped) (and to `error`
-/// once more if its reply cannot be sent). `()` observes
-/// nothing; any `FnMut(SocketAddr, &[u8])` closure sees each datagram
-/// answered with its echo.
-pub trait DatagramObserver {
-    /// Called with each datagram that is answered with its echo, before the
-    /// reply is sent.
-    fn datagram(&mut self, from: SocketAddr, message: &[u8]) {
-        let _ = (from, message);
-    }
-
-    /// Called when a datagram is answered with an error datagram, or when a
-    /// reply cannot be sent.
-    fn error(&mut self, from: SocketAddr, error: &Error) {
-        let _ = (from, error);
-    }
-
-    /// Called with each datagram dropped unanswered, and why. Under a flood
-    /// this is called for every datagram of it: keep it cheap.
-    fn dropped(&mut self, from: SocketAddr, reason: Dropped) {
-        let _ = (from, reason);
-    }
-}
-
-impl DatagramObserver for () {}
-
-impl<F: FnMut(SocketAddr, &[u8])> DatagramObserver for F {
-    fn datagram(&mut self, from: SocketAddr, message: &[u8]) {
-        self(from, message)
     }
 }
 
@@ -450,14 +431,24 @@ impl DatagramClient {
     /// Sends `message` as one datagram and waits for its echo, resending it
     /// after each timeout up to the retry count.
     ///
-    /// Errors: [`Error::InvalidMessage`] for a message over [`MAX_DATAGRAM`]
-    /// (nothing is sent); [`Error::ServerError`] for an error datagram;
+    /// # Errors
+    ///
+    /// Without sending anything: [`Error::InvalidMessage`] for a message
+    /// over [`MAX_DATAGRAM`]; [`Error::Unanswerable`] for a message a server
+    /// drops unanswered whoever sends it (one that starts like a reply or an
+    /// error datagram, see [`Dropped::for_message`]), rather than waiting
+    /// through every retry for a reply that never comes.
+    ///
+    /// Then: [`Error::ServerError`] for an error datagram;
     /// [`Error::NoReply`] when every attempt timed out; [`Error::Io`] when
     /// the socket fails, such as "connection refused" when nothing listens at
     /// the server's address (reported by most systems after the first send).
     pub fn round_trip(&mut self, message: &[u8]) -> Result<Reply, Error> {
         if message.len() > MAX_DATAGRAM {
             return Err(Error::InvalidMessage("longer than a datagram (65,507 bytes)"));
+        }
+        if let Some(reason) = Dropped::for_message(message) {
+            return Err(Error::Unanswerable(reason));
         }
         let sent_instant = Instant::now();
         let sent_at = SystemTime::now();

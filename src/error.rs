@@ -126,6 +126,14 @@ pub enum Error {
         max: usize,
     },
 
+    /// The client was asked to send a datagram any
+    /// [`DatagramServer`](crate::datagram::DatagramServer) drops unanswered,
+    /// for this reason (see
+    /// [`Dropped::for_message`](crate::datagram::Dropped::for_message)):
+    /// nothing was sent.
+    #[error("a server would drop this datagram unanswered: {0}")]
+    Unanswerable(crate::datagram::Dropped),
+
     /// The server answered with an error datagram instead of an echo; its
     /// text (after the `error: ` prefix) is here.
     #[error("the server answered with an error: {0}")]

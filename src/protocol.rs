@@ -43,12 +43,6 @@ pub fn validate_stamp(stamp: &str) -> Result<(), Error> {
     Ok(())
 }
 
-/// Appends the reply `[stamp] message` to `out`, unframed: the form of a
-/// datagram reply, or of a chunk-framing reply.
-pub fn write_reply(stamp: &str, message: &[u8], out: &mut Vec<u8>) {
-    Framing::chunk().encode_reply(stamp, message, LineEnding::None, out);
-}
-
 /// Splits one whole reply `[STAMP] MESSAGE` into its stamp and message.
 ///
 /// ```

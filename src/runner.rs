@@ -70,6 +70,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
+use crate::datagram::Dropped;
 use crate::protocol::{Fragment, Observer, Summary};
 use crate::server::EchoServer;
 use crate::stop;
@@ -380,6 +381,9 @@ pub enum Addr {
     /// A Unix domain socket's path; `None` for an unnamed socket (a client's,
     /// usually).
     Unix(Option<PathBuf>),
+    /// A UDP address: a [`DatagramServer`](crate::datagram::DatagramServer)'s
+    /// or the source a datagram claims (nothing checks it).
+    Udp(SocketAddr),
 }
 
 impl Addr {
@@ -387,16 +391,18 @@ impl Addr {
     pub fn tcp(&self) -> Option<SocketAddr> {
         match self {
             Addr::Tcp(addr) => Some(*addr),
-            Addr::Unix(_) => None,
+            Addr::Unix(_) | Addr::Udp(_) => None,
         }
     }
 }
 
 impl fmt::Display for Addr {
-    /// `127.0.0.1:8080`, `/run/echo.sock`, or `unnamed` for an unnamed Unix socket.
+    /// `127.0.0.1:8080`, `/run/echo.sock`, `unnamed` for an unnamed Unix
+    /// socket, `udp 127.0.0.1:8080` for a UDP address.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Addr::Tcp(addr) => addr.fmt(f),
+            Addr::Udp(addr) => write!(f, "udp {addr}"),
             Addr::Unix(Some(path)) => path.display().fmt(f),
             Addr::Unix(None) => f.write_str("unnamed"),
         }
@@ -405,8 +411,11 @@ impl fmt::Display for Addr {
 
 /// A connection's peer: its address and a number unique within one runner,
 /// counting from 1 (Unix clients are usually unnamed, so the number is what
-/// tells them apart).
+/// tells them apart). For a [`DatagramServer`](crate::datagram::DatagramServer),
+/// one datagram's sender: an [`Addr::Udp`], and the datagram's number
+/// within the server, counting from 1.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub struct Peer {
     /// The connection's number.
     pub id: u64,
@@ -424,14 +433,30 @@ impl fmt::Display for Peer {
     }
 }
 
-/// What the runner does, for logging. Every method has an empty default, and
-/// `()` implements it with all of them.
+/// What a whole server does, for logging: the thread [runner](self), the
+/// [`DatagramServer`](crate::datagram::DatagramServer) and the async runner
+/// take one. Every method has an empty default, and `()` implements it with
+/// all of them. (One connection's messages alone are seen by a
+/// [`protocol::Observer`](crate::protocol::Observer), what
+/// [`EchoServer::serve_with`](crate::EchoServer::serve_with) takes; a runner
+/// passes them on to [`message`](Events::message).)
 ///
 /// `accepting`, `accept_failed` and `connected` are called on the accept
 /// thread, in order; `message` and `closed` on each connection's own thread,
 /// several at once. Keep them quick: the accept thread waits for its calls.
 /// The library never prints; the `server` example's log lines come from an
 /// `Events` implementation.
+///
+/// # Over UDP
+///
+/// There are no connections, so no `accepting`, `accept_failed` or
+/// `connected`: each datagram comes from its own [`Peer`] (an
+/// [`Addr::Udp`]) and is shown to one of: [`message`](Events::message)
+/// (one fragment, first and last) when answered with its echo,
+/// [`dropped`](Events::dropped) when dropped unanswered, and
+/// [`closed`](Events::closed), with the error and that datagram's counts,
+/// when answered with an error datagram. An echo that cannot be sent is
+/// shown to `closed` as well, after `message`.
 ///
 /// A panic in `message` or `closed` ends that connection (it is closed and
 /// counted as an error); a panic in a method called on the accept thread
@@ -463,6 +488,13 @@ pub trait Events: Send + Sync + 'static {
     fn closed(&self, peer: &Peer, summary: &Summary, error: Option<&Error>) {
         let _ = (peer, summary, error);
     }
+
+    /// A datagram from `peer` was dropped unanswered, for `reason` (see
+    /// [`datagram`](crate::datagram#loops-and-reflection)). Under a flood
+    /// this is called for every datagram of it: keep it cheap.
+    fn dropped(&self, peer: &Peer, reason: Dropped) {
+        let _ = (peer, reason);
+    }
 }
 
 impl Events for () {}
@@ -486,6 +518,9 @@ macro_rules! forward_events {
             }
             fn closed(&self, peer: &Peer, summary: &Summary, error: Option<&Error>) {
                 (**self).closed(peer, summary, error);
+            }
+            fn dropped(&self, peer: &Peer, reason: Dropped) {
+                (**self).dropped(peer, reason);
             }
         }
     )*};

@@ -13,9 +13,10 @@ use std::time::{Duration, SystemTime};
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use stamp_echo::Error;
 use stamp_echo::datagram::{
-    DatagramClient, DatagramObserver, DatagramServer, Dropped, ERROR_PREFIX, MAX_DATAGRAM, RateLimit, Stopper, Totals,
+    DatagramClient, DatagramServer, Dropped, ERROR_PREFIX, MAX_DATAGRAM, RateLimit, Stopper, Totals,
 };
-use stamp_echo::protocol::write_reply;
+use stamp_echo::protocol::{Fragment, Summary};
+use stamp_echo::runner::{Addr, Events, Peer};
 use stamp_echo::stamp::{self, Rfc3339, Stamp, StampKind, UnixTime};
 
 /// A safety net only: no test waits for it unless something is broken.
@@ -33,12 +34,12 @@ impl Running {
         Running::start_observed(server, ())
     }
 
-    fn start_observed<O: DatagramObserver + Send + 'static>(server: DatagramServer, observer: O) -> Running {
+    fn start_observed<E: Events>(server: DatagramServer, events: E) -> Running {
         // The socket is bound before the thread starts: it queues datagrams
         // until the server reads them, so no readiness wait is needed.
         let addr = server.local_addr().expect("bound");
         let stopper = server.stopper();
-        let thread = thread::spawn(move || server.serve_with(observer));
+        let thread = thread::spawn(move || server.serve_with(events));
         Running { addr, stopper, thread }
     }
 
@@ -149,10 +150,11 @@ fn the_largest_reply_fits_and_a_larger_one_gets_an_error_datagram() {
 fn a_broken_stamp_is_an_error_datagram_and_serving_goes_on() {
     let bad = stamp::from_fn(|_: SystemTime, out: &mut String| out.push_str("a]b"));
     let errors = Arc::new(Mutex::new(Vec::new()));
-    struct Log(Arc<Mutex<Vec<(SocketAddr, String)>>>);
-    impl DatagramObserver for Log {
-        fn error(&mut self, from: SocketAddr, error: &Error) {
-            self.0.lock().expect("log").push((from, error.to_string()));
+    struct Log(Arc<Mutex<Vec<(Addr, String)>>>);
+    impl Events for Log {
+        fn closed(&self, peer: &Peer, _: &Summary, error: Option<&Error>) {
+            let error = error.map_or_else(|| "no error".to_owned(), Error::to_string);
+            self.0.lock().expect("log").push((peer.addr.clone(), error));
         }
     }
     let running = Running::start_observed(server_with(Arc::new(bad)), Log(Arc::clone(&errors)));
@@ -165,21 +167,30 @@ fn a_broken_stamp_is_an_error_datagram_and_serving_goes_on() {
     assert_eq!((totals.datagrams, totals.messages, totals.errors), (2, 0, 2));
     let errors = errors.lock().expect("log");
     assert_eq!(errors.len(), 2);
-    assert!(errors.iter().all(|(from, _)| *from == local));
+    assert!(errors.iter().all(|(from, error)| *from == Addr::Udp(local) && error.contains("\"a]b\"")));
 }
 
 #[test]
 fn the_observer_sees_each_datagram_and_its_sender() {
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let log = Arc::clone(&seen);
-    let observer = move |from: SocketAddr, message: &[u8]| log.lock().expect("log").push((from, message.to_vec()));
-    let running = Running::start_observed(server_with(fixed_stamp()), observer);
+    struct Log(Mutex<Vec<(Peer, Vec<u8>, bool)>>);
+    impl Events for Log {
+        fn message(&self, peer: &Peer, fragment: Fragment<'_>) {
+            let whole = fragment.is_first() && fragment.is_last();
+            self.0.lock().expect("log").push((peer.clone(), fragment.bytes().to_vec(), whole));
+        }
+    }
+    let seen = Arc::new(Log(Mutex::new(Vec::new())));
+    let running = Running::start_observed(server_with(fixed_stamp()), Arc::clone(&seen));
     let mut client = client(running.addr);
     client.round_trip(b"one").expect("echo");
     client.round_trip(b"two").expect("echo");
     let local = client.socket().local_addr().expect("address");
     running.stop();
-    assert_eq!(*seen.lock().expect("log"), [(local, b"one".to_vec()), (local, b"two".to_vec())]);
+    let seen = seen.0.lock().expect("log");
+    let got: Vec<_> =
+        seen.iter().map(|(peer, bytes, whole)| (peer.id, peer.addr.clone(), bytes.as_slice(), *whole)).collect();
+    assert_eq!(got, [(1, Addr::Udp(local), &b"one"[..], true), (2, Addr::Udp(local), &b"two"[..], true)]);
+    assert_eq!(seen[0].0.to_string(), format!("udp {local}"));
 }
 
 #[test]
@@ -214,12 +225,9 @@ fn a_lost_request_is_sent_again_and_stale_replies_are_skipped() {
         let (_, client) = peer.recv_from(&mut buf).expect("first attempt");
         // Answer the second after a stale reply and some garbage.
         let (n, _) = peer.recv_from(&mut buf).expect("second attempt");
-        let mut reply = Vec::new();
-        write_reply("T", b"an older message", &mut reply);
-        peer.send_to(&reply, client).expect("stale reply");
+        peer.send_to(b"[T] an older message", client).expect("stale reply");
         peer.send_to(b"garbage", client).expect("garbage");
-        reply.clear();
-        write_reply("T", &buf[..n], &mut reply);
+        let reply = [&b"[T] "[..], &buf[..n]].concat();
         peer.send_to(&reply, client).expect("reply");
     });
     let mut client = DatagramClient::connect(addr).expect("client");
@@ -300,15 +308,24 @@ enum Seen {
 /// Sends each [`Seen`] to the test.
 struct Watch(Sender<Seen>);
 
-impl DatagramObserver for Watch {
-    fn datagram(&mut self, from: SocketAddr, message: &[u8]) {
-        let _ = self.0.send(Seen::Echo(from, message.to_vec()));
+impl Events for Watch {
+    fn message(&self, peer: &Peer, fragment: Fragment<'_>) {
+        let _ = self.0.send(Seen::Echo(udp(peer), fragment.bytes().to_vec()));
     }
-    fn error(&mut self, from: SocketAddr, error: &Error) {
-        let _ = self.0.send(Seen::Error(from, error.to_string()));
+    fn closed(&self, peer: &Peer, _: &Summary, error: Option<&Error>) {
+        let error = error.map_or_else(|| "no error".to_owned(), Error::to_string);
+        let _ = self.0.send(Seen::Error(udp(peer), error));
     }
-    fn dropped(&mut self, from: SocketAddr, reason: Dropped) {
-        let _ = self.0.send(Seen::Dropped(from, reason));
+    fn dropped(&self, peer: &Peer, reason: Dropped) {
+        let _ = self.0.send(Seen::Dropped(udp(peer), reason));
+    }
+}
+
+/// A datagram's sender, which is always a UDP address.
+fn udp(peer: &Peer) -> SocketAddr {
+    match peer.addr {
+        Addr::Udp(addr) => addr,
+        ref other => panic!("a UDP address expected: {other}"),
     }
 }
 
@@ -598,4 +615,31 @@ fn service_ports_and_port_zero_are_no_clients() {
         (totals.datagrams, totals.messages, totals.dropped.service_port, totals.dropped.invalid_source),
         (3, 0, 2, 1)
     );
+}
+
+#[test]
+fn the_client_refuses_at_once_what_a_server_would_drop() {
+    // A socket that never answers, and a client that would wait a long time
+    // for it: the refusal comes before any of that.
+    let silent = bind();
+    let mut client = DatagramClient::connect(silent.local_addr().expect("address")).expect("client");
+    client.set_timeout(SAFETY).expect("timeout");
+    client.set_retries(5);
+    for (message, reason) in [
+        (&b"[2026-11-26T05:12:48Z] hi"[..], Dropped::LooksLikeReply),
+        (b"[x] ", Dropped::LooksLikeReply),
+        (b"error: no", Dropped::ErrorDatagram),
+    ] {
+        match client.round_trip(message) {
+            Err(Error::Unanswerable(got)) => assert_eq!(got, reason),
+            other => panic!("expected Unanswerable({reason}), got {other:?}"),
+        }
+    }
+    // Nothing was sent.
+    silent.set_nonblocking(true).expect("nonblocking");
+    let mut buf = [0; 64];
+    assert_eq!(silent.recv(&mut buf).map_err(|e| e.kind()).err(), Some(io::ErrorKind::WouldBlock));
+    // The error names the reason.
+    let text = Error::Unanswerable(Dropped::ErrorDatagram).to_string();
+    assert!(text.contains("error datagram"), "{text}");
 }

@@ -1,6 +1,7 @@
 //! The UDP server allocates nothing per datagram once it runs: serving 510
-//! datagrams and dropping 510 more (shaped like replies) makes exactly as
-//! many allocations as serving and dropping 10. Counted with
+//! datagrams, answering 510 with an error datagram (their reply would not fit
+//! in one) and dropping 510 more (shaped like replies) makes exactly as many
+//! allocations as doing each 10 times. Counted with
 //! `allocation-counter`, which counts the allocations of this thread only, so
 //! the server runs on the test's thread and the client on another.
 
@@ -9,11 +10,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use allocation_counter::measure;
-use stamp_echo::datagram::{DatagramClient, DatagramServer, RateLimit};
+use stamp_echo::Error;
+use stamp_echo::datagram::{DatagramClient, DatagramServer, MAX_DATAGRAM, RateLimit};
 use stamp_echo::stamp::Rfc3339;
 
-/// The allocations of one `serve` call that answers `datagrams` datagrams
-/// and drops as many.
+/// The allocations of one `serve` call that answers `datagrams` datagrams,
+/// answers as many with an error datagram and drops as many.
 fn allocations_serving(datagrams: u64) -> u64 {
     let socket = UdpSocket::bind("127.0.0.1:0").expect("bind");
     socket.set_read_timeout(Some(Duration::from_secs(10))).expect("safety net");
@@ -25,7 +27,11 @@ fn allocations_serving(datagrams: u64) -> u64 {
     let client = std::thread::spawn(move || {
         let mut client = DatagramClient::connect(addr).expect("client");
         let message = vec![b'x'; 1000];
+        let largest = vec![b'y'; MAX_DATAGRAM];
         for _ in 0..datagrams {
+            // The largest reply the server builds, then replaces.
+            let error = client.round_trip(&largest);
+            assert!(matches!(error, Err(Error::ServerError(_))), "{error:?}");
             // Dropped, before the message is answered.
             client.socket().send(b"[T] like a reply").expect("send");
             client.round_trip(&message).expect("echo");
@@ -36,7 +42,7 @@ fn allocations_serving(datagrams: u64) -> u64 {
     let info = measure(|| served = Some(server.serve()));
     client.join().expect("client thread");
     let totals = served.expect("serve ran").expect("served");
-    assert_eq!((totals.messages, totals.dropped.looks_like_reply), (datagrams, datagrams));
+    assert_eq!((totals.messages, totals.errors, totals.dropped.looks_like_reply), (datagrams, datagrams, datagrams));
     info.count_total
 }
 
