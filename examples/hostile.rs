@@ -7,6 +7,9 @@
 //! cargo run --release --example hostile -- trickle --port 8080 --framing line --bound 35
 //! cargo run --release --example hostile -- no-read --port 8080 --bound 35
 //! cargo run --release --example hostile -- inject --port 8080 --framing line
+//! cargo run --release --example hostile -- udp-reflect --port 8080
+//! cargo run --release --example hostile -- udp-flood --port 8080 --seconds 2
+//! cargo run --release --example hostile -- udp-forge --port 8080   # as root
 //! ```
 //!
 //! The attacks (TCP, or `--unix PATH`):
@@ -23,10 +26,28 @@
 //! - `inject`: sends messages full of terminal escapes, CR, LF-forged log
 //!   lines and invalid UTF-8 (the server's log should show them escaped; the
 //!   script checks it), and checks the echoes are byte for byte.
+//!
+//! And against a `--udp` server:
+//! - `udp-reflect`: sends `--count` datagrams of each shape a reply of this
+//!   protocol has (a ctime, RFC 3339 or Unix stamp header, an error
+//!   datagram), then a normal message. Passes if none of them is answered
+//!   and the normal one is.
+//! - `udp-flood`: one source (127.0.0.1) sends as fast as it can for
+//!   `--seconds` while another (127.0.0.2, a different address for the rate
+//!   limit) keeps making round trips. Passes if the flooder gets at most
+//!   `--burst` + `--rate` x seconds replies and every round trip of the other
+//!   source is answered.
+//! - `udp-forge`: sends a datagram whose source is the server's own address,
+//!   from a raw socket, then a normal message. Passes if the normal one is
+//!   answered (the script checks in the server's counts that the forged one
+//!   was dropped, not answered for ever). Without root or `CAP_NET_RAW` it
+//!   prints `SKIPPED` and exits with status 3.
 mod common;
+#[path = "common/forge.rs"]
+mod forge;
 
 use std::io::{self, Read, Write};
-use std::net::TcpStream;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpStream, ToSocketAddrs, UdpSocket};
 #[cfg(unix)]
 use std::os::unix::net::UnixStream;
 use std::process::ExitCode;
@@ -36,6 +57,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
+use stamp_echo::datagram::DatagramClient;
 use stamp_echo::{EchoClient, Error};
 
 /// Attack a stamp-echo server and measure its defences.
@@ -82,6 +104,26 @@ enum Attack {
     },
     /// Messages with terminal escapes, forged log lines, invalid UTF-8.
     Inject,
+    /// UDP: datagrams shaped like replies, which must go unanswered.
+    UdpReflect {
+        /// Datagrams of each shape.
+        #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+        count: u32,
+    },
+    /// UDP: one source floods while another is still served.
+    UdpFlood {
+        /// Seconds to flood.
+        #[arg(long, default_value_t = 2.0)]
+        seconds: f64,
+        /// The server's replies per second to one source (its `--udp-rate`).
+        #[arg(long, default_value_t = 100)]
+        rate: u32,
+        /// The server's burst (its `--udp-burst`).
+        #[arg(long, default_value_t = 100)]
+        burst: u32,
+    },
+    /// UDP: a datagram forged to come from the server itself (needs root).
+    UdpForge,
 }
 
 /// A connection of either kind.
@@ -143,6 +185,15 @@ fn main() -> ExitCode {
         Attack::Trickle { bound } => trickle(&args.endpoint, secs(*bound)),
         Attack::NoRead { bound } => no_read(&args.endpoint, secs(*bound)),
         Attack::Inject => inject(&args.endpoint),
+        Attack::UdpReflect { count } => udp_reflect(&args.endpoint, *count),
+        Attack::UdpFlood { seconds, rate, burst } => udp_flood(&args.endpoint, secs(*seconds), *rate, *burst),
+        Attack::UdpForge => match udp_forge(&args.endpoint) {
+            Err(Skip(why)) => {
+                println!("SKIPPED udp-forge: {why}");
+                return ExitCode::from(3);
+            }
+            Ok(result) => result,
+        },
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,
@@ -309,4 +360,161 @@ fn inject(endpoint: &common::Endpoint) -> Result<bool, Error> {
         all &= echoed;
     }
     Ok(verdict("inject", all, "hostile bytes echoed byte for byte (the log is checked by scripts/hostile.sh)"))
+}
+
+/// The server's UDP address: the endpoint's host and port, resolved.
+fn udp_server(endpoint: &common::Endpoint) -> Result<SocketAddr, Error> {
+    let addr = endpoint.tcp_addr();
+    addr.to_socket_addrs()?
+        .next()
+        .ok_or_else(|| Error::Io(io::Error::new(io::ErrorKind::NotFound, format!("{addr}: no address found"))))
+}
+
+/// A UDP client of `server` from a socket bound to `ip`.
+fn udp_client(ip: Ipv4Addr, server: SocketAddr) -> Result<DatagramClient, Error> {
+    let socket = UdpSocket::bind((ip, 0))?;
+    socket.connect(server)?;
+    let mut client = DatagramClient::new(socket);
+    client.set_timeout(Duration::from_millis(200))?;
+    client.set_retries(10);
+    Ok(client)
+}
+
+/// Datagrams shaped like replies of this protocol: answering them could
+/// start a loop with another server.
+const REPLY_SHAPED: [&[u8]; 4] = [
+    b"[Sun Feb  3 10:00:18 2013] hi",
+    b"[2026-11-26T05:12:48.123456Z] hi",
+    b"[1764133968.123456] hi",
+    b"error: reply of 65535 bytes would not fit in one datagram (at most 65507 bytes)",
+];
+
+fn udp_reflect(endpoint: &common::Endpoint, count: u32) -> Result<bool, Error> {
+    let server = udp_server(endpoint)?;
+    let socket = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))?;
+    socket.connect(server)?;
+    for _ in 0..count {
+        for datagram in REPLY_SHAPED {
+            socket.send(datagram)?;
+        }
+    }
+    // A normal message from the same socket, after them: the server reads
+    // in order, so once its echo is here every earlier datagram was handled.
+    let mut client = DatagramClient::new(socket);
+    client.set_timeout(Duration::from_millis(500))?;
+    client.set_retries(10);
+    let probe = client.round_trip(b"probe");
+    // Whatever comes now would be late answers to the reply-shaped ones.
+    client.socket().set_read_timeout(Some(Duration::from_millis(300)))?;
+    let mut buf = vec![0; 65_536];
+    let mut late = 0;
+    while client.socket().recv(&mut buf).is_ok() {
+        late += 1;
+    }
+    let answered = client.ignored() + late;
+    let sent = u64::from(count) * REPLY_SHAPED.len() as u64;
+    let what = format!(
+        "{sent} reply-shaped datagrams ({} shapes): {answered} answered (bound 0); a normal message after them: {}",
+        REPLY_SHAPED.len(),
+        match &probe {
+            Ok(reply) => format!("answered in {:?}", reply.rtt()),
+            Err(e) => format!("{e}"),
+        }
+    );
+    Ok(verdict("udp-reflect", answered == 0 && probe.is_ok(), &what))
+}
+
+fn udp_flood(endpoint: &common::Endpoint, seconds: Duration, rate: u32, burst: u32) -> Result<bool, Error> {
+    let server = udp_server(endpoint)?;
+    let flooder = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))?;
+    flooder.connect(server)?;
+    let receiver = flooder.try_clone()?;
+    let flooding = Arc::new(AtomicBool::new(true));
+    let started = Instant::now();
+    // Counts the flooder's replies until it stops and they stop coming.
+    let counting = {
+        let flooding = Arc::clone(&flooding);
+        thread::spawn(move || -> io::Result<u64> {
+            receiver.set_read_timeout(Some(Duration::from_millis(300)))?;
+            let mut buf = vec![0; 65_536];
+            let mut replies = 0;
+            loop {
+                match receiver.recv(&mut buf) {
+                    Ok(_) => replies += 1,
+                    Err(_) if flooding.load(Ordering::Relaxed) => {}
+                    Err(_) => return Ok(replies),
+                }
+            }
+        })
+    };
+    let sending = {
+        let flooding = Arc::clone(&flooding);
+        thread::spawn(move || {
+            let mut sent = 0u64;
+            while flooding.load(Ordering::Relaxed) {
+                // A full socket buffer (ENOBUFS) is the flood working: go on.
+                if flooder.send(format!("flood {sent}").as_bytes()).is_ok() {
+                    sent += 1;
+                }
+            }
+            sent
+        })
+    };
+    // The other source, served all along.
+    let mut other = udp_client(Ipv4Addr::new(127, 0, 0, 2), server)?;
+    let (mut answered, mut tried, mut worst) = (0u32, 0u32, Duration::ZERO);
+    while started.elapsed() < seconds {
+        tried += 1;
+        match other.round_trip(format!("other {tried}").as_bytes()) {
+            Ok(reply) => {
+                answered += 1;
+                worst = worst.max(reply.rtt());
+            }
+            Err(e) => println!("udp-flood: the other source's round trip {tried}: {e}"),
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+    flooding.store(false, Ordering::Relaxed);
+    let sent = sending.join().unwrap_or(0);
+    let replies = counting.join().map_err(|_| Error::Io(io::Error::other("counting thread")))??;
+    let elapsed = started.elapsed();
+    let bound = u64::from(burst) + (f64::from(rate) * elapsed.as_secs_f64()).ceil() as u64;
+    let what = format!(
+        "one source sent {sent} datagrams in {seconds:?} and got {replies} replies (bound {bound}: burst {burst} + {rate}/s \
+         over {elapsed:.2?}), {:.5} of them; another source: {answered} of {tried} round trips answered, slowest {worst:?}",
+        replies as f64 / sent.max(1) as f64,
+    );
+    Ok(verdict("udp-flood", replies <= bound && answered == tried && tried > 0, &what))
+}
+
+/// Why an attack could not run.
+struct Skip(String);
+
+fn udp_forge(endpoint: &common::Endpoint) -> Result<Result<bool, Error>, Skip> {
+    let raw =
+        forge::raw_socket().map_err(|e| Skip(format!("cannot open a raw socket ({e}); needs root or CAP_NET_RAW")))?;
+    Ok(udp_forge_with(endpoint, &raw))
+}
+
+fn udp_forge_with(endpoint: &common::Endpoint, raw: &socket2::Socket) -> Result<bool, Error> {
+    let own = match udp_server(endpoint)? {
+        SocketAddr::V4(v4) => v4,
+        SocketAddr::V6(v6) => {
+            return Err(Error::Io(io::Error::new(io::ErrorKind::Unsupported, format!("{v6}: IPv4 only"))));
+        }
+    };
+    let own = if own.ip().is_unspecified() { SocketAddrV4::new(Ipv4Addr::LOCALHOST, own.port()) } else { own };
+    // Without the defence, this one datagram is the self-loop: the server
+    // answers itself for ever.
+    forge::forge(raw, own, own, b"hello, me")?;
+    let mut client = udp_client(Ipv4Addr::LOCALHOST, own.into())?;
+    let probe = client.round_trip(b"probe");
+    let what = format!(
+        "a datagram from the server's own address {own} sent; a normal message after it: {} (the server's counts show what became of the forged one)",
+        match &probe {
+            Ok(reply) => format!("answered in {:?}", reply.rtt()),
+            Err(e) => format!("{e}"),
+        }
+    );
+    Ok(verdict("udp-forge", probe.is_ok(), &what))
 }

@@ -20,6 +20,10 @@
 # 6. settings: absurd flag values are refused with a message, never a panic.
 # 7. logging cost: pipelined messages/s of the default (logging) server
 #    against --quiet, same run, median of ROUNDS (3).
+# 8. udp: datagrams shaped like replies go unanswered; one source flooding
+#    gets at most its rate limit while another source is still served; a
+#    datagram forged to come from the server itself (raw socket: needs root,
+#    SKIPPED otherwise) is dropped, not answered for ever.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target}
@@ -59,6 +63,7 @@ start() {
     cat <&"$fd" >"$tmp/$name.log" &
     exec {fd}<&-
     PORT=${line##*:}
+    PORT=${PORT%% *} # `listening on ADDR (udp)`
 }
 
 # stop PID: SIGTERM; TOOK is the seconds it took to exit.
@@ -182,6 +187,40 @@ quiet=$(median quiet) logging=$(median logging)
 ratio=$(echo "scale=3; $logging / $quiet" | bc)
 msg="logging cost: --quiet $quiet msg/s, default $logging msg/s (medians of $ROUNDS): ratio $ratio (target >= 0.9)"
 if (($(echo "$ratio >= 0.9" | bc))); then pass "$msg"; else fail "$msg"; fi
+
+echo "==> 8. udp: reflection, flood, forged self-source"
+# stopped LOG: the server's last line, its counts.
+stopped() { grep '^stopped: ' "$tmp/$1.log" || echo "no counts in $1.log"; }
+start udp_reflect --udp --port 0
+"$bin/hostile" --port "$PORT" udp-reflect || failed=1
+stop "$PID"
+counts=$(stopped udp_reflect)
+echo "server: $counts"
+if [[ $counts == *" 1 answered, 0 errors,"* ]]; then
+    pass "udp-reflect: only the normal message answered"
+else
+    fail "udp-reflect: the server answered more than the normal message: $counts"
+fi
+start udp_flood --udp --port 0
+"$bin/hostile" --port "$PORT" udp-flood --seconds 2 --rate 100 --burst 100 || failed=1
+stop "$PID"
+echo "server: $(stopped udp_flood)"
+start udp_forge --udp --port 0
+set +e
+"$bin/hostile" --port "$PORT" udp-forge
+status=$?
+set -e
+stop "$PID"
+counts=$(stopped udp_forge)
+if ((status == 3)); then
+    echo "SKIPPED udp-forge: not run (needs root or CAP_NET_RAW); server: $counts"
+elif ((status != 0)); then
+    fail "udp-forge: the server did not answer a normal message after the forged one; server: $counts"
+elif [[ $counts == "stopped: 2 datagrams, 1 answered, 0 errors, 1 dropped (1 own address),"* ]]; then
+    pass "udp-forge: the forged self-source datagram dropped, 0 replies to itself: $counts"
+else
+    fail "udp-forge: $counts"
+fi
 
 if ((failed)); then
     echo "==> some attacks got through"

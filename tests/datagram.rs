@@ -10,7 +10,11 @@ use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, SystemTime};
 
-use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+#[path = "../examples/common/forge.rs"]
+mod forge;
+
+use forge::forge;
+use socket2::Socket;
 use stamp_echo::Error;
 use stamp_echo::datagram::{
     DatagramClient, DatagramServer, Dropped, ERROR_PREFIX, MAX_DATAGRAM, RateLimit, Stopper, Totals,
@@ -510,11 +514,7 @@ fn a_peer_answering_every_reply_is_answered_at_most_a_burst() {
 /// after a visible SKIPPED notice when this process may not open one. Under
 /// CI (`CI=true`) a missing privilege fails the test instead.
 fn raw_socket(test: &str) -> Option<Socket> {
-    let opened = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::UDP)).and_then(|socket| {
-        socket.set_header_included_v4(true)?;
-        Ok(socket)
-    });
-    match opened {
+    match forge::raw_socket() {
         Ok(socket) => Some(socket),
         Err(e) if std::env::var("CI").is_ok_and(|ci| ci == "true") => {
             panic!("{test}: cannot open a raw socket to forge source addresses ({e}); run as root or with CAP_NET_RAW")
@@ -525,26 +525,6 @@ fn raw_socket(test: &str) -> Option<Socket> {
             None
         }
     }
-}
-
-/// Sends `payload` to `to` in a UDP datagram that says it comes from `from`.
-/// The kernel fills in the IP checksum; a UDP checksum of 0 means none.
-fn forge(raw: &Socket, from: SocketAddrV4, to: SocketAddrV4, payload: &[u8]) -> io::Result<()> {
-    let udp_len = u16::try_from(8 + payload.len()).expect("a small payload");
-    let total = udp_len + 20;
-    let mut packet = Vec::with_capacity(usize::from(total));
-    packet.extend_from_slice(&[0x45, 0]); // IPv4, 20-byte header; no TOS
-    packet.extend_from_slice(&total.to_be_bytes());
-    packet.extend_from_slice(&[0, 0, 0x40, 0, 64, 17, 0, 0]); // id, don't fragment, TTL, UDP, checksum
-    packet.extend_from_slice(&from.ip().octets());
-    packet.extend_from_slice(&to.ip().octets());
-    packet.extend_from_slice(&from.port().to_be_bytes());
-    packet.extend_from_slice(&to.port().to_be_bytes());
-    packet.extend_from_slice(&udp_len.to_be_bytes());
-    packet.extend_from_slice(&[0, 0]);
-    packet.extend_from_slice(payload);
-    raw.send_to(&packet, &SockAddr::from(SocketAddrV4::new(*to.ip(), 0)))?;
-    Ok(())
 }
 
 fn v4(addr: SocketAddr) -> SocketAddrV4 {
