@@ -39,7 +39,8 @@
 //!   [`ERROR_PREFIX`]. Two servers (or this one and an echo
 //!   service) cannot keep answering each other's replies. The cost: a message
 //!   starting with `[x] ` or `error: ` cannot be echoed over UDP
-//!   ([`Dropped::for_message`] tells which);
+//!   ([`Dropped::for_message`] tells which, and [`DatagramClient`] refuses
+//!   such a message with [`Error::Unanswerable`] before sending it);
 //! - a datagram from the server's own port on this host (its own address,
 //!   a loopback address, or any address a socket can be bound to);
 //! - a datagram from a source port below 1024 (a service's, such as chargen's,
@@ -239,8 +240,7 @@ impl DatagramServer {
     /// A datagram is dropped unanswered if it could make the server loop or
     /// reflect (see the [module docs](self#loops-and-reflection)); every
     /// other one gets one reply datagram, built by a
-    /// [`Responder`](crate::protocol::Responder) (its
-    /// [`reply_to`](crate::protocol::Responder::reply_to)): its echo, or an
+    /// [`Responder`] (its [`reply_to`](Responder::reply_to)): its echo, or an
     /// error datagram. A failure concerns that sender only and serving goes
     /// on. Each datagram counts once in the [`Totals`].
     ///

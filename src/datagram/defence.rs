@@ -50,7 +50,8 @@ impl Dropped {
 
     /// Why any server would drop `message` whatever its sender: `Some` for a
     /// message that looks like a reply or an error datagram. Such a message
-    /// cannot be echoed over UDP (a client may refuse it before sending).
+    /// cannot be echoed over UDP ([`DatagramClient`](super::DatagramClient)
+    /// refuses it before sending, with [`Error::Unanswerable`]).
     ///
     /// ```
     /// use stamp_echo::datagram::Dropped;
