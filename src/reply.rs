@@ -865,6 +865,38 @@ impl ReplyChecker {
         self.sent.ends.len()
     }
 
+    /// Bytes of messages sent so far, in all (framing excluded).
+    pub fn bytes_sent(&self) -> u64 {
+        self.sent.total
+    }
+
+    /// How many of the [bytes sent](ReplyChecker::bytes_sent) the reply
+    /// bytes checked so far have echoed, messages answered included: what
+    /// a client sending a long message watches to keep reading while it
+    /// writes (a server that streams its replies echoes a message as its
+    /// bytes arrive). While a `[` is in doubt in chunk framing, the furthest
+    /// reading counts: it is ahead of the true count by less than a stamp.
+    ///
+    /// ```
+    /// use stamp_echo::{Framing, ReplyChecker};
+    ///
+    /// let mut checker = ReplyChecker::new(Framing::line());
+    /// checker.send(b"hello", &mut Vec::new())?;
+    /// checker.receive(b"[T] hel")?;
+    /// assert_eq!((checker.bytes_sent(), checker.bytes_echoed()), (5, 3));
+    /// # Ok::<(), stamp_echo::Error>(())
+    /// ```
+    pub fn bytes_echoed(&self) -> u64 {
+        match &self.state {
+            State::Chunk(r) => r.live.iter().chain(&r.open).map(|r| r.offset).max().unwrap_or(self.sent.front_start),
+            State::Framed(f) => match f.phase {
+                FramedPhase::Echo { done, .. } => self.sent.start(f.msg) + done as u64,
+                FramedPhase::Cr => self.sent.end(f.msg),
+                _ => self.sent.start(f.msg),
+            },
+        }
+    }
+
     /// Appends `message`, framed, to `out` (write it to the server), and
     /// records it: its reply is expected after those of the messages sent
     /// before it.
