@@ -12,7 +12,7 @@ use common::{
     next_closed, next_message, read_to_close, round_trip, send_all_and_read_replies, start,
 };
 use stamp_echo::framing::LineEnding;
-use stamp_echo::runner::{self, Addr};
+use stamp_echo::runner;
 use stamp_echo::testing::LocalServer;
 use stamp_echo::{EchoServer, Error, Framing, Limits};
 
@@ -191,7 +191,7 @@ fn serves_a_unix_listener() {
     let (recorder, events) = Recorder::new();
     let framing = Framing::line();
     let handle = runner::start(listener, fixed_server(framing), Limits::default(), recorder).expect("start");
-    assert_eq!(handle.local_addr(), &Addr::Unix(Some(path.clone())));
+    assert_eq!(handle.local_addr(), &runner::Addr::Unix(Some(path.clone())));
 
     let mut stream = UnixStream::connect(&path).expect("connect");
     stream.write_all(b"over unix\n").expect("send");
