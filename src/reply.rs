@@ -1232,6 +1232,31 @@ mod tests {
         }
     }
 
+    /// Fed one byte at a time, the echo count grows with each echoed byte
+    /// and never passes what was sent, whatever the framing.
+    #[test]
+    fn bytes_echoed_follow_the_echo() {
+        let messages: [&[u8]; 2] = [b"one[T] two", b"three"];
+        for framing in [Framing::chunk(), Framing::line(), Framing::length_prefixed()] {
+            let (mut checker, replies) = served(framing, &messages, 4);
+            assert_eq!((checker.bytes_sent(), checker.bytes_echoed()), (15, 0), "{framing}");
+            let mut last = 0;
+            for (at, b) in replies.iter().enumerate() {
+                feed(&mut checker, std::slice::from_ref(b)).expect("an honest reply");
+                let echoed = checker.bytes_echoed();
+                assert!(echoed >= last && echoed <= 15, "{framing} at {at}: {echoed} after {last}");
+                last = echoed;
+            }
+            assert_eq!(last, 15, "{framing}");
+            // Line framing: the first reply ends with its line, after all ten bytes.
+            if framing == Framing::line() {
+                let (mut checker, _) = served(framing, &messages, 4);
+                feed(&mut checker, b"[T] one[T").expect("a prefix");
+                assert_eq!(checker.bytes_echoed(), 5);
+            }
+        }
+    }
+
     #[test]
     fn an_error_sticks() {
         let mut checker = ReplyChecker::new(Framing::chunk());

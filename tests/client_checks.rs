@@ -297,17 +297,31 @@ fn a_message_of_16_mib_takes_one_round_trip() {
     use stamp_echo::testing::LocalServer;
 
     const BIG: usize = 16 << 20;
-    let message: Vec<u8> = (0..BIG).map(|i| b'a' + (i % 26) as u8).collect();
+    let message: std::sync::Arc<[u8]> = (0..BIG).map(|i| b'a' + (i % 26) as u8).collect();
     for framing in
         [Framing::Line { max_line: BIG }, Framing::length_prefixed(), Framing::Chunk { buffer_size: 1 << 20 }]
     {
         let server = LocalServer::start(EchoServer::builder().framing(framing).build().expect("a server"))
             .expect("a local server");
-        let mut blocking = server.client().expect("connect");
-        blocking.set_timeout(Some(common::SAFETY_TIMEOUT)).expect("a timeout");
-        check_big(&mut blocking, &message, &format!("blocking, {framing}"));
-        let mut on_tokio = common::OnRuntime::connect(server.addr(), framing);
-        check_big(&mut on_tokio, &message, &format!("tokio, {framing}"));
+        let addr = server.addr();
+        // A client that stalls in a write would wait for ever (the async one
+        // has no write timeout): the work runs on a thread of its own, and
+        // its end is awaited within the safety timeout.
+        let (done, finished) = std::sync::mpsc::channel();
+        let message = std::sync::Arc::clone(&message);
+        std::thread::spawn(move || {
+            let mut blocking = stamp_echo::EchoClient::new(common::connect(addr), framing).expect("valid framing");
+            blocking.set_timeout(Some(common::SAFETY_TIMEOUT)).expect("a timeout");
+            check_big(&mut blocking, &message, &format!("blocking, {framing}"));
+            let mut on_tokio = common::OnRuntime::connect(addr, framing);
+            check_big(&mut on_tokio, &message, &format!("tokio, {framing}"));
+            let _ = done.send(());
+        });
+        match finished.recv_timeout(common::SAFETY_TIMEOUT * 2) {
+            Ok(()) => {}
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => panic!("{framing}: a check failed (above)"),
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => panic!("{framing}: a client stalled"),
+        }
     }
 }
 
