@@ -129,6 +129,7 @@
 //! test can drive it the same way.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod client;
 pub mod datagram;
@@ -145,6 +146,9 @@ pub mod stamp;
 mod stop;
 pub mod testing;
 pub mod tz;
+#[cfg(feature = "tokio")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
+pub mod tokio;
 
 pub use client::{EchoClient, Reply};
 pub use error::{ConfigError, Error};
