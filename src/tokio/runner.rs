@@ -543,9 +543,8 @@ impl Hold<'_> {
 
 impl Control for Hold<'_> {
     fn poll_signal(&mut self, cx: &mut Context<'_>) -> Signal {
-        if self.slot.flags.load(Ordering::Acquire) != 0 {
-            return self.read();
-        }
+        // Registered even after the end of input was signalled: the force
+        // close may still come.
         {
             let mut waker = self.slot.waker.lock().unwrap_or_else(PoisonError::into_inner);
             if !waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
