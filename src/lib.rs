@@ -145,10 +145,10 @@ pub mod server;
 pub mod stamp;
 mod stop;
 pub mod testing;
-pub mod tz;
 #[cfg(feature = "tokio")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
 pub mod tokio;
+pub mod tz;
 
 pub use client::{EchoClient, Reply};
 pub use error::{ConfigError, Error};

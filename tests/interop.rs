@@ -5,6 +5,7 @@
 //! The Python peers are in `tests/python/`; tests that need them print
 //! `SKIPPED ...: python3 not found` and pass when `python3` is missing.
 
+#[macro_use]
 mod common;
 
 use std::io::Write;
@@ -12,8 +13,8 @@ use std::process::Stdio;
 use std::time::{Duration, SystemTime};
 
 use common::{
-    FIXED_CTIME, KillOnDrop, Kind, SAFETY_TIMEOUT, connect, fixed_server, next_closed, next_closed_cleanly,
-    parse_ctime, python_command, python3, read_to_end_in_background, split_pieces, split_reply, start,
+    FIXED_CTIME, KillOnDrop, Kind, Runtime, SAFETY_TIMEOUT, connect, fixed_server, next_closed, next_closed_cleanly,
+    parse_ctime, python_command, python3, read_to_end_in_background, split_pieces, split_reply, start_on,
     start_python_server,
 };
 use stamp_echo::stamp::Ctime;
@@ -79,11 +80,10 @@ fn printed_replies(output: &str) -> Vec<&str> {
         .collect()
 }
 
-#[test]
-fn original_python_client_against_our_server() {
+fn original_python_client_against_our_server(rt: Runtime) {
     let Some(python) = python3("original_python_client_against_our_server") else { return };
     let server = EchoServer::builder().framing(Framing::chunk()).stamp(Ctime::utc()).build().expect("valid server");
-    let (_server, addr, events) = start(server, Limits::default());
+    let (_server, addr, events) = start_on(rt, server, Limits::default());
     let lines = ["hi,server", "héllo wörld", "你好，世界", "emoji 🎉, [brackets] and ] alone", "trailing space "];
     let before = SystemTime::now();
     let output = run_python_client(&python, addr, 1024, &lines);
@@ -102,13 +102,12 @@ fn original_python_client_against_our_server() {
     assert_eq!(summary.bytes_in, sent_bytes as u64);
 }
 
-#[test]
-fn original_python_client_gets_1200_bytes_of_nihao_in_whole_characters() {
+fn original_python_client_gets_1200_bytes_of_nihao_in_whole_characters(rt: Runtime) {
     let Some(python) = python3("original_python_client_gets_1200_bytes_of_nihao_in_whole_characters") else {
         return;
     };
     let server = EchoServer::builder().framing(Framing::chunk()).stamp(Ctime::utc()).build().expect("valid server");
-    let (_server, addr, _events) = start(server, Limits::default());
+    let (_server, addr, _events) = start_on(rt, server, Limits::default());
     let line = "你好".repeat(200);
     assert_eq!(line.len(), 1200);
     // The original client reads each reply with ONE recv(1024): our first
@@ -175,13 +174,12 @@ fn our_client_against_the_original_python_server() {
     assert!(std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5)).is_err(), "nobody listens any more");
 }
 
-#[test]
-fn our_server_and_client_in_every_framing_over_tcp() {
+fn our_server_and_client_in_every_framing_over_tcp(rt: Runtime) {
     let long = "0123456789abcdef".repeat(4096); // 64 KiB
     let messages: [&[u8]; 6] =
         [b"hi,server", "你好，世界".as_bytes(), b"[T] looks like a reply", b"a\rb", b"] ", long.as_bytes()];
     for framing in [Framing::chunk(), Framing::line(), Framing::length_prefixed()] {
-        let (_server, addr, events) = start(fixed_server(framing), Limits::default());
+        let (_server, addr, events) = start_on(rt, fixed_server(framing), Limits::default());
         let mut client = EchoClient::new(connect(addr), framing).expect("valid framing");
         for message in messages {
             let reply = client.round_trip(message).unwrap_or_else(|e| panic!("{framing}: {e}"));
@@ -213,12 +211,11 @@ fn our_server_and_client_in_every_framing_over_tcp() {
     }
 }
 
-#[test]
-fn a_server_error_reaches_our_client_as_a_typed_error() {
+fn a_server_error_reaches_our_client_as_a_typed_error(rt: Runtime) {
     // A line over the server's limit: the server ends that connection, and
     // our client gets a typed error, not a hang or a wrong reply.
     let framing = Framing::Line { max_line: 8 };
-    let (_server, addr, events) = start(fixed_server(framing), Limits::default());
+    let (_server, addr, events) = start_on(rt, fixed_server(framing), Limits::default());
     let stream = connect(addr);
     let mut client = EchoClient::new(stream, Framing::line()).expect("valid framing");
     client.round_trip(b"short").expect("within the limit");
@@ -226,3 +223,10 @@ fn a_server_error_reaches_our_client_as_a_typed_error() {
     assert!(matches!(err, Error::UnexpectedEof | Error::Io(_)), "{err:?}");
     assert_eq!(next_closed(&events).2, Some(Kind::LineTooLong { max: 8 }));
 }
+
+on_both_runtimes!(
+    original_python_client_against_our_server,
+    original_python_client_gets_1200_bytes_of_nihao_in_whole_characters,
+    our_server_and_client_in_every_framing_over_tcp,
+    a_server_error_reaches_our_client_as_a_typed_error,
+);

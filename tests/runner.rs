@@ -9,8 +9,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::{
-    Event, FIXED_CTIME, Kind, Recorder, SAFETY_TIMEOUT, connect, connect_small_buffer, fixed_reply, fixed_server,
-    Runtime, next_closed, next_message, read_to_close, round_trip, send_all_and_read_replies, serve_on, start_on,
+    Event, FIXED_CTIME, Kind, Recorder, Runtime, SAFETY_TIMEOUT, connect, connect_small_buffer, fixed_reply,
+    fixed_server, next_closed, next_message, read_to_close, round_trip, send_all_and_read_replies, serve_on, start_on,
 };
 use stamp_echo::framing::LineEnding;
 use stamp_echo::runner::Addr;

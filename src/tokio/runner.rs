@@ -453,7 +453,8 @@ where
     state.active += 1;
     drop(state);
     // Closes and counts the connection when dropped: an error unless served cleanly.
-    let mut ending = Ending { shared: Arc::clone(shared), id: peer.id, slot, summary: Summary::default(), failed: true };
+    let mut ending =
+        Ending { shared: Arc::clone(shared), id: peer.id, slot, summary: Summary::default(), failed: true };
     if let Err(e) = configured {
         shared.events.closed(&peer, &Summary::default(), Some(&Error::Io(e)));
         return;

@@ -88,7 +88,12 @@ where
 ///
 /// As [`serve_with`], and [`Error::Timeout`], [`Error::MessageTimeout`] or
 /// [`Error::WriteTimeout`] when a deadline passes.
-pub async fn serve_with_limits<S, O>(server: &EchoServer, stream: S, limits: &Limits, observer: O) -> Result<Summary, Error>
+pub async fn serve_with_limits<S, O>(
+    server: &EchoServer,
+    stream: S,
+    limits: &Limits,
+    observer: O,
+) -> Result<Summary, Error>
 where
     S: AsyncRead + AsyncWrite + Unpin,
     O: Observer,
