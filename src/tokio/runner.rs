@@ -543,17 +543,15 @@ impl Hold<'_> {
 }
 
 impl Control for Hold<'_> {
-    fn poll_signal(&mut self, cx: &mut Context<'_>) -> Signal {
-        // Registered even after the end of input was signalled: the force
-        // close may still come.
-        {
-            let mut waker = self.slot.waker.lock().unwrap_or_else(PoisonError::into_inner);
-            if !waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
-                *waker = Some(cx.waker().clone());
-            }
-        }
-        // A flag set while the waker was being stored.
+    fn signal(&self) -> Signal {
         self.read()
+    }
+
+    fn register(&mut self, cx: &mut Context<'_>) {
+        let mut waker = self.slot.waker.lock().unwrap_or_else(PoisonError::into_inner);
+        if !waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+            *waker = Some(cx.waker().clone());
+        }
     }
 
     fn completed(&mut self, at: Instant) {

@@ -23,7 +23,7 @@ use tokio::time::{Instant, Sleep};
 
 use crate::protocol::{Fragment, Observer, Responder, Summary};
 use crate::runner::Limits;
-use crate::{EchoServer, Error};
+use crate::{EchoServer, Error, Framing};
 
 /// Serves one connection until the peer ends its input, then returns its
 /// counts: [`EchoServer::serve`] for async streams. See [`serve_with`].
@@ -114,16 +114,19 @@ pub(crate) enum Signal {
 
 /// The runner's hold on a connection; `()` for none.
 pub(crate) trait Control {
-    /// The runner's latest word, registering `cx`'s waker for the next.
-    fn poll_signal(&mut self, cx: &mut Context<'_>) -> Signal;
+    /// The runner's latest word (no waker registered: see `register`).
+    fn signal(&self) -> Signal;
+    /// Registers `cx`'s waker for the next word, before the connection waits.
+    fn register(&mut self, cx: &mut Context<'_>);
     /// A message was completed by the read that returned `at`.
     fn completed(&mut self, at: Instant);
 }
 
 impl Control for () {
-    fn poll_signal(&mut self, _cx: &mut Context<'_>) -> Signal {
+    fn signal(&self) -> Signal {
         Signal::None
     }
+    fn register(&mut self, _cx: &mut Context<'_>) {}
     fn completed(&mut self, _at: Instant) {}
 }
 
@@ -144,7 +147,7 @@ where
     let mut conn = Connection {
         server,
         stream,
-        watch: Watch { observer, control, started: None, at: Instant::now() },
+        watch: Watch { observer, control, started: None, at: Instant::now(), completed: false },
         responder: server.responder(),
         unwritten: Vec::new(),
         written: 0,
@@ -186,13 +189,15 @@ struct Watch<O, C> {
     started: Option<Instant>,
     /// When the read being answered returned (or the connection began).
     at: Instant,
+    /// The read being answered completed a message.
+    completed: bool,
 }
 
 impl<O: Observer, C: Control> Observer for Watch<O, C> {
     fn message(&mut self, fragment: Fragment<'_>) {
         if fragment.is_last() {
             self.started = None;
-            self.control.completed(self.at);
+            self.completed = true;
         } else if self.started.is_none() {
             self.started = Some(self.at);
         }
@@ -230,7 +235,7 @@ where
     /// Moves the connection on as far as it can go without waiting.
     fn poll_serve(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
         loop {
-            match self.watch.control.poll_signal(cx) {
+            match self.watch.control.signal() {
                 Signal::None => {}
                 Signal::EndInput => self.input_ended_by_runner(),
                 Signal::Close(error) => return Poll::Ready(Err(error)),
@@ -239,7 +244,10 @@ where
             match self.poll_flush_replies(cx) {
                 Poll::Ready(Ok(())) => {}
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
-                Poll::Pending => return self.pending(cx, true),
+                Poll::Pending => match self.pending(cx, true) {
+                    Some(poll) => return poll,
+                    None => continue,
+                },
             }
             if let Some(outcome) = self.outcome.take() {
                 return Poll::Ready(outcome);
@@ -252,7 +260,10 @@ where
                     if self.unwritten.is_empty() && self.unwritten.capacity() > 0 {
                         self.unwritten = Vec::new();
                     }
-                    return self.pending(cx, false);
+                    match self.pending(cx, false) {
+                        Some(poll) => return poll,
+                        None => continue,
+                    }
                 }
             }
         }
@@ -271,12 +282,22 @@ where
     }
 
     /// Before returning `Pending`: fails with the deadline that has passed,
-    /// or makes sure the next one wakes the task.
-    fn pending(&mut self, cx: &mut Context<'_>, writing: bool) -> Poll<Result<(), Error>> {
-        match &mut self.timers {
+    /// or makes sure the next one (or the runner's word) wakes the task.
+    /// `None`: the runner has spoken meanwhile, go on.
+    fn pending(&mut self, cx: &mut Context<'_>, writing: bool) -> Option<Poll<Result<(), Error>>> {
+        self.watch.control.register(cx);
+        let spoken = match self.watch.control.signal() {
+            Signal::None => false,
+            Signal::EndInput => !self.input_ended,
+            Signal::Close(_) => true,
+        };
+        if spoken {
+            return None;
+        }
+        Some(match &mut self.timers {
             Some(timers) => timers.poll_expired(cx, writing, self.watch.started).map(Err),
             None => Poll::Pending,
-        }
+        })
     }
 
     /// Writes (and flushes) the replies not taken yet.
@@ -310,7 +331,7 @@ where
     /// as far as the stream takes them; the rest is kept. `Pending` when
     /// there is nothing to read.
     fn step(&mut self, cx: &mut Context<'_>, scratch: &mut Scratch) -> Poll<()> {
-        let size = self.server.read_size();
+        let size = read_size(self.server);
         if scratch.input.len() < size {
             scratch.input.resize(size, 0);
         }
@@ -341,7 +362,12 @@ where
             if self.watch.started.is_none() {
                 self.watch.started = Some(at);
             }
-            self.responder.receive_observed(&scratch.input[..n], now, &mut scratch.out, &mut self.watch)
+            let answered =
+                self.responder.receive_observed(&scratch.input[..n], now, &mut scratch.out, &mut self.watch);
+            if std::mem::take(&mut self.watch.completed) {
+                self.watch.control.completed(at);
+            }
+            answered
         };
         match answered {
             Err(e) => self.outcome = Some(Err(e)),
@@ -372,6 +398,20 @@ where
         Poll::Ready(())
     }
 }
+
+/// The size of one read: in chunk framing the framing's (each read is a
+/// message); otherwise the server's read size, and at least [`MIN_READ`]:
+/// the buffer is the worker thread's, not the connection's, so a large one
+/// costs nothing per connection and saves system calls on busy ones.
+fn read_size(server: &EchoServer) -> usize {
+    match server.framing() {
+        Framing::Chunk { .. } => server.read_size(),
+        _ => server.read_size().max(MIN_READ),
+    }
+}
+
+/// The least size of one read in line and length-prefixed framing.
+const MIN_READ: usize = 64 * 1024;
 
 /// One write: `Ok(n > 0)`, or the error (a stream that takes nothing has
 /// failed); `WouldBlock` is retried on the next poll.
