@@ -419,12 +419,13 @@ fn serve(args: &Args, log: &Arc<Log>) -> Result<(String, Instant), Box<dyn std::
         Some(path) => bind_unix(path, args.backlog)?,
         None => (Listener::from(bind_tcp(&args.endpoint.tcp_addr(), args.backlog)?), None),
     };
-    log.line(format!("listening on {}", escaped(&listener.local_addr()?)));
-
+    // The handler is in place before the address is announced: a SIGTERM
+    // sent as soon as the line appears is a graceful stop.
     let (stop_tx, stop_rx) = mpsc::channel();
     ctrlc::set_handler(move || {
         let _ = stop_tx.send(());
     })?;
+    log.line(format!("listening on {}", escaped(&listener.local_addr()?)));
     // `()` observes nothing, at no cost per message.
     let handle = if args.quiet {
         Running::start(args.runtime, listener, server, limits, ())?

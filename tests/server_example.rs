@@ -121,7 +121,7 @@ fn unix_socket_replaces_a_stale_file_and_removes_it_at_exit(rt: Runtime) {
     assert!(path.exists());
 
     let path_arg = path.to_str().expect("UTF-8 path");
-    let mut server = Server::start(rt, &["--unix", path_arg, "--framing", "line", "--quiet"]);
+    let mut server = Server::start(rt, &["--unix", path_arg, "--framing", "line"]);
     assert_eq!(server.line(), format!("listening on {path_arg}"));
     let mut stream = UnixStream::connect(&path).expect("connect");
     stream.write_all(b"over unix\n").expect("send");
@@ -134,11 +134,17 @@ fn unix_socket_replaces_a_stale_file_and_removes_it_at_exit(rt: Runtime) {
     let second = Command::new(server_binary()).args(["--unix", path_arg]).output().expect("run");
     assert!(!second.status.success());
     assert!(String::from_utf8_lossy(&second.stderr).contains("another server is listening"));
+    // The check's connection was accepted (it may close before it is).
+    let mut connected = 0;
+    while connected < 2 {
+        connected += usize::from(server.line().starts_with("...connected from"));
+    }
 
     let (success, rest) = server.terminate();
     assert!(success, "{rest}");
     // Two connections: ours, and the second server's check that the path is live.
-    assert!(rest.starts_with("shut down: 2 connections, 1 message,"), "{rest}");
+    let summary = rest.lines().last().unwrap_or_default();
+    assert!(summary.starts_with("shut down: 2 connections, 1 message,"), "{rest}");
     assert!(!path.exists(), "the socket file is removed at exit");
 }
 
