@@ -159,3 +159,67 @@ fn the_reply_checker_allocates_nothing_per_reply_in_steady_state() {
         assert_eq!(histogram.count(), 103 * 50);
     }
 }
+
+impl tokio::io::AsyncRead for Replay<'_> {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let n = this.read(buf.initialize_unfilled());
+        std::task::Poll::Ready(n.map(|n| buf.advance(n)))
+    }
+}
+
+impl tokio::io::AsyncWrite for Replay<'_> {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<io::Result<usize>> {
+        std::task::Poll::Ready(self.get_mut().write(buf))
+    }
+
+    fn poll_flush(self: std::pin::Pin<&mut Self>, _cx: &mut std::task::Context<'_>) -> std::task::Poll<io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+}
+
+/// The async driver, under the runner's deadlines, allocates per connection
+/// (its protocol state, its timer), never per message: a connection of 100
+/// times more messages makes exactly as many allocations.
+#[test]
+fn serving_a_connection_on_tokio_allocates_per_connection_not_per_message() {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
+    let limits = stamp_echo::Limits::default();
+    for framing in FRAMINGS {
+        let server = EchoServer::builder().framing(framing).stamp(Ctime::utc()).build().expect("valid config");
+        let mut input = Vec::new();
+        for i in 0..100 {
+            framing.encode_message(format!("message {i:08}").as_bytes(), &mut input);
+        }
+        let allocations = |rounds: usize| {
+            let mut stream = Replay { input: &input, at: input.len(), rounds, written: 0 };
+            let mut summary = None;
+            let serve = stamp_echo::tokio::serve_with_limits(&server, &mut stream, &limits, ());
+            let info = measure(|| summary = Some(runtime.block_on(serve)));
+            let summary = summary.expect("ran").expect("served");
+            assert_eq!(summary.bytes_in, (input.len() * rounds) as u64, "{framing}");
+            assert_eq!(stream.written as u64, summary.bytes_out);
+            info.count_total
+        };
+        // The worker's buffers reach their working size.
+        allocations(10);
+        let few = allocations(10);
+        let many = allocations(1_000);
+        assert_eq!(few, many, "{framing}: allocations grow with the number of messages");
+    }
+}
