@@ -362,8 +362,7 @@ where
             if self.watch.started.is_none() {
                 self.watch.started = Some(at);
             }
-            let answered =
-                self.responder.receive_observed(&scratch.input[..n], now, &mut scratch.out, &mut self.watch);
+            let answered = self.responder.receive_observed(&scratch.input[..n], now, &mut scratch.out, &mut self.watch);
             if std::mem::take(&mut self.watch.completed) {
                 self.watch.control.completed(at);
             }

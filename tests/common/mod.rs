@@ -158,6 +158,7 @@ pub enum Runtime {
 
 /// Makes `#[test]`s of the functions named, each taking a [`Runtime`]: one
 /// in module `on_threads`, one in `on_tokio`, under the same name.
+#[allow(unused_macros)]
 macro_rules! on_both_runtimes {
     ($($name:ident),* $(,)?) => {
         mod on_threads {
