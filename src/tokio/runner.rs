@@ -64,7 +64,7 @@ use tokio::time::Instant;
 
 use super::server::{Control, Signal, drive};
 use crate::protocol::{Fragment, Observer, Summary};
-use crate::runner::{Addr, Events, Limits, Peer, Totals};
+use crate::runner::{Addr, Events, Limits, Peer, Room, Totals, eviction, is_transient, nanos};
 use crate::{EchoServer, Error};
 
 /// A listener to serve: a bound tokio `TcpListener` or `UnixListener`.
@@ -317,8 +317,7 @@ impl Shared {
         loop {
             let mut changed = pin!(self.changed.notified());
             changed.as_mut().enable();
-            let mut wait = RECHECK;
-            {
+            let wait = {
                 let mut state = self.lock();
                 if state.stopping {
                     return false;
@@ -326,42 +325,22 @@ impl Shared {
                 if state.active < max {
                     return true;
                 }
-                // Evicted connections still running are on their way out:
-                // evict another only if they will not be enough.
-                if let (Some(grace), true) =
-                    (self.limits.eviction_grace, state.active.saturating_sub(state.evicting) >= max)
-                {
-                    let now = self.clock(Instant::now());
-                    let victim = state
-                        .open
-                        .values()
-                        .filter(|s| s.flags.load(Ordering::Acquire) & Slot::EVICTED == 0)
-                        .min_by_key(|s| s.progress.load(Ordering::Relaxed))
-                        .cloned();
-                    if let Some(victim) = victim {
-                        let idle = Duration::from_nanos(now.saturating_sub(victim.progress.load(Ordering::Relaxed)));
-                        if idle > grace {
-                            victim.idle.store(nanos(idle), Ordering::Relaxed);
-                            victim.signal(Slot::EVICTED);
-                            state.evicting += 1;
-                        } else {
-                            wait = wait.min(grace - idle + Duration::from_millis(1));
-                        }
+                let open = state.open.values().filter(|s| s.flags.load(Ordering::Acquire) & Slot::EVICTED == 0);
+                let open = open.map(|s| (s, s.progress.load(Ordering::Relaxed)));
+                let now = self.clock(Instant::now());
+                match eviction(&self.limits, state.active, state.evicting, now, open) {
+                    Room::Evict(victim, idle) => {
+                        victim.idle.store(nanos(idle), Ordering::Relaxed);
+                        victim.signal(Slot::EVICTED);
+                        state.evicting += 1;
+                        RECHECK
                     }
+                    Room::Wait(wait) => wait,
                 }
-            }
+            };
             let _ = tokio::time::timeout(wait, changed).await;
         }
     }
-}
-
-fn nanos(d: Duration) -> u64 {
-    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
-}
-
-/// Errors about one connection that went away before `accept()` returned it.
-fn is_transient(e: &io::Error) -> bool {
-    matches!(e.kind(), io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted | io::ErrorKind::ConnectionReset)
 }
 
 /// One accepted connection, before it has a task.
@@ -588,18 +567,7 @@ impl Drop for Ending {
         if evicted {
             state.evicting = state.evicting.saturating_sub(1);
         }
-        let totals = &mut state.totals;
-        totals.connections += 1;
-        totals.messages += self.summary.messages;
-        totals.bytes_in += self.summary.bytes_in;
-        totals.bytes_out += self.summary.bytes_out;
-        if forced {
-            totals.force_closed += 1;
-        } else if evicted {
-            totals.evicted += 1;
-        } else if self.failed {
-            totals.errors += 1;
-        }
+        state.totals.count(&self.summary, forced, evicted, self.failed);
         drop(state);
         self.shared.changed.notify_waiters();
     }
