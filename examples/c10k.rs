@@ -78,7 +78,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             per_connection.push((name.as_str(), run.kib_per_connection()));
         }
         if binary == "server" && run.ok == args.connections {
-            churn(server.addr, args.churn);
+            churn(server.addr, args.churn, name == "server");
         }
         let (summary, errors) = server.stop();
         println!("   server's stderr: {}", errors.describe());
@@ -169,9 +169,10 @@ fn hold_open(server: &ServerProcess, n: usize) -> Held {
     held
 }
 
-/// Times short connections one after another, and thread spawns in this
-/// process: the share of a connection's cost a thread pool could save.
-fn churn(addr: SocketAddr, n: usize) {
+/// Times `n` short connections one after another; with `spawns`, also `n`
+/// thread spawns in this process: the share of a connection's cost a thread
+/// pool could save the thread runner.
+fn churn(addr: SocketAddr, n: usize, spawns: bool) {
     let started = Instant::now();
     for i in 0..n {
         let mut stream = TcpStream::connect(addr).expect("connect");
@@ -181,13 +182,16 @@ fn churn(addr: SocketAddr, n: usize) {
         stream.read_exact(&mut reply).expect("reply");
     }
     let per_connection = started.elapsed() / n as u32;
+    println!("   {n} short connections one after another: {per_connection:?} each");
+    if !spawns {
+        return;
+    }
     let started = Instant::now();
     for _ in 0..n {
         let spawned = thread::Builder::new().stack_size(stamp_echo::Limits::DEFAULT_STACK_SIZE).spawn(|| {});
         spawned.expect("spawn").join().expect("join");
     }
     let per_spawn = started.elapsed() / n as u32;
-    println!("   {n} short connections one after another: {per_connection:?} each");
     println!(
         "   spawning and joining a thread: {per_spawn:?}, {:.0}% of a short connection",
         100.0 * per_spawn.as_secs_f64() / per_connection.as_secs_f64()
