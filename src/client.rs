@@ -140,14 +140,8 @@ impl<T: ReadTimeout + ?Sized> ReadTimeout for &T {
 /// client should be dropped: the reply stream is no longer in step.
 pub struct EchoClient<S> {
     stream: S,
-    checker: ReplyChecker,
-    /// Bytes read and not yet checked: `input[start..end]`.
-    input: Vec<u8>,
-    start: usize,
-    end: usize,
+    inbox: Inbox,
     out: Vec<u8>,
-    /// When each message not yet answered was sent.
-    in_flight: VecDeque<(Instant, SystemTime)>,
     deadline: Option<Deadline<S>>,
 }
 
@@ -160,12 +154,139 @@ struct Deadline<S> {
 impl<S> fmt::Debug for EchoClient<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("EchoClient")
-            .field("checker", &self.checker)
+            .field("checker", self.inbox.checker())
             .field("timeout", &self.deadline.as_ref().map(|d| d.timeout))
             .finish_non_exhaustive()
     }
 }
 
+/// The I/O-free half of a client, shared by [`EchoClient`], its async twin
+/// and the client codec: a [`ReplyChecker`] and when each message in flight
+/// was sent, turning checked bytes into [`Reply`] values.
+#[derive(Debug)]
+pub(crate) struct Exchange {
+    checker: ReplyChecker,
+    /// When each message not yet answered was sent.
+    in_flight: VecDeque<(Instant, SystemTime)>,
+    /// The pieces of the reply being checked (kept across reads, so that a
+    /// caller may give up waiting and resume).
+    pieces: Vec<Piece>,
+}
+
+impl Exchange {
+    /// An exchange in `framing`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] if `framing`'s settings are out of range.
+    pub(crate) fn new(framing: Framing) -> Result<Exchange, Error> {
+        framing.validate()?;
+        Ok(Exchange { checker: ReplyChecker::new(framing), in_flight: VecDeque::new(), pieces: Vec::new() })
+    }
+
+    pub(crate) fn checker(&self) -> &ReplyChecker {
+        &self.checker
+    }
+
+    /// Frames `message` into `out` and records it as sent now.
+    pub(crate) fn send(&mut self, message: &[u8], out: &mut Vec<u8>) -> Result<(), Error> {
+        self.checker.send(message, out)?;
+        self.in_flight.push_back((Instant::now(), SystemTime::now()));
+        Ok(())
+    }
+
+    /// Checks `input` up to the end of the next whole reply: how many bytes
+    /// it took, and the reply, if they completed one.
+    pub(crate) fn receive(&mut self, input: &[u8]) -> Result<(usize, Option<Reply>), Error> {
+        let mut taken = 0;
+        loop {
+            let (consumed, event) = self.checker.receive(&input[taken..])?;
+            taken += consumed;
+            match event {
+                Some(Event::Piece { stamp, len, .. }) => self.pieces.push(Piece { stamp: stamp.to_owned(), len }),
+                Some(Event::Reply { message, .. }) => {
+                    let (sent_instant, sent_at) =
+                        self.in_flight.pop_front().unwrap_or_else(|| (Instant::now(), SystemTime::now()));
+                    let reply = Reply {
+                        pieces: std::mem::take(&mut self.pieces),
+                        message: message.to_vec(),
+                        rtt: sent_instant.elapsed(),
+                        sent_at,
+                        received_at: SystemTime::now(),
+                    };
+                    return Ok((taken, Some(reply)));
+                }
+                None => return Ok((taken, None)),
+            }
+        }
+    }
+}
+
+/// An [`Exchange`] with the bytes read and not yet checked, for the clients
+/// that read into a buffer of their own.
+#[derive(Debug)]
+pub(crate) struct Inbox {
+    exchange: Exchange,
+    /// Bytes read and not yet checked: `input[start..end]`.
+    input: Vec<u8>,
+    start: usize,
+    end: usize,
+}
+
+impl Inbox {
+    pub(crate) fn new(framing: Framing) -> Result<Inbox, Error> {
+        Ok(Inbox { exchange: Exchange::new(framing)?, input: Vec::new(), start: 0, end: 0 })
+    }
+
+    pub(crate) fn checker(&self) -> &ReplyChecker {
+        self.exchange.checker()
+    }
+
+    /// See [`Exchange::send`].
+    pub(crate) fn send(&mut self, message: &[u8], out: &mut Vec<u8>) -> Result<(), Error> {
+        out.clear();
+        self.exchange.send(message, out)
+    }
+
+    /// The next whole reply among the bytes read, if they hold one.
+    pub(crate) fn next_reply(&mut self) -> Result<Option<Reply>, Error> {
+        let (consumed, reply) = self.exchange.receive(&self.input[self.start..self.end])?;
+        self.start += consumed;
+        Ok(reply)
+    }
+
+    /// Where to read more, once every byte read is checked (after
+    /// [`next_reply`](Inbox::next_reply) gave `None`); then call
+    /// [`filled`](Inbox::filled) with how many bytes were read.
+    pub(crate) fn spare(&mut self) -> &mut [u8] {
+        self.start = 0;
+        self.end = 0;
+        if self.input.len() < READ_SIZE {
+            self.input.resize(READ_SIZE, 0);
+        }
+        &mut self.input
+    }
+
+    /// `n` bytes were read into [`spare`](Inbox::spare); 0 is the end of the
+    /// reply stream, an [`Error::UnexpectedEof`] (a reply is awaited).
+    pub(crate) fn filled(&mut self, n: usize) -> Result<(), Error> {
+        if n == 0 {
+            return Err(Error::UnexpectedEof);
+        }
+        self.end = n.min(self.input.len());
+        Ok(())
+    }
+}
+
+/// A reply timeout, refused if zero.
+pub(crate) fn check_timeout(timeout: Option<Duration>) -> Result<Option<Duration>, Error> {
+    if timeout.is_some_and(|t| t.is_zero()) {
+        return Err(crate::ConfigError::new("timeout", "0 s", "longer than zero").into());
+    }
+    Ok(timeout)
+}
+
+/// How much a client reads at once.
 const READ_SIZE: usize = 64 * 1024;
 
 impl<S: Read + Write> EchoClient<S> {
@@ -175,17 +296,7 @@ impl<S: Read + Write> EchoClient<S> {
     ///
     /// [`Error::Config`] if `framing`'s settings are out of range.
     pub fn new(stream: S, framing: Framing) -> Result<EchoClient<S>, Error> {
-        framing.validate()?;
-        Ok(EchoClient {
-            stream,
-            checker: ReplyChecker::new(framing),
-            input: Vec::new(),
-            start: 0,
-            end: 0,
-            out: Vec::new(),
-            in_flight: VecDeque::new(),
-            deadline: None,
-        })
+        Ok(EchoClient { stream, inbox: Inbox::new(framing)?, out: Vec::new(), deadline: None })
     }
 
     /// Sends `message` and waits for its whole reply.
@@ -214,9 +325,7 @@ impl<S: Read + Write> EchoClient<S> {
     /// cannot carry the message (see [`ReplyChecker::send`]); [`Error::Io`]
     /// or [`Error::Timeout`] if writing fails.
     pub fn send(&mut self, message: &[u8]) -> Result<(), Error> {
-        self.out.clear();
-        self.checker.send(message, &mut self.out)?;
-        self.in_flight.push_back((Instant::now(), SystemTime::now()));
+        self.inbox.send(message, &mut self.out)?;
         self.stream.write_all(&self.out).and_then(|()| self.stream.flush()).map_err(Error::from_io)
     }
 
@@ -233,26 +342,9 @@ impl<S: Read + Write> EchoClient<S> {
     /// [`Error::Timeout`], for the stream's own read timeout) if reading fails.
     pub fn receive(&mut self) -> Result<Reply, Error> {
         let deadline = self.deadline.as_ref().map(|d| Instant::now() + d.timeout);
-        let mut pieces = Vec::new();
         loop {
-            loop {
-                let (consumed, event) = self.checker.receive(&self.input[self.start..self.end])?;
-                self.start += consumed;
-                match event {
-                    Some(Event::Piece { stamp, len, .. }) => pieces.push(Piece { stamp: stamp.to_owned(), len }),
-                    Some(Event::Reply { message, .. }) => {
-                        let (sent_instant, sent_at) =
-                            self.in_flight.pop_front().unwrap_or_else(|| (Instant::now(), SystemTime::now()));
-                        return Ok(Reply {
-                            pieces,
-                            message: message.to_vec(),
-                            rtt: sent_instant.elapsed(),
-                            sent_at,
-                            received_at: SystemTime::now(),
-                        });
-                    }
-                    None => break,
-                }
+            if let Some(reply) = self.inbox.next_reply()? {
+                return Ok(reply);
             }
             self.fill(deadline)?;
         }
@@ -260,11 +352,6 @@ impl<S: Read + Write> EchoClient<S> {
 
     /// Reads more of the reply stream, once everything read is checked.
     fn fill(&mut self, deadline: Option<Instant>) -> Result<(), Error> {
-        self.start = 0;
-        self.end = 0;
-        if self.input.len() < READ_SIZE {
-            self.input.resize(READ_SIZE, 0);
-        }
         if let (Some(deadline), Some(d)) = (deadline, &self.deadline) {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
@@ -273,7 +360,7 @@ impl<S: Read + Write> EchoClient<S> {
             (d.set)(&self.stream, Some(left)).map_err(Error::Io)?;
         }
         let n = loop {
-            match self.stream.read(&mut self.input) {
+            match self.stream.read(self.inbox.spare()) {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
                     return Err(match &self.deadline {
@@ -282,22 +369,20 @@ impl<S: Read + Write> EchoClient<S> {
                     });
                 }
                 Err(e) => return Err(Error::from_io(e)),
-                Ok(0) => return Err(Error::UnexpectedEof),
                 Ok(n) => break n,
             }
         };
-        self.end = n;
-        Ok(())
+        self.inbox.filled(n)
     }
 
     /// The framing in use.
     pub fn framing(&self) -> Framing {
-        self.checker.framing()
+        self.inbox.checker().framing()
     }
 
     /// Messages sent whose replies have not been received yet.
     pub fn in_flight(&self) -> usize {
-        self.checker.in_flight()
+        self.inbox.checker().in_flight()
     }
 
     /// The stream.
@@ -333,13 +418,8 @@ impl<S: Read + Write + ReadTimeout> EchoClient<S> {
     ///
     /// [`Error::Config`] for a zero timeout.
     pub fn set_timeout(&mut self, timeout: Option<Duration>) -> Result<(), Error> {
-        self.deadline = match timeout {
-            Some(timeout) if timeout.is_zero() => {
-                return Err(crate::ConfigError::new("timeout", "0 s", "longer than zero").into());
-            }
-            Some(timeout) => Some(Deadline { timeout, set: |stream: &S, t| stream.set_read_timeout(t) }),
-            None => None,
-        };
+        self.deadline = check_timeout(timeout)?
+            .map(|timeout| Deadline { timeout, set: |stream: &S, t| stream.set_read_timeout(t) });
         Ok(())
     }
 }

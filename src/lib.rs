@@ -128,6 +128,7 @@
 //! [`EchoServer`] is a loop around it; a UDP server, an async runtime or a
 //! test can drive it the same way.
 #![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 

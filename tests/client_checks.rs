@@ -2,20 +2,53 @@
 //! message, a reply that is not `[STAMP] MESSAGE`, and a server that closes
 //! early are each a typed error, never a wrong value or a hang. Fake servers
 //! are scripted with `testing::Duplex`.
+//!
+//! Every case runs against both clients, the blocking `EchoClient` and the
+//! async `stamp_echo::tokio::EchoClient`, which must agree on every outcome.
 
 mod common;
 
-use common::{FIXED_CTIME, Loopback};
+use common::{FIXED_CTIME, Loopback, both_clients};
 use stamp_echo::testing::Duplex;
-use stamp_echo::{EchoClient, Error, Framing};
+use stamp_echo::{Error, Framing, Reply};
+
+/// An outcome the two clients can be compared on: the reply's pieces and
+/// message (its times differ), or the error.
+fn outcome(result: &Result<Reply, Error>) -> String {
+    format!("{:?}", result.as_ref().map(|r| (r.pieces(), r.message())))
+}
 
 /// Sends `sent` to a fake server whose replies are `script`, one read per
-/// entry; returns the outcome and what the client wrote.
-fn against(framing: Framing, script: &[&[u8]], sent: &[u8]) -> (Result<stamp_echo::Reply, Error>, Vec<u8>) {
-    let server = Duplex::from_reads(script.iter().map(|r| r.to_vec()));
-    let mut client = EchoClient::new(server, framing).expect("valid framing");
-    let result = client.round_trip(sent);
-    (result, client.into_inner().take_output())
+/// entry, with each client; checks that they agree, and returns the outcome
+/// and what the client wrote.
+fn against(framing: Framing, script: &[&[u8]], sent: &[u8]) -> (Result<Reply, Error>, Vec<u8>) {
+    let make = || Duplex::from_reads(script.iter().map(|r| r.to_vec()));
+    let mut outcomes = both_clients(framing, make).into_iter().map(|(name, mut client)| {
+        let result = client.round_trip(sent);
+        (name, result, client.inner_mut().take_output())
+    });
+    let (_, first, written) = outcomes.next().expect("the blocking client");
+    for (name, result, other_written) in outcomes {
+        assert_eq!(outcome(&result), outcome(&first), "{name} client, {framing} {script:?}");
+        assert_eq!(other_written, written, "{name} client, {framing} {script:?}: what it sent");
+    }
+    (first, written)
+}
+
+/// Round trips of `messages` with each client against an in-memory server
+/// reading `read_sizes` at a time; checks that they agree, and returns the
+/// outcomes.
+fn round_trips(framing: Framing, read_sizes: &[usize], messages: &[&[u8]]) -> Vec<Result<Reply, Error>> {
+    let mut outcomes = both_clients(framing, || Loopback::new(framing, read_sizes.to_vec()))
+        .into_iter()
+        .map(|(name, mut client)| (name, messages.iter().map(|m| client.round_trip(m)).collect::<Vec<_>>()));
+    let (_, first) = outcomes.next().expect("the blocking client");
+    for (name, results) in outcomes {
+        let (got, expected): (Vec<_>, Vec<_>) =
+            results.iter().zip(&first).map(|(a, b)| (outcome(a), outcome(b))).unzip();
+        assert_eq!(got, expected, "{name} client, {framing}, reads of {read_sizes:?}: {messages:?}");
+    }
+    first
 }
 
 fn framed(framing: Framing, body: &[u8]) -> Vec<u8> {
@@ -135,9 +168,9 @@ fn a_chunk_message_ending_inside_a_character_is_refused() {
         assert!(written.is_empty());
     }
     // Bytes that are not UTF-8 at all are sent and echoed as they are.
-    let mut client = EchoClient::new(Loopback::new(Framing::chunk(), vec![1024]), Framing::chunk()).expect("valid");
-    for message in [&b"\xff"[..], b"a\xe4b", &ni[1..], b"\xed\xa0"] {
-        let reply = client.round_trip(message).unwrap_or_else(|e| panic!("{message:?}: {e}"));
+    let messages = [&b"\xff"[..], b"a\xe4b", &ni[1..], b"\xed\xa0"];
+    for (reply, message) in round_trips(Framing::chunk(), &[1024], &messages).into_iter().zip(messages) {
+        let reply = reply.unwrap_or_else(|e| panic!("{message:?}: {e}"));
         assert_eq!(reply.message(), message);
     }
 }
@@ -149,13 +182,12 @@ fn a_chunk_message_ending_inside_a_character_is_refused() {
 #[test]
 fn a_split_reply_whose_message_holds_a_bracket_leaves_nothing_behind() {
     for (message, read_size) in [(&b"\0["[..], 1), (b"a[T] ", 1), (b"xyz[T] [T] [", 3), (b"[[[[", 2)] {
-        let mut client =
-            EchoClient::new(Loopback::new(Framing::chunk(), vec![read_size]), Framing::chunk()).expect("valid framing");
-        let reply = client.round_trip(message).unwrap_or_else(|e| panic!("{message:?}: {e}"));
+        let mut outcomes = round_trips(Framing::chunk(), &[read_size], &[message, b"next"]).into_iter();
+        let reply = outcomes.next().expect("a first reply").unwrap_or_else(|e| panic!("{message:?}: {e}"));
         let lens: Vec<usize> = reply.pieces().iter().map(|p| p.len).collect();
         let expected: Vec<usize> = message.chunks(read_size).map(<[u8]>::len).collect();
         assert_eq!(lens, expected, "{message:?}: one piece per server read");
-        let next = client.round_trip(b"next").unwrap_or_else(|e| panic!("after {message:?}: {e}"));
+        let next = outcomes.next().expect("a second reply").unwrap_or_else(|e| panic!("after {message:?}: {e}"));
         assert_eq!((next.stamp(), next.message()), (FIXED_CTIME, &b"next"[..]));
     }
 }
@@ -166,8 +198,7 @@ fn a_split_reply_whose_message_holds_a_bracket_leaves_nothing_behind() {
 fn pieces_cut_at_a_bracket_have_their_own_lengths() {
     // The server reads "a" then "[b": replies "[S] a" and "[S] [b". The
     // first piece matches "a[" before the reply stops matching.
-    let mut client = EchoClient::new(Loopback::new(Framing::chunk(), vec![1, 2]), Framing::chunk()).expect("valid");
-    let reply = client.round_trip(b"a[b").expect("round trip");
+    let reply = round_trips(Framing::chunk(), &[1, 2], &[b"a[b"]).remove(0).expect("round trip");
     let lens: Vec<usize> = reply.pieces().iter().map(|p| p.len).collect();
     assert_eq!(lens, [1, 2]);
     assert_eq!(reply.to_string(), format!("[{FIXED_CTIME}] a[{FIXED_CTIME}] [b"));
@@ -175,41 +206,81 @@ fn pieces_cut_at_a_bracket_have_their_own_lengths() {
 
 /// A server that answers a byte at a time and never finishes: the client's
 /// timeout is a deadline for the whole reply, so it gives up although bytes
-/// keep coming, where a read timeout alone would wait for ever.
+/// keep coming, where a read timeout alone would wait for ever. Over TCP,
+/// with each client.
 #[test]
 fn a_trickling_server_cannot_hold_the_client_past_its_timeout() {
-    use std::io::{Read, Write};
-    use std::sync::mpsc;
     use std::time::{Duration, Instant};
 
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let addr = listener.local_addr().expect("address");
-    let (stop, stopped) = mpsc::channel::<()>();
-    let server = std::thread::spawn(move || {
-        let (mut stream, _) = listener.accept().expect("accept");
-        let mut first = [0; 1];
-        stream.read_exact(&mut first).expect("the message begins");
-        stream.write_all(b"[T] ").expect("a header");
-        let mut trickled = 0u32;
-        // One byte per 20 ms (pacing, not synchronisation), until the client
-        // is done; the safety timeout ends it in any case.
-        while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(Duration::from_millis(20)) {
-            if stream.write_all(b"x").is_err() || trickled > 1500 {
-                break;
-            }
-            trickled += 1;
-        }
-        trickled
-    });
-    let mut client = EchoClient::new(common::connect(addr), Framing::chunk()).expect("valid framing");
     let timeout = Duration::from_millis(300);
+    let message = [b'x'; 10_000];
+
+    let server = Trickler::start();
+    let mut client =
+        stamp_echo::EchoClient::new(common::connect(server.addr), Framing::chunk()).expect("valid framing");
     client.set_timeout(Some(timeout)).expect("a timeout");
     let started = Instant::now();
-    let result = client.round_trip(&[b'x'; 10_000]);
-    let waited = started.elapsed();
-    stop.send(()).expect("the server is trickling");
-    let trickled = server.join().expect("server thread");
-    assert!(matches!(result, Err(Error::ReplyTimeout { timeout: t }) if t == timeout), "{result:?}");
-    assert!(trickled >= 2, "the server kept sending while the client waited ({trickled} bytes)");
-    assert!(waited < common::SAFETY_TIMEOUT, "gave up after {waited:?}");
+    let result = client.round_trip(&message);
+    server.check("blocking", result, timeout, started.elapsed());
+
+    let server = Trickler::start();
+    let mut on_tokio = common::OnRuntime::connect(server.addr, Framing::chunk());
+    on_tokio.client.set_timeout(Some(timeout)).expect("a timeout");
+    let started = Instant::now();
+    let common::OnRuntime { client, runtime } = &mut on_tokio;
+    let result = runtime.block_on(client.round_trip(&message));
+    server.check("tokio", result, timeout, started.elapsed());
+}
+
+/// A TCP server for one connection that sends a header once the message
+/// begins, then a byte every 20 ms (pacing, not synchronisation) until told
+/// to stop.
+struct Trickler {
+    addr: std::net::SocketAddr,
+    stop: std::sync::mpsc::Sender<()>,
+    thread: std::thread::JoinHandle<u32>,
+}
+
+impl Trickler {
+    fn start() -> Trickler {
+        use std::io::{Read, Write};
+        use std::sync::mpsc;
+        use std::time::Duration;
+
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("address");
+        let (stop, stopped) = mpsc::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().expect("accept");
+            let mut first = [0; 1];
+            stream.read_exact(&mut first).expect("the message begins");
+            stream.write_all(b"[T] ").expect("a header");
+            let mut trickled = 0u32;
+            // The safety timeout ends it in any case.
+            while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(Duration::from_millis(20)) {
+                if stream.write_all(b"x").is_err() || trickled > 1500 {
+                    break;
+                }
+                trickled += 1;
+            }
+            trickled
+        });
+        Trickler { addr, stop, thread }
+    }
+
+    /// Stops the server and checks the client gave up, in time, while it was
+    /// still sending.
+    fn check(
+        self,
+        client: &str,
+        result: Result<Reply, Error>,
+        timeout: std::time::Duration,
+        waited: std::time::Duration,
+    ) {
+        self.stop.send(()).expect("the server is trickling");
+        let trickled = self.thread.join().expect("server thread");
+        assert!(matches!(result, Err(Error::ReplyTimeout { timeout: t }) if t == timeout), "{client}: {result:?}");
+        assert!(trickled >= 2, "{client}: the server kept sending while the client waited ({trickled} bytes)");
+        assert!(waited < common::SAFETY_TIMEOUT, "{client}: gave up after {waited:?}");
+    }
 }

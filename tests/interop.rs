@@ -1,6 +1,7 @@
 //! Interoperability: the original tutorial's Python client against our
 //! server, our client against the original's Python server, and our server
-//! and client together in every framing, all over TCP on port 0.
+//! and client together in every framing, all over TCP on port 0. Our
+//! client's tests run with the blocking and the async client alike.
 //!
 //! The Python peers are in `tests/python/`; tests that need them print
 //! `SKIPPED ...: python3 not found` and pass when `python3` is missing.
@@ -10,12 +11,13 @@ mod common;
 
 use std::io::Write;
 use std::process::Stdio;
+use std::sync::mpsc::Receiver;
 use std::time::{Duration, SystemTime};
 
 use common::{
-    FIXED_CTIME, KillOnDrop, Kind, Runtime, SAFETY_TIMEOUT, connect, fixed_server, next_closed, next_closed_cleanly,
-    parse_ctime, python_command, python3, read_to_end_in_background, split_pieces, split_reply, start_on,
-    start_python_server,
+    Client, FIXED_CTIME, KillOnDrop, Kind, OnRuntime, Runtime, SAFETY_TIMEOUT, connect, fixed_server, next_closed,
+    next_closed_cleanly, parse_ctime, python_command, python3, read_to_end_in_background, split_pieces, split_reply,
+    start_on, start_python_server,
 };
 use stamp_echo::stamp::Ctime;
 use stamp_echo::{EchoClient, EchoServer, Error, Framing, Limits};
@@ -136,10 +138,21 @@ fn original_python_client_gets_1200_bytes_of_nihao_in_whole_characters(rt: Runti
 #[test]
 fn our_client_against_the_original_python_server() {
     let Some(python) = python3("our_client_against_the_original_python_server") else { return };
-    let (mut child, addr, log) = start_python_server(&python, "original_server.py");
+    // With each client, against an original server of its own (it serves one).
+    for runtime in ["threads", "tokio"] {
+        let (child, addr, log) = start_python_server(&python, "original_server.py");
+        match runtime {
+            "threads" => {
+                round_trips_with_the_original(&mut EchoClient::new(connect(addr), Framing::chunk()).expect("valid"))
+            }
+            _ => round_trips_with_the_original(&mut OnRuntime::connect(addr, Framing::chunk())),
+        }
+        the_original_dies_after_one_client(child, addr, &log);
+    }
+}
 
-    let stream = connect(addr);
-    let mut client = EchoClient::new(stream, Framing::chunk()).expect("valid framing");
+/// Round trips with the original server, checking each reply's stamps.
+fn round_trips_with_the_original(client: &mut impl Client) {
     let long: Vec<u8> = (0..64 * 1024).map(|i| b"abcdefghijklmnopqrstuvwxyz0123456789 "[i % 37]).collect();
     let messages: [&[u8]; 5] = [b"hi,server", "你好".as_bytes(), b"[not] a stamp", b"x", &long];
     let before = SystemTime::now();
@@ -156,10 +169,11 @@ fn our_client_against_the_original_python_server() {
             assert!(reply.pieces().len() >= message.len() / 1024, "a long message comes back in pieces");
         }
     }
-    drop(client);
+}
 
-    // The original's defect 1, reproduced: after its one client leaves, its
-    // next accept() fails on the closed socket and it dies.
+/// The original's defect 1, reproduced: after its one client leaves, its
+/// next accept() fails on the closed socket and it dies.
+fn the_original_dies_after_one_client(mut child: KillOnDrop, addr: std::net::SocketAddr, log: &Receiver<Vec<u8>>) {
     let log = log.recv_timeout(SAFETY_TIMEOUT).expect("the Python server closed its output");
     let log = String::from_utf8_lossy(&log);
     assert!(log.contains("...connected from:"), "{log}");
@@ -175,53 +189,73 @@ fn our_client_against_the_original_python_server() {
 }
 
 fn our_server_and_client_in_every_framing_over_tcp(rt: Runtime) {
+    for framing in [Framing::chunk(), Framing::line(), Framing::length_prefixed()] {
+        for runtime in ["threads", "tokio"] {
+            let (_server, addr, events) = start_on(rt, fixed_server(framing), Limits::default());
+            let (count, bytes) = match runtime {
+                "threads" => {
+                    every_kind_of_message(&mut EchoClient::new(connect(addr), framing).expect("valid"), framing)
+                }
+                _ => every_kind_of_message(&mut OnRuntime::connect(addr, framing), framing),
+            };
+            let (_, summary, error) = next_closed(&events);
+            assert_eq!(error, None, "{framing}, {runtime}");
+            if !matches!(framing, Framing::Chunk { .. }) {
+                assert_eq!(summary.messages, count, "{framing}, {runtime}");
+            }
+            assert!(summary.bytes_in >= bytes, "{framing}, {runtime}");
+        }
+    }
+}
+
+/// Round trips of every kind of message, then three pipelined; returns how
+/// many messages and bytes were sent.
+fn every_kind_of_message(client: &mut impl Client, framing: Framing) -> (u64, u64) {
     let long = "0123456789abcdef".repeat(4096); // 64 KiB
     let messages: [&[u8]; 6] =
         [b"hi,server", "你好，世界".as_bytes(), b"[T] looks like a reply", b"a\rb", b"] ", long.as_bytes()];
-    for framing in [Framing::chunk(), Framing::line(), Framing::length_prefixed()] {
-        let (_server, addr, events) = start_on(rt, fixed_server(framing), Limits::default());
-        let mut client = EchoClient::new(connect(addr), framing).expect("valid framing");
-        for message in messages {
-            let reply = client.round_trip(message).unwrap_or_else(|e| panic!("{framing}: {e}"));
-            assert_eq!(reply.message(), message);
-            assert!(reply.pieces().iter().all(|p| p.stamp == FIXED_CTIME), "{framing}");
-            let lens: usize = reply.pieces().iter().map(|p| p.len).sum();
-            assert_eq!(lens, message.len(), "{framing}");
-            if !matches!(framing, Framing::Chunk { .. }) {
-                assert_eq!(reply.pieces().len(), 1, "{framing}: one reply per message");
-            }
-        }
-        // Pipelined: three messages out before any reply is read.
-        let pipelined: [&[u8]; 3] = [b"one", b"two", "三".as_bytes()];
-        for message in pipelined {
-            client.send(message).expect("send");
-        }
-        for message in pipelined {
-            let reply = client.receive().unwrap_or_else(|e| panic!("{framing}: {e}"));
-            assert_eq!(reply.message(), message);
-        }
-        drop(client);
-        let (_, summary, error) = next_closed(&events);
-        assert_eq!(error, None, "{framing}");
+    let pipelined: [&[u8]; 3] = [b"one", b"two", "三".as_bytes()];
+    for message in messages {
+        let reply = client.round_trip(message).unwrap_or_else(|e| panic!("{framing}: {e}"));
+        assert_eq!(reply.message(), message);
+        assert!(reply.pieces().iter().all(|p| p.stamp == FIXED_CTIME), "{framing}");
+        let lens: usize = reply.pieces().iter().map(|p| p.len).sum();
+        assert_eq!(lens, message.len(), "{framing}");
         if !matches!(framing, Framing::Chunk { .. }) {
-            assert_eq!(summary.messages, (messages.len() + pipelined.len()) as u64, "{framing}");
+            assert_eq!(reply.pieces().len(), 1, "{framing}: one reply per message");
         }
-        let sent: usize = messages.iter().chain(&pipelined).map(|m| m.len()).sum();
-        assert!(summary.bytes_in >= sent as u64, "{framing}");
     }
+    // Pipelined: three messages out before any reply is read.
+    for message in pipelined {
+        client.send(message).expect("send");
+    }
+    for message in pipelined {
+        let reply = client.receive().unwrap_or_else(|e| panic!("{framing}: {e}"));
+        assert_eq!(reply.message(), message);
+    }
+    let sent = messages.iter().chain(&pipelined);
+    (sent.clone().count() as u64, sent.map(|m| m.len() as u64).sum())
 }
 
 fn a_server_error_reaches_our_client_as_a_typed_error(rt: Runtime) {
     // A line over the server's limit: the server ends that connection, and
     // our client gets a typed error, not a hang or a wrong reply.
     let framing = Framing::Line { max_line: 8 };
-    let (_server, addr, events) = start_on(rt, fixed_server(framing), Limits::default());
-    let stream = connect(addr);
-    let mut client = EchoClient::new(stream, Framing::line()).expect("valid framing");
+    for runtime in ["threads", "tokio"] {
+        let (_server, addr, events) = start_on(rt, fixed_server(framing), Limits::default());
+        let err = match runtime {
+            "threads" => over_the_limit(&mut EchoClient::new(connect(addr), Framing::line()).expect("valid")),
+            _ => over_the_limit(&mut OnRuntime::connect(addr, Framing::line())),
+        };
+        assert!(matches!(err, Error::UnexpectedEof | Error::Io(_)), "{runtime}: {err:?}");
+        assert_eq!(next_closed(&events).2, Some(Kind::LineTooLong { max: 8 }), "{runtime}");
+    }
+}
+
+/// A message within the server's limit, then one over it: the error.
+fn over_the_limit(client: &mut impl Client) -> Error {
     client.round_trip(b"short").expect("within the limit");
-    let err = client.round_trip(b"much too long").expect_err("over the server's limit");
-    assert!(matches!(err, Error::UnexpectedEof | Error::Io(_)), "{err:?}");
-    assert_eq!(next_closed(&events).2, Some(Kind::LineTooLong { max: 8 }));
+    client.round_trip(b"much too long").expect_err("over the server's limit")
 }
 
 on_both_runtimes!(

@@ -1,6 +1,6 @@
 //! Property tests: how the input is split into reads never changes what is
 //! answered; no input panics or makes the decoder hold more than its
-//! documented bound; and `EchoClient` gets back every message it may send.
+//! documented bound; and `EchoClient`, blocking and async alike, gets back every message it may send.
 //!
 //! Case counts are kept modest so this file runs in a few seconds.
 
@@ -9,11 +9,14 @@ mod common;
 use proptest::prelude::*;
 use proptest::sample::Index;
 
-use common::{FIXED_CTIME, Loopback, fixed_reply, fixed_server};
+use common::{FIXED_CTIME, Loopback, both_clients, fixed_reply, fixed_server};
 use stamp_echo::framing::{Decoder, LineEnding};
 use stamp_echo::reply::{Event, ReplyChecker};
 use stamp_echo::testing::Duplex;
-use stamp_echo::{EchoClient, Error, Framing};
+use stamp_echo::tokio::{ClientCodec, ServerCodec};
+use stamp_echo::{Error, Framing};
+use tokio_util::bytes::BytesMut;
+use tokio_util::codec::{Decoder as _, Encoder as _};
 
 fn config() -> ProptestConfig {
     ProptestConfig { cases: 128, ..ProptestConfig::default() }
@@ -230,22 +233,23 @@ proptest! {
             Framing::Chunk { buffer_size } => read_sizes.iter().map(|&n| n.min(buffer_size)).collect(),
             _ => read_sizes,
         };
-        let mut client = EchoClient::new(Loopback::new(framing, read_sizes), framing).expect("valid framing");
-        for message in messages.iter().map(Vec::as_slice).chain([&b"last"[..]]) {
-            match client.round_trip(message) {
-                Ok(reply) => {
-                    prop_assert!(can_carry(framing, message), "{framing} carried {message:?}");
-                    prop_assert_eq!(reply.message(), message);
-                    prop_assert!(reply.pieces().iter().all(|p| p.stamp == FIXED_CTIME));
-                    prop_assert_eq!(reply.pieces().iter().map(|p| p.len).sum::<usize>(), message.len());
+        for (name, mut client) in both_clients(framing, || Loopback::new(framing, read_sizes.clone())) {
+            for message in messages.iter().map(Vec::as_slice).chain([&b"last"[..]]) {
+                match client.round_trip(message) {
+                    Ok(reply) => {
+                        prop_assert!(can_carry(framing, message), "{name}: {framing} carried {message:?}");
+                        prop_assert_eq!(reply.message(), message);
+                        prop_assert!(reply.pieces().iter().all(|p| p.stamp == FIXED_CTIME));
+                        prop_assert_eq!(reply.pieces().iter().map(|p| p.len).sum::<usize>(), message.len());
+                    }
+                    Err(Error::InvalidMessage(_)) => {
+                        prop_assert!(!can_carry(framing, message), "{name}: {framing} refused {message:?}");
+                    }
+                    Err(e) => prop_assert!(false, "{name}: {framing}, {message:?}: {e:?}"),
                 }
-                Err(Error::InvalidMessage(_)) => {
-                    prop_assert!(!can_carry(framing, message), "{framing} refused {message:?}");
-                }
-                Err(e) => prop_assert!(false, "{framing}, {message:?}: {e:?}"),
             }
+            prop_assert!(client.inner().error.is_none());
         }
-        prop_assert!(client.get_ref().error.is_none());
     }
 
     /// Messages may be pipelined in every framing: all sent first, then every
@@ -264,20 +268,22 @@ proptest! {
         read_sizes in prop::collection::vec(1usize..=50, 1..6),
     ) {
         let messages: Vec<Vec<u8>> = messages.into_iter().filter(|m| can_carry(framing, m)).collect();
-        let mut client = EchoClient::new(Loopback::new(framing, read_sizes), framing).expect("valid framing");
-        for message in &messages {
-            client.send(message).expect("a message the framing can carry");
-        }
-        for message in &messages {
-            let reply = client.receive();
-            prop_assert!(reply.is_ok(), "{framing}, {message:?} of {messages:?}: {reply:?}");
-            prop_assert_eq!(reply.ok().map(|r| r.message().to_vec()), Some(message.clone()));
-        }
-        let last = client.round_trip(b"last");
-        prop_assert!(last.is_ok(), "{framing}, after {messages:?}: {last:?}");
-        if !matches!(framing, Framing::Chunk { .. }) {
-            // With boundaries, the server saw exactly the messages sent.
-            prop_assert_eq!(client.get_ref().summary().messages, messages.len() as u64 + 1);
+        for (name, mut client) in both_clients(framing, || Loopback::new(framing, read_sizes.clone())) {
+            for message in &messages {
+                client.send(message).expect("a message the framing can carry");
+            }
+            prop_assert_eq!(client.in_flight(), messages.len());
+            for message in &messages {
+                let reply = client.receive();
+                prop_assert!(reply.is_ok(), "{name}: {framing}, {message:?} of {messages:?}: {reply:?}");
+                prop_assert_eq!(reply.ok().map(|r| r.message().to_vec()), Some(message.clone()));
+            }
+            let last = client.round_trip(b"last");
+            prop_assert!(last.is_ok(), "{name}: {framing}, after {messages:?}: {last:?}");
+            if !matches!(framing, Framing::Chunk { .. }) {
+                // With boundaries, the server saw exactly the messages sent.
+                prop_assert_eq!(client.inner().summary().messages, messages.len() as u64 + 1);
+            }
         }
     }
 
@@ -290,11 +296,16 @@ proptest! {
         points in cut_points(),
         message in "[a-z\\[\\] ]{1,12}",
     ) {
-        let mut client = EchoClient::new(Duplex::from_reads(split_at_points(&reply, &points)), framing)
-            .expect("valid framing");
-        if let Ok(reply) = client.round_trip(message.as_bytes()) {
+        let outcomes: Vec<_> = both_clients(framing, || Duplex::from_reads(split_at_points(&reply, &points)))
+            .into_iter()
+            .map(|(_, mut client)| client.round_trip(message.as_bytes()))
+            .collect();
+        for reply in outcomes.iter().flatten() {
             prop_assert_eq!(reply.message(), message.as_bytes());
         }
+        // The two clients agree.
+        let shown: Vec<String> = outcomes.iter().map(|r| format!("{:?}", r.as_ref().map(|r| (r.pieces(), r.message())))).collect();
+        prop_assert_eq!(&shown[0], &shown[1]);
     }
 }
 
@@ -582,5 +593,91 @@ proptest! {
             prop_assert_eq!(accepted, is_framed_reply(framing, &stream, &messages), "{} {:?}: {:?}", framing, stream, result);
             prop_assert!(answered.iter().zip(&messages).all(|(a, m)| a == m));
         }
+    }
+}
+
+// ---- The tokio codecs ----
+
+/// What `ServerCodec` makes of `reads`, one `decode` per read then
+/// `decode_eof` until it has nothing more: the replies, and how it ended.
+fn serve_with_codec(framing: Framing, reads: &[Vec<u8>]) -> (Vec<u8>, Result<(), String>) {
+    let mut codec = ServerCodec::new(&fixed_server(framing));
+    let mut replies = BytesMut::new();
+    let mut buffer = BytesMut::new();
+    // Decodes (`decode_eof` at the end) and encodes until nothing is left.
+    let mut drain = |buffer: &mut BytesMut, eof: bool| -> Result<(), String> {
+        loop {
+            let decoded = if eof { codec.decode_eof(buffer) } else { codec.decode(buffer) };
+            match decoded.map_err(|e| format!("{e:?}"))? {
+                Some(stamped) => codec.encode(stamped, &mut replies).map_err(|e| format!("{e:?}"))?,
+                None => return Ok(()),
+            }
+        }
+    };
+    let mut result = Ok(());
+    for read in reads {
+        buffer.extend_from_slice(read);
+        result = drain(&mut buffer, false);
+        if result.is_err() {
+            break;
+        }
+    }
+    if result.is_ok() {
+        result = drain(&mut buffer, true);
+    }
+    (replies.to_vec(), result)
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    /// `ServerCodec` answers any input, split into any reads, exactly as
+    /// `EchoServer::serve` does over the same reads: the same replies, the
+    /// same error (an over-long line or frame, a truncated frame).
+    #[test]
+    fn server_codec_answers_as_the_blocking_server(
+        framing in small_framing(),
+        input in interesting_bytes(300),
+        points in cut_points(),
+    ) {
+        let reads = split_at_points(&input, &points);
+        let (_, expected, expected_end) = serve(framing, reads.clone());
+        let (replies, end) = serve_with_codec(framing, &reads);
+        prop_assert_eq!(String::from_utf8_lossy(&replies), String::from_utf8_lossy(&expected), "{}", framing);
+        prop_assert_eq!(end, expected_end, "{}", framing);
+    }
+
+    /// The codecs round-trip every framing: messages encoded by
+    /// `ClientCodec` (pipelined), cut into any reads for `ServerCodec`,
+    /// whose replies are cut into any reads for `ClientCodec`, come back as
+    /// the messages, in order, stamped; nothing is left over.
+    #[test]
+    fn codecs_round_trip_every_framing(
+        framing in round_trip_framing(),
+        messages in prop::collection::vec(interesting_bytes(60), 1..6),
+        to_server in cut_points(),
+        to_client in cut_points(),
+    ) {
+        let messages: Vec<Vec<u8>> = messages.into_iter().filter(|m| can_carry(framing, m)).collect();
+        let mut client = ClientCodec::new(framing).expect("valid framing");
+        let mut wire = BytesMut::new();
+        for message in &messages {
+            client.encode(message.as_slice(), &mut wire).expect("a message the framing can carry");
+        }
+        prop_assert_eq!(client.in_flight(), messages.len());
+        let (replies, end) = serve_with_codec(framing, &split_at_points(&wire, &to_server));
+        prop_assert_eq!(end, Ok(()));
+        let mut buffer = BytesMut::new();
+        let mut got = Vec::new();
+        for read in split_at_points(&replies, &to_client) {
+            buffer.extend_from_slice(&read);
+            while let Some(reply) = client.decode(&mut buffer).map_err(|e| TestCaseError::fail(format!("{e:?}")))? {
+                prop_assert!(reply.pieces().iter().all(|p| p.stamp == FIXED_CTIME));
+                got.push(reply.message().to_vec());
+            }
+        }
+        prop_assert!(matches!(client.decode_eof(&mut buffer), Ok(None)), "{framing}: all answered");
+        prop_assert_eq!(got, messages);
+        prop_assert!(buffer.is_empty());
     }
 }

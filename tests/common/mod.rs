@@ -617,3 +617,169 @@ impl Read for Loopback {
         self.replies.read(buf)
     }
 }
+
+// ---- One client interface, two runtimes ----
+
+/// What the behaviour tests ask of a client, so that the same cases run
+/// against the blocking [`EchoClient`](stamp_echo::EchoClient) and the async
+/// [`stamp_echo::tokio::EchoClient`] alike.
+pub trait Client {
+    /// The stream under the client (the in-memory server, say).
+    type Inner;
+    fn send(&mut self, message: &[u8]) -> Result<(), Error>;
+    fn receive(&mut self) -> Result<stamp_echo::Reply, Error>;
+    fn inner(&self) -> &Self::Inner;
+    fn inner_mut(&mut self) -> &mut Self::Inner;
+    fn in_flight(&self) -> usize;
+    fn round_trip(&mut self, message: &[u8]) -> Result<stamp_echo::Reply, Error> {
+        self.send(message)?;
+        self.receive()
+    }
+}
+
+impl<S: Read + Write> Client for stamp_echo::EchoClient<S> {
+    type Inner = S;
+    fn send(&mut self, message: &[u8]) -> Result<(), Error> {
+        stamp_echo::EchoClient::send(self, message)
+    }
+    fn receive(&mut self) -> Result<stamp_echo::Reply, Error> {
+        stamp_echo::EchoClient::receive(self)
+    }
+    fn inner(&self) -> &S {
+        self.get_ref()
+    }
+    fn inner_mut(&mut self) -> &mut S {
+        self.get_mut()
+    }
+    fn in_flight(&self) -> usize {
+        stamp_echo::EchoClient::in_flight(self)
+    }
+}
+
+/// The async client, each call run to completion on a runtime of its own.
+pub struct OnRuntime<S> {
+    pub client: stamp_echo::tokio::EchoClient<S>,
+    pub runtime: tokio::runtime::Runtime,
+}
+
+/// A current-thread runtime with its timer and I/O drivers.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a tokio runtime")
+}
+
+impl<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin> OnRuntime<S> {
+    pub fn new(stream: S, framing: Framing) -> OnRuntime<S> {
+        let runtime = runtime();
+        // Streams such as `tokio::net::TcpStream` register with the runtime
+        // they are made in: make the client inside it.
+        let client = {
+            let _entered = runtime.enter();
+            stamp_echo::tokio::EchoClient::new(stream, framing).expect("valid framing")
+        };
+        OnRuntime { client, runtime }
+    }
+
+    /// Runs `future` (a call of the client's, say) to completion.
+    pub fn block_on<F: std::future::Future>(&self, future: F) -> F::Output {
+        self.runtime.block_on(future)
+    }
+}
+
+impl OnRuntime<tokio::net::TcpStream> {
+    /// A TCP connection to `addr` on a runtime of its own, its replies due
+    /// within the safety timeout.
+    pub fn connect(addr: SocketAddr, framing: Framing) -> OnRuntime<tokio::net::TcpStream> {
+        let runtime = runtime();
+        let stream = runtime.block_on(tokio::net::TcpStream::connect(addr)).expect("connect");
+        stream.set_nodelay(true).expect("TCP_NODELAY");
+        let mut client = stamp_echo::tokio::EchoClient::new(stream, framing).expect("valid framing");
+        client.set_timeout(Some(SAFETY_TIMEOUT)).expect("a safety timeout");
+        OnRuntime { client, runtime }
+    }
+}
+
+impl<S: Read + Write + Unpin> Client for OnRuntime<Async<S>> {
+    type Inner = S;
+    fn send(&mut self, message: &[u8]) -> Result<(), Error> {
+        self.runtime.block_on(self.client.send(message))
+    }
+    fn receive(&mut self) -> Result<stamp_echo::Reply, Error> {
+        self.runtime.block_on(self.client.receive())
+    }
+    fn inner(&self) -> &S {
+        &self.client.get_ref().0
+    }
+    fn inner_mut(&mut self) -> &mut S {
+        &mut self.client.get_mut().0
+    }
+    fn in_flight(&self) -> usize {
+        self.client.in_flight()
+    }
+}
+
+impl Client for OnRuntime<tokio::net::TcpStream> {
+    type Inner = tokio::net::TcpStream;
+    fn send(&mut self, message: &[u8]) -> Result<(), Error> {
+        self.runtime.block_on(self.client.send(message))
+    }
+    fn receive(&mut self) -> Result<stamp_echo::Reply, Error> {
+        self.runtime.block_on(self.client.receive())
+    }
+    fn inner(&self) -> &tokio::net::TcpStream {
+        self.client.get_ref()
+    }
+    fn inner_mut(&mut self) -> &mut tokio::net::TcpStream {
+        self.client.get_mut()
+    }
+    fn in_flight(&self) -> usize {
+        self.client.in_flight()
+    }
+}
+
+/// Both clients over an in-memory stream made by `make`: the blocking one
+/// over it, the async one over it seen through [`Async`].
+pub fn both_clients<S, F>(framing: Framing, make: F) -> Vec<(&'static str, Box<dyn Client<Inner = S>>)>
+where
+    S: Read + Write + Unpin + 'static,
+    F: Fn() -> S,
+{
+    let blocking = stamp_echo::EchoClient::new(make(), framing).expect("valid framing");
+    let on_tokio = OnRuntime::new(Async(make()), framing);
+    vec![("blocking", Box::new(blocking)), ("tokio", Box::new(on_tokio))]
+}
+
+/// An in-memory `Read + Write` stream (`Duplex`, `Loopback`) as an async
+/// one. Its reads and writes never block, so each poll completes at once.
+/// (The `Inner` of [`OnRuntime`] is the stream inside, for the tests' checks.)
+pub struct Async<T>(pub T);
+
+impl<T: Read + Unpin> tokio::io::AsyncRead for Async<T> {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        let n = self.get_mut().0.read(buf.initialize_unfilled())?;
+        buf.advance(n);
+        std::task::Poll::Ready(Ok(()))
+    }
+}
+
+impl<T: Write + Unpin> tokio::io::AsyncWrite for Async<T> {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<io::Result<usize>> {
+        std::task::Poll::Ready(self.get_mut().0.write(buf))
+    }
+    fn poll_flush(self: std::pin::Pin<&mut Self>, _cx: &mut std::task::Context<'_>) -> std::task::Poll<io::Result<()>> {
+        std::task::Poll::Ready(self.get_mut().0.flush())
+    }
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+}

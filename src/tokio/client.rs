@@ -1,0 +1,191 @@
+//! [`EchoClient`] under tokio: send a message, get back its stamped echo,
+//! checked.
+//!
+//! The same thin loop as the blocking [`crate::EchoClient`], around the same
+//! I/O-free core: it writes what the [`ReplyChecker`](crate::ReplyChecker)
+//! frames and feeds it what it reads, so both clients accept and refuse
+//! exactly the same replies, with the same errors.
+
+use std::fmt;
+use std::time::Duration;
+
+use ::tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use crate::client::{Inbox, check_timeout};
+use crate::{Error, Framing, Reply};
+
+/// Talks to a stamp-echo server (or the original Python one) over any
+/// `AsyncRead + AsyncWrite` stream: the async twin of [`crate::EchoClient`].
+///
+/// ```
+/// use stamp_echo::tokio::{EchoClient, ServerCodec};
+/// use stamp_echo::{EchoServer, Framing};
+/// use tokio_util::codec::Framed;
+/// use futures_util::{SinkExt, TryStreamExt};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), stamp_echo::Error> {
+/// let (near, far) = tokio::io::duplex(64 * 1024); // or a TcpStream
+/// let server = EchoServer::builder().framing(Framing::line()).build()?;
+/// tokio::spawn(async move {
+///     let mut replies = Framed::new(far, ServerCodec::new(&server));
+///     while let Some(stamped) = replies.try_next().await? {
+///         replies.send(stamped).await?;
+///     }
+///     Ok::<(), stamp_echo::Error>(())
+/// });
+///
+/// let mut client = EchoClient::new(near, Framing::line())?;
+/// client.set_timeout(Some(std::time::Duration::from_secs(5)))?; // for each whole reply
+/// let reply = client.round_trip(b"hi,server").await?;
+/// assert_eq!(reply.message(), b"hi,server");
+/// println!("{reply}  ({:?})", reply.rtt());
+/// # Ok(())
+/// # }
+/// ```
+///
+/// For pipelining, [`send`](EchoClient::send) several messages, then
+/// [`receive`](EchoClient::receive) each reply in order. After an error the
+/// client should be dropped: the reply stream is no longer in step.
+///
+/// **Cancellation.** [`receive`](EchoClient::receive) is cancel safe: a
+/// future dropped before it completes (in a `select!`, or by your own
+/// timeout) loses nothing, and the next call resumes the same reply. `send`
+/// (and so `round_trip`) is not: a message written in part leaves the stream
+/// out of step.
+pub struct EchoClient<S> {
+    stream: S,
+    inbox: Inbox,
+    out: Vec<u8>,
+    timeout: Option<Duration>,
+}
+
+impl<S> fmt::Debug for EchoClient<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EchoClient")
+            .field("checker", self.inbox.checker())
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> EchoClient<S> {
+    /// A client speaking `framing` on `stream`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] if `framing`'s settings are out of range.
+    pub fn new(stream: S, framing: Framing) -> Result<EchoClient<S>, Error> {
+        Ok(EchoClient { stream, inbox: Inbox::new(framing)?, out: Vec::new(), timeout: None })
+    }
+
+    /// Sends `message` and waits for its whole reply. The whole message is
+    /// written first: see [`crate::EchoClient::round_trip`] on long messages
+    /// in chunk framing.
+    ///
+    /// # Errors
+    ///
+    /// Those of [`send`](EchoClient::send) and [`receive`](EchoClient::receive).
+    pub async fn round_trip(&mut self, message: &[u8]) -> Result<Reply, Error> {
+        self.send(message).await?;
+        self.receive().await
+    }
+
+    /// Sends `message` without waiting for the reply.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidMessage`], without sending anything, if the framing
+    /// cannot carry the message (see [`ReplyChecker::send`](crate::ReplyChecker::send));
+    /// [`Error::Io`] if writing fails.
+    pub async fn send(&mut self, message: &[u8]) -> Result<(), Error> {
+        self.inbox.send(message, &mut self.out)?;
+        self.stream.write_all(&self.out).await.map_err(Error::from_io)?;
+        self.stream.flush().await.map_err(Error::from_io)
+    }
+
+    /// Reads the reply to the oldest message sent and not yet answered, and
+    /// checks that it echoes that message.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::EchoMismatch`] or [`Error::MalformedReply`] for a wrong reply
+    /// (bytes that arrive when nothing is in flight are a reply to no
+    /// message); [`Error::UnexpectedEof`] if the server closes first;
+    /// [`Error::ReplyTimeout`] if a [timeout](EchoClient::set_timeout) is set
+    /// and the whole reply has not come within it; [`Error::Io`] if reading
+    /// fails.
+    ///
+    /// # Panics
+    ///
+    /// With a timeout set, when the runtime has no timer (tokio's own panic:
+    /// build the runtime with `enable_time`, or `enable_all` as
+    /// `#[tokio::main]` does).
+    pub async fn receive(&mut self) -> Result<Reply, Error> {
+        match self.timeout {
+            None => self.receive_whole().await,
+            Some(timeout) => match ::tokio::time::timeout(timeout, self.receive_whole()).await {
+                Ok(result) => result,
+                Err(_elapsed) => Err(Error::ReplyTimeout { timeout }),
+            },
+        }
+    }
+
+    /// Reads until the bytes read hold a whole reply.
+    async fn receive_whole(&mut self) -> Result<Reply, Error> {
+        loop {
+            if let Some(reply) = self.inbox.next_reply()? {
+                return Ok(reply);
+            }
+            let n = self.stream.read(self.inbox.spare()).await.map_err(Error::from_io)?;
+            self.inbox.filled(n)?;
+        }
+    }
+
+    /// Bounds the wait for each whole reply (`None`, the default: no bound).
+    ///
+    /// It is a deadline, not an idle timeout: a server trickling a byte now
+    /// and then cannot keep [`receive`](EchoClient::receive) (or
+    /// [`round_trip`](EchoClient::round_trip)) waiting past it. On expiry
+    /// they fail with [`Error::ReplyTimeout`]. Writes are not bounded by it
+    /// (wrap `send` in `tokio::time::timeout` for that).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] for a zero timeout.
+    pub fn set_timeout(&mut self, timeout: Option<Duration>) -> Result<(), Error> {
+        self.timeout = check_timeout(timeout)?;
+        Ok(())
+    }
+
+    /// The reply deadline set by [`set_timeout`](EchoClient::set_timeout).
+    pub fn timeout(&self) -> Option<Duration> {
+        self.timeout
+    }
+
+    /// The framing in use.
+    pub fn framing(&self) -> Framing {
+        self.inbox.checker().framing()
+    }
+
+    /// Messages sent whose replies have not been received yet.
+    pub fn in_flight(&self) -> usize {
+        self.inbox.checker().in_flight()
+    }
+
+    /// The stream.
+    pub fn get_ref(&self) -> &S {
+        &self.stream
+    }
+
+    /// The stream, mutably. Reading from it directly may take bytes of a
+    /// reply.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.stream
+    }
+
+    /// Gives back the stream.
+    pub fn into_inner(self) -> S {
+        self.stream
+    }
+}
