@@ -72,6 +72,45 @@ impl Write for Duplex {
     }
 }
 
+/// With the `tokio` feature, a `Duplex` is an `AsyncRead + AsyncWrite` too,
+/// ready at once, with the same scripted reads: the same script drives
+/// [`EchoServer::serve`] and [`crate::tokio::serve`] alike.
+#[cfg(feature = "tokio")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
+impl ::tokio::io::AsyncRead for Duplex {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+        buf: &mut ::tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        let n = self.get_mut().read(buf.initialize_unfilled());
+        std::task::Poll::Ready(n.map(|n| buf.advance(n)))
+    }
+}
+
+#[cfg(feature = "tokio")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
+impl ::tokio::io::AsyncWrite for Duplex {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<io::Result<usize>> {
+        std::task::Poll::Ready(self.get_mut().write(buf))
+    }
+
+    fn poll_flush(self: std::pin::Pin<&mut Self>, _cx: &mut std::task::Context<'_>) -> std::task::Poll<io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+}
+
 /// A server on `127.0.0.1` and a port the system picks, served by the
 /// [`runner`] on background threads, and shut down when dropped.
 ///

@@ -60,6 +60,19 @@ fn serve(framing: Framing, reads: Vec<Vec<u8>>) -> (Vec<Vec<u8>>, Vec<u8>, Resul
     (messages, stream.take_output(), result.map(|_| ()).map_err(|e| format!("{e:?}")))
 }
 
+/// [`serve`] on the tokio driver (`stamp_echo::tokio::serve_with`), under
+/// the runner's deadlines, over the same scripted reads.
+fn serve_async(framing: Framing, reads: Vec<Vec<u8>>) -> (Vec<Vec<u8>>, Vec<u8>, Result<(), String>) {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
+    let mut messages = Vec::new();
+    let mut stream = Duplex::from_reads(reads);
+    let server = fixed_server(framing);
+    let observer = |m: stamp_echo::Fragment<'_>| messages.push(m.bytes().to_vec());
+    let limits = stamp_echo::Limits::default();
+    let result = runtime.block_on(stamp_echo::tokio::serve_with_limits(&server, &mut stream, &limits, observer));
+    (messages, stream.take_output(), result.map(|_| ()).map_err(|e| format!("{e:?}")))
+}
+
 /// The most bytes a [`Decoder`] may hold back, as `Decoder::pending` documents it.
 fn pending_bound(framing: Framing) -> usize {
     match framing {
@@ -593,6 +606,30 @@ proptest! {
             prop_assert_eq!(accepted, is_framed_reply(framing, &stream, &messages), "{} {:?}: {:?}", framing, stream, result);
             prop_assert!(answered.iter().zip(&messages).all(|(a, m)| a == m));
         }
+    }
+}
+
+// ---- The tokio driver ----
+
+proptest! {
+    #![proptest_config(config())]
+
+    /// The tokio driver answers any input, split into any reads, exactly as
+    /// `EchoServer::serve` does over the same reads: the same messages seen,
+    /// the same replies, the same ending (an over-long line or frame, a
+    /// truncated frame).
+    #[test]
+    fn the_async_driver_answers_as_the_blocking_server(
+        framing in small_framing(),
+        input in interesting_bytes(300),
+        points in cut_points(),
+    ) {
+        let reads = split_at_points(&input, &points);
+        let (messages, output, end) = serve_async(framing, reads.clone());
+        let (expected_messages, expected, expected_end) = serve(framing, reads);
+        prop_assert_eq!(messages, expected_messages, "{}", framing);
+        prop_assert_eq!(String::from_utf8_lossy(&output), String::from_utf8_lossy(&expected), "{}", framing);
+        prop_assert_eq!(end, expected_end, "{}", framing);
     }
 }
 
