@@ -8,7 +8,8 @@
 #   scripts/compare.sh --runtimes # the runtimes instead: the tokio runner
 #                                 # against the thread runner and an idiomatic
 #                                 # tokio server (examples/tokio_baseline_server)
-#   scripts/compare.sh --sweep    # then two sweeps for scripts/plot.py:
+#   scripts/compare.sh --sweep    # then two sweeps for scripts/plot.py (with
+#                                 # --runtimes too: the three runtime servers):
 #       $OUT/sweep_connections.tsv: ping-pong round trips/s against connections
 #       $OUT/sweep_size.tsv: pipelined MB/s of messages against message size
 #
@@ -51,8 +52,10 @@ PIN=${PIN:-1}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target}
 OUT=${OUT:-$CARGO_TARGET_DIR/compare}
 sweep=false runtimes=false
-[[ ${1:-} == --sweep ]] && sweep=true
-[[ ${1:-} == --runtimes ]] && runtimes=true
+for arg in "$@"; do
+    [[ $arg == --sweep ]] && sweep=true
+    [[ $arg == --runtimes ]] && runtimes=true
+done
 
 echo "==> building (release)"
 cargo build --release --quiet --example server --example baseline_server --example tokio_baseline_server \
@@ -109,6 +112,7 @@ if $runtimes; then
     start idiomatic_line "$bin/tokio_baseline_server" --port 0
     pairs=("tokio_line threads_line" "tokio_line idiomatic_line")
     order=(threads_line tokio_line idiomatic_line)
+    swept=("${order[@]}")
 else
     start ours_line "$bin/server" --framing line --stamp ctime --port 0 "${quiet[@]}"
     start ours_chunk "$bin/server" --framing chunk --stamp ctime --port 0 "${quiet[@]}"
@@ -120,7 +124,7 @@ else
     else
         echo "    SKIPPED: python3 not found, no Python server in the comparison"
     fi
-    pairs=() order=()
+    pairs=() order=() swept=(ours_line "${others[@]}")
     # Ours right before the server it is compared with, in every round.
     for other in "${others[@]}"; do
         pairs+=("ours_${other#*_} $other")
@@ -214,7 +218,7 @@ sweep() {
     for round in $(seq "$ROUNDS"); do
         echo "  round $round"
         for x in $values; do
-            for server in ours_line "${others[@]}"; do
+            for server in "${swept[@]}"; do
                 result=$($cmd "$server" "$x")
                 printf '%s\t%s\t%s\t%s\n' "$server" "$x" "$(field "$y_name" "$result")" \
                     "$(field cpu_us "$result")" | tee -a "$OUT/sweep_$name.runs"
@@ -223,7 +227,7 @@ sweep() {
     done
     printf 'server\t%s\t%s\tcpu_us\n' "$x_name" "$y_name" >"$OUT/sweep_$name.tsv"
     for x in $values; do
-        for server in ours_line "${others[@]}"; do
+        for server in "${swept[@]}"; do
             printf '%s\t%s\t%s\t%s\n' "$server" "$x" \
                 "$(awk -F'\t' -v s="$server" -v x="$x" '$1 == s && $2 == x {print $3}' "$OUT/sweep_$name.runs" | median)" \
                 "$(awk -F'\t' -v s="$server" -v x="$x" '$1 == s && $2 == x {print $4}' "$OUT/sweep_$name.runs" | median)" \
