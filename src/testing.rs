@@ -5,7 +5,7 @@
 //! the input is split; writes are collected for inspection.
 //!
 //! [`LocalServer`] is a real server on `127.0.0.1` and a free port, for tests
-//! (yours, in another crate) that need one to talk to; [`AsyncLocalServer`]
+//! (yours, in another crate) that need one to talk to; `AsyncLocalServer`
 //! (with the `tokio` feature) is the same on the tokio runner, for `async`
 //! tests.
 
