@@ -64,7 +64,8 @@ use tokio::time::Instant;
 
 use super::server::{Control, Signal, drive};
 use crate::protocol::{Fragment, Observer, Summary};
-use crate::runner::{Addr, Events, Limits, Peer, Room, Totals, eviction, is_transient, nanos};
+use crate::runner::{Addr, Events, Limits, Peer, Room, Totals, eviction, nanos};
+use crate::stop::is_transient;
 use crate::{EchoServer, Error};
 
 /// A listener to serve: a bound tokio `TcpListener` or `UnixListener`.
