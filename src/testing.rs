@@ -72,35 +72,52 @@ impl Write for Duplex {
     }
 }
 
-/// With the `tokio` feature, a `Duplex` is an `AsyncRead + AsyncWrite` too,
-/// ready at once, with the same scripted reads: the same script drives
-/// [`EchoServer::serve`] and [`crate::tokio::serve`] alike.
+/// Any blocking `Read + Write` as an `AsyncRead + AsyncWrite` that is
+/// always ready (with the `tokio` feature): a [`Duplex`] script, or your own
+/// in-memory stream, drives [`crate::tokio::serve`] as it drives
+/// [`EchoServer::serve`].
+///
+/// ```
+/// # tokio::runtime::Builder::new_current_thread().build()?.block_on(async {
+/// use stamp_echo::{EchoServer, Framing, stamp::Ctime, testing::{Duplex, Ready}};
+///
+/// let server = EchoServer::builder().framing(Framing::line()).stamp(Ctime::utc()).build()?;
+/// let mut stream = Ready(Duplex::from_reads([b"hi,se".to_vec(), b"rver\n".to_vec()]));
+/// let summary = stamp_echo::tokio::serve(&server, &mut stream).await?;
+/// assert_eq!(summary.messages, 1);
+/// assert!(stream.0.output().ends_with(b"] hi,server\n"));
+/// # Ok::<(), stamp_echo::Error>(()) })?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[cfg(feature = "tokio")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
-impl ::tokio::io::AsyncRead for Duplex {
+#[derive(Clone, Debug, Default)]
+pub struct Ready<S>(pub S);
+
+#[cfg(feature = "tokio")]
+impl<S: Read + Unpin> ::tokio::io::AsyncRead for Ready<S> {
     fn poll_read(
         self: std::pin::Pin<&mut Self>,
         _cx: &mut std::task::Context<'_>,
         buf: &mut ::tokio::io::ReadBuf<'_>,
     ) -> std::task::Poll<io::Result<()>> {
-        let n = self.get_mut().read(buf.initialize_unfilled());
+        let n = self.get_mut().0.read(buf.initialize_unfilled());
         std::task::Poll::Ready(n.map(|n| buf.advance(n)))
     }
 }
 
 #[cfg(feature = "tokio")]
-#[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
-impl ::tokio::io::AsyncWrite for Duplex {
+impl<S: Write + Unpin> ::tokio::io::AsyncWrite for Ready<S> {
     fn poll_write(
         self: std::pin::Pin<&mut Self>,
         _cx: &mut std::task::Context<'_>,
         buf: &[u8],
     ) -> std::task::Poll<io::Result<usize>> {
-        std::task::Poll::Ready(self.get_mut().write(buf))
+        std::task::Poll::Ready(self.get_mut().0.write(buf))
     }
 
     fn poll_flush(self: std::pin::Pin<&mut Self>, _cx: &mut std::task::Context<'_>) -> std::task::Poll<io::Result<()>> {
-        std::task::Poll::Ready(Ok(()))
+        std::task::Poll::Ready(self.get_mut().0.flush())
     }
 
     fn poll_shutdown(

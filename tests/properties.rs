@@ -65,12 +65,12 @@ fn serve(framing: Framing, reads: Vec<Vec<u8>>) -> (Vec<Vec<u8>>, Vec<u8>, Resul
 fn serve_async(framing: Framing, reads: Vec<Vec<u8>>) -> (Vec<Vec<u8>>, Vec<u8>, Result<(), String>) {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
     let mut messages = Vec::new();
-    let mut stream = Duplex::from_reads(reads);
+    let mut stream = stamp_echo::testing::Ready(Duplex::from_reads(reads));
     let server = fixed_server(framing);
     let observer = |m: stamp_echo::Fragment<'_>| messages.push(m.bytes().to_vec());
     let limits = stamp_echo::Limits::default();
     let result = runtime.block_on(stamp_echo::tokio::serve_with_limits(&server, &mut stream, &limits, observer));
-    (messages, stream.take_output(), result.map(|_| ()).map_err(|e| format!("{e:?}")))
+    (messages, stream.0.take_output(), result.map(|_| ()).map_err(|e| format!("{e:?}")))
 }
 
 /// The most bytes a [`Decoder`] may hold back, as `Decoder::pending` documents it.

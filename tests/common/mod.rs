@@ -764,35 +764,4 @@ where
 /// An in-memory `Read + Write` stream (`Duplex`, `Loopback`) as an async
 /// one. Its reads and writes never block, so each poll completes at once.
 /// (The `Inner` of [`OnRuntime`] is the stream inside, for the tests' checks.)
-pub struct Async<T>(pub T);
-
-impl<T: Read + Unpin> tokio::io::AsyncRead for Async<T> {
-    fn poll_read(
-        self: std::pin::Pin<&mut Self>,
-        _cx: &mut std::task::Context<'_>,
-        buf: &mut tokio::io::ReadBuf<'_>,
-    ) -> std::task::Poll<io::Result<()>> {
-        let n = self.get_mut().0.read(buf.initialize_unfilled())?;
-        buf.advance(n);
-        std::task::Poll::Ready(Ok(()))
-    }
-}
-
-impl<T: Write + Unpin> tokio::io::AsyncWrite for Async<T> {
-    fn poll_write(
-        self: std::pin::Pin<&mut Self>,
-        _cx: &mut std::task::Context<'_>,
-        buf: &[u8],
-    ) -> std::task::Poll<io::Result<usize>> {
-        std::task::Poll::Ready(self.get_mut().0.write(buf))
-    }
-    fn poll_flush(self: std::pin::Pin<&mut Self>, _cx: &mut std::task::Context<'_>) -> std::task::Poll<io::Result<()>> {
-        std::task::Poll::Ready(self.get_mut().0.flush())
-    }
-    fn poll_shutdown(
-        self: std::pin::Pin<&mut Self>,
-        _cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<io::Result<()>> {
-        std::task::Poll::Ready(Ok(()))
-    }
-}
+pub use stamp_echo::testing::Ready as Async;
