@@ -13,6 +13,7 @@ use common::{
     fixed_server, next_closed, next_message, read_to_close, round_trip, send_all_and_read_replies, serve_on, start_on,
 };
 use stamp_echo::framing::LineEnding;
+#[cfg(unix)]
 use stamp_echo::runner::Addr;
 use stamp_echo::{EchoClient, Error, Framing, Limits};
 
@@ -150,6 +151,7 @@ fn dropping_the_handle_stops_the_server(rt: Runtime) {
     assert_eq!(refused.kind(), ErrorKind::ConnectionRefused);
 }
 
+#[cfg(unix)]
 fn serves_a_unix_listener(rt: Runtime) {
     use std::os::unix::net::{UnixListener, UnixStream};
     let path = std::env::temp_dir().join(format!("stamp-echo-runner-{}-{rt:?}.sock", std::process::id()));
@@ -334,6 +336,7 @@ fn the_write_timeout_is_a_deadline_for_the_whole_reply_and_says_the_peer_stopped
     assert_eq!(handle.shutdown(SAFETY_TIMEOUT).errors, 1);
 }
 
+#[cfg(unix)]
 fn shutdown_reaches_a_unix_listener_whose_path_was_replaced(rt: Runtime) {
     use std::os::unix::net::UnixListener;
     let path = std::env::temp_dir().join(format!("stamp-echo-replaced-{}-{rt:?}.sock", std::process::id()));
@@ -361,6 +364,7 @@ on_both_runtimes!(
     shutdown_finishes_the_reply_being_written_and_closes_idle_clients,
     shutdown_force_closes_what_is_left_at_the_deadline,
     dropping_the_handle_stops_the_server,
+    #[cfg(unix)]
     serves_a_unix_listener,
     limits_out_of_range_are_refused,
     a_shutdown_deadline_too_long_to_represent_is_no_panic,
@@ -368,5 +372,6 @@ on_both_runtimes!(
     two_thousand_silent_or_trickling_connections_do_not_keep_a_new_client_waiting,
     a_message_must_be_complete_within_the_message_timeout_however_it_trickles,
     the_write_timeout_is_a_deadline_for_the_whole_reply_and_says_the_peer_stopped_reading,
+    #[cfg(unix)]
     shutdown_reaches_a_unix_listener_whose_path_was_replaced,
 );

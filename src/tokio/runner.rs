@@ -50,6 +50,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::io;
+#[cfg(unix)]
 use std::path::PathBuf;
 use std::pin::pin;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};

@@ -157,15 +157,16 @@ pub enum Runtime {
 }
 
 /// Makes `#[test]`s of the functions named, each taking a [`Runtime`]: one
-/// in module `on_threads`, one in `on_tokio`, under the same name.
+/// in module `on_threads`, one in `on_tokio`, under the same name, with the
+/// attributes given before the name (`#[cfg(unix)]`).
 #[allow(unused_macros)]
 macro_rules! on_both_runtimes {
-    ($($name:ident),* $(,)?) => {
+    ($($(#[$attr:meta])* $name:ident),* $(,)?) => {
         mod on_threads {
-            $( #[test] fn $name() { super::$name(crate::common::Runtime::Threads) } )*
+            $( $(#[$attr])* #[test] fn $name() { super::$name(crate::common::Runtime::Threads) } )*
         }
         mod on_tokio {
-            $( #[test] fn $name() { super::$name(crate::common::Runtime::Tokio) } )*
+            $( $(#[$attr])* #[test] fn $name() { super::$name(crate::common::Runtime::Tokio) } )*
         }
     };
 }
@@ -248,6 +249,7 @@ pub fn serve_on<L: Into<runner::Listener>, E: Events>(
                         l.set_nonblocking(true).expect("non-blocking listener");
                         tokio::net::TcpListener::from_std(l).expect("a tokio listener").into()
                     }
+                    #[cfg(unix)]
                     runner::Listener::Unix(l) => {
                         l.set_nonblocking(true).expect("non-blocking listener");
                         tokio::net::UnixListener::from_std(l).expect("a tokio listener").into()
