@@ -85,6 +85,11 @@ pub enum Error {
     #[error(transparent)]
     Config(#[from] ConfigError),
 
+    /// The local time zone asked for cannot be used: a server built with the
+    /// default (local) stamp while `TZ` names a zone that cannot be found.
+    #[error("local time zone: {0}")]
+    Zone(#[from] crate::stamp::ZoneError),
+
     /// The client was asked to send a message the framing cannot carry
     /// (empty in chunk framing, a newline in line framing, over a limit).
     #[error("message cannot be sent in this framing: {0}")]
