@@ -20,15 +20,15 @@
 //! ```
 //!
 //! A reply always starts with `[`, an error datagram never does. The text
-//! after the prefix is the [`Error`]'s message ([`Error::DatagramTooLarge`], or
-//! [`Error::InvalidStamp`] from a broken formatter); [`DatagramClient`]
-//! returns it as [`Error::ServerError`].
+//! after the prefix is the [`Error`]'s message ([`ProtocolError::DatagramTooLarge`], or
+//! [`Error::Stamp`] from a broken formatter); [`DatagramClient`]
+//! returns it as [`ProtocolError::ServerError`].
 //!
 //! ## Loss
 //!
 //! UDP may lose a request or its reply. [`DatagramClient`] waits a timeout
 //! for each reply and sends the request again, a set number of times, then
-//! gives up with [`Error::NoReply`]. Datagrams that do not answer the current
+//! gives up with [`TimeoutError::NoReply`]. Datagrams that do not answer the current
 //! request (late replies to an earlier one) are skipped, and counted.
 //!
 //! ```
@@ -65,6 +65,7 @@ use crate::client::Reply;
 use crate::protocol::{Summary, refresh_stamp, write_reply};
 use crate::reply::check_whole;
 use crate::stamp::{Clock, Stamp, SystemClock};
+use crate::{MessageError, ProtocolError, TimeoutError};
 
 /// The largest datagram sent or accepted: 65,507 bytes, the most a UDP
 /// datagram carries over IPv4.
@@ -204,7 +205,7 @@ impl DatagramServer {
 fn reply_into(text: &str, message: &[u8], out: &mut Vec<u8>) -> Result<(), Error> {
     let size = text.len() + 3 + message.len();
     if size > MAX_DATAGRAM {
-        return Err(Error::DatagramTooLarge { size, max: MAX_DATAGRAM });
+        return Err(Error::Protocol(ProtocolError::DatagramTooLarge { size, max: MAX_DATAGRAM }));
     }
     write_reply(text, message, out);
     Ok(())
@@ -302,7 +303,7 @@ impl<F: FnMut(SocketAddr, &[u8])> DatagramObserver for F {
 /// up to the timeout (default [`DEFAULT_TIMEOUT`](Self::DEFAULT_TIMEOUT)) for
 /// its reply, resending it up to the retry count (default
 /// [`DEFAULT_RETRIES`](Self::DEFAULT_RETRIES)) before giving up with
-/// [`Error::NoReply`].
+/// [`TimeoutError::NoReply`].
 ///
 /// The reply may answer any of the attempts, so its [`rtt`](Reply::rtt)
 /// counts from the first: after a resend it is longer than the network's
@@ -378,14 +379,14 @@ impl DatagramClient {
     /// Sends `message` as one datagram and waits for its echo, resending it
     /// after each timeout up to the retry count.
     ///
-    /// Errors: [`Error::InvalidMessage`] for a message over [`MAX_DATAGRAM`]
-    /// (nothing is sent); [`Error::ServerError`] for an error datagram;
-    /// [`Error::NoReply`] when every attempt timed out; [`Error::Io`] when
+    /// Errors: [`MessageError::TooLong`] for a message over [`MAX_DATAGRAM`]
+    /// (nothing is sent); [`ProtocolError::ServerError`] for an error datagram;
+    /// [`TimeoutError::NoReply`] when every attempt timed out; [`Error::Io`] when
     /// the socket fails, such as "connection refused" when nothing listens at
     /// the server's address (reported by most systems after the first send).
     pub fn round_trip(&mut self, message: &[u8]) -> Result<Reply, Error> {
         if message.len() > MAX_DATAGRAM {
-            return Err(Error::InvalidMessage("longer than a datagram (65,507 bytes)"));
+            return Err(MessageError::TooLong { len: message.len(), max: MAX_DATAGRAM }.into());
         }
         let sent_instant = Instant::now();
         let sent_at = SystemTime::now();
@@ -407,7 +408,9 @@ impl DatagramClient {
                 };
                 let datagram = &self.buffer[..n];
                 if let Some(text) = datagram.strip_prefix(ERROR_PREFIX.as_bytes()) {
-                    return Err(Error::ServerError(String::from_utf8_lossy(text).into_owned()));
+                    return Err(Error::Protocol(ProtocolError::ServerError(
+                        String::from_utf8_lossy(text).into_owned(),
+                    )));
                 }
                 // A datagram is one whole reply: one piece, nothing around it.
                 match check_whole(datagram, message) {
@@ -416,6 +419,6 @@ impl DatagramClient {
                 }
             }
         }
-        Err(Error::NoReply { attempts, timeout: self.timeout })
+        Err(Error::Timeout(TimeoutError::NoReply { attempts, timeout: self.timeout }))
     }
 }

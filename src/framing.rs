@@ -21,8 +21,9 @@
 use std::fmt;
 use std::str::FromStr;
 
-use crate::Error;
+use crate::ProtocolError;
 use crate::error::ConfigError;
+use crate::{Error, ParseError};
 
 /// How messages are delimited on a stream, with the limit that bounds each.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -179,14 +180,18 @@ impl Default for Framing {
 }
 
 impl FromStr for Framing {
-    type Err = String;
+    type Err = ParseError;
     /// `chunk`, `line` or `length`, each with its default limit.
+    ///
+    /// # Errors
+    ///
+    /// [`ParseError`] for any other name.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s {
             "chunk" => Ok(Framing::chunk()),
             "line" => Ok(Framing::line()),
             "length" | "length-prefixed" => Ok(Framing::length_prefixed()),
-            _ => Err(format!("unknown framing {s:?}: expected chunk, line or length")),
+            _ => Err(ParseError::new("framing", s, "chunk, line or length")),
         }
     }
 }
@@ -297,7 +302,7 @@ impl Decoder {
     /// Ends the input: hands over what is held back, if it makes a message
     /// (the last line without a newline; the first bytes of an incomplete UTF-8
     /// character in chunk framing, echoed as they are), or fails with
-    /// [`Error::TruncatedFrame`] for half a frame.
+    /// [`ProtocolError::TruncatedFrame`] for half a frame.
     pub fn finish<F>(&mut self, on_message: &mut F) -> Result<(), Error>
     where
         F: FnMut(&[u8], LineEnding) -> Result<(), Error>,
@@ -309,14 +314,16 @@ impl Decoder {
         match self.framing {
             // Held back, a line may be one byte over the limit if that byte
             // is a `\r` that could have started its `\r\n`; now it is content.
-            Framing::Line { max_line } if pending.len() > max_line => Err(Error::LineTooLong { max: max_line }),
+            Framing::Line { max_line } if pending.len() > max_line => {
+                Err(Error::Protocol(ProtocolError::LineTooLong { max: max_line }))
+            }
             Framing::Chunk { .. } | Framing::Line { .. } => on_message(&pending, LineEnding::None),
             Framing::LengthPrefixed { .. } => {
                 let expected = match pending.get(..4) {
                     Some(prefix) => 4 + u64::from(read_prefix(prefix)),
                     None => 4,
                 };
-                Err(Error::TruncatedFrame { expected, received: pending.len() as u64 })
+                Err(Error::Protocol(ProtocolError::TruncatedFrame { expected, received: pending.len() as u64 }))
             }
         }
     }
@@ -432,7 +439,7 @@ where
         None => (without_lf, LineEnding::Lf),
     };
     if content.len() > max_line {
-        return Err(Error::LineTooLong { max: max_line });
+        return Err(Error::Protocol(ProtocolError::LineTooLong { max: max_line }));
     }
     on_message(content, ending)
 }
@@ -443,7 +450,7 @@ fn check_unfinished_line(total: usize, head: &[u8], tail: &[u8], max_line: usize
     let last = tail.last().or_else(|| head.last());
     let allowed = if last == Some(&b'\r') { max_line + 1 } else { max_line };
     if total > allowed {
-        return Err(Error::LineTooLong { max: max_line });
+        return Err(Error::Protocol(ProtocolError::LineTooLong { max: max_line }));
     }
     Ok(())
 }
@@ -459,7 +466,7 @@ fn checked_len(prefix: &[u8], max_frame: usize) -> Result<usize, Error> {
     let declared = read_prefix(prefix);
     match usize::try_from(declared) {
         Ok(len) if len <= max_frame => Ok(len),
-        _ => Err(Error::FrameTooLarge { declared: u64::from(declared), max: max_frame }),
+        _ => Err(Error::Protocol(ProtocolError::FrameTooLarge { declared: u64::from(declared), max: max_frame })),
     }
 }
 
@@ -595,7 +602,7 @@ mod tests {
 
         let (seen, r) = run(framing, &[b"ok\nabcde\n"]);
         assert_eq!(msgs(&seen), [&b"ok"[..]]);
-        assert!(matches!(r, Err(Error::LineTooLong { max: 4 })));
+        assert!(matches!(r, Err(Error::Protocol(ProtocolError::LineTooLong { max: 4 }))));
 
         // No newline at all: fails at the fifth byte, having kept at most four.
         let mut decoder = Decoder::new(framing);
@@ -604,7 +611,7 @@ mod tests {
             decoder.decode(&[*b], &mut sink).expect("within the limit");
         }
         assert_eq!(decoder.pending(), 4);
-        assert!(matches!(decoder.decode(b"e", &mut sink), Err(Error::LineTooLong { max: 4 })));
+        assert!(matches!(decoder.decode(b"e", &mut sink), Err(Error::Protocol(ProtocolError::LineTooLong { max: 4 }))));
     }
 
     #[test]
@@ -624,19 +631,19 @@ mod tests {
         let framing = Framing::LengthPrefixed { max_frame: 10 };
         let (seen, r) = run(framing, &[&[0, 0, 0, 1, b'x', 0xff, 0xff, 0xff, 0xff]]);
         assert_eq!(msgs(&seen), [&b"x"[..]]);
-        assert!(matches!(r, Err(Error::FrameTooLarge { declared: 0xffff_ffff, max: 10 })));
+        assert!(matches!(r, Err(Error::Protocol(ProtocolError::FrameTooLarge { declared: 0xffff_ffff, max: 10 }))));
         let mut decoder = Decoder::new(framing);
         let r = decoder.decode(&[0, 0, 0, 11], &mut |_, _| Ok(()));
-        assert!(matches!(r, Err(Error::FrameTooLarge { declared: 11, max: 10 })));
+        assert!(matches!(r, Err(Error::Protocol(ProtocolError::FrameTooLarge { declared: 11, max: 10 }))));
         assert!(decoder.pending.capacity() < 11);
     }
 
     #[test]
     fn truncated_frame_at_end_of_input_is_an_error() {
         let (_, r) = run(Framing::length_prefixed(), &[&[0, 0, 0, 5, b'a', b'b']]);
-        assert!(matches!(r, Err(Error::TruncatedFrame { expected: 9, received: 6 })));
+        assert!(matches!(r, Err(Error::Protocol(ProtocolError::TruncatedFrame { expected: 9, received: 6 }))));
         let (_, r) = run(Framing::length_prefixed(), &[&[0, 0]]);
-        assert!(matches!(r, Err(Error::TruncatedFrame { expected: 4, received: 2 })));
+        assert!(matches!(r, Err(Error::Protocol(ProtocolError::TruncatedFrame { expected: 4, received: 2 }))));
     }
 
     #[test]

@@ -151,7 +151,9 @@ pub mod tokio;
 pub mod tz;
 
 pub use client::{EchoClient, Reply};
-pub use error::{ConfigError, Error};
+pub use error::{
+    ConfigError, Error, MalformedReason, MessageError, ParseError, ProtocolError, StampError, TimeoutError,
+};
 pub use framing::Framing;
 pub use protocol::{Fragment, Observer, Responder, Summary};
 pub use reply::ReplyChecker;

@@ -30,6 +30,7 @@ use std::time::{Duration, SystemTime};
 use crate::Error;
 use crate::framing::{Decoder, Framing, LineEnding};
 use crate::stamp::{Granularity, Stamp};
+use crate::{MalformedReason, ProtocolError, StampError};
 
 /// The longest stamp text the protocol carries, in bytes.
 pub const MAX_STAMP_LEN: usize = 255;
@@ -38,7 +39,7 @@ pub const MAX_STAMP_LEN: usize = 255;
 pub fn validate_stamp(stamp: &str) -> Result<(), Error> {
     let bad = stamp.len() > MAX_STAMP_LEN || stamp.bytes().any(|b| matches!(b, b']' | b'\r' | b'\n'));
     if bad {
-        return Err(Error::InvalidStamp { stamp: stamp.to_owned() });
+        return Err(StampError::new(stamp).into());
     }
     Ok(())
 }
@@ -59,8 +60,8 @@ pub fn write_reply(stamp: &str, message: &[u8], out: &mut Vec<u8>) {
 pub fn parse_reply(reply: &[u8]) -> Result<(&str, &[u8]), Error> {
     match parse_header(reply) {
         Header::Complete { stamp, len } => Ok((stamp, &reply[len..])),
-        Header::Incomplete => Err(Error::MalformedReply("reply ends inside its stamp")),
-        Header::Invalid(why) => Err(Error::MalformedReply(why)),
+        Header::Incomplete => Err(Error::Protocol(ProtocolError::MalformedReply(MalformedReason::EndsInsideStamp))),
+        Header::Invalid(why) => Err(Error::Protocol(ProtocolError::MalformedReply(why))),
     }
 }
 
@@ -71,34 +72,34 @@ pub(crate) enum Header<'a> {
     /// Could still become a header with more bytes.
     Incomplete,
     /// Cannot be a header.
-    Invalid(&'static str),
+    Invalid(MalformedReason),
 }
 
 pub(crate) fn parse_header(bytes: &[u8]) -> Header<'_> {
     match bytes.first() {
         None => return Header::Incomplete,
         Some(b'[') => {}
-        Some(_) => return Header::Invalid("reply does not start with '['"),
+        Some(_) => return Header::Invalid(MalformedReason::NoOpenBracket),
     }
     let body = &bytes[1..];
     let window = &body[..body.len().min(MAX_STAMP_LEN + 1)];
     let Some(close) = window.iter().position(|&b| matches!(b, b']' | b'\r' | b'\n')) else {
         return if window.len() > MAX_STAMP_LEN {
-            Header::Invalid("stamp longer than 255 bytes")
+            Header::Invalid(MalformedReason::StampTooLong)
         } else {
             Header::Incomplete
         };
     };
     if body[close] != b']' {
-        return Header::Invalid("line break inside the stamp");
+        return Header::Invalid(MalformedReason::LineBreakInStamp);
     }
     let Ok(stamp) = std::str::from_utf8(&body[..close]) else {
-        return Header::Invalid("stamp is not UTF-8");
+        return Header::Invalid(MalformedReason::StampNotUtf8);
     };
     match body.get(close + 1) {
         None => Header::Incomplete,
         Some(b' ') => Header::Complete { stamp, len: close + 3 },
-        Some(_) => Header::Invalid("no space after the stamp"),
+        Some(_) => Header::Invalid(MalformedReason::NoSpaceAfterStamp),
     }
 }
 
@@ -411,7 +412,7 @@ mod tests {
             let stamp = stamp::from_fn(move |_: SystemTime, out: &mut String| out.push_str(bad));
             let mut responder = Responder::new(Framing::chunk(), Arc::new(stamp));
             let r = responder.receive(b"x", at(0, 0), &mut Vec::new());
-            assert!(matches!(r, Err(Error::InvalidStamp { ref stamp }) if stamp == bad), "{bad:?}");
+            assert!(matches!(r, Err(Error::Stamp(ref e)) if e.stamp() == bad), "{bad:?}");
         }
         assert!(validate_stamp(&"x".repeat(MAX_STAMP_LEN)).is_ok());
         assert!(validate_stamp(&"x".repeat(MAX_STAMP_LEN + 1)).is_err());
@@ -422,7 +423,7 @@ mod tests {
         let mut responder = Responder::new(Framing::Line { max_line: 3 }, Arc::new(Ctime::utc()));
         let mut out = Vec::new();
         let r = responder.receive(b"ab\ntoo long\n", at(0, 0), &mut out);
-        assert!(matches!(r, Err(Error::LineTooLong { max: 3 })));
+        assert!(matches!(r, Err(Error::Protocol(ProtocolError::LineTooLong { max: 3 }))));
         assert_eq!(out, b"[Thu Jan  1 00:00:00 1970] ab\n");
         assert_eq!(responder.summary().messages, 1);
     }

@@ -52,7 +52,7 @@ pub enum Granularity {
 ///
 /// Implementations append to `out` (which arrives empty) and must not write
 /// `]`, `\r` or `\n`; the server rejects such text with
-/// [`Error::InvalidStamp`](crate::Error::InvalidStamp).
+/// [`Error::Stamp`](crate::Error::Stamp).
 pub trait Stamp: Send + Sync {
     /// Appends the stamp text for `now` to `out`.
     fn write_stamp(&self, now: SystemTime, out: &mut String);
@@ -248,14 +248,19 @@ pub enum StampKind {
 }
 
 impl std::str::FromStr for StampKind {
-    type Err = String;
+    type Err = crate::ParseError;
+    /// `ctime`, `ctime-utc`, `rfc3339` or `unix`.
+    ///
+    /// # Errors
+    ///
+    /// [`ParseError`](crate::ParseError) for any other name.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s {
             "ctime" => Ok(StampKind::Ctime),
             "ctime-utc" => Ok(StampKind::CtimeUtc),
             "rfc3339" => Ok(StampKind::Rfc3339),
             "unix" => Ok(StampKind::Unix),
-            _ => Err(format!("unknown stamp {s:?}: expected ctime, ctime-utc, rfc3339 or unix")),
+            _ => Err(crate::ParseError::new("stamp", s, "ctime, ctime-utc, rfc3339 or unix")),
         }
     }
 }

@@ -10,6 +10,7 @@ use stamp_echo::datagram::{DatagramClient, DatagramObserver, DatagramServer, ERR
 use stamp_echo::protocol::write_reply;
 use stamp_echo::stamp::{self, Rfc3339, Stamp, StampKind, UnixTime};
 use stamp_echo::{Error, Summary};
+use stamp_echo::{ProtocolError, TimeoutError};
 
 /// A safety net only: no test waits for it unless something is broken.
 const SAFETY: Duration = Duration::from_secs(10);
@@ -111,7 +112,7 @@ fn the_largest_reply_fits_and_a_larger_one_gets_an_error_datagram() {
 
     for len in [MAX_DATAGRAM - 3, MAX_DATAGRAM] {
         match client.round_trip(&vec![b'b'; len]) {
-            Err(Error::ServerError(text)) => assert_eq!(
+            Err(Error::Protocol(ProtocolError::ServerError(text))) => assert_eq!(
                 text,
                 format!("reply of {} bytes would not fit in one datagram (at most 65507 bytes)", len + 4)
             ),
@@ -129,7 +130,7 @@ fn the_largest_reply_fits_and_a_larger_one_gets_an_error_datagram() {
     assert!(buf.starts_with(ERROR_PREFIX.as_bytes()));
 
     // A message that is no datagram is refused before sending.
-    assert!(matches!(client.round_trip(&vec![b'd'; MAX_DATAGRAM + 1]), Err(Error::InvalidMessage(_))));
+    assert!(matches!(client.round_trip(&vec![b'd'; MAX_DATAGRAM + 1]), Err(Error::Message(_))));
     assert_eq!(running.stop().messages, 1);
 }
 
@@ -146,7 +147,9 @@ fn a_broken_stamp_is_an_error_datagram_and_serving_goes_on() {
     let running = Running::start_observed(server_with(Arc::new(bad)), Log(Arc::clone(&errors)));
     let mut client = client(running.addr);
     for _ in 0..2 {
-        assert!(matches!(client.round_trip(b"x"), Err(Error::ServerError(text)) if text.contains("\"a]b\"")));
+        assert!(
+            matches!(client.round_trip(b"x"), Err(Error::Protocol(ProtocolError::ServerError(text))) if text.contains("\"a]b\""))
+        );
     }
     let local = client.socket().local_addr().expect("address");
     let summary = running.stop();
@@ -178,7 +181,9 @@ fn the_client_gives_up_after_its_retries() {
     client.set_timeout(Duration::from_millis(30)).expect("timeout");
     client.set_retries(2);
     match client.round_trip(b"anyone?") {
-        Err(Error::NoReply { attempts: 3, timeout }) => assert_eq!(timeout, Duration::from_millis(30)),
+        Err(Error::Timeout(TimeoutError::NoReply { attempts: 3, timeout })) => {
+            assert_eq!(timeout, Duration::from_millis(30))
+        }
         other => panic!("expected NoReply after 3 attempts, got {other:?}"),
     }
     // Exactly three requests arrived, all the same.
@@ -232,7 +237,7 @@ fn nothing_listening_is_a_clear_error() {
     // elsewhere the request may just go unanswered.
     match client.round_trip(b"hello") {
         Err(Error::Io(e)) => assert_eq!(e.kind(), std::io::ErrorKind::ConnectionRefused),
-        Err(Error::NoReply { attempts: 1, .. }) => {}
+        Err(Error::Timeout(TimeoutError::NoReply { attempts: 1, .. })) => {}
         other => panic!("expected an error, got {other:?}"),
     }
 }

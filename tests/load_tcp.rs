@@ -8,6 +8,7 @@ use std::sync::atomic::AtomicU64;
 use std::thread;
 use std::time::Duration;
 
+use stamp_echo::ProtocolError;
 use stamp_echo::load::{Workload, drive};
 use stamp_echo::stamp::Ctime;
 use stamp_echo::{EchoServer, Error, Framing};
@@ -101,7 +102,10 @@ fn a_server_that_changes_a_byte_is_caught_with_one_thread_or_two() {
         let stream = connect(&corrupting_server());
         let workload = Workload { messages: 100, size: 16, window };
         let result = drive(&stream, Framing::line(), workload, &AtomicU64::new(0));
-        assert!(matches!(result, Err(Error::EchoMismatch { offset: 2 })), "window {window}: {result:?}");
+        assert!(
+            matches!(result, Err(Error::Protocol(ProtocolError::EchoMismatch { offset: 2 }))),
+            "window {window}: {result:?}"
+        );
     }
 }
 
@@ -119,11 +123,11 @@ fn a_server_that_hangs_up_early_is_caught() {
     let stream = connect(&addr_of_a_server_that_hangs_up());
     let workload = Workload { messages: 10, size: 16, window: 4 };
     let result = drive(&stream, Framing::line(), workload, &AtomicU64::new(0));
-    assert!(matches!(result, Err(Error::UnexpectedEof | Error::Io(_))), "{result:?}");
+    assert!(matches!(result, Err(Error::Protocol(ProtocolError::UnexpectedEof) | Error::Io(_))), "{result:?}");
     let stream = connect(&addr_of_a_server_that_hangs_up());
     let workload = Workload { messages: 10_000, size: 16, window: 1000 };
     let result = drive(&stream, Framing::line(), workload, &AtomicU64::new(0));
-    assert!(matches!(result, Err(Error::UnexpectedEof | Error::Io(_))), "{result:?}");
+    assert!(matches!(result, Err(Error::Protocol(ProtocolError::UnexpectedEof) | Error::Io(_))), "{result:?}");
 }
 
 #[test]
@@ -135,5 +139,5 @@ fn bad_workloads_are_refused_before_connecting_threads() {
     assert!(matches!(drive(&stream, Framing::line(), zero, &progress), Err(Error::Config(_))));
     let too_long = Workload { messages: 1, size: 100, window: 1 };
     let framing = Framing::Line { max_line: 10 };
-    assert!(matches!(drive(&stream, framing, too_long, &progress), Err(Error::InvalidMessage(_))));
+    assert!(matches!(drive(&stream, framing, too_long, &progress), Err(Error::Message(_))));
 }

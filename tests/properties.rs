@@ -10,6 +10,7 @@ use proptest::prelude::*;
 use proptest::sample::Index;
 
 use common::{FIXED_CTIME, Loopback, both_clients, fixed_reply, fixed_server};
+use stamp_echo::ProtocolError;
 use stamp_echo::framing::{Decoder, LineEnding};
 use stamp_echo::reply::{Event, ReplyChecker};
 use stamp_echo::testing::Duplex;
@@ -180,8 +181,8 @@ proptest! {
         prop_assert_eq!(too_long, None);
         match (framing, result) {
             (_, Ok(())) => {}
-            (Framing::Line { .. }, Err(Error::LineTooLong { .. }))
-            | (Framing::LengthPrefixed { .. }, Err(Error::FrameTooLarge { .. } | Error::TruncatedFrame { .. })) => {}
+            (Framing::Line { .. }, Err(Error::Protocol(ProtocolError::LineTooLong { .. })))
+            | (Framing::LengthPrefixed { .. }, Err(Error::Protocol(ProtocolError::FrameTooLarge { .. }) | Error::Protocol(ProtocolError::TruncatedFrame { .. }))) => {}
             (framing, Err(e)) => prop_assert!(false, "{framing}: unexpected {e:?}"),
         }
     }
@@ -242,7 +243,7 @@ proptest! {
                         prop_assert!(reply.pieces().iter().all(|p| p.stamp == FIXED_CTIME));
                         prop_assert_eq!(reply.pieces().iter().map(|p| p.len).sum::<usize>(), message.len());
                     }
-                    Err(Error::InvalidMessage(_)) => {
+                    Err(Error::Message(_)) => {
                         prop_assert!(!can_carry(framing, message), "{name}: {framing} refused {message:?}");
                     }
                     Err(e) => prop_assert!(false, "{name}: {framing}, {message:?}: {e:?}"),

@@ -11,6 +11,7 @@ use common::{
     Event, FIXED_CTIME, Kind, Recorder, SAFETY_TIMEOUT, connect, connect_small_buffer, fixed_reply, fixed_server,
     next_closed, next_message, read_to_close, round_trip, send_all_and_read_replies, start,
 };
+use stamp_echo::TimeoutError;
 use stamp_echo::framing::LineEnding;
 use stamp_echo::runner::{self, Addr};
 use stamp_echo::testing::LocalServer;
@@ -340,7 +341,7 @@ fn the_write_timeout_is_a_deadline_for_the_whole_reply_and_says_the_peer_stopped
     let _ = (&stream).write_all(&frame);
     let (_, _, error) = next_closed(&events);
     assert_eq!(error, Some(Kind::WriteTimeout));
-    let message = Error::WriteTimeout { timeout: Duration::from_millis(300) }.to_string();
+    let message = Error::Timeout(TimeoutError::Write { timeout: Duration::from_millis(300) }).to_string();
     assert!(message.contains("stopped reading"), "{message}");
     // Ends the reader without draining what the kernel still holds.
     done.store(true, std::sync::atomic::Ordering::Relaxed);

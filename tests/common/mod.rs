@@ -26,6 +26,7 @@ use stamp_echo::protocol::Responder;
 use stamp_echo::runner::{self, Peer};
 use stamp_echo::stamp::Ctime;
 use stamp_echo::{EchoServer, Error, Events, Fragment, Framing, Handle, Limits, Summary};
+use stamp_echo::{ProtocolError, TimeoutError};
 
 /// A safety net against hangs: no test waits for anything this long, and
 /// none uses it to order events.
@@ -97,13 +98,15 @@ pub enum Kind {
 impl From<&Error> for Kind {
     fn from(e: &Error) -> Kind {
         match e {
-            Error::Timeout => Kind::Timeout,
-            Error::MessageTimeout { .. } => Kind::MessageTimeout,
-            Error::WriteTimeout { .. } => Kind::WriteTimeout,
+            Error::Timeout(TimeoutError::Idle) => Kind::Timeout,
+            Error::Timeout(TimeoutError::Message { .. }) => Kind::MessageTimeout,
+            Error::Timeout(TimeoutError::Write { .. }) => Kind::WriteTimeout,
             Error::Evicted { .. } => Kind::Evicted,
-            Error::LineTooLong { max } => Kind::LineTooLong { max: *max },
-            Error::FrameTooLarge { declared, max } => Kind::FrameTooLarge { declared: *declared, max: *max },
-            Error::TruncatedFrame { expected, received } => {
+            Error::Protocol(ProtocolError::LineTooLong { max }) => Kind::LineTooLong { max: *max },
+            Error::Protocol(ProtocolError::FrameTooLarge { declared, max }) => {
+                Kind::FrameTooLarge { declared: *declared, max: *max }
+            }
+            Error::Protocol(ProtocolError::TruncatedFrame { expected, received }) => {
                 Kind::TruncatedFrame { expected: *expected, received: *received }
             }
             Error::Io(io) => Kind::Io(io.kind()),
