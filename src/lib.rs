@@ -130,6 +130,7 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![deny(missing_docs)]
+#![deny(missing_debug_implementations)]
 
 pub mod client;
 pub mod datagram;

@@ -213,6 +213,17 @@ pub struct Responder {
     summary: Summary,
 }
 
+impl std::fmt::Debug for Responder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Responder")
+            .field("framing", &self.decoder.framing())
+            .field("granularity", &self.granularity)
+            .field("stamp_text", &self.text)
+            .field("summary", &self.summary)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Responder {
     /// A responder for one connection.
     pub fn new(framing: Framing, stamp: Arc<dyn Stamp>) -> Responder {

@@ -62,6 +62,16 @@ pub struct Builder {
     read_buffer_size: usize,
 }
 
+impl std::fmt::Debug for Builder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Builder")
+            .field("framing", &self.framing)
+            .field("stamp", &self.stamp.as_ref().map(|_| "custom"))
+            .field("read_buffer_size", &self.read_buffer_size)
+            .finish_non_exhaustive()
+    }
+}
+
 impl EchoServer {
     /// Default size of one read in line and length-prefixed framing. (In chunk
     /// framing a read is `buffer_size`, since each read is a message.)
