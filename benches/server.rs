@@ -69,7 +69,7 @@ fn tcp(c: &mut Criterion) {
     let progress = AtomicU64::new(0);
     group.bench_function("pipelined", |b| {
         b.iter_custom(|iters| {
-            let workload = Workload { messages: iters * BATCH, size: 16, window: 256 };
+            let workload = Workload::new(iters * BATCH, 16, 256);
             load::drive(&stream, Framing::line(), workload, &progress).expect("checked replies").elapsed
         })
     });

@@ -208,6 +208,7 @@ impl fmt::Display for Framing {
 
 /// The line ending a message came with, echoed on its reply.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum LineEnding {
     /// No line ending: chunk and length-prefixed framing, and a last line at
     /// the end of input.

@@ -250,6 +250,7 @@ fn bucket_range(index: usize) -> (u64, u64) {
 /// The load one connection carries: how many messages, how big, and how many
 /// in flight at once.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Workload {
     /// Messages to send.
     pub messages: u64,
@@ -260,8 +261,16 @@ pub struct Workload {
     pub window: usize,
 }
 
+impl Workload {
+    /// `messages` messages of `size` bytes, at most `window` in flight.
+    pub fn new(messages: u64, size: usize, window: usize) -> Workload {
+        Workload { messages, size, window }
+    }
+}
+
 /// What one [`drive`] measured.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Report {
     /// Messages answered, every one checked.
     pub messages: u64,

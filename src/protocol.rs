@@ -105,6 +105,7 @@ pub(crate) fn parse_header(bytes: &[u8]) -> Header<'_> {
 
 /// Counts of what one connection did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Summary {
     /// Messages answered.
     pub messages: u64,
@@ -112,14 +113,6 @@ pub struct Summary {
     pub bytes_in: u64,
     /// Bytes of replies produced.
     pub bytes_out: u64,
-}
-
-impl std::ops::AddAssign for Summary {
-    fn add_assign(&mut self, other: Summary) {
-        self.messages += other.messages;
-        self.bytes_in += other.bytes_in;
-        self.bytes_out += other.bytes_out;
-    }
 }
 
 /// Bytes of one message, as an [`Observer`] sees them.

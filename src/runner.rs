@@ -407,6 +407,7 @@ impl fmt::Display for Addr {
 /// counting from 1 (Unix clients are usually unnamed, so the number is what
 /// tells them apart).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub struct Peer {
     /// The connection's number.
     pub id: u64,

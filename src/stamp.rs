@@ -40,6 +40,7 @@ use crate::tz::{TimeZone, TzError};
 
 /// How often a stamp's text can change, so the core knows when it may reuse it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Granularity {
     /// The text depends only on the whole second: it is formatted once a second.
     Second,
@@ -236,6 +237,7 @@ impl Stamp for UnixTime {
 
 /// The built-in stamps by name, as the examples' `--stamp` flag spells them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum StampKind {
     /// [`Ctime::local`]
     Ctime,

@@ -60,6 +60,7 @@ pub fn fixed_reply(framing: Framing, message: &[u8], ending: LineEnding) -> Vec<
         LineEnding::None => b"",
         LineEnding::Lf => b"\n",
         LineEnding::CrLf => b"\r\n",
+        other => panic!("a line ending this helper does not know: {other:?}"),
     };
     body.extend_from_slice(ending);
     if let Framing::LengthPrefixed { .. } = framing {
