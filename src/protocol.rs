@@ -46,7 +46,7 @@ pub fn validate_stamp(stamp: &str) -> Result<(), Error> {
 
 /// Appends the reply `[stamp] message` to `out`, unframed: the form of a
 /// datagram reply, or of a chunk-framing reply.
-pub fn write_reply(stamp: &str, message: &[u8], out: &mut Vec<u8>) {
+pub(crate) fn write_reply(stamp: &str, message: &[u8], out: &mut Vec<u8>) {
     Framing::chunk().encode_reply(stamp, message, LineEnding::None, out);
 }
 

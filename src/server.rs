@@ -101,7 +101,8 @@ impl EchoServer {
     }
 
     /// The current instant, from the configured clock.
-    pub fn now(&self) -> std::time::SystemTime {
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+    pub(crate) fn now(&self) -> std::time::SystemTime {
         self.clock.now()
     }
 

@@ -7,10 +7,9 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, SystemTime};
 
 use stamp_echo::datagram::{DatagramClient, DatagramObserver, DatagramServer, ERROR_PREFIX, MAX_DATAGRAM, Stopper};
-use stamp_echo::protocol::write_reply;
 use stamp_echo::stamp::{self, Rfc3339, Stamp, StampKind, UnixTime};
-use stamp_echo::{Error, Summary};
-use stamp_echo::{ProtocolError, TimeoutError};
+use stamp_echo::framing::LineEnding;
+use stamp_echo::{Error, Framing, ProtocolError, Summary, TimeoutError};
 
 /// A safety net only: no test waits for it unless something is broken.
 const SAFETY: Duration = Duration::from_secs(10);
@@ -208,11 +207,11 @@ fn a_lost_request_is_sent_again_and_stale_replies_are_skipped() {
         // Answer the second after a stale reply and some garbage.
         let (n, _) = peer.recv_from(&mut buf).expect("second attempt");
         let mut reply = Vec::new();
-        write_reply("T", b"an older message", &mut reply);
+        Framing::chunk().encode_reply("T", b"an older message", LineEnding::None, &mut reply);
         peer.send_to(&reply, client).expect("stale reply");
         peer.send_to(b"garbage", client).expect("garbage");
         reply.clear();
-        write_reply("T", &buf[..n], &mut reply);
+        Framing::chunk().encode_reply("T", &buf[..n], LineEnding::None, &mut reply);
         peer.send_to(&reply, client).expect("reply");
     });
     let mut client = DatagramClient::connect(addr).expect("client");
