@@ -111,7 +111,9 @@ impl DatagramServer {
     /// [`StampKind::build`](crate::stamp::StampKind::build), or your own) and
     /// the [`SystemClock`].
     ///
-    /// Fails only if the socket's address cannot be read.
+    /// # Errors
+    ///
+    /// [`Error::Io`] if the socket's address cannot be read.
     pub fn new(socket: UdpSocket, stamp: Arc<dyn Stamp>) -> Result<DatagramServer, Error> {
         let mut wake = socket.local_addr()?;
         if wake.ip().is_unspecified() {
@@ -132,6 +134,10 @@ impl DatagramServer {
 
     /// The address the socket is bound to (with the port the system picked
     /// when bound to port 0).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] if the socket's address cannot be read.
     pub fn local_addr(&self) -> Result<SocketAddr, Error> {
         Ok(self.socket.local_addr()?)
     }
@@ -143,6 +149,10 @@ impl DatagramServer {
 
     /// Serves until stopped, then returns the counts of this call.
     /// See [`serve_with`](DatagramServer::serve_with).
+    ///
+    /// # Errors
+    ///
+    /// As [`serve_with`](DatagramServer::serve_with).
     pub fn serve(&self) -> Result<Summary, Error> {
         self.serve_with(())
     }
@@ -154,6 +164,12 @@ impl DatagramServer {
     /// serving goes on. `Summary::messages` counts the echoes. Returns an
     /// error only if the socket itself fails. A read timeout set on the
     /// socket is harmless: the server checks for a stop at each one.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] when receiving fails in a way that is not about one datagram. Errors about one
+    /// datagram or one peer (a reply too large, a broken stamp, a failed send) go to the observer, are
+    /// answered with an error datagram where there is a reply to send, and serving goes on.
     pub fn serve_with<O: DatagramObserver>(&self, mut observer: O) -> Result<Summary, Error> {
         let _serving = Serving::enter(&self.shared);
         let mut input = vec![0u8; RECEIVE_BUFFER];
@@ -253,9 +269,10 @@ impl Stopper {
     /// Stops the server. A server blocked waiting for a datagram is woken by
     /// an empty datagram sent to its own address, which it does not answer.
     ///
-    /// Fails if that wake-up datagram cannot be sent; the server is stopped
-    /// all the same at the next datagram it receives or at its socket's next
-    /// read timeout.
+    /// # Errors
+    ///
+    /// [`Error::Io`] if the wake-up datagram cannot be sent; the server is stopped all the same at the next
+    /// datagram it receives or at its socket's next read timeout.
     pub fn stop(&self) -> Result<(), Error> {
         self.shared.stop.store(true, Ordering::SeqCst);
         let running = self.shared.serving.load(Ordering::SeqCst);
@@ -331,6 +348,10 @@ impl DatagramClient {
     /// datagrams are received). A name is resolved and its first address
     /// used: unlike TCP, UDP cannot tell before a reply whether a server
     /// listens there.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] if no local socket can be bound or the address cannot be resolved or connected to.
     pub fn connect<A: ToSocketAddrs>(server: A) -> Result<DatagramClient, Error> {
         let Some(addr) = server.to_socket_addrs()?.next() else {
             return Err(Error::Io(io::Error::new(io::ErrorKind::InvalidInput, "no address to connect to")));
@@ -352,6 +373,10 @@ impl DatagramClient {
     }
 
     /// How long each attempt waits for the reply; must not be zero.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] for a zero timeout.
     pub fn set_timeout(&mut self, timeout: Duration) -> Result<(), Error> {
         if timeout.is_zero() {
             return Err(crate::ConfigError::new("timeout", "0 s", "longer than zero").into());
@@ -379,10 +404,11 @@ impl DatagramClient {
     /// Sends `message` as one datagram and waits for its echo, resending it
     /// after each timeout up to the retry count.
     ///
-    /// Errors: [`MessageError::TooLong`] for a message over [`MAX_DATAGRAM`]
-    /// (nothing is sent); [`ProtocolError::ServerError`] for an error datagram;
-    /// [`TimeoutError::NoReply`] when every attempt timed out; [`Error::Io`] when
-    /// the socket fails, such as "connection refused" when nothing listens at
+    /// # Errors
+    ///
+    /// [`MessageError::TooLong`] for a message over [`MAX_DATAGRAM`] (nothing is sent);
+    /// [`ProtocolError::ServerError`] for an error datagram; [`TimeoutError::NoReply`] when every attempt
+    /// timed out; [`Error::Io`] when the socket fails, such as "connection refused" when nothing listens at
     /// the server's address (reported by most systems after the first send).
     pub fn round_trip(&mut self, message: &[u8]) -> Result<Reply, Error> {
         if message.len() > MAX_DATAGRAM {

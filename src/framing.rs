@@ -289,6 +289,11 @@ impl Decoder {
     /// On an error (an over-long line or frame), the messages before it have
     /// been handed over, and the decoder must not be used again.
     /// An error returned by `on_message` stops decoding and is passed on.
+    ///
+    /// # Errors
+    ///
+    /// [`ProtocolError::LineTooLong`] or [`ProtocolError::FrameTooLarge`] as soon as the input is certainly
+    /// over the framing's limit; any error `on_message` returns.
     pub fn decode<F>(&mut self, input: &[u8], on_message: &mut F) -> Result<(), Error>
     where
         F: FnMut(&[u8], LineEnding) -> Result<(), Error>,
@@ -304,6 +309,10 @@ impl Decoder {
     /// (the last line without a newline; the first bytes of an incomplete UTF-8
     /// character in chunk framing, echoed as they are), or fails with
     /// [`ProtocolError::TruncatedFrame`] for half a frame.
+    ///
+    /// # Errors
+    ///
+    /// [`ProtocolError::TruncatedFrame`] when the input ends inside a frame; any error `on_message` returns.
     pub fn finish<F>(&mut self, on_message: &mut F) -> Result<(), Error>
     where
         F: FnMut(&[u8], LineEnding) -> Result<(), Error>,

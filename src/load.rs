@@ -315,6 +315,12 @@ pub fn message(seq: u64, size: usize, out: &mut Vec<u8>) {
 /// stream is shared (`&S`: a `TcpStream` or a `UnixStream`). Set read and
 /// write timeouts on the stream to bound how long a server that stops
 /// answering can hold it. The connection is left open.
+///
+/// # Errors
+///
+/// [`Error::Config`] for a workload with no window or a message size of 0; [`Error::Message`] when the
+/// framing cannot carry the messages; [`Error::Io`] or [`Error::Timeout`] when the stream fails or times out;
+/// [`Error::Protocol`] for a reply that is malformed or does not echo its message.
 pub fn drive<S>(stream: &S, framing: Framing, workload: Workload, progress: &AtomicU64) -> Result<Report, Error>
 where
     S: Sync,

@@ -36,6 +36,10 @@ use crate::{MalformedReason, ProtocolError, StampError};
 pub const MAX_STAMP_LEN: usize = 255;
 
 /// Checks that `stamp` can stand between the brackets of a reply.
+///
+/// # Errors
+///
+/// [`Error::Stamp`] for a stamp with `]`, CR or LF, or over [`MAX_STAMP_LEN`] bytes.
 pub fn validate_stamp(stamp: &str) -> Result<(), Error> {
     let bad = stamp.len() > MAX_STAMP_LEN || stamp.bytes().any(|b| matches!(b, b']' | b'\r' | b'\n'));
     if bad {
@@ -57,6 +61,10 @@ pub(crate) fn write_reply(stamp: &str, message: &[u8], out: &mut Vec<u8>) {
 /// assert_eq!(parse_reply(b"[Sun Feb  3 10:00:18 2013] hi")?, ("Sun Feb  3 10:00:18 2013", &b"hi"[..]));
 /// # Ok::<(), stamp_echo::Error>(())
 /// ```
+///
+/// # Errors
+///
+/// [`ProtocolError::MalformedReply`] when `reply` is not of that shape.
 pub fn parse_reply(reply: &[u8]) -> Result<(&str, &[u8]), Error> {
     match parse_header(reply) {
         Header::Complete { stamp, len } => Ok((stamp, &reply[len..])),
@@ -247,11 +255,21 @@ impl Responder {
     ///
     /// On error, the replies to every message before the error are in `out`:
     /// write them before closing the connection.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Protocol`] when the input breaks the framing ([`ProtocolError::LineTooLong`],
+    /// [`ProtocolError::FrameTooLarge`]); [`Error::Stamp`] when the stamp formatter produces text a reply
+    /// cannot carry. The responder must not be used again after an error.
     pub fn receive(&mut self, input: &[u8], now: SystemTime, out: &mut Vec<u8>) -> Result<usize, Error> {
         self.receive_observed(input, now, out, &mut ())
     }
 
     /// [`receive`](Responder::receive), showing each message to `observer`.
+    ///
+    /// # Errors
+    ///
+    /// As [`receive`](Responder::receive).
     pub fn receive_observed<O: Observer + ?Sized>(
         &mut self,
         input: &[u8],
@@ -265,11 +283,20 @@ impl Responder {
 
     /// Ends the input: answers a last message held back (a line without a
     /// newline, the start of a UTF-8 character), or reports a truncated frame.
+    ///
+    /// # Errors
+    ///
+    /// [`ProtocolError::TruncatedFrame`] when the input ended inside a frame; [`Error::Stamp`] as for
+    /// [`receive`](Responder::receive).
     pub fn finish(&mut self, now: SystemTime, out: &mut Vec<u8>) -> Result<usize, Error> {
         self.finish_observed(now, out, &mut ())
     }
 
     /// [`finish`](Responder::finish), showing the last message to `observer`.
+    ///
+    /// # Errors
+    ///
+    /// As [`finish`](Responder::finish).
     pub fn finish_observed<O: Observer + ?Sized>(
         &mut self,
         now: SystemTime,

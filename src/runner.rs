@@ -293,6 +293,10 @@ impl From<UnixListener> for Listener {
 
 impl Listener {
     /// The address it listens on.
+    ///
+    /// # Errors
+    ///
+    /// The [`io::Error`] of the listener's `local_addr`.
     pub fn local_addr(&self) -> io::Result<Addr> {
         match self {
             Listener::Tcp(l) => l.local_addr().map(Addr::Tcp),

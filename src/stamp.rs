@@ -140,6 +140,10 @@ pub struct Ctime {
 impl Ctime {
     /// Local time, resolved like the C library does (the `TZ` variable, else
     /// `/etc/localtime`), without the C library: it is safe in multi-threaded programs.
+    ///
+    /// # Errors
+    ///
+    /// [`TzError`] when the local zone cannot be found or read.
     pub fn local() -> Result<Ctime, TzError> {
         TimeZone::local().map(Ctime::in_zone)
     }

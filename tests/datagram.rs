@@ -7,8 +7,8 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, SystemTime};
 
 use stamp_echo::datagram::{DatagramClient, DatagramObserver, DatagramServer, ERROR_PREFIX, MAX_DATAGRAM, Stopper};
-use stamp_echo::stamp::{self, Rfc3339, Stamp, StampKind, UnixTime};
 use stamp_echo::framing::LineEnding;
+use stamp_echo::stamp::{self, Rfc3339, Stamp, StampKind, UnixTime};
 use stamp_echo::{Error, Framing, ProtocolError, Summary, TimeoutError};
 
 /// A safety net only: no test waits for it unless something is broken.
