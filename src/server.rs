@@ -121,7 +121,7 @@ impl EchoServer {
     /// Reads until end of input; every read's replies go out in one write.
     /// At end of input a last message held back is answered (a line without a
     /// newline) and the counts are returned. A read or write timeout set on
-    /// the stream ends the connection with [`TimeoutError::Idle`]; a message over
+    /// the stream ends the connection with [`TimeoutError::Idle`](crate::TimeoutError::Idle); a message over
     /// the framing's limit with its error. Either way, every message received
     /// whole before the error has been answered.
     ///

@@ -110,9 +110,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> EchoClient<S> {
     ///
     /// # Errors
     ///
-    /// [`ProtocolError::EchoMismatch`] or [`ProtocolError::MalformedReply`] for a wrong reply
+    /// [`ProtocolError::EchoMismatch`](crate::ProtocolError::EchoMismatch) or [`ProtocolError::MalformedReply`](crate::ProtocolError::MalformedReply) for a wrong reply
     /// (bytes that arrive when nothing is in flight are a reply to no
-    /// message); [`ProtocolError::UnexpectedEof`] if the server closes first;
+    /// message); [`ProtocolError::UnexpectedEof`](crate::ProtocolError::UnexpectedEof) if the server closes first;
     /// [`TimeoutError::Reply`] if a [timeout](EchoClient::set_timeout) is set
     /// and the whole reply has not come within it; [`Error::Io`] if reading
     /// fails.
