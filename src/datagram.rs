@@ -83,6 +83,27 @@ const RECEIVE_BUFFER: usize = 65_536;
 /// [`serve`](DatagramServer::serve) (from one thread or several) until a
 /// [`Stopper`] stops it. It allocates its buffers once per `serve` call and
 /// nothing per datagram after that.
+///
+/// ```
+/// use std::net::UdpSocket;
+/// use std::sync::Arc;
+/// use stamp_echo::datagram::DatagramServer;
+/// use stamp_echo::stamp::UnixTime;
+///
+/// let server = DatagramServer::new(UdpSocket::bind("127.0.0.1:0")?, Arc::new(UnixTime))?;
+/// let (addr, stopper) = (server.local_addr()?, server.stopper());
+/// let thread = std::thread::spawn(move || server.serve());
+///
+/// let peer = UdpSocket::bind("127.0.0.1:0")?;
+/// peer.send_to(b"ping", addr)?;
+/// let mut buf = [0; 64];
+/// let (n, _) = peer.recv_from(&mut buf)?;
+/// assert!(buf[..n].starts_with(b"[") && buf[..n].ends_with(b"] ping"));
+///
+/// stopper.stop()?;
+/// assert_eq!(thread.join().expect("server thread")?.messages, 1);
+/// # Ok::<(), stamp_echo::Error>(())
+/// ```
 pub struct DatagramServer {
     socket: UdpSocket,
     stamp: Arc<dyn Stamp>,

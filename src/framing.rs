@@ -26,6 +26,18 @@ use crate::error::ConfigError;
 use crate::{Error, ParseError};
 
 /// How messages are delimited on a stream, with the limit that bounds each.
+///
+/// ```
+/// use stamp_echo::Framing;
+///
+/// let framing: Framing = "line".parse()?;
+/// assert_eq!(framing, Framing::Line { max_line: 64 * 1024 });
+/// let tight = Framing::Line { max_line: 512 };
+/// tight.validate()?;
+/// assert_eq!(tight.to_string(), "line (max_line 512)");
+/// assert!(Framing::Chunk { buffer_size: 0 }.validate().is_err());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Framing {

@@ -201,6 +201,20 @@ impl<F: FnMut(Fragment<'_>)> Observer for F {
 /// buffer you own and write out. In steady state it allocates nothing: the
 /// stamp text is formatted into a buffer it keeps, once a second for stamps of
 /// [`Granularity::Second`], once per call otherwise.
+///
+/// ```
+/// use std::sync::Arc;
+/// use std::time::{Duration, SystemTime};
+/// use stamp_echo::{Error, Framing, ProtocolError, Responder, stamp::Ctime};
+///
+/// let mut responder = Responder::new(Framing::Line { max_line: 8 }, Arc::new(Ctime::utc()));
+/// let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_359_885_618);
+/// let mut out = Vec::new();
+/// let err = responder.receive(b"hi\nthis line is too long\n", now, &mut out).unwrap_err();
+/// assert!(matches!(err, Error::Protocol(ProtocolError::LineTooLong { max: 8 })));
+/// // The reply to the message before the error is there, to be written.
+/// assert_eq!(out, b"[Sun Feb  3 10:00:18 2013] hi\n");
+/// ```
 pub struct Responder {
     decoder: Decoder,
     stamp: Arc<dyn Stamp>,

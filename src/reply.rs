@@ -170,7 +170,7 @@ pub enum Event<'a> {
 ///
 /// ```
 /// use stamp_echo::reply::{Event, ReplyChecker};
-/// use stamp_echo::{Error, Framing};
+/// use stamp_echo::{Error, Framing, ProtocolError};
 ///
 /// // Two lines pipelined; the second reply does not echo its message.
 /// let mut checker = ReplyChecker::new(Framing::line());
@@ -186,7 +186,7 @@ pub enum Event<'a> {
 /// let (consumed, event) = checker.receive(input)?;
 /// assert!(matches!(event, Some(Event::Reply { message: b"ping 1", seq: 0, .. })));
 /// input = &input[consumed..];
-/// assert!(matches!(checker.receive(input), Err(ProtocolError::EchoMismatch { offset: 1 })));
+/// assert!(matches!(checker.receive(input), Err(Error::Protocol(ProtocolError::EchoMismatch { offset: 1 }))));
 /// # Ok::<(), stamp_echo::Error>(())
 /// ```
 pub struct ReplyChecker {

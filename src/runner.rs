@@ -558,6 +558,25 @@ impl fmt::Display for Totals {
 ///
 /// [`Error::Config`] for limits out of range ([`Limits::validate`]), or
 /// [`Error::Io`] if the listener cannot be set up or the thread cannot start.
+///
+/// # Example
+///
+/// ```
+/// use std::net::{TcpListener, TcpStream};
+/// use std::time::Duration;
+/// use stamp_echo::{EchoClient, EchoServer, Framing, Limits, runner};
+///
+/// let server = EchoServer::builder().framing(Framing::line()).build()?;
+/// let limits = Limits::default().max_connections(64);
+/// let handle = runner::start(TcpListener::bind("127.0.0.1:0")?, server, limits, ())?;
+///
+/// let addr = handle.local_addr().tcp().expect("a TCP listener");
+/// let mut client = EchoClient::new(TcpStream::connect(addr)?, Framing::line())?;
+/// assert_eq!(client.round_trip(b"hello")?.message(), b"hello");
+/// drop(client);
+/// assert_eq!(handle.shutdown(Duration::from_secs(5)).messages, 1);
+/// # Ok::<(), stamp_echo::Error>(())
+/// ```
 pub fn start<L: Into<Listener>, E: Events>(
     listener: L,
     server: EchoServer,

@@ -221,7 +221,7 @@ impl Encoder<BytesMut> for ServerCodec {
 /// }
 /// client.flush().await?;
 /// for expected in [&b"one"[..], b"two", b"three"] {
-///     let reply = client.try_next().await?.ok_or(stamp_echo::Error::UnexpectedEof)?;
+///     let reply = client.try_next().await?.ok_or(stamp_echo::ProtocolError::UnexpectedEof)?;
 ///     assert_eq!(reply.message(), expected);
 /// }
 /// # Ok(())
