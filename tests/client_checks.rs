@@ -11,7 +11,7 @@ mod common;
 use common::{FIXED_CTIME, Loopback, both_clients};
 use stamp_echo::testing::Duplex;
 use stamp_echo::{Error, Framing, Reply};
-use stamp_echo::{ProtocolError, TimeoutError};
+use stamp_echo::{MessageError, ProtocolError, TimeoutError};
 
 /// An outcome the two clients can be compared on: the reply's pieces and
 /// message (its times differ), or the error.
@@ -152,16 +152,17 @@ fn a_server_that_closes_early_is_an_unexpected_eof() {
 
 #[test]
 fn a_message_the_framing_cannot_carry_is_refused_before_sending() {
-    let cases: [(Framing, &[u8]); 5] = [
-        (Framing::chunk(), b""),
-        (Framing::line(), b"two\nlines"),
-        (Framing::Line { max_line: 3 }, b"four"),
-        (Framing::LengthPrefixed { max_frame: 3 }, b"four"),
-        (Framing::line(), b"ends with CR\r"),
+    let too_long = MessageError::TooLong { len: 4, max: 3 };
+    let cases: [(Framing, &[u8], MessageError); 5] = [
+        (Framing::chunk(), b"", MessageError::EmptyChunk),
+        (Framing::line(), b"two\nlines", MessageError::Newline),
+        (Framing::Line { max_line: 3 }, b"four", too_long),
+        (Framing::LengthPrefixed { max_frame: 3 }, b"four", too_long),
+        (Framing::line(), b"ends with CR\r", MessageError::TrailingCr),
     ];
-    for (framing, message) in cases {
+    for (framing, message, reason) in cases {
         let (result, written) = against(framing, &[b"[T] unused\n"], message);
-        assert!(matches!(result, Err(Error::Message(_))), "{framing} {message:?}: {result:?}");
+        assert!(matches!(result, Err(Error::Message(r)) if r == reason), "{framing} {message:?}: {result:?}");
         assert!(written.is_empty(), "{framing} {message:?}: nothing is sent");
     }
 }
@@ -173,7 +174,7 @@ fn a_chunk_message_ending_inside_a_character_is_refused() {
     let ni = "你".as_bytes();
     for message in [&ni[..1], &ni[..2], &[b'a', ni[0], ni[1]][..], &"🎉".as_bytes()[..3]] {
         let (result, written) = against(Framing::chunk(), &[], message);
-        assert!(matches!(result, Err(Error::Message(_))), "{message:?}: {result:?}");
+        assert!(matches!(result, Err(Error::Message(MessageError::SplitCharacter))), "{message:?}: {result:?}");
         assert!(written.is_empty());
     }
     // Bytes that are not UTF-8 at all are sent and echoed as they are.

@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 use stamp_echo::datagram::{DatagramClient, DatagramObserver, DatagramServer, ERROR_PREFIX, MAX_DATAGRAM, Stopper};
 use stamp_echo::framing::LineEnding;
 use stamp_echo::stamp::{self, Rfc3339, Stamp, StampKind, UnixTime};
-use stamp_echo::{Error, Framing, ProtocolError, Summary, TimeoutError};
+use stamp_echo::{Error, Framing, MessageError, ProtocolError, Summary, TimeoutError};
 
 /// A safety net only: no test waits for it unless something is broken.
 const SAFETY: Duration = Duration::from_secs(10);
@@ -129,7 +129,9 @@ fn the_largest_reply_fits_and_a_larger_one_gets_an_error_datagram() {
     assert!(buf.starts_with(ERROR_PREFIX.as_bytes()));
 
     // A message that is no datagram is refused before sending.
-    assert!(matches!(client.round_trip(&vec![b'd'; MAX_DATAGRAM + 1]), Err(Error::Message(_))));
+    assert!(
+        matches!(client.round_trip(&vec![b'd'; MAX_DATAGRAM + 1]), Err(Error::Message(MessageError::TooLong { len, max: MAX_DATAGRAM })) if len == MAX_DATAGRAM + 1)
+    );
     assert_eq!(running.stop().messages, 1);
 }
 

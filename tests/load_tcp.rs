@@ -8,10 +8,10 @@ use std::sync::atomic::AtomicU64;
 use std::thread;
 use std::time::Duration;
 
-use stamp_echo::ProtocolError;
 use stamp_echo::load::{Workload, drive};
 use stamp_echo::stamp::Ctime;
 use stamp_echo::{EchoServer, Error, Framing};
+use stamp_echo::{MessageError, ProtocolError};
 
 /// Serves `connections` connections with `answer`, each on its own thread;
 /// the listener is bound before this returns, so connecting cannot race it.
@@ -139,5 +139,8 @@ fn bad_workloads_are_refused_before_connecting_threads() {
     assert!(matches!(drive(&stream, Framing::line(), zero, &progress), Err(Error::Config(_))));
     let too_long = Workload::new(1, 100, 1);
     let framing = Framing::Line { max_line: 10 };
-    assert!(matches!(drive(&stream, framing, too_long, &progress), Err(Error::Message(_))));
+    assert!(matches!(
+        drive(&stream, framing, too_long, &progress),
+        Err(Error::Message(MessageError::TooLong { len: 100, max: 10 }))
+    ));
 }

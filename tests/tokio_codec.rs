@@ -11,10 +11,10 @@ use tokio_util::bytes::BytesMut;
 use tokio_util::codec::{Decoder, Encoder, Framed};
 
 use common::{FIXED_CTIME, SAFETY_TIMEOUT, fixed_reply, fixed_server, sent_ending};
-use stamp_echo::ProtocolError;
 use stamp_echo::testing::LocalServer;
 use stamp_echo::tokio::{ClientCodec, ServerCodec};
 use stamp_echo::{EchoServer, Error, Framing};
+use stamp_echo::{MessageError, ProtocolError};
 
 const FRAMINGS: [Framing; 3] = [
     Framing::Chunk { buffer_size: 1024 },
@@ -121,7 +121,7 @@ async fn server_codec_limits_and_end_of_input() {
 fn client_codec_errors_are_typed_and_final() {
     let mut codec = ClientCodec::new(Framing::line()).expect("valid framing");
     let mut wire = BytesMut::new();
-    assert!(matches!(codec.encode(&b"two\nlines"[..], &mut wire), Err(Error::Message(_))));
+    assert!(matches!(codec.encode(&b"two\nlines"[..], &mut wire), Err(Error::Message(MessageError::Newline))));
     assert!(wire.is_empty(), "nothing is written for a refused message");
     assert!(matches!(ClientCodec::new(Framing::Chunk { buffer_size: 0 }), Err(Error::Config(_))));
 
