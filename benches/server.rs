@@ -27,7 +27,7 @@ fn in_memory(c: &mut Criterion) {
         let server = EchoServer::builder().framing(framing).stamp(Ctime::utc()).build().expect("config");
         let mut input = Vec::new();
         for _ in 0..MESSAGES {
-            framing.encode_message(b"0123456789abcdef", &mut input);
+            framing.encode_message(b"0123456789abcdef", &mut input).expect("sendable");
         }
         group.bench_function(name, |b| {
             b.iter_batched_ref(

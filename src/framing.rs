@@ -161,7 +161,22 @@ impl Framing {
     }
 
     /// Appends `message` framed for sending to a server (the client's side).
-    pub fn encode_message(&self, message: &[u8], out: &mut Vec<u8>) {
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Message`], appending nothing, when the framing cannot carry
+    /// `message` as one message with one reply: empty or ending inside a UTF-8
+    /// character in chunk framing, with a newline or a final CR in line framing,
+    /// over `max_line` or `max_frame`.
+    pub fn encode_message(&self, message: &[u8], out: &mut Vec<u8>) -> Result<(), Error> {
+        crate::reply::check_sendable(*self, message)?;
+        self.frame_message(message, out);
+        Ok(())
+    }
+
+    /// [`encode_message`](Framing::encode_message) without the check: the
+    /// caller has made it.
+    pub(crate) fn frame_message(&self, message: &[u8], out: &mut Vec<u8>) {
         match self {
             Framing::Chunk { .. } => out.extend_from_slice(message),
             Framing::Line { .. } => {
@@ -639,9 +654,9 @@ mod tests {
     #[test]
     fn length_prefixed_frames_across_reads() {
         let mut input = Vec::new();
-        Framing::length_prefixed().encode_message(b"hello", &mut input);
-        Framing::length_prefixed().encode_message(b"", &mut input);
-        Framing::length_prefixed().encode_message("你好".as_bytes(), &mut input);
+        Framing::length_prefixed().encode_message(b"hello", &mut input).expect("sendable");
+        Framing::length_prefixed().encode_message(b"", &mut input).expect("sendable");
+        Framing::length_prefixed().encode_message("你好".as_bytes(), &mut input).expect("sendable");
         let reads: Vec<&[u8]> = input.chunks(3).collect();
         let (seen, r) = run(Framing::length_prefixed(), &reads);
         assert!(r.is_ok());

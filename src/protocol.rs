@@ -413,7 +413,7 @@ mod tests {
         for framing in [Framing::chunk(), Framing::line(), Framing::length_prefixed()] {
             let mut responder = Responder::new(framing, Arc::new(Ctime::utc()));
             let mut input = Vec::new();
-            framing.encode_message("你好".as_bytes(), &mut input);
+            framing.encode_message("你好".as_bytes(), &mut input).expect("sendable");
             let mut out = Vec::new();
             assert_eq!(responder.receive(&input, now, &mut out).ok(), Some(1));
             let mut expected = Vec::new();

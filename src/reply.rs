@@ -879,7 +879,7 @@ impl ReplyChecker {
     /// framing's limit.
     pub fn send(&mut self, message: &[u8], out: &mut Vec<u8>) -> Result<(), Error> {
         check_sendable(self.framing, message)?;
-        self.framing.encode_message(message, out);
+        self.framing.frame_message(message, out);
         self.sent.trim();
         self.sent.push(message);
         Ok(())

@@ -31,7 +31,7 @@ const FRAMINGS: [Framing; 3] = [Framing::chunk(), Framing::line(), Framing::leng
 fn reads(framing: Framing, messages: usize) -> Vec<Vec<u8>> {
     let mut stream = Vec::new();
     for i in 0..messages {
-        framing.encode_message(format!("message {i:08}").as_bytes(), &mut stream);
+        framing.encode_message(format!("message {i:08}").as_bytes(), &mut stream).expect("sendable");
     }
     // In chunk framing every read is one message anyway.
     let piece = if let Framing::Chunk { .. } = framing { 16 } else { 16 * 7 + 3 };
@@ -107,7 +107,7 @@ fn serving_a_connection_allocates_per_connection_not_per_message() {
         let server = EchoServer::builder().framing(framing).stamp(Ctime::utc()).build().expect("valid config");
         let mut input = Vec::new();
         for i in 0..100 {
-            framing.encode_message(format!("message {i:08}").as_bytes(), &mut input);
+            framing.encode_message(format!("message {i:08}").as_bytes(), &mut input).expect("sendable");
         }
         let allocations = |rounds: usize| {
             let mut stream = Replay { input: &input, at: input.len(), rounds, written: 0 };

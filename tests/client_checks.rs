@@ -54,7 +54,7 @@ fn round_trips(framing: Framing, read_sizes: &[usize], messages: &[&[u8]]) -> Ve
 
 fn framed(framing: Framing, body: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
-    framing.encode_message(body, &mut out);
+    common::frame(framing, body, &mut out);
     out
 }
 

@@ -203,7 +203,7 @@ fn an_over_large_length_prefix_ends_that_connection_only() {
     assert!(bystander.round_trip(b"before").is_ok());
 
     let mut input = Vec::new();
-    framing.encode_message(b"fine", &mut input);
+    common::frame(framing, b"fine", &mut input);
     input.extend_from_slice(&u32::MAX.to_be_bytes()); // 4 GiB declared, nothing sent
     let replies = send_all_and_read_replies(&mut connect(addr), &input);
     assert_eq!(replies, fixed_reply(framing, b"fine", LineEnding::None));

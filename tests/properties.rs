@@ -116,7 +116,7 @@ proptest! {
         let framing = Framing::LengthPrefixed { max_frame };
         let mut input = Vec::new();
         for m in &messages {
-            framing.encode_message(m, &mut input);
+            common::frame(framing, m, &mut input);
         }
         input.extend(&tail);
         let whole = serve(framing, vec![input.clone()]);
@@ -429,7 +429,7 @@ proptest! {
     ) {
         let mut wire = Vec::new();
         for m in &messages {
-            Framing::chunk().encode_message(m, &mut wire);
+            common::frame(Framing::chunk(), m, &mut wire);
         }
         let stamp_text = stamp.to_owned();
         let mut responder = stamp_echo::Responder::new(

@@ -26,7 +26,7 @@ fn half_closed_client_gets_every_reply() {
     let mut expected = Vec::new();
     for i in 0..200 {
         let message = format!("message {i}");
-        framing.encode_message(message.as_bytes(), &mut sent);
+        common::frame(framing, message.as_bytes(), &mut sent);
         expected.extend(fixed_reply(framing, message.as_bytes(), LineEnding::Lf));
     }
     // A last line without a newline is answered too, without one.
@@ -104,7 +104,7 @@ fn shutdown_finishes_the_reply_being_written_and_closes_idle_clients() {
     let big: Vec<u8> = (0..8 << 20).map(|i| (i % 251) as u8).collect();
     let mut busy = connect_small_buffer(addr);
     let mut framed = Vec::new();
-    framing.encode_message(&big, &mut framed);
+    common::frame(framing, &big, &mut framed);
     busy.write_all(&framed).expect("send");
     let (busy_id, message) = next_message(&events);
     assert_eq!(message.len(), big.len());
@@ -130,7 +130,7 @@ fn shutdown_force_closes_what_is_left_at_the_deadline() {
     // A client that never reads: the server is stuck writing its reply.
     let stuck = connect_small_buffer(addr);
     let mut framed = Vec::new();
-    framing.encode_message(&vec![b'x'; 8 << 20], &mut framed);
+    common::frame(framing, &vec![b'x'; 8 << 20], &mut framed);
     (&stuck).write_all(&framed).expect("send");
     let _ = next_message(&events);
 
@@ -322,7 +322,7 @@ fn the_write_timeout_is_a_deadline_for_the_whole_reply_and_says_the_peer_stopped
     let (handle, addr, events) = start(fixed_server(framing), limits);
     let stream = connect_small_buffer(addr);
     let mut frame = Vec::new();
-    framing.encode_message(&vec![b'r'; 8 << 20], &mut frame);
+    common::frame(framing, &vec![b'r'; 8 << 20], &mut frame);
     // The client reads a little now and then (10 KB/s): progress, but it
     // takes far longer than 300 ms to take the replies to one read, whether
     // they are the whole 8 MiB reply or the 8 KiB answering each read
