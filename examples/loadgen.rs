@@ -12,6 +12,7 @@ mod common;
 
 use std::io::Write;
 use std::net::TcpStream;
+#[cfg(unix)]
 use std::os::unix::net::UnixStream;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -52,6 +53,7 @@ struct Args {
 /// A connected stream of either kind.
 enum Conn {
     Tcp(TcpStream),
+    #[cfg(unix)]
     Unix(UnixStream),
 }
 
@@ -59,11 +61,17 @@ impl Conn {
     fn open(args: &Args) -> std::io::Result<Conn> {
         let timeout = Some(Duration::from_secs(args.timeout));
         Ok(match &args.endpoint.unix {
+            #[cfg(unix)]
             Some(path) => {
                 let s = UnixStream::connect(path)?;
                 s.set_read_timeout(timeout)?;
                 s.set_write_timeout(timeout)?;
                 Conn::Unix(s)
+            }
+            #[cfg(not(unix))]
+            Some(path) => {
+                let why = format!("--unix {}: Unix sockets need a Unix system", path.display());
+                return Err(std::io::Error::new(std::io::ErrorKind::Unsupported, why));
             }
             None => {
                 let s = TcpStream::connect(args.endpoint.tcp_addr())?;
@@ -80,6 +88,7 @@ impl Conn {
         let framing = args.endpoint.framing();
         match self {
             Conn::Tcp(s) => drive(s, framing, workload, progress),
+            #[cfg(unix)]
             Conn::Unix(s) => drive(s, framing, workload, progress),
         }
     }

@@ -5,7 +5,8 @@
 //! down gracefully and prints a one-line summary. `--help` lists the flags.
 //!
 //! With `--udp` it serves UDP instead: each datagram gets one reply datagram
-//! (framing does not apply), and Ctrl-C prints its counts.
+//! (framing does not apply), except those that could make it loop or reflect,
+//! and replies over `--udp-rate` per source address; Ctrl-C prints its counts.
 //!
 //! With `--unix PATH`, a socket file left behind by a server that is gone
 //! (nothing accepts on it) is replaced; a live one, or a file that is not a
@@ -41,7 +42,7 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use socket2::{Domain, Socket, Type};
-use stamp_echo::datagram::{DatagramObserver, DatagramServer};
+use stamp_echo::datagram::{DatagramObserver, DatagramServer, DropCounts, Dropped, RateLimit};
 use stamp_echo::escape::{escape, escape_path};
 use stamp_echo::runner::{self, Addr, Listener, Peer};
 use stamp_echo::{ConfigError, EchoServer, Error, Events, Fragment, Limits, Summary};
@@ -107,6 +108,14 @@ struct Args {
     /// Serve UDP datagrams instead of TCP connections (each datagram is a message).
     #[arg(long, conflicts_with = "unix")]
     udp: bool,
+
+    /// UDP: replies per second to one source address, once its burst is used.
+    #[arg(long, requires = "udp", default_value_t = RateLimit::DEFAULT_REPLIES, value_name = "REPLIES")]
+    udp_rate: u32,
+
+    /// UDP: replies one source address may get at once.
+    #[arg(long, requires = "udp", default_value_t = RateLimit::DEFAULT_BURST, value_name = "REPLIES")]
+    udp_burst: u32,
 }
 
 /// `SECONDS` within `Limits`' range, fractions allowed; 0 for none.
@@ -293,17 +302,6 @@ fn escaped(value: &impl std::fmt::Display) -> String {
     escape(value.to_string().as_bytes()).max_len(LOG_MESSAGE_MAX).to_string()
 }
 
-impl DatagramObserver for &Log {
-    fn datagram(&mut self, from: SocketAddr, message: &[u8]) {
-        if self.admit() {
-            self.line(format!("...datagram from {from}: {}", escape(message).max_len(LOG_MESSAGE_MAX)));
-        }
-    }
-    fn error(&mut self, from: SocketAddr, error: &Error) {
-        self.line(format!("...error for {from}: {}", escaped(error)));
-    }
-}
-
 fn main() -> ExitCode {
     let args = Args::parse();
     let log = match Log::start(args.log_rate) {
@@ -346,16 +344,17 @@ fn serve(args: &Args, log: &Arc<Log>) -> Result<(String, Instant), Box<dyn std::
         .write_timeout(none_if_zero(args.write_timeout));
     limits.validate()?;
 
+    // Before "listening" is logged: a signal sent as soon as it is seen stops the server.
+    let (stop_tx, stop_rx) = mpsc::channel();
+    ctrlc::set_handler(move || {
+        let _ = stop_tx.send(());
+    })?;
     let (listener, socket_file) = match &args.endpoint.unix {
         Some(path) => bind_unix(path, args.backlog)?,
         None => (Listener::from(bind_tcp(&args.endpoint.tcp_addr(), args.backlog)?), None),
     };
     log.line(format!("listening on {}", escaped(&listener.local_addr()?)));
 
-    let (stop_tx, stop_rx) = mpsc::channel();
-    ctrlc::set_handler(move || {
-        let _ = stop_tx.send(());
-    })?;
     // `()` observes nothing, at no cost per message.
     let handle = if args.quiet {
         runner::start(listener, server, limits, ())?
@@ -373,19 +372,53 @@ fn serve(args: &Args, log: &Arc<Log>) -> Result<(String, Instant), Box<dyn std::
 }
 
 fn serve_udp(args: &Args, log: &Arc<Log>) -> Result<String, Box<dyn std::error::Error>> {
+    let limit = RateLimit::default().replies(args.udp_rate, Duration::from_secs(1)).burst(args.udp_burst);
+    // Settings are checked before anything is bound, and named as flags.
+    if let Err(Error::Config(e)) = limit.validate() {
+        let flag = if e.setting() == "burst" { "--udp-burst" } else { "--udp-rate" };
+        return Err(ConfigError::new(flag, e.value(), e.expected()).into());
+    }
     let (stamp, fallback) = args.endpoint.stamp.build();
     if let Some(why) = fallback {
         eprintln!("warning: local time zone not found ({why}); stamping UTC");
     }
-    let server = DatagramServer::new(UdpSocket::bind(args.endpoint.tcp_addr())?, stamp)?;
+    let server = DatagramServer::new(UdpSocket::bind(args.endpoint.tcp_addr())?, stamp)?.rate_limit(limit)?;
     let stopper = server.stopper();
-    ctrlc::set_handler(move || drop(stopper.stop()))?;
+    ctrlc::set_handler(move || stopper.stop())?;
     log.line(format!("listening on {} (udp)", server.local_addr()?));
-    let summary = if args.quiet { server.serve()? } else { server.serve_with(&**log)? };
-    Ok(format!(
-        "stopped: {} datagrams answered, {} bytes in, {} bytes out",
-        summary.messages, summary.bytes_in, summary.bytes_out
-    ))
+    let totals = if args.quiet { server.serve()? } else { server.serve_with(UdpLog::new(log))? };
+    Ok(format!("stopped: {totals}"))
+}
+
+/// The UDP log: a line per datagram answered (within `--log-rate`), and for
+/// drops a line at the 1st, 10th, 100th, ... of each reason, so a flood
+/// cannot flood the log.
+struct UdpLog<'a> {
+    log: &'a Log,
+    dropped: DropCounts,
+}
+
+impl UdpLog<'_> {
+    fn new(log: &Log) -> UdpLog<'_> {
+        UdpLog { log, dropped: DropCounts::default() }
+    }
+}
+
+impl DatagramObserver for UdpLog<'_> {
+    fn datagram(&mut self, from: SocketAddr, message: &[u8]) {
+        if self.log.admit() {
+            self.log.line(format!("...datagram from {from}: {}", escape(message).max_len(LOG_MESSAGE_MAX)));
+        }
+    }
+    fn error(&mut self, from: SocketAddr, error: &Error) {
+        self.log.line(format!("...error for {from}: {}", escaped(error)));
+    }
+    fn dropped(&mut self, from: SocketAddr, reason: Dropped) {
+        let count = self.dropped.record(reason);
+        if count.checked_ilog10().is_some_and(|power| count == 10u64.pow(power)) {
+            self.log.line(format!("...dropped a datagram from {from} ({reason}): {count} so far"));
+        }
+    }
 }
 
 fn bind_tcp(addr: &str, backlog: i32) -> io::Result<TcpListener> {

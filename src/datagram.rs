@@ -24,6 +24,36 @@
 //! [`Error::Stamp`] from a broken formatter); [`DatagramClient`]
 //! returns it as [`ProtocolError::ServerError`].
 //!
+//! ## Loops and reflection
+//!
+//! A UDP echo answers whoever a datagram *says* sent it, and nothing checks
+//! that: a datagram with a forged source makes the server send its reply to
+//! someone who asked for nothing (reflection), and a forged source that is
+//! the server itself, or another server that answers everything, starts a
+//! loop that never ends (the reason inetd's echo and chargen were switched
+//! off). So a [`DatagramServer`] drops, unanswered and counted by
+//! [reason](Dropped) in its [`Totals`]:
+//!
+//! - a datagram that looks like a reply of this protocol: it starts with a
+//!   stamp header `[STAMP] ` (the header [`parse_reply`](crate::protocol::parse_reply) accepts) or with
+//!   [`ERROR_PREFIX`]. Two servers (or this one and an echo
+//!   service) cannot keep answering each other's replies. The cost: a message
+//!   starting with `[x] ` or `error: ` cannot be echoed over UDP
+//!   ([`Dropped::for_message`] tells which);
+//! - a datagram from the server's own port on this host (its own address,
+//!   a loopback address, or any address a socket can be bound to);
+//! - a datagram from a source port below 1024 (a service's, such as chargen's,
+//!   which would answer the reply with more data) or from a source no packet
+//!   can come from (unspecified, broadcast or multicast, port 0);
+//! - replies over the per-source [`RateLimit`] (default: 100 a second, in
+//!   bursts of up to 100, for each source IP address, remembered in a table
+//!   of 4,096 sources that never grows).
+//!
+//! A reply is never more than the request plus its stamp header (20 to 30
+//! bytes with the built-in stamps), so a forger gains little: at most about
+//! 2x in packet bytes, for the tiniest requests (the README has the measured
+//! ratios). The rate limit bounds what one address can be sent.
+//!
 //! ## Loss
 //!
 //! UDP may lose a request or its reply. [`DatagramClient`] waits a timeout
@@ -47,7 +77,7 @@
 //! assert_eq!(reply.message(), "你好".as_bytes());
 //! println!("{reply}"); // [2026-11-24T20:12:01.123456Z] 你好
 //!
-//! stopper.stop()?;
+//! stopper.stop();
 //! let summary = thread.join().expect("server thread")?;
 //! assert_eq!(summary.messages, 1);
 //! # Ok::<(), stamp_echo::Error>(())
@@ -55,17 +85,23 @@
 
 use std::fmt;
 use std::io::{self, Write as _};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs, UdpSocket};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs, UdpSocket};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::Error;
 use crate::client::Reply;
-use crate::protocol::{Summary, refresh_stamp, write_reply};
+use crate::protocol::{refresh_stamp, write_reply};
 use crate::reply::check_whole;
 use crate::stamp::{Clock, Stamp, SystemClock};
+use crate::stop;
 use crate::{MessageError, ProtocolError, TimeoutError};
+
+mod defence;
+
+pub use defence::{DropCounts, Dropped, RateLimit, Totals};
+use defence::{Limiter, screen_source};
 
 /// The largest datagram sent or accepted: 65,507 bytes, the most a UDP
 /// datagram carries over IPv4.
@@ -77,12 +113,15 @@ pub const ERROR_PREFIX: &str = "error: ";
 /// Large enough for any UDP datagram, over IPv4 or IPv6: nothing is cut.
 const RECEIVE_BUFFER: usize = 65_536;
 
-/// Answers every datagram on a UDP socket with `[STAMP] MESSAGE`.
+/// Answers datagrams on a UDP socket with `[STAMP] MESSAGE`, except those
+/// that could make it loop or reflect (see the
+/// [module docs](self#loops-and-reflection)).
 ///
 /// Made from a bound, unconnected, blocking socket and a stamp; call
 /// [`serve`](DatagramServer::serve) (from one thread or several) until a
-/// [`Stopper`] stops it. It allocates its buffers once per `serve` call and
-/// nothing per datagram after that.
+/// [`Stopper`] stops it. It allocates its buffers once per `serve` call, its
+/// rate-limit table once when made (or given a [`RateLimit`]), and nothing
+/// per datagram after that.
 ///
 /// ```
 /// use std::net::UdpSocket;
@@ -100,57 +139,85 @@ const RECEIVE_BUFFER: usize = 65_536;
 /// let (n, _) = peer.recv_from(&mut buf)?;
 /// assert!(buf[..n].starts_with(b"[") && buf[..n].ends_with(b"] ping"));
 ///
-/// stopper.stop()?;
+/// stopper.stop();
 /// assert_eq!(thread.join().expect("server thread")?.messages, 1);
 /// # Ok::<(), stamp_echo::Error>(())
 /// ```
 pub struct DatagramServer {
     socket: UdpSocket,
+    /// The address the socket is bound to.
+    bound: SocketAddr,
     stamp: Arc<dyn Stamp>,
     clock: Arc<dyn Clock>,
     shared: Arc<Shared>,
+    /// Shared by every `serve` call, so several threads do not multiply the limit.
+    limiter: Mutex<Limiter>,
 }
 
 /// What a server shares with its [`Stopper`]s.
 #[derive(Debug)]
 struct Shared {
     stop: AtomicBool,
-    /// `serve` calls running, each of which a stop must wake.
-    serving: AtomicUsize,
-    /// Where a wake-up datagram reaches the server.
-    wake: SocketAddr,
 }
 
 impl fmt::Debug for DatagramServer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("DatagramServer").field("socket", &self.socket).finish_non_exhaustive()
+        f.debug_struct("DatagramServer")
+            .field("socket", &self.socket)
+            .field("rate_limit", &self.rate_limit_in_force())
+            .finish_non_exhaustive()
     }
 }
 
 impl DatagramServer {
     /// A server on `socket`, stamping with `stamp` (a built-in's from
-    /// [`StampKind::build`](crate::stamp::StampKind::build), or your own) and
-    /// the [`SystemClock`].
+    /// [`StampKind::build`](crate::stamp::StampKind::build), or your own),
+    /// reading the [`SystemClock`], with the default [`RateLimit`].
+    ///
+    /// The socket's read timeout is set to 50 ms: each `serve` call comes
+    /// back that often to see whether a [`Stopper`] stopped it (the runner's
+    /// way, so nothing is ever sent to the server's address to wake it).
     ///
     /// # Errors
     ///
-    /// [`Error::Io`] if the socket's address cannot be read.
+    /// [`Error::Io`] if the socket's address cannot be read or its read
+    /// timeout set.
     pub fn new(socket: UdpSocket, stamp: Arc<dyn Stamp>) -> Result<DatagramServer, Error> {
-        let mut wake = socket.local_addr()?;
-        if wake.ip().is_unspecified() {
-            wake.set_ip(match wake {
-                SocketAddr::V4(_) => IpAddr::V4(Ipv4Addr::LOCALHOST),
-                SocketAddr::V6(_) => IpAddr::V6(Ipv6Addr::LOCALHOST),
-            });
-        }
-        let shared = Arc::new(Shared { stop: AtomicBool::new(false), serving: AtomicUsize::new(0), wake });
-        Ok(DatagramServer { socket, stamp, clock: Arc::new(SystemClock), shared })
+        let bound = socket.local_addr()?;
+        socket.set_read_timeout(Some(stop::TICK))?;
+        let shared = Arc::new(Shared { stop: AtomicBool::new(false) });
+        Ok(DatagramServer {
+            socket,
+            bound,
+            stamp,
+            clock: Arc::new(SystemClock),
+            shared,
+            limiter: Mutex::new(Limiter::new(RateLimit::default())),
+        })
     }
 
-    /// The same server reading `clock` for "now" (tests inject a fixed one).
+    /// The same server reading `clock` for "now": for its stamps and for its
+    /// rate limit (tests inject a fixed one).
+    #[must_use]
     pub fn clock<C: Clock + 'static>(mut self, clock: C) -> DatagramServer {
         self.clock = Arc::new(clock);
         self
+    }
+
+    /// The same server with replies per source limited by `limit` (the
+    /// default is [`RateLimit::default`]). Its table is allocated here.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] for a setting out of range (see [`RateLimit::validate`]).
+    pub fn rate_limit(self, limit: RateLimit) -> Result<DatagramServer, Error> {
+        limit.validate()?;
+        Ok(DatagramServer { limiter: Mutex::new(Limiter::new(limit)), ..self })
+    }
+
+    /// The rate limit in force.
+    pub fn rate_limit_in_force(&self) -> RateLimit {
+        self.limiter().limit()
     }
 
     /// The address the socket is bound to (with the port the system picked
@@ -173,68 +240,82 @@ impl DatagramServer {
     ///
     /// # Errors
     ///
-    /// As [`serve_with`](DatagramServer::serve_with).
-    pub fn serve(&self) -> Result<Summary, Error> {
+    /// [`Error::Io`] if the socket itself fails.
+    pub fn serve(&self) -> Result<Totals, Error> {
         self.serve_with(())
     }
 
-    /// Serves until stopped, showing each datagram and each error to `observer`.
+    /// Serves until stopped, showing each datagram to `observer`.
     ///
-    /// Every datagram gets one reply datagram: its echo, or an error datagram
-    /// (see the [module docs](self)); a failure concerns that sender only and
-    /// serving goes on. `Summary::messages` counts the echoes. Returns an
-    /// error only if the socket itself fails. A read timeout set on the
-    /// socket is harmless: the server checks for a stop at each one.
+    /// A datagram is dropped unanswered if it could make the server loop or
+    /// reflect (see the [module docs](self#loops-and-reflection)); every
+    /// other one gets one reply datagram: its echo, or an error datagram. A
+    /// failure concerns that sender only and serving goes on. Each datagram
+    /// counts once in the [`Totals`] and is shown once to `observer`.
     ///
     /// # Errors
     ///
-    /// [`Error::Io`] when receiving fails in a way that is not about one datagram. Errors about one
-    /// datagram or one peer (a reply too large, a broken stamp, a failed send) go to the observer, are
-    /// answered with an error datagram where there is a reply to send, and serving goes on.
-    pub fn serve_with<O: DatagramObserver>(&self, mut observer: O) -> Result<Summary, Error> {
-        let _serving = Serving::enter(&self.shared);
+    /// [`Error::Io`] if the socket itself fails (not for a reply that cannot
+    /// be sent: that is shown to `observer`).
+    pub fn serve_with<O: DatagramObserver>(&self, mut observer: O) -> Result<Totals, Error> {
         let mut input = vec![0u8; RECEIVE_BUFFER];
         let mut out = Vec::with_capacity(MAX_DATAGRAM);
         let mut text = String::new();
         let mut stamped = None;
         let granularity = self.stamp.granularity();
-        let mut summary = Summary::default();
+        let mut totals = Totals::default();
         while !self.shared.stop.load(Ordering::SeqCst) {
             let (n, from) = match self.socket.recv_from(&mut input) {
                 Ok(received) => received,
-                // Timeouts let the loop look at the stop flag; a refused or
+                // The tick lets the loop look at the stop flag; a refused or
                 // reset error is an earlier peer gone away (reported on some
                 // systems), no reason to stop serving the others.
-                Err(e) if is_transient(&e) => continue,
+                Err(e) if stop::is_tick(&e) || stop::is_transient(&e) => continue,
                 Err(e) => return Err(Error::Io(e)),
             };
             if self.shared.stop.load(Ordering::SeqCst) {
                 break;
             }
             let message = &input[..n];
-            summary.bytes_in += n as u64;
-            out.clear();
+            totals.datagrams += 1;
+            totals.bytes_in += n as u64;
             let now = self.clock.now();
+            let screened = screen_source(from, self.bound)
+                .or_else(|| Dropped::for_message(message))
+                .or_else(|| (!self.limiter().allow(from.ip().to_canonical(), now)).then_some(Dropped::RateLimited));
+            if let Some(reason) = screened {
+                totals.dropped.record(reason);
+                observer.dropped(from, reason);
+                continue;
+            }
+            out.clear();
             match refresh_stamp(self.stamp.as_ref(), granularity, now, &mut stamped, &mut text)
                 .and_then(|()| reply_into(&text, message, &mut out))
             {
                 Ok(()) => {
                     observer.datagram(from, message);
-                    summary.messages += 1;
+                    totals.messages += 1;
                 }
                 Err(e) => {
                     observer.error(from, &e);
+                    totals.errors += 1;
                     out.clear();
                     // Writing to a Vec cannot fail.
                     let _ = write!(out, "{ERROR_PREFIX}{e}");
                 }
             }
             match self.socket.send_to(&out, from) {
-                Ok(sent) => summary.bytes_out += sent as u64,
+                Ok(sent) => totals.bytes_out += sent as u64,
                 Err(e) => observer.error(from, &Error::from_io(e)),
             }
         }
-        Ok(summary)
+        Ok(totals)
+    }
+
+    /// The rate limiter, whatever a thread that panicked holding it left:
+    /// its state is a few counters, valid at every step.
+    fn limiter(&self) -> MutexGuard<'_, Limiter> {
+        self.limiter.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -248,33 +329,11 @@ fn reply_into(text: &str, message: &[u8], out: &mut Vec<u8>) -> Result<(), Error
     Ok(())
 }
 
-/// Errors after which a socket is still usable.
-fn is_transient(e: &io::Error) -> bool {
-    use io::ErrorKind::*;
-    matches!(e.kind(), Interrupted | WouldBlock | TimedOut | ConnectionRefused | ConnectionReset)
-}
-
 /// Any local address, any port, of `addr`'s family: where to bind a socket that talks to `addr`.
 fn unspecified(addr: SocketAddr) -> SocketAddr {
     match addr {
         SocketAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
         SocketAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),
-    }
-}
-
-/// Counts a running `serve` call for as long as it lives.
-struct Serving<'a>(&'a Shared);
-
-impl<'a> Serving<'a> {
-    fn enter(shared: &'a Shared) -> Serving<'a> {
-        shared.serving.fetch_add(1, Ordering::SeqCst);
-        Serving(shared)
-    }
-}
-
-impl Drop for Serving<'_> {
-    fn drop(&mut self) {
-        self.0.serving.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -287,31 +346,21 @@ pub struct Stopper {
 }
 
 impl Stopper {
-    /// Stops the server. A server blocked waiting for a datagram is woken by
-    /// an empty datagram sent to its own address, which it does not answer.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Io`] if the wake-up datagram cannot be sent; the server is stopped all the same at the next
-    /// datagram it receives or at its socket's next read timeout.
-    pub fn stop(&self) -> Result<(), Error> {
+    /// Stops the server: a `serve` call waiting for a datagram returns within
+    /// 50 ms (its socket's read timeout), one busy answering returns before
+    /// the next datagram. Datagrams not read by then stay unanswered.
+    pub fn stop(&self) {
         self.shared.stop.store(true, Ordering::SeqCst);
-        let running = self.shared.serving.load(Ordering::SeqCst);
-        if running == 0 {
-            return Ok(());
-        }
-        let socket = UdpSocket::bind(unspecified(self.shared.wake))?;
-        for _ in 0..running {
-            socket.send_to(&[], self.shared.wake)?;
-        }
-        Ok(())
     }
 }
 
 /// Sees what a [`DatagramServer`] does (the example's log lines use it).
 ///
-/// `()` observes nothing; any `FnMut(SocketAddr, &[u8])` closure sees each
-/// datagram answered.
+/// Each datagram received is shown to one of [`datagram`](Self::datagram),
+/// [`error`](Self::error) and [`dropped`](Self::dropped) (and to `error`
+/// once more if its reply cannot be sent). `()` observes
+/// nothing; any `FnMut(SocketAddr, &[u8])` closure sees each datagram
+/// answered with its echo.
 pub trait DatagramObserver {
     /// Called with each datagram that is answered with its echo, before the
     /// reply is sent.
@@ -323,6 +372,12 @@ pub trait DatagramObserver {
     /// reply cannot be sent.
     fn error(&mut self, from: SocketAddr, error: &Error) {
         let _ = (from, error);
+    }
+
+    /// Called with each datagram dropped unanswered, and why. Under a flood
+    /// this is called for every datagram of it: keep it cheap.
+    fn dropped(&mut self, from: SocketAddr, reason: Dropped) {
+        let _ = (from, reason);
     }
 }
 
@@ -369,10 +424,6 @@ impl DatagramClient {
     /// datagrams are received). A name is resolved and its first address
     /// used: unlike TCP, UDP cannot tell before a reply whether a server
     /// listens there.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Io`] if no local socket can be bound or the address cannot be resolved or connected to.
     pub fn connect<A: ToSocketAddrs>(server: A) -> Result<DatagramClient, Error> {
         let Some(addr) = server.to_socket_addrs()?.next() else {
             return Err(Error::Io(io::Error::new(io::ErrorKind::InvalidInput, "no address to connect to")));
@@ -394,10 +445,6 @@ impl DatagramClient {
     }
 
     /// How long each attempt waits for the reply; must not be zero.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Config`] for a zero timeout.
     pub fn set_timeout(&mut self, timeout: Duration) -> Result<(), Error> {
         if timeout.is_zero() {
             return Err(crate::ConfigError::new("timeout", "0 s", "longer than zero").into());
@@ -427,9 +474,10 @@ impl DatagramClient {
     ///
     /// # Errors
     ///
-    /// [`MessageError::TooLong`] for a message over [`MAX_DATAGRAM`] (nothing is sent);
-    /// [`ProtocolError::ServerError`] for an error datagram; [`TimeoutError::NoReply`] when every attempt
-    /// timed out; [`Error::Io`] when the socket fails, such as "connection refused" when nothing listens at
+    /// [`MessageError::TooLong`] for a message over [`MAX_DATAGRAM`]
+    /// (nothing is sent); [`ProtocolError::ServerError`] for an error datagram;
+    /// [`TimeoutError::NoReply`] when every attempt timed out; [`Error::Io`] when
+    /// the socket fails, such as "connection refused" when nothing listens at
     /// the server's address (reported by most systems after the first send).
     pub fn round_trip(&mut self, message: &[u8]) -> Result<Reply, Error> {
         if message.len() > MAX_DATAGRAM {

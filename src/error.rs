@@ -265,40 +265,6 @@ impl StampError {
     }
 }
 
-/// A name that [`FromStr`](std::str::FromStr) did not recognise (a framing
-/// or a stamp kind), with what it accepts.
-///
-/// ```
-/// use stamp_echo::Framing;
-///
-/// let err = "lines".parse::<Framing>().unwrap_err();
-/// assert_eq!(err.given(), "lines");
-/// assert_eq!(err.to_string(), r#"unknown framing "lines": expected chunk, line or length"#);
-/// ```
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("unknown {what} {given:?}: expected {expected}")]
-pub struct ParseError {
-    what: &'static str,
-    given: String,
-    expected: &'static str,
-}
-
-impl ParseError {
-    pub(crate) fn new(what: &'static str, given: &str, expected: &'static str) -> ParseError {
-        ParseError { what, given: given.to_owned(), expected }
-    }
-
-    /// The text that was given.
-    pub fn given(&self) -> &str {
-        &self.given
-    }
-
-    /// The names accepted, as text (`"chunk, line or length"`).
-    pub fn expected(&self) -> &'static str {
-        self.expected
-    }
-}
-
 /// A setting that is out of range, with its name, the value given and what
 /// it accepts.
 ///

@@ -21,9 +21,9 @@
 use std::fmt;
 use std::str::FromStr;
 
+use crate::Error;
 use crate::ProtocolError;
 use crate::error::ConfigError;
-use crate::{Error, ParseError};
 
 /// How messages are delimited on a stream, with the limit that bounds each.
 ///
@@ -207,19 +207,41 @@ impl Default for Framing {
 }
 
 impl FromStr for Framing {
-    type Err = ParseError;
+    type Err = UnknownFraming;
     /// `chunk`, `line` or `length`, each with its default limit.
     ///
     /// # Errors
     ///
-    /// [`ParseError`] for any other name.
+    /// [`UnknownFraming`] for any other name.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s {
             "chunk" => Ok(Framing::chunk()),
             "line" => Ok(Framing::line()),
             "length" | "length-prefixed" => Ok(Framing::length_prefixed()),
-            _ => Err(ParseError::new("framing", s, "chunk, line or length")),
+            _ => Err(UnknownFraming { given: s.to_owned() }),
         }
+    }
+}
+
+/// A name that is not a [`Framing`]'s.
+///
+/// ```
+/// use stamp_echo::Framing;
+///
+/// let err = "lines".parse::<Framing>().unwrap_err();
+/// assert_eq!(err.given(), "lines");
+/// assert_eq!(err.to_string(), r#"unknown framing "lines": expected chunk, line or length"#);
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("unknown framing {given:?}: expected chunk, line or length")]
+pub struct UnknownFraming {
+    given: String,
+}
+
+impl UnknownFraming {
+    /// The name given.
+    pub fn given(&self) -> &str {
+        &self.given
     }
 }
 

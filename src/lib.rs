@@ -17,19 +17,34 @@
 //!   original's; [`Framing::Line`]; [`Framing::LengthPrefixed`]), each with
 //!   an explicit limit.
 //! - [`stamp`]: the text in the brackets ([`stamp::Ctime`], like Python's
-//!   `time.ctime()`, and others) and the [`stamp::Clock`] it reads; [`tz`]:
-//!   the local time zone, read without the C library.
+//!   `time.ctime()`, in local time through the `time` crate, and others) and
+//!   the [`stamp::Clock`] it reads.
 //! - [`EchoServer`] and [`EchoClient`]: thin blocking drivers over a stream.
 //! - [`runner`]: many connections at once over a listener you bring, with
 //!   [`Limits`] and a graceful [`Handle::shutdown`].
 //! - [`datagram`]: the same protocol over UDP, a datagram per message.
-//! - [`probe`]: `ping`-like runs that measure round trips and the server's
-//!   clock offset ([`Reply::clock_offset`]).
-//! - [`load`]: drive any stamp-echo server with checked, pipelined load.
+//! - `probe` (feature `tools`): `ping`-like runs that measure round trips
+//!   and the server's clock offset ([`Reply::clock_offset`]).
+//! - `load` (feature `tools`): drive any stamp-echo server with checked,
+//!   pipelined load.
 //! - [`escape`]: untrusted bytes (messages, socket paths, stamps) made safe
 //!   for a log line or a terminal.
-//! - [`testing`]: an in-memory stream and a one-line local server for tests.
+//! - `testing` (feature `test-util`): an in-memory stream and a one-line
+//!   local server for tests, as tokio's `test-util`.
 //! - [`Error`]: the one error type.
+//!
+//! ## Cargo features
+//!
+//! None is on by default; the library proper needs neither.
+//!
+//! | feature | enables |
+//! |---|---|
+//! | `tools` | the `load` generator and the `probe` runs, as the examples use them |
+//! | `test-util` | `testing`: an in-memory stream (`testing::Duplex`) and a local server for tests |
+//!
+//! The examples below use `testing::Duplex`, so they need `test-util`
+//! (`stamp-echo = { version = "0.2", features = ["test-util"] }` under
+//! `[dev-dependencies]`).
 //!
 //! ## The protocol in one paragraph
 //!
@@ -128,16 +143,20 @@
 //! [`EchoServer`] is a loop around it; a UDP server, an async runtime or a
 //! test can drive it the same way.
 #![forbid(unsafe_code)]
-#![cfg_attr(docsrs, feature(doc_cfg))]
 #![deny(missing_docs)]
 #![deny(missing_debug_implementations)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod client;
 pub mod datagram;
 mod error;
 pub mod escape;
 pub mod framing;
+#[cfg(feature = "tools")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tools")))]
 pub mod load;
+#[cfg(feature = "tools")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tools")))]
 pub mod probe;
 pub mod protocol;
 pub mod reply;
@@ -145,16 +164,15 @@ pub mod runner;
 pub mod server;
 pub mod stamp;
 mod stop;
+#[cfg(any(test, feature = "test-util"))]
+#[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
 pub mod testing;
 #[cfg(feature = "tokio")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
 pub mod tokio;
-pub mod tz;
 
 pub use client::{EchoClient, Reply};
-pub use error::{
-    ConfigError, Error, MalformedReason, MessageError, ParseError, ProtocolError, StampError, TimeoutError,
-};
+pub use error::{ConfigError, Error, MalformedReason, MessageError, ProtocolError, StampError, TimeoutError};
 pub use framing::Framing;
 pub use protocol::{Fragment, Observer, Responder, Summary};
 pub use reply::ReplyChecker;

@@ -864,7 +864,7 @@ fn accept_loop(shared: &Arc<Shared>, listener: &Listener, poll: bool) {
                     thread::sleep(stop::TICK);
                 }
             }
-            Err(e) if is_transient(&e) => {}
+            Err(e) if stop::is_transient(&e) => {}
             Err(e) => {
                 drop(state);
                 shared.events.accept_failed(&e);
@@ -876,11 +876,6 @@ fn accept_loop(shared: &Arc<Shared>, listener: &Listener, poll: bool) {
             }
         }
     }
-}
-
-/// Errors about one connection that went away before `accept()` returned it.
-fn is_transient(e: &io::Error) -> bool {
-    matches!(e.kind(), io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted | io::ErrorKind::ConnectionReset)
 }
 
 /// Configures the connection (timeouts, no Nagle), reports it, and gives it a thread.

@@ -34,9 +34,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use time::OffsetDateTime;
-
-use crate::tz::{TimeZone, TzError};
+use time::{OffsetDateTime, UtcOffset};
 
 /// How often a stamp's text can change, so the core knows when it may reuse it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -119,9 +117,11 @@ where
 /// Python's `time.ctime()`: `Sun Feb  3 10:00:18 2013`, the day of the month
 /// padded with a space (C's `%a %b %e %H:%M:%S %Y`).
 ///
-/// The zone is read once, when the stamp is made, but the offset is looked up
-/// for each second stamped, so a server running across a daylight-saving change
-/// keeps stamping the right local time.
+/// In local time ([`Ctime::local`]) the UTC offset is looked up for each
+/// second stamped, through the `time` crate (the C library's `localtime_r` on
+/// Unix), so a server running across a daylight-saving change keeps stamping
+/// the right local time. [`Ctime::utc`] and [`Ctime::with_offset`] need no
+/// look-up at all.
 ///
 /// ```
 /// use std::time::{Duration, SystemTime};
@@ -131,26 +131,84 @@ where
 /// let mut text = String::new();
 /// Ctime::utc().write_stamp(t, &mut text);
 /// assert_eq!(text, "Sun Feb  3 10:00:18 2013");
+///
+/// text.clear();
+/// Ctime::with_offset(-5 * 3600)?.write_stamp(t, &mut text);
+/// assert_eq!(text, "Sun Feb  3 05:00:18 2013");
+/// # Ok::<(), stamp_echo::stamp::ZoneError>(())
 /// ```
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Ctime {
-    zone: TimeZone,
+    zone: Zone,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Zone {
+    /// A fixed offset from UTC, in seconds (UTC is 0).
+    Fixed(i32),
+    /// The operating system's local time, looked up per instant; the offset
+    /// found when the stamp was made stands in if a look-up ever fails.
+    Local {
+        /// The offset in force when the stamp was made, in seconds.
+        fallback: i32,
+    },
+}
+
+/// Why [`Ctime::local`] cannot stamp local time, or why an offset is refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ZoneError {
+    /// The operating system did not say what the local UTC offset is.
+    #[error("the operating system could not determine the local UTC offset")]
+    Indeterminate,
+    /// `TZ` names a zone that is neither a zone file (`TZif`) nor a POSIX `TZ` rule.
+    /// The C library would silently use UTC for it.
+    #[error(
+        "TZ={tz:?} names no zone file in {} and is not a POSIX TZ rule such as \"CET-1CEST,M3.5.0,M10.5.0/3\"",
+        zoneinfo.display()
+    )]
+    UnknownZone {
+        /// The `TZ` value (lossily decoded if it was not UTF-8).
+        tz: String,
+        /// The directory zone names are looked up in (`TZDIR`, else `/usr/share/zoneinfo`).
+        zoneinfo: std::path::PathBuf,
+    },
+    /// An offset beyond ±25:59:59.
+    #[error("UTC offset of {seconds} s is out of range (at most 25:59:59 either way)")]
+    OffsetOutOfRange {
+        /// The offset asked for, in seconds east of UTC.
+        seconds: i32,
+    },
 }
 
 impl Ctime {
-    /// Local time, resolved like the C library does (the `TZ` variable, else
-    /// `/etc/localtime`), without the C library: it is safe in multi-threaded programs.
+    /// The operating system's local time, like Python's `time.ctime()`: on
+    /// Unix the zone the C library uses (the `TZ` variable, else
+    /// `/etc/localtime`), on Windows the system's time zone setting. The
+    /// offset is looked up for every second stamped, so daylight-saving
+    /// changes are followed, from any number of threads. (On Unix the C
+    /// library reads `TZ` while doing so: changing the environment meanwhile,
+    /// from C code or with the `unsafe` `std::env::set_var`, is undefined
+    /// behaviour, as for any `getenv`.)
     ///
     /// # Errors
     ///
-    /// [`TzError`] when the local zone cannot be found or read.
-    pub fn local() -> Result<Ctime, TzError> {
-        TimeZone::local().map(Ctime::in_zone)
+    /// [`ZoneError::Indeterminate`] if the operating system cannot say the
+    /// offset, and on Unix [`ZoneError::UnknownZone`] if `TZ` is set to a
+    /// name with no zone file that is not a POSIX `TZ` rule either (the C
+    /// library would silently use UTC; this reports it instead). `TZ` unset
+    /// with no `/etc/localtime` means UTC, the system's default, and is not
+    /// an error.
+    pub fn local() -> Result<Ctime, ZoneError> {
+        check_tz_env()?;
+        let now = OffsetDateTime::now_utc();
+        let offset = UtcOffset::local_offset_at(now).map_err(|_| ZoneError::Indeterminate)?;
+        Ok(Ctime { zone: Zone::Local { fallback: offset.whole_seconds() } })
     }
 
-    /// Local time if the zone can be found, else UTC together with the reason,
-    /// so the caller can tell its user.
-    pub fn local_or_utc() -> (Ctime, Option<TzError>) {
+    /// Local time if it can be determined, else UTC together with the
+    /// reason, so the caller can tell its user.
+    pub fn local_or_utc() -> (Ctime, Option<ZoneError>) {
         match Ctime::local() {
             Ok(ctime) => (ctime, None),
             Err(err) => (Ctime::utc(), Some(err)),
@@ -159,13 +217,92 @@ impl Ctime {
 
     /// Coordinated universal time.
     pub fn utc() -> Ctime {
-        Ctime::in_zone(TimeZone::utc())
+        Ctime { zone: Zone::Fixed(0) }
     }
 
-    /// Any zone, such as one from [`TimeZone::from_posix`].
-    pub fn in_zone(zone: TimeZone) -> Ctime {
-        Ctime { zone }
+    /// A fixed offset from UTC, in seconds east of it (`3600` for UTC+01:00),
+    /// with no daylight-saving changes.
+    ///
+    /// # Errors
+    ///
+    /// [`ZoneError::OffsetOutOfRange`] beyond ±25:59:59.
+    pub fn with_offset(seconds: i32) -> Result<Ctime, ZoneError> {
+        UtcOffset::from_whole_seconds(seconds).map_err(|_| ZoneError::OffsetOutOfRange { seconds })?;
+        Ok(Ctime { zone: Zone::Fixed(seconds) })
     }
+
+    /// The offset from UTC at `secs` seconds since the epoch.
+    fn offset_at(&self, secs: i64) -> i32 {
+        match self.zone {
+            Zone::Fixed(offset) => offset,
+            Zone::Local { fallback } => {
+                UtcOffset::local_offset_at(datetime(secs)).map_or(fallback, UtcOffset::whole_seconds)
+            }
+        }
+    }
+}
+
+/// Where zone names in `TZ` are looked up: `TZDIR`, else the tz database's usual place.
+#[cfg(unix)]
+fn zoneinfo_dir() -> std::path::PathBuf {
+    std::env::var_os("TZDIR")
+        .filter(|dir| !dir.is_empty())
+        .map_or_else(|| std::path::PathBuf::from("/usr/share/zoneinfo"), std::path::PathBuf::from)
+}
+
+/// On Unix, refuses a `TZ` the C library would silently read as UTC: a name
+/// with no zone file that does not look like a POSIX rule either. This is a
+/// plausibility check, not a parser: the C library still decides the offsets.
+#[cfg(unix)]
+fn check_tz_env() -> Result<(), ZoneError> {
+    let Some(value) = std::env::var_os("TZ") else { return Ok(()) };
+    let tz = value.to_string_lossy();
+    let name = tz.strip_prefix(':').unwrap_or(&tz);
+    if name.is_empty() || looks_like_posix_rule(name) {
+        return Ok(());
+    }
+    let zoneinfo = zoneinfo_dir();
+    let path = if name.starts_with('/') { std::path::PathBuf::from(name) } else { zoneinfo.join(name) };
+    if is_tzif(&path) {
+        return Ok(());
+    }
+    Err(ZoneError::UnknownZone { tz: tz.into_owned(), zoneinfo })
+}
+
+/// Whether `path` is a regular file that starts like a zone file (RFC 8536's `TZif` magic).
+#[cfg(unix)]
+fn is_tzif(path: &std::path::Path) -> bool {
+    use std::io::Read;
+    let mut magic = [0u8; 4];
+    path.is_file()
+        && std::fs::File::open(path).and_then(|mut file| file.read_exact(&mut magic)).is_ok()
+        && &magic == b"TZif"
+}
+
+/// Windows reads its zone from the system settings, not `TZ`.
+#[cfg(not(unix))]
+fn check_tz_env() -> Result<(), ZoneError> {
+    Ok(())
+}
+
+/// Whether `name` starts like a POSIX `TZ` rule: a zone abbreviation (three
+/// or more letters, or `<...>`) followed by an offset (`EST5EDT`, `<+03>-3`).
+#[cfg(unix)]
+fn looks_like_posix_rule(name: &str) -> bool {
+    let rest = match name.strip_prefix('<') {
+        Some(quoted) => match quoted.split_once('>') {
+            Some((abbr, rest)) if abbr.len() >= 3 => rest,
+            _ => return false,
+        },
+        None => {
+            let letters = name.bytes().take_while(u8::is_ascii_alphabetic).count();
+            if letters < 3 {
+                return false;
+            }
+            &name[letters..]
+        }
+    };
+    rest.bytes().next().is_some_and(|b| b.is_ascii_digit() || b == b'+' || b == b'-')
 }
 
 const DAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
@@ -174,7 +311,7 @@ const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Au
 impl Stamp for Ctime {
     fn write_stamp(&self, now: SystemTime, out: &mut String) {
         let (secs, _) = unix_parts(now);
-        let local = secs.saturating_add(i64::from(self.zone.offset_at(secs)));
+        let local = secs.saturating_add(i64::from(self.offset_at(secs)));
         let t = datetime(local);
         out.push_str(DAYS[usize::from(t.weekday().number_days_from_monday())]);
         out.push(' ');
@@ -240,6 +377,15 @@ impl Stamp for UnixTime {
 }
 
 /// The built-in stamps by name, as the examples' `--stamp` flag spells them.
+///
+/// ```
+/// use stamp_echo::stamp::StampKind;
+///
+/// assert_eq!("rfc3339".parse::<StampKind>(), Ok(StampKind::Rfc3339));
+/// assert_eq!(StampKind::CtimeUtc.to_string(), "ctime-utc");
+/// let err = "iso".parse::<StampKind>().unwrap_err();
+/// assert_eq!(err.to_string(), r#"unknown stamp "iso": expected ctime, ctime-utc, rfc3339 or unix"#);
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum StampKind {
@@ -253,20 +399,35 @@ pub enum StampKind {
     Unix,
 }
 
+/// A name that is not a [`StampKind`]'s.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("unknown stamp {given:?}: expected ctime, ctime-utc, rfc3339 or unix")]
+pub struct UnknownStampKind {
+    given: String,
+}
+
+impl UnknownStampKind {
+    /// The name given.
+    pub fn given(&self) -> &str {
+        &self.given
+    }
+}
+
 impl std::str::FromStr for StampKind {
-    type Err = crate::ParseError;
-    /// `ctime`, `ctime-utc`, `rfc3339` or `unix`.
+    type Err = UnknownStampKind;
+
+    /// Reads `ctime`, `ctime-utc`, `rfc3339` or `unix`.
     ///
     /// # Errors
     ///
-    /// [`ParseError`](crate::ParseError) for any other name.
+    /// [`UnknownStampKind`] for any other text.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s {
             "ctime" => Ok(StampKind::Ctime),
             "ctime-utc" => Ok(StampKind::CtimeUtc),
             "rfc3339" => Ok(StampKind::Rfc3339),
             "unix" => Ok(StampKind::Unix),
-            _ => Err(crate::ParseError::new("stamp", s, "ctime, ctime-utc, rfc3339 or unix")),
+            _ => Err(UnknownStampKind { given: s.to_owned() }),
         }
     }
 }
@@ -285,7 +446,7 @@ impl fmt::Display for StampKind {
 impl StampKind {
     /// Builds the stamp. [`StampKind::Ctime`] falls back to UTC when the local
     /// zone cannot be found, and returns the reason beside it.
-    pub fn build(self) -> (Arc<dyn Stamp>, Option<TzError>) {
+    pub fn build(self) -> (Arc<dyn Stamp>, Option<ZoneError>) {
         match self {
             StampKind::Ctime => {
                 let (ctime, err) = Ctime::local_or_utc();
@@ -545,13 +706,26 @@ mod tests {
     }
 
     #[test]
-    fn ctime_applies_the_zone_offset_of_each_instant() {
-        let zone = TimeZone::from_posix("CET-1CEST,M3.5.0,M10.5.0/3").expect("valid rule");
-        let ctime = Ctime::in_zone(zone);
-        // 2026-03-29 00:59:59 UTC is 01:59:59 CET; a second later it is 03:00:00 CEST.
-        assert_eq!(text(&ctime, at(1_774_745_999, 0)), "Sun Mar 29 01:59:59 2026");
-        assert_eq!(text(&ctime, at(1_774_746_000, 0)), "Sun Mar 29 03:00:00 2026");
-        assert_eq!(ctime.granularity(), Granularity::Second);
+    fn ctime_applies_a_fixed_offset() {
+        let t = at(1_359_885_618, 0);
+        assert_eq!(text(&Ctime::with_offset(3600).expect("in range"), t), "Sun Feb  3 11:00:18 2013");
+        assert_eq!(text(&Ctime::with_offset(-(10 * 3600 + 1)).expect("in range"), t), "Sun Feb  3 00:00:17 2013");
+        let max = 25 * 3600 + 59 * 60 + 59;
+        assert!(Ctime::with_offset(max).is_ok() && Ctime::with_offset(-max).is_ok());
+        assert_eq!(Ctime::with_offset(max + 1), Err(ZoneError::OffsetOutOfRange { seconds: max + 1 }));
+        assert_eq!(Ctime::with_offset(i32::MIN), Err(ZoneError::OffsetOutOfRange { seconds: i32::MIN }));
+        assert_eq!(Ctime::utc().granularity(), Granularity::Second);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn posix_rules_are_told_from_zone_names() {
+        for rule in ["EST5EDT", "CET-1CEST,M3.5.0,M10.5.0/3", "UTC0", "<+03>-3", "JST-9", "ABC+1"] {
+            assert!(looks_like_posix_rule(rule), "{rule}");
+        }
+        for name in ["Europe/Berlin", "UTC", "Nowhere", "EST", "US/Eastern", "<+03>", "<ab>1", "AB1", "", "5"] {
+            assert!(!looks_like_posix_rule(name), "{name}");
+        }
     }
 
     #[test]
@@ -586,7 +760,9 @@ mod tests {
         for kind in [StampKind::Ctime, StampKind::CtimeUtc, StampKind::Rfc3339, StampKind::Unix] {
             assert_eq!(kind.to_string().parse::<StampKind>(), Ok(kind));
         }
-        assert!("iso".parse::<StampKind>().is_err());
+        let err = "iso".parse::<StampKind>().expect_err("not a stamp name");
+        assert_eq!(err.given(), "iso");
+        assert!(err.to_string().contains("ctime, ctime-utc, rfc3339 or unix"), "{err}");
     }
 }
 

@@ -10,6 +10,10 @@
 //! [`is_tick`] and checks its stop flag. No unsafe code: std sets the option
 //! through a `UnixStream` that owns the same descriptor for a moment.
 //!
+//! The runner's accept loop and [`DatagramServer`](crate::datagram::DatagramServer)'s
+//! `recv_from()` loop both stop this way, with one rule for errors that
+//! concern one peer only ([`is_transient`]).
+//!
 //! Where `accept()` ignores the option (macOS, the BSDs, Windows), the runner
 //! polls a non-blocking Unix listener every tick and wakes a TCP listener by
 //! connecting to it, as before.
@@ -42,6 +46,15 @@ where
     let set = carrier.set_read_timeout(Some(TICK));
     let socket = S::from(<OwnedFd as From<std::os::unix::net::UnixStream>>::from(carrier));
     set.map(|()| socket)
+}
+
+/// Whether a failed `accept()` or `recv()` concerns one peer only, the socket
+/// still usable: a connection that went away before `accept()` returned it,
+/// or (reported by some systems on a UDP socket) an earlier datagram's peer
+/// that refused it.
+pub(crate) fn is_transient(error: &io::Error) -> bool {
+    use io::ErrorKind::{ConnectionAborted, ConnectionRefused, ConnectionReset, Interrupted};
+    matches!(error.kind(), Interrupted | ConnectionAborted | ConnectionReset | ConnectionRefused)
 }
 
 /// Whether a failed `accept()` or `recv()` is only the tick coming round.

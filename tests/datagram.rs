@@ -1,15 +1,22 @@
 //! UDP over loopback, on port 0: the server, the client's retries, sizes,
-//! several senders, and clock offsets against an injected clock.
+//! several senders, clock offsets against an injected clock, and the
+//! defences against loops and reflection (some with forged source addresses,
+//! sent from a raw socket).
 
-use std::net::{SocketAddr, UdpSocket};
+use std::io::{self, Write as _};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
+use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, SystemTime};
 
-use stamp_echo::datagram::{DatagramClient, DatagramObserver, DatagramServer, ERROR_PREFIX, MAX_DATAGRAM, Stopper};
+use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+use stamp_echo::datagram::{
+    DatagramClient, DatagramObserver, DatagramServer, Dropped, ERROR_PREFIX, MAX_DATAGRAM, RateLimit, Stopper, Totals,
+};
 use stamp_echo::framing::LineEnding;
 use stamp_echo::stamp::{self, Rfc3339, Stamp, StampKind, UnixTime};
-use stamp_echo::{Error, Framing, MessageError, ProtocolError, Summary, TimeoutError};
+use stamp_echo::{Error, Framing, MessageError, ProtocolError, TimeoutError};
 
 /// A safety net only: no test waits for it unless something is broken.
 const SAFETY: Duration = Duration::from_secs(10);
@@ -18,7 +25,7 @@ const SAFETY: Duration = Duration::from_secs(10);
 struct Running {
     addr: SocketAddr,
     stopper: Stopper,
-    thread: JoinHandle<Result<Summary, Error>>,
+    thread: JoinHandle<Result<Totals, Error>>,
 }
 
 impl Running {
@@ -35,8 +42,8 @@ impl Running {
         Running { addr, stopper, thread }
     }
 
-    fn stop(self) -> Summary {
-        self.stopper.stop().expect("wake-up sent");
+    fn stop(self) -> Totals {
+        self.stopper.stop();
         self.thread.join().expect("server thread").expect("server ran")
     }
 }
@@ -47,8 +54,13 @@ fn bind() -> UdpSocket {
     socket
 }
 
+/// A server on loopback whose rate limit no test that is not about it reaches.
 fn server_with(stamp: Arc<dyn Stamp>) -> DatagramServer {
-    DatagramServer::new(bind(), stamp).expect("server")
+    unlimited(DatagramServer::new(bind(), stamp).expect("server"))
+}
+
+fn unlimited(server: DatagramServer) -> DatagramServer {
+    server.rate_limit(RateLimit::per_second(RateLimit::MAX_REPLIES)).expect("a valid limit")
 }
 
 /// A stamp that is always `T`, so sizes are exact.
@@ -71,10 +83,10 @@ fn each_datagram_gets_its_echo_even_when_empty_or_not_utf8() {
         assert_eq!(reply.message(), message);
         assert_eq!(reply.stamp(), "T");
     }
-    let summary = running.stop();
-    assert_eq!(summary.messages, 4);
-    assert_eq!(summary.bytes_in, 9 + 6 + 7);
-    assert_eq!(summary.bytes_out, summary.bytes_in + 4 * 4);
+    let totals = running.stop();
+    assert_eq!((totals.datagrams, totals.messages, totals.errors, totals.dropped.total()), (4, 4, 0, 0));
+    assert_eq!(totals.bytes_in, 9 + 6 + 7);
+    assert_eq!(totals.bytes_out, totals.bytes_in + 4 * 4);
 }
 
 #[test]
@@ -153,8 +165,8 @@ fn a_broken_stamp_is_an_error_datagram_and_serving_goes_on() {
         );
     }
     let local = client.socket().local_addr().expect("address");
-    let summary = running.stop();
-    assert_eq!(summary.messages, 0);
+    let totals = running.stop();
+    assert_eq!((totals.datagrams, totals.messages, totals.errors), (2, 0, 2));
     let errors = errors.lock().expect("log");
     assert_eq!(errors.len(), 2);
     assert!(errors.iter().all(|(from, _)| *from == local));
@@ -275,8 +287,321 @@ fn stop_ends_every_serve_call_and_later_ones_at_once() {
         .collect();
     let mut client = client(server.local_addr().expect("address"));
     client.round_trip(b"served").expect("echo");
-    server.stopper().stop().expect("stop");
+    server.stopper().stop();
     let answered: u64 = threads.into_iter().map(|t| t.join().expect("thread").expect("served").messages).sum();
     assert_eq!(answered, 1);
-    assert_eq!(server.serve().expect("returns at once"), Summary::default());
+    assert_eq!(server.serve().expect("returns at once"), Totals::default());
+}
+
+// ---- Loops and reflection ----
+
+/// What the server did with one datagram, as its observer saw it.
+#[derive(Debug, PartialEq)]
+enum Seen {
+    Echo(SocketAddr, Vec<u8>),
+    Error(SocketAddr, String),
+    Dropped(SocketAddr, Dropped),
+}
+
+/// Sends each [`Seen`] to the test.
+struct Watch(Sender<Seen>);
+
+impl DatagramObserver for Watch {
+    fn datagram(&mut self, from: SocketAddr, message: &[u8]) {
+        let _ = self.0.send(Seen::Echo(from, message.to_vec()));
+    }
+    fn error(&mut self, from: SocketAddr, error: &Error) {
+        let _ = self.0.send(Seen::Error(from, error.to_string()));
+    }
+    fn dropped(&mut self, from: SocketAddr, reason: Dropped) {
+        let _ = self.0.send(Seen::Dropped(from, reason));
+    }
+}
+
+/// Starts `server` and returns what its observer sees, one item per datagram.
+fn watched(server: DatagramServer) -> (Running, Receiver<Seen>) {
+    let (tx, rx) = mpsc::channel();
+    (Running::start_observed(server, Watch(tx)), rx)
+}
+
+fn next(seen: &Receiver<Seen>) -> Seen {
+    seen.recv_timeout(SAFETY).expect("the server saw the datagram")
+}
+
+/// A server always stamping the same instant, so its rate limit never refills.
+fn frozen(server: DatagramServer) -> DatagramServer {
+    let fixed = SystemTime::UNIX_EPOCH + Duration::from_secs(1_764_133_968);
+    server.clock(move || fixed)
+}
+
+fn bind_at(ip: [u8; 4]) -> UdpSocket {
+    let socket = UdpSocket::bind((Ipv4Addr::from(ip), 0)).expect("bind a loopback address");
+    socket.set_read_timeout(Some(SAFETY)).expect("timeout");
+    socket
+}
+
+/// Reads every datagram waiting on `socket` without blocking.
+fn drain(socket: &UdpSocket) -> Vec<Vec<u8>> {
+    socket.set_nonblocking(true).expect("nonblocking");
+    let mut buf = vec![0; 70_000];
+    let mut got = Vec::new();
+    while let Ok(n) = socket.recv(&mut buf) {
+        got.push(buf[..n].to_vec());
+    }
+    socket.set_nonblocking(false).expect("blocking");
+    got
+}
+
+#[test]
+fn replies_and_error_datagrams_are_never_answered() {
+    let (running, seen) = watched(server_with(fixed_stamp()));
+    let peer = bind();
+    let from = peer.local_addr().expect("address");
+    let shaped: [(&[u8], Dropped); 5] = [
+        (b"[T] hi", Dropped::LooksLikeReply),
+        (b"[2026-11-26T05:12:48.123456Z] ", Dropped::LooksLikeReply),
+        ("[Thu Nov 26 05:12:48 2026] 你好".as_bytes(), Dropped::LooksLikeReply),
+        (b"error: reply of 65535 bytes would not fit", Dropped::ErrorDatagram),
+        (b"error: ", Dropped::ErrorDatagram),
+    ];
+    for (datagram, reason) in shaped {
+        peer.send_to(datagram, running.addr).expect("send");
+        assert_eq!(next(&seen), Seen::Dropped(from, reason), "{}", String::from_utf8_lossy(datagram));
+    }
+    // Near misses are messages like any other.
+    let answered: [&[u8]; 5] = [b"[T]hi", b"[T", b" [T] hi", b"error:x", b"[a\nb] c"];
+    let mut buf = [0; 64];
+    for message in answered {
+        peer.send_to(message, running.addr).expect("send");
+        assert_eq!(next(&seen), Seen::Echo(from, message.to_vec()));
+        // The next datagram is this reply: none went to the datagrams dropped.
+        let n = peer.recv(&mut buf).expect("the reply");
+        assert_eq!(&buf[..n], [b"[T] ", message].concat());
+    }
+    assert!(drain(&peer).is_empty());
+    let totals = running.stop();
+    assert_eq!((totals.datagrams, totals.messages, totals.errors), (10, 5, 0));
+    assert_eq!((totals.dropped.looks_like_reply, totals.dropped.error_datagram, totals.dropped.total()), (3, 2, 5));
+}
+
+#[test]
+fn an_echo_service_that_returns_the_reply_gets_no_second_one() {
+    // The peer answers whatever it gets with the same bytes, as an RFC 862
+    // echo service does: the loop ends at the server's first reply.
+    let (running, seen) = watched(server_with(fixed_stamp()));
+    let echo = bind();
+    let from = echo.local_addr().expect("address");
+    echo.send_to(b"ping", running.addr).expect("send");
+    let mut buf = [0; 64];
+    let (n, _) = echo.recv_from(&mut buf).expect("the reply");
+    assert_eq!(&buf[..n], b"[T] ping");
+    echo.send_to(&buf[..n], running.addr).expect("echo the reply back");
+    assert_eq!(next(&seen), Seen::Echo(from, b"ping".to_vec()));
+    assert_eq!(next(&seen), Seen::Dropped(from, Dropped::LooksLikeReply));
+    let totals = running.stop();
+    assert_eq!((totals.datagrams, totals.messages, totals.dropped.looks_like_reply), (2, 1, 1));
+    assert!(drain(&echo).is_empty());
+}
+
+#[test]
+fn the_default_rate_limit_answers_a_burst_per_source() {
+    let limit = RateLimit::default();
+    assert_eq!((limit.replies, limit.per, limit.burst, limit.sources), (100, Duration::from_secs(1), 100, 4096));
+    let server = frozen(DatagramServer::new(bind(), fixed_stamp()).expect("server"));
+    assert_eq!(server.rate_limit_in_force(), limit);
+    let (running, seen) = watched(server);
+    let greedy = bind_at([127, 0, 0, 1]);
+    let from = greedy.local_addr().expect("address");
+    for i in 0..150 {
+        greedy.send_to(format!("{i}").as_bytes(), running.addr).expect("send");
+        match next(&seen) {
+            Seen::Echo(..) => assert!(i < 100, "datagram {i} answered"),
+            Seen::Dropped(who, Dropped::RateLimited) => assert!(i >= 100 && who == from, "datagram {i} dropped"),
+            other => panic!("datagram {i}: {other:?}"),
+        }
+    }
+    assert_eq!(drain(&greedy).len(), 100);
+    // Another port of the same address shares its bucket; another address has its own.
+    let same = bind_at([127, 0, 0, 1]);
+    same.send_to(b"me too", running.addr).expect("send");
+    assert!(matches!(next(&seen), Seen::Dropped(_, Dropped::RateLimited)));
+    let other = bind_at([127, 0, 0, 2]);
+    let mut client = DatagramClient::new(other);
+    client.socket().connect(running.addr).expect("connect");
+    assert_eq!(client.round_trip(b"fresh").expect("its own burst").message(), b"fresh");
+    assert!(matches!(next(&seen), Seen::Echo(..)));
+    let totals = running.stop();
+    assert_eq!((totals.datagrams, totals.messages, totals.dropped.rate_limited), (152, 101, 51));
+}
+
+#[test]
+fn a_configured_rate_limit_is_the_one_applied_and_error_datagrams_count() {
+    // Three replies, then one a day: the real clock cannot refill it during the test.
+    let limit = RateLimit::default().replies(1, Duration::from_secs(86_400)).burst(3);
+    let server = DatagramServer::new(bind(), fixed_stamp()).expect("server").rate_limit(limit).expect("valid");
+    let (running, seen) = watched(server);
+    let peer = bind();
+    let too_large = vec![b'x'; MAX_DATAGRAM];
+    let from = peer.local_addr().expect("address");
+    for datagram in [&b"one"[..], &too_large, b"two", b"three"] {
+        peer.send_to(datagram, running.addr).expect("send");
+        match (next(&seen), datagram.len()) {
+            (Seen::Echo(..), 3) | (Seen::Error(..), MAX_DATAGRAM) => {}
+            (Seen::Dropped(who, Dropped::RateLimited), 5) => assert_eq!(who, from),
+            (other, len) => panic!("{len} bytes: {other:?}"),
+        }
+    }
+    let replies = drain(&peer);
+    assert_eq!(replies.len(), 3);
+    assert!(replies[1].starts_with(ERROR_PREFIX.as_bytes()));
+    let totals = running.stop();
+    assert_eq!((totals.messages, totals.errors, totals.dropped.rate_limited), (2, 1, 1));
+    assert_eq!(totals.datagrams, totals.messages + totals.errors + totals.dropped.total());
+
+    // Out of range: refused, naming the setting.
+    let refused = DatagramServer::new(bind(), fixed_stamp()).expect("server").rate_limit(RateLimit::per_second(0));
+    match refused {
+        Err(Error::Config(e)) => assert_eq!((e.setting(), e.value()), ("replies", "0")),
+        other => panic!("expected a configuration error, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_peer_answering_every_reply_is_answered_at_most_a_burst() {
+    // A chargen-like peer: it answers each reply with new data that is no
+    // reply. The rate limit ends the exchange.
+    let limit = RateLimit::default().replies(1, Duration::from_secs(86_400)).burst(5);
+    let (running, seen) =
+        watched(frozen(DatagramServer::new(bind(), fixed_stamp()).expect("server")).rate_limit(limit).expect("valid"));
+    let chargen = bind();
+    chargen.send_to(b"go", running.addr).expect("send");
+    let mut buf = [0; 64];
+    let mut rounds = 0;
+    loop {
+        match next(&seen) {
+            Seen::Echo(..) => {
+                rounds += 1;
+                chargen.recv(&mut buf).expect("the reply");
+                chargen.send_to(format!("more {rounds}").as_bytes(), running.addr).expect("send");
+            }
+            Seen::Dropped(_, Dropped::RateLimited) => break,
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(rounds, 5);
+    let totals = running.stop();
+    assert_eq!((totals.datagrams, totals.messages, totals.dropped.rate_limited), (6, 5, 1));
+}
+
+// ---- Forged sources (a raw socket) ----
+
+/// A raw IPv4 socket that sends hand-built IPv4 + UDP packets, or `None`
+/// after a visible SKIPPED notice when this process may not open one. Under
+/// CI (`CI=true`) a missing privilege fails the test instead.
+fn raw_socket(test: &str) -> Option<Socket> {
+    let opened = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::UDP)).and_then(|socket| {
+        socket.set_header_included_v4(true)?;
+        Ok(socket)
+    });
+    match opened {
+        Ok(socket) => Some(socket),
+        Err(e) if std::env::var("CI").is_ok_and(|ci| ci == "true") => {
+            panic!("{test}: cannot open a raw socket to forge source addresses ({e}); run as root or with CAP_NET_RAW")
+        }
+        Err(e) => {
+            // Straight to stderr: the harness hides eprintln! of passing tests.
+            let _ = writeln!(io::stderr(), "SKIPPED {test}: cannot open a raw socket ({e}); needs root or CAP_NET_RAW");
+            None
+        }
+    }
+}
+
+/// Sends `payload` to `to` in a UDP datagram that says it comes from `from`.
+/// The kernel fills in the IP checksum; a UDP checksum of 0 means none.
+fn forge(raw: &Socket, from: SocketAddrV4, to: SocketAddrV4, payload: &[u8]) -> io::Result<()> {
+    let udp_len = u16::try_from(8 + payload.len()).expect("a small payload");
+    let total = udp_len + 20;
+    let mut packet = Vec::with_capacity(usize::from(total));
+    packet.extend_from_slice(&[0x45, 0]); // IPv4, 20-byte header; no TOS
+    packet.extend_from_slice(&total.to_be_bytes());
+    packet.extend_from_slice(&[0, 0, 0x40, 0, 64, 17, 0, 0]); // id, don't fragment, TTL, UDP, checksum
+    packet.extend_from_slice(&from.ip().octets());
+    packet.extend_from_slice(&to.ip().octets());
+    packet.extend_from_slice(&from.port().to_be_bytes());
+    packet.extend_from_slice(&to.port().to_be_bytes());
+    packet.extend_from_slice(&udp_len.to_be_bytes());
+    packet.extend_from_slice(&[0, 0]);
+    packet.extend_from_slice(payload);
+    raw.send_to(&packet, &SockAddr::from(SocketAddrV4::new(*to.ip(), 0)))?;
+    Ok(())
+}
+
+fn v4(addr: SocketAddr) -> SocketAddrV4 {
+    match addr {
+        SocketAddr::V4(v4) => v4,
+        SocketAddr::V6(_) => panic!("an IPv4 address expected: {addr}"),
+    }
+}
+
+#[test]
+fn a_datagram_from_the_servers_own_address_is_dropped() {
+    let Some(raw) = raw_socket("a_datagram_from_the_servers_own_address_is_dropped") else { return };
+    let (running, seen) = watched(server_with(fixed_stamp()));
+    let own = v4(running.addr);
+    forge(&raw, own, own, b"hello").expect("forged datagram sent");
+    // Without the defence this is the self-loop: it answers itself for ever.
+    assert_eq!(next(&seen), Seen::Dropped(running.addr, Dropped::OwnAddress));
+    let totals = running.stop();
+    assert_eq!((totals.datagrams, totals.messages, totals.errors, totals.dropped.own_address), (1, 0, 0, 1));
+}
+
+#[test]
+fn on_a_wildcard_address_its_port_on_any_loopback_address_is_its_own() {
+    let Some(raw) = raw_socket("on_a_wildcard_address_its_port_on_any_loopback_address_is_its_own") else { return };
+    let socket = UdpSocket::bind("0.0.0.0:0").expect("bind the wildcard address");
+    socket.set_read_timeout(Some(SAFETY)).expect("timeout");
+    let (running, seen) = watched(unlimited(DatagramServer::new(socket, fixed_stamp()).expect("server")));
+    let port = running.addr.port();
+    let to = SocketAddrV4::new(Ipv4Addr::LOCALHOST, port);
+    for from in [Ipv4Addr::LOCALHOST, Ipv4Addr::new(127, 0, 0, 2)] {
+        forge(&raw, SocketAddrV4::new(from, port), to, b"hello").expect("forged datagram sent");
+        assert_eq!(next(&seen), Seen::Dropped(SocketAddrV4::new(from, port).into(), Dropped::OwnAddress));
+    }
+    // Another port of the same address is a client like any other.
+    let client = bind();
+    client.send_to(b"hello", to).expect("send");
+    assert!(matches!(next(&seen), Seen::Echo(..)));
+    let totals = running.stop();
+    assert_eq!((totals.datagrams, totals.messages, totals.dropped.own_address), (3, 1, 2));
+}
+
+#[test]
+fn two_servers_do_not_loop() {
+    let Some(raw) = raw_socket("two_servers_do_not_loop") else { return };
+    let (a, seen_a) = watched(server_with(fixed_stamp()));
+    let (b, seen_b) = watched(server_with(fixed_stamp()));
+    // A datagram to A that says it comes from B: A answers B, B drops the reply.
+    forge(&raw, v4(b.addr), v4(a.addr), b"ping").expect("forged datagram sent");
+    assert_eq!(next(&seen_a), Seen::Echo(b.addr, b"ping".to_vec()));
+    assert_eq!(next(&seen_b), Seen::Dropped(a.addr, Dropped::LooksLikeReply));
+    let (a, b) = (a.stop(), b.stop());
+    assert_eq!((a.datagrams, a.messages, a.dropped.total()), (1, 1, 0));
+    assert_eq!((b.datagrams, b.messages, b.dropped.looks_like_reply), (1, 0, 1));
+}
+
+#[test]
+fn service_ports_and_port_zero_are_no_clients() {
+    let Some(raw) = raw_socket("service_ports_and_port_zero_are_no_clients") else { return };
+    let (running, seen) = watched(server_with(fixed_stamp()));
+    let to = v4(running.addr);
+    for (port, reason) in [(19, Dropped::ServicePort), (7, Dropped::ServicePort), (0, Dropped::InvalidSource)] {
+        let from = SocketAddrV4::new(Ipv4Addr::LOCALHOST, port);
+        forge(&raw, from, to, b"hello").expect("forged datagram sent");
+        assert_eq!(next(&seen), Seen::Dropped(from.into(), reason), "port {port}");
+    }
+    let totals = running.stop();
+    assert_eq!(
+        (totals.datagrams, totals.messages, totals.dropped.service_port, totals.dropped.invalid_source),
+        (3, 0, 2, 1)
+    );
 }

@@ -1,5 +1,6 @@
 //! The UDP server allocates nothing per datagram once it runs: serving 510
-//! datagrams makes exactly as many allocations as serving 10. Counted with
+//! datagrams and dropping 510 more (shaped like replies) makes exactly as
+//! many allocations as serving and dropping 10. Counted with
 //! `allocation-counter`, which counts the allocations of this thread only, so
 //! the server runs on the test's thread and the client on another.
 
@@ -8,29 +9,34 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use allocation_counter::measure;
-use stamp_echo::datagram::{DatagramClient, DatagramServer};
+use stamp_echo::datagram::{DatagramClient, DatagramServer, RateLimit};
 use stamp_echo::stamp::Rfc3339;
 
-/// The allocations of one `serve` call that answers `datagrams` datagrams.
+/// The allocations of one `serve` call that answers `datagrams` datagrams
+/// and drops as many.
 fn allocations_serving(datagrams: u64) -> u64 {
     let socket = UdpSocket::bind("127.0.0.1:0").expect("bind");
     socket.set_read_timeout(Some(Duration::from_secs(10))).expect("safety net");
-    let server = DatagramServer::new(socket, Arc::new(Rfc3339)).expect("server");
+    let server = DatagramServer::new(socket, Arc::new(Rfc3339))
+        .and_then(|server| server.rate_limit(RateLimit::per_second(RateLimit::MAX_REPLIES)))
+        .expect("server");
     let addr = server.local_addr().expect("address");
     let stopper = server.stopper();
     let client = std::thread::spawn(move || {
         let mut client = DatagramClient::connect(addr).expect("client");
         let message = vec![b'x'; 1000];
         for _ in 0..datagrams {
+            // Dropped, before the message is answered.
+            client.socket().send(b"[T] like a reply").expect("send");
             client.round_trip(&message).expect("echo");
         }
-        stopper.stop().expect("stop");
+        stopper.stop();
     });
     let mut served = None;
     let info = measure(|| served = Some(server.serve()));
     client.join().expect("client thread");
-    let summary = served.expect("serve ran").expect("served");
-    assert_eq!(summary.messages, datagrams);
+    let totals = served.expect("serve ran").expect("served");
+    assert_eq!((totals.messages, totals.dropped.looks_like_reply), (datagrams, datagrams));
     info.count_total
 }
 

@@ -3,8 +3,9 @@
 //! and client together in every framing, all over TCP on port 0. Our
 //! client's tests run with the blocking and the async client alike.
 //!
-//! The Python peers are in `tests/python/`; tests that need them print
-//! `SKIPPED ...: python3 not found` and pass when `python3` is missing.
+//! The Python peers are in `tests/python/`. When `python3` is missing, the
+//! tests that need it fail under CI (`CI=true`) and elsewhere print
+//! `SKIPPED ...: python3 not found` on stderr.
 
 mod common;
 

@@ -158,6 +158,7 @@ fn dropping_the_handle_stops_the_server() {
     assert_eq!(refused.kind(), ErrorKind::ConnectionRefused);
 }
 
+#[cfg(unix)]
 #[test]
 fn serves_a_unix_listener() {
     use std::os::unix::net::{UnixListener, UnixStream};

@@ -2,6 +2,9 @@
 //!
 //! It runs the binary cargo builds beside the tests (`cargo test` builds the
 //! examples): target/<profile>/examples/server.
+//!
+//! Unix only: SIGTERM and Unix sockets.
+#![cfg(unix)]
 
 mod common;
 

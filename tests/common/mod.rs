@@ -280,8 +280,9 @@ pub fn read_to_close(stream: &mut TcpStream) -> Vec<u8> {
 
 // ---- The Python peers ----
 
-/// The `python3` to run the peers with, or `None` after printing a visible
-/// SKIPPED notice for `test` (shown by `cargo test` even when the test passes).
+/// The `python3` to run the peers with. When it is missing, the test fails
+/// under CI (`CI=true`, where python3 is required) and is skipped elsewhere
+/// with a visible `SKIPPED` notice; see [`missing_tool`].
 pub fn python3(test: &str) -> Option<PathBuf> {
     let found = Command::new("python3")
         .arg("--version")
@@ -292,11 +293,23 @@ pub fn python3(test: &str) -> Option<PathBuf> {
     if found {
         Some(PathBuf::from("python3"))
     } else {
-        // Straight to stderr, not eprintln!: the test harness captures
-        // eprintln! output of passing tests, and this notice must be seen.
-        let _ = writeln!(io::stderr(), "SKIPPED {test}: python3 not found");
+        missing_tool(test, "python3 not found");
         None
     }
+}
+
+/// Whether this run is CI's, which must have every tool the tests use.
+pub fn in_ci() -> bool {
+    std::env::var_os("CI").is_some_and(|v| !v.is_empty() && v != "false" && v != "0")
+}
+
+/// A tool `test` needs is missing: under CI that is a failure (panics with
+/// `why`); elsewhere the test is skipped, saying so on stderr in capitals.
+pub fn missing_tool(test: &str, why: &str) {
+    assert!(!in_ci(), "{test}: {why}, and CI requires it (CI is set)");
+    // Straight to stderr, not eprintln!: the test harness captures eprintln!
+    // output of passing tests, and this notice must be seen.
+    let _ = writeln!(io::stderr(), "SKIPPED {test}: {why} (this test passes without checking anything)");
 }
 
 /// The path of a Python peer in `tests/python/`.
