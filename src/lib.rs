@@ -31,7 +31,9 @@
 //!   for a log line or a terminal.
 //! - `testing` (feature `test-util`): an in-memory stream and a one-line
 //!   local server for tests, as tokio's `test-util`.
-//! - [`Error`]: the one error type.
+//! - [`Error`]: the one error type, whose variants group the causes:
+//!   [`TimeoutError`], [`ProtocolError`] (with [`MalformedReason`]),
+//!   [`MessageError`], [`ConfigError`], [`StampError`], and I/O.
 //!
 //! ## Cargo features
 //!
