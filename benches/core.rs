@@ -5,6 +5,8 @@
 //!   way `EchoServer` feeds it; messages/s.
 //! - `core_bytes/FRAMING`: the same with 64 KiB messages, in bytes/s.
 //! - `stamp/NAME`: formatting one stamp with each built-in formatter.
+//! - `reply_to/NAME`: [`Responder::reply_to`] answering one 16-byte datagram
+//!   per call, the clock advancing 1 us per call.
 //! - `stamp_reuse/NAME`: the whole cost of answering one 16-byte line per
 //!   call, the clock advancing 1 us per call, so ctime's text is reused
 //!   within a second and the sub-second stamps are formatted every time.
@@ -105,10 +107,22 @@ fn stamping(c: &mut Criterion) {
     }
     group.finish();
 
-    let mut group = c.benchmark_group("stamp_reuse");
+    per_call(c, "reply_to", Framing::chunk(), |r, now, out| r.reply_to(b"0123456789abcdef", now, out).is_ok());
+    per_call(c, "stamp_reuse", Framing::line(), |r, now, out| r.receive(b"0123456789abcdef\n", now, out).is_ok());
+}
+
+/// A group answering one message per call with each stamp, the clock
+/// advancing 1 us per call.
+fn per_call(
+    c: &mut Criterion,
+    name: &str,
+    framing: Framing,
+    answer: fn(&mut Responder, SystemTime, &mut Vec<u8>) -> bool,
+) {
+    let mut group = c.benchmark_group(name);
     group.throughput(Throughput::Elements(1));
     for (name, stamp) in stamps() {
-        let mut responder = Responder::new(Framing::line(), stamp);
+        let mut responder = Responder::new(framing, stamp);
         let mut out = Vec::with_capacity(256);
         let mut micros = 0;
         group.bench_function(name, |b| {
@@ -116,7 +130,7 @@ fn stamping(c: &mut Criterion) {
                 micros += 1;
                 out.clear();
                 let now = SystemTime::UNIX_EPOCH + Duration::new(NOW, 0) + Duration::from_micros(micros);
-                black_box(responder.receive(b"0123456789abcdef\n", now, &mut out).ok())
+                black_box(answer(&mut responder, now, &mut out))
             })
         });
     }

@@ -424,6 +424,10 @@ impl DatagramClient {
     /// datagrams are received). A name is resolved and its first address
     /// used: unlike TCP, UDP cannot tell before a reply whether a server
     /// listens there.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] if no local socket can be bound or the address cannot be resolved or connected to.
     pub fn connect<A: ToSocketAddrs>(server: A) -> Result<DatagramClient, Error> {
         let Some(addr) = server.to_socket_addrs()?.next() else {
             return Err(Error::Io(io::Error::new(io::ErrorKind::InvalidInput, "no address to connect to")));
@@ -445,6 +449,10 @@ impl DatagramClient {
     }
 
     /// How long each attempt waits for the reply; must not be zero.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] for a zero timeout.
     pub fn set_timeout(&mut self, timeout: Duration) -> Result<(), Error> {
         if timeout.is_zero() {
             return Err(crate::ConfigError::new("timeout", "0 s", "longer than zero").into());

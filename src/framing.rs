@@ -11,12 +11,16 @@
 //! | [`Line`](Framing::Line) | bytes up to `\n` or `\r\n` | `[STAMP] MESSAGE` + the same line ending | `max_line` (64 KiB) without the ending |
 //! | [`LengthPrefixed`](Framing::LengthPrefixed) | a 4-byte big-endian length, then that many bytes | framed the same way | `max_frame` (16 MiB) |
 //!
-//! Every limit is checked before anything is buffered beyond it: an endless
-//! line fails once `max_line` bytes have no newline, and a length prefix over
-//! `max_frame` fails from its four bytes alone.
+//! Every limit is checked as the bytes stream: an endless line fails once
+//! `max_line` bytes have no newline, and a length prefix over `max_frame`
+//! fails from its four bytes alone.
 //!
-//! The [`Decoder`] does the splitting without I/O and without allocating per
-//! message: it keeps only the unfinished tail of the input.
+//! The [`Decoder`] does the splitting without I/O and without buffering: it is
+//! a small state machine that hands each message's bytes over as they arrive
+//! ([`Event`]: a message starts, its bytes, it ends) and keeps at most three
+//! bytes across reads. The limits therefore bound what a peer may send, not
+//! what a connection holds: memory per connection is its buffers, whatever
+//! `max_line` and `max_frame` are.
 
 use std::fmt;
 use std::str::FromStr;
@@ -104,8 +108,10 @@ impl Framing {
     }
 
     /// Checks the limit is usable: a chunk buffer of 1 byte to 1 MiB (it is
-    /// allocated per connection), and a frame limit that leaves room for a
-    /// stamp within a 4-byte length.
+    /// allocated per connection), a line limit of at least 1 byte (it bounds
+    /// what a peer may send, not memory: any larger value is fine), and a
+    /// frame limit of 1 byte up to what leaves room for a stamp within a
+    /// 4-byte length.
     ///
     /// # Errors
     ///
@@ -115,8 +121,9 @@ impl Framing {
             Framing::Chunk { buffer_size } if !(1..=MAX_BUFFER_SIZE).contains(&buffer_size) => {
                 Err(ConfigError::new("buffer_size", buffer_size, "1 to 1048576 bytes").into())
             }
-            Framing::LengthPrefixed { max_frame } if max_frame > MAX_FRAME_LIMIT => {
-                Err(ConfigError::new("max_frame", max_frame, "at most 4 GiB minus 512 bytes").into())
+            Framing::Line { max_line: 0 } => Err(ConfigError::new("max_line", 0, "at least 1 byte").into()),
+            Framing::LengthPrefixed { max_frame } if !(1..=MAX_FRAME_LIMIT).contains(&max_frame) => {
+                Err(ConfigError::new("max_frame", max_frame, "1 byte to 4 GiB minus 512 bytes").into())
             }
             _ => Ok(()),
         }
@@ -128,13 +135,6 @@ impl Framing {
     /// `stamp` must already be valid (see [`crate::protocol::validate_stamp`]).
     pub fn encode_reply(&self, stamp: &str, message: &[u8], ending: LineEnding, out: &mut Vec<u8>) {
         self.encode_parts([b"[", stamp.as_bytes(), b"] ", message], ending, out);
-    }
-
-    /// [`encode_reply`](Framing::encode_reply) with the header `[STAMP] `
-    /// already built, as the protocol core keeps it: fewer copies per message.
-    #[inline]
-    pub(crate) fn encode_stamped(&self, header: &[u8], message: &[u8], ending: LineEnding, out: &mut Vec<u8>) {
-        self.encode_parts([header, message], ending, out);
     }
 
     /// Appends the reply body made of `parts`, framed, then `ending`.
@@ -192,8 +192,9 @@ impl Framing {
     }
 }
 
-/// The largest chunk `buffer_size`: the read buffer each connection allocates.
-const MAX_BUFFER_SIZE: usize = 1024 * 1024;
+/// The largest chunk `buffer_size` and server `read_buffer_size`: the read
+/// buffer each connection allocates.
+pub(crate) const MAX_BUFFER_SIZE: usize = 1024 * 1024;
 
 /// The largest `max_frame`: a reply adds `[`, `] ` and up to 255 stamp bytes,
 /// and must still fit in a 4-byte length.
@@ -279,41 +280,111 @@ impl LineEnding {
     }
 }
 
-/// Splits a byte stream into messages, without I/O.
+/// What a [`Decoder`] reports as the bytes of a stream go by.
+///
+/// For each message: one [`Start`](Event::Start), any number of
+/// [`Bytes`](Event::Bytes) (never empty), then one [`End`](Event::End) with
+/// the message's last bytes (empty only for an empty message, or when the end
+/// arrived alone, such as a newline in a read of its own). The bytes of all
+/// three concatenated are the message, without its framing. A message that
+/// arrives whole in one read is `Start` then a single `End` holding all of it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Event<'a> {
+    /// A message begins: its first byte arrived (chunk, line), or its length
+    /// prefix is complete and within the limit (length-prefixed).
+    Start {
+        /// The message's length when the framing declares it up front
+        /// (length-prefixed framing); `None` otherwise.
+        len: Option<u32>,
+    },
+    /// The next bytes of the message, with more to come. Never empty.
+    Bytes(&'a [u8]),
+    /// The message ends: its last bytes (possibly empty) and its line ending
+    /// ([`LineEnding::None`] except in line framing).
+    End {
+        /// The message's last bytes.
+        bytes: &'a [u8],
+        /// The line ending that ended it.
+        ending: LineEnding,
+    },
+}
+
+/// Splits a byte stream into messages, without I/O and without buffering
+/// them: a resumable, streaming state machine.
 ///
 /// Feed it each read with [`Decoder::decode`] and the end of input with
-/// [`Decoder::finish`]; it calls back with each whole message. It keeps only
-/// the unfinished tail of the input (bounded by the limit: see
-/// [`pending`](Decoder::pending)), and a
-/// message that arrives whole in one read is handed over without being copied.
+/// [`Decoder::finish`]; it calls back with [`Event`]s as the bytes arrive: a
+/// message's start, its bytes, its end. It never copies a message; across
+/// reads it keeps only a few bytes ([`pending`](Decoder::pending)): the first
+/// bytes of a UTF-8 character split by a read (chunk, at most 3), a `\r` that
+/// may begin `\r\n` (line, 1), a partial 4-byte length prefix (length, at most
+/// 3). Its size is therefore the same whatever `max_line` or `max_frame` are:
+/// the limits bound what a peer may *send*, not what a connection holds.
+///
+/// Limits are enforced as the bytes stream: a line fails with
+/// [`ProtocolError::LineTooLong`] as soon as `max_line` bytes had no newline (the
+/// first `max_line` bytes have been handed over as [`Event::Bytes`] by then);
+/// a length prefix over `max_frame` fails with [`ProtocolError::FrameTooLarge`] from
+/// its four bytes alone; input ending mid-frame is [`ProtocolError::TruncatedFrame`].
 ///
 /// ```
-/// use stamp_echo::framing::{Decoder, Framing, LineEnding};
+/// use stamp_echo::framing::{Decoder, Event, Framing, LineEnding};
 ///
 /// let mut decoder = Decoder::new(Framing::line());
 /// let mut seen = Vec::new();
-/// let mut collect = |msg: &[u8], end: LineEnding| {
-///     seen.push((msg.to_vec(), end));
-///     Ok(())
+/// let mut collect = |event: Event<'_>| {
+///     seen.push(format!("{event:?}"));
+///     Ok::<(), stamp_echo::Error>(())
 /// };
 /// decoder.decode(b"hel", &mut collect)?;
 /// decoder.decode(b"lo\r\nwor", &mut collect)?;
 /// decoder.finish(&mut collect)?;
-/// assert_eq!(seen, [(b"hello".to_vec(), LineEnding::CrLf), (b"wor".to_vec(), LineEnding::None)]);
+/// assert_eq!(seen, [
+///     "Start { len: None }",
+///     "Bytes([104, 101, 108])",                   // "hel"
+///     "End { bytes: [108, 111], ending: CrLf }", // "lo", "\r\n"
+///     "Start { len: None }",
+///     "Bytes([119, 111, 114])",                   // "wor"
+///     "End { bytes: [], ending: None }",          // the end of input ends it
+/// ]);
 /// # Ok::<(), stamp_echo::Error>(())
 /// ```
 #[derive(Clone, Debug)]
 pub struct Decoder {
     framing: Framing,
-    /// The unfinished tail: an incomplete UTF-8 sequence (chunk), a partial
-    /// line, or a partial frame with its prefix.
-    pending: Vec<u8>,
+    state: State,
+}
+
+/// Where a [`Decoder`] stands between two reads, one set of states per framing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum State {
+    /// Chunk framing: `held[..len]` are the first bytes of a UTF-8 character
+    /// cut by the end of the last read (`len == 0`: nothing held).
+    Chunk { held: [u8; 3], len: u8 },
+    /// Line framing, between lines.
+    LineIdle,
+    /// Line framing, inside a line: `len` content bytes handed over (at most
+    /// `max_line`), and whether a `\r` that may begin `\r\n` is held back.
+    InLine { len: usize, cr: bool },
+    /// Length-prefixed framing, between frames.
+    FrameIdle,
+    /// Length-prefixed framing: `bytes[..have]` of a length prefix (1 to 3).
+    Prefix { bytes: [u8; 4], have: u8 },
+    /// Length-prefixed framing: inside the payload of a `len`-byte frame,
+    /// `remaining` (at least 1) bytes still to come.
+    Payload { len: u32, remaining: u32 },
 }
 
 impl Decoder {
     /// A decoder for `framing`.
     pub fn new(framing: Framing) -> Decoder {
-        Decoder { framing, pending: Vec::new() }
+        let state = match framing {
+            Framing::Chunk { .. } => State::Chunk { held: [0; 3], len: 0 },
+            Framing::Line { .. } => State::LineIdle,
+            Framing::LengthPrefixed { .. } => State::FrameIdle,
+        };
+        Decoder { framing, state }
     }
 
     /// The framing this decoder splits.
@@ -321,212 +392,299 @@ impl Decoder {
         self.framing
     }
 
-    /// Bytes held back waiting for the rest of their message. Never more than:
-    ///
-    /// - chunk: 3, the first bytes of a UTF-8 character;
-    /// - line: `max_line + 1`, a line at the limit and a `\r` that may start
-    ///   its `\r\n`;
-    /// - length-prefixed: `max_frame + 3`, a frame one byte short of
-    ///   complete, prefix included.
+    /// Bytes held back, waiting for the next read to tell what they are. Never
+    /// more than 3 (chunk: the first bytes of a UTF-8 character; length: a
+    /// partial prefix) or 1 (line: a `\r` that may begin `\r\n`), whatever the
+    /// limits and message sizes.
     pub fn pending(&self) -> usize {
-        self.pending.len()
-    }
-
-    /// Decodes one read's worth of input, calling `on_message` for each whole
-    /// message in it, in order.
-    ///
-    /// On an error (an over-long line or frame), the messages before it have
-    /// been handed over, and the decoder must not be used again.
-    /// An error returned by `on_message` stops decoding and is passed on.
-    ///
-    /// # Errors
-    ///
-    /// [`ProtocolError::LineTooLong`] or [`ProtocolError::FrameTooLarge`] as soon as the input is certainly
-    /// over the framing's limit; any error `on_message` returns.
-    pub fn decode<F>(&mut self, input: &[u8], on_message: &mut F) -> Result<(), Error>
-    where
-        F: FnMut(&[u8], LineEnding) -> Result<(), Error>,
-    {
-        match self.framing {
-            Framing::Chunk { .. } => self.decode_chunk(input, on_message),
-            Framing::Line { max_line } => self.decode_lines(input, max_line, on_message),
-            Framing::LengthPrefixed { max_frame } => self.decode_frames(input, max_frame, on_message),
+        match self.state {
+            State::Chunk { len, .. } => usize::from(len),
+            State::InLine { cr, .. } => usize::from(cr),
+            State::Prefix { have, .. } => usize::from(have),
+            State::LineIdle | State::FrameIdle | State::Payload { .. } => 0,
         }
     }
 
-    /// Ends the input: hands over what is held back, if it makes a message
-    /// (the last line without a newline; the first bytes of an incomplete UTF-8
-    /// character in chunk framing, echoed as they are), or fails with
-    /// [`ProtocolError::TruncatedFrame`] for half a frame.
+    /// Whether the input so far ends inside a message: a line without its
+    /// newline, a frame (or its prefix) not complete, the first bytes of a
+    /// UTF-8 character in chunk framing.
+    pub fn in_message(&self) -> bool {
+        match self.state {
+            State::Chunk { len, .. } => len > 0,
+            State::InLine { .. } | State::Prefix { .. } | State::Payload { .. } => true,
+            State::LineIdle | State::FrameIdle => false,
+        }
+    }
+
+    /// Decodes one read's worth of input, calling `on_event` as messages
+    /// start, continue and end in it, in order.
     ///
     /// # Errors
     ///
-    /// [`ProtocolError::TruncatedFrame`] when the input ends inside a frame; any error `on_message` returns.
-    pub fn finish<F>(&mut self, on_message: &mut F) -> Result<(), Error>
+    /// [`ProtocolError::LineTooLong`] or [`ProtocolError::FrameTooLarge`] (converted into `E`)
+    /// for input over the framing's limit: the events before it have been
+    /// handed over, including the start and first bytes of the bad message,
+    /// and the decoder must not be used again. An error returned by `on_event`
+    /// stops decoding and is passed on.
+    pub fn decode<E, F>(&mut self, input: &[u8], on_event: &mut F) -> Result<(), E>
     where
-        F: FnMut(&[u8], LineEnding) -> Result<(), Error>,
+        E: From<Error>,
+        F: FnMut(Event<'_>) -> Result<(), E>,
     {
-        if self.pending.is_empty() {
+        match self.framing {
+            Framing::Chunk { .. } => self.decode_chunk(input, on_event),
+            Framing::Line { max_line } => self.decode_lines(input, max_line, on_event),
+            Framing::LengthPrefixed { max_frame } => self.decode_frames(input, max_frame, on_event),
+        }
+    }
+
+    /// Ends the input: ends a message in progress if it can end here (a last
+    /// line without a newline; the first bytes of an incomplete UTF-8 character
+    /// in chunk framing, echoed as they are).
+    ///
+    /// # Errors
+    ///
+    /// [`ProtocolError::TruncatedFrame`] for input ending inside a frame or its
+    /// prefix; [`ProtocolError::LineTooLong`] for a last line at the limit followed by
+    /// a `\r` (which, with no `\n` after it, is content); or an error returned
+    /// by `on_event`.
+    pub fn finish<E, F>(&mut self, on_event: &mut F) -> Result<(), E>
+    where
+        E: From<Error>,
+        F: FnMut(Event<'_>) -> Result<(), E>,
+    {
+        let state = self.state;
+        self.state = Decoder::new(self.framing).state;
+        match state {
+            State::Chunk { held, len } if len > 0 => {
+                on_event(Event::Start { len: None })?;
+                on_event(Event::End { bytes: &held[..usize::from(len)], ending: LineEnding::None })
+            }
+            State::InLine { len, cr } => {
+                let bytes: &[u8] = if cr { b"\r" } else { b"" };
+                if cr && len >= self.framing.limit() {
+                    return Err(Error::Protocol(ProtocolError::LineTooLong { max: self.framing.limit() }).into());
+                }
+                on_event(Event::End { bytes, ending: LineEnding::None })
+            }
+            State::Prefix { have, .. } => {
+                Err(Error::Protocol(ProtocolError::TruncatedFrame { expected: 4, received: u64::from(have) }).into())
+            }
+            State::Payload { len, remaining } => {
+                let expected = 4 + u64::from(len);
+                Err(Error::Protocol(ProtocolError::TruncatedFrame {
+                    expected,
+                    received: expected - u64::from(remaining),
+                })
+                .into())
+            }
+            State::Chunk { .. } | State::LineIdle | State::FrameIdle => Ok(()),
+        }
+    }
+
+    /// Chunk framing: each read is a message, less the first bytes of a
+    /// character it ends with (held for the next read), plus those held from
+    /// the last read.
+    fn decode_chunk<E, F>(&mut self, input: &[u8], on_event: &mut F) -> Result<(), E>
+    where
+        E: From<Error>,
+        F: FnMut(Event<'_>) -> Result<(), E>,
+    {
+        let State::Chunk { held, len } = self.state else { return Ok(()) };
+        let held = &held[..usize::from(len)];
+        if input.is_empty() {
             return Ok(());
         }
-        let pending = std::mem::take(&mut self.pending);
-        match self.framing {
-            // Held back, a line may be one byte over the limit if that byte
-            // is a `\r` that could have started its `\r\n`; now it is content.
-            Framing::Line { max_line } if pending.len() > max_line => {
-                Err(Error::Protocol(ProtocolError::LineTooLong { max: max_line }))
-            }
-            Framing::Chunk { .. } | Framing::Line { .. } => on_message(&pending, LineEnding::None),
-            Framing::LengthPrefixed { .. } => {
-                let expected = match pending.get(..4) {
-                    Some(prefix) => 4 + u64::from(read_prefix(prefix)),
-                    None => 4,
-                };
-                Err(Error::Protocol(ProtocolError::TruncatedFrame { expected, received: pending.len() as u64 }))
-            }
-        }
-    }
-
-    fn decode_chunk<F>(&mut self, input: &[u8], on_message: &mut F) -> Result<(), Error>
-    where
-        F: FnMut(&[u8], LineEnding) -> Result<(), Error>,
-    {
-        if self.pending.is_empty() {
+        // Where the bytes that can go out end, and what is held next.
+        let rest = if held.is_empty() {
             let cut = complete_utf8_prefix(input);
             if cut > 0 {
-                on_message(&input[..cut], LineEnding::None)?;
+                on_event(Event::Start { len: None })?;
+                on_event(Event::End { bytes: &input[..cut], ending: LineEnding::None })?;
             }
-            self.pending.extend_from_slice(&input[cut..]);
+            &input[cut..]
+        } else if input.len() >= 3 {
+            // The last three bytes, all from this read, decide what is held.
+            let cut = complete_utf8_prefix(input);
+            on_event(Event::Start { len: None })?;
+            if cut == 0 {
+                on_event(Event::End { bytes: held, ending: LineEnding::None })?;
+            } else {
+                on_event(Event::Bytes(held))?;
+                on_event(Event::End { bytes: &input[..cut], ending: LineEnding::None })?;
+            }
+            &input[cut..]
         } else {
-            // A character's first bytes came in the last read: rare, so join
-            // them with this read rather than complicate the common case.
-            self.pending.extend_from_slice(input);
-            let cut = complete_utf8_prefix(&self.pending);
+            // Few bytes: join them to the held ones (at most 5 in all).
+            let mut joined = [0u8; 5];
+            joined[..held.len()].copy_from_slice(held);
+            joined[held.len()..held.len() + input.len()].copy_from_slice(input);
+            let joined = &joined[..held.len() + input.len()];
+            let cut = complete_utf8_prefix(joined);
             if cut > 0 {
-                on_message(&self.pending[..cut], LineEnding::None)?;
+                on_event(Event::Start { len: None })?;
+                on_event(Event::End { bytes: &joined[..cut], ending: LineEnding::None })?;
             }
-            self.pending.drain(..cut);
-        }
+            self.hold_chunk(&joined[cut..]);
+            return Ok(());
+        };
+        self.hold_chunk(rest);
         Ok(())
     }
 
-    fn decode_lines<F>(&mut self, input: &[u8], max_line: usize, on_message: &mut F) -> Result<(), Error>
+    /// Keeps `tail` (at most 3 bytes: an incomplete UTF-8 character).
+    fn hold_chunk(&mut self, tail: &[u8]) {
+        let mut held = [0u8; 3];
+        let len = tail.len().min(3);
+        held[..len].copy_from_slice(&tail[..len]);
+        self.state = State::Chunk { held, len: len as u8 };
+    }
+
+    /// Line framing: streams each line's bytes, ends it at `\n` or `\r\n`.
+    fn decode_lines<E, F>(&mut self, input: &[u8], max_line: usize, on_event: &mut F) -> Result<(), E>
     where
-        F: FnMut(&[u8], LineEnding) -> Result<(), Error>,
+        E: From<Error>,
+        F: FnMut(Event<'_>) -> Result<(), E>,
     {
         let mut rest = input;
-        if !self.pending.is_empty() {
+        while !rest.is_empty() {
+            let (mut len, cr) = match self.state {
+                State::InLine { len, cr } => (len, cr),
+                _ => {
+                    on_event(Event::Start { len: None })?;
+                    (0, false)
+                }
+            };
+            self.state = State::InLine { len, cr: false };
+            if cr {
+                if rest[0] == b'\n' {
+                    self.state = State::LineIdle;
+                    on_event(Event::End { bytes: b"", ending: LineEnding::CrLf })?;
+                    rest = &rest[1..];
+                    continue;
+                }
+                // Not followed by `\n`: the held `\r` is content.
+                check_room(b"\r", max_line - len, max_line, on_event)?;
+                len += 1;
+                self.state = State::InLine { len, cr: false };
+                on_event(Event::Bytes(b"\r"))?;
+            }
+            let room = max_line - len;
             match find_newline(rest) {
                 Some(i) => {
-                    self.pending.extend_from_slice(&rest[..=i]);
+                    let (content, ending) = match rest[..i].strip_suffix(b"\r") {
+                        Some(content) => (content, LineEnding::CrLf),
+                        None => (&rest[..i], LineEnding::Lf),
+                    };
+                    check_room(content, room, max_line, on_event)?;
+                    self.state = State::LineIdle;
+                    on_event(Event::End { bytes: content, ending })?;
                     rest = &rest[i + 1..];
-                    let line = std::mem::take(&mut self.pending);
-                    let result = emit_line(&line, max_line, on_message);
-                    self.pending = line;
-                    self.pending.clear();
-                    result?;
                 }
                 None => {
-                    check_unfinished_line(self.pending.len() + rest.len(), &self.pending, rest, max_line)?;
-                    self.pending.extend_from_slice(rest);
+                    let (content, cr) = match rest.strip_suffix(b"\r") {
+                        Some(content) => (content, true),
+                        None => (rest, false),
+                    };
+                    check_room(content, room, max_line, on_event)?;
+                    self.state = State::InLine { len: len + content.len(), cr };
+                    if !content.is_empty() {
+                        on_event(Event::Bytes(content))?;
+                    }
                     return Ok(());
                 }
             }
         }
-        while let Some(i) = find_newline(rest) {
-            emit_line(&rest[..=i], max_line, on_message)?;
-            rest = &rest[i + 1..];
-        }
-        check_unfinished_line(rest.len(), &[], rest, max_line)?;
-        self.pending.extend_from_slice(rest);
         Ok(())
     }
 
-    fn decode_frames<F>(&mut self, input: &[u8], max_frame: usize, on_message: &mut F) -> Result<(), Error>
+    /// Length-prefixed framing: completes the prefix, checks it, streams the payload.
+    fn decode_frames<E, F>(&mut self, input: &[u8], max_frame: usize, on_event: &mut F) -> Result<(), E>
     where
-        F: FnMut(&[u8], LineEnding) -> Result<(), Error>,
+        E: From<Error>,
+        F: FnMut(Event<'_>) -> Result<(), E>,
     {
         let mut rest = input;
-        if !self.pending.is_empty() {
-            // Complete the prefix first, then the payload, from this read.
-            if self.pending.len() < 4 {
-                let take = (4 - self.pending.len()).min(rest.len());
-                self.pending.extend_from_slice(&rest[..take]);
-                rest = &rest[take..];
-                if self.pending.len() < 4 {
-                    return Ok(());
+        while !rest.is_empty() {
+            match self.state {
+                State::Payload { len, remaining } => {
+                    let take = rest.len().min(remaining as usize);
+                    let (bytes, after) = rest.split_at(take);
+                    rest = after;
+                    // `take` is at most `remaining`, a u32.
+                    let remaining = remaining - take as u32;
+                    if remaining == 0 {
+                        self.state = State::FrameIdle;
+                        on_event(Event::End { bytes, ending: LineEnding::None })?;
+                    } else {
+                        self.state = State::Payload { len, remaining };
+                        on_event(Event::Bytes(bytes))?;
+                    }
+                }
+                // The common case: a whole prefix at hand, read in place.
+                State::FrameIdle if rest.len() >= 4 => {
+                    let len = u32::from_be_bytes([rest[0], rest[1], rest[2], rest[3]]);
+                    rest = &rest[4..];
+                    self.start_frame(len, max_frame, on_event)?;
+                }
+                state => {
+                    let (mut bytes, have) = match state {
+                        State::Prefix { bytes, have } => (bytes, usize::from(have)),
+                        _ => ([0; 4], 0),
+                    };
+                    let take = (4 - have).min(rest.len());
+                    bytes[have..have + take].copy_from_slice(&rest[..take]);
+                    rest = &rest[take..];
+                    if have + take < 4 {
+                        self.state = State::Prefix { bytes, have: (have + take) as u8 };
+                        return Ok(());
+                    }
+                    self.start_frame(u32::from_be_bytes(bytes), max_frame, on_event)?;
                 }
             }
-            let len = checked_len(&self.pending[..4], max_frame)?;
-            let have = self.pending.len() - 4;
-            let take = (len - have).min(rest.len());
-            self.pending.extend_from_slice(&rest[..take]);
-            rest = &rest[take..];
-            if self.pending.len() < 4 + len {
-                return Ok(());
-            }
-            let frame = std::mem::take(&mut self.pending);
-            let result = on_message(&frame[4..], LineEnding::None);
-            self.pending = frame;
-            self.pending.clear();
-            result?;
         }
-        while rest.len() >= 4 {
-            let len = checked_len(&rest[..4], max_frame)?;
-            if rest.len() - 4 < len {
-                break;
-            }
-            on_message(&rest[4..4 + len], LineEnding::None)?;
-            rest = &rest[4 + len..];
-        }
-        // What is left is an incomplete frame; its length (if known) is
-        // within the limit, so keeping it stays within the limit.
-        self.pending.extend_from_slice(rest);
         Ok(())
     }
+
+    /// A complete length prefix: checks it and starts the frame (and ends it
+    /// at once if it is empty).
+    fn start_frame<E, F>(&mut self, len: u32, max_frame: usize, on_event: &mut F) -> Result<(), E>
+    where
+        E: From<Error>,
+        F: FnMut(Event<'_>) -> Result<(), E>,
+    {
+        if usize::try_from(len).map_or(true, |len| len > max_frame) {
+            self.state = State::FrameIdle;
+            return Err(
+                Error::Protocol(ProtocolError::FrameTooLarge { declared: u64::from(len), max: max_frame }).into()
+            );
+        }
+        on_event(Event::Start { len: Some(len) })?;
+        if len == 0 {
+            self.state = State::FrameIdle;
+            on_event(Event::End { bytes: b"", ending: LineEnding::None })
+        } else {
+            self.state = State::Payload { len, remaining: len };
+            Ok(())
+        }
+    }
 }
 
-/// Hands over one line that ends in `\n`, with its ending stripped.
-#[inline]
-fn emit_line<F>(line: &[u8], max_line: usize, on_message: &mut F) -> Result<(), Error>
+/// Checks that a line's `content` fits in the `room` left under `max_line`;
+/// if not, hands over what fits and fails with [`ProtocolError::LineTooLong`], so the
+/// bytes handed over are the same however the input was split.
+fn check_room<E, F>(content: &[u8], room: usize, max_line: usize, on_event: &mut F) -> Result<(), E>
 where
-    F: FnMut(&[u8], LineEnding) -> Result<(), Error>,
+    E: From<Error>,
+    F: FnMut(Event<'_>) -> Result<(), E>,
 {
-    let without_lf = &line[..line.len() - 1];
-    let (content, ending) = match without_lf.strip_suffix(b"\r") {
-        Some(content) => (content, LineEnding::CrLf),
-        None => (without_lf, LineEnding::Lf),
-    };
-    if content.len() > max_line {
-        return Err(Error::Protocol(ProtocolError::LineTooLong { max: max_line }));
+    if content.len() <= room {
+        return Ok(());
     }
-    on_message(content, ending)
-}
-
-/// Fails as soon as bytes without a newline are certainly over the limit: more
-/// than `max_line`, unless the one extra byte is a `\r` that may start `\r\n`.
-fn check_unfinished_line(total: usize, head: &[u8], tail: &[u8], max_line: usize) -> Result<(), Error> {
-    let last = tail.last().or_else(|| head.last());
-    let allowed = if last == Some(&b'\r') { max_line + 1 } else { max_line };
-    if total > allowed {
-        return Err(Error::Protocol(ProtocolError::LineTooLong { max: max_line }));
+    if room > 0 {
+        on_event(Event::Bytes(&content[..room]))?;
     }
-    Ok(())
-}
-
-fn read_prefix(prefix: &[u8]) -> u32 {
-    let mut bytes = [0u8; 4];
-    bytes.copy_from_slice(&prefix[..4]);
-    u32::from_be_bytes(bytes)
-}
-
-/// The payload length declared by a 4-byte prefix, if within `max_frame`.
-fn checked_len(prefix: &[u8], max_frame: usize) -> Result<usize, Error> {
-    let declared = read_prefix(prefix);
-    match usize::try_from(declared) {
-        Ok(len) if len <= max_frame => Ok(len),
-        _ => Err(Error::Protocol(ProtocolError::FrameTooLarge { declared: u64::from(declared), max: max_frame })),
-    }
+    Err(Error::Protocol(ProtocolError::LineTooLong { max: max_line }).into())
 }
 
 /// The position of the first `\n`, sixteen bytes at a time.
@@ -579,26 +737,83 @@ mod tests {
 
     type Seen = Vec<(Vec<u8>, LineEnding)>;
 
-    fn run(framing: Framing, reads: &[&[u8]]) -> (Seen, Result<(), Error>) {
-        let mut decoder = Decoder::new(framing);
-        let mut seen = Vec::new();
-        let mut sink = |m: &[u8], e: LineEnding| {
-            seen.push((m.to_vec(), e));
+    /// Follows the events and checks their grammar: Start, Bytes (never
+    /// empty), End; the message lengths declared match.
+    #[derive(Default)]
+    struct Collector {
+        seen: Seen,
+        current: Option<(Vec<u8>, Option<u32>)>,
+        /// The bytes handed over, messages unfinished included.
+        bytes: Vec<u8>,
+        events: usize,
+    }
+
+    impl Collector {
+        fn on(&mut self, event: Event<'_>) -> Result<(), Error> {
+            self.events += 1;
+            match event {
+                Event::Start { len } => {
+                    assert!(self.current.is_none(), "a start inside a message");
+                    self.current = Some((Vec::new(), len));
+                }
+                Event::Bytes(bytes) => {
+                    assert!(!bytes.is_empty(), "empty Bytes event");
+                    let (message, _) = self.current.as_mut().expect("bytes outside a message");
+                    message.extend_from_slice(bytes);
+                    self.bytes.extend_from_slice(bytes);
+                }
+                Event::End { bytes, ending } => {
+                    let (mut message, len) = self.current.take().expect("an end outside a message");
+                    message.extend_from_slice(bytes);
+                    self.bytes.extend_from_slice(bytes);
+                    if let Some(len) = len {
+                        assert_eq!(message.len(), len as usize, "declared length");
+                    }
+                    self.seen.push((message, ending));
+                }
+            }
             Ok(())
-        };
-        let mut result = Ok(());
+        }
+    }
+
+    fn run_collect(framing: Framing, reads: &[&[u8]]) -> (Collector, Result<(), Error>) {
+        let mut decoder = Decoder::new(framing);
+        let mut collector = Collector::default();
         for read in reads {
-            result = decoder.decode(read, &mut sink);
+            let result = decoder.decode(read, &mut |e| collector.on(e));
             if result.is_err() {
-                return (seen, result);
+                return (collector, result);
             }
         }
-        let result = result.and_then(|()| decoder.finish(&mut sink));
-        (seen, result)
+        let result = decoder.finish(&mut |e| collector.on(e));
+        assert!(!decoder.in_message(), "finish leaves the decoder between messages");
+        (collector, result)
+    }
+
+    fn run(framing: Framing, reads: &[&[u8]]) -> (Seen, Result<(), Error>) {
+        let (collector, result) = run_collect(framing, reads);
+        (collector.seen, result)
     }
 
     fn msgs(seen: &Seen) -> Vec<&[u8]> {
         seen.iter().map(|(m, _)| m.as_slice()).collect()
+    }
+
+    /// Every way of cutting `input` in two, and byte by byte, gives what one
+    /// read gives: the same messages, the same bytes handed over, the same end.
+    fn same_at_every_split(framing: Framing, input: &[u8]) {
+        let (whole, whole_result) = run_collect(framing, &[input]);
+        let whole_result = format!("{whole_result:?}");
+        let mut splits: Vec<Vec<&[u8]>> = (0..=input.len()).map(|i| vec![&input[..i], &input[i..]]).collect();
+        splits.push(input.chunks(1).collect());
+        splits.push(input.chunks(2).collect());
+        splits.push(input.chunks(3).collect());
+        for reads in splits {
+            let (split, result) = run_collect(framing, &reads);
+            assert_eq!(split.seen, whole.seen, "{framing}, reads {reads:?}");
+            assert_eq!(split.bytes, whole.bytes, "{framing}, reads {reads:?}");
+            assert_eq!(format!("{result:?}"), whole_result, "{framing}, reads {reads:?}");
+        }
     }
 
     #[test]
@@ -614,6 +829,15 @@ mod tests {
         let (seen, r) = run(Framing::chunk(), &[&[b'a', ni[0]], &ni[1..2], &[ni[2], b'b']]);
         assert!(r.is_ok());
         assert_eq!(msgs(&seen), [&b"a"[..], "你b".as_bytes()]);
+        // The held bytes joined with a long read, and with a read that ends
+        // inside another character.
+        let (seen, r) = run(Framing::chunk(), &[&ni[..2], &[ni[2], b'x', b'y', b'z', ni[0]], &ni[1..]]);
+        assert!(r.is_ok());
+        assert_eq!(msgs(&seen), ["你xyz".as_bytes(), "你".as_bytes()]);
+        let emoji = "🎉".as_bytes();
+        let (seen, r) = run(Framing::chunk(), &[&[b'a', ni[0]], &emoji[..3], &emoji[3..]]);
+        assert!(r.is_ok());
+        assert_eq!(msgs(&seen), [&b"a"[..], &ni[..1], emoji]);
     }
 
     #[test]
@@ -628,6 +852,21 @@ mod tests {
         assert_eq!(complete_utf8_prefix(b"\xed\xa0"), 2); // surrogate: invalid
         assert_eq!(complete_utf8_prefix(b"\xf0\x9f\x98"), 0);
         assert_eq!(complete_utf8_prefix(b"\xf0\x9f\x98\x80"), 4);
+    }
+
+    #[test]
+    fn chunk_split_reads_never_split_a_character_nor_lose_a_byte() {
+        let input = "a你🎉b\u{e9}".as_bytes();
+        for i in 0..=input.len() {
+            for j in i..=input.len() {
+                let (seen, r) = run(Framing::chunk(), &[&input[..i], &input[i..j], &input[j..]]);
+                assert!(r.is_ok());
+                assert_eq!(msgs(&seen).concat(), input, "cut at {i}, {j}");
+                for (m, _) in &seen {
+                    assert!(std::str::from_utf8(m).is_ok(), "cut at {i}, {j}: {m:?}");
+                }
+            }
+        }
     }
 
     #[test]
@@ -646,10 +885,37 @@ mod tests {
     }
 
     #[test]
+    fn line_streams_bytes_as_they_arrive() {
+        let mut decoder = Decoder::new(Framing::line());
+        let mut events = Vec::new();
+        let mut sink = |e: Event<'_>| {
+            events.push(format!("{e:?}"));
+            Ok::<(), Error>(())
+        };
+        decoder.decode(b"ab\r", &mut sink).expect("valid");
+        decoder.decode(b"c\r", &mut sink).expect("valid");
+        decoder.decode(b"\n", &mut sink).expect("valid");
+        decoder.decode(b"\n", &mut sink).expect("valid");
+        assert_eq!(
+            events,
+            [
+                "Start { len: None }",
+                "Bytes([97, 98])",
+                "Bytes([13])",
+                "Bytes([99])",
+                "End { bytes: [], ending: CrLf }",
+                "Start { len: None }",
+                "End { bytes: [], ending: Lf }",
+            ]
+        );
+    }
+
+    #[test]
     fn line_cr_without_lf_is_content() {
         let (seen, r) = run(Framing::line(), &[b"a\rb\n"]);
         assert!(r.is_ok());
         assert_eq!(msgs(&seen), [&b"a\rb"[..]]);
+        same_at_every_split(Framing::line(), b"a\r\rb\r\n\r\r\n\r");
     }
 
     #[test]
@@ -659,42 +925,95 @@ mod tests {
         assert!(r.is_ok());
         assert_eq!(msgs(&seen), [&b"abcd"[..], b"abcd"]);
 
-        let (seen, r) = run(framing, &[b"ok\nabcde\n"]);
-        assert_eq!(msgs(&seen), [&b"ok"[..]]);
+        let (collector, r) = run_collect(framing, &[b"ok\nabcde\n"]);
+        assert_eq!(msgs(&collector.seen), [&b"ok"[..]]);
         assert!(matches!(r, Err(Error::Protocol(ProtocolError::LineTooLong { max: 4 }))));
+        // The bad line's first max_line bytes were handed over, no more.
+        assert_eq!(collector.bytes, b"okabcd");
 
-        // No newline at all: fails at the fifth byte, having kept at most four.
+        // No newline at all: fails at the fifth byte, holding nothing.
         let mut decoder = Decoder::new(framing);
-        let mut sink = |_: &[u8], _: LineEnding| Ok(());
+        let mut handed = 0;
+        let mut sink = |e: Event<'_>| {
+            if let Event::Bytes(b) = e {
+                handed += b.len();
+            }
+            Ok::<(), Error>(())
+        };
         for b in b"abcd" {
             decoder.decode(&[*b], &mut sink).expect("within the limit");
+            assert_eq!(decoder.pending(), 0);
         }
-        assert_eq!(decoder.pending(), 4);
+        decoder.decode(b"\r", &mut sink).expect("a \\r may begin \\r\\n");
+        assert_eq!(decoder.pending(), 1);
         assert!(matches!(decoder.decode(b"e", &mut sink), Err(Error::Protocol(ProtocolError::LineTooLong { max: 4 }))));
+        assert_eq!(handed, 4);
+
+        for input in
+            [&b"ok\nabcde\n"[..], b"abcd\r\r\n", b"abcd\rx", b"abc\r\r\n", b"abcd\r", b"abc\r", b"\r\r\r\r\r\n"]
+        {
+            same_at_every_split(framing, input);
+        }
+    }
+
+    #[test]
+    fn a_last_line_ending_in_cr_at_the_limit() {
+        let framing = Framing::Line { max_line: 4 };
+        let (seen, r) = run(framing, &[b"abc\r"]);
+        assert!(r.is_ok());
+        assert_eq!(seen, [(b"abc\r".to_vec(), LineEnding::None)]);
+        let (_, r) = run(framing, &[b"abcd\r"]);
+        assert!(matches!(r, Err(Error::Protocol(ProtocolError::LineTooLong { max: 4 }))));
     }
 
     #[test]
     fn length_prefixed_frames_across_reads() {
         let mut input = Vec::new();
-        Framing::length_prefixed().encode_message(b"hello", &mut input).expect("sendable");
-        Framing::length_prefixed().encode_message(b"", &mut input).expect("sendable");
-        Framing::length_prefixed().encode_message("你好".as_bytes(), &mut input).expect("sendable");
+        Framing::length_prefixed().frame_message(b"hello", &mut input);
+        Framing::length_prefixed().frame_message(b"", &mut input);
+        Framing::length_prefixed().frame_message("你好".as_bytes(), &mut input);
         let reads: Vec<&[u8]> = input.chunks(3).collect();
         let (seen, r) = run(Framing::length_prefixed(), &reads);
         assert!(r.is_ok());
         assert_eq!(msgs(&seen), [&b"hello"[..], b"", "你好".as_bytes()]);
+        same_at_every_split(Framing::length_prefixed(), &input);
     }
 
     #[test]
-    fn length_prefix_over_the_limit_fails_before_allocating() {
+    fn length_prefixed_start_declares_the_length() {
+        let mut decoder = Decoder::new(Framing::length_prefixed());
+        let mut events = Vec::new();
+        let mut sink = |e: Event<'_>| {
+            events.push(format!("{e:?}"));
+            Ok::<(), Error>(())
+        };
+        decoder.decode(&[0, 0], &mut sink).expect("valid");
+        assert!(decoder.in_message() && decoder.pending() == 2);
+        decoder.decode(&[0, 3, b'a'], &mut sink).expect("valid");
+        decoder.decode(&[b'b', b'c', 0, 0, 0, 0], &mut sink).expect("valid");
+        assert!(!decoder.in_message());
+        assert_eq!(
+            events,
+            [
+                "Start { len: Some(3) }",
+                "Bytes([97])",
+                "End { bytes: [98, 99], ending: None }",
+                "Start { len: Some(0) }",
+                "End { bytes: [], ending: None }",
+            ]
+        );
+    }
+
+    #[test]
+    fn length_prefix_over_the_limit_fails_from_its_four_bytes() {
         let framing = Framing::LengthPrefixed { max_frame: 10 };
         let (seen, r) = run(framing, &[&[0, 0, 0, 1, b'x', 0xff, 0xff, 0xff, 0xff]]);
         assert_eq!(msgs(&seen), [&b"x"[..]]);
         assert!(matches!(r, Err(Error::Protocol(ProtocolError::FrameTooLarge { declared: 0xffff_ffff, max: 10 }))));
-        let mut decoder = Decoder::new(framing);
-        let r = decoder.decode(&[0, 0, 0, 11], &mut |_, _| Ok(()));
+        let (collector, r) = run_collect(framing, &[&[0, 0], &[0, 11]]);
         assert!(matches!(r, Err(Error::Protocol(ProtocolError::FrameTooLarge { declared: 11, max: 10 }))));
-        assert!(decoder.pending.capacity() < 11);
+        assert_eq!(collector.events, 0, "nothing of the bad frame was handed over");
+        same_at_every_split(framing, &[0, 0, 0, 10, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 0, 0, 0, 11, 1]);
     }
 
     #[test]
@@ -703,6 +1022,40 @@ mod tests {
         assert!(matches!(r, Err(Error::Protocol(ProtocolError::TruncatedFrame { expected: 9, received: 6 }))));
         let (_, r) = run(Framing::length_prefixed(), &[&[0, 0]]);
         assert!(matches!(r, Err(Error::Protocol(ProtocolError::TruncatedFrame { expected: 4, received: 2 }))));
+    }
+
+    /// The decoder holds at most three bytes, whatever the message size: a
+    /// 16 MiB frame and a 16 MiB line fed in 8 KiB reads.
+    #[test]
+    fn the_decoder_holds_a_few_bytes_whatever_the_message_size() {
+        const BIG: usize = 16 * 1024 * 1024;
+        assert!(std::mem::size_of::<Decoder>() <= 48, "{}", std::mem::size_of::<Decoder>());
+        let mut frame = Vec::with_capacity(BIG + 4);
+        Framing::length_prefixed().frame_message(&vec![b'\r'; BIG], &mut frame);
+        let mut line = vec![b'\r'; BIG];
+        line.push(b'\n');
+        for (framing, input) in [(Framing::length_prefixed(), &frame), (Framing::Line { max_line: BIG }, &line)] {
+            let mut decoder = Decoder::new(framing);
+            let (mut handed, mut ended) = (0, 0);
+            let mut sink = |e: Event<'_>| {
+                match e {
+                    Event::Bytes(b) => handed += b.len(),
+                    Event::End { bytes, .. } => {
+                        handed += bytes.len();
+                        ended += 1;
+                    }
+                    Event::Start { .. } => {}
+                }
+                Ok::<(), Error>(())
+            };
+            for read in input.chunks(8 * 1024 + 1) {
+                decoder.decode(read, &mut sink).expect("valid");
+                assert!(decoder.pending() <= 3, "{framing}: {} held", decoder.pending());
+            }
+            decoder.finish(&mut sink).expect("complete");
+            // Every byte handed over but the `\r` of the final `\r\n`.
+            assert_eq!((handed, ended), (BIG - usize::from(framing != Framing::length_prefixed()), 1), "{framing}");
+        }
     }
 
     #[test]
@@ -721,13 +1074,28 @@ mod tests {
         assert_eq!("line".parse(), Ok(Framing::line()));
         assert_eq!("length".parse(), Ok(Framing::length_prefixed()));
         assert!("lines".parse::<Framing>().is_err());
-        assert!(Framing::chunk().with_limit(0).validate().is_err());
+        for framing in [Framing::chunk(), Framing::line(), Framing::length_prefixed()] {
+            let err = framing.with_limit(0).validate().expect_err("0 is too small");
+            assert!(err.to_string().contains('0'), "{err}");
+            assert!(framing.with_limit(1).validate().is_ok(), "{framing}");
+        }
+        assert!(Framing::chunk().with_limit(MAX_BUFFER_SIZE + 1).validate().is_err());
         assert!(Framing::length_prefixed().with_limit(usize::MAX).validate().is_err());
+        assert!(Framing::length_prefixed().with_limit(MAX_FRAME_LIMIT).validate().is_ok());
+        assert!(Framing::line().with_limit(usize::MAX).validate().is_ok());
         let mut out = Vec::new();
         Framing::length_prefixed().encode_reply("T", b"hi", LineEnding::None, &mut out);
         assert_eq!(out, b"\0\0\0\x06[T] hi");
         out.clear();
         Framing::line().encode_reply("T", b"hi", LineEnding::CrLf, &mut out);
         assert_eq!(out, b"[T] hi\r\n");
+    }
+
+    /// A line limit of `usize::MAX` is accepted and cannot overflow.
+    #[test]
+    fn the_largest_line_limit_does_not_overflow() {
+        let (seen, r) = run(Framing::Line { max_line: usize::MAX }, &[b"ab\r", b"\r", b"c\n"]);
+        assert!(r.is_ok());
+        assert_eq!(msgs(&seen), [&b"ab\r\rc"[..]]);
     }
 }

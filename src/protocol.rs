@@ -28,7 +28,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use crate::Error;
-use crate::framing::{Decoder, Framing, LineEnding};
+use crate::framing::{Decoder, Event, Framing, LineEnding};
 use crate::stamp::{Granularity, Stamp};
 use crate::{MalformedReason, ProtocolError, StampError};
 
@@ -173,7 +173,9 @@ impl<'a> Fragment<'a> {
 /// `()` observes nothing; any `FnMut(Fragment<'_>)` closure sees each
 /// fragment of each message.
 pub trait Observer {
-    /// Called with each fragment of each message, before its reply is written.
+    /// Called with each fragment of each message as it arrives, before its
+    /// bytes are appended to the reply (the reply's header is already out:
+    /// replies are streamed, see [`Responder`]).
     fn message(&mut self, fragment: Fragment<'_>) {
         let _ = fragment;
     }
@@ -193,30 +195,56 @@ impl<F: FnMut(Fragment<'_>)> Observer for F {
     }
 }
 
-/// One connection's protocol state: a [`Decoder`] for its framing and the
-/// last stamp text, reused while it is still current.
+/// One connection's protocol state: a [`Decoder`] for its framing, the stamp
+/// text and header in use, and where the current message stands.
 ///
 /// Feed it every read with [`receive`](Responder::receive) and the end of
 /// input with [`finish`](Responder::finish); it appends the replies to a
-/// buffer you own and write out. In steady state it allocates nothing: the
-/// stamp text is formatted into a buffer it keeps, once a second for stamps of
-/// [`Granularity::Second`], once per call otherwise.
+/// buffer you own and write out. Datagram transports, where each message
+/// arrives whole, use [`reply_to`](Responder::reply_to) instead.
 ///
-/// ```
-/// use std::sync::Arc;
-/// use std::time::{Duration, SystemTime};
-/// use stamp_echo::{Error, Framing, ProtocolError, Responder, stamp::Ctime};
+/// # Streamed replies
 ///
-/// let mut responder = Responder::new(Framing::Line { max_line: 8 }, Arc::new(Ctime::utc()));
-/// let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_359_885_618);
-/// let mut out = Vec::new();
-/// let err = responder.receive(b"hi\nthis line is too long\n", now, &mut out).unwrap_err();
-/// assert!(matches!(err, Error::Protocol(ProtocolError::LineTooLong { max: 8 })));
-/// // The reply to the message before the error is there, to be written.
-/// assert_eq!(out, b"[Sun Feb  3 10:00:18 2013] hi\n");
-/// ```
+/// Replies are streamed, never buffered: when a message begins, its header
+/// `[STAMP] ` goes into `out` (in length-prefixed framing preceded by the
+/// reply's 4-byte length, known from the frame's); its bytes follow as they
+/// arrive, read by read; its line ending when it ends. So a call appends at
+/// most about as many bytes as it was given (plus a header and an ending per
+/// message), and a connection holds its read buffer and one read's worth of
+/// replies, whatever the message size. This has consequences:
+///
+/// - the stamp is the instant the message *began* (its first byte, or its
+///   complete length prefix), not the instant it ended;
+/// - a message that turns out bad (a line over `max_line`) has been partly
+///   answered before the error: the header and its first `max_line` bytes,
+///   with no line ending. Input that ends in the middle of a frame leaves a
+///   reply frame that is cut short the same way;
+/// - [`Summary::messages`] counts messages answered to their end.
+///
+/// In steady state it allocates nothing: the stamp text and the header are
+/// built into buffers it keeps, once a second for stamps of
+/// [`Granularity::Second`], once per distinct instant otherwise.
 pub struct Responder {
     decoder: Decoder,
+    header: StampedHeader,
+    /// Bytes of the current message answered so far: the next fragment's offset.
+    offset: u64,
+    summary: Summary,
+}
+
+impl std::fmt::Debug for Responder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Responder")
+            .field("decoder", &self.decoder)
+            .field("stamp", &self.header.text)
+            .field("offset", &self.offset)
+            .field("summary", &self.summary)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The header `[STAMP] ` of replies, rebuilt only when the stamp's text changes.
+struct StampedHeader {
     stamp: Arc<dyn Stamp>,
     granularity: Granularity,
     /// The instant `text` was made for (rounded down to the second for
@@ -224,18 +252,21 @@ pub struct Responder {
     stamped: Option<SystemTime>,
     text: String,
     /// `[text] `, the start of every reply.
-    header: Vec<u8>,
-    summary: Summary,
+    bytes: Vec<u8>,
 }
 
-impl std::fmt::Debug for Responder {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Responder")
-            .field("framing", &self.decoder.framing())
-            .field("granularity", &self.granularity)
-            .field("stamp_text", &self.text)
-            .field("summary", &self.summary)
-            .finish_non_exhaustive()
+impl StampedHeader {
+    /// The header for a message beginning at `now`.
+    fn at(&mut self, now: SystemTime) -> Result<&[u8], Error> {
+        let before = self.stamped;
+        refresh_stamp(self.stamp.as_ref(), self.granularity, now, &mut self.stamped, &mut self.text)?;
+        if self.stamped != before {
+            self.bytes.clear();
+            self.bytes.push(b'[');
+            self.bytes.extend_from_slice(self.text.as_bytes());
+            self.bytes.extend_from_slice(b"] ");
+        }
+        Ok(&self.bytes)
     }
 }
 
@@ -245,11 +276,8 @@ impl Responder {
         let granularity = stamp.granularity();
         Responder {
             decoder: Decoder::new(framing),
-            stamp,
-            granularity,
-            stamped: None,
-            text: String::new(),
-            header: Vec::new(),
+            header: StampedHeader { stamp, granularity, stamped: None, text: String::new(), bytes: Vec::new() },
+            offset: 0,
             summary: Summary::default(),
         }
     }
@@ -264,22 +292,32 @@ impl Responder {
         self.summary
     }
 
-    /// Answers the messages completed by `input` (one read), stamped `now`,
-    /// appending the replies to `out`. Returns how many messages were answered.
-    ///
-    /// On error, the replies to every message before the error are in `out`:
-    /// write them before closing the connection.
+    /// Whether the input so far ends inside a message (its reply begun and
+    /// not finished, or its length prefix incomplete). See
+    /// [`Decoder::in_message`].
+    pub fn in_message(&self) -> bool {
+        self.decoder.in_message()
+    }
+
+    /// Answers `input` (one read), appending to `out` the replies' bytes it
+    /// produces (see [streamed replies](Responder#streamed-replies)); a
+    /// message beginning in it is stamped `now`. Returns how many messages
+    /// ended in it.
     ///
     /// # Errors
     ///
-    /// [`Error::Protocol`] when the input breaks the framing ([`ProtocolError::LineTooLong`],
-    /// [`ProtocolError::FrameTooLarge`]); [`Error::Stamp`] when the stamp formatter produces text a reply
-    /// cannot carry. The responder must not be used again after an error.
+    /// [`ProtocolError::LineTooLong`] or [`ProtocolError::FrameTooLarge`] for input over the
+    /// framing's limit, [`Error::Stamp`] if the stamp formatter
+    /// produced text the protocol cannot carry. Either way `out` holds
+    /// every reply to the messages before the error (and the beginning of the
+    /// reply to a line over the limit): write it out before closing the
+    /// connection. The responder must not be used again.
     pub fn receive(&mut self, input: &[u8], now: SystemTime, out: &mut Vec<u8>) -> Result<usize, Error> {
         self.receive_observed(input, now, out, &mut ())
     }
 
-    /// [`receive`](Responder::receive), showing each message to `observer`.
+    /// [`receive`](Responder::receive), showing each fragment of each message
+    /// to `observer` before its bytes are appended to `out`.
     ///
     /// # Errors
     ///
@@ -295,18 +333,20 @@ impl Responder {
         self.answer(Some(input), now, out, observer)
     }
 
-    /// Ends the input: answers a last message held back (a line without a
-    /// newline, the start of a UTF-8 character), or reports a truncated frame.
+    /// Ends the input: ends a last message held back (a line without a
+    /// newline, the start of a UTF-8 character) and its reply.
     ///
     /// # Errors
     ///
-    /// [`ProtocolError::TruncatedFrame`] when the input ended inside a frame; [`Error::Stamp`] as for
+    /// [`ProtocolError::TruncatedFrame`] for input that ends inside a frame (its reply
+    /// was begun and stays cut short), [`ProtocolError::LineTooLong`] for a last line
+    /// one `\r` over the limit, [`Error::Stamp`] as for
     /// [`receive`](Responder::receive).
     pub fn finish(&mut self, now: SystemTime, out: &mut Vec<u8>) -> Result<usize, Error> {
         self.finish_observed(now, out, &mut ())
     }
 
-    /// [`finish`](Responder::finish), showing the last message to `observer`.
+    /// [`finish`](Responder::finish), showing the last fragment to `observer`.
     ///
     /// # Errors
     ///
@@ -320,8 +360,60 @@ impl Responder {
         self.answer(None, now, out, observer)
     }
 
-    /// Runs the decoder on `input` (`None`: the end of input) with a sink that
-    /// stamps and frames each message.
+    /// Answers one whole message that came alone, such as a datagram:
+    /// appends exactly one reply `[STAMP] MESSAGE` to `out`, unframed whatever
+    /// this responder's framing, stamped `now`. It shares the stamp cache,
+    /// the stamp check and the [`summary`](Responder::summary) with
+    /// [`receive`](Responder::receive), and leaves the stream decoder alone.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use std::time::{Duration, SystemTime};
+    /// use stamp_echo::{framing::Framing, protocol::Responder, stamp::Ctime};
+    ///
+    /// let mut responder = Responder::new(Framing::chunk(), Arc::new(Ctime::utc()));
+    /// let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_359_885_618);
+    /// let mut datagram = Vec::new();
+    /// responder.reply_to(b"hi,server", now, &mut datagram)?;
+    /// assert_eq!(datagram, b"[Sun Feb  3 10:00:18 2013] hi,server");
+    /// assert_eq!(responder.summary().messages, 1);
+    /// # Ok::<(), stamp_echo::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Stamp`] if the stamp formatter produced text the
+    /// protocol cannot carry; nothing is appended then.
+    pub fn reply_to(&mut self, message: &[u8], now: SystemTime, out: &mut Vec<u8>) -> Result<(), Error> {
+        self.reply_to_observed(message, now, out, &mut ())
+    }
+
+    /// [`reply_to`](Responder::reply_to), showing the message to `observer`
+    /// as one fragment, both first and last.
+    ///
+    /// # Errors
+    ///
+    /// As [`reply_to`](Responder::reply_to).
+    pub fn reply_to_observed<O: Observer + ?Sized>(
+        &mut self,
+        message: &[u8],
+        now: SystemTime,
+        out: &mut Vec<u8>,
+        observer: &mut O,
+    ) -> Result<(), Error> {
+        self.summary.bytes_in += message.len() as u64;
+        let header = self.header.at(now)?;
+        observer.message(Fragment::new(message, 0, true));
+        out.reserve(header.len() + message.len());
+        out.extend_from_slice(header);
+        out.extend_from_slice(message);
+        self.summary.messages += 1;
+        self.summary.bytes_out += (header.len() + message.len()) as u64;
+        Ok(())
+    }
+
+    /// Runs the decoder on `input` (`None`: the end of input), streaming each
+    /// message's reply into `out` as its events come.
     fn answer<O: Observer + ?Sized>(
         &mut self,
         input: Option<&[u8]>,
@@ -329,28 +421,44 @@ impl Responder {
         out: &mut Vec<u8>,
         observer: &mut O,
     ) -> Result<usize, Error> {
-        let framing = self.decoder.framing();
         let start = out.len();
         let mut count = 0;
-        let Responder { decoder, stamp, granularity, stamped, text, header, .. } = self;
-        // Every message of one call is stamped `now`: check the stamp once,
-        // at the first message.
+        let Responder { decoder, header, offset, .. } = self;
+        // Every message beginning in one call is stamped `now`: check the
+        // stamp once, at the first.
         let mut current = false;
-        let mut sink = |message: &[u8], ending: LineEnding| {
-            if !current {
-                let before = *stamped;
-                refresh_stamp(stamp.as_ref(), *granularity, now, stamped, text)?;
-                if *stamped != before {
-                    header.clear();
-                    header.push(b'[');
-                    header.extend_from_slice(text.as_bytes());
-                    header.extend_from_slice(b"] ");
+        let mut sink = |event: Event<'_>| -> Result<(), Error> {
+            match event {
+                Event::Start { len } => {
+                    let header = if current { &header.bytes } else { header.at(now)? };
+                    current = true;
+                    if let Some(len) = len {
+                        // Fits: len <= max_frame <= 4 GiB - 512 and a header
+                        // is at most 258 bytes.
+                        let total = u32::try_from(header.len() as u64 + u64::from(len)).unwrap_or(u32::MAX);
+                        out.extend_from_slice(&total.to_be_bytes());
+                    }
+                    out.extend_from_slice(header);
+                    *offset = 0;
                 }
-                current = true;
+                Event::Bytes(bytes) => {
+                    observer.message(Fragment::new(bytes, *offset, false));
+                    out.extend_from_slice(bytes);
+                    *offset += bytes.len() as u64;
+                }
+                Event::End { bytes, ending } => {
+                    observer.message(Fragment::new(bytes, *offset, true));
+                    out.extend_from_slice(bytes);
+                    // Constant-size copies: no call to memcpy for one or two bytes.
+                    match ending {
+                        LineEnding::None => {}
+                        LineEnding::Lf => out.push(b'\n'),
+                        LineEnding::CrLf => out.extend_from_slice(b"\r\n"),
+                    }
+                    *offset = 0;
+                    count += 1;
+                }
             }
-            observer.message(Fragment::new(message, 0, true));
-            framing.encode_stamped(header, message, ending, out);
-            count += 1;
             Ok(())
         };
         let result = match input {
@@ -413,7 +521,7 @@ mod tests {
         for framing in [Framing::chunk(), Framing::line(), Framing::length_prefixed()] {
             let mut responder = Responder::new(framing, Arc::new(Ctime::utc()));
             let mut input = Vec::new();
-            framing.encode_message("你好".as_bytes(), &mut input).expect("sendable");
+            framing.frame_message("你好".as_bytes(), &mut input);
             let mut out = Vec::new();
             assert_eq!(responder.receive(&input, now, &mut out).ok(), Some(1));
             let mut expected = Vec::new();
@@ -464,24 +572,133 @@ mod tests {
     }
 
     #[test]
-    fn replies_before_an_error_are_kept() {
+    fn replies_before_an_error_are_kept_and_a_bad_line_is_partly_answered() {
         let mut responder = Responder::new(Framing::Line { max_line: 3 }, Arc::new(Ctime::utc()));
         let mut out = Vec::new();
         let r = responder.receive(b"ab\ntoo long\n", at(0, 0), &mut out);
         assert!(matches!(r, Err(Error::Protocol(ProtocolError::LineTooLong { max: 3 }))));
-        assert_eq!(out, b"[Thu Jan  1 00:00:00 1970] ab\n");
+        // The whole line's reply, then the bad line's header and first 3 bytes.
+        assert_eq!(out, b"[Thu Jan  1 00:00:00 1970] ab\n[Thu Jan  1 00:00:00 1970] too");
         assert_eq!(responder.summary().messages, 1);
     }
 
     #[test]
-    fn observer_sees_each_message() {
+    fn observer_sees_each_fragment_as_it_arrives() {
         let mut responder = Responder::new(Framing::line(), Arc::new(Ctime::utc()));
         let mut seen = Vec::new();
-        let mut observer = |m: Fragment<'_>| seen.push(m.bytes().to_vec());
+        let mut observer = |m: Fragment<'_>| seen.push((m.bytes().to_vec(), m.offset(), m.is_last()));
         let mut out = Vec::new();
-        responder.receive_observed(b"one\ntw", at(0, 0), &mut out, &mut observer).expect("valid");
+        for read in [&b"one\ntw"[..], b"o, ", b"three", b"\n", b"", b"\nlast"] {
+            responder.receive_observed(read, at(0, 0), &mut out, &mut observer).expect("valid");
+        }
         responder.finish_observed(at(0, 0), &mut out, &mut observer).expect("valid");
-        assert_eq!(seen, [b"one".to_vec(), b"tw".to_vec()]);
+        let expected: [(&[u8], u64, bool); 8] = [
+            (b"one", 0, true),
+            (b"tw", 0, false),
+            (b"o, ", 2, false),
+            (b"three", 5, false),
+            (b"", 10, true), // the ending alone
+            (b"", 0, true),  // an empty line
+            (b"last", 0, false),
+            (b"", 4, true), // ended by the end of input
+        ];
+        let expected: Vec<_> = expected.iter().map(|(b, o, l)| (b.to_vec(), *o, *l)).collect();
+        assert_eq!(seen, expected);
+        assert_eq!(responder.summary().messages, 4);
+    }
+
+    /// The header goes out when a message begins, stamped then; the bytes
+    /// follow as they come. In length framing the reply's length comes first.
+    #[test]
+    fn replies_are_streamed_and_stamped_when_their_message_began() {
+        let mut responder = Responder::new(Framing::length_prefixed(), Arc::new(crate::stamp::UnixTime));
+        let mut out = Vec::new();
+        responder.receive(&[0, 0, 0, 5, b'a', b'b'], at(7, 0), &mut out).expect("valid");
+        // "[7.000000] " is 11 bytes: the reply is 16 bytes long.
+        assert_eq!(out, b"\0\0\0\x10[7.000000] ab");
+        assert!(responder.in_message());
+        out.clear();
+        responder.receive(b"cde", at(8, 0), &mut out).expect("valid");
+        assert_eq!(out, b"cde");
+        assert!(!responder.in_message());
+        assert_eq!(responder.summary().messages, 1);
+        // Input ending mid-frame: the reply stays cut short, the error says so.
+        out.clear();
+        responder.receive(&[0, 0, 0, 9, b'x'], at(9, 0), &mut out).expect("valid");
+        let r = responder.finish(at(9, 0), &mut out);
+        assert!(
+            matches!(r, Err(Error::Protocol(ProtocolError::TruncatedFrame { expected: 13, received: 5 }))),
+            "{r:?}"
+        );
+        assert_eq!(out, b"\0\0\0\x14[9.000000] x");
+    }
+
+    /// Output per call is bounded by the input: a 16 MiB frame fed in 8 KiB
+    /// reads never makes one call's output exceed a read plus the reply's
+    /// length and header, and the responder holds nothing of it.
+    #[test]
+    fn output_per_call_is_bounded_by_the_input_whatever_the_message_size() {
+        const BIG: usize = 16 * 1024 * 1024;
+        const READ: usize = 8 * 1024;
+        for framing in [Framing::length_prefixed(), Framing::line(), Framing::Line { max_line: BIG }] {
+            let mut responder = Responder::new(framing, Arc::new(Ctime::utc()));
+            let mut input = Vec::with_capacity(BIG + 4);
+            framing.frame_message(&vec![b'x'; BIG], &mut input);
+            let (mut out, mut total, mut largest) = (Vec::with_capacity(READ + 64), 0, 0);
+            let mut result = Ok(0);
+            for read in input.chunks(READ) {
+                out.clear();
+                result = responder.receive(read, at(0, 0), &mut out);
+                largest = largest.max(out.len());
+                total += out.len();
+                if result.is_err() {
+                    break;
+                }
+            }
+            assert!(largest <= READ + 4 + 27, "{framing}: {largest} bytes out in one call");
+            assert!(out.capacity() <= READ + 64, "{framing}: out grew to {}", out.capacity());
+            match framing {
+                Framing::Line { max_line } if max_line < BIG => {
+                    assert!(matches!(result, Err(Error::Protocol(ProtocolError::LineTooLong { .. }))));
+                    assert_eq!(total, 27 + max_line, "{framing}: answered up to the limit");
+                }
+                _ => {
+                    assert_eq!(result.ok(), Some(1), "{framing}");
+                    assert_eq!(total, input.len() + 27, "{framing}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn reply_to_answers_one_whole_message_with_the_same_stamp_cache() {
+        static CALLS: AtomicUsize = AtomicUsize::new(0);
+        let counting = stamp::from_fn(|now: SystemTime, out: &mut String| {
+            CALLS.fetch_add(1, Ordering::Relaxed);
+            Ctime::utc().write_stamp(now, out);
+        });
+        // The framing does not matter: the reply is unframed.
+        let mut responder = Responder::new(Framing::length_prefixed(), Arc::new(counting));
+        let mut out = Vec::new();
+        let mut seen = Vec::new();
+        let mut observer = |m: Fragment<'_>| seen.push((m.bytes().to_vec(), m.is_first(), m.is_last()));
+        responder.reply_to_observed(b"one", at(0, 1), &mut out, &mut observer).expect("valid");
+        responder.reply_to(b"", at(0, 1), &mut out).expect("valid");
+        assert_eq!(CALLS.load(Ordering::Relaxed), 1, "the same instant reuses the text");
+        responder.reply_to(b"2", at(0, 2), &mut out).expect("valid");
+        assert_eq!(CALLS.load(Ordering::Relaxed), 2, "exact stamps are made per instant");
+        let header = b"[Thu Jan  1 00:00:00 1970] ";
+        assert_eq!(out, [&header[..], b"one", header, header, b"2"].concat());
+        assert_eq!(seen, [(b"one".to_vec(), true, true)]);
+        assert_eq!(responder.summary(), Summary { messages: 3, bytes_in: 4, bytes_out: out.len() as u64 });
+        assert!(!responder.in_message());
+
+        let bad = stamp::from_fn(|_: SystemTime, out: &mut String| out.push_str("a]b"));
+        let mut responder = Responder::new(Framing::chunk(), Arc::new(bad));
+        out.clear();
+        let r = responder.reply_to(b"x", at(0, 0), &mut out);
+        assert!(matches!(r, Err(Error::Stamp { .. })), "{r:?}");
+        assert!(out.is_empty());
     }
 
     #[test]

@@ -118,12 +118,24 @@ impl EchoServer {
 
     /// Serves one connection, showing each message to `observer`.
     ///
-    /// Reads until end of input; every read's replies go out in one write.
-    /// At end of input a last message held back is answered (a line without a
-    /// newline) and the counts are returned. A read or write timeout set on
-    /// the stream ends the connection with [`TimeoutError::Idle`](crate::TimeoutError::Idle); a message over
-    /// the framing's limit with its error. Either way, every message received
-    /// whole before the error has been answered.
+    /// Reads until end of input, streaming the replies (see [`Responder`]):
+    /// each read's reply bytes go out in one write, or in a few when they
+    /// pass 32 KiB (replies to many tiny messages), so a connection holds its
+    /// read buffer and about one read's worth of replies whatever the
+    /// message sizes. At end of input a last message held back is answered
+    /// (a line without a newline) and the counts are returned. A read or
+    /// write timeout set on the stream ends the connection with
+    /// [`TimeoutError::Idle`](crate::TimeoutError::Idle); a message over the framing's limit with its error.
+    /// Either way, every message received whole before the error has been
+    /// answered (and a line over the limit partly answered: its reply was
+    /// streamed up to the limit).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] or [`TimeoutError::Idle`](crate::TimeoutError::Idle) from the stream; the framing's
+    /// errors for bad input ([`ProtocolError::LineTooLong`](crate::ProtocolError::LineTooLong), [`ProtocolError::FrameTooLarge`](crate::ProtocolError::FrameTooLarge),
+    /// [`ProtocolError::TruncatedFrame`](crate::ProtocolError::TruncatedFrame)); [`Error::Stamp`] from a stamp
+    /// formatter that went wrong.
     ///
     /// Pass `&TcpStream` (or `&mut stream`) to keep the stream: reading and
     /// writing share one handle, so one file descriptor serves a connection.
@@ -135,13 +147,6 @@ impl EchoServer {
     /// the peer's delayed acknowledgement, 40 ms on Linux. Measured on
     /// loopback with 5000-byte messages in chunk framing: 43 ms per round
     /// trip with Nagle, 19 µs without.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Io`] when the stream fails; [`Error::Timeout`] when a read or write times out (or a deadline
-    /// a stream wrapper enforces passes); [`Error::Protocol`] when the peer breaks the framing;
-    /// [`Error::Stamp`] when the stamp formatter produces text a reply cannot carry. The replies to every
-    /// message received whole before the error have been written.
     pub fn serve_with<S: Read + Write, O: Observer>(&self, mut stream: S, mut observer: O) -> Result<Summary, Error> {
         let mut responder = self.responder();
         let read_size = match self.framing {
@@ -158,9 +163,9 @@ impl EchoServer {
             };
             let now = self.clock.now();
             let answered = if n == 0 {
-                responder.finish_observed(now, &mut out, &mut observer)
+                responder.finish_observed(now, &mut out, &mut observer).map(drop)
             } else {
-                responder.receive_observed(&input[..n], now, &mut out, &mut observer)
+                answer_read(&mut responder, &input[..n], now, &mut out, &mut observer, &mut stream)
             };
             // Replies to whole messages go out even when the input that
             // followed them was bad.
@@ -169,14 +174,51 @@ impl EchoServer {
             }
             match answered {
                 Err(e) => break Err(e),
-                Ok(_) if n == 0 => break Ok(()),
-                Ok(_) => {}
+                Ok(()) if n == 0 => break Ok(()),
+                Ok(()) => {}
             }
         };
         let summary = responder.summary();
         observer.finished(&summary, result.as_ref().err());
         result.map(|()| summary)
     }
+}
+
+/// The slice of a read given to the [`Responder`] at a time in line and
+/// length framing (where how input is cut does not matter): replies to tiny
+/// messages are many times larger than the messages (a header each), so the
+/// replies to one slice stay small whatever the read size.
+const SLICE: usize = 512;
+
+/// Replies pending beyond this are written out before the rest of the read
+/// is answered. Larger than the replies to a typical read, so that those
+/// still leave in one write.
+const FLUSH_AT: usize = 32 * 1024;
+
+/// Answers one read slice by slice, writing the replies out early when they
+/// grow past [`FLUSH_AT`]: the reply buffer stays within about
+/// `FLUSH_AT + SLICE * (1 + header)` bytes whatever the peer sends.
+fn answer_read<S: Write, O: Observer>(
+    responder: &mut Responder,
+    read: &[u8],
+    now: std::time::SystemTime,
+    out: &mut Vec<u8>,
+    observer: &mut O,
+    stream: &mut S,
+) -> Result<(), Error> {
+    // In chunk framing a read is a message: never cut it (its reply is one
+    // header longer than the read anyway).
+    let slice = match responder.framing() {
+        Framing::Chunk { .. } => read.len(),
+        _ => SLICE,
+    };
+    for slice in read.chunks(slice) {
+        responder.receive_observed(slice, now, out, observer)?;
+        if out.len() >= FLUSH_AT {
+            flush_replies(stream, out)?;
+        }
+    }
+    Ok(())
 }
 
 /// Writes out and clears the replies produced by one read.
@@ -218,8 +260,9 @@ impl Builder {
     }
 
     /// The size of one read in line and length-prefixed framing (default
-    /// [`EchoServer::DEFAULT_READ_BUFFER_SIZE`]). It bounds no message: lines
-    /// and frames may span many reads.
+    /// [`EchoServer::DEFAULT_READ_BUFFER_SIZE`]; 1 byte to 1 MiB, checked by
+    /// [`build`](Builder::build)). It bounds no message: lines and frames
+    /// may span many reads, and their replies are streamed read by read.
     pub fn read_buffer_size(mut self, size: usize) -> Builder {
         self.read_buffer_size = size;
         self
@@ -229,16 +272,135 @@ impl Builder {
     ///
     /// # Errors
     ///
-    /// [`Error::Config`] for a setting out of range (the error names it).
+    /// [`Error::Config`] for a framing limit out of range (see
+    /// [`Framing::validate`]) or a `read_buffer_size` outside 1 byte to
+    /// 1 MiB; [`Error::Stamp`] if the stamp formatter, tried once at
+    /// the clock's current instant, produces text the protocol cannot carry
+    /// (a `]`, `\r` or `\n`, or over 255 bytes). A formatter that goes
+    /// wrong only at some instants is still caught per message.
     pub fn build(self) -> Result<EchoServer, Error> {
         self.framing.validate()?;
-        if self.read_buffer_size == 0 {
-            return Err(crate::ConfigError::new("read_buffer_size", 0, "at least 1 byte").into());
+        if !(1..=crate::framing::MAX_BUFFER_SIZE).contains(&self.read_buffer_size) {
+            return Err(crate::ConfigError::new("read_buffer_size", self.read_buffer_size, "1 to 1048576 bytes").into());
         }
         let stamp = match self.stamp {
             Some(stamp) => stamp,
             None => Arc::new(Ctime::local_or_utc().0),
         };
+        let mut text = String::new();
+        stamp.write_stamp(self.clock.now(), &mut text);
+        crate::protocol::validate_stamp(&text)?;
         Ok(EchoServer { framing: self.framing, stamp, clock: self.clock, read_buffer_size: self.read_buffer_size })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::Fragment;
+    use crate::testing::Duplex;
+    use std::time::{Duration, SystemTime};
+
+    fn fixed() -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(1_359_885_618)
+    }
+
+    /// Records the largest single write.
+    struct Writes<'a> {
+        reads: std::slice::Chunks<'a, u8>,
+        largest: usize,
+        total: usize,
+    }
+
+    impl Read for Writes<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let Some(read) = self.reads.next() else { return Ok(0) };
+            buf[..read.len()].copy_from_slice(read);
+            Ok(read.len())
+        }
+    }
+
+    impl Write for Writes<'_> {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.largest = self.largest.max(buf.len());
+            self.total += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// A 16 MiB frame in 8 KiB reads goes back in writes of a read's worth:
+    /// nothing of it is held beyond one read.
+    #[test]
+    fn a_large_frame_is_answered_read_by_read() {
+        let server = EchoServer::builder()
+            .framing(Framing::length_prefixed())
+            .stamp(Ctime::utc())
+            .clock(fixed)
+            .build()
+            .expect("valid settings");
+        let mut input = Vec::new();
+        Framing::length_prefixed().frame_message(&vec![b'x'; 16 * 1024 * 1024], &mut input);
+        let read = EchoServer::DEFAULT_READ_BUFFER_SIZE;
+        let mut stream = Writes { reads: input.chunks(read), largest: 0, total: 0 };
+        let mut fragments = 0;
+        let summary = server.serve_with(&mut stream, |_: Fragment<'_>| fragments += 1).expect("valid input");
+        assert_eq!(summary.messages, 1);
+        assert_eq!(stream.total, input.len() + 27);
+        assert!(stream.largest <= read + 4 + 27, "a write of {} bytes", stream.largest);
+        // Seen as it streamed: a fragment per slice of a read.
+        assert_eq!(fragments, input.len().div_ceil(SLICE), "one fragment per slice");
+    }
+
+    /// Replies to many tiny messages are written out before they pile up.
+    #[test]
+    fn replies_to_tiny_messages_are_flushed_before_they_pile_up() {
+        let server = EchoServer::builder()
+            .framing(Framing::line())
+            .read_buffer_size(1024 * 1024)
+            .stamp(Ctime::utc())
+            .clock(fixed)
+            .build()
+            .expect("valid settings");
+        let input = b"\n".repeat(1024 * 1024);
+        let mut stream = Writes { reads: input.chunks(1024 * 1024), largest: 0, total: 0 };
+        let summary = server.serve(&mut stream).expect("valid input");
+        assert_eq!(summary.messages, 1024 * 1024);
+        assert_eq!(stream.total, 1024 * 1024 * 28);
+        assert!(stream.largest < FLUSH_AT + SLICE * 28, "a write of {} bytes", stream.largest);
+    }
+
+    #[test]
+    fn settings_out_of_range_and_bad_stamps_fail_the_build() {
+        for size in [0, 1024 * 1024 + 1, usize::MAX] {
+            let err = EchoServer::builder().read_buffer_size(size).build().expect_err("out of range");
+            assert!(matches!(err, Error::Config(_)), "{err:?}");
+            assert!(
+                err.to_string().contains("read_buffer_size") && err.to_string().contains(&size.to_string()),
+                "{err}"
+            );
+        }
+        for size in [1, 1024 * 1024] {
+            assert!(EchoServer::builder().read_buffer_size(size).build().is_ok(), "{size}");
+        }
+        for framing in [Framing::Line { max_line: 0 }, Framing::LengthPrefixed { max_frame: 0 }] {
+            assert!(matches!(EchoServer::builder().framing(framing).build(), Err(Error::Config(_))), "{framing}");
+        }
+        let bad = crate::stamp::from_fn(|_: SystemTime, out: &mut String| out.push_str("a]b"));
+        let result = EchoServer::builder().stamp(bad).build();
+        assert!(matches!(result, Err(Error::Stamp(ref e)) if e.stamp() == "a]b"), "{result:?}");
+    }
+
+    /// At end of input a last line is answered; every reply before an error
+    /// is written.
+    #[test]
+    fn end_of_input_answers_the_last_line() {
+        let server = EchoServer::builder().framing(Framing::line()).stamp(Ctime::utc()).clock(fixed).build();
+        let server = server.expect("valid settings");
+        let mut stream = Duplex::from_reads([b"one\ntw".to_vec(), b"o".to_vec()]);
+        assert_eq!(server.serve(&mut stream).expect("valid").messages, 2);
+        assert_eq!(stream.output(), b"[Sun Feb  3 10:00:18 2013] one\n[Sun Feb  3 10:00:18 2013] two");
     }
 }

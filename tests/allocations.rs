@@ -63,6 +63,56 @@ fn the_core_allocates_nothing_per_message_in_steady_state() {
     }
 }
 
+/// Replies stream: a message far larger than a read allocates nothing either,
+/// and the reply buffer stays at one read's worth (it would have to grow to
+/// the whole reply if anything were buffered).
+#[test]
+fn streaming_large_messages_allocates_nothing() {
+    for framing in [Framing::line().with_limit(1 << 20), Framing::length_prefixed()] {
+        let mut responder = Responder::new(framing, Arc::new(Ctime::utc()));
+        let mut stream = Vec::new();
+        for _ in 0..8 {
+            framing.encode_message(&[b'x'; 1 << 20], &mut stream).expect("sendable");
+        }
+        let reads: Vec<&[u8]> = stream.chunks(8 * 1024).collect();
+        let mut out = Vec::with_capacity(8 * 1024 + 64);
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let mut run = |reads: &[&[u8]]| {
+            for read in reads {
+                out.clear();
+                responder.receive(read, now, &mut out).expect("valid input");
+            }
+        };
+        run(&reads[..10]);
+        let info = measure(|| run(&reads[10..]));
+        assert_eq!(info.count_total, 0, "{framing}: {info:?}");
+        assert_eq!(responder.summary().messages, 8, "{framing}");
+        assert_eq!(out.capacity(), 8 * 1024 + 64, "{framing}: the reply buffer grew");
+    }
+}
+
+/// `Responder::reply_to`, the datagram entry point, allocates nothing per message.
+#[test]
+fn reply_to_allocates_nothing_per_message() {
+    for (name, stamp) in stamps() {
+        let mut responder = Responder::new(Framing::chunk(), stamp);
+        let mut out = Vec::new();
+        let start = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let mut run = |from: u64, to: u64| {
+            for i in from..to {
+                out.clear();
+                // A new second every 100 messages, a new microsecond every message.
+                responder
+                    .reply_to(b"a datagram", start + Duration::from_micros(10_000 * i + 1), &mut out)
+                    .expect("valid");
+            }
+        };
+        run(0, 100);
+        let info = measure(|| run(100, 2_000));
+        assert_eq!(info.count_total, 0, "{name}: {info:?}");
+    }
+}
+
 /// A stream that replays the same input `rounds` times and discards what is
 /// written, without allocating.
 struct Replay<'a> {

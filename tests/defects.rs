@@ -167,8 +167,11 @@ fn an_over_long_line_ends_that_connection_only() {
     let mut input = b"fine\n".to_vec();
     input.extend(std::iter::repeat_n(b'x', max_line + 1)); // no newline: over the limit
     let replies = send_all_and_read_replies(&mut connect(addr), &input);
-    // The whole message before the bad line was answered, once.
-    assert_eq!(replies, fixed_reply(Framing::line(), b"fine", LineEnding::Lf));
+    // The whole message before the bad line was answered, once; the bad line
+    // was answered as it streamed in, up to the limit and no further.
+    let mut expected = fixed_reply(Framing::line(), b"fine", LineEnding::Lf);
+    expected.extend(fixed_reply(Framing::chunk(), &input[5..5 + max_line], LineEnding::None));
+    assert_eq!(replies, expected);
     assert_eq!(next_closed(&events).2, Some(Kind::LineTooLong { max: 1000 }));
 
     assert_eq!(bystander.round_trip(b"after").expect("still served").message(), b"after");
@@ -186,7 +189,9 @@ fn a_last_line_over_the_limit_is_refused_even_when_it_ends_in_cr() {
     let mut stream = Duplex::from_reads([b"ok\nabcd\r".to_vec()]);
     let result = fixed_server(framing).serve(&mut stream);
     assert!(matches!(result, Err(Error::Protocol(ProtocolError::LineTooLong { max: 4 }))), "{result:?}");
-    assert_eq!(stream.output(), fixed_reply(framing, b"ok", LineEnding::Lf));
+    // The bad line's reply was streamed up to the limit: header and 4 bytes.
+    let expected = [fixed_reply(framing, b"ok", LineEnding::Lf), fixed_reply(framing, b"abcd", LineEnding::None)];
+    assert_eq!(stream.output(), expected.concat());
     // At the limit it is answered, `\r` and all.
     let mut stream = Duplex::from_reads([b"abc\r".to_vec()]);
     fixed_server(framing).serve(&mut stream).expect("a last line at the limit");

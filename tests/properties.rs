@@ -10,9 +10,13 @@ use proptest::prelude::*;
 use proptest::sample::Index;
 
 use common::{FIXED_CTIME, Loopback, both_clients, fixed_reply, fixed_server};
+use std::sync::Arc;
+
 use stamp_echo::ProtocolError;
-use stamp_echo::framing::{Decoder, LineEnding};
+use stamp_echo::framing::{self, Decoder, LineEnding};
+use stamp_echo::protocol::Responder;
 use stamp_echo::reply::{Event, ReplyChecker};
+use stamp_echo::stamp::Ctime;
 use stamp_echo::testing::Duplex;
 use stamp_echo::tokio::{ClientCodec, ServerCodec};
 use stamp_echo::{Error, Framing};
@@ -52,21 +56,57 @@ fn cut_points() -> impl Strategy<Value = Vec<Index>> {
     prop::collection::vec(any::<Index>(), 0..24)
 }
 
-/// What serving `reads` produces: the messages seen, the output, and how it ended.
-fn serve(framing: Framing, reads: Vec<Vec<u8>>) -> (Vec<Vec<u8>>, Vec<u8>, Result<(), String>) {
+/// What serving some reads produced.
+#[derive(Debug, PartialEq)]
+struct Served {
+    /// The messages seen whole, put together from their fragments.
+    messages: Vec<Vec<u8>>,
+    /// The bytes seen of a message that did not end (answered in part).
+    partial: Option<Vec<u8>>,
+    output: Vec<u8>,
+    result: Result<(), String>,
+}
+
+/// Serves `reads`, putting the observed fragments back together and
+/// checking them: in order, contiguous, empty only when last.
+fn serve(framing: Framing, reads: Vec<Vec<u8>>) -> Served {
     let mut messages = Vec::new();
+    let mut current: Option<Vec<u8>> = None;
     let mut stream = Duplex::from_reads(reads);
-    let result =
-        fixed_server(framing).serve_with(&mut stream, |m: stamp_echo::Fragment<'_>| messages.push(m.bytes().to_vec()));
-    (messages, stream.take_output(), result.map(|_| ()).map_err(|e| format!("{e:?}")))
+    let result = fixed_server(framing).serve_with(&mut stream, |f: stamp_echo::Fragment<'_>| {
+        let message = current.get_or_insert_with(Vec::new);
+        assert_eq!(f.offset(), message.len() as u64, "fragments are contiguous");
+        assert!(!f.bytes().is_empty() || f.is_last(), "only a last fragment may be empty");
+        message.extend_from_slice(f.bytes());
+        if f.is_last() {
+            assert_eq!(f.end(), message.len() as u64);
+            messages.extend(current.take());
+        }
+    });
+    Served {
+        messages,
+        partial: current,
+        output: stream.take_output(),
+        result: result.map(|_| ()).map_err(|e| format!("{e:?}")),
+    }
+}
+
+/// The start of the reply to a message that did not end, of which `partial`
+/// arrived: in length framing its 4-byte length is that of the whole reply.
+fn partial_reply(framing: Framing, partial: &[u8], declared: Option<u64>) -> Vec<u8> {
+    let mut reply = fixed_reply(Framing::chunk(), partial, LineEnding::None);
+    if let (Framing::LengthPrefixed { .. }, Some(declared)) = (framing, declared) {
+        let len = u32::try_from(FIXED_CTIME.len() as u64 + 3 + declared).expect("small");
+        reply.splice(0..0, len.to_be_bytes());
+    }
+    reply
 }
 
 /// The most bytes a [`Decoder`] may hold back, as `Decoder::pending` documents it.
 fn pending_bound(framing: Framing) -> usize {
     match framing {
-        Framing::Chunk { .. } => 3,
-        Framing::Line { max_line } => max_line + 1,
-        Framing::LengthPrefixed { max_frame } => max_frame + 3,
+        Framing::Chunk { .. } | Framing::LengthPrefixed { .. } => 3,
+        Framing::Line { .. } => 1,
         _ => unreachable!("a framing this test does not know"),
     }
 }
@@ -74,8 +114,8 @@ fn pending_bound(framing: Framing) -> usize {
 fn small_framing() -> impl Strategy<Value = Framing> {
     prop_oneof![
         (1usize..=16).prop_map(|n| Framing::Chunk { buffer_size: n }),
-        (0usize..=16).prop_map(|n| Framing::Line { max_line: n }),
-        (0usize..=16).prop_map(|n| Framing::LengthPrefixed { max_frame: n }),
+        (1usize..=16).prop_map(|n| Framing::Line { max_line: n }),
+        (1usize..=16).prop_map(|n| Framing::LengthPrefixed { max_frame: n }),
     ]
 }
 
@@ -85,16 +125,16 @@ proptest! {
     /// Line framing: any split gives the same replies, and the same end
     /// (including the same error for a line over the limit).
     #[test]
-    fn line_replies_do_not_depend_on_the_split(input in interesting_bytes(200), points in cut_points(), max_line in 0usize..24) {
+    fn line_replies_do_not_depend_on_the_split(input in interesting_bytes(200), points in cut_points(), max_line in 1usize..24) {
         let framing = Framing::Line { max_line };
         let whole = serve(framing, vec![input.clone()]);
         let split = serve(framing, split_at_points(&input, &points));
         prop_assert_eq!(&split, &whole);
-        // And the replies are exactly the stamped lines, each once.
-        let (messages, output, _) = whole;
+        // And the replies are exactly the stamped lines, each once, then the
+        // start of the reply to a line that went over the limit.
         let mut rest = input.as_slice();
         let mut expected = Vec::new();
-        for message in &messages {
+        for message in &whole.messages {
             rest = &rest[message.len()..];
             let ending = if rest.starts_with(b"\r\n") { LineEnding::CrLf }
                 else if rest.starts_with(b"\n") { LineEnding::Lf } else { LineEnding::None };
@@ -102,16 +142,30 @@ proptest! {
             prop_assert!(message.len() <= max_line);
             expected.extend(fixed_reply(framing, message, ending));
         }
-        prop_assert_eq!(output, expected);
+        if let Some(partial) = &whole.partial {
+            prop_assert!(whole.result.as_ref().is_err_and(|e| e.contains("LineTooLong")), "{:?}", whole.result);
+            prop_assert_eq!(partial.as_slice(), &rest[..max_line]);
+            expected.extend(partial_reply(framing, partial, None));
+        }
+        prop_assert_eq!(whole.output, expected);
     }
 
     /// Length framing: any split gives the same replies and the same end.
     #[test]
     fn length_replies_do_not_depend_on_the_split(
         messages in prop::collection::vec(interesting_bytes(40), 0..8),
-        tail in prop::collection::vec(any::<u8>(), 0..6),
+        tail in prop_oneof![
+            prop::collection::vec(any::<u8>(), 0..6),
+            // A frame cut short by the end of input.
+            (interesting_bytes(20), any::<Index>()).prop_map(|(m, cut)| {
+                let mut frame = (m.len() as u32).to_be_bytes().to_vec();
+                frame.extend(m);
+                frame.truncate(cut.index(frame.len()));
+                frame
+            }),
+        ],
         points in cut_points(),
-        max_frame in 0usize..32,
+        max_frame in 1usize..32,
     ) {
         let framing = Framing::LengthPrefixed { max_frame };
         let mut input = Vec::new();
@@ -124,9 +178,23 @@ proptest! {
         prop_assert_eq!(&split, &whole);
         // Every frame within the limit before the first one over it is answered.
         let answered: Vec<Vec<u8>> = messages.iter().take_while(|m| m.len() <= max_frame).cloned().collect();
-        prop_assert_eq!(&whole.0[..answered.len()], answered.as_slice());
-        let expected: Vec<u8> = whole.0.iter().flat_map(|m| fixed_reply(framing, m, LineEnding::None)).collect();
-        prop_assert_eq!(whole.1, expected);
+        prop_assert_eq!(&whole.messages[..answered.len()], answered.as_slice());
+        let mut expected: Vec<u8> = whole.messages.iter().flat_map(|m| fixed_reply(framing, m, LineEnding::None)).collect();
+        // A frame cut by the end of input after its prefix was answered as
+        // far as it came.
+        let number = |e: &str, field: &str| -> Option<u64> {
+            let digits: String = e.split(field).nth(1)?.chars().take_while(char::is_ascii_digit).collect();
+            digits.parse().ok()
+        };
+        match &whole.result {
+            Err(e) if e.starts_with("TruncatedFrame") && number(e, "received: ") >= Some(4) => {
+                let partial = whole.partial.clone().unwrap_or_default();
+                prop_assert_eq!(number(e, "received: "), Some(4 + partial.len() as u64));
+                expected.extend(partial_reply(framing, &partial, number(e, "expected: ").map(|n| n - 4)));
+            }
+            _ => prop_assert_eq!(&whole.partial, &None),
+        }
+        prop_assert_eq!(whole.output, expected);
     }
 
     /// Chunk framing, valid UTF-8: every split echoes the same bytes, every
@@ -136,7 +204,7 @@ proptest! {
     fn chunk_echoes_utf8_whole_whatever_the_split(input in "\\PC{0,120}", points in cut_points(), buffer_size in 1usize..=16) {
         let framing = Framing::Chunk { buffer_size };
         for reads in [vec![input.as_bytes().to_vec()], split_at_points(input.as_bytes(), &points)] {
-            let (messages, output, result) = serve(framing, reads);
+            let Served { messages, output, result, .. } = serve(framing, reads);
             prop_assert!(result.is_ok());
             prop_assert_eq!(messages.concat(), input.as_bytes());
             for m in &messages {
@@ -152,22 +220,37 @@ proptest! {
     #[test]
     fn chunk_echoes_any_bytes_whatever_the_split(input in interesting_bytes(200), points in cut_points(), buffer_size in 1usize..=16) {
         let framing = Framing::Chunk { buffer_size };
-        let (messages, _, result) = serve(framing, split_at_points(&input, &points));
+        let Served { messages, result, .. } = serve(framing, split_at_points(&input, &points));
         prop_assert!(result.is_ok());
         prop_assert_eq!(messages.concat(), input);
     }
 
-    /// Any bytes, any split, any framing: no panic, and the decoder never
-    /// holds back more than its documented bound, nor hands over a message
-    /// over the limit.
+    /// Any bytes, any split, any framing: no panic, the events follow their
+    /// grammar, the decoder never holds back more than its documented bound
+    /// nor hands over a message over the limit, and the responder's output
+    /// per read is bounded by the read.
     #[test]
     fn decoder_never_panics_and_stays_within_its_bound(framing in small_framing(), input in interesting_bytes(300), points in cut_points()) {
         let mut decoder = Decoder::new(framing);
         let limit = match framing { Framing::Chunk { .. } => usize::MAX, other => other.limit() };
-        let mut too_long = None;
-        let mut sink = |m: &[u8], _: LineEnding| {
-            if m.len() > limit { too_long = Some(m.len()); }
-            Ok(())
+        let mut problems = Vec::new();
+        let mut current: Option<usize> = None;
+        let mut sink = |event: framing::Event<'_>| {
+            match event {
+                framing::Event::Start { .. } if current.is_some() => problems.push("start inside a message".to_string()),
+                framing::Event::Start { .. } => current = Some(0),
+                framing::Event::Bytes([]) => problems.push("empty bytes".to_string()),
+                framing::Event::Bytes(bytes) | framing::Event::End { bytes, .. } => match current.as_mut() {
+                    None => problems.push("bytes outside a message".to_string()),
+                    Some(len) => {
+                        *len += bytes.len();
+                        if *len > limit { problems.push(format!("{len} bytes handed over")); }
+                        if let framing::Event::End { .. } = event { current = None; }
+                    }
+                },
+                _ => problems.push(format!("unknown {event:?}")),
+            }
+            Ok::<(), Error>(())
         };
         let mut result = Ok(());
         for read in split_at_points(&input, &points) {
@@ -178,12 +261,23 @@ proptest! {
         if result.is_ok() {
             result = decoder.finish(&mut sink);
         }
-        prop_assert_eq!(too_long, None);
+        prop_assert_eq!(problems, Vec::<String>::new());
         match (framing, result) {
             (_, Ok(())) => {}
             (Framing::Line { .. }, Err(Error::Protocol(ProtocolError::LineTooLong { .. })))
             | (Framing::LengthPrefixed { .. }, Err(Error::Protocol(ProtocolError::FrameTooLarge { .. }) | Error::Protocol(ProtocolError::TruncatedFrame { .. }))) => {}
             (framing, Err(e)) => prop_assert!(false, "{framing}: unexpected {e:?}"),
+        }
+
+        // Streamed replies: each read adds at most, per byte, the byte and
+        // one reply's length, header and line ending.
+        let mut responder = Responder::new(framing, Arc::new(Ctime::utc()));
+        let overhead = 4 + "[Thu Jan  1 00:00:00 1970] ".len() + 2;
+        for read in split_at_points(&input, &points) {
+            let mut out = Vec::new();
+            let result = responder.receive(&read, std::time::SystemTime::UNIX_EPOCH, &mut out);
+            prop_assert!(out.len() <= read.len() * (1 + overhead), "{} bytes out for {} in", out.len(), read.len());
+            if result.is_err() { break; }
         }
     }
 }
@@ -642,7 +736,7 @@ proptest! {
         points in cut_points(),
     ) {
         let reads = split_at_points(&input, &points);
-        let (_, expected, expected_end) = serve(framing, reads.clone());
+        let Served { output: expected, result: expected_end, .. } = serve(framing, reads.clone());
         let (replies, end) = serve_with_codec(framing, &reads);
         prop_assert_eq!(String::from_utf8_lossy(&replies), String::from_utf8_lossy(&expected), "{}", framing);
         prop_assert_eq!(end, expected_end, "{}", framing);
