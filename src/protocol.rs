@@ -224,6 +224,22 @@ impl<F: FnMut(Fragment<'_>)> Observer for F {
 /// In steady state it allocates nothing: the stamp text and the header are
 /// built into buffers it keeps, once a second for stamps of
 /// [`Granularity::Second`], once per distinct instant otherwise.
+///
+/// ```
+/// use std::sync::Arc;
+/// use std::time::{Duration, SystemTime};
+/// use stamp_echo::{Error, Framing, ProtocolError, Responder, stamp::Ctime};
+///
+/// let mut responder = Responder::new(Framing::Line { max_line: 8 }, Arc::new(Ctime::utc()));
+/// let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_359_885_618);
+/// let mut out = Vec::new();
+/// responder.receive(b"hi\n", now, &mut out)?;
+/// assert_eq!(out, b"[Sun Feb  3 10:00:18 2013] hi\n");
+///
+/// let err = responder.receive(b"this line is too long\n", now, &mut out).unwrap_err();
+/// assert!(matches!(err, Error::Protocol(ProtocolError::LineTooLong { max: 8 })));
+/// # Ok::<(), stamp_echo::Error>(())
+/// ```
 pub struct Responder {
     decoder: Decoder,
     header: StampedHeader,

@@ -187,7 +187,7 @@ proptest! {
             digits.parse().ok()
         };
         match &whole.result {
-            Err(e) if e.starts_with("TruncatedFrame") && number(e, "received: ") >= Some(4) => {
+            Err(e) if e.starts_with("Protocol(TruncatedFrame") && number(e, "received: ") >= Some(4) => {
                 let partial = whole.partial.clone().unwrap_or_default();
                 prop_assert_eq!(number(e, "received: "), Some(4 + partial.len() as u64));
                 expected.extend(partial_reply(framing, &partial, number(e, "expected: ").map(|n| n - 4)));
