@@ -3,11 +3,12 @@
 //! open, and reads the server's resident memory (VmRSS, /proc/PID/status)
 //! before and after, for the memory each connection costs.
 //!
-//! It runs two servers, built beside it: `naive_server` (the hand-written
-//! thread-per-connection server that clones each stream) as the baseline,
-//! then the `server` example (the library's runner). Then, against the
-//! runner, it measures what a thread spawn costs next to a whole short
-//! connection, which is what a thread pool could save.
+//! It runs the servers built beside it, in one run: `naive_server` (the
+//! hand-written thread-per-connection server that clones each stream) as
+//! the baseline, the `server` example on the thread runner (`server`), and
+//! the same on the tokio runner (`tokio`, `--runtime tokio`). Then, against
+//! each runner, it measures what a whole short connection costs (for the
+//! thread runner: how much of it is the thread spawn a pool could save).
 //!
 //! ```text
 //! cargo build --release --examples
@@ -40,8 +41,9 @@ struct Args {
     #[arg(long, default_value_t = 2_000)]
     churn: usize,
 
-    /// Which servers to run, in order: naive, server.
-    #[arg(long, value_delimiter = ',', default_value = "naive,server")]
+    /// Which servers to run, in order: naive, server (the thread runner),
+    /// tokio (the tokio runner).
+    #[arg(long, value_delimiter = ',', default_value = "naive,server,tokio")]
     servers: Vec<String>,
 }
 
@@ -51,21 +53,32 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for name in &args.servers {
         let (binary, extra): (&str, Vec<String>) = match name.as_str() {
             "naive" => ("naive_server", vec![]),
-            "server" => {
+            "server" | "tokio" => {
                 let cap = (args.connections + 64).to_string();
-                let flags = ["--quiet", "--stamp", "ctime-utc", "--backlog", "4096", "--max-connections", &cap];
+                let runtime = if name == "tokio" { "tokio" } else { "threads" };
+                let flags = [
+                    "--quiet",
+                    "--stamp",
+                    "ctime-utc",
+                    "--backlog",
+                    "4096",
+                    "--max-connections",
+                    &cap,
+                    "--runtime",
+                    runtime,
+                ];
                 ("server", flags.iter().map(|s| s.to_string()).collect())
             }
-            other => return Err(format!("unknown server {other:?}: expected naive or server").into()),
+            other => return Err(format!("unknown server {other:?}: expected naive, server or tokio").into()),
         };
-        println!("== {binary}");
+        println!("== {name} ({binary} {})", extra.join(" "));
         let mut server = ServerProcess::spawn(binary, &extra)?;
         let run = hold_open(&server, args.connections);
         if run.ok > 0 {
-            per_connection.push((binary, run.kib_per_connection()));
+            per_connection.push((name.as_str(), run.kib_per_connection()));
         }
         if binary == "server" && run.ok == args.connections {
-            churn(server.addr, args.churn);
+            churn(server.addr, args.churn, name == "server");
         }
         let (summary, errors) = server.stop();
         println!("   server's stderr: {}", errors.describe());
@@ -73,9 +86,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             println!("   server said: {summary}");
         }
     }
-    if let [(base, base_kib), (ours, our_kib)] = per_connection[..] {
-        println!("== resident memory per connection: {ours} {our_kib:.1} KiB, {base} {base_kib:.1} KiB");
-        println!("   ratio {ours}/{base}: {:.2}", our_kib / base_kib);
+    println!("== resident memory per connection, same run:");
+    for (name, kib) in &per_connection {
+        print!("   {name} {kib:.2} KiB");
+        for (other, other_kib) in &per_connection {
+            if other != name {
+                print!(", {:.2}x {other}", kib / other_kib);
+            }
+        }
+        println!();
     }
     Ok(())
 }
@@ -150,9 +169,10 @@ fn hold_open(server: &ServerProcess, n: usize) -> Held {
     held
 }
 
-/// Times short connections one after another, and thread spawns in this
-/// process: the share of a connection's cost a thread pool could save.
-fn churn(addr: SocketAddr, n: usize) {
+/// Times `n` short connections one after another; with `spawns`, also `n`
+/// thread spawns in this process: the share of a connection's cost a thread
+/// pool could save the thread runner.
+fn churn(addr: SocketAddr, n: usize, spawns: bool) {
     let started = Instant::now();
     for i in 0..n {
         let mut stream = TcpStream::connect(addr).expect("connect");
@@ -162,13 +182,16 @@ fn churn(addr: SocketAddr, n: usize) {
         stream.read_exact(&mut reply).expect("reply");
     }
     let per_connection = started.elapsed() / n as u32;
+    println!("   {n} short connections one after another: {per_connection:?} each");
+    if !spawns {
+        return;
+    }
     let started = Instant::now();
     for _ in 0..n {
         let spawned = thread::Builder::new().stack_size(stamp_echo::Limits::DEFAULT_STACK_SIZE).spawn(|| {});
         spawned.expect("spawn").join().expect("join");
     }
     let per_spawn = started.elapsed() / n as u32;
-    println!("   {n} short connections one after another: {per_connection:?} each");
     println!(
         "   spawning and joining a thread: {per_spawn:?}, {:.0}% of a short connection",
         100.0 * per_spawn.as_secs_f64() / per_connection.as_secs_f64()

@@ -116,6 +116,75 @@ struct Args {
     /// UDP: replies one source address may get at once.
     #[arg(long, requires = "udp", default_value_t = RateLimit::DEFAULT_BURST, value_name = "REPLIES")]
     udp_burst: u32,
+
+    /// Which runner serves TCP and Unix connections: a thread per connection,
+    /// or a task per connection on a tokio runtime with a worker per core
+    /// (the README's table compares them).
+    #[arg(long, value_enum, default_value_t = Runtime::Threads)]
+    runtime: Runtime,
+}
+
+/// `--runtime`.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum Runtime {
+    /// `stamp_echo::runner`: a thread per connection.
+    Threads,
+    /// `stamp_echo::tokio::runner`: a task per connection.
+    Tokio,
+}
+
+/// The runner serving, on either runtime.
+enum Running {
+    Threads(runner::Handle),
+    Tokio(stamp_echo::tokio::runner::Handle, tokio::runtime::Runtime),
+}
+
+impl Running {
+    /// Starts `runtime`'s runner on `listener`.
+    fn start<E: Events>(
+        runtime: Runtime,
+        listener: Listener,
+        server: EchoServer,
+        limits: Limits,
+        events: E,
+    ) -> Result<Running, Box<dyn std::error::Error>> {
+        match runtime {
+            Runtime::Threads => Ok(Running::Threads(runner::start(listener, server, limits, events)?)),
+            Runtime::Tokio => {
+                let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+                let handle = {
+                    let _entered = rt.enter();
+                    let listener: stamp_echo::tokio::runner::Listener = match listener {
+                        Listener::Tcp(l) => {
+                            l.set_nonblocking(true)?;
+                            tokio::net::TcpListener::from_std(l)?.into()
+                        }
+                        #[cfg(unix)]
+                        Listener::Unix(l) => {
+                            l.set_nonblocking(true)?;
+                            tokio::net::UnixListener::from_std(l)?.into()
+                        }
+                        other => return Err(format!("no tokio listener for {other:?}").into()),
+                    };
+                    stamp_echo::tokio::runner::start(listener, server, limits, events)?
+                };
+                Ok(Running::Tokio(handle, rt))
+            }
+        }
+    }
+
+    /// Stops it (see `Handle::shutdown`).
+    fn shutdown(self, deadline: Duration) -> stamp_echo::Totals {
+        match self {
+            Running::Threads(handle) => handle.shutdown(deadline),
+            Running::Tokio(handle, rt) => {
+                let totals = rt.block_on(handle.shutdown(deadline));
+                // Tasks that outlived the deadline are not waited for.
+                rt.shutdown_background();
+                totals
+            }
+        }
+    }
 }
 
 /// `SECONDS` within `Limits`' range, fractions allowed; 0 for none.
@@ -357,9 +426,9 @@ fn serve(args: &Args, log: &Arc<Log>) -> Result<(String, Instant), Box<dyn std::
 
     // `()` observes nothing, at no cost per message.
     let handle = if args.quiet {
-        runner::start(listener, server, limits, ())?
+        Running::start(args.runtime, listener, server, limits, ())?
     } else {
-        runner::start(listener, server, limits, Arc::clone(log))?
+        Running::start(args.runtime, listener, server, limits, Arc::clone(log))?
     };
 
     let _ = stop_rx.recv();

@@ -5,7 +5,11 @@
 # generator (every reply checked), and prints messages/s and the ratios.
 #
 #   scripts/compare.sh            # the comparison (a minute or two on 2 cores)
-#   scripts/compare.sh --sweep    # then two sweeps for scripts/plot.py:
+#   scripts/compare.sh --runtimes # the runtimes instead: the tokio runner
+#                                 # against the thread runner and an idiomatic
+#                                 # tokio server (examples/tokio_baseline_server)
+#   scripts/compare.sh --sweep    # then two sweeps for scripts/plot.py (with
+#                                 # --runtimes too: the three runtime servers):
 #       $OUT/sweep_connections.tsv: ping-pong round trips/s against connections
 #       $OUT/sweep_size.tsv: pipelined MB/s of messages against message size
 #
@@ -47,11 +51,15 @@ SWEEP_BYTES=${SWEEP_BYTES:-512000000}
 PIN=${PIN:-1}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target}
 OUT=${OUT:-$CARGO_TARGET_DIR/compare}
-sweep=false
-[[ ${1:-} == --sweep ]] && sweep=true
+sweep=false runtimes=false
+for arg in "$@"; do
+    [[ $arg == --sweep ]] && sweep=true
+    [[ $arg == --runtimes ]] && runtimes=true
+done
 
 echo "==> building (release)"
-cargo build --release --quiet --example server --example baseline_server --example loadgen
+cargo build --release --quiet --example server --example baseline_server --example tokio_baseline_server \
+    --example loadgen
 bin=$CARGO_TARGET_DIR/release/examples
 server_cpu=() client_cpu=()
 if [[ $PIN == 1 ]] && command -v taskset >/dev/null && (($(nproc) >= 2)); then
@@ -97,15 +105,31 @@ start() {
 echo "==> starting the servers"
 quiet=()
 "$bin/server" --help | grep -q -- '--quiet' && quiet=(--quiet)
-start ours_line "$bin/server" --framing line --stamp ctime --port 0 "${quiet[@]}"
-start ours_chunk "$bin/server" --framing chunk --stamp ctime --port 0 "${quiet[@]}"
-start baseline_line "$bin/baseline_server" --port 0
-others=(baseline_line)
-if command -v python3 >/dev/null; then
-    start python_chunk python3 tests/python/threaded_server.py 127.0.0.1 0
-    others+=(python_chunk)
+# pairs: "A B" compares A against B; order: the servers driven, in order.
+if $runtimes; then
+    start threads_line "$bin/server" --runtime threads --framing line --stamp ctime --port 0 "${quiet[@]}"
+    start tokio_line "$bin/server" --runtime tokio --framing line --stamp ctime --port 0 "${quiet[@]}"
+    start idiomatic_line "$bin/tokio_baseline_server" --port 0
+    pairs=("tokio_line threads_line" "tokio_line idiomatic_line")
+    order=(threads_line tokio_line idiomatic_line)
+    swept=("${order[@]}")
 else
-    echo "    SKIPPED: python3 not found, no Python server in the comparison"
+    start ours_line "$bin/server" --framing line --stamp ctime --port 0 "${quiet[@]}"
+    start ours_chunk "$bin/server" --framing chunk --stamp ctime --port 0 "${quiet[@]}"
+    start baseline_line "$bin/baseline_server" --port 0
+    others=(baseline_line)
+    if command -v python3 >/dev/null; then
+        start python_chunk python3 tests/python/threaded_server.py 127.0.0.1 0
+        others+=(python_chunk)
+    else
+        echo "    SKIPPED: python3 not found, no Python server in the comparison"
+    fi
+    pairs=() order=() swept=(ours_line "${others[@]}")
+    # Ours right before the server it is compared with, in every round.
+    for other in "${others[@]}"; do
+        pairs+=("ours_${other#*_} $other")
+        order+=("ours_${other#*_}" "$other")
+    done
 fi
 
 # cpu_ticks NAME: the server's user + system CPU time so far, in clock ticks.
@@ -155,10 +179,8 @@ echo "==> driving them: $ROUNDS rounds, $SIZE-byte messages, every reply checked
 for round in $(seq "$ROUNDS"); do
     echo "  round $round"
     for scenario in "${scenarios[@]}"; do
-        # Ours right before the server it is compared with, in every round.
-        for other in "${others[@]}"; do
-            run "$scenario" "ours_${other#*_}"
-            run "$scenario" "$other"
+        for server in "${order[@]}"; do
+            run "$scenario" "$server"
         done
     done
 done
@@ -170,15 +192,16 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || b == 0) pri
 echo
 echo "==> results: median of $ROUNDS rounds; messages/s and server CPU per message on this machine" \
     "($(nproc) cores), and ratios (ours against the other)"
-printf '%-38s %-6s %-8s %11s %11s %7s  %15s %7s  %s\n' scenario framing other "ours msg/s" "other msg/s" \
-    ratio "CPU us/msg" "CPU" "p50 / p99 us (ours; other)"
+printf '%-38s %-6s %-9s %-9s %11s %11s %7s  %15s %7s  %s\n' scenario framing ours other "ours msg/s" \
+    "other msg/s" ratio "CPU us/msg" "CPU" "p50 / p99 us (ours; other)"
 for scenario in "${scenarios[@]}"; do
-    for other in "${others[@]}"; do
-        framing=${other#*_} ours=ours_${other#*_}
+    for pair in "${pairs[@]}"; do
+        ours=${pair% *} other=${pair#* }
+        framing=${other#*_}
         a=$(stat "$scenario" "$ours" 3) b=$(stat "$scenario" "$other" 3)
         ca=$(stat "$scenario" "$ours" 6) cb=$(stat "$scenario" "$other" 6)
-        printf '%-38s %-6s %-8s %11s %11s %7s  %15s %7s  %s / %s; %s / %s\n' "${TITLE[$scenario]}" "$framing" \
-            "${other%_*}" "$(num "$a")" "$(num "$b")" "$(ratio "$a" "$b")" "$ca / $cb" "$(ratio "$cb" "$ca")" \
+        printf '%-38s %-6s %-9s %-9s %11s %11s %7s  %15s %7s  %s / %s; %s / %s\n' "${TITLE[$scenario]}" \
+            "$framing" "${ours%_*}" "${other%_*}" "$(num "$a")" "$(num "$b")" "$(ratio "$a" "$b")" "$ca / $cb" "$(ratio "$cb" "$ca")" \
             "$(stat "$scenario" "$ours" 4)" "$(stat "$scenario" "$ours" 5)" \
             "$(stat "$scenario" "$other" 4)" "$(stat "$scenario" "$other" 5)"
     done
@@ -195,7 +218,7 @@ sweep() {
     for round in $(seq "$ROUNDS"); do
         echo "  round $round"
         for x in $values; do
-            for server in ours_line "${others[@]}"; do
+            for server in "${swept[@]}"; do
                 result=$($cmd "$server" "$x")
                 printf '%s\t%s\t%s\t%s\n' "$server" "$x" "$(field "$y_name" "$result")" \
                     "$(field cpu_us "$result")" | tee -a "$OUT/sweep_$name.runs"
@@ -204,7 +227,7 @@ sweep() {
     done
     printf 'server\t%s\t%s\tcpu_us\n' "$x_name" "$y_name" >"$OUT/sweep_$name.tsv"
     for x in $values; do
-        for server in ours_line "${others[@]}"; do
+        for server in "${swept[@]}"; do
             printf '%s\t%s\t%s\t%s\n' "$server" "$x" \
                 "$(awk -F'\t' -v s="$server" -v x="$x" '$1 == s && $2 == x {print $3}' "$OUT/sweep_$name.runs" | median)" \
                 "$(awk -F'\t' -v s="$server" -v x="$x" '$1 == s && $2 == x {print $4}' "$OUT/sweep_$name.runs" | median)" \

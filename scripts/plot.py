@@ -18,13 +18,24 @@ from xml.sax.saxutils import escape
 
 WIDTH, HEIGHT = 720, 400
 LEFT, RIGHT, TOP, BOTTOM = 80, 200, 50, 60
-COLORS = {'ours_line': '#1f77b4', 'ours_chunk': '#17becf', 'baseline_line': '#ff7f0e', 'python_chunk': '#2ca02c'}
+COLORS = {
+    'ours_line': '#1f77b4',
+    'ours_chunk': '#17becf',
+    'baseline_line': '#ff7f0e',
+    'python_chunk': '#2ca02c',
+    'threads_line': '#1f77b4',
+    'tokio_line': '#d62728',
+    'idiomatic_line': '#ff7f0e',
+}
 OTHER_COLORS = ['#9467bd', '#8c564b', '#e377c2']
 LABELS = {
     'ours_line': 'ours (line)',
     'ours_chunk': 'ours (chunk)',
     'baseline_line': 'hand-written (line)',
     'python_chunk': 'Python threaded (chunk)',
+    'threads_line': 'thread runner (line)',
+    'tokio_line': 'tokio runner (line)',
+    'idiomatic_line': 'idiomatic tokio (line)',
 }
 
 

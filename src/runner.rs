@@ -529,6 +529,24 @@ pub struct Totals {
     pub unfinished: u64,
 }
 
+impl Totals {
+    /// Counts one connection that ended: `forced` closed at the shutdown
+    /// deadline, `evicted`, or otherwise `failed` in an error.
+    pub(crate) fn count(&mut self, summary: &Summary, forced: bool, evicted: bool, failed: bool) {
+        self.connections += 1;
+        self.messages += summary.messages;
+        self.bytes_in += summary.bytes_in;
+        self.bytes_out += summary.bytes_out;
+        if forced {
+            self.force_closed += 1;
+        } else if evicted {
+            self.evicted += 1;
+        } else if failed {
+            self.errors += 1;
+        }
+    }
+}
+
 impl fmt::Display for Totals {
     /// One line: `3 connections, 1 message, 96 bytes in, 420 bytes out, 1 error, 0 evicted, 0 force-closed`
     /// (`, 2 unfinished` added when there are any).
@@ -784,34 +802,62 @@ impl Shared {
             if state.active < max {
                 return Some(state);
             }
-            let mut wait = RECHECK;
-            // Evicted connections still running are on their way out: evict
-            // another only if they will not be enough.
-            if let (Some(grace), true) =
-                (self.limits.eviction_grace, state.active.saturating_sub(state.evicting) >= max)
-            {
-                let now = self.clock();
-                let victim = state
-                    .open
-                    .values()
-                    .filter(|c| !c.evicted.load(Ordering::Relaxed))
-                    .min_by_key(|c| c.progress.load(Ordering::Relaxed));
-                if let Some(victim) = victim {
-                    let idle = Duration::from_nanos(now.saturating_sub(victim.progress.load(Ordering::Relaxed)));
-                    if idle > grace {
-                        victim.evict(idle);
-                        state.evicting += 1;
-                    } else {
-                        wait = wait.min(grace - idle + Duration::from_millis(1));
-                    }
+            let open = state.open.values().filter(|c| !c.evicted.load(Ordering::Relaxed));
+            let open = open.map(|c| (c, c.progress.load(Ordering::Relaxed)));
+            let wait = match eviction(&self.limits, state.active, state.evicting, self.clock(), open) {
+                Room::Evict(victim, idle) => {
+                    victim.evict(idle);
+                    state.evicting += 1;
+                    RECHECK
                 }
-            }
+                Room::Wait(wait) => wait,
+            };
             state = self.changed.wait_timeout(state, wait).unwrap_or_else(PoisonError::into_inner).0;
         }
     }
 }
 
-fn nanos(d: Duration) -> u64 {
+/// What to do at `max_connections` (see [`Limits`]), in either runner.
+pub(crate) enum Room<K> {
+    /// Evict this connection, which has gone this long without completing a
+    /// message, then check again.
+    Evict(K, Duration),
+    /// Check again after this long.
+    Wait(Duration),
+}
+
+/// The eviction policy of both runners: with `active` connections of which
+/// `evicting` are already on their way out, and the `open` ones not evicted
+/// with their progress (nanoseconds since the runner's epoch, as `now`),
+/// picks the one longest without completing a message once it is past
+/// `eviction_grace`. Evicted connections still running are on their way
+/// out: another is evicted only if they will not be enough.
+pub(crate) fn eviction<K>(
+    limits: &Limits,
+    active: usize,
+    evicting: usize,
+    now: u64,
+    open: impl Iterator<Item = (K, u64)>,
+) -> Room<K> {
+    const RECHECK: Duration = Duration::from_millis(100);
+    let Some(grace) = limits.eviction_grace else { return Room::Wait(RECHECK) };
+    if active.saturating_sub(evicting) < limits.max_connections {
+        return Room::Wait(RECHECK);
+    }
+    match open.min_by_key(|(_, progress)| *progress) {
+        None => Room::Wait(RECHECK),
+        Some((victim, progress)) => {
+            let idle = Duration::from_nanos(now.saturating_sub(progress));
+            if idle > grace {
+                Room::Evict(victim, idle)
+            } else {
+                Room::Wait(RECHECK.min(grace - idle + Duration::from_millis(1)))
+            }
+        }
+    }
+}
+
+pub(crate) fn nanos(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
@@ -1105,18 +1151,7 @@ impl Drop for Ending {
         if evicted {
             state.evicting = state.evicting.saturating_sub(1);
         }
-        let totals = &mut state.totals;
-        totals.connections += 1;
-        totals.messages += self.summary.messages;
-        totals.bytes_in += self.summary.bytes_in;
-        totals.bytes_out += self.summary.bytes_out;
-        if forced {
-            totals.force_closed += 1;
-        } else if evicted {
-            totals.evicted += 1;
-        } else if self.failed {
-            totals.errors += 1;
-        }
+        state.totals.count(&self.summary, forced, evicted, self.failed);
         drop(state);
         self.shared.changed.notify_all();
     }

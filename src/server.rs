@@ -100,6 +100,15 @@ impl EchoServer {
         Responder::new(self.framing, Arc::clone(&self.stamp))
     }
 
+    /// The size of one read: the chunk framing's `buffer_size` (each read is
+    /// a message), otherwise the read buffer size.
+    pub(crate) fn read_size(&self) -> usize {
+        match self.framing {
+            Framing::Chunk { buffer_size } => buffer_size,
+            _ => self.read_buffer_size,
+        }
+    }
+
     /// The current instant, from the configured clock.
     #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
     pub(crate) fn now(&self) -> std::time::SystemTime {
@@ -149,10 +158,7 @@ impl EchoServer {
     /// trip with Nagle, 19 µs without.
     pub fn serve_with<S: Read + Write, O: Observer>(&self, mut stream: S, mut observer: O) -> Result<Summary, Error> {
         let mut responder = self.responder();
-        let read_size = match self.framing {
-            Framing::Chunk { buffer_size } => buffer_size,
-            _ => self.read_buffer_size,
-        };
+        let read_size = self.read_size();
         let mut input = vec![0u8; read_size];
         let mut out = Vec::with_capacity(read_size + 64);
         let result = loop {

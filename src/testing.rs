@@ -5,7 +5,9 @@
 //! the input is split; writes are collected for inspection.
 //!
 //! [`LocalServer`] is a real server on `127.0.0.1` and a free port, for tests
-//! (yours, in another crate) that need one to talk to.
+//! (yours, in another crate) that need one to talk to; `AsyncLocalServer`
+//! (with the `tokio` feature) is the same on the tokio runner, for `async`
+//! tests.
 
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
@@ -67,6 +69,62 @@ impl Write for Duplex {
 
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
+    }
+}
+
+/// Any blocking `Read + Write` as an `AsyncRead + AsyncWrite` that is
+/// always ready (with the `tokio` feature): a [`Duplex`] script, or your own
+/// in-memory stream, drives [`crate::tokio::serve`] as it drives
+/// [`EchoServer::serve`].
+///
+/// ```
+/// # tokio::runtime::Builder::new_current_thread().build()?.block_on(async {
+/// use stamp_echo::{EchoServer, Framing, stamp::Ctime, testing::{Duplex, Ready}};
+///
+/// let server = EchoServer::builder().framing(Framing::line()).stamp(Ctime::utc()).build()?;
+/// let mut stream = Ready(Duplex::from_reads([b"hi,se".to_vec(), b"rver\n".to_vec()]));
+/// let summary = stamp_echo::tokio::serve(&server, &mut stream).await?;
+/// assert_eq!(summary.messages, 1);
+/// assert!(stream.0.output().ends_with(b"] hi,server\n"));
+/// # Ok::<(), stamp_echo::Error>(()) })?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[cfg(feature = "tokio")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
+#[derive(Clone, Debug, Default)]
+pub struct Ready<S>(pub S);
+
+#[cfg(feature = "tokio")]
+impl<S: Read + Unpin> ::tokio::io::AsyncRead for Ready<S> {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+        buf: &mut ::tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        let n = self.get_mut().0.read(buf.initialize_unfilled());
+        std::task::Poll::Ready(n.map(|n| buf.advance(n)))
+    }
+}
+
+#[cfg(feature = "tokio")]
+impl<S: Write + Unpin> ::tokio::io::AsyncWrite for Ready<S> {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<io::Result<usize>> {
+        std::task::Poll::Ready(self.get_mut().0.write(buf))
+    }
+
+    fn poll_flush(self: std::pin::Pin<&mut Self>, _cx: &mut std::task::Context<'_>) -> std::task::Poll<io::Result<()>> {
+        std::task::Poll::Ready(self.get_mut().0.flush())
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
     }
 }
 
@@ -134,5 +192,76 @@ impl LocalServer {
     /// Shuts the server down (see [`Handle::shutdown`]) and returns its totals.
     pub fn shutdown(self, deadline: Duration) -> Totals {
         self.handle.shutdown(deadline)
+    }
+}
+
+/// A server on `127.0.0.1` and a port the system picks, served by the tokio
+/// [`runner`](crate::tokio::runner) on the current runtime, for `async`
+/// tests; shut down when dropped.
+///
+/// ```
+/// # tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(async {
+/// use std::time::Duration;
+/// use tokio::io::{AsyncReadExt, AsyncWriteExt};
+/// use stamp_echo::{EchoServer, Framing, testing::AsyncLocalServer};
+///
+/// let server = AsyncLocalServer::start(EchoServer::builder().framing(Framing::line()).build()?).await?;
+/// let mut stream = tokio::net::TcpStream::connect(server.addr()).await?;
+/// stream.write_all(b"hello\n").await?;
+/// stream.shutdown().await?;
+/// let mut reply = String::new();
+/// stream.read_to_string(&mut reply).await?;
+/// assert!(reply.ends_with("] hello\n"), "{reply}");
+/// assert_eq!(server.shutdown(Duration::from_secs(5)).await.messages, 1);
+/// # Ok::<(), stamp_echo::Error>(()) })?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[cfg(feature = "tokio")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
+#[derive(Debug)]
+#[must_use = "dropping the AsyncLocalServer shuts it down"]
+pub struct AsyncLocalServer {
+    handle: crate::tokio::runner::Handle,
+    addr: SocketAddr,
+}
+
+#[cfg(feature = "tokio")]
+impl AsyncLocalServer {
+    /// Serves `server` with the default [`Limits`].
+    ///
+    /// # Errors
+    ///
+    /// As [`AsyncLocalServer::with_limits`].
+    pub async fn start(server: EchoServer) -> Result<AsyncLocalServer, Error> {
+        AsyncLocalServer::with_limits(server, Limits::default()).await
+    }
+
+    /// Serves `server` with these limits.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] for limits out of range, [`Error::Io`] if no port
+    /// can be bound or there is no runtime.
+    pub async fn with_limits(server: EchoServer, limits: Limits) -> Result<AsyncLocalServer, Error> {
+        let listener = ::tokio::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0)).await?;
+        let addr = listener.local_addr()?;
+        let handle = crate::tokio::runner::start(listener, server, limits, ())?;
+        Ok(AsyncLocalServer { handle, addr })
+    }
+
+    /// The address to connect to.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The runner's handle, for its counts.
+    pub fn handle(&self) -> &crate::tokio::runner::Handle {
+        &self.handle
+    }
+
+    /// Shuts the server down (see [`crate::tokio::runner::Handle::shutdown`])
+    /// and returns its totals.
+    pub async fn shutdown(self, deadline: Duration) -> Totals {
+        self.handle.shutdown(deadline).await
     }
 }

@@ -13,7 +13,7 @@ use stamp_echo::framing::Framing;
 use stamp_echo::load::{Checker, Histogram};
 use stamp_echo::protocol::Responder;
 use stamp_echo::stamp::{Ctime, Rfc3339, Stamp, UnixTime};
-use stamp_echo::{EchoServer, Error};
+use stamp_echo::{EchoServer, Error, Summary};
 
 fn stamps() -> Vec<(&'static str, Arc<dyn Stamp>)> {
     vec![
@@ -149,10 +149,10 @@ impl Write for Replay<'_> {
     }
 }
 
-/// `serve` allocates per connection (its buffers), never per message: a
-/// connection of 100 times more messages makes exactly as many allocations.
-#[test]
-fn serving_a_connection_allocates_per_connection_not_per_message() {
+/// Serves connections of 100 messages replayed 10 and 1,000 times with
+/// `serve` in every framing, and checks both make exactly as many
+/// allocations (after a warm-up connection: per-thread buffers, once).
+fn assert_allocations_per_connection(serve: impl Fn(&EchoServer, &mut Replay<'_>) -> Result<Summary, Error>) {
     for framing in FRAMINGS {
         let server = EchoServer::builder().framing(framing).stamp(Ctime::utc()).build().expect("valid config");
         let mut input = Vec::new();
@@ -162,16 +162,24 @@ fn serving_a_connection_allocates_per_connection_not_per_message() {
         let allocations = |rounds: usize| {
             let mut stream = Replay { input: &input, at: input.len(), rounds, written: 0 };
             let mut summary = None;
-            let info = measure(|| summary = Some(server.serve(&mut stream)));
+            let info = measure(|| summary = Some(serve(&server, &mut stream)));
             let summary = summary.expect("ran").expect("served");
             assert_eq!(summary.bytes_in, (input.len() * rounds) as u64, "{framing}");
             assert_eq!(stream.written as u64, summary.bytes_out);
             info.count_total
         };
+        allocations(10);
         let few = allocations(10);
         let many = allocations(1_000);
         assert_eq!(few, many, "{framing}: allocations grow with the number of messages");
     }
+}
+
+/// `serve` allocates per connection (its buffers), never per message: a
+/// connection of 100 times more messages makes exactly as many allocations.
+#[test]
+fn serving_a_connection_allocates_per_connection_not_per_message() {
+    assert_allocations_per_connection(|server, stream| server.serve(stream));
 }
 
 /// The load generator's reply checker keeps up without allocating either.
@@ -208,6 +216,18 @@ fn the_reply_checker_allocates_nothing_per_reply_in_steady_state() {
         assert_eq!(info.count_total, 0, "{framing}: {info:?}");
         assert_eq!(histogram.count(), 103 * 50);
     }
+}
+
+/// The async driver, under the runner's deadlines, allocates per connection
+/// (its protocol state, its timer), never per message either.
+#[test]
+fn serving_a_connection_on_tokio_allocates_per_connection_not_per_message() {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
+    let limits = stamp_echo::Limits::default();
+    assert_allocations_per_connection(|server, stream| {
+        let stream = stamp_echo::testing::Ready(stream);
+        runtime.block_on(stamp_echo::tokio::serve_with_limits(server, stream, &limits, ()))
+    });
 }
 
 /// The tokio codecs: `ServerCodec` allocates nothing per read in steady state

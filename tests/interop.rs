@@ -7,6 +7,7 @@
 //! tests that need it fail under CI (`CI=true`) and elsewhere print
 //! `SKIPPED ...: python3 not found` on stderr.
 
+#[macro_use]
 mod common;
 
 use std::io::Write;
@@ -15,9 +16,9 @@ use std::sync::mpsc::Receiver;
 use std::time::{Duration, SystemTime};
 
 use common::{
-    Client, FIXED_CTIME, KillOnDrop, Kind, OnRuntime, SAFETY_TIMEOUT, connect, fixed_server, next_closed,
+    Client, FIXED_CTIME, KillOnDrop, Kind, OnRuntime, Runtime, SAFETY_TIMEOUT, connect, fixed_server, next_closed,
     next_closed_cleanly, parse_ctime, python_command, python3, read_to_end_in_background, split_pieces, split_reply,
-    start, start_python_server,
+    start_on, start_python_server,
 };
 use stamp_echo::ProtocolError;
 use stamp_echo::stamp::Ctime;
@@ -83,11 +84,10 @@ fn printed_replies(output: &str) -> Vec<&str> {
         .collect()
 }
 
-#[test]
-fn original_python_client_against_our_server() {
+fn original_python_client_against_our_server(rt: Runtime) {
     let Some(python) = python3("original_python_client_against_our_server") else { return };
     let server = EchoServer::builder().framing(Framing::chunk()).stamp(Ctime::utc()).build().expect("valid server");
-    let (_server, addr, events) = start(server, Limits::default());
+    let (_server, addr, events) = start_on(rt, server, Limits::default());
     let lines = ["hi,server", "héllo wörld", "你好，世界", "emoji 🎉, [brackets] and ] alone", "trailing space "];
     let before = SystemTime::now();
     let output = run_python_client(&python, addr, 1024, &lines);
@@ -106,13 +106,12 @@ fn original_python_client_against_our_server() {
     assert_eq!(summary.bytes_in, sent_bytes as u64);
 }
 
-#[test]
-fn original_python_client_gets_1200_bytes_of_nihao_in_whole_characters() {
+fn original_python_client_gets_1200_bytes_of_nihao_in_whole_characters(rt: Runtime) {
     let Some(python) = python3("original_python_client_gets_1200_bytes_of_nihao_in_whole_characters") else {
         return;
     };
     let server = EchoServer::builder().framing(Framing::chunk()).stamp(Ctime::utc()).build().expect("valid server");
-    let (_server, addr, _events) = start(server, Limits::default());
+    let (_server, addr, _events) = start_on(rt, server, Limits::default());
     let line = "你好".repeat(200);
     assert_eq!(line.len(), 1200);
     // The original client reads each reply with ONE recv(1024): our first
@@ -191,11 +190,10 @@ fn the_original_dies_after_one_client(mut child: KillOnDrop, addr: std::net::Soc
     assert!(std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5)).is_err(), "nobody listens any more");
 }
 
-#[test]
-fn our_server_and_client_in_every_framing_over_tcp() {
+fn our_server_and_client_in_every_framing_over_tcp(rt: Runtime) {
     for framing in [Framing::chunk(), Framing::line(), Framing::length_prefixed()] {
         for runtime in ["threads", "tokio"] {
-            let (_server, addr, events) = start(fixed_server(framing), Limits::default());
+            let (_server, addr, events) = start_on(rt, fixed_server(framing), Limits::default());
             let (count, bytes) = match runtime {
                 "threads" => {
                     every_kind_of_message(&mut EchoClient::new(connect(addr), framing).expect("valid"), framing)
@@ -241,13 +239,12 @@ fn every_kind_of_message(client: &mut impl Client, framing: Framing) -> (u64, u6
     (sent.clone().count() as u64, sent.map(|m| m.len() as u64).sum())
 }
 
-#[test]
-fn a_server_error_reaches_our_client_as_a_typed_error() {
+fn a_server_error_reaches_our_client_as_a_typed_error(rt: Runtime) {
     // A line over the server's limit: the server ends that connection, and
     // our client gets a typed error, not a hang or a wrong reply.
     let framing = Framing::Line { max_line: 8 };
     for runtime in ["threads", "tokio"] {
-        let (_server, addr, events) = start(fixed_server(framing), Limits::default());
+        let (_server, addr, events) = start_on(rt, fixed_server(framing), Limits::default());
         let err = match runtime {
             "threads" => over_the_limit(&mut EchoClient::new(connect(addr), Framing::line()).expect("valid")),
             _ => over_the_limit(&mut OnRuntime::connect(addr, Framing::line())),
@@ -262,3 +259,10 @@ fn over_the_limit(client: &mut impl Client) -> Error {
     client.round_trip(b"short").expect("within the limit");
     client.round_trip(b"much too long").expect_err("over the server's limit")
 }
+
+on_both_runtimes!(
+    original_python_client_against_our_server,
+    original_python_client_gets_1200_bytes_of_nihao_in_whole_characters,
+    our_server_and_client_in_every_framing_over_tcp,
+    a_server_error_reaches_our_client_as_a_typed_error,
+);

@@ -9,7 +9,7 @@ mod common;
 use proptest::prelude::*;
 use proptest::sample::Index;
 
-use common::{FIXED_CTIME, Loopback, both_clients, fixed_reply, fixed_server};
+use common::{FIXED_CTIME, Loopback, Runtime, both_clients, fixed_reply, fixed_server};
 use std::sync::Arc;
 
 use stamp_echo::ProtocolError;
@@ -70,10 +70,17 @@ struct Served {
 /// Serves `reads`, putting the observed fragments back together and
 /// checking them: in order, contiguous, empty only when last.
 fn serve(framing: Framing, reads: Vec<Vec<u8>>) -> Served {
+    serve_on(framing, reads, Runtime::Threads)
+}
+
+/// [`serve`] with the blocking driver (`Runtime::Threads`) or the tokio one,
+/// under the runner's deadlines.
+fn serve_on(framing: Framing, reads: Vec<Vec<u8>>, runtime: Runtime) -> Served {
     let mut messages = Vec::new();
     let mut current: Option<Vec<u8>> = None;
     let mut stream = Duplex::from_reads(reads);
-    let result = fixed_server(framing).serve_with(&mut stream, |f: stamp_echo::Fragment<'_>| {
+    let server = fixed_server(framing);
+    let observer = |f: stamp_echo::Fragment<'_>| {
         let message = current.get_or_insert_with(Vec::new);
         assert_eq!(f.offset(), message.len() as u64, "fragments are contiguous");
         assert!(!f.bytes().is_empty() || f.is_last(), "only a last fragment may be empty");
@@ -82,7 +89,16 @@ fn serve(framing: Framing, reads: Vec<Vec<u8>>) -> Served {
             assert_eq!(f.end(), message.len() as u64);
             messages.extend(current.take());
         }
-    });
+    };
+    let result = match runtime {
+        Runtime::Threads => server.serve_with(&mut stream, observer),
+        Runtime::Tokio => {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
+            let limits = stamp_echo::Limits::default();
+            let stream = stamp_echo::testing::Ready(&mut stream);
+            rt.block_on(stamp_echo::tokio::serve_with_limits(&server, stream, &limits, observer))
+        }
+    };
     Served {
         messages,
         partial: current,
@@ -688,6 +704,31 @@ proptest! {
             prop_assert_eq!(accepted, is_framed_reply(framing, &stream, &messages), "{} {:?}: {:?}", framing, stream, result);
             prop_assert!(answered.iter().zip(&messages).all(|(a, m)| a == m));
         }
+    }
+}
+
+// ---- The tokio driver ----
+
+proptest! {
+    #![proptest_config(config())]
+
+    /// The tokio driver answers any input, split into any reads, exactly as
+    /// `EchoServer::serve` does over the same reads: the same messages seen,
+    /// the same replies, the same ending (an over-long line or frame, a
+    /// truncated frame).
+    #[test]
+    fn the_async_driver_answers_as_the_blocking_server(
+        framing in small_framing(),
+        input in interesting_bytes(300),
+        points in cut_points(),
+    ) {
+        let reads = split_at_points(&input, &points);
+        let got = serve_on(framing, reads.clone(), Runtime::Tokio);
+        let expected = serve(framing, reads);
+        prop_assert_eq!(got.messages, expected.messages, "{}", framing);
+        prop_assert_eq!(got.partial, expected.partial, "{}", framing);
+        prop_assert_eq!(String::from_utf8_lossy(&got.output), String::from_utf8_lossy(&expected.output), "{}", framing);
+        prop_assert_eq!(got.result, expected.result, "{}", framing);
     }
 }
 

@@ -1,5 +1,6 @@
 //! The runner over real sockets: limits, timeouts, half-close, shutdown.
 
+#[macro_use]
 mod common;
 
 use std::io::{ErrorKind, Read, Write};
@@ -8,19 +9,18 @@ use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
 use common::{
-    Event, FIXED_CTIME, Kind, Recorder, SAFETY_TIMEOUT, connect, connect_small_buffer, fixed_reply, fixed_server,
-    next_closed, next_message, read_to_close, round_trip, send_all_and_read_replies, start,
+    Event, FIXED_CTIME, Kind, Recorder, Runtime, SAFETY_TIMEOUT, connect, connect_small_buffer, fixed_reply,
+    fixed_server, next_closed, next_message, read_to_close, round_trip, send_all_and_read_replies, serve_on, start_on,
 };
 use stamp_echo::TimeoutError;
 use stamp_echo::framing::LineEnding;
-use stamp_echo::runner::{self, Addr};
-use stamp_echo::testing::LocalServer;
-use stamp_echo::{EchoServer, Error, Framing, Limits};
+#[cfg(unix)]
+use stamp_echo::runner::Addr;
+use stamp_echo::{EchoClient, EchoServer, Error, Framing, Limits};
 
-#[test]
-fn half_closed_client_gets_every_reply() {
+fn half_closed_client_gets_every_reply(rt: Runtime) {
     let framing = Framing::line();
-    let (handle, addr, events) = start(fixed_server(framing), Limits::default());
+    let (handle, addr, events) = start_on(rt, fixed_server(framing), Limits::default());
     let mut stream = connect(addr);
     let mut sent = Vec::new();
     let mut expected = Vec::new();
@@ -39,11 +39,10 @@ fn half_closed_client_gets_every_reply() {
     assert_eq!(handle.shutdown(SAFETY_TIMEOUT).errors, 0);
 }
 
-#[test]
-fn idle_connection_is_closed_with_a_timeout() {
+fn idle_connection_is_closed_with_a_timeout(rt: Runtime) {
     let framing = Framing::line();
     let limits = Limits::default().idle_timeout(Some(Duration::from_millis(200)));
-    let (handle, addr, events) = start(fixed_server(framing), limits);
+    let (handle, addr, events) = start_on(rt, fixed_server(framing), limits);
     let mut stream = connect(addr);
     round_trip(&mut stream, framing, b"then silence");
 
@@ -54,11 +53,10 @@ fn idle_connection_is_closed_with_a_timeout() {
     assert_eq!((totals.connections, totals.errors), (1, 1));
 }
 
-#[test]
-fn without_eviction_new_clients_wait_in_the_backlog_at_the_cap() {
+fn without_eviction_new_clients_wait_in_the_backlog_at_the_cap(rt: Runtime) {
     let framing = Framing::line();
     let (handle, addr, _events) =
-        start(fixed_server(framing), Limits::default().max_connections(2).eviction_grace(None));
+        start_on(rt, fixed_server(framing), Limits::default().max_connections(2).eviction_grace(None));
     let mut first = connect(addr);
     let mut second = connect(addr);
     round_trip(&mut first, framing, b"one");
@@ -94,10 +92,9 @@ fn without_eviction_new_clients_wait_in_the_backlog_at_the_cap() {
 /// Shutdown ends each connection's input: a client in the middle of a large
 /// frame gets the reply streamed so far, cut where the server's input ended
 /// (or whole, if all of it had arrived), and idle clients are closed.
-#[test]
-fn shutdown_answers_what_was_received_and_closes_idle_clients() {
+fn shutdown_answers_what_was_received_and_closes_idle_clients(rt: Runtime) {
     let framing = Framing::length_prefixed();
-    let (handle, addr, events) = start(fixed_server(framing), Limits::default());
+    let (handle, addr, events) = start_on(rt, fixed_server(framing), Limits::default());
     let mut idle = connect(addr);
     round_trip(&mut idle, framing, b"idle from now on");
     let _ = next_message(&events);
@@ -135,8 +132,7 @@ fn shutdown_answers_what_was_received_and_closes_idle_clients() {
     assert_eq!((totals.connections, totals.force_closed, totals.unfinished), (2, 0, 0));
 }
 
-#[test]
-fn shutdown_force_closes_what_is_left_at_the_deadline() {
+fn shutdown_force_closes_what_is_left_at_the_deadline(rt: Runtime) {
     let framing = Framing::line();
     let limits = Limits::default().write_timeout(None);
     // The longest stamp the protocol allows: an empty line's reply is 258
@@ -144,7 +140,7 @@ fn shutdown_force_closes_what_is_left_at_the_deadline() {
     let longest =
         stamp_echo::stamp::from_fn(|_: SystemTime, out: &mut String| out.extend(std::iter::repeat_n('x', 255)));
     let server = EchoServer::builder().framing(framing).stamp(longest).build().expect("valid settings");
-    let (handle, addr, events) = start(server, limits);
+    let (handle, addr, events) = start_on(rt, server, limits);
     // A client that never reads: whatever part of its empty lines the
     // server reads (the first read alone brings 8 KiB, 2 MiB of replies)
     // gets far more replies than the socket buffers hold, so the server is
@@ -169,11 +165,9 @@ fn shutdown_force_closes_what_is_left_at_the_deadline() {
     let _ = writer.join().expect("writer");
 }
 
-#[test]
-fn dropping_the_handle_stops_the_server() {
-    let server = LocalServer::start(fixed_server(Framing::line())).expect("start");
-    let addr = server.addr();
-    let mut client = server.client().expect("connect");
+fn dropping_the_handle_stops_the_server(rt: Runtime) {
+    let (server, addr, _events) = start_on(rt, fixed_server(Framing::line()), Limits::default());
+    let mut client = EchoClient::new(connect(addr), Framing::line()).expect("client");
     assert_eq!(client.round_trip(b"hello").expect("reply").stamp(), FIXED_CTIME);
     drop(server);
     let mut stream = client.into_inner();
@@ -183,16 +177,15 @@ fn dropping_the_handle_stops_the_server() {
 }
 
 #[cfg(unix)]
-#[test]
-fn serves_a_unix_listener() {
+fn serves_a_unix_listener(rt: Runtime) {
     use std::os::unix::net::{UnixListener, UnixStream};
-    let path = std::env::temp_dir().join(format!("stamp-echo-runner-{}.sock", std::process::id()));
+    let path = std::env::temp_dir().join(format!("stamp-echo-runner-{}-{rt:?}.sock", std::process::id()));
     let _ = std::fs::remove_file(&path);
     let listener = UnixListener::bind(&path).expect("bind");
     let (recorder, events) = Recorder::new();
     let framing = Framing::line();
-    let handle = runner::start(listener, fixed_server(framing), Limits::default(), recorder).expect("start");
-    assert_eq!(handle.local_addr(), &Addr::Unix(Some(path.clone())));
+    let handle = serve_on(rt, listener, fixed_server(framing), Limits::default(), recorder).expect("start");
+    assert_eq!(handle.local_addr(), Addr::Unix(Some(path.clone())));
 
     let mut stream = UnixStream::connect(&path).expect("connect");
     stream.write_all(b"over unix\n").expect("send");
@@ -207,8 +200,7 @@ fn serves_a_unix_listener() {
     let _ = std::fs::remove_file(&path);
 }
 
-#[test]
-fn limits_out_of_range_are_refused() {
+fn limits_out_of_range_are_refused(rt: Runtime) {
     let cases = [
         ("max_connections", Limits::default().max_connections(0)),
         ("max_connections", Limits::default().max_connections(Limits::MAX_CONNECTIONS + 1)),
@@ -225,7 +217,7 @@ fn limits_out_of_range_are_refused() {
     ];
     for (setting, limits) in cases {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        let started = runner::start(listener, fixed_server(Framing::line()), limits, ());
+        let started = serve_on(rt, listener, fixed_server(Framing::line()), limits, ());
         let Err(Error::Config(config)) = started else { panic!("{limits:?} is refused") };
         assert_eq!(config.setting(), setting, "{config}");
     }
@@ -240,9 +232,8 @@ fn limits_out_of_range_are_refused() {
     assert!(widest.validate().is_ok());
 }
 
-#[test]
-fn a_shutdown_deadline_too_long_to_represent_is_no_panic() {
-    let (handle, addr, _events) = start(fixed_server(Framing::line()), Limits::default());
+fn a_shutdown_deadline_too_long_to_represent_is_no_panic(rt: Runtime) {
+    let (handle, addr, _events) = start_on(rt, fixed_server(Framing::line()), Limits::default());
     round_trip(&mut connect(addr), Framing::line(), b"one");
     let totals = handle.shutdown(Duration::MAX);
     assert_eq!((totals.connections, totals.messages), (1, 1));
@@ -257,11 +248,10 @@ fn connected(events: &std::sync::mpsc::Receiver<Event>, mut n: usize) {
     }
 }
 
-#[test]
-fn at_the_cap_a_new_client_takes_the_slot_of_the_one_longest_without_a_message() {
+fn at_the_cap_a_new_client_takes_the_slot_of_the_one_longest_without_a_message(rt: Runtime) {
     let framing = Framing::line();
     let limits = Limits::default().max_connections(2).eviction_grace(Some(Duration::from_millis(1)));
-    let (handle, addr, events) = start(fixed_server(framing), limits);
+    let (handle, addr, events) = start_on(rt, fixed_server(framing), limits);
     let mut active = connect(addr);
     round_trip(&mut active, framing, b"first");
     let mut silent = connect(addr);
@@ -282,8 +272,7 @@ fn at_the_cap_a_new_client_takes_the_slot_of_the_one_longest_without_a_message()
     assert_eq!((totals.connections, totals.evicted, totals.errors), (3, 1, 0));
 }
 
-#[test]
-fn two_thousand_silent_or_trickling_connections_do_not_keep_a_new_client_waiting() {
+fn two_thousand_silent_or_trickling_connections_do_not_keep_a_new_client_waiting(rt: Runtime) {
     // Default limits: 1024 connections, 1 s grace. A safety-net bound only;
     // scripts/hostile.sh measures it against the release server.
     let framing = Framing::line();
@@ -295,7 +284,7 @@ fn two_thousand_silent_or_trickling_connections_do_not_keep_a_new_client_waiting
     let listener = std::net::TcpListener::from(socket);
     let addr = listener.local_addr().expect("address");
     let (recorder, events) = Recorder::new();
-    let handle = runner::start(listener, fixed_server(framing), Limits::default(), recorder).expect("start");
+    let handle = serve_on(rt, listener, fixed_server(framing), Limits::default(), recorder).expect("start");
     let hoarders: Vec<TcpStream> = (0..2000)
         .map(|i| {
             let stream = TcpStream::connect(addr).expect("connect");
@@ -316,12 +305,11 @@ fn two_thousand_silent_or_trickling_connections_do_not_keep_a_new_client_waiting
     assert!(totals.evicted >= 2001 - 1024, "{totals}");
 }
 
-#[test]
-fn a_message_must_be_complete_within_the_message_timeout_however_it_trickles() {
+fn a_message_must_be_complete_within_the_message_timeout_however_it_trickles(rt: Runtime) {
     let framing = Framing::line();
     let limits =
         Limits::default().message_timeout(Some(Duration::from_millis(300))).idle_timeout(Some(SAFETY_TIMEOUT * 2));
-    let (handle, addr, events) = start(fixed_server(framing), limits);
+    let (handle, addr, events) = start_on(rt, fixed_server(framing), limits);
     let mut stream = connect(addr);
     round_trip(&mut stream, framing, b"a whole one first");
     // A byte every 20 ms keeps the idle timer from ever firing.
@@ -344,11 +332,10 @@ fn a_message_must_be_complete_within_the_message_timeout_however_it_trickles() {
     assert_eq!(handle.shutdown(SAFETY_TIMEOUT).errors, 1);
 }
 
-#[test]
-fn the_write_timeout_is_a_deadline_for_the_whole_reply_and_says_the_peer_stopped_reading() {
+fn the_write_timeout_is_a_deadline_for_the_whole_reply_and_says_the_peer_stopped_reading(rt: Runtime) {
     let framing = Framing::length_prefixed();
     let limits = Limits::default().write_timeout(Some(Duration::from_millis(300)));
-    let (handle, addr, events) = start(fixed_server(framing), limits);
+    let (handle, addr, events) = start_on(rt, fixed_server(framing), limits);
     let stream = connect_small_buffer(addr);
     let mut frame = Vec::new();
     common::frame(framing, &vec![b'r'; 8 << 20], &mut frame);
@@ -379,13 +366,12 @@ fn the_write_timeout_is_a_deadline_for_the_whole_reply_and_says_the_peer_stopped
 }
 
 #[cfg(unix)]
-#[test]
-fn shutdown_reaches_a_unix_listener_whose_path_was_replaced() {
+fn shutdown_reaches_a_unix_listener_whose_path_was_replaced(rt: Runtime) {
     use std::os::unix::net::UnixListener;
-    let path = std::env::temp_dir().join(format!("stamp-echo-replaced-{}.sock", std::process::id()));
+    let path = std::env::temp_dir().join(format!("stamp-echo-replaced-{}-{rt:?}.sock", std::process::id()));
     let _ = std::fs::remove_file(&path);
     let listener = UnixListener::bind(&path).expect("bind");
-    let handle = runner::start(listener, fixed_server(Framing::line()), Limits::default(), ()).expect("start");
+    let handle = serve_on(rt, listener, fixed_server(Framing::line()), Limits::default(), ()).expect("start");
     // Someone else now has the path.
     std::fs::remove_file(&path).expect("remove");
     let other = UnixListener::bind(&path).expect("bind again");
@@ -399,3 +385,22 @@ fn shutdown_reaches_a_unix_listener_whose_path_was_replaced() {
     assert_eq!(err.kind(), ErrorKind::WouldBlock);
     let _ = std::fs::remove_file(&path);
 }
+
+on_both_runtimes!(
+    half_closed_client_gets_every_reply,
+    idle_connection_is_closed_with_a_timeout,
+    without_eviction_new_clients_wait_in_the_backlog_at_the_cap,
+    shutdown_answers_what_was_received_and_closes_idle_clients,
+    shutdown_force_closes_what_is_left_at_the_deadline,
+    dropping_the_handle_stops_the_server,
+    #[cfg(unix)]
+    serves_a_unix_listener,
+    limits_out_of_range_are_refused,
+    a_shutdown_deadline_too_long_to_represent_is_no_panic,
+    at_the_cap_a_new_client_takes_the_slot_of_the_one_longest_without_a_message,
+    two_thousand_silent_or_trickling_connections_do_not_keep_a_new_client_waiting,
+    a_message_must_be_complete_within_the_message_timeout_however_it_trickles,
+    the_write_timeout_is_a_deadline_for_the_whole_reply_and_says_the_peer_stopped_reading,
+    #[cfg(unix)]
+    shutdown_reaches_a_unix_listener_whose_path_was_replaced,
+);

@@ -6,6 +6,7 @@
 //! Unix only: SIGTERM and Unix sockets.
 #![cfg(unix)]
 
+#[macro_use]
 mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -14,7 +15,15 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::PathBuf;
 use std::process::{Child, ChildStdout, Command, Stdio};
 
-use common::connect;
+use common::{Runtime, connect};
+
+/// The example's `--runtime` flag for `rt`.
+fn runtime_flag(rt: Runtime) -> [&'static str; 2] {
+    match rt {
+        Runtime::Threads => ["--runtime", "threads"],
+        Runtime::Tokio => ["--runtime", "tokio"],
+    }
+}
 
 fn server_binary() -> PathBuf {
     common::example_binary("server")
@@ -39,8 +48,10 @@ impl Drop for Running {
 }
 
 impl Server {
-    fn start(args: &[&str]) -> Server {
+    /// Runs the example on `rt`'s runner with these flags.
+    fn start(rt: Runtime, args: &[&str]) -> Server {
         let mut child = Command::new(server_binary())
+            .args(runtime_flag(rt))
             .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -74,9 +85,8 @@ impl Drop for Server {
     }
 }
 
-#[test]
-fn logs_like_the_original_and_exits_cleanly_on_sigterm() {
-    let mut server = Server::start(&["--port", "0", "--stamp", "ctime-utc"]);
+fn logs_like_the_original_and_exits_cleanly_on_sigterm(rt: Runtime) {
+    let mut server = Server::start(rt, &["--port", "0", "--stamp", "ctime-utc"]);
     let listening = server.line();
     let port = listening.strip_prefix("listening on 127.0.0.1:").expect(&listening);
     assert!(port.parse::<u16>().is_ok_and(|port| port != 0), "{listening}");
@@ -107,15 +117,14 @@ fn logs_like_the_original_and_exits_cleanly_on_sigterm() {
     assert!(summary.starts_with("shut down: 1 connection, 1 message, 9 bytes in, "), "{rest}");
 }
 
-#[test]
-fn unix_socket_replaces_a_stale_file_and_removes_it_at_exit() {
-    let path = std::env::temp_dir().join(format!("stamp-echo-example-{}.sock", std::process::id()));
+fn unix_socket_replaces_a_stale_file_and_removes_it_at_exit(rt: Runtime) {
+    let path = std::env::temp_dir().join(format!("stamp-echo-example-{}-{:?}.sock", std::process::id(), rt));
     let _ = std::fs::remove_file(&path);
     drop(UnixListener::bind(&path).expect("bind")); // leaves a stale socket file
     assert!(path.exists());
 
     let path_arg = path.to_str().expect("UTF-8 path");
-    let mut server = Server::start(&["--unix", path_arg, "--framing", "line", "--quiet"]);
+    let mut server = Server::start(rt, &["--unix", path_arg, "--framing", "line"]);
     assert_eq!(server.line(), format!("listening on {path_arg}"));
     let mut stream = UnixStream::connect(&path).expect("connect");
     stream.write_all(b"over unix\n").expect("send");
@@ -128,11 +137,17 @@ fn unix_socket_replaces_a_stale_file_and_removes_it_at_exit() {
     let second = Command::new(server_binary()).args(["--unix", path_arg]).output().expect("run");
     assert!(!second.status.success());
     assert!(String::from_utf8_lossy(&second.stderr).contains("another server is listening"));
+    // The check's connection was accepted (it may close before it is).
+    let mut connected = 0;
+    while connected < 2 {
+        connected += usize::from(server.line().starts_with("...connected from"));
+    }
 
     let (success, rest) = server.terminate();
     assert!(success, "{rest}");
     // Two connections: ours, and the second server's check that the path is live.
-    assert!(rest.starts_with("shut down: 2 connections, 1 message,"), "{rest}");
+    let summary = rest.lines().last().unwrap_or_default();
+    assert!(summary.starts_with("shut down: 2 connections, 1 message,"), "{rest}");
     assert!(!path.exists(), "the socket file is removed at exit");
 }
 
@@ -154,7 +169,7 @@ fn limits_out_of_range_are_refused_before_listening() {
 
 #[test]
 fn serves_udp_with_the_udp_flag() {
-    let mut server = Server::start(&["--udp", "--port", "0", "--stamp", "unix"]);
+    let mut server = Server::start(Runtime::Threads, &["--udp", "--port", "0", "--stamp", "unix"]);
     let listening = server.line();
     let addr = listening
         .strip_prefix("listening on ")
@@ -172,8 +187,9 @@ fn serves_udp_with_the_udp_flag() {
 }
 
 /// Starts the example with these flags; its stdout, and the first line.
-fn spawn(args: &[&str]) -> (Running, ChildStdout, String) {
+fn spawn(rt: Runtime, args: &[&str]) -> (Running, ChildStdout, String) {
     let mut child = Command::new(server_binary())
+        .args(runtime_flag(rt))
         .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -213,11 +229,10 @@ fn terminate_within(
     }
 }
 
-#[test]
-fn a_stdout_nobody_reads_neither_stalls_serving_nor_stops_sigterm() {
+fn a_stdout_nobody_reads_neither_stalls_serving_nor_stops_sigterm(rt: Runtime) {
     // Every message logged (no rate limit), so the pipe fills at once.
     let (mut running, mut stdout, listening) =
-        spawn(&["--port", "0", "--framing", "line", "--log-rate", "1000000", "--shutdown-deadline", "1"]);
+        spawn(rt, &["--port", "0", "--framing", "line", "--log-rate", "1000000", "--shutdown-deadline", "1"]);
     let port = listening.strip_prefix("listening on 127.0.0.1:").expect(&listening);
     let addr = format!("127.0.0.1:{port}").parse().expect("an address");
     // From here on nobody reads stdout. 20,000 log lines are far more than
@@ -248,9 +263,8 @@ fn a_stdout_nobody_reads_neither_stalls_serving_nor_stops_sigterm() {
     assert!(took < std::time::Duration::from_secs(10), "{took:?}");
 }
 
-#[test]
-fn peer_bytes_reach_the_log_escaped_one_line_each() {
-    let mut server = Server::start(&["--port", "0", "--stamp", "ctime-utc"]);
+fn peer_bytes_reach_the_log_escaped_one_line_each(rt: Runtime) {
+    let mut server = Server::start(rt, &["--port", "0", "--stamp", "ctime-utc"]);
     let listening = server.line();
     let port = listening.strip_prefix("listening on 127.0.0.1:").expect(&listening);
     let mut stream = connect(format!("127.0.0.1:{port}").parse().expect("an address"));
@@ -267,14 +281,13 @@ fn peer_bytes_reach_the_log_escaped_one_line_each() {
     assert!(!rest.bytes().any(|b| b == 0x1b || b == 0x07 || b == b'\r'), "{rest}");
 }
 
-#[test]
-fn a_unix_path_replaced_while_serving_is_left_alone_and_sigterm_still_stops_it() {
-    let dir = std::env::temp_dir().join(format!("stamp-echo-replace-{}", std::process::id()));
+fn a_unix_path_replaced_while_serving_is_left_alone_and_sigterm_still_stops_it(rt: Runtime) {
+    let dir = std::env::temp_dir().join(format!("stamp-echo-replace-{}-{:?}", std::process::id(), rt));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir(&dir).expect("dir");
     let path = dir.join("echo.sock");
     let path_arg = path.to_str().expect("UTF-8 path");
-    let (mut running, mut stdout, listening) = spawn(&["--unix", path_arg, "--quiet"]);
+    let (mut running, mut stdout, listening) = spawn(rt, &["--unix", path_arg, "--quiet"]);
     assert_eq!(listening, format!("listening on {path_arg}"));
     std::fs::rename(&path, dir.join("moved.sock")).expect("move the socket away");
     std::fs::write(&path, "someone else's file").expect("a file in its place");
@@ -310,9 +323,8 @@ fn absurd_flag_values_are_refused_with_the_flag_and_value_named() {
     }
 }
 
-#[test]
-fn lines_a_blocked_stdout_missed_are_counted_once_it_moves_again() {
-    let (mut running, stdout, listening) = spawn(&["--port", "0", "--framing", "line", "--log-rate", "1000000"]);
+fn lines_a_blocked_stdout_missed_are_counted_once_it_moves_again(rt: Runtime) {
+    let (mut running, stdout, listening) = spawn(rt, &["--port", "0", "--framing", "line", "--log-rate", "1000000"]);
     let port = listening.strip_prefix("listening on 127.0.0.1:").expect(&listening);
     let mut stream = connect(format!("127.0.0.1:{port}").parse().expect("an address"));
     let framing = stamp_echo::Framing::line();
@@ -337,9 +349,8 @@ fn lines_a_blocked_stdout_missed_are_counted_once_it_moves_again() {
     assert!(status.success());
 }
 
-#[test]
-fn message_lines_over_the_rate_are_counted_not_shown() {
-    let mut server = Server::start(&["--port", "0", "--framing", "line", "--log-rate", "2"]);
+fn message_lines_over_the_rate_are_counted_not_shown(rt: Runtime) {
+    let mut server = Server::start(rt, &["--port", "0", "--framing", "line", "--log-rate", "2"]);
     let listening = server.line();
     let port = listening.strip_prefix("listening on 127.0.0.1:").expect(&listening);
     let mut stream = connect(format!("127.0.0.1:{port}").parse().expect("an address"));
@@ -361,15 +372,14 @@ fn message_lines_over_the_rate_are_counted_not_shown() {
     assert!(shown <= 2 * 3 && hidden > 0, "{rest}");
 }
 
-#[test]
-fn a_unix_peers_hostile_path_is_logged_escaped() {
+fn a_unix_peers_hostile_path_is_logged_escaped(rt: Runtime) {
     use std::os::unix::ffi::OsStrExt;
-    let dir = std::env::temp_dir().join(format!("se-peer-{}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!("se-peer-{}-{:?}", std::process::id(), rt));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir(&dir).expect("dir");
     let path = dir.join("s.sock");
     let path_arg = path.to_str().expect("UTF-8 path");
-    let mut server = Server::start(&["--unix", path_arg, "--framing", "line"]);
+    let mut server = Server::start(rt, &["--unix", path_arg, "--framing", "line"]);
     assert_eq!(server.line(), format!("listening on {path_arg}"));
 
     // The client binds its end to a name full of terminal escapes, a forged
@@ -393,3 +403,14 @@ fn a_unix_peers_hostile_path_is_logged_escaped() {
     assert!(!rest.lines().any(|l| l.starts_with("...connected from: 1.2.3.4")), "{rest}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+on_both_runtimes!(
+    logs_like_the_original_and_exits_cleanly_on_sigterm,
+    unix_socket_replaces_a_stale_file_and_removes_it_at_exit,
+    a_stdout_nobody_reads_neither_stalls_serving_nor_stops_sigterm,
+    peer_bytes_reach_the_log_escaped_one_line_each,
+    a_unix_path_replaced_while_serving_is_left_alone_and_sigterm_still_stops_it,
+    lines_a_blocked_stdout_missed_are_counted_once_it_moves_again,
+    message_lines_over_the_rate_are_counted_not_shown,
+    a_unix_peers_hostile_path_is_logged_escaped,
+);

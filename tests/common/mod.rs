@@ -23,9 +23,9 @@ use std::time::{Duration, SystemTime};
 
 use stamp_echo::framing::LineEnding;
 use stamp_echo::protocol::Responder;
-use stamp_echo::runner::{self, Peer};
+use stamp_echo::runner::{self, Addr, Peer};
 use stamp_echo::stamp::Ctime;
-use stamp_echo::{EchoServer, Error, Events, Fragment, Framing, Handle, Limits, Summary};
+use stamp_echo::{EchoServer, Error, Events, Fragment, Framing, Handle, Limits, Summary, Totals};
 use stamp_echo::{ProtocolError, TimeoutError};
 
 /// A safety net against hangs: no test waits for anything this long, and
@@ -166,6 +166,133 @@ impl Events for Recorder {
     fn closed(&self, peer: &Peer, summary: &Summary, error: Option<&Error>) {
         self.send(Event::Closed { id: peer.id, summary: *summary, error: error.map(Kind::from) });
     }
+}
+
+// ---- Either runtime ----
+
+/// Which runner serves: the thread runner (`stamp_echo::runner`) or the
+/// tokio one (`stamp_echo::tokio::runner`). The behavioural tests run on both.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Runtime {
+    Threads,
+    Tokio,
+}
+
+/// Makes `#[test]`s of the functions named, each taking a [`Runtime`]: one
+/// in module `on_threads`, one in `on_tokio`, under the same name, with the
+/// attributes given before the name (`#[cfg(unix)]`).
+#[allow(unused_macros)]
+macro_rules! on_both_runtimes {
+    ($($(#[$attr:meta])* $name:ident),* $(,)?) => {
+        mod on_threads {
+            $( $(#[$attr])* #[test] fn $name() { super::$name(crate::common::Runtime::Threads) } )*
+        }
+        mod on_tokio {
+            $( $(#[$attr])* #[test] fn $name() { super::$name(crate::common::Runtime::Tokio) } )*
+        }
+    };
+}
+
+/// A running server of either runtime, with the thread runner's blocking
+/// [`Handle`] API (the tokio one's calls run on the runtime it owns).
+pub enum Served {
+    Threads(Handle),
+    Tokio(TokioServed),
+}
+
+/// The tokio runner's handle and the runtime it runs on (two workers).
+pub struct TokioServed {
+    handle: Option<stamp_echo::tokio::runner::Handle>,
+    runtime: tokio::runtime::Runtime,
+}
+
+impl Drop for TokioServed {
+    fn drop(&mut self) {
+        // As the thread runner's Handle does when dropped.
+        if let Some(handle) = self.handle.take() {
+            self.runtime.block_on(handle.shutdown(stamp_echo::Handle::DROP_DEADLINE));
+        }
+    }
+}
+
+impl Served {
+    pub fn local_addr(&self) -> Addr {
+        match self {
+            Served::Threads(h) => h.local_addr().clone(),
+            Served::Tokio(t) => t.handle.as_ref().expect("running").local_addr().clone(),
+        }
+    }
+
+    pub fn active(&self) -> usize {
+        match self {
+            Served::Threads(h) => h.active(),
+            Served::Tokio(t) => t.handle.as_ref().expect("running").active(),
+        }
+    }
+
+    pub fn totals(&self) -> Totals {
+        match self {
+            Served::Threads(h) => h.totals(),
+            Served::Tokio(t) => t.handle.as_ref().expect("running").totals(),
+        }
+    }
+
+    pub fn shutdown(self, deadline: Duration) -> Totals {
+        match self {
+            Served::Threads(h) => h.shutdown(deadline),
+            Served::Tokio(mut t) => {
+                let handle = t.handle.take().expect("running");
+                t.runtime.block_on(handle.shutdown(deadline))
+            }
+        }
+    }
+}
+
+/// `listener` (a std TCP or Unix listener) served by `runtime`'s runner.
+pub fn serve_on<L: Into<runner::Listener>, E: Events>(
+    runtime: Runtime,
+    listener: L,
+    server: EchoServer,
+    limits: Limits,
+    events: E,
+) -> Result<Served, Error> {
+    match runtime {
+        Runtime::Threads => runner::start(listener, server, limits, events).map(Served::Threads),
+        Runtime::Tokio => {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .expect("a tokio runtime");
+            let handle = {
+                let _entered = rt.enter();
+                let listener: stamp_echo::tokio::runner::Listener = match listener.into() {
+                    runner::Listener::Tcp(l) => {
+                        l.set_nonblocking(true).expect("non-blocking listener");
+                        tokio::net::TcpListener::from_std(l).expect("a tokio listener").into()
+                    }
+                    #[cfg(unix)]
+                    runner::Listener::Unix(l) => {
+                        l.set_nonblocking(true).expect("non-blocking listener");
+                        tokio::net::UnixListener::from_std(l).expect("a tokio listener").into()
+                    }
+                    other => panic!("no tokio listener for {other:?}"),
+                };
+                stamp_echo::tokio::runner::start(listener, server, limits, events)
+            };
+            handle.map(|handle| Served::Tokio(TokioServed { handle: Some(handle), runtime: rt }))
+        }
+    }
+}
+
+/// `server` served by `runtime`'s runner on 127.0.0.1 and a free port, with
+/// recorded events (see [`start`]).
+pub fn start_on(runtime: Runtime, server: EchoServer, limits: Limits) -> (Served, SocketAddr, Receiver<Event>) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    let addr = listener.local_addr().expect("bound address");
+    let (recorder, events) = Recorder::new();
+    let served = serve_on(runtime, listener, server, limits, recorder).expect("start the runner");
+    (served, addr, events)
 }
 
 /// `server` served by the library's runner on 127.0.0.1 and a free port,
@@ -661,35 +788,4 @@ where
 /// An in-memory `Read + Write` stream (`Duplex`, `Loopback`) as an async
 /// one. Its reads and writes never block, so each poll completes at once.
 /// (The `Inner` of [`OnRuntime`] is the stream inside, for the tests' checks.)
-pub struct Async<T>(pub T);
-
-impl<T: Read + Unpin> tokio::io::AsyncRead for Async<T> {
-    fn poll_read(
-        self: std::pin::Pin<&mut Self>,
-        _cx: &mut std::task::Context<'_>,
-        buf: &mut tokio::io::ReadBuf<'_>,
-    ) -> std::task::Poll<io::Result<()>> {
-        let n = self.get_mut().0.read(buf.initialize_unfilled())?;
-        buf.advance(n);
-        std::task::Poll::Ready(Ok(()))
-    }
-}
-
-impl<T: Write + Unpin> tokio::io::AsyncWrite for Async<T> {
-    fn poll_write(
-        self: std::pin::Pin<&mut Self>,
-        _cx: &mut std::task::Context<'_>,
-        buf: &[u8],
-    ) -> std::task::Poll<io::Result<usize>> {
-        std::task::Poll::Ready(self.get_mut().0.write(buf))
-    }
-    fn poll_flush(self: std::pin::Pin<&mut Self>, _cx: &mut std::task::Context<'_>) -> std::task::Poll<io::Result<()>> {
-        std::task::Poll::Ready(self.get_mut().0.flush())
-    }
-    fn poll_shutdown(
-        self: std::pin::Pin<&mut Self>,
-        _cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<io::Result<()>> {
-        std::task::Poll::Ready(Ok(()))
-    }
-}
+pub use stamp_echo::testing::Ready as Async;

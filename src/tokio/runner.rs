@@ -1,0 +1,576 @@
+//! Serving many connections at once under tokio: the thread
+//! [`runner`](crate::runner)'s [`Limits`], [`Events`], eviction and graceful
+//! shutdown, a task per connection instead of a thread.
+//!
+//! [`start`] takes a bound `tokio::net::TcpListener` or `UnixListener` (the
+//! library never binds or picks ports), an [`EchoServer`], [`Limits`] and an
+//! [`Events`] observer, and serves every connection on its own task until
+//! [`Handle::shutdown`] (or dropping the [`Handle`]).
+//!
+//! ```
+//! # tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(async {
+//! use std::time::Duration;
+//! use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+//! use stamp_echo::{EchoServer, Framing, Limits, tokio::runner};
+//!
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+//! let server = EchoServer::builder().framing(Framing::line()).build()?;
+//! let handle = runner::start(listener, server, Limits::default(), ())?;
+//!
+//! let addr = handle.local_addr().tcp().expect("a TCP listener");
+//! let mut client = BufReader::new(tokio::net::TcpStream::connect(addr).await?);
+//! client.get_mut().write_all(b"hi,server\n").await?;
+//! let mut reply = String::new();
+//! client.read_line(&mut reply).await?;
+//! assert!(reply.ends_with("] hi,server\n"), "{reply}");
+//! drop(client);
+//!
+//! let totals = handle.shutdown(Duration::from_secs(5)).await;
+//! assert_eq!((totals.connections, totals.messages, totals.errors), (1, 1, 0));
+//! # Ok::<(), stamp_echo::Error>(()) })?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! # Memory per connection
+//!
+//! An idle connection holds its task, its socket's registration, its
+//! protocol state and one timer: no read buffer (reads go into a buffer of
+//! the worker thread, see [`serve_with_limits`](super::serve_with_limits)).
+//! A busy one adds the unfinished message (the [`Framing`](crate::Framing)'s
+//! limit) and the replies its peer has not taken yet (at most those to one
+//! read). The `c10k` example measures it. [`Limits::stack_size`] does not
+//! apply: tasks have no stacks of their own.
+//!
+//! # Stopping
+//!
+//! [`Handle::shutdown`] tells the accept loop and every connection through
+//! the runner's own state and wakers: nothing connects to the listener's
+//! address, so a replaced Unix socket path cannot misdirect it.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::io;
+#[cfg(unix)]
+use std::path::PathBuf;
+use std::pin::pin;
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use super::server::{Control, Signal, drive};
+use crate::protocol::{Fragment, Observer, Summary};
+use crate::runner::{Addr, Events, Limits, Peer, Room, Totals, eviction, nanos};
+use crate::stop::is_transient;
+use crate::{EchoServer, Error};
+
+/// A listener to serve: a bound tokio `TcpListener` or `UnixListener`.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Listener {
+    /// A TCP listener.
+    Tcp(tokio::net::TcpListener),
+    /// A Unix domain socket listener.
+    #[cfg(unix)]
+    Unix(tokio::net::UnixListener),
+}
+
+impl From<tokio::net::TcpListener> for Listener {
+    fn from(listener: tokio::net::TcpListener) -> Listener {
+        Listener::Tcp(listener)
+    }
+}
+
+#[cfg(unix)]
+impl From<tokio::net::UnixListener> for Listener {
+    fn from(listener: tokio::net::UnixListener) -> Listener {
+        Listener::Unix(listener)
+    }
+}
+
+#[cfg(unix)]
+fn unix_addr(addr: &tokio::net::unix::SocketAddr) -> Addr {
+    Addr::Unix(addr.as_pathname().map(PathBuf::from))
+}
+
+impl Listener {
+    /// The address it listens on.
+    ///
+    /// # Errors
+    ///
+    /// The system's, if the socket cannot tell.
+    pub fn local_addr(&self) -> io::Result<Addr> {
+        match self {
+            Listener::Tcp(l) => l.local_addr().map(Addr::Tcp),
+            #[cfg(unix)]
+            Listener::Unix(l) => l.local_addr().map(|a| unix_addr(&a)),
+        }
+    }
+}
+
+/// Starts serving `listener` on the current tokio runtime, each connection
+/// on its own task, and returns at once. Call it from within the runtime
+/// (an `async` function, or inside `Runtime::enter`); the runtime needs its
+/// I/O driver and timer (`#[tokio::main]`, `Runtime::new` and `enable_all`
+/// have both).
+///
+/// # Errors
+///
+/// [`Error::Config`] for limits out of range ([`Limits::validate`]),
+/// [`Error::Io`] if there is no runtime to run on or the listener's address
+/// cannot be read.
+pub fn start<L: Into<Listener>, E: Events>(
+    listener: L,
+    server: EchoServer,
+    limits: Limits,
+    events: E,
+) -> Result<Handle, Error> {
+    limits.validate()?;
+    let runtime = tokio::runtime::Handle::try_current()
+        .map_err(|e| Error::Io(io::Error::other(format!("stamp_echo::tokio::runner::start needs a runtime: {e}"))))?;
+    let listener = listener.into();
+    let local_addr = listener.local_addr()?;
+    let shared = Arc::new(Shared {
+        server,
+        limits,
+        events: Box::new(events),
+        epoch: Instant::now(),
+        state: Mutex::new(State::default()),
+        changed: Notify::new(),
+        stop: Notify::new(),
+    });
+    let acceptor = runtime.spawn(accept_loop(Arc::clone(&shared), listener));
+    Ok(Handle { shared, acceptor: Some(acceptor), local_addr })
+}
+
+/// A running server: its address, its counts, and the way to stop it.
+///
+/// Dropping the handle stops it as [`Handle::shutdown`] does, in the
+/// background, with a deadline of [`Handle::DROP_DEADLINE`].
+#[derive(Debug)]
+#[must_use = "dropping the Handle shuts the server down"]
+pub struct Handle {
+    shared: Arc<Shared>,
+    acceptor: Option<JoinHandle<()>>,
+    local_addr: Addr,
+}
+
+impl Handle {
+    /// The deadline of the shutdown that dropping a [`Handle`] does.
+    pub const DROP_DEADLINE: Duration = Duration::from_secs(1);
+
+    /// How long [`shutdown`](Handle::shutdown) waits for the tasks of
+    /// force-closed connections to end.
+    const FORCE_GRACE: Duration = Duration::from_secs(1);
+
+    /// The address the server listens on (with the real port when the
+    /// listener was bound to port 0).
+    pub fn local_addr(&self) -> &Addr {
+        &self.local_addr
+    }
+
+    /// Connections being served now.
+    pub fn active(&self) -> usize {
+        self.shared.lock().active
+    }
+
+    /// Counts over the connections that have ended so far.
+    pub fn totals(&self) -> Totals {
+        self.shared.lock().totals
+    }
+
+    /// Stops the server and returns its totals, as the thread runner's
+    /// [`Handle::shutdown`](crate::Handle::shutdown) does:
+    ///
+    /// 1. stops accepting and closes the listener (clients still in the
+    ///    backlog are refused);
+    /// 2. ends the input of every connection: each one answers what it has
+    ///    received and closes once its replies are out;
+    /// 3. waits for them, up to `deadline` (any length: one too long to
+    ///    represent waits until they end);
+    /// 4. closes the rest by force (a client that does not read its replies,
+    ///    say), counted in [`Totals::force_closed`].
+    pub async fn shutdown(mut self, deadline: Duration) -> Totals {
+        let until = Instant::now().checked_add(deadline);
+        self.shared.begin_stop();
+        if let Some(acceptor) = self.acceptor.take() {
+            let _ = acceptor.await;
+        }
+        self.shared.finish_stop(until).await
+    }
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        if self.shared.begin_stop() {
+            let shared = Arc::clone(&self.shared);
+            let until = Instant::now().checked_add(Self::DROP_DEADLINE);
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                runtime.spawn(async move { shared.finish_stop(until).await });
+            }
+        }
+    }
+}
+
+/// What the runner's tasks share.
+struct Shared {
+    server: EchoServer,
+    limits: Limits,
+    events: Box<dyn Events>,
+    /// The origin of [`Slot::progress`].
+    epoch: Instant,
+    state: Mutex<State>,
+    /// Notified when a connection ends and when shutdown starts.
+    changed: Notify,
+    /// Notified when shutdown starts, for the accept loop.
+    stop: Notify,
+}
+
+impl fmt::Debug for Shared {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Shared").field("server", &self.server).field("limits", &self.limits).finish_non_exhaustive()
+    }
+}
+
+#[derive(Default)]
+struct State {
+    stopping: bool,
+    next_id: u64,
+    /// Connection tasks not yet done.
+    active: usize,
+    /// Of `active`, those evicted whose task has not ended yet.
+    evicting: usize,
+    /// The open connections, for shutdown and eviction.
+    open: HashMap<u64, Arc<Slot>>,
+    totals: Totals,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // No code that can panic runs under the lock; recover anyway.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Now, as [`Slot::progress`] counts it.
+    fn clock(&self, at: Instant) -> u64 {
+        nanos(at.saturating_duration_since(self.epoch))
+    }
+
+    /// Marks the runner stopping, wakes the accept loop, and ends every
+    /// connection's input. `false` if it was stopping already.
+    fn begin_stop(&self) -> bool {
+        let mut state = self.lock();
+        if state.stopping {
+            return false;
+        }
+        state.stopping = true;
+        for slot in state.open.values() {
+            slot.signal(Slot::END_INPUT);
+        }
+        drop(state);
+        self.stop.notify_waiters();
+        self.changed.notify_waiters();
+        true
+    }
+
+    /// Waits for the connections up to `until`, closes the rest by force,
+    /// and returns the totals.
+    async fn finish_stop(&self, until: Option<Instant>) -> Totals {
+        if !self.wait_idle(until).await {
+            for slot in self.lock().open.values() {
+                slot.signal(Slot::FORCED);
+            }
+            self.wait_idle(Instant::now().checked_add(Handle::FORCE_GRACE)).await;
+        }
+        let state = self.lock();
+        Totals { unfinished: state.active as u64, ..state.totals }
+    }
+
+    /// Waits until no connection is active (`true`), or `until` (`None`: no limit).
+    async fn wait_idle(&self, until: Option<Instant>) -> bool {
+        loop {
+            let mut changed = pin!(self.changed.notified());
+            changed.as_mut().enable();
+            if self.lock().active == 0 {
+                return true;
+            }
+            match until {
+                None => changed.await,
+                Some(until) if until <= Instant::now() => return false,
+                Some(until) => {
+                    let _ = tokio::time::timeout_at(until, changed).await;
+                }
+            }
+        }
+    }
+
+    /// Makes room for one more connection (see [`Limits`]): `true` once fewer
+    /// than `max_connections` are active, `false` when the runner is
+    /// stopping. Evicts the connection that has gone longest without
+    /// completing a message once it is past the grace period.
+    async fn make_room(&self) -> bool {
+        const RECHECK: Duration = Duration::from_millis(100);
+        let max = self.limits.max_connections;
+        loop {
+            let mut changed = pin!(self.changed.notified());
+            changed.as_mut().enable();
+            let wait = {
+                let mut state = self.lock();
+                if state.stopping {
+                    return false;
+                }
+                if state.active < max {
+                    return true;
+                }
+                let open = state.open.values().filter(|s| s.flags.load(Ordering::Acquire) & Slot::EVICTED == 0);
+                let open = open.map(|s| (s, s.progress.load(Ordering::Relaxed)));
+                let now = self.clock(Instant::now());
+                match eviction(&self.limits, state.active, state.evicting, now, open) {
+                    Room::Evict(victim, idle) => {
+                        victim.idle.store(nanos(idle), Ordering::Relaxed);
+                        victim.signal(Slot::EVICTED);
+                        state.evicting += 1;
+                        RECHECK
+                    }
+                    Room::Wait(wait) => wait,
+                }
+            };
+            let _ = tokio::time::timeout(wait, changed).await;
+        }
+    }
+}
+
+/// One accepted connection, before it has a task.
+enum Accepted {
+    Tcp(tokio::net::TcpStream, Addr),
+    #[cfg(unix)]
+    Unix(tokio::net::UnixStream, Addr),
+}
+
+impl Listener {
+    fn poll_accept(&self, cx: &mut Context<'_>) -> Poll<io::Result<Accepted>> {
+        match self {
+            Listener::Tcp(l) => l.poll_accept(cx).map_ok(|(s, a)| Accepted::Tcp(s, Addr::Tcp(a))),
+            #[cfg(unix)]
+            Listener::Unix(l) => l.poll_accept(cx).map_ok(|(s, a)| {
+                let addr = unix_addr(&a);
+                Accepted::Unix(s, addr)
+            }),
+        }
+    }
+}
+
+/// Accepts connections until shutdown. At `max_connections` it keeps
+/// accepting, and holds each new client until [`Shared::make_room`] has
+/// room for it. The listener is closed when it returns.
+async fn accept_loop(shared: Arc<Shared>, listener: Listener) {
+    const RETRY: Duration = Duration::from_millis(100);
+    loop {
+        let mut stopped = pin!(shared.stop.notified());
+        stopped.as_mut().enable();
+        if shared.lock().stopping {
+            return;
+        }
+        shared.events.accepting();
+        let accepted = std::future::poll_fn(|cx| {
+            if stopped.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(None);
+            }
+            listener.poll_accept(cx).map(Some)
+        })
+        .await;
+        let accepted = match accepted {
+            None => return,
+            Some(Ok(accepted)) => accepted,
+            Some(Err(e)) if is_transient(&e) => continue,
+            Some(Err(e)) => {
+                shared.events.accept_failed(&e);
+                // Out of descriptors or memory: wait for a connection to end.
+                let changed = shared.changed.notified();
+                if !shared.lock().stopping {
+                    let _ = tokio::time::timeout(RETRY, changed).await;
+                }
+                continue;
+            }
+        };
+        if !shared.make_room().await {
+            return; // stopping: the connection is closed unserved
+        }
+        match accepted {
+            Accepted::Tcp(stream, addr) => {
+                let configured = stream.set_nodelay(true);
+                spawn_connection(&shared, stream, addr, configured);
+            }
+            #[cfg(unix)]
+            Accepted::Unix(stream, addr) => spawn_connection(&shared, stream, addr, Ok(())),
+        }
+    }
+}
+
+/// Registers the connection, reports it, and gives it a task.
+///
+/// Nagle's algorithm is off on TCP (`configured` says whether that worked):
+/// the replies to one read go out in one write, so Nagle could only delay
+/// them.
+fn spawn_connection<S>(shared: &Arc<Shared>, stream: S, addr: Addr, configured: io::Result<()>)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let mut state = shared.lock();
+    state.next_id += 1;
+    let peer = Peer { id: state.next_id, addr };
+    let slot = Arc::new(Slot {
+        flags: AtomicU8::new(0),
+        waker: Mutex::new(None),
+        progress: AtomicU64::new(shared.clock(Instant::now())),
+        idle: AtomicU64::new(0),
+    });
+    state.open.insert(peer.id, Arc::clone(&slot));
+    state.active += 1;
+    drop(state);
+    // Closes and counts the connection when dropped: an error unless served cleanly.
+    let mut ending =
+        Ending { shared: Arc::clone(shared), id: peer.id, slot, summary: Summary::default(), failed: true };
+    if let Err(e) = configured {
+        shared.events.closed(&peer, &Summary::default(), Some(&Error::Io(e)));
+        return;
+    }
+    shared.events.connected(&peer);
+    tokio::spawn(async move {
+        let shared = Arc::clone(&ending.shared);
+        let slot = Arc::clone(&ending.slot);
+        let watch = Watch { events: shared.events.as_ref(), peer: &peer, summary: &mut ending.summary };
+        let hold = Hold { slot: &slot, shared: &shared };
+        let result = drive(&shared.server, stream, watch, Some(&shared.limits), hold).await;
+        shared.events.closed(&peer, &ending.summary, result.as_ref().err());
+        ending.served(result.is_ok());
+    });
+}
+
+/// Passes each message to [`Events::message`] and keeps the final counts.
+struct Watch<'a> {
+    events: &'a dyn Events,
+    peer: &'a Peer,
+    summary: &'a mut Summary,
+}
+
+impl Observer for Watch<'_> {
+    fn message(&mut self, fragment: Fragment<'_>) {
+        self.events.message(self.peer, fragment);
+    }
+
+    fn finished(&mut self, summary: &Summary, _error: Option<&Error>) {
+        *self.summary = *summary;
+    }
+}
+
+/// One connection's place in the registry: what the runner tells it, and
+/// its progress for eviction.
+struct Slot {
+    /// [`Slot::END_INPUT`], [`Slot::EVICTED`], [`Slot::FORCED`].
+    flags: AtomicU8,
+    /// The connection's task, to wake when a flag is set.
+    waker: Mutex<Option<Waker>>,
+    /// When it last completed a message (or was accepted), in nanoseconds
+    /// since [`Shared::epoch`].
+    progress: AtomicU64,
+    /// When evicted: how long it had gone without completing a message, in
+    /// nanoseconds.
+    idle: AtomicU64,
+}
+
+impl Slot {
+    /// Shutdown has begun: stop reading.
+    const END_INPUT: u8 = 1;
+    /// Closed to make room for a new connection.
+    const EVICTED: u8 = 2;
+    /// Closed by [`Handle::shutdown`] at its deadline.
+    const FORCED: u8 = 4;
+
+    fn signal(&self, flag: u8) {
+        self.flags.fetch_or(flag, Ordering::AcqRel);
+        let waker = self.waker.lock().unwrap_or_else(PoisonError::into_inner).take();
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
+}
+
+/// The connection's side of its [`Slot`].
+struct Hold<'a> {
+    slot: &'a Slot,
+    shared: &'a Shared,
+}
+
+impl Hold<'_> {
+    fn read(&self) -> Signal {
+        let flags = self.slot.flags.load(Ordering::Acquire);
+        if flags & Slot::FORCED != 0 {
+            let forced = io::Error::new(io::ErrorKind::ConnectionAborted, "closed at the shutdown deadline");
+            Signal::Close(Error::Io(forced))
+        } else if flags & Slot::EVICTED != 0 {
+            Signal::Close(Error::Evicted { idle: Duration::from_nanos(self.slot.idle.load(Ordering::Relaxed)) })
+        } else if flags & Slot::END_INPUT != 0 {
+            Signal::EndInput
+        } else {
+            Signal::None
+        }
+    }
+}
+
+impl Control for Hold<'_> {
+    fn signal(&self) -> Signal {
+        self.read()
+    }
+
+    fn register(&mut self, cx: &mut Context<'_>) {
+        let mut waker = self.slot.waker.lock().unwrap_or_else(PoisonError::into_inner);
+        if !waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+            *waker = Some(cx.waker().clone());
+        }
+    }
+
+    fn completed(&mut self, at: Instant) {
+        self.slot.progress.store(self.shared.clock(at), Ordering::Relaxed);
+    }
+}
+
+/// Closes and counts a connection when its task ends, however it ends
+/// (panics included).
+struct Ending {
+    shared: Arc<Shared>,
+    id: u64,
+    slot: Arc<Slot>,
+    summary: Summary,
+    failed: bool,
+}
+
+impl Ending {
+    /// The connection was served cleanly (or not).
+    fn served(&mut self, cleanly: bool) {
+        self.failed = !cleanly;
+    }
+}
+
+impl Drop for Ending {
+    fn drop(&mut self) {
+        let mut state = self.shared.lock();
+        state.open.remove(&self.id);
+        // Read after leaving the registry: the runner sets these flags under
+        // its lock, on registered connections only, so none can be set later.
+        let flags = self.slot.flags.load(Ordering::Acquire);
+        let (forced, evicted) = (flags & Slot::FORCED != 0, flags & Slot::EVICTED != 0);
+        state.active -= 1;
+        if evicted {
+            state.evicting = state.evicting.saturating_sub(1);
+        }
+        state.totals.count(&self.summary, forced, evicted, self.failed);
+        drop(state);
+        self.shared.changed.notify_waiters();
+    }
+}
