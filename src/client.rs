@@ -232,15 +232,40 @@ pub(crate) struct Inbox {
     input: Vec<u8>,
     start: usize,
     end: usize,
+    /// Whole replies read while a long message was being written.
+    ready: VecDeque<Reply>,
 }
 
 impl Inbox {
     pub(crate) fn new(framing: Framing) -> Result<Inbox, Error> {
-        Ok(Inbox { exchange: Exchange::new(framing)?, input: Vec::new(), start: 0, end: 0 })
+        Ok(Inbox { exchange: Exchange::new(framing)?, input: Vec::new(), start: 0, end: 0, ready: VecDeque::new() })
     }
 
     pub(crate) fn checker(&self) -> &ReplyChecker {
         self.exchange.checker()
+    }
+
+    /// Messages sent whose replies have not been handed out.
+    pub(crate) fn in_flight(&self) -> usize {
+        self.checker().in_flight() + self.ready.len()
+    }
+
+    /// Whether the server still owes echo bytes of what was written, beyond
+    /// what it may hold back, with `unwritten` bytes of the last message sent
+    /// still to write: then reading cannot block for ever.
+    pub(crate) fn owed(&self, unwritten: usize) -> bool {
+        let checker = self.checker();
+        let written = checker.bytes_sent().saturating_sub(unwritten as u64);
+        checker.bytes_echoed() < written.saturating_sub(HELD_BACK)
+    }
+
+    /// Checks every byte read, keeping whole replies for
+    /// [`next_reply`](Inbox::next_reply).
+    pub(crate) fn absorb(&mut self) -> Result<(), Error> {
+        while let Some(reply) = self.check_next()? {
+            self.ready.push_back(reply);
+        }
+        Ok(())
     }
 
     /// See [`Exchange::send`].
@@ -251,6 +276,13 @@ impl Inbox {
 
     /// The next whole reply among the bytes read, if they hold one.
     pub(crate) fn next_reply(&mut self) -> Result<Option<Reply>, Error> {
+        match self.ready.pop_front() {
+            Some(reply) => Ok(Some(reply)),
+            None => self.check_next(),
+        }
+    }
+
+    fn check_next(&mut self) -> Result<Option<Reply>, Error> {
         let (consumed, reply) = self.exchange.receive(&self.input[self.start..self.end])?;
         self.start += consumed;
         Ok(reply)
@@ -290,6 +322,21 @@ pub(crate) fn check_timeout(timeout: Option<Duration>) -> Result<Option<Duration
 /// How much a client reads at once.
 const READ_SIZE: usize = 64 * 1024;
 
+/// How much of a long message a client writes before it reads the echo
+/// that has come (see [`EchoClient::round_trip`]).
+pub(crate) const WRITE_CHUNK: usize = 64 * 1024;
+
+/// The most bytes of a message a server holds back before echoing them:
+/// the first bytes of a UTF-8 character, a partial length prefix, a `\r`
+/// (see [`Decoder::pending`](crate::framing::Decoder::pending)).
+const HELD_BACK: u64 = 3;
+
+/// The bytes of the message at the end of `out` not yet written once
+/// `written` bytes of `out` are: a bound, counting a line's ending as one.
+pub(crate) fn unwritten(out: &[u8], written: usize, message: &[u8]) -> usize {
+    (out.len() - written.min(out.len())).min(message.len())
+}
+
 impl<S: Read + Write> EchoClient<S> {
     /// A client speaking `framing` on `stream`.
     ///
@@ -302,13 +349,17 @@ impl<S: Read + Write> EchoClient<S> {
 
     /// Sends `message` and waits for its whole reply.
     ///
-    /// The whole message is written before the reply is read. In chunk
-    /// framing the server answers while the message is still arriving, so a
-    /// message larger than what the socket buffers of both sides hold together
-    /// (a few MiB on Linux loopback; 4 MiB was measured to work) can stall
-    /// until a timeout: send such messages in pieces, or use line or
-    /// length-prefixed framing, where the server answers a message only once
-    /// it is whole.
+    /// A message of any size takes one round trip. The server echoes a
+    /// message as its bytes arrive, in every framing, so a peer that wrote
+    /// a long message whole before reading would stall once the socket
+    /// buffers of both sides are full of echo (a few MiB on Linux loopback).
+    /// So a message longer than 64 KiB is written 64 KiB at a time, and after
+    /// each piece the client reads, and checks, the echo until it has caught
+    /// up with what was written (less the 3 bytes at most a server holds
+    /// back): one thread, blocking I/O, any `Read + Write` stream, and the
+    /// bytes in flight never more than one piece and its echo. The
+    /// [timeout](EchoClient::set_timeout), if set, bounds each of these
+    /// waits as well as the wait for the whole reply.
     ///
     /// # Errors
     ///
@@ -318,16 +369,40 @@ impl<S: Read + Write> EchoClient<S> {
         self.receive()
     }
 
-    /// Sends `message` without waiting for the reply.
+    /// Sends `message` without waiting for the reply (but reading the echo
+    /// of a message over 64 KiB as it is written: see
+    /// [`round_trip`](EchoClient::round_trip); replies that come meanwhile
+    /// are checked and kept for [`receive`](EchoClient::receive)).
     ///
     /// # Errors
     ///
     /// [`Error::Message`], without sending anything, if the framing
     /// cannot carry the message (see [`ReplyChecker::send`]); [`Error::Io`]
-    /// or [`TimeoutError::Idle`] if writing fails.
+    /// or [`TimeoutError::Idle`] if writing fails; while a long message is
+    /// written, those of [`receive`](EchoClient::receive).
     pub fn send(&mut self, message: &[u8]) -> Result<(), Error> {
         self.inbox.send(message, &mut self.out)?;
-        self.stream.write_all(&self.out).and_then(|()| self.stream.flush()).map_err(Error::from_io)
+        let mut written = 0;
+        loop {
+            let end = self.out.len().min(written + WRITE_CHUNK);
+            self.stream
+                .write_all(&self.out[written..end])
+                .and_then(|()| self.stream.flush())
+                .map_err(Error::from_io)?;
+            written = end;
+            if written == self.out.len() {
+                return Ok(());
+            }
+            let unwritten = unwritten(&self.out, written, message);
+            let deadline = self.deadline.as_ref().map(|d| Instant::now() + d.timeout);
+            loop {
+                self.inbox.absorb()?;
+                if !self.inbox.owed(unwritten) {
+                    break;
+                }
+                self.fill(deadline)?;
+            }
+        }
     }
 
     /// Reads the reply to the oldest message sent and not yet answered, and
@@ -383,7 +458,7 @@ impl<S: Read + Write> EchoClient<S> {
 
     /// Messages sent whose replies have not been received yet.
     pub fn in_flight(&self) -> usize {
-        self.inbox.checker().in_flight()
+        self.inbox.in_flight()
     }
 
     /// The stream.

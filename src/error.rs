@@ -66,6 +66,11 @@ pub enum Error {
     #[error(transparent)]
     Stamp(#[from] StampError),
 
+    /// The local time zone asked for cannot be used: a server built with the
+    /// default (local) stamp while `TZ` names a zone that cannot be found.
+    #[error("local time zone: {0}")]
+    Zone(#[from] crate::stamp::ZoneError),
+
     /// The runner closed the connection to make room for a new one: every
     /// slot was taken and this connection had gone the longest without
     /// completing a message (see [`Limits::eviction_grace`](crate::Limits::eviction_grace)).
@@ -336,7 +341,7 @@ impl Error {
             Error::Timeout(_) => io::ErrorKind::TimedOut,
             Error::Protocol(ProtocolError::UnexpectedEof) => io::ErrorKind::UnexpectedEof,
             Error::Protocol(_) => io::ErrorKind::InvalidData,
-            Error::Message(_) | Error::Config(_) | Error::Stamp(_) => io::ErrorKind::InvalidInput,
+            Error::Message(_) | Error::Config(_) | Error::Stamp(_) | Error::Zone(_) => io::ErrorKind::InvalidInput,
             Error::Evicted { .. } => io::ErrorKind::ConnectionAborted,
         }
     }

@@ -864,6 +864,38 @@ impl ReplyChecker {
         self.sent.ends.len()
     }
 
+    /// Bytes of messages sent so far, in all (framing excluded).
+    pub fn bytes_sent(&self) -> u64 {
+        self.sent.total
+    }
+
+    /// How many of the [bytes sent](ReplyChecker::bytes_sent) the reply
+    /// bytes checked so far have echoed, messages answered included: what
+    /// a client sending a long message watches to keep reading while it
+    /// writes (a server that streams its replies echoes a message as its
+    /// bytes arrive). While a `[` is in doubt in chunk framing, the furthest
+    /// reading counts: it is ahead of the true count by less than a stamp.
+    ///
+    /// ```
+    /// use stamp_echo::{Framing, ReplyChecker};
+    ///
+    /// let mut checker = ReplyChecker::new(Framing::line());
+    /// checker.send(b"hello", &mut Vec::new())?;
+    /// checker.receive(b"[T] hel")?;
+    /// assert_eq!((checker.bytes_sent(), checker.bytes_echoed()), (5, 3));
+    /// # Ok::<(), stamp_echo::Error>(())
+    /// ```
+    pub fn bytes_echoed(&self) -> u64 {
+        match &self.state {
+            State::Chunk(r) => r.live.iter().chain(&r.open).map(|r| r.offset).max().unwrap_or(self.sent.front_start),
+            State::Framed(f) => match f.phase {
+                FramedPhase::Echo { done, .. } => self.sent.start(f.msg) + done as u64,
+                FramedPhase::Cr => self.sent.end(f.msg),
+                _ => self.sent.start(f.msg),
+            },
+        }
+    }
+
     /// Appends `message`, framed, to `out` (write it to the server), and
     /// records it: its reply is expected after those of the messages sent
     /// before it.
@@ -1191,6 +1223,31 @@ mod tests {
                 assert_eq!(seen[..4], expected[..], "{framing} cut at {cut}");
                 assert_eq!(seen[4..], [format!("{EPOCH}:7"), "#2=[three]".to_owned()], "{framing} cut at {cut}");
                 assert_eq!(checker.in_flight(), 0);
+            }
+        }
+    }
+
+    /// Fed one byte at a time, the echo count grows with each echoed byte
+    /// and never passes what was sent, whatever the framing.
+    #[test]
+    fn bytes_echoed_follow_the_echo() {
+        let messages: [&[u8]; 2] = [b"one[T] two", b"three"];
+        for framing in [Framing::chunk(), Framing::line(), Framing::length_prefixed()] {
+            let (mut checker, replies) = served(framing, &messages, 4);
+            assert_eq!((checker.bytes_sent(), checker.bytes_echoed()), (15, 0), "{framing}");
+            let mut last = 0;
+            for (at, b) in replies.iter().enumerate() {
+                feed(&mut checker, std::slice::from_ref(b)).expect("an honest reply");
+                let echoed = checker.bytes_echoed();
+                assert!(echoed >= last && echoed <= 15, "{framing} at {at}: {echoed} after {last}");
+                last = echoed;
+            }
+            assert_eq!(last, 15, "{framing}");
+            // Line framing: the first reply ends with its line, after all ten bytes.
+            if framing == Framing::line() {
+                let (mut checker, _) = served(framing, &messages, 4);
+                feed(&mut checker, b"[T] one[T").expect("a prefix");
+                assert_eq!(checker.bytes_echoed(), 5);
             }
         }
     }

@@ -72,14 +72,23 @@ impl std::fmt::Debug for Builder {
     }
 }
 
+/// The default stamp: local time, UTC where the system would use it, an
+/// error for a `TZ` that names no zone.
+fn default_stamp() -> Result<Ctime, Error> {
+    match Ctime::local_or_utc() {
+        (_, Some(unknown @ crate::stamp::ZoneError::UnknownZone { .. })) => Err(unknown.into()),
+        (ctime, _) => Ok(ctime),
+    }
+}
+
 impl EchoServer {
     /// Default size of one read in line and length-prefixed framing. (In chunk
     /// framing a read is `buffer_size`, since each read is a message.)
     pub const DEFAULT_READ_BUFFER_SIZE: usize = 8 * 1024;
 
     /// A builder with the defaults: [`Framing::chunk`] (1024-byte reads), the
-    /// original's local `ctime` stamp ([`Ctime::local_or_utc`], UTC if the local
-    /// zone cannot be found), the [`SystemClock`], 8 KiB reads.
+    /// original's local `ctime` stamp ([`Ctime::local`]: never silently UTC,
+    /// see [`Builder::build`]), the [`SystemClock`], 8 KiB reads.
     pub fn builder() -> Builder {
         Builder {
             framing: Framing::default(),
@@ -245,7 +254,8 @@ impl Builder {
     }
 
     /// The stamp formatter: a built-in from [`crate::stamp`], your own
-    /// [`Stamp`], or a closure (default [`Ctime::local_or_utc`]).
+    /// [`Stamp`], or a closure (default: [`Ctime::local`], see
+    /// [`build`](Builder::build)). For UTC, say so: `.stamp(Ctime::utc())`.
     pub fn stamp<S: Stamp + 'static>(mut self, stamp: S) -> Builder {
         self.stamp = Some(Arc::new(stamp));
         self
@@ -284,6 +294,16 @@ impl Builder {
     /// the clock's current instant, produces text the protocol cannot carry
     /// (a `]`, `\r` or `\n`, or over 255 bytes). A formatter that goes
     /// wrong only at some instants is still caught per message.
+    ///
+    /// Without a [stamp](Builder::stamp), the local `ctime` stamp: then
+    /// [`Error::Zone`] ([`ZoneError::UnknownZone`](crate::stamp::ZoneError::UnknownZone))
+    /// if `TZ` names a zone that cannot be found, which the C library would
+    /// silently read as UTC. Choose UTC explicitly with
+    /// `.stamp(Ctime::utc())`, or take [`Ctime::local_or_utc`] and report its
+    /// error yourself. `TZ` unset with no `/etc/localtime` is UTC, as for
+    /// the system, and a local offset the operating system cannot tell
+    /// ([`ZoneError::Indeterminate`](crate::stamp::ZoneError::Indeterminate))
+    /// is UTC too: neither is an error.
     pub fn build(self) -> Result<EchoServer, Error> {
         self.framing.validate()?;
         if !(1..=crate::framing::MAX_BUFFER_SIZE).contains(&self.read_buffer_size) {
@@ -291,7 +311,7 @@ impl Builder {
         }
         let stamp = match self.stamp {
             Some(stamp) => stamp,
-            None => Arc::new(Ctime::local_or_utc().0),
+            None => Arc::new(default_stamp()?),
         };
         let mut text = String::new();
         stamp.write_stamp(self.clock.now(), &mut text);
@@ -408,5 +428,52 @@ mod tests {
         let mut stream = Duplex::from_reads([b"one\ntw".to_vec(), b"o".to_vec()]);
         assert_eq!(server.serve(&mut stream).expect("valid").messages, 2);
         assert_eq!(stream.output(), b"[Sun Feb  3 10:00:18 2013] one\n[Sun Feb  3 10:00:18 2013] two");
+    }
+
+    /// Set in the environment of the child process the test below starts.
+    #[cfg(unix)]
+    const ZONE_CHILD: &str = "STAMP_ECHO_DEFAULT_STAMP_CHILD";
+
+    /// The default stamp with `TZ` set to a zone that cannot be found:
+    /// `build` fails with the zone error rather than stamp in UTC, and UTC
+    /// chosen explicitly still builds. The zone is process-wide, so the test
+    /// binary runs this test again as a child with `TZ` set, which prints
+    /// what it got.
+    #[cfg(unix)]
+    #[test]
+    fn an_unknown_local_zone_fails_the_build_not_utc() {
+        const NAME: &str = "server::tests::an_unknown_local_zone_fails_the_build_not_utc";
+        if std::env::var_os(ZONE_CHILD).is_some() {
+            let built = EchoServer::builder().build();
+            let utc = EchoServer::builder().stamp(Ctime::utc()).build();
+            println!("\ndefault\t{built:?}");
+            println!("utc\t{}", utc.is_ok());
+            return;
+        }
+        let run = |tz: &str| {
+            let exe = std::env::current_exe().expect("the test binary's path");
+            let output = std::process::Command::new(exe)
+                .args(["--exact", NAME, "--nocapture", "--test-threads", "1"])
+                .env(ZONE_CHILD, "1")
+                .env("TZ", tz)
+                .output()
+                .expect("run the test binary as a child");
+            assert!(output.status.success(), "TZ={tz}: {}", String::from_utf8_lossy(&output.stderr));
+            let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+            let line = |key: &str| {
+                stdout
+                    .lines()
+                    .find_map(|l| l.strip_prefix(key).and_then(|l| l.strip_prefix('\t')))
+                    .unwrap_or_else(|| panic!("TZ={tz}: no {key} line in {stdout:?}"))
+                    .to_owned()
+            };
+            (line("default"), line("utc"))
+        };
+        let (built, utc) = run("Nowhere/Bogus_Zone");
+        assert!(built.starts_with("Err(Zone(UnknownZone { tz: \"Nowhere/Bogus_Zone\""), "{built}");
+        assert_eq!(utc, "true", "UTC chosen explicitly builds");
+        // A zone that exists (a POSIX rule needs no zone file) builds.
+        let (built, _) = run("UTC0");
+        assert!(built.starts_with("Ok("), "{built}");
     }
 }

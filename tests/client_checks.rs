@@ -297,3 +297,62 @@ impl Trickler {
         assert!(waited < common::SAFETY_TIMEOUT, "{client}: gave up after {waited:?}");
     }
 }
+
+/// A message larger than every socket buffer, sent whole by `round_trip`
+/// to a real server that echoes it as it arrives: the client reads the echo
+/// while it writes, so it takes one round trip and never stalls; small
+/// messages pipelined around it keep their order. With each client, in each
+/// framing (chunk framing with a large read size, so that the checker's
+/// work stays small in a debug build).
+#[test]
+fn a_message_of_16_mib_takes_one_round_trip() {
+    use stamp_echo::EchoServer;
+    use stamp_echo::testing::LocalServer;
+
+    const BIG: usize = 16 << 20;
+    let message: std::sync::Arc<[u8]> = (0..BIG).map(|i| b'a' + (i % 26) as u8).collect();
+    for framing in
+        [Framing::Line { max_line: BIG }, Framing::length_prefixed(), Framing::Chunk { buffer_size: 1 << 20 }]
+    {
+        let server = LocalServer::start(EchoServer::builder().framing(framing).build().expect("a server"))
+            .expect("a local server");
+        let addr = server.addr();
+        // A client that stalls in a write would wait for ever (the async one
+        // has no write timeout): the work runs on a thread of its own, and
+        // its end is awaited within the safety timeout.
+        let (done, finished) = std::sync::mpsc::channel();
+        let message = std::sync::Arc::clone(&message);
+        std::thread::spawn(move || {
+            let mut blocking = stamp_echo::EchoClient::new(common::connect(addr), framing).expect("valid framing");
+            blocking.set_timeout(Some(common::SAFETY_TIMEOUT)).expect("a timeout");
+            check_big(&mut blocking, &message, &format!("blocking, {framing}"));
+            let mut on_tokio = common::OnRuntime::connect(addr, framing);
+            check_big(&mut on_tokio, &message, &format!("tokio, {framing}"));
+            let _ = done.send(());
+        });
+        match finished.recv_timeout(common::SAFETY_TIMEOUT * 2) {
+            Ok(()) => {}
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => panic!("{framing}: a check failed (above)"),
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => panic!("{framing}: a client stalled"),
+        }
+    }
+}
+
+fn check_big(client: &mut impl common::Client, message: &[u8], name: &str) {
+    let reply = client.round_trip(message).unwrap_or_else(|e| panic!("{name}: {e}"));
+    assert!(reply.message() == message, "{name}: the echo");
+    assert_eq!(reply.pieces().iter().map(|p| p.len).sum::<usize>(), message.len(), "{name}: the pieces");
+
+    // Pipelined: small, big, small; the first reply comes while the big
+    // message is written, and waits for `receive`.
+    let messages: [&[u8]; 3] = [b"before", message, b"after"];
+    for m in messages {
+        client.send(m).unwrap_or_else(|e| panic!("{name}: {e}"));
+    }
+    assert_eq!(client.in_flight(), 3, "{name}");
+    for (seq, m) in messages.iter().enumerate() {
+        let reply = client.receive().unwrap_or_else(|e| panic!("{name}: reply {seq}: {e}"));
+        assert!(reply.message() == *m, "{name}: reply {seq} echoes its message");
+    }
+    assert_eq!(client.in_flight(), 0, "{name}");
+}

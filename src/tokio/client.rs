@@ -12,7 +12,7 @@ use std::time::Duration;
 use ::tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::TimeoutError;
-use crate::client::{Inbox, check_timeout};
+use crate::client::{Inbox, WRITE_CHUNK, check_timeout, unwritten};
 use crate::{Error, Framing, Reply};
 
 /// Talks to a stamp-echo server (or the original Python one) over any
@@ -80,9 +80,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> EchoClient<S> {
         Ok(EchoClient { stream, inbox: Inbox::new(framing)?, out: Vec::new(), timeout: None })
     }
 
-    /// Sends `message` and waits for its whole reply. The whole message is
-    /// written first: see [`crate::EchoClient::round_trip`] on long messages
-    /// in chunk framing.
+    /// Sends `message` and waits for its whole reply, in one round trip
+    /// whatever its size: a message over 64 KiB is written 64 KiB at a time,
+    /// reading the echo after each piece until it has caught up, as
+    /// [`crate::EchoClient::round_trip`] does (the server echoes a message as
+    /// it arrives, so writing it whole first would stall once the socket
+    /// buffers are full). The [timeout](EchoClient::set_timeout) bounds each
+    /// of these waits too.
     ///
     /// # Errors
     ///
@@ -92,17 +96,58 @@ impl<S: AsyncRead + AsyncWrite + Unpin> EchoClient<S> {
         self.receive().await
     }
 
-    /// Sends `message` without waiting for the reply.
+    /// Sends `message` without waiting for the reply (but reading the echo
+    /// of a message over 64 KiB as it is written, keeping the replies that
+    /// come meanwhile for [`receive`](EchoClient::receive)).
     ///
     /// # Errors
     ///
     /// [`Error::Message`], without sending anything, if the framing
     /// cannot carry the message (see [`ReplyChecker::send`](crate::ReplyChecker::send));
-    /// [`Error::Io`] if writing fails.
+    /// [`Error::Io`] if writing fails; while a long message is written,
+    /// those of [`receive`](EchoClient::receive).
+    ///
+    /// # Panics
+    ///
+    /// As [`receive`](EchoClient::receive), for a message over 64 KiB.
     pub async fn send(&mut self, message: &[u8]) -> Result<(), Error> {
         self.inbox.send(message, &mut self.out)?;
-        self.stream.write_all(&self.out).await.map_err(Error::from_io)?;
-        self.stream.flush().await.map_err(Error::from_io)
+        let mut written = 0;
+        loop {
+            let end = self.out.len().min(written + WRITE_CHUNK);
+            self.stream.write_all(&self.out[written..end]).await.map_err(Error::from_io)?;
+            self.stream.flush().await.map_err(Error::from_io)?;
+            written = end;
+            if written == self.out.len() {
+                return Ok(());
+            }
+            let unwritten = unwritten(&self.out, written, message);
+            match self.timeout {
+                None => self.catch_up(unwritten).await?,
+                Some(timeout) => match ::tokio::time::timeout(timeout, self.catch_up(unwritten)).await {
+                    Ok(result) => result?,
+                    Err(_elapsed) => return Err(TimeoutError::Reply { timeout }.into()),
+                },
+            }
+        }
+    }
+
+    /// Reads until the echo has caught up with what was written, but
+    /// `unwritten` bytes of the last message.
+    async fn catch_up(&mut self, unwritten: usize) -> Result<(), Error> {
+        loop {
+            self.inbox.absorb()?;
+            if !self.inbox.owed(unwritten) {
+                return Ok(());
+            }
+            self.fill().await?;
+        }
+    }
+
+    /// Reads more of the reply stream, once everything read is checked.
+    async fn fill(&mut self) -> Result<(), Error> {
+        let n = self.stream.read(self.inbox.spare()).await.map_err(Error::from_io)?;
+        self.inbox.filled(n)
     }
 
     /// Reads the reply to the oldest message sent and not yet answered, and
@@ -138,8 +183,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> EchoClient<S> {
             if let Some(reply) = self.inbox.next_reply()? {
                 return Ok(reply);
             }
-            let n = self.stream.read(self.inbox.spare()).await.map_err(Error::from_io)?;
-            self.inbox.filled(n)?;
+            self.fill().await?;
         }
     }
 
@@ -171,7 +215,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> EchoClient<S> {
 
     /// Messages sent whose replies have not been received yet.
     pub fn in_flight(&self) -> usize {
-        self.inbox.checker().in_flight()
+        self.inbox.in_flight()
     }
 
     /// The stream.
