@@ -12,6 +12,7 @@ use std::net::TcpStream;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use futures_util::{SinkExt, TryStreamExt};
+use stamp_echo::ProtocolError;
 use stamp_echo::testing::LocalServer;
 use stamp_echo::tokio::ClientCodec;
 use stamp_echo::{EchoClient, EchoServer, Error, Framing};
@@ -99,7 +100,7 @@ fn pipelined(c: &mut Criterion) {
                 }
                 framed.flush().await?;
                 for _ in 0..WINDOW {
-                    framed.try_next().await?.ok_or(Error::UnexpectedEof)?;
+                    framed.try_next().await?.ok_or(Error::Protocol(ProtocolError::UnexpectedEof))?;
                 }
                 Ok::<(), Error>(())
             })

@@ -35,7 +35,7 @@ fn reads(framing: Framing, size: usize) -> (Vec<Vec<u8>>, u64) {
     let message = vec![b'x'; size];
     let mut stream = Vec::new();
     for _ in 0..count {
-        framing.encode_message(&message, &mut stream);
+        framing.encode_message(&message, &mut stream).expect("sendable");
     }
     let read = if let Framing::Chunk { .. } = framing { size } else { 8 * 1024 };
     (stream.chunks(read).map(<[u8]>::to_vec).collect(), count as u64)

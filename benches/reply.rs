@@ -24,7 +24,7 @@ const NOW: u64 = 1_700_000_000;
 fn replies(framing: Framing, messages: &[Vec<u8>], read: usize) -> Vec<u8> {
     let mut wire = Vec::new();
     for m in messages {
-        framing.encode_message(m, &mut wire);
+        framing.encode_message(m, &mut wire).expect("sendable");
     }
     let mut responder = Responder::new(framing, Arc::new(Ctime::utc()));
     let now = SystemTime::UNIX_EPOCH + Duration::from_secs(NOW);

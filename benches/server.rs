@@ -27,7 +27,7 @@ fn in_memory(c: &mut Criterion) {
         let server = EchoServer::builder().framing(framing).stamp(Ctime::utc()).build().expect("config");
         let mut input = Vec::new();
         for _ in 0..MESSAGES {
-            framing.encode_message(b"0123456789abcdef", &mut input);
+            framing.encode_message(b"0123456789abcdef", &mut input).expect("sendable");
         }
         group.bench_function(name, |b| {
             b.iter_batched_ref(
@@ -69,7 +69,7 @@ fn tcp(c: &mut Criterion) {
     let progress = AtomicU64::new(0);
     group.bench_function("pipelined", |b| {
         b.iter_custom(|iters| {
-            let workload = Workload { messages: iters * BATCH, size: 16, window: 256 };
+            let workload = Workload::new(iters * BATCH, 16, 256);
             load::drive(&stream, Framing::line(), workload, &progress).expect("checked replies").elapsed
         })
     });

@@ -23,6 +23,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use clap::Parser;
+use stamp_echo::TimeoutError;
 use stamp_echo::datagram::DatagramClient;
 use stamp_echo::escape::escape;
 use stamp_echo::probe::Probes;
@@ -198,7 +199,7 @@ fn probe(round_trip: &mut RoundTrip, target: &str, count: u64, args: &Args) -> R
         let mut probes = probes.lock().unwrap_or_else(PoisonError::into_inner);
         match result {
             Ok(reply) => println!("{}", probes.reply(seq, &reply)),
-            Err(e @ Error::NoReply { .. }) => {
+            Err(e @ Error::Timeout(TimeoutError::NoReply { .. })) => {
                 probes.lost();
                 println!("seq={seq} lost: {e}");
             }

@@ -67,7 +67,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         stream.set_nodelay(true)?;
         let message = format!("idle {i}");
         let mut framed = Vec::new();
-        Framing::length_prefixed().encode_message(message.as_bytes(), &mut framed);
+        Framing::length_prefixed().encode_message(message.as_bytes(), &mut framed)?;
         stream.write_all(&framed)?;
         let reply_len = REPLY_HEADER + message.len();
         stream.read_exact(&mut buffer[..reply_len])?;

@@ -297,7 +297,7 @@ fn trickle(endpoint: &common::Endpoint, bound: Duration) -> Result<bool, Error> 
     let started = Instant::now();
     // A length prefix announcing a big frame, or a line with no end.
     let mut head = Vec::new();
-    endpoint.framing().encode_message(&[b't'; 1000], &mut head);
+    endpoint.framing().encode_message(&[b't'; 1000], &mut head)?;
     let mut sent = 0;
     while started.elapsed() < bound + Duration::from_secs(5) {
         let byte = head.get(sent).copied().unwrap_or(b't');
@@ -317,7 +317,7 @@ fn no_read(endpoint: &common::Endpoint, bound: Duration) -> Result<bool, Error> 
     conn.set_timeout(Some(Duration::from_secs(1)))?;
     let mut block = Vec::new();
     while block.len() < 64 * 1024 {
-        endpoint.framing().encode_message(b"never read", &mut block);
+        endpoint.framing().encode_message(b"never read", &mut block)?;
     }
     let started = Instant::now();
     let mut sent = 0u64;

@@ -84,7 +84,7 @@ impl Conn {
     }
 
     fn drive(&self, args: &Args, progress: &AtomicU64) -> Result<Report, Error> {
-        let workload = Workload { messages: args.messages, size: args.size, window: args.window };
+        let workload = Workload::new(args.messages, args.size, args.window);
         let framing = args.endpoint.framing();
         match self {
             Conn::Tcp(s) => drive(s, framing, workload, progress),

@@ -13,6 +13,7 @@ use crate::Error;
 use crate::framing::Framing;
 use crate::reply::{Event, ReplyChecker};
 use crate::stamp::StampKind;
+use crate::{ProtocolError, TimeoutError};
 
 /// The checked reply to one message.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -47,7 +48,7 @@ impl Reply {
     }
 
     /// The echoed message: always equal to what was sent (a reply that differs
-    /// is an [`Error::EchoMismatch`], never a `Reply`).
+    /// is an [`ProtocolError::EchoMismatch`], never a `Reply`).
     pub fn message(&self) -> &[u8] {
         &self.message
     }
@@ -300,10 +301,10 @@ impl Inbox {
     }
 
     /// `n` bytes were read into [`spare`](Inbox::spare); 0 is the end of the
-    /// reply stream, an [`Error::UnexpectedEof`] (a reply is awaited).
+    /// reply stream, an [`ProtocolError::UnexpectedEof`] (a reply is awaited).
     pub(crate) fn filled(&mut self, n: usize) -> Result<(), Error> {
         if n == 0 {
-            return Err(Error::UnexpectedEof);
+            return Err(Error::Protocol(ProtocolError::UnexpectedEof));
         }
         self.end = n.min(self.input.len());
         Ok(())
@@ -375,9 +376,9 @@ impl<S: Read + Write> EchoClient<S> {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidMessage`], without sending anything, if the framing
+    /// [`Error::Message`], without sending anything, if the framing
     /// cannot carry the message (see [`ReplyChecker::send`]); [`Error::Io`]
-    /// or [`Error::Timeout`] if writing fails; while a long message is
+    /// or [`TimeoutError::Idle`] if writing fails; while a long message is
     /// written, those of [`receive`](EchoClient::receive).
     pub fn send(&mut self, message: &[u8]) -> Result<(), Error> {
         self.inbox.send(message, &mut self.out)?;
@@ -409,12 +410,12 @@ impl<S: Read + Write> EchoClient<S> {
     ///
     /// # Errors
     ///
-    /// [`Error::EchoMismatch`] or [`Error::MalformedReply`] for a wrong reply
+    /// [`ProtocolError::EchoMismatch`] or [`ProtocolError::MalformedReply`] for a wrong reply
     /// (bytes that arrive when nothing is in flight are a reply to no
-    /// message); [`Error::UnexpectedEof`] if the server closes first;
-    /// [`Error::ReplyTimeout`] if a [timeout](EchoClient::set_timeout) is set
+    /// message); [`ProtocolError::UnexpectedEof`] if the server closes first;
+    /// [`TimeoutError::Reply`] if a [timeout](EchoClient::set_timeout) is set
     /// and the whole reply has not come within it; [`Error::Io`] (or
-    /// [`Error::Timeout`], for the stream's own read timeout) if reading fails.
+    /// [`TimeoutError::Idle`], for the stream's own read timeout) if reading fails.
     pub fn receive(&mut self) -> Result<Reply, Error> {
         let deadline = self.deadline.as_ref().map(|d| Instant::now() + d.timeout);
         loop {
@@ -430,7 +431,7 @@ impl<S: Read + Write> EchoClient<S> {
         if let (Some(deadline), Some(d)) = (deadline, &self.deadline) {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                return Err(Error::ReplyTimeout { timeout: d.timeout });
+                return Err(Error::Timeout(TimeoutError::Reply { timeout: d.timeout }));
             }
             (d.set)(&self.stream, Some(left)).map_err(Error::Io)?;
         }
@@ -439,8 +440,8 @@ impl<S: Read + Write> EchoClient<S> {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
                     return Err(match &self.deadline {
-                        Some(d) if deadline.is_some() => Error::ReplyTimeout { timeout: d.timeout },
-                        _ => Error::Timeout,
+                        Some(d) if deadline.is_some() => Error::Timeout(TimeoutError::Reply { timeout: d.timeout }),
+                        _ => Error::Timeout(TimeoutError::Idle),
                     });
                 }
                 Err(e) => return Err(Error::from_io(e)),
@@ -485,7 +486,7 @@ impl<S: Read + Write + ReadTimeout> EchoClient<S> {
     /// read timeout is set to the time left, so a server trickling a byte now
     /// and then cannot keep [`receive`](EchoClient::receive) (or
     /// [`round_trip`](EchoClient::round_trip)) waiting past it. On expiry
-    /// they fail with [`Error::ReplyTimeout`]. The stream keeps the last read
+    /// they fail with [`TimeoutError::Reply`]. The stream keeps the last read
     /// timeout set; writes are not bounded by this (set the stream's write
     /// timeout for that).
     ///
@@ -643,6 +644,7 @@ impl Reply {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::MalformedReason;
     use crate::testing::Duplex;
 
     fn lens(reply: &Reply) -> Vec<(&str, usize)> {
@@ -662,10 +664,16 @@ mod tests {
 
     #[test]
     fn chunk_reply_that_differs_is_a_mismatch() {
-        assert!(matches!(against(b"[T] hx", b"hi"), Err(Error::EchoMismatch { offset: 1 })));
-        assert!(matches!(against(b"[T] h[U] x", b"hi"), Err(Error::EchoMismatch { offset: 1 })));
-        assert!(matches!(against(b"hi", b"hi"), Err(Error::MalformedReply("reply does not start with '['"))));
-        assert!(matches!(against(b"[T] h[", b"hi"), Err(Error::UnexpectedEof)));
+        assert!(matches!(against(b"[T] hx", b"hi"), Err(Error::Protocol(ProtocolError::EchoMismatch { offset: 1 }))));
+        assert!(matches!(
+            against(b"[T] h[U] x", b"hi"),
+            Err(Error::Protocol(ProtocolError::EchoMismatch { offset: 1 }))
+        ));
+        assert!(matches!(
+            against(b"hi", b"hi"),
+            Err(Error::Protocol(ProtocolError::MalformedReply(MalformedReason::NoOpenBracket)))
+        ));
+        assert!(matches!(against(b"[T] h[", b"hi"), Err(Error::Protocol(ProtocolError::UnexpectedEof))));
     }
 
     #[test]
@@ -717,7 +725,7 @@ mod tests {
         let replies = Duplex::from_reads([b"[T] one".to_vec(), b"two".to_vec()]);
         let mut client = EchoClient::new(replies, Framing::chunk()).expect("valid framing");
         client.round_trip(b"one").expect("a whole reply");
-        assert!(matches!(client.round_trip(b"two"), Err(Error::MalformedReply(_))));
+        assert!(matches!(client.round_trip(b"two"), Err(Error::Protocol(ProtocolError::MalformedReply(_)))));
     }
 
     #[test]
@@ -744,10 +752,19 @@ mod tests {
         ] {
             assert_eq!(lens(&check(framing, replies).expect("reply")), [("T", 2)]);
         }
-        assert!(matches!(check(Framing::line(), b"[T] hi"), Err(Error::UnexpectedEof)));
-        assert!(matches!(check(Framing::line(), b"[T] ho\n"), Err(Error::EchoMismatch { offset: 1 })));
-        assert!(matches!(check(Framing::length_prefixed(), b"\0\0\0\x06[T] h"), Err(Error::UnexpectedEof)));
-        assert!(matches!(check(Framing::length_prefixed(), b"\xff\0\0\0"), Err(Error::MalformedReply(_))));
+        assert!(matches!(check(Framing::line(), b"[T] hi"), Err(Error::Protocol(ProtocolError::UnexpectedEof))));
+        assert!(matches!(
+            check(Framing::line(), b"[T] ho\n"),
+            Err(Error::Protocol(ProtocolError::EchoMismatch { offset: 1 }))
+        ));
+        assert!(matches!(
+            check(Framing::length_prefixed(), b"\0\0\0\x06[T] h"),
+            Err(Error::Protocol(ProtocolError::UnexpectedEof))
+        ));
+        assert!(matches!(
+            check(Framing::length_prefixed(), b"\xff\0\0\0"),
+            Err(Error::Protocol(ProtocolError::MalformedReply(_)))
+        ));
     }
 
     /// A reader that hands out one byte per read: a server trickling its reply.
@@ -797,7 +814,7 @@ mod tests {
         // read timeout expired, and the client names its own timeout.
         let result = client.round_trip(b"hi");
         assert!(
-            matches!(result, Err(Error::ReplyTimeout { timeout }) if timeout == Duration::from_secs(30)),
+            matches!(result, Err(Error::Timeout(TimeoutError::Reply { timeout })) if timeout == Duration::from_secs(30)),
             "{result:?}"
         );
         assert_eq!(client.get_ref().reads, 6, "one read per byte, then the one that timed out");

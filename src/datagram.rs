@@ -20,9 +20,9 @@
 //! ```
 //!
 //! A reply always starts with `[`, an error datagram never does. The text
-//! after the prefix is the [`Error`]'s message ([`Error::DatagramTooLarge`], or
-//! [`Error::InvalidStamp`] from a broken formatter); [`DatagramClient`]
-//! returns it as [`Error::ServerError`].
+//! after the prefix is the [`Error`]'s message ([`ProtocolError::DatagramTooLarge`], or
+//! [`Error::Stamp`] from a broken formatter); [`DatagramClient`]
+//! returns it as [`ProtocolError::ServerError`].
 //!
 //! ## Loops and reflection
 //!
@@ -40,7 +40,7 @@
 //!   service) cannot keep answering each other's replies. The cost: a message
 //!   starting with `[x] ` or `error: ` cannot be echoed over UDP
 //!   ([`Dropped::for_message`] tells which, and [`DatagramClient`] refuses
-//!   such a message with [`Error::Unanswerable`] before sending it);
+//!   such a message with [`MessageError::Unanswerable`] before sending it);
 //! - a datagram from the server's own port on this host (its own address,
 //!   a loopback address, or any address a socket can be bound to);
 //! - a datagram from a source port below 1024 (a service's, such as chargen's,
@@ -59,7 +59,7 @@
 //!
 //! UDP may lose a request or its reply. [`DatagramClient`] waits a timeout
 //! for each reply and sends the request again, a set number of times, then
-//! gives up with [`Error::NoReply`]. Datagrams that do not answer the current
+//! gives up with [`TimeoutError::NoReply`]. Datagrams that do not answer the current
 //! request (late replies to an earlier one) are skipped, and counted.
 //!
 //! ```
@@ -99,6 +99,7 @@ use crate::reply::check_whole;
 use crate::runner::{Addr, Events, Peer};
 use crate::stamp::{Clock, Stamp, SystemClock};
 use crate::stop;
+use crate::{MessageError, ProtocolError, TimeoutError};
 
 mod defence;
 
@@ -128,6 +129,27 @@ const LONGEST_REPLY: usize = RECEIVE_BUFFER + MAX_STAMP_LEN + 3;
 /// [`Stopper`] stops it. It allocates its buffers once per `serve` call, its
 /// rate-limit table once when made (or given a [`RateLimit`]), and nothing
 /// per datagram after that.
+///
+/// ```
+/// use std::net::UdpSocket;
+/// use std::sync::Arc;
+/// use stamp_echo::datagram::DatagramServer;
+/// use stamp_echo::stamp::UnixTime;
+///
+/// let server = DatagramServer::new(UdpSocket::bind("127.0.0.1:0")?, Arc::new(UnixTime))?;
+/// let (addr, stopper) = (server.local_addr()?, server.stopper());
+/// let thread = std::thread::spawn(move || server.serve());
+///
+/// let peer = UdpSocket::bind("127.0.0.1:0")?;
+/// peer.send_to(b"ping", addr)?;
+/// let mut buf = [0; 64];
+/// let (n, _) = peer.recv_from(&mut buf)?;
+/// assert!(buf[..n].starts_with(b"[") && buf[..n].ends_with(b"] ping"));
+///
+/// stopper.stop();
+/// assert_eq!(thread.join().expect("server thread")?.messages, 1);
+/// # Ok::<(), stamp_echo::Error>(())
+/// ```
 pub struct DatagramServer {
     socket: UdpSocket,
     /// The address the socket is bound to.
@@ -284,7 +306,7 @@ impl DatagramServer {
             out.clear();
             let mut failure = match responder.reply_to(message, now, &mut out) {
                 Ok(()) if out.len() > MAX_DATAGRAM => {
-                    Some(Error::DatagramTooLarge { size: out.len(), max: MAX_DATAGRAM })
+                    Some(ProtocolError::DatagramTooLarge { size: out.len(), max: MAX_DATAGRAM }.into())
                 }
                 Ok(()) => None,
                 Err(e) => Some(e),
@@ -355,7 +377,7 @@ impl Stopper {
 /// up to the timeout (default [`DEFAULT_TIMEOUT`](Self::DEFAULT_TIMEOUT)) for
 /// its reply, resending it up to the retry count (default
 /// [`DEFAULT_RETRIES`](Self::DEFAULT_RETRIES)) before giving up with
-/// [`Error::NoReply`].
+/// [`TimeoutError::NoReply`].
 ///
 /// The reply may answer any of the attempts, so its [`rtt`](Reply::rtt)
 /// counts from the first: after a resend it is longer than the network's
@@ -383,6 +405,10 @@ impl DatagramClient {
     /// datagrams are received). A name is resolved and its first address
     /// used: unlike TCP, UDP cannot tell before a reply whether a server
     /// listens there.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] if no local socket can be bound or the address cannot be resolved or connected to.
     pub fn connect<A: ToSocketAddrs>(server: A) -> Result<DatagramClient, Error> {
         let Some(addr) = server.to_socket_addrs()?.next() else {
             return Err(Error::Io(io::Error::new(io::ErrorKind::InvalidInput, "no address to connect to")));
@@ -404,6 +430,10 @@ impl DatagramClient {
     }
 
     /// How long each attempt waits for the reply; must not be zero.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] for a zero timeout.
     pub fn set_timeout(&mut self, timeout: Duration) -> Result<(), Error> {
         if timeout.is_zero() {
             return Err(crate::ConfigError::new("timeout", "0 s", "longer than zero").into());
@@ -433,22 +463,22 @@ impl DatagramClient {
     ///
     /// # Errors
     ///
-    /// Without sending anything: [`Error::InvalidMessage`] for a message
-    /// over [`MAX_DATAGRAM`]; [`Error::Unanswerable`] for a message a server
+    /// Without sending anything: [`MessageError::TooLong`] for a message
+    /// over [`MAX_DATAGRAM`]; [`MessageError::Unanswerable`] for a message a server
     /// drops unanswered whoever sends it (one that starts like a reply or an
     /// error datagram, see [`Dropped::for_message`]), rather than waiting
     /// through every retry for a reply that never comes.
     ///
-    /// Then: [`Error::ServerError`] for an error datagram;
-    /// [`Error::NoReply`] when every attempt timed out; [`Error::Io`] when
+    /// Then: [`ProtocolError::ServerError`] for an error datagram;
+    /// [`TimeoutError::NoReply`] when every attempt timed out; [`Error::Io`] when
     /// the socket fails, such as "connection refused" when nothing listens at
     /// the server's address (reported by most systems after the first send).
     pub fn round_trip(&mut self, message: &[u8]) -> Result<Reply, Error> {
         if message.len() > MAX_DATAGRAM {
-            return Err(Error::InvalidMessage("longer than a datagram (65,507 bytes)"));
+            return Err(MessageError::TooLong { len: message.len(), max: MAX_DATAGRAM }.into());
         }
         if let Some(reason) = Dropped::for_message(message) {
-            return Err(Error::Unanswerable(reason));
+            return Err(MessageError::Unanswerable(reason).into());
         }
         let sent_instant = Instant::now();
         let sent_at = SystemTime::now();
@@ -470,7 +500,9 @@ impl DatagramClient {
                 };
                 let datagram = &self.buffer[..n];
                 if let Some(text) = datagram.strip_prefix(ERROR_PREFIX.as_bytes()) {
-                    return Err(Error::ServerError(String::from_utf8_lossy(text).into_owned()));
+                    return Err(Error::Protocol(ProtocolError::ServerError(
+                        String::from_utf8_lossy(text).into_owned(),
+                    )));
                 }
                 // A datagram is one whole reply: one piece, nothing around it.
                 match check_whole(datagram, message) {
@@ -479,6 +511,6 @@ impl DatagramClient {
                 }
             }
         }
-        Err(Error::NoReply { attempts, timeout: self.timeout })
+        Err(Error::Timeout(TimeoutError::NoReply { attempts, timeout: self.timeout }))
     }
 }

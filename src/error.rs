@@ -1,6 +1,8 @@
-//! The crate's one error type.
+//! The crate's errors: one small [`Error`] whose variants group what went
+//! wrong, each with a sub-enum whose reasons callers can match.
 
 use std::io;
+use std::time::Duration;
 
 /// Everything that can go wrong while serving or talking to a stamp-echo peer.
 ///
@@ -8,35 +10,66 @@ use std::io;
 /// [`EchoServer::serve`](crate::EchoServer::serve) should drop that connection
 /// and keep serving the others. Every reply to a message that was received
 /// whole before the error has already been written when the error is returned.
+///
+/// The variants group causes; the sub-enums say which one:
+///
+/// ```
+/// use std::time::Duration;
+/// use stamp_echo::{Error, ProtocolError, TimeoutError};
+///
+/// fn verdict(err: &Error) -> &'static str {
+///     match err {
+///         Error::Io(_) => "the stream failed",
+///         Error::Timeout(TimeoutError::Write { .. }) => "the peer stopped reading",
+///         Error::Timeout(_) => "too slow",
+///         Error::Protocol(ProtocolError::LineTooLong { .. }) => "line too long",
+///         Error::Protocol(_) => "the peer broke the protocol",
+///         _ => "something else",
+///     }
+/// }
+/// let err = Error::from(TimeoutError::Write { timeout: Duration::from_secs(5) });
+/// assert_eq!(verdict(&err), "the peer stopped reading");
+/// assert_eq!(err.to_string(), "peer stopped reading: replies not taken within 5s");
+///
+/// // Through `io::Error` and back, the typed error survives.
+/// let io = std::io::Error::from(err);
+/// assert_eq!(io.kind(), std::io::ErrorKind::TimedOut);
+/// assert!(matches!(Error::from(io), Error::Timeout(TimeoutError::Write { .. })));
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// The underlying stream failed (reset, broken pipe, ...).
-    #[error("I/O error: {0}")]
-    Io(#[from] io::Error),
+    /// The underlying stream failed (reset, broken pipe, ...). Shown as the
+    /// [`io::Error`] itself.
+    #[error(transparent)]
+    Io(io::Error),
 
-    /// The peer sent nothing (or could not take our replies) for longer than
-    /// the stream's read or write timeout.
-    #[error("connection idle for longer than its timeout")]
-    Timeout,
+    /// A deadline passed: the peer was idle, slow, or stopped reading; or a
+    /// reply did not come.
+    #[error(transparent)]
+    Timeout(#[from] TimeoutError),
 
-    /// A message's first byte arrived, but the message was not complete
-    /// within the deadline ([`Limits::message_timeout`](crate::Limits::message_timeout)):
-    /// a peer trickling bytes cannot hold its connection open.
-    #[error("message not complete {timeout:?} after its first byte")]
-    MessageTimeout {
-        /// The deadline in force.
-        timeout: std::time::Duration,
-    },
+    /// The peer sent something that breaks the protocol.
+    #[error(transparent)]
+    Protocol(#[from] ProtocolError),
 
-    /// The peer stopped reading: the replies to one read were not all taken
-    /// within the deadline ([`Limits::write_timeout`](crate::Limits::write_timeout)),
-    /// measured from the first byte written, however the peer paced them.
-    #[error("peer stopped reading: replies not taken within {timeout:?}")]
-    WriteTimeout {
-        /// The deadline in force.
-        timeout: std::time::Duration,
-    },
+    /// The caller asked to send a message the framing cannot carry; nothing
+    /// was sent.
+    #[error(transparent)]
+    Message(#[from] MessageError),
+
+    /// A setting is out of range: the error names the setting and the value.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+
+    /// A stamp formatter produced text the protocol cannot carry.
+    #[error(transparent)]
+    Stamp(#[from] StampError),
+
+    /// The local time zone asked for cannot be used: a server built with the
+    /// default (local) stamp while `TZ` names a zone that cannot be found.
+    #[error("local time zone: {0}")]
+    Zone(#[from] crate::stamp::ZoneError),
 
     /// The runner closed the connection to make room for a new one: every
     /// slot was taken and this connection had gone the longest without
@@ -44,9 +77,61 @@ pub enum Error {
     #[error("evicted to make room for a new connection: no message completed for {idle:?}")]
     Evicted {
         /// How long the connection had gone without completing a message.
-        idle: std::time::Duration,
+        idle: Duration,
+    },
+}
+
+/// A deadline that passed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TimeoutError {
+    /// The peer sent nothing (or could not take our replies) for longer than
+    /// the stream's read or write timeout.
+    #[error("connection idle for longer than its timeout")]
+    Idle,
+
+    /// A message's first byte arrived, but the message was not complete
+    /// within the deadline ([`Limits::message_timeout`](crate::Limits::message_timeout)):
+    /// a peer trickling bytes cannot hold its connection open.
+    #[error("message not complete {timeout:?} after its first byte")]
+    Message {
+        /// The deadline in force.
+        timeout: Duration,
     },
 
+    /// The peer stopped reading: the replies to one read were not all taken
+    /// within the deadline ([`Limits::write_timeout`](crate::Limits::write_timeout)),
+    /// measured from the first byte written, however the peer paced them.
+    #[error("peer stopped reading: replies not taken within {timeout:?}")]
+    Write {
+        /// The deadline in force.
+        timeout: Duration,
+    },
+
+    /// A whole reply did not arrive within the client's timeout (see
+    /// [`EchoClient::set_timeout`](crate::EchoClient::set_timeout)), however
+    /// many bytes of it came.
+    #[error("no whole reply within {timeout:?}")]
+    Reply {
+        /// The timeout in force.
+        timeout: Duration,
+    },
+
+    /// A datagram got no reply: it was sent `attempts` times, each time
+    /// waiting `timeout` for the reply.
+    #[error("no reply after {attempts} attempts, waiting {timeout:?} for each")]
+    NoReply {
+        /// How many times the request was sent.
+        attempts: u32,
+        /// How long each attempt waited.
+        timeout: Duration,
+    },
+}
+
+/// What a peer sent that breaks the protocol.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProtocolError {
     /// A line (without its line ending) was longer than the framing's `max_line`.
     #[error("line longer than the limit of {max} bytes")]
     LineTooLong {
@@ -73,46 +158,15 @@ pub enum Error {
         received: u64,
     },
 
-    /// A stamp formatter produced text the protocol cannot carry: it contains
-    /// `]`, `\r` or `\n`, or is longer than [`MAX_STAMP_LEN`](crate::protocol::MAX_STAMP_LEN).
-    #[error("stamp {stamp:?} is not valid: it must have no ']', CR or LF and at most 255 bytes")]
-    InvalidStamp {
-        /// The offending stamp text.
-        stamp: String,
-    },
-
-    /// A setting is out of range: the error names the setting and the value.
-    #[error(transparent)]
-    Config(#[from] ConfigError),
-
-    /// The local time zone asked for cannot be used: a server built with the
-    /// default (local) stamp while `TZ` names a zone that cannot be found.
-    #[error("local time zone: {0}")]
-    Zone(#[from] crate::stamp::ZoneError),
-
-    /// The client was asked to send a message the framing cannot carry
-    /// (empty in chunk framing, a newline in line framing, over a limit).
-    #[error("message cannot be sent in this framing: {0}")]
-    InvalidMessage(&'static str),
-
     /// A reply did not have the shape `[STAMP] MESSAGE`.
     #[error("malformed reply: {0}")]
-    MalformedReply(&'static str),
+    MalformedReply(MalformedReason),
 
     /// A reply was well formed but did not echo the message that was sent.
     #[error("reply does not echo the message sent (first difference at byte {offset})")]
     EchoMismatch {
         /// Offset in the message where the echo first differs (or ends).
         offset: usize,
-    },
-
-    /// A whole reply did not arrive within the client's timeout (see
-    /// [`EchoClient::set_timeout`](crate::EchoClient::set_timeout)), however
-    /// many bytes of it came.
-    #[error("no whole reply within {timeout:?}")]
-    ReplyTimeout {
-        /// The timeout in force.
-        timeout: std::time::Duration,
     },
 
     /// The peer closed the connection before a whole reply arrived.
@@ -131,28 +185,95 @@ pub enum Error {
         max: usize,
     },
 
-    /// The client was asked to send a datagram any
-    /// [`DatagramServer`](crate::datagram::DatagramServer) drops unanswered,
-    /// for this reason (see
-    /// [`Dropped::for_message`](crate::datagram::Dropped::for_message)):
-    /// nothing was sent.
-    #[error("a server would drop this datagram unanswered: {0}")]
-    Unanswerable(crate::datagram::Dropped),
-
     /// The server answered with an error datagram instead of an echo; its
     /// text (after the `error: ` prefix) is here.
     #[error("the server answered with an error: {0}")]
     ServerError(String),
+}
 
-    /// A datagram got no reply: it was sent `attempts` times, each time
-    /// waiting `timeout` for the reply.
-    #[error("no reply after {attempts} attempts, waiting {timeout:?} for each")]
-    NoReply {
-        /// How many times the request was sent.
-        attempts: u32,
-        /// How long each attempt waited.
-        timeout: std::time::Duration,
+/// Why a reply is not of the shape `[STAMP] MESSAGE`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum MalformedReason {
+    /// The reply's first byte is not `[`.
+    #[error("reply does not start with '['")]
+    NoOpenBracket,
+    /// The `]` after the stamp is not followed by a space.
+    #[error("no space after the stamp")]
+    NoSpaceAfterStamp,
+    /// A CR or LF came before the stamp's `]`.
+    #[error("line break inside the stamp")]
+    LineBreakInStamp,
+    /// No `]` within [`MAX_STAMP_LEN`](crate::protocol::MAX_STAMP_LEN) bytes.
+    #[error("stamp longer than 255 bytes")]
+    StampTooLong,
+    /// The stamp is not UTF-8.
+    #[error("stamp is not UTF-8")]
+    StampNotUtf8,
+    /// The reply (or its frame) ended inside its stamp.
+    #[error("reply ends inside its stamp")]
+    EndsInsideStamp,
+    /// A reply frame is longer than the message sent plus a stamp.
+    #[error("reply frame longer than the message and a stamp")]
+    FrameTooLong,
+    /// More reply bytes came than the messages sent account for.
+    #[error("more reply bytes than messages sent")]
+    Unsolicited,
+    /// Too many readings of chunk replies were in doubt at once to check them.
+    #[error("reply too ambiguous to check: too many pieces in doubt")]
+    TooAmbiguous,
+}
+
+/// Why a message cannot be sent in a framing. Nothing was sent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum MessageError {
+    /// An empty message gets no reply in chunk framing.
+    #[error("message cannot be sent: an empty message gets no reply in chunk framing")]
+    EmptyChunk,
+    /// The message ends inside a UTF-8 character: the server would wait for the rest.
+    #[error("message cannot be sent: it ends inside a UTF-8 character, the server would wait for the rest")]
+    SplitCharacter,
+    /// A newline in line framing would end the message early.
+    #[error("message cannot be sent: a newline would end the message early")]
+    Newline,
+    /// A final CR in line framing would be taken for part of the line ending.
+    #[error("message cannot be sent: a final CR would be taken for part of the line ending")]
+    TrailingCr,
+    /// The message is longer than the framing (or a datagram) allows.
+    #[error("message cannot be sent: {len} bytes is over the limit of {max} bytes")]
+    TooLong {
+        /// The message's length.
+        len: usize,
+        /// The limit in force (`max_line`, `max_frame`, or a datagram's payload).
+        max: usize,
     },
+    /// Over UDP, a datagram any
+    /// [`DatagramServer`](crate::datagram::DatagramServer) drops unanswered,
+    /// for this reason (see
+    /// [`Dropped::for_message`](crate::datagram::Dropped::for_message)).
+    #[error("message cannot be sent: a server would drop this datagram unanswered ({0})")]
+    Unanswerable(crate::datagram::Dropped),
+}
+
+/// A stamp formatter produced text the protocol cannot carry: it contains
+/// `]`, `\r` or `\n`, or is longer than [`MAX_STAMP_LEN`](crate::protocol::MAX_STAMP_LEN).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("stamp {stamp:?} is not valid: it must have no ']', CR or LF and at most 255 bytes")]
+pub struct StampError {
+    stamp: String,
+}
+
+impl StampError {
+    /// The stamp text `stamp` is not valid.
+    pub fn new(stamp: impl Into<String>) -> StampError {
+        StampError { stamp: stamp.into() }
+    }
+
+    /// The offending stamp text.
+    pub fn stamp(&self) -> &str {
+        &self.stamp
+    }
 }
 
 /// A setting that is out of range, with its name, the value given and what
@@ -200,9 +321,58 @@ impl ConfigError {
 impl Error {
     /// Turns a failed read or write into the right variant: an `Error` a
     /// stream wrapper carried through `io` (see [`Error::into_io`]) comes out
-    /// as itself, timeouts become [`Error::Timeout`], everything else
-    /// [`Error::Io`].
+    /// as itself, timeouts become [`TimeoutError::Idle`], an early end
+    /// [`ProtocolError::UnexpectedEof`], everything else [`Error::Io`].
     pub(crate) fn from_io(err: io::Error) -> Self {
+        match Error::from(err) {
+            Error::Io(err) => match err.kind() {
+                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => TimeoutError::Idle.into(),
+                io::ErrorKind::UnexpectedEof => ProtocolError::UnexpectedEof.into(),
+                _ => Error::Io(err),
+            },
+            typed => typed,
+        }
+    }
+
+    /// Wraps this error in an [`io::Error`] of `kind`, for a `Read` or
+    /// `Write` wrapper to return; [`Error::from_io`] takes it out again.
+    pub(crate) fn into_io(self, kind: io::ErrorKind) -> io::Error {
+        io::Error::new(kind, self)
+    }
+
+    /// The [`io::ErrorKind`] this error becomes in an [`io::Error`].
+    fn io_kind(&self) -> io::ErrorKind {
+        match self {
+            Error::Io(err) => err.kind(),
+            Error::Timeout(_) => io::ErrorKind::TimedOut,
+            Error::Protocol(ProtocolError::UnexpectedEof) => io::ErrorKind::UnexpectedEof,
+            Error::Protocol(_) => io::ErrorKind::InvalidData,
+            Error::Message(_) | Error::Config(_) | Error::Stamp(_) | Error::Zone(_) => io::ErrorKind::InvalidInput,
+            Error::Evicted { .. } => io::ErrorKind::ConnectionAborted,
+        }
+    }
+}
+
+impl From<Error> for io::Error {
+    /// [`Error::Io`] gives back its `io::Error`; every other error becomes an
+    /// `io::Error` of the matching kind (`TimedOut`, `InvalidData`,
+    /// `UnexpectedEof`, `InvalidInput`, `ConnectionAborted`) that carries it,
+    /// and that [`Error::from`] turns back into it.
+    fn from(err: Error) -> io::Error {
+        match err {
+            Error::Io(err) => err,
+            typed => {
+                let kind = typed.io_kind();
+                typed.into_io(kind)
+            }
+        }
+    }
+}
+
+impl From<io::Error> for Error {
+    /// An `io::Error` made from an [`Error`] (by `io::Error::from`, or by a
+    /// stream wrapper) gives the `Error` back; any other is [`Error::Io`].
+    fn from(err: io::Error) -> Error {
         if err.get_ref().is_some_and(|inner| inner.is::<Error>()) {
             let kind = err.kind();
             return match err.into_inner().map(|inner| inner.downcast::<Error>()) {
@@ -211,16 +381,53 @@ impl Error {
                 _ => Error::Io(kind.into()),
             };
         }
-        match err.kind() {
-            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => Error::Timeout,
-            io::ErrorKind::UnexpectedEof => Error::UnexpectedEof,
-            _ => Error::Io(err),
+        Error::Io(err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::error::Error as _;
+
+    #[test]
+    fn io_cause_is_shown_once() {
+        let err = Error::from(io::Error::new(io::ErrorKind::ConnectionReset, "reset by peer"));
+        assert_eq!(err.to_string(), "reset by peer");
+        assert!(err.source().is_none_or(|source| source.to_string() != "reset by peer"));
+    }
+
+    #[test]
+    fn round_trips_through_io_error() {
+        let cases: Vec<(Error, io::ErrorKind)> = vec![
+            (TimeoutError::Idle.into(), io::ErrorKind::TimedOut),
+            (ProtocolError::LineTooLong { max: 3 }.into(), io::ErrorKind::InvalidData),
+            (ProtocolError::UnexpectedEof.into(), io::ErrorKind::UnexpectedEof),
+            (MessageError::Newline.into(), io::ErrorKind::InvalidInput),
+            (ConfigError::new("max_line", 0, "1 or more").into(), io::ErrorKind::InvalidInput),
+            (StampError::new("a]b").into(), io::ErrorKind::InvalidInput),
+            (Error::Evicted { idle: Duration::from_secs(1) }, io::ErrorKind::ConnectionAborted),
+        ];
+        for (err, kind) in cases {
+            let text = err.to_string();
+            let io = io::Error::from(err);
+            assert_eq!(io.kind(), kind, "{text}");
+            assert_eq!(io.to_string(), text);
+            let back = Error::from(io);
+            assert!(!matches!(back, Error::Io(_)), "{text}: {back:?}");
+            assert_eq!(back.to_string(), text);
         }
     }
 
-    /// Wraps this error in an [`io::Error`] of `kind`, for a `Read` or
-    /// `Write` wrapper to return; [`Error::from_io`] takes it out again.
-    pub(crate) fn into_io(self, kind: io::ErrorKind) -> io::Error {
-        io::Error::new(kind, self)
+    #[test]
+    fn plain_io_errors_stay_io() {
+        let io = io::Error::from(Error::from(io::Error::from(io::ErrorKind::BrokenPipe)));
+        assert_eq!(io.kind(), io::ErrorKind::BrokenPipe);
+        assert!(io.get_ref().is_none());
+        assert!(matches!(Error::from_io(io::ErrorKind::TimedOut.into()), Error::Timeout(TimeoutError::Idle)));
+        assert!(matches!(
+            Error::from_io(io::ErrorKind::UnexpectedEof.into()),
+            Error::Protocol(ProtocolError::UnexpectedEof)
+        ));
     }
 }

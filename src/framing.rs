@@ -26,9 +26,22 @@ use std::fmt;
 use std::str::FromStr;
 
 use crate::Error;
+use crate::ProtocolError;
 use crate::error::ConfigError;
 
 /// How messages are delimited on a stream, with the limit that bounds each.
+///
+/// ```
+/// use stamp_echo::Framing;
+///
+/// let framing: Framing = "line".parse()?;
+/// assert_eq!(framing, Framing::Line { max_line: 64 * 1024 });
+/// let tight = Framing::Line { max_line: 512 };
+/// tight.validate()?;
+/// assert_eq!(tight.to_string(), "line (max_line 512)");
+/// assert!(Framing::Chunk { buffer_size: 0 }.validate().is_err());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Framing {
@@ -148,7 +161,22 @@ impl Framing {
     }
 
     /// Appends `message` framed for sending to a server (the client's side).
-    pub fn encode_message(&self, message: &[u8], out: &mut Vec<u8>) {
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Message`], appending nothing, when the framing cannot carry
+    /// `message` as one message with one reply: empty or ending inside a UTF-8
+    /// character in chunk framing, with a newline or a final CR in line framing,
+    /// over `max_line` or `max_frame`.
+    pub fn encode_message(&self, message: &[u8], out: &mut Vec<u8>) -> Result<(), Error> {
+        crate::reply::check_sendable(*self, message)?;
+        self.frame_message(message, out);
+        Ok(())
+    }
+
+    /// [`encode_message`](Framing::encode_message) without the check: the
+    /// caller has made it.
+    pub(crate) fn frame_message(&self, message: &[u8], out: &mut Vec<u8>) {
         match self {
             Framing::Chunk { .. } => out.extend_from_slice(message),
             Framing::Line { .. } => {
@@ -180,15 +208,41 @@ impl Default for Framing {
 }
 
 impl FromStr for Framing {
-    type Err = String;
+    type Err = UnknownFraming;
     /// `chunk`, `line` or `length`, each with its default limit.
+    ///
+    /// # Errors
+    ///
+    /// [`UnknownFraming`] for any other name.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s {
             "chunk" => Ok(Framing::chunk()),
             "line" => Ok(Framing::line()),
             "length" | "length-prefixed" => Ok(Framing::length_prefixed()),
-            _ => Err(format!("unknown framing {s:?}: expected chunk, line or length")),
+            _ => Err(UnknownFraming { given: s.to_owned() }),
         }
+    }
+}
+
+/// A name that is not a [`Framing`]'s.
+///
+/// ```
+/// use stamp_echo::Framing;
+///
+/// let err = "lines".parse::<Framing>().unwrap_err();
+/// assert_eq!(err.given(), "lines");
+/// assert_eq!(err.to_string(), r#"unknown framing "lines": expected chunk, line or length"#);
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("unknown framing {given:?}: expected chunk, line or length")]
+pub struct UnknownFraming {
+    given: String,
+}
+
+impl UnknownFraming {
+    /// The name given.
+    pub fn given(&self) -> &str {
+        &self.given
     }
 }
 
@@ -204,6 +258,7 @@ impl fmt::Display for Framing {
 
 /// The line ending a message came with, echoed on its reply.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum LineEnding {
     /// No line ending: chunk and length-prefixed framing, and a last line at
     /// the end of input.
@@ -268,10 +323,10 @@ pub enum Event<'a> {
 /// the limits bound what a peer may *send*, not what a connection holds.
 ///
 /// Limits are enforced as the bytes stream: a line fails with
-/// [`Error::LineTooLong`] as soon as `max_line` bytes had no newline (the
+/// [`ProtocolError::LineTooLong`] as soon as `max_line` bytes had no newline (the
 /// first `max_line` bytes have been handed over as [`Event::Bytes`] by then);
-/// a length prefix over `max_frame` fails with [`Error::FrameTooLarge`] from
-/// its four bytes alone; input ending mid-frame is [`Error::TruncatedFrame`].
+/// a length prefix over `max_frame` fails with [`ProtocolError::FrameTooLarge`] from
+/// its four bytes alone; input ending mid-frame is [`ProtocolError::TruncatedFrame`].
 ///
 /// ```
 /// use stamp_echo::framing::{Decoder, Event, Framing, LineEnding};
@@ -366,7 +421,7 @@ impl Decoder {
     ///
     /// # Errors
     ///
-    /// [`Error::LineTooLong`] or [`Error::FrameTooLarge`] (converted into `E`)
+    /// [`ProtocolError::LineTooLong`] or [`ProtocolError::FrameTooLarge`] (converted into `E`)
     /// for input over the framing's limit: the events before it have been
     /// handed over, including the start and first bytes of the bad message,
     /// and the decoder must not be used again. An error returned by `on_event`
@@ -389,8 +444,8 @@ impl Decoder {
     ///
     /// # Errors
     ///
-    /// [`Error::TruncatedFrame`] for input ending inside a frame or its
-    /// prefix; [`Error::LineTooLong`] for a last line at the limit followed by
+    /// [`ProtocolError::TruncatedFrame`] for input ending inside a frame or its
+    /// prefix; [`ProtocolError::LineTooLong`] for a last line at the limit followed by
     /// a `\r` (which, with no `\n` after it, is content); or an error returned
     /// by `on_event`.
     pub fn finish<E, F>(&mut self, on_event: &mut F) -> Result<(), E>
@@ -408,14 +463,20 @@ impl Decoder {
             State::InLine { len, cr } => {
                 let bytes: &[u8] = if cr { b"\r" } else { b"" };
                 if cr && len >= self.framing.limit() {
-                    return Err(Error::LineTooLong { max: self.framing.limit() }.into());
+                    return Err(Error::Protocol(ProtocolError::LineTooLong { max: self.framing.limit() }).into());
                 }
                 on_event(Event::End { bytes, ending: LineEnding::None })
             }
-            State::Prefix { have, .. } => Err(Error::TruncatedFrame { expected: 4, received: u64::from(have) }.into()),
+            State::Prefix { have, .. } => {
+                Err(Error::Protocol(ProtocolError::TruncatedFrame { expected: 4, received: u64::from(have) }).into())
+            }
             State::Payload { len, remaining } => {
                 let expected = 4 + u64::from(len);
-                Err(Error::TruncatedFrame { expected, received: expected - u64::from(remaining) }.into())
+                Err(Error::Protocol(ProtocolError::TruncatedFrame {
+                    expected,
+                    received: expected - u64::from(remaining),
+                })
+                .into())
             }
             State::Chunk { .. } | State::LineIdle | State::FrameIdle => Ok(()),
         }
@@ -594,7 +655,9 @@ impl Decoder {
     {
         if usize::try_from(len).map_or(true, |len| len > max_frame) {
             self.state = State::FrameIdle;
-            return Err(Error::FrameTooLarge { declared: u64::from(len), max: max_frame }.into());
+            return Err(
+                Error::Protocol(ProtocolError::FrameTooLarge { declared: u64::from(len), max: max_frame }).into()
+            );
         }
         on_event(Event::Start { len: Some(len) })?;
         if len == 0 {
@@ -608,7 +671,7 @@ impl Decoder {
 }
 
 /// Checks that a line's `content` fits in the `room` left under `max_line`;
-/// if not, hands over what fits and fails with [`Error::LineTooLong`], so the
+/// if not, hands over what fits and fails with [`ProtocolError::LineTooLong`], so the
 /// bytes handed over are the same however the input was split.
 fn check_room<E, F>(content: &[u8], room: usize, max_line: usize, on_event: &mut F) -> Result<(), E>
 where
@@ -621,7 +684,7 @@ where
     if room > 0 {
         on_event(Event::Bytes(&content[..room]))?;
     }
-    Err(Error::LineTooLong { max: max_line }.into())
+    Err(Error::Protocol(ProtocolError::LineTooLong { max: max_line }).into())
 }
 
 /// The position of the first `\n`, sixteen bytes at a time.
@@ -864,7 +927,7 @@ mod tests {
 
         let (collector, r) = run_collect(framing, &[b"ok\nabcde\n"]);
         assert_eq!(msgs(&collector.seen), [&b"ok"[..]]);
-        assert!(matches!(r, Err(Error::LineTooLong { max: 4 })));
+        assert!(matches!(r, Err(Error::Protocol(ProtocolError::LineTooLong { max: 4 }))));
         // The bad line's first max_line bytes were handed over, no more.
         assert_eq!(collector.bytes, b"okabcd");
 
@@ -883,7 +946,7 @@ mod tests {
         }
         decoder.decode(b"\r", &mut sink).expect("a \\r may begin \\r\\n");
         assert_eq!(decoder.pending(), 1);
-        assert!(matches!(decoder.decode(b"e", &mut sink), Err(Error::LineTooLong { max: 4 })));
+        assert!(matches!(decoder.decode(b"e", &mut sink), Err(Error::Protocol(ProtocolError::LineTooLong { max: 4 }))));
         assert_eq!(handed, 4);
 
         for input in
@@ -900,15 +963,15 @@ mod tests {
         assert!(r.is_ok());
         assert_eq!(seen, [(b"abc\r".to_vec(), LineEnding::None)]);
         let (_, r) = run(framing, &[b"abcd\r"]);
-        assert!(matches!(r, Err(Error::LineTooLong { max: 4 })));
+        assert!(matches!(r, Err(Error::Protocol(ProtocolError::LineTooLong { max: 4 }))));
     }
 
     #[test]
     fn length_prefixed_frames_across_reads() {
         let mut input = Vec::new();
-        Framing::length_prefixed().encode_message(b"hello", &mut input);
-        Framing::length_prefixed().encode_message(b"", &mut input);
-        Framing::length_prefixed().encode_message("你好".as_bytes(), &mut input);
+        Framing::length_prefixed().frame_message(b"hello", &mut input);
+        Framing::length_prefixed().frame_message(b"", &mut input);
+        Framing::length_prefixed().frame_message("你好".as_bytes(), &mut input);
         let reads: Vec<&[u8]> = input.chunks(3).collect();
         let (seen, r) = run(Framing::length_prefixed(), &reads);
         assert!(r.is_ok());
@@ -946,9 +1009,9 @@ mod tests {
         let framing = Framing::LengthPrefixed { max_frame: 10 };
         let (seen, r) = run(framing, &[&[0, 0, 0, 1, b'x', 0xff, 0xff, 0xff, 0xff]]);
         assert_eq!(msgs(&seen), [&b"x"[..]]);
-        assert!(matches!(r, Err(Error::FrameTooLarge { declared: 0xffff_ffff, max: 10 })));
+        assert!(matches!(r, Err(Error::Protocol(ProtocolError::FrameTooLarge { declared: 0xffff_ffff, max: 10 }))));
         let (collector, r) = run_collect(framing, &[&[0, 0], &[0, 11]]);
-        assert!(matches!(r, Err(Error::FrameTooLarge { declared: 11, max: 10 })));
+        assert!(matches!(r, Err(Error::Protocol(ProtocolError::FrameTooLarge { declared: 11, max: 10 }))));
         assert_eq!(collector.events, 0, "nothing of the bad frame was handed over");
         same_at_every_split(framing, &[0, 0, 0, 10, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 0, 0, 0, 11, 1]);
     }
@@ -956,9 +1019,9 @@ mod tests {
     #[test]
     fn truncated_frame_at_end_of_input_is_an_error() {
         let (_, r) = run(Framing::length_prefixed(), &[&[0, 0, 0, 5, b'a', b'b']]);
-        assert!(matches!(r, Err(Error::TruncatedFrame { expected: 9, received: 6 })));
+        assert!(matches!(r, Err(Error::Protocol(ProtocolError::TruncatedFrame { expected: 9, received: 6 }))));
         let (_, r) = run(Framing::length_prefixed(), &[&[0, 0]]);
-        assert!(matches!(r, Err(Error::TruncatedFrame { expected: 4, received: 2 })));
+        assert!(matches!(r, Err(Error::Protocol(ProtocolError::TruncatedFrame { expected: 4, received: 2 }))));
     }
 
     /// The decoder holds at most three bytes, whatever the message size: a
@@ -968,7 +1031,7 @@ mod tests {
         const BIG: usize = 16 * 1024 * 1024;
         assert!(std::mem::size_of::<Decoder>() <= 48, "{}", std::mem::size_of::<Decoder>());
         let mut frame = Vec::with_capacity(BIG + 4);
-        Framing::length_prefixed().encode_message(&vec![b'\r'; BIG], &mut frame);
+        Framing::length_prefixed().frame_message(&vec![b'\r'; BIG], &mut frame);
         let mut line = vec![b'\r'; BIG];
         line.push(b'\n');
         for (framing, input) in [(Framing::length_prefixed(), &frame), (Framing::Line { max_line: BIG }, &line)] {

@@ -31,7 +31,9 @@
 //!   for a log line or a terminal.
 //! - `testing` (feature `test-util`): an in-memory stream and a one-line
 //!   local server for tests, as tokio's `test-util`.
-//! - [`Error`]: the one error type.
+//! - [`Error`]: the one error type, whose variants group the causes:
+//!   [`TimeoutError`], [`ProtocolError`] (with [`MalformedReason`]),
+//!   [`MessageError`], [`ConfigError`], [`StampError`], and I/O.
 //!
 //! ## Cargo features
 //!
@@ -144,6 +146,7 @@
 //! test can drive it the same way.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
+#![deny(missing_debug_implementations)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod client;
@@ -171,7 +174,7 @@ pub mod testing;
 pub mod tokio;
 
 pub use client::{EchoClient, Reply};
-pub use error::{ConfigError, Error};
+pub use error::{ConfigError, Error, MalformedReason, MessageError, ProtocolError, StampError, TimeoutError};
 pub use framing::Framing;
 pub use protocol::{Fragment, Observer, Responder, Summary};
 pub use reply::ReplyChecker;

@@ -42,6 +42,7 @@ use std::sync::{Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use crate::Error;
+use crate::ProtocolError;
 use crate::framing::Framing;
 use crate::protocol::MAX_STAMP_LEN;
 use crate::reply::{Event, ReplyChecker, check_sendable};
@@ -58,9 +59,9 @@ const MAX_OVERHEAD: usize = MAX_STAMP_LEN + 5;
 /// remembers it with its tag; [`receive`](Checker::receive) takes whatever
 /// bytes arrived and calls back with the tag of each message whose reply is
 /// now complete and correct. Any difference is an error: a reply that does
-/// not echo its message ([`Error::EchoMismatch`], with the offset of the
+/// not echo its message ([`ProtocolError::EchoMismatch`], with the offset of the
 /// first differing byte), that is not shaped `[STAMP] MESSAGE`
-/// ([`Error::MalformedReply`]), or that answers nothing. After an error the
+/// ([`ProtocolError::MalformedReply`]), or that answers nothing. After an error the
 /// checker must not be used again.
 ///
 /// Every framing is checked exactly, chunk framing included, whatever the
@@ -92,7 +93,7 @@ impl<T> Checker<T> {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidMessage`], without appending, if the framing cannot
+    /// [`Error::Message`], without appending, if the framing cannot
     /// carry the message as one message (see [`ReplyChecker::send`]).
     pub fn send(&mut self, message: &[u8], tag: T, out: &mut Vec<u8>) -> Result<(), Error> {
         self.replies.send(message, out)?;
@@ -249,6 +250,7 @@ fn bucket_range(index: usize) -> (u64, u64) {
 /// The load one connection carries: how many messages, how big, and how many
 /// in flight at once.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Workload {
     /// Messages to send.
     pub messages: u64,
@@ -259,8 +261,16 @@ pub struct Workload {
     pub window: usize,
 }
 
+impl Workload {
+    /// `messages` messages of `size` bytes, at most `window` in flight.
+    pub fn new(messages: u64, size: usize, window: usize) -> Workload {
+        Workload { messages, size, window }
+    }
+}
+
 /// What one [`drive`] measured.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Report {
     /// Messages answered, every one checked.
     pub messages: u64,
@@ -305,6 +315,12 @@ pub fn message(seq: u64, size: usize, out: &mut Vec<u8>) {
 /// stream is shared (`&S`: a `TcpStream` or a `UnixStream`). Set read and
 /// write timeouts on the stream to bound how long a server that stops
 /// answering can hold it. The connection is left open.
+///
+/// # Errors
+///
+/// [`Error::Config`] for a workload with no window or a message size of 0; [`Error::Message`] when the
+/// framing cannot carry the messages; [`Error::Io`] or [`Error::Timeout`] when the stream fails or times out;
+/// [`Error::Protocol`] for a reply that is malformed or does not echo its message.
 pub fn drive<S>(stream: &S, framing: Framing, workload: Workload, progress: &AtomicU64) -> Result<Report, Error>
 where
     S: Sync,
@@ -460,7 +476,7 @@ impl Receiver {
         let mut reader = stream;
         let n = loop {
             match reader.read(&mut self.input) {
-                Ok(0) => return Err(Error::UnexpectedEof),
+                Ok(0) => return Err(Error::Protocol(ProtocolError::UnexpectedEof)),
                 Ok(n) => break n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(Error::from_io(e)),
@@ -569,6 +585,7 @@ mod tests {
     use crate::framing::LineEnding;
     use crate::protocol::Responder;
     use crate::stamp::Ctime;
+    use crate::{MalformedReason, MessageError};
     use std::sync::Arc;
     use std::time::SystemTime;
 
@@ -626,7 +643,7 @@ mod tests {
             framing.encode_reply("T", b"secXnd", ending(framing), &mut replies);
             let mut answered = 0;
             let r = checker.receive(&replies, |()| answered += 1);
-            assert!(matches!(r, Err(Error::EchoMismatch { offset: 3 })), "{framing}: {r:?}");
+            assert!(matches!(r, Err(Error::Protocol(ProtocolError::EchoMismatch { offset: 3 }))), "{framing}: {r:?}");
             assert_eq!(answered, 1, "{framing}");
         }
     }
@@ -640,7 +657,10 @@ mod tests {
             checker.send(b"a2", (), &mut wire).expect("sendable");
             let mut replies = Vec::new();
             framing.encode_reply("T", b"a2", ending(framing), &mut replies); // a1 lost
-            assert!(matches!(checker.receive(&replies, |()| {}), Err(Error::EchoMismatch { offset: 1 })));
+            assert!(matches!(
+                checker.receive(&replies, |()| {}),
+                Err(Error::Protocol(ProtocolError::EchoMismatch { offset: 1 }))
+            ));
 
             let mut checker = Checker::new(framing);
             checker.send(b"a1", (), &mut wire).expect("sendable");
@@ -648,15 +668,21 @@ mod tests {
             framing.encode_reply("T", b"a1", ending(framing), &mut replies);
             framing.encode_reply("T", b"a1", ending(framing), &mut replies); // repeated
             let r = checker.receive(&replies, |()| {});
-            assert!(matches!(r, Err(Error::MalformedReply("a reply to no message"))), "{r:?}");
+            assert!(
+                matches!(r, Err(Error::Protocol(ProtocolError::MalformedReply(MalformedReason::Unsolicited)))),
+                "{r:?}"
+            );
         }
         let mut checker = Checker::new(Framing::chunk());
         checker.send(b"ab", (), &mut Vec::new()).expect("sendable");
         let r = checker.receive(b"[T] abc", |()| {});
-        assert!(matches!(r, Err(Error::MalformedReply(_))), "{r:?}");
+        assert!(matches!(r, Err(Error::Protocol(ProtocolError::MalformedReply(_)))), "{r:?}");
         let mut checker = Checker::new(Framing::chunk());
         checker.send(b"ab", (), &mut Vec::new()).expect("sendable");
-        assert!(matches!(checker.receive(b"[T] a[U] c", |()| {}), Err(Error::EchoMismatch { offset: 1 })));
+        assert!(matches!(
+            checker.receive(b"[T] a[U] c", |()| {}),
+            Err(Error::Protocol(ProtocolError::EchoMismatch { offset: 1 }))
+        ));
     }
 
     #[test]
@@ -670,20 +696,20 @@ mod tests {
             let at = replies.iter().position(|&b| b == b'[').expect("a stamp");
             replies[at] = b'(';
             let r = checker.receive(&replies, |()| {});
-            assert!(matches!(r, Err(Error::MalformedReply(_))), "{framing}: {r:?}");
+            assert!(matches!(r, Err(Error::Protocol(ProtocolError::MalformedReply(_)))), "{framing}: {r:?}");
         }
         let mut checker = Checker::<()>::new(Framing::line());
         let endless = vec![b'['; 70 * 1024];
-        assert!(matches!(checker.receive(&endless, |()| {}), Err(Error::MalformedReply(_))));
+        assert!(matches!(checker.receive(&endless, |()| {}), Err(Error::Protocol(ProtocolError::MalformedReply(_)))));
     }
 
     #[test]
     fn unsendable_messages_are_refused_up_front() {
         let mut out = Vec::new();
         let mut checker = Checker::new(Framing::line());
-        assert!(matches!(checker.send(b"a\nb", (), &mut out), Err(Error::InvalidMessage(_))));
+        assert!(matches!(checker.send(b"a\nb", (), &mut out), Err(Error::Message(MessageError::Newline))));
         let mut checker = Checker::new(Framing::chunk());
-        assert!(matches!(checker.send(b"", (), &mut out), Err(Error::InvalidMessage(_))));
+        assert!(matches!(checker.send(b"", (), &mut out), Err(Error::Message(MessageError::EmptyChunk))));
         assert!(out.is_empty());
         assert_eq!(checker.in_flight(), 0);
     }

@@ -35,6 +35,7 @@ pub struct Probes {
 /// One probe's reply, as one `ping`-like line:
 /// `seq=1 bytes=36 rtt=0.061 ms offset=+0.004±0.031 ms`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Probe {
     /// The caller's sequence number.
     pub seq: u64,
@@ -48,6 +49,7 @@ pub struct Probe {
 
 /// The summary of a run of probes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ProbeSummary {
     /// Probes sent.
     pub sent: u64,

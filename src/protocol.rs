@@ -30,15 +30,20 @@ use std::time::{Duration, SystemTime};
 use crate::Error;
 use crate::framing::{Decoder, Event, Framing, LineEnding};
 use crate::stamp::{Granularity, Stamp};
+use crate::{MalformedReason, ProtocolError, StampError};
 
 /// The longest stamp text the protocol carries, in bytes.
 pub const MAX_STAMP_LEN: usize = 255;
 
 /// Checks that `stamp` can stand between the brackets of a reply.
+///
+/// # Errors
+///
+/// [`Error::Stamp`] for a stamp with `]`, CR or LF, or over [`MAX_STAMP_LEN`] bytes.
 pub fn validate_stamp(stamp: &str) -> Result<(), Error> {
     let bad = stamp.len() > MAX_STAMP_LEN || stamp.bytes().any(|b| matches!(b, b']' | b'\r' | b'\n'));
     if bad {
-        return Err(Error::InvalidStamp { stamp: stamp.to_owned() });
+        return Err(StampError::new(stamp).into());
     }
     Ok(())
 }
@@ -50,11 +55,15 @@ pub fn validate_stamp(stamp: &str) -> Result<(), Error> {
 /// assert_eq!(parse_reply(b"[Sun Feb  3 10:00:18 2013] hi")?, ("Sun Feb  3 10:00:18 2013", &b"hi"[..]));
 /// # Ok::<(), stamp_echo::Error>(())
 /// ```
+///
+/// # Errors
+///
+/// [`ProtocolError::MalformedReply`] when `reply` is not of that shape.
 pub fn parse_reply(reply: &[u8]) -> Result<(&str, &[u8]), Error> {
     match parse_header(reply) {
         Header::Complete { stamp, len } => Ok((stamp, &reply[len..])),
-        Header::Incomplete => Err(Error::MalformedReply("reply ends inside its stamp")),
-        Header::Invalid(why) => Err(Error::MalformedReply(why)),
+        Header::Incomplete => Err(Error::Protocol(ProtocolError::MalformedReply(MalformedReason::EndsInsideStamp))),
+        Header::Invalid(why) => Err(Error::Protocol(ProtocolError::MalformedReply(why))),
     }
 }
 
@@ -65,39 +74,40 @@ pub(crate) enum Header<'a> {
     /// Could still become a header with more bytes.
     Incomplete,
     /// Cannot be a header.
-    Invalid(&'static str),
+    Invalid(MalformedReason),
 }
 
 pub(crate) fn parse_header(bytes: &[u8]) -> Header<'_> {
     match bytes.first() {
         None => return Header::Incomplete,
         Some(b'[') => {}
-        Some(_) => return Header::Invalid("reply does not start with '['"),
+        Some(_) => return Header::Invalid(MalformedReason::NoOpenBracket),
     }
     let body = &bytes[1..];
     let window = &body[..body.len().min(MAX_STAMP_LEN + 1)];
     let Some(close) = window.iter().position(|&b| matches!(b, b']' | b'\r' | b'\n')) else {
         return if window.len() > MAX_STAMP_LEN {
-            Header::Invalid("stamp longer than 255 bytes")
+            Header::Invalid(MalformedReason::StampTooLong)
         } else {
             Header::Incomplete
         };
     };
     if body[close] != b']' {
-        return Header::Invalid("line break inside the stamp");
+        return Header::Invalid(MalformedReason::LineBreakInStamp);
     }
     let Ok(stamp) = std::str::from_utf8(&body[..close]) else {
-        return Header::Invalid("stamp is not UTF-8");
+        return Header::Invalid(MalformedReason::StampNotUtf8);
     };
     match body.get(close + 1) {
         None => Header::Incomplete,
         Some(b' ') => Header::Complete { stamp, len: close + 3 },
-        Some(_) => Header::Invalid("no space after the stamp"),
+        Some(_) => Header::Invalid(MalformedReason::NoSpaceAfterStamp),
     }
 }
 
 /// Counts of what one connection did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Summary {
     /// Messages answered.
     pub messages: u64,
@@ -105,14 +115,6 @@ pub struct Summary {
     pub bytes_in: u64,
     /// Bytes of replies produced.
     pub bytes_out: u64,
-}
-
-impl std::ops::AddAssign for Summary {
-    fn add_assign(&mut self, other: Summary) {
-        self.messages += other.messages;
-        self.bytes_in += other.bytes_in;
-        self.bytes_out += other.bytes_out;
-    }
 }
 
 /// Bytes of one message, as an [`Observer`] sees them.
@@ -216,6 +218,22 @@ impl<F: FnMut(Fragment<'_>)> Observer for F {
 /// In steady state it allocates nothing: the stamp text and the header are
 /// built into buffers it keeps, once a second for stamps of
 /// [`Granularity::Second`], once per distinct instant otherwise.
+///
+/// ```
+/// use std::sync::Arc;
+/// use std::time::{Duration, SystemTime};
+/// use stamp_echo::{Error, Framing, ProtocolError, Responder, stamp::Ctime};
+///
+/// let mut responder = Responder::new(Framing::Line { max_line: 8 }, Arc::new(Ctime::utc()));
+/// let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_359_885_618);
+/// let mut out = Vec::new();
+/// responder.receive(b"hi\n", now, &mut out)?;
+/// assert_eq!(out, b"[Sun Feb  3 10:00:18 2013] hi\n");
+///
+/// let err = responder.receive(b"this line is too long\n", now, &mut out).unwrap_err();
+/// assert!(matches!(err, Error::Protocol(ProtocolError::LineTooLong { max: 8 })));
+/// # Ok::<(), stamp_echo::Error>(())
+/// ```
 pub struct Responder {
     decoder: Decoder,
     header: StampedHeader,
@@ -298,8 +316,8 @@ impl Responder {
     ///
     /// # Errors
     ///
-    /// [`Error::LineTooLong`] or [`Error::FrameTooLarge`] for input over the
-    /// framing's limit, [`Error::InvalidStamp`] if the stamp formatter
+    /// [`ProtocolError::LineTooLong`] or [`ProtocolError::FrameTooLarge`] for input over the
+    /// framing's limit, [`Error::Stamp`] if the stamp formatter
     /// produced text the protocol cannot carry. Either way `out` holds
     /// every reply to the messages before the error (and the beginning of the
     /// reply to a line over the limit): write it out before closing the
@@ -330,9 +348,9 @@ impl Responder {
     ///
     /// # Errors
     ///
-    /// [`Error::TruncatedFrame`] for input that ends inside a frame (its reply
-    /// was begun and stays cut short), [`Error::LineTooLong`] for a last line
-    /// one `\r` over the limit, [`Error::InvalidStamp`] as for
+    /// [`ProtocolError::TruncatedFrame`] for input that ends inside a frame (its reply
+    /// was begun and stays cut short), [`ProtocolError::LineTooLong`] for a last line
+    /// one `\r` over the limit, [`Error::Stamp`] as for
     /// [`receive`](Responder::receive).
     pub fn finish(&mut self, now: SystemTime, out: &mut Vec<u8>) -> Result<usize, Error> {
         self.finish_observed(now, out, &mut ())
@@ -374,7 +392,7 @@ impl Responder {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidStamp`] if the stamp formatter produced text the
+    /// [`Error::Stamp`] if the stamp formatter produced text the
     /// protocol cannot carry; nothing is appended then.
     pub fn reply_to(&mut self, message: &[u8], now: SystemTime, out: &mut Vec<u8>) -> Result<(), Error> {
         self.reply_to_observed(message, now, out, &mut ())
@@ -513,7 +531,7 @@ mod tests {
         for framing in [Framing::chunk(), Framing::line(), Framing::length_prefixed()] {
             let mut responder = Responder::new(framing, Arc::new(Ctime::utc()));
             let mut input = Vec::new();
-            framing.encode_message("你好".as_bytes(), &mut input);
+            framing.frame_message("你好".as_bytes(), &mut input);
             let mut out = Vec::new();
             assert_eq!(responder.receive(&input, now, &mut out).ok(), Some(1));
             let mut expected = Vec::new();
@@ -557,7 +575,7 @@ mod tests {
             let stamp = stamp::from_fn(move |_: SystemTime, out: &mut String| out.push_str(bad));
             let mut responder = Responder::new(Framing::chunk(), Arc::new(stamp));
             let r = responder.receive(b"x", at(0, 0), &mut Vec::new());
-            assert!(matches!(r, Err(Error::InvalidStamp { ref stamp }) if stamp == bad), "{bad:?}");
+            assert!(matches!(r, Err(Error::Stamp(ref e)) if e.stamp() == bad), "{bad:?}");
         }
         assert!(validate_stamp(&"x".repeat(MAX_STAMP_LEN)).is_ok());
         assert!(validate_stamp(&"x".repeat(MAX_STAMP_LEN + 1)).is_err());
@@ -568,7 +586,7 @@ mod tests {
         let mut responder = Responder::new(Framing::Line { max_line: 3 }, Arc::new(Ctime::utc()));
         let mut out = Vec::new();
         let r = responder.receive(b"ab\ntoo long\n", at(0, 0), &mut out);
-        assert!(matches!(r, Err(Error::LineTooLong { max: 3 })));
+        assert!(matches!(r, Err(Error::Protocol(ProtocolError::LineTooLong { max: 3 }))));
         // The whole line's reply, then the bad line's header and first 3 bytes.
         assert_eq!(out, b"[Thu Jan  1 00:00:00 1970] ab\n[Thu Jan  1 00:00:00 1970] too");
         assert_eq!(responder.summary().messages, 1);
@@ -618,7 +636,10 @@ mod tests {
         out.clear();
         responder.receive(&[0, 0, 0, 9, b'x'], at(9, 0), &mut out).expect("valid");
         let r = responder.finish(at(9, 0), &mut out);
-        assert!(matches!(r, Err(Error::TruncatedFrame { expected: 13, received: 5 })), "{r:?}");
+        assert!(
+            matches!(r, Err(Error::Protocol(ProtocolError::TruncatedFrame { expected: 13, received: 5 }))),
+            "{r:?}"
+        );
         assert_eq!(out, b"\0\0\0\x14[9.000000] x");
     }
 
@@ -632,7 +653,7 @@ mod tests {
         for framing in [Framing::length_prefixed(), Framing::line(), Framing::Line { max_line: BIG }] {
             let mut responder = Responder::new(framing, Arc::new(Ctime::utc()));
             let mut input = Vec::with_capacity(BIG + 4);
-            framing.encode_message(&vec![b'x'; BIG], &mut input);
+            framing.frame_message(&vec![b'x'; BIG], &mut input);
             let (mut out, mut total, mut largest) = (Vec::with_capacity(READ + 64), 0, 0);
             let mut result = Ok(0);
             for read in input.chunks(READ) {
@@ -648,7 +669,7 @@ mod tests {
             assert!(out.capacity() <= READ + 64, "{framing}: out grew to {}", out.capacity());
             match framing {
                 Framing::Line { max_line } if max_line < BIG => {
-                    assert!(matches!(result, Err(Error::LineTooLong { .. })));
+                    assert!(matches!(result, Err(Error::Protocol(ProtocolError::LineTooLong { .. }))));
                     assert_eq!(total, 27 + max_line, "{framing}: answered up to the limit");
                 }
                 _ => {
@@ -686,7 +707,7 @@ mod tests {
         let mut responder = Responder::new(Framing::chunk(), Arc::new(bad));
         out.clear();
         let r = responder.reply_to(b"x", at(0, 0), &mut out);
-        assert!(matches!(r, Err(Error::InvalidStamp { .. })), "{r:?}");
+        assert!(matches!(r, Err(Error::Stamp { .. })), "{r:?}");
         assert!(out.is_empty());
     }
 

@@ -74,7 +74,7 @@
 //! received: it never looks at a byte twice and never restarts from an
 //! earlier one ([`ReplyChecker::steps`] counts the work). A reading that
 //! cannot go on is dropped; when none is left, the reply is wrong
-//! ([`Error::EchoMismatch`] or [`Error::MalformedReply`]). Events are handed
+//! ([`ProtocolError::EchoMismatch`] or [`ProtocolError::MalformedReply`]). Events are handed
 //! out as soon as one reading is left, which is at once unless a `[` is in
 //! doubt.
 //!
@@ -118,6 +118,7 @@ use crate::Error;
 use crate::framing::LineEnding;
 use crate::framing::{Framing, complete_utf8_prefix, find_newline};
 use crate::protocol::MAX_STAMP_LEN;
+use crate::{MalformedReason, MessageError, ProtocolError};
 
 /// The most readings of a chunk reply stream followed at once (see the
 /// [module docs](self)).
@@ -169,7 +170,7 @@ pub enum Event<'a> {
 ///
 /// ```
 /// use stamp_echo::reply::{Event, ReplyChecker};
-/// use stamp_echo::{Error, Framing};
+/// use stamp_echo::{Error, Framing, ProtocolError};
 ///
 /// // Two lines pipelined; the second reply does not echo its message.
 /// let mut checker = ReplyChecker::new(Framing::line());
@@ -185,7 +186,7 @@ pub enum Event<'a> {
 /// let (consumed, event) = checker.receive(input)?;
 /// assert!(matches!(event, Some(Event::Reply { message: b"ping 1", seq: 0, .. })));
 /// input = &input[consumed..];
-/// assert!(matches!(checker.receive(input), Err(Error::EchoMismatch { offset: 1 })));
+/// assert!(matches!(checker.receive(input), Err(Error::Protocol(ProtocolError::EchoMismatch { offset: 1 }))));
 /// # Ok::<(), stamp_echo::Error>(())
 /// ```
 pub struct ReplyChecker {
@@ -299,14 +300,14 @@ enum State {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Failure {
     Mismatch(usize),
-    Malformed(&'static str),
+    Malformed(MalformedReason),
 }
 
 impl Failure {
     fn error(self) -> Error {
         match self {
-            Failure::Mismatch(offset) => Error::EchoMismatch { offset },
-            Failure::Malformed(why) => Error::MalformedReply(why),
+            Failure::Mismatch(offset) => Error::Protocol(ProtocolError::EchoMismatch { offset }),
+            Failure::Malformed(why) => Error::Protocol(ProtocolError::MalformedReply(why)),
         }
     }
 }
@@ -315,7 +316,7 @@ impl Failure {
 #[derive(Default)]
 struct Failures {
     mismatch: Option<usize>,
-    malformed: Option<&'static str>,
+    malformed: Option<MalformedReason>,
 }
 
 impl Failures {
@@ -368,7 +369,7 @@ impl Log {
     /// Appends `event` to the chain ending at `tail`.
     fn push(&mut self, tail: &mut u32, event: Logged) -> Result<(), Failure> {
         if self.nodes.len() >= MAX_LOG {
-            return Err(Failure::Malformed("reply too ambiguous to check: too many pieces in doubt"));
+            return Err(Failure::Malformed(MalformedReason::TooAmbiguous));
         }
         self.nodes.push(Node { prev: *tail, event });
         *tail = (self.nodes.len() - 1) as u32;
@@ -443,14 +444,12 @@ impl Reading {
         match self.phase {
             // Bytes are checked after the sends they answer: with nothing in
             // flight, no byte can be a reply.
-            Phase::Boundary if self.offset == sent.total => {
-                Err(Failure::Malformed("more reply bytes than messages sent"))
-            }
+            Phase::Boundary if self.offset == sent.total => Err(Failure::Malformed(MalformedReason::Unsolicited)),
             Phase::Boundary if b == b'[' => Ok(Advance::Opens),
-            Phase::Boundary | Phase::Header { .. } => Err(Failure::Malformed("reply does not start with '['")),
+            Phase::Boundary | Phase::Header { .. } => Err(Failure::Malformed(MalformedReason::NoOpenBracket)),
             Phase::Body { .. } => {
                 let Some(expected) = sent.byte(self.offset) else {
-                    return Err(Failure::Malformed("more reply bytes than messages sent"));
+                    return Err(Failure::Malformed(MalformedReason::Unsolicited));
                 };
                 if b != expected {
                     let start = sent.start(self.msg);
@@ -572,7 +571,7 @@ impl Readings {
                 if pos - start <= MAX_STAMP_LEN as u64 || self.closed || done {
                     break;
                 }
-                failures.note(Failure::Malformed("stamp longer than 255 bytes"));
+                failures.note(Failure::Malformed(MalformedReason::StampTooLong));
                 self.open.pop_front();
             }
         }
@@ -714,7 +713,7 @@ impl Framed {
     ) -> Result<(), Failure> {
         let Context { sent, ring, scratch, log } = cx;
         if self.msg >= sent.count() {
-            return Err(Failure::Malformed("a reply to no message"));
+            return Err(Failure::Malformed(MalformedReason::Unsolicited));
         }
         let message = sent.slice(sent.start(self.msg), sent.end(self.msg));
         let take = |left: Option<u64>| left.map(|n| n.saturating_sub(1));
@@ -726,9 +725,9 @@ impl Framed {
                 if got < 3 {
                     FramedPhase::Prefix { got: got + 1, value }
                 } else if u64::from(value) > message.len() as u64 + (MAX_STAMP_LEN + 3) as u64 {
-                    return Err(Failure::Malformed("reply frame longer than the message and a stamp"));
+                    return Err(Failure::Malformed(MalformedReason::FrameTooLong));
                 } else if value == 0 {
-                    return Err(Failure::Malformed("reply frame ends inside its stamp"));
+                    return Err(Failure::Malformed(MalformedReason::EndsInsideStamp));
                 } else {
                     FramedPhase::Open { left: Some(u64::from(value)) }
                 }
@@ -738,7 +737,7 @@ impl Framed {
                 let left = take(left);
                 match header_byte(start, closed, b, pos)? {
                     HeaderStep::Open { .. } if left == Some(0) => {
-                        return Err(Failure::Malformed("reply frame ends inside its stamp"));
+                        return Err(Failure::Malformed(MalformedReason::EndsInsideStamp));
                     }
                     HeaderStep::Open { closed } => FramedPhase::Header { start, closed, left },
                     HeaderStep::Done => {
@@ -789,10 +788,10 @@ impl FramedPhase {
     fn open(self, b: u8, pos: u64) -> Result<FramedPhase, Failure> {
         let FramedPhase::Open { left } = self else { return Ok(self) };
         if b != b'[' {
-            return Err(Failure::Malformed("reply does not start with '['"));
+            return Err(Failure::Malformed(MalformedReason::NoOpenBracket));
         }
         match left.map(|n| n.saturating_sub(1)) {
-            Some(0) => Err(Failure::Malformed("reply frame ends inside its stamp")),
+            Some(0) => Err(Failure::Malformed(MalformedReason::EndsInsideStamp)),
             left => Ok(FramedPhase::Header { start: pos, closed: false, left }),
         }
     }
@@ -807,10 +806,10 @@ enum HeaderStep {
 fn header_byte(start: u64, closed: bool, b: u8, pos: u64) -> Result<HeaderStep, Failure> {
     match (closed, b) {
         (true, b' ') => Ok(HeaderStep::Done),
-        (true, _) => Err(Failure::Malformed("no space after the stamp")),
+        (true, _) => Err(Failure::Malformed(MalformedReason::NoSpaceAfterStamp)),
         (false, b']') => Ok(HeaderStep::Open { closed: true }),
-        (false, b'\r' | b'\n') => Err(Failure::Malformed("line break inside the stamp")),
-        (false, _) if pos - start > MAX_STAMP_LEN as u64 => Err(Failure::Malformed("stamp longer than 255 bytes")),
+        (false, b'\r' | b'\n') => Err(Failure::Malformed(MalformedReason::LineBreakInStamp)),
+        (false, _) if pos - start > MAX_STAMP_LEN as u64 => Err(Failure::Malformed(MalformedReason::StampTooLong)),
         (false, _) => Ok(HeaderStep::Open { closed: false }),
     }
 }
@@ -827,7 +826,7 @@ impl Ring<'_> {
         scratch.clear();
         // The stamp is at most 255 bytes, so all of it is still in the ring.
         scratch.extend((start + 1..pos - 1).map(|at| self.bytes[(at % RING as u64) as usize]));
-        std::str::from_utf8(scratch).map_err(|_| Failure::Malformed("stamp is not UTF-8"))
+        std::str::from_utf8(scratch).map_err(|_| Failure::Malformed(MalformedReason::StampNotUtf8))
     }
 }
 
@@ -903,7 +902,7 @@ impl ReplyChecker {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidMessage`], without appending or recording anything, if
+    /// [`Error::Message`], without appending or recording anything, if
     /// the framing cannot carry the message as one message with one reply:
     /// in chunk framing an empty message (it gets no reply) or one ending
     /// with the first bytes of a UTF-8 character (the server holds them back
@@ -912,7 +911,7 @@ impl ReplyChecker {
     /// framing's limit.
     pub fn send(&mut self, message: &[u8], out: &mut Vec<u8>) -> Result<(), Error> {
         check_sendable(self.framing, message)?;
-        self.framing.encode_message(message, out);
+        self.framing.frame_message(message, out);
         self.sent.trim();
         self.sent.push(message);
         Ok(())
@@ -929,9 +928,9 @@ impl ReplyChecker {
     ///
     /// # Errors
     ///
-    /// [`Error::EchoMismatch`] when the reply does not echo the message sent,
+    /// [`ProtocolError::EchoMismatch`] when the reply does not echo the message sent,
     /// with the offset in the message of the first byte that differs (or
-    /// where the echo ends), and [`Error::MalformedReply`] when it is not
+    /// where the echo ends), and [`ProtocolError::MalformedReply`] when it is not
     /// shaped `[STAMP] MESSAGE` in the framing, answers no message sent, or
     /// is too ambiguous to check (see the module docs). After an error, every
     /// later call returns it again.
@@ -1136,13 +1135,13 @@ impl ReplyChecker {
 ///
 /// # Errors
 ///
-/// [`Error::MalformedReply`] when `reply` is not shaped `[STAMP] MESSAGE`;
-/// [`Error::EchoMismatch`] when it does not echo `message`.
+/// [`ProtocolError::MalformedReply`] when `reply` is not shaped `[STAMP] MESSAGE`;
+/// [`ProtocolError::EchoMismatch`] when it does not echo `message`.
 pub fn check_whole<'r>(reply: &'r [u8], message: &[u8]) -> Result<&'r str, Error> {
     let (stamp, echoed) = crate::protocol::parse_reply(reply)?;
     if echoed != message {
         let offset = echoed.iter().zip(message).take_while(|(a, b)| a == b).count();
-        return Err(Error::EchoMismatch { offset });
+        return Err(Error::Protocol(ProtocolError::EchoMismatch { offset }));
     }
     Ok(stamp)
 }
@@ -1151,21 +1150,17 @@ pub fn check_whole<'r>(reply: &'r [u8], message: &[u8]) -> Result<&'r str, Error
 /// (see [`ReplyChecker::send`]).
 pub(crate) fn check_sendable(framing: Framing, message: &[u8]) -> Result<(), Error> {
     match framing {
-        Framing::Chunk { .. } if message.is_empty() => {
-            Err(Error::InvalidMessage("an empty message gets no reply in chunk framing"))
-        }
+        Framing::Chunk { .. } if message.is_empty() => Err(MessageError::EmptyChunk.into()),
         Framing::Chunk { .. } if complete_utf8_prefix(message) < message.len() => {
-            Err(Error::InvalidMessage("it ends inside a UTF-8 character: the server would wait for the rest"))
+            Err(MessageError::SplitCharacter.into())
         }
-        Framing::Line { .. } if find_newline(message).is_some() => {
-            Err(Error::InvalidMessage("a newline would end the message early"))
+        Framing::Line { .. } if find_newline(message).is_some() => Err(MessageError::Newline.into()),
+        Framing::Line { .. } if message.ends_with(b"\r") => Err(MessageError::TrailingCr.into()),
+        Framing::Line { max_line } if message.len() > max_line => {
+            Err(MessageError::TooLong { len: message.len(), max: max_line }.into())
         }
-        Framing::Line { .. } if message.ends_with(b"\r") => {
-            Err(Error::InvalidMessage("a final CR would be taken for part of the line ending"))
-        }
-        Framing::Line { max_line } if message.len() > max_line => Err(Error::InvalidMessage("longer than max_line")),
         Framing::LengthPrefixed { max_frame } if message.len() > max_frame => {
-            Err(Error::InvalidMessage("longer than max_frame"))
+            Err(MessageError::TooLong { len: message.len(), max: max_frame }.into())
         }
         _ => Ok(()),
     }
@@ -1261,8 +1256,8 @@ mod tests {
     fn an_error_sticks() {
         let mut checker = ReplyChecker::new(Framing::chunk());
         checker.send(b"hi", &mut Vec::new()).expect("sendable");
-        assert!(matches!(checker.receive(b"[T] hx"), Err(Error::EchoMismatch { offset: 1 })));
-        assert!(matches!(checker.receive(b"i"), Err(Error::EchoMismatch { offset: 1 })));
+        assert!(matches!(checker.receive(b"[T] hx"), Err(Error::Protocol(ProtocolError::EchoMismatch { offset: 1 }))));
+        assert!(matches!(checker.receive(b"i"), Err(Error::Protocol(ProtocolError::EchoMismatch { offset: 1 }))));
     }
 
     #[test]
@@ -1271,7 +1266,7 @@ mod tests {
             let mut replies = Vec::new();
             framing.encode_reply("T", b"x", LineEnding::Lf, &mut replies);
             let r = feed(&mut ReplyChecker::new(framing), &replies);
-            assert!(matches!(r, Err(Error::MalformedReply(_))), "{framing}: {r:?}");
+            assert!(matches!(r, Err(Error::Protocol(ProtocolError::MalformedReply(_)))), "{framing}: {r:?}");
         }
     }
 
@@ -1342,15 +1337,24 @@ mod tests {
         let mut checker = ReplyChecker::new(Framing::chunk());
         checker.send(&message, &mut Vec::new()).expect("sendable");
         let result = feed(&mut checker, &endless);
-        assert!(matches!(result, Err(Error::MalformedReply("stamp longer than 255 bytes"))), "{result:?}");
+        assert!(
+            matches!(result, Err(Error::Protocol(ProtocolError::MalformedReply(MalformedReason::StampTooLong)))),
+            "{result:?}"
+        );
         bound(&checker, 300);
     }
 
     #[test]
     fn a_whole_datagram_reply() {
         assert_eq!(check_whole(b"[T] hi", b"hi").ok(), Some("T"));
-        assert!(matches!(check_whole(b"[T] ho", b"hi"), Err(Error::EchoMismatch { offset: 1 })));
-        assert!(matches!(check_whole(b"[T] hi[T] ", b"hi"), Err(Error::EchoMismatch { offset: 2 })));
-        assert!(matches!(check_whole(b"[T]hi", b"hi"), Err(Error::MalformedReply(_))));
+        assert!(matches!(
+            check_whole(b"[T] ho", b"hi"),
+            Err(Error::Protocol(ProtocolError::EchoMismatch { offset: 1 }))
+        ));
+        assert!(matches!(
+            check_whole(b"[T] hi[T] ", b"hi"),
+            Err(Error::Protocol(ProtocolError::EchoMismatch { offset: 2 }))
+        ));
+        assert!(matches!(check_whole(b"[T]hi", b"hi"), Err(Error::Protocol(ProtocolError::MalformedReply(_)))));
     }
 }

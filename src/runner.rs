@@ -70,6 +70,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
+use crate::TimeoutError;
 use crate::datagram::Dropped;
 use crate::protocol::{Fragment, Observer, Summary};
 use crate::server::EchoServer;
@@ -92,9 +93,9 @@ use crate::{ConfigError, Error};
 /// |---|---|---|---|
 /// | `max_connections` | 1024 | 1 to 1,000,000 | a new client takes the slot of the connection that has gone longest without completing a message, once that is past `eviction_grace` ([`Error::Evicted`]) |
 /// | `eviction_grace` | 1 s | 1 ms to 30 days, or `None` | a connection younger than this (or that completed a message since) is not evicted; `None`: never evict, new clients wait in the backlog |
-/// | `idle_timeout` | 300 s | 1 ms to 30 days, or `None` | a connection that sends nothing for that long is closed with [`Error::Timeout`] |
-/// | `message_timeout` | 30 s | 1 ms to 30 days, or `None` | a message not complete that long after its first byte closes its connection with [`Error::MessageTimeout`] |
-/// | `write_timeout` | 30 s | 1 ms to 30 days, or `None` | replies to one read not all taken that long after the first was written close the connection with [`Error::WriteTimeout`] |
+/// | `idle_timeout` | 300 s | 1 ms to 30 days, or `None` | a connection that sends nothing for that long is closed with [`TimeoutError::Idle`] |
+/// | `message_timeout` | 30 s | 1 ms to 30 days, or `None` | a message not complete that long after its first byte closes its connection with [`TimeoutError::Message`] |
+/// | `write_timeout` | 30 s | 1 ms to 30 days, or `None` | replies to one read not all taken that long after the first was written close the connection with [`TimeoutError::Write`] |
 /// | `stack_size` | 256 KiB | 64 KiB to 64 MiB | the stack each connection thread reserves |
 ///
 /// The framing's own limits (`buffer_size`, `max_line`, `max_frame`) are the
@@ -132,17 +133,17 @@ pub struct Limits {
     /// never, new clients wait in the backlog until a connection ends).
     pub eviction_grace: Option<Duration>,
     /// How long a connection may send nothing before it is closed with
-    /// [`Error::Timeout`] (default 300 s; `None`: never), measured from the
+    /// [`TimeoutError::Idle`] (default 300 s; `None`: never), measured from the
     /// last bytes received.
     pub idle_timeout: Option<Duration>,
     /// How long after its first byte a message must be complete, or its
-    /// connection is closed with [`Error::MessageTimeout`] (default 30 s;
+    /// connection is closed with [`TimeoutError::Message`] (default 30 s;
     /// `None`: never). The model is nginx's `client_header_timeout` and
     /// HAProxy's `timeout http-request`: trickling bytes resets no clock.
     pub message_timeout: Option<Duration>,
     /// How long the replies to one read may take to leave, from the first
     /// byte written, before the connection is closed with
-    /// [`Error::WriteTimeout`] (default 30 s; `None`: never). A client that
+    /// [`TimeoutError::Write`] (default 30 s; `None`: never). A client that
     /// sends but never reads, or reads a byte now and then, cannot hold its
     /// thread longer.
     pub write_timeout: Option<Duration>,
@@ -294,6 +295,10 @@ impl From<UnixListener> for Listener {
 
 impl Listener {
     /// The address it listens on.
+    ///
+    /// # Errors
+    ///
+    /// The [`io::Error`] of the listener's `local_addr`.
     pub fn local_addr(&self) -> io::Result<Addr> {
         match self {
             Listener::Tcp(l) => l.local_addr().map(Addr::Tcp),
@@ -606,6 +611,25 @@ impl fmt::Display for Totals {
 ///
 /// [`Error::Config`] for limits out of range ([`Limits::validate`]), or
 /// [`Error::Io`] if the listener cannot be set up or the thread cannot start.
+///
+/// # Example
+///
+/// ```
+/// use std::net::{TcpListener, TcpStream};
+/// use std::time::Duration;
+/// use stamp_echo::{EchoClient, EchoServer, Framing, Limits, runner};
+///
+/// let server = EchoServer::builder().framing(Framing::line()).build()?;
+/// let limits = Limits::default().max_connections(64);
+/// let handle = runner::start(TcpListener::bind("127.0.0.1:0")?, server, limits, ())?;
+///
+/// let addr = handle.local_addr().tcp().expect("a TCP listener");
+/// let mut client = EchoClient::new(TcpStream::connect(addr)?, Framing::line())?;
+/// assert_eq!(client.round_trip(b"hello")?.message(), b"hello");
+/// drop(client);
+/// assert_eq!(handle.shutdown(Duration::from_secs(5)).messages, 1);
+/// # Ok::<(), stamp_echo::Error>(())
+/// ```
 pub fn start<L: Into<Listener>, E: Events>(
     listener: L,
     server: EchoServer,
@@ -1031,8 +1055,8 @@ impl Track {
 /// The connection's socket, reading and writing against the deadlines of
 /// [`Limits`]: before a read or write it lowers the socket's timeout to the
 /// time left when that is needed, and on a timeout it checks which deadline,
-/// if any, has passed. Its errors carry [`Error::Timeout`],
-/// [`Error::MessageTimeout`], [`Error::WriteTimeout`] or [`Error::Evicted`].
+/// if any, has passed. Its errors carry [`TimeoutError::Idle`],
+/// [`TimeoutError::Message`], [`TimeoutError::Write`] or [`Error::Evicted`].
 struct Guarded<'a> {
     conn: &'a Conn,
     track: &'a Track,
@@ -1075,9 +1099,10 @@ impl Read for Guarded<'_> {
         let mut woke = false;
         loop {
             let now = Instant::now();
-            let idle = self.limits.idle_timeout.map(|t| (track.last_read.get() + t, Error::Timeout));
+            let idle =
+                self.limits.idle_timeout.map(|t| (track.last_read.get() + t, Error::Timeout(TimeoutError::Idle)));
             let message = match (track.started.get(), self.limits.message_timeout) {
-                (Some(started), Some(t)) => Some((started + t, Error::MessageTimeout { timeout: t })),
+                (Some(started), Some(t)) => Some((started + t, Error::Timeout(TimeoutError::Message { timeout: t }))),
                 _ => None,
             };
             let first = match (idle, message) {
@@ -1118,7 +1143,7 @@ impl Write for Guarded<'_> {
         loop {
             let left = (since + timeout).saturating_duration_since(Instant::now());
             if left.is_zero() {
-                return Err(Error::WriteTimeout { timeout }.into_io(io::ErrorKind::TimedOut));
+                return Err(Error::Timeout(TimeoutError::Write { timeout }).into_io(io::ErrorKind::TimedOut));
             }
             self.aim(&self.track.write_timeout, Some(left), woke, false)?;
             match (&self.conn.stream).write(buf) {

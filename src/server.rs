@@ -62,6 +62,16 @@ pub struct Builder {
     read_buffer_size: usize,
 }
 
+impl std::fmt::Debug for Builder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Builder")
+            .field("framing", &self.framing)
+            .field("stamp", &self.stamp.as_ref().map(|_| "custom"))
+            .field("read_buffer_size", &self.read_buffer_size)
+            .finish_non_exhaustive()
+    }
+}
+
 /// The default stamp: local time, UTC where the system would use it, an
 /// error for a `TZ` that names no zone.
 fn default_stamp() -> Result<Ctime, Error> {
@@ -109,12 +119,17 @@ impl EchoServer {
     }
 
     /// The current instant, from the configured clock.
-    pub fn now(&self) -> std::time::SystemTime {
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+    pub(crate) fn now(&self) -> std::time::SystemTime {
         self.clock.now()
     }
 
     /// Serves one connection until the peer ends its input, then returns its
     /// counts. See [`serve_with`](EchoServer::serve_with).
+    ///
+    /// # Errors
+    ///
+    /// As [`serve_with`](EchoServer::serve_with).
     pub fn serve<S: Read + Write>(&self, stream: S) -> Result<Summary, Error> {
         self.serve_with(stream, ())
     }
@@ -128,16 +143,16 @@ impl EchoServer {
     /// message sizes. At end of input a last message held back is answered
     /// (a line without a newline) and the counts are returned. A read or
     /// write timeout set on the stream ends the connection with
-    /// [`Error::Timeout`]; a message over the framing's limit with its error.
+    /// [`TimeoutError::Idle`](crate::TimeoutError::Idle); a message over the framing's limit with its error.
     /// Either way, every message received whole before the error has been
     /// answered (and a line over the limit partly answered: its reply was
     /// streamed up to the limit).
     ///
     /// # Errors
     ///
-    /// [`Error::Io`] or [`Error::Timeout`] from the stream; the framing's
-    /// errors for bad input ([`Error::LineTooLong`], [`Error::FrameTooLarge`],
-    /// [`Error::TruncatedFrame`]); [`Error::InvalidStamp`] from a stamp
+    /// [`Error::Io`] or [`TimeoutError::Idle`](crate::TimeoutError::Idle) from the stream; the framing's
+    /// errors for bad input ([`ProtocolError::LineTooLong`](crate::ProtocolError::LineTooLong), [`ProtocolError::FrameTooLarge`](crate::ProtocolError::FrameTooLarge),
+    /// [`ProtocolError::TruncatedFrame`](crate::ProtocolError::TruncatedFrame)); [`Error::Stamp`] from a stamp
     /// formatter that went wrong.
     ///
     /// Pass `&TcpStream` (or `&mut stream`) to keep the stream: reading and
@@ -275,7 +290,7 @@ impl Builder {
     ///
     /// [`Error::Config`] for a framing limit out of range (see
     /// [`Framing::validate`]) or a `read_buffer_size` outside 1 byte to
-    /// 1 MiB; [`Error::InvalidStamp`] if the stamp formatter, tried once at
+    /// 1 MiB; [`Error::Stamp`] if the stamp formatter, tried once at
     /// the clock's current instant, produces text the protocol cannot carry
     /// (a `]`, `\r` or `\n`, or over 255 bytes). A formatter that goes
     /// wrong only at some instants is still caught per message.
@@ -353,7 +368,7 @@ mod tests {
             .build()
             .expect("valid settings");
         let mut input = Vec::new();
-        Framing::length_prefixed().encode_message(&vec![b'x'; 16 * 1024 * 1024], &mut input);
+        Framing::length_prefixed().frame_message(&vec![b'x'; 16 * 1024 * 1024], &mut input);
         let read = EchoServer::DEFAULT_READ_BUFFER_SIZE;
         let mut stream = Writes { reads: input.chunks(read), largest: 0, total: 0 };
         let mut fragments = 0;
@@ -401,7 +416,7 @@ mod tests {
         }
         let bad = crate::stamp::from_fn(|_: SystemTime, out: &mut String| out.push_str("a]b"));
         let result = EchoServer::builder().stamp(bad).build();
-        assert!(matches!(result, Err(Error::InvalidStamp { ref stamp }) if stamp == "a]b"), "{result:?}");
+        assert!(matches!(result, Err(Error::Stamp(ref e)) if e.stamp() == "a]b"), "{result:?}");
     }
 
     /// At end of input a last line is answered; every reply before an error

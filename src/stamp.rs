@@ -51,7 +51,7 @@ pub enum Granularity {
 ///
 /// Implementations append to `out` (which arrives empty) and must not write
 /// `]`, `\r` or `\n`; the server rejects such text with
-/// [`Error::InvalidStamp`](crate::Error::InvalidStamp).
+/// [`Error::Stamp`](crate::Error::Stamp).
 pub trait Stamp: Send + Sync {
     /// Appends the stamp text for `now` to `out`.
     fn write_stamp(&self, now: SystemTime, out: &mut String);

@@ -149,11 +149,19 @@ pub struct LocalServer {
 
 impl LocalServer {
     /// Serves `server` with the default [`Limits`].
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] if the loopback listener cannot be bound.
     pub fn start(server: EchoServer) -> Result<LocalServer, Error> {
         LocalServer::with_limits(server, Limits::default())
     }
 
     /// Serves `server` with these limits.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] for limits out of range; [`Error::Io`] if the loopback listener cannot be bound.
     pub fn with_limits(server: EchoServer, limits: Limits) -> Result<LocalServer, Error> {
         let listener = TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0))?;
         let addr = listener.local_addr()?;
@@ -168,6 +176,10 @@ impl LocalServer {
     }
 
     /// A new connection, with a client speaking the server's framing.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] if the connection fails.
     pub fn client(&self) -> Result<EchoClient<TcpStream>, Error> {
         EchoClient::new(TcpStream::connect(self.addr)?, self.framing)
     }

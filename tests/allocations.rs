@@ -31,7 +31,7 @@ const FRAMINGS: [Framing; 3] = [Framing::chunk(), Framing::line(), Framing::leng
 fn reads(framing: Framing, messages: usize) -> Vec<Vec<u8>> {
     let mut stream = Vec::new();
     for i in 0..messages {
-        framing.encode_message(format!("message {i:08}").as_bytes(), &mut stream);
+        framing.encode_message(format!("message {i:08}").as_bytes(), &mut stream).expect("sendable");
     }
     // In chunk framing every read is one message anyway.
     let piece = if let Framing::Chunk { .. } = framing { 16 } else { 16 * 7 + 3 };
@@ -72,7 +72,7 @@ fn streaming_large_messages_allocates_nothing() {
         let mut responder = Responder::new(framing, Arc::new(Ctime::utc()));
         let mut stream = Vec::new();
         for _ in 0..8 {
-            framing.encode_message(&[b'x'; 1 << 20], &mut stream);
+            framing.encode_message(&[b'x'; 1 << 20], &mut stream).expect("sendable");
         }
         let reads: Vec<&[u8]> = stream.chunks(8 * 1024).collect();
         let mut out = Vec::with_capacity(8 * 1024 + 64);
@@ -157,7 +157,7 @@ fn assert_allocations_per_connection(serve: impl Fn(&EchoServer, &mut Replay<'_>
         let server = EchoServer::builder().framing(framing).stamp(Ctime::utc()).build().expect("valid config");
         let mut input = Vec::new();
         for i in 0..100 {
-            framing.encode_message(format!("message {i:08}").as_bytes(), &mut input);
+            framing.encode_message(format!("message {i:08}").as_bytes(), &mut input).expect("sendable");
         }
         let allocations = |rounds: usize| {
             let mut stream = Replay { input: &input, at: input.len(), rounds, written: 0 };

@@ -11,6 +11,7 @@ mod common;
 use common::{FIXED_CTIME, Loopback, both_clients};
 use stamp_echo::testing::Duplex;
 use stamp_echo::{Error, Framing, Reply};
+use stamp_echo::{MessageError, ProtocolError, TimeoutError};
 
 /// An outcome the two clients can be compared on: the reply's pieces and
 /// message (its times differ), or the error.
@@ -53,7 +54,7 @@ fn round_trips(framing: Framing, read_sizes: &[usize], messages: &[&[u8]]) -> Ve
 
 fn framed(framing: Framing, body: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
-    framing.encode_message(body, &mut out);
+    common::frame(framing, body, &mut out);
     out
 }
 
@@ -96,7 +97,9 @@ fn a_reply_that_does_not_echo_the_message_is_a_mismatch() {
     for (framing, script, offset) in cases {
         let (result, _) = against(framing, script, b"hi");
         match result {
-            Err(Error::EchoMismatch { offset: at }) => assert_eq!(at, offset, "{framing} {script:?}"),
+            Err(Error::Protocol(ProtocolError::EchoMismatch { offset: at })) => {
+                assert_eq!(at, offset, "{framing} {script:?}")
+            }
             other => panic!("{framing} {script:?}: expected a mismatch, got {other:?}"),
         }
     }
@@ -117,11 +120,14 @@ fn a_reply_without_a_stamp_is_malformed() {
     ];
     for (framing, script) in cases {
         let (result, _) = against(framing, &[script], b"hi");
-        assert!(matches!(result, Err(Error::MalformedReply(_))), "{framing} {script:?}: {result:?}");
+        assert!(
+            matches!(result, Err(Error::Protocol(ProtocolError::MalformedReply(_)))),
+            "{framing} {script:?}: {result:?}"
+        );
     }
     // A reply line without a newline that runs far past any echo of "hi".
     let (result, _) = against(Framing::line(), &[&[b'x'; 1000]], b"hi");
-    assert!(matches!(result, Err(Error::MalformedReply(_))), "{result:?}");
+    assert!(matches!(result, Err(Error::Protocol(ProtocolError::MalformedReply(_)))), "{result:?}");
 }
 
 #[test]
@@ -137,22 +143,26 @@ fn a_server_that_closes_early_is_an_unexpected_eof() {
     ];
     for (framing, script) in cases {
         let (result, _) = against(framing, script, b"hi");
-        assert!(matches!(result, Err(Error::UnexpectedEof)), "{framing} {script:?}: {result:?}");
+        assert!(
+            matches!(result, Err(Error::Protocol(ProtocolError::UnexpectedEof))),
+            "{framing} {script:?}: {result:?}"
+        );
     }
 }
 
 #[test]
 fn a_message_the_framing_cannot_carry_is_refused_before_sending() {
-    let cases: [(Framing, &[u8]); 5] = [
-        (Framing::chunk(), b""),
-        (Framing::line(), b"two\nlines"),
-        (Framing::Line { max_line: 3 }, b"four"),
-        (Framing::LengthPrefixed { max_frame: 3 }, b"four"),
-        (Framing::line(), b"ends with CR\r"),
+    let too_long = MessageError::TooLong { len: 4, max: 3 };
+    let cases: [(Framing, &[u8], MessageError); 5] = [
+        (Framing::chunk(), b"", MessageError::EmptyChunk),
+        (Framing::line(), b"two\nlines", MessageError::Newline),
+        (Framing::Line { max_line: 3 }, b"four", too_long),
+        (Framing::LengthPrefixed { max_frame: 3 }, b"four", too_long),
+        (Framing::line(), b"ends with CR\r", MessageError::TrailingCr),
     ];
-    for (framing, message) in cases {
+    for (framing, message, reason) in cases {
         let (result, written) = against(framing, &[b"[T] unused\n"], message);
-        assert!(matches!(result, Err(Error::InvalidMessage(_))), "{framing} {message:?}: {result:?}");
+        assert!(matches!(result, Err(Error::Message(r)) if r == reason), "{framing} {message:?}: {result:?}");
         assert!(written.is_empty(), "{framing} {message:?}: nothing is sent");
     }
 }
@@ -164,7 +174,7 @@ fn a_chunk_message_ending_inside_a_character_is_refused() {
     let ni = "你".as_bytes();
     for message in [&ni[..1], &ni[..2], &[b'a', ni[0], ni[1]][..], &"🎉".as_bytes()[..3]] {
         let (result, written) = against(Framing::chunk(), &[], message);
-        assert!(matches!(result, Err(Error::InvalidMessage(_))), "{message:?}: {result:?}");
+        assert!(matches!(result, Err(Error::Message(MessageError::SplitCharacter))), "{message:?}: {result:?}");
         assert!(written.is_empty());
     }
     // Bytes that are not UTF-8 at all are sent and echoed as they are.
@@ -279,7 +289,10 @@ impl Trickler {
     ) {
         self.stop.send(()).expect("the server is trickling");
         let trickled = self.thread.join().expect("server thread");
-        assert!(matches!(result, Err(Error::ReplyTimeout { timeout: t }) if t == timeout), "{client}: {result:?}");
+        assert!(
+            matches!(result, Err(Error::Timeout(TimeoutError::Reply { timeout: t })) if t == timeout),
+            "{client}: {result:?}"
+        );
         assert!(trickled >= 2, "{client}: the server kept sending while the client waited ({trickled} bytes)");
         assert!(waited < common::SAFETY_TIMEOUT, "{client}: gave up after {waited:?}");
     }

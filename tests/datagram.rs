@@ -15,13 +15,13 @@ mod forge;
 
 use forge::forge;
 use socket2::Socket;
-use stamp_echo::Error;
 use stamp_echo::datagram::{
     DatagramClient, DatagramServer, Dropped, ERROR_PREFIX, MAX_DATAGRAM, RateLimit, Stopper, Totals,
 };
 use stamp_echo::protocol::{Fragment, Summary};
 use stamp_echo::runner::{Addr, Events, Peer};
 use stamp_echo::stamp::{self, Rfc3339, Stamp, StampKind, UnixTime};
+use stamp_echo::{Error, MessageError, ProtocolError, TimeoutError};
 
 /// A safety net only: no test waits for it unless something is broken.
 const SAFETY: Duration = Duration::from_secs(10);
@@ -128,7 +128,7 @@ fn the_largest_reply_fits_and_a_larger_one_gets_an_error_datagram() {
 
     for len in [MAX_DATAGRAM - 3, MAX_DATAGRAM] {
         match client.round_trip(&vec![b'b'; len]) {
-            Err(Error::ServerError(text)) => assert_eq!(
+            Err(Error::Protocol(ProtocolError::ServerError(text))) => assert_eq!(
                 text,
                 format!("reply of {} bytes would not fit in one datagram (at most 65507 bytes)", len + 4)
             ),
@@ -146,7 +146,9 @@ fn the_largest_reply_fits_and_a_larger_one_gets_an_error_datagram() {
     assert!(buf.starts_with(ERROR_PREFIX.as_bytes()));
 
     // A message that is no datagram is refused before sending.
-    assert!(matches!(client.round_trip(&vec![b'd'; MAX_DATAGRAM + 1]), Err(Error::InvalidMessage(_))));
+    assert!(
+        matches!(client.round_trip(&vec![b'd'; MAX_DATAGRAM + 1]), Err(Error::Message(MessageError::TooLong { len, max: MAX_DATAGRAM })) if len == MAX_DATAGRAM + 1)
+    );
     assert_eq!(running.stop().messages, 1);
 }
 
@@ -164,7 +166,9 @@ fn a_broken_stamp_is_an_error_datagram_and_serving_goes_on() {
     let running = Running::start_observed(server_with(Arc::new(bad)), Log(Arc::clone(&errors)));
     let mut client = client(running.addr);
     for _ in 0..2 {
-        assert!(matches!(client.round_trip(b"x"), Err(Error::ServerError(text)) if text.contains("\"a]b\"")));
+        assert!(
+            matches!(client.round_trip(b"x"), Err(Error::Protocol(ProtocolError::ServerError(text))) if text.contains("\"a]b\""))
+        );
     }
     let local = client.socket().local_addr().expect("address");
     let totals = running.stop();
@@ -205,7 +209,9 @@ fn the_client_gives_up_after_its_retries() {
     client.set_timeout(Duration::from_millis(30)).expect("timeout");
     client.set_retries(2);
     match client.round_trip(b"anyone?") {
-        Err(Error::NoReply { attempts: 3, timeout }) => assert_eq!(timeout, Duration::from_millis(30)),
+        Err(Error::Timeout(TimeoutError::NoReply { attempts: 3, timeout })) => {
+            assert_eq!(timeout, Duration::from_millis(30))
+        }
         other => panic!("expected NoReply after 3 attempts, got {other:?}"),
     }
     // Exactly three requests arrived, all the same.
@@ -256,7 +262,7 @@ fn nothing_listening_is_a_clear_error() {
     // elsewhere the request may just go unanswered.
     match client.round_trip(b"hello") {
         Err(Error::Io(e)) => assert_eq!(e.kind(), std::io::ErrorKind::ConnectionRefused),
-        Err(Error::NoReply { attempts: 1, .. }) => {}
+        Err(Error::Timeout(TimeoutError::NoReply { attempts: 1, .. })) => {}
         other => panic!("expected an error, got {other:?}"),
     }
 }
@@ -611,7 +617,7 @@ fn the_client_refuses_at_once_what_a_server_would_drop() {
         (b"error: no", Dropped::ErrorDatagram),
     ] {
         match client.round_trip(message) {
-            Err(Error::Unanswerable(got)) => assert_eq!(got, reason),
+            Err(Error::Message(MessageError::Unanswerable(got))) => assert_eq!(got, reason),
             other => panic!("expected Unanswerable({reason}), got {other:?}"),
         }
     }
@@ -620,6 +626,6 @@ fn the_client_refuses_at_once_what_a_server_would_drop() {
     let mut buf = [0; 64];
     assert_eq!(silent.recv(&mut buf).map_err(|e| e.kind()).err(), Some(io::ErrorKind::WouldBlock));
     // The error names the reason.
-    let text = Error::Unanswerable(Dropped::ErrorDatagram).to_string();
+    let text = Error::from(MessageError::Unanswerable(Dropped::ErrorDatagram)).to_string();
     assert!(text.contains("error datagram"), "{text}");
 }

@@ -10,9 +10,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use allocation_counter::measure;
-use stamp_echo::Error;
 use stamp_echo::datagram::{DatagramClient, DatagramServer, MAX_DATAGRAM, RateLimit};
 use stamp_echo::stamp::Rfc3339;
+use stamp_echo::{Error, ProtocolError};
 
 /// The allocations of one `serve` call that answers `datagrams` datagrams,
 /// answers as many with an error datagram and drops as many.
@@ -31,7 +31,7 @@ fn allocations_serving(datagrams: u64) -> u64 {
         for _ in 0..datagrams {
             // The largest reply the server builds, then replaces.
             let error = client.round_trip(&largest);
-            assert!(matches!(error, Err(Error::ServerError(_))), "{error:?}");
+            assert!(matches!(error, Err(Error::Protocol(ProtocolError::ServerError(_)))), "{error:?}");
             // Dropped, before the message is answered.
             client.socket().send(b"[T] like a reply").expect("send");
             client.round_trip(&message).expect("echo");

@@ -12,6 +12,7 @@ use common::{
     FIXED_CTIME, Kind, Loopback, connect, fixed_reply, fixed_server, next_closed, next_closed_cleanly,
     send_all_and_read_replies, split_pieces, start,
 };
+use stamp_echo::ProtocolError;
 use stamp_echo::framing::LineEnding;
 use stamp_echo::testing::Duplex;
 use stamp_echo::{EchoClient, Error, Framing, Limits};
@@ -187,7 +188,7 @@ fn a_last_line_over_the_limit_is_refused_even_when_it_ends_in_cr() {
     let framing = Framing::Line { max_line: 4 };
     let mut stream = Duplex::from_reads([b"ok\nabcd\r".to_vec()]);
     let result = fixed_server(framing).serve(&mut stream);
-    assert!(matches!(result, Err(Error::LineTooLong { max: 4 })), "{result:?}");
+    assert!(matches!(result, Err(Error::Protocol(ProtocolError::LineTooLong { max: 4 }))), "{result:?}");
     // The bad line's reply was streamed up to the limit: header and 4 bytes.
     let expected = [fixed_reply(framing, b"ok", LineEnding::Lf), fixed_reply(framing, b"abcd", LineEnding::None)];
     assert_eq!(stream.output(), expected.concat());
@@ -207,7 +208,7 @@ fn an_over_large_length_prefix_ends_that_connection_only() {
     assert!(bystander.round_trip(b"before").is_ok());
 
     let mut input = Vec::new();
-    framing.encode_message(b"fine", &mut input);
+    common::frame(framing, b"fine", &mut input);
     input.extend_from_slice(&u32::MAX.to_be_bytes()); // 4 GiB declared, nothing sent
     let replies = send_all_and_read_replies(&mut connect(addr), &input);
     assert_eq!(replies, fixed_reply(framing, b"fine", LineEnding::None));
@@ -220,6 +221,9 @@ fn an_over_large_length_prefix_ends_that_connection_only() {
     // In memory: the error comes from the prefix before any payload arrives.
     let mut stream = Duplex::from_reads([vec![0, 0, 0x10, 0x01]]);
     let result = fixed_server(framing).serve(&mut stream);
-    assert!(matches!(result, Err(Error::FrameTooLarge { declared: 4097, max: 4096 })), "{result:?}");
+    assert!(
+        matches!(result, Err(Error::Protocol(ProtocolError::FrameTooLarge { declared: 4097, max: 4096 }))),
+        "{result:?}"
+    );
     assert!(stream.output().is_empty());
 }

@@ -183,7 +183,7 @@ fn a_client_that_half_closes_mid_frame_still_gets_earlier_replies(rt: Runtime) {
     let (handle, addr, events) = start_on(rt, fixed_server(framing), Limits::default());
     let mut stream = connect(addr);
     let mut sent = Vec::new();
-    framing.encode_message(b"whole", &mut sent);
+    common::frame(framing, b"whole", &mut sent);
     sent.extend_from_slice(&[0, 0]); // half a prefix
     assert_eq!(send_all_and_read_replies(&mut stream, &sent), fixed_reply(framing, b"whole", LineEnding::None));
     let (_, _, error) = next_closed(&events);

@@ -20,6 +20,7 @@ use common::{
     next_closed_cleanly, parse_ctime, python_command, python3, read_to_end_in_background, split_pieces, split_reply,
     start_on, start_python_server,
 };
+use stamp_echo::ProtocolError;
 use stamp_echo::stamp::Ctime;
 use stamp_echo::{EchoClient, EchoServer, Error, Framing, Limits};
 
@@ -248,7 +249,7 @@ fn a_server_error_reaches_our_client_as_a_typed_error(rt: Runtime) {
             "threads" => over_the_limit(&mut EchoClient::new(connect(addr), Framing::line()).expect("valid")),
             _ => over_the_limit(&mut OnRuntime::connect(addr, Framing::line())),
         };
-        assert!(matches!(err, Error::UnexpectedEof | Error::Io(_)), "{runtime}: {err:?}");
+        assert!(matches!(err, Error::Protocol(ProtocolError::UnexpectedEof) | Error::Io(_)), "{runtime}: {err:?}");
         assert_eq!(next_closed(&events).2, Some(Kind::LineTooLong { max: 8 }), "{runtime}");
     }
 }

@@ -63,7 +63,7 @@ fn pipelining_client(c: usize, framing: Framing, mut stream: std::net::TcpStream
     let mut expected = Vec::new();
     for n in 0..MESSAGES {
         let message = message(c, n);
-        framing.encode_message(&message, &mut sent);
+        common::frame(framing, &message, &mut sent);
         expected.extend(fixed_reply(framing, &message, sent_ending(framing)));
     }
     let got = send_all_and_read_replies(&mut stream, &sent);

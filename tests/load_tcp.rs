@@ -11,6 +11,7 @@ use std::time::Duration;
 use stamp_echo::load::{Workload, drive};
 use stamp_echo::stamp::Ctime;
 use stamp_echo::{EchoServer, Error, Framing};
+use stamp_echo::{MessageError, ProtocolError};
 
 /// Serves `connections` connections with `answer`, each on its own thread;
 /// the listener is bound before this returns, so connecting cannot race it.
@@ -56,7 +57,7 @@ fn drives_our_server_in_every_framing_pipelined_and_ping_pong() {
         for (window, size, messages) in [(1, 16, 300), (64, 16, 3000), (8, 5000, 100), (2, 60_000, 10)] {
             let stream = connect(&addr);
             let progress = AtomicU64::new(0);
-            let workload = Workload { messages, size, window };
+            let workload = Workload::new(messages, size, window);
             let report = drive(&stream, framing, workload, &progress)
                 .unwrap_or_else(|e| panic!("{framing}, window {window}, size {size}: {e}"));
             assert_eq!(report.messages, messages);
@@ -99,9 +100,12 @@ fn a_server_that_changes_a_byte_is_caught_with_one_thread_or_two() {
     // A window of 1 runs on the calling thread; 1000 needs a writer thread.
     for window in [1, 1000] {
         let stream = connect(&corrupting_server());
-        let workload = Workload { messages: 100, size: 16, window };
+        let workload = Workload::new(100, 16, window);
         let result = drive(&stream, Framing::line(), workload, &AtomicU64::new(0));
-        assert!(matches!(result, Err(Error::EchoMismatch { offset: 2 })), "window {window}: {result:?}");
+        assert!(
+            matches!(result, Err(Error::Protocol(ProtocolError::EchoMismatch { offset: 2 }))),
+            "window {window}: {result:?}"
+        );
     }
 }
 
@@ -117,13 +121,13 @@ fn addr_of_a_server_that_hangs_up() -> String {
 #[test]
 fn a_server_that_hangs_up_early_is_caught() {
     let stream = connect(&addr_of_a_server_that_hangs_up());
-    let workload = Workload { messages: 10, size: 16, window: 4 };
+    let workload = Workload::new(10, 16, 4);
     let result = drive(&stream, Framing::line(), workload, &AtomicU64::new(0));
-    assert!(matches!(result, Err(Error::UnexpectedEof | Error::Io(_))), "{result:?}");
+    assert!(matches!(result, Err(Error::Protocol(ProtocolError::UnexpectedEof) | Error::Io(_))), "{result:?}");
     let stream = connect(&addr_of_a_server_that_hangs_up());
-    let workload = Workload { messages: 10_000, size: 16, window: 1000 };
+    let workload = Workload::new(10_000, 16, 1000);
     let result = drive(&stream, Framing::line(), workload, &AtomicU64::new(0));
-    assert!(matches!(result, Err(Error::UnexpectedEof | Error::Io(_))), "{result:?}");
+    assert!(matches!(result, Err(Error::Protocol(ProtocolError::UnexpectedEof) | Error::Io(_))), "{result:?}");
 }
 
 #[test]
@@ -131,9 +135,12 @@ fn bad_workloads_are_refused_before_connecting_threads() {
     let addr = our_server(Framing::line());
     let stream = connect(&addr);
     let progress = AtomicU64::new(0);
-    let zero = Workload { messages: 1, size: 16, window: 0 };
+    let zero = Workload::new(1, 16, 0);
     assert!(matches!(drive(&stream, Framing::line(), zero, &progress), Err(Error::Config(_))));
-    let too_long = Workload { messages: 1, size: 100, window: 1 };
+    let too_long = Workload::new(1, 100, 1);
     let framing = Framing::Line { max_line: 10 };
-    assert!(matches!(drive(&stream, framing, too_long, &progress), Err(Error::InvalidMessage(_))));
+    assert!(matches!(
+        drive(&stream, framing, too_long, &progress),
+        Err(Error::Message(MessageError::TooLong { len: 100, max: 10 }))
+    ));
 }

@@ -12,6 +12,7 @@ use proptest::sample::Index;
 use common::{FIXED_CTIME, Loopback, Runtime, both_clients, fixed_reply, fixed_server};
 use std::sync::Arc;
 
+use stamp_echo::ProtocolError;
 use stamp_echo::framing::{self, Decoder, LineEnding};
 use stamp_echo::protocol::Responder;
 use stamp_echo::reply::{Event, ReplyChecker};
@@ -185,7 +186,7 @@ proptest! {
         let framing = Framing::LengthPrefixed { max_frame };
         let mut input = Vec::new();
         for m in &messages {
-            framing.encode_message(m, &mut input);
+            common::frame(framing, m, &mut input);
         }
         input.extend(&tail);
         let whole = serve(framing, vec![input.clone()]);
@@ -202,7 +203,7 @@ proptest! {
             digits.parse().ok()
         };
         match &whole.result {
-            Err(e) if e.starts_with("TruncatedFrame") && number(e, "received: ") >= Some(4) => {
+            Err(e) if e.starts_with("Protocol(TruncatedFrame") && number(e, "received: ") >= Some(4) => {
                 let partial = whole.partial.clone().unwrap_or_default();
                 prop_assert_eq!(number(e, "received: "), Some(4 + partial.len() as u64));
                 expected.extend(partial_reply(framing, &partial, number(e, "expected: ").map(|n| n - 4)));
@@ -279,8 +280,8 @@ proptest! {
         prop_assert_eq!(problems, Vec::<String>::new());
         match (framing, result) {
             (_, Ok(())) => {}
-            (Framing::Line { .. }, Err(Error::LineTooLong { .. }))
-            | (Framing::LengthPrefixed { .. }, Err(Error::FrameTooLarge { .. } | Error::TruncatedFrame { .. })) => {}
+            (Framing::Line { .. }, Err(Error::Protocol(ProtocolError::LineTooLong { .. })))
+            | (Framing::LengthPrefixed { .. }, Err(Error::Protocol(ProtocolError::FrameTooLarge { .. }) | Error::Protocol(ProtocolError::TruncatedFrame { .. }))) => {}
             (framing, Err(e)) => prop_assert!(false, "{framing}: unexpected {e:?}"),
         }
 
@@ -352,7 +353,7 @@ proptest! {
                         prop_assert!(reply.pieces().iter().all(|p| p.stamp == FIXED_CTIME));
                         prop_assert_eq!(reply.pieces().iter().map(|p| p.len).sum::<usize>(), message.len());
                     }
-                    Err(Error::InvalidMessage(_)) => {
+                    Err(Error::Message(_)) => {
                         prop_assert!(!can_carry(framing, message), "{name}: {framing} refused {message:?}");
                     }
                     Err(e) => prop_assert!(false, "{name}: {framing}, {message:?}: {e:?}"),
@@ -538,7 +539,7 @@ proptest! {
     ) {
         let mut wire = Vec::new();
         for m in &messages {
-            Framing::chunk().encode_message(m, &mut wire);
+            common::frame(Framing::chunk(), m, &mut wire);
         }
         let stamp_text = stamp.to_owned();
         let mut responder = stamp_echo::Responder::new(

@@ -12,6 +12,7 @@ use common::{
     Event, FIXED_CTIME, Kind, Recorder, Runtime, SAFETY_TIMEOUT, connect, connect_small_buffer, fixed_reply,
     fixed_server, next_closed, next_message, read_to_close, round_trip, send_all_and_read_replies, serve_on, start_on,
 };
+use stamp_echo::TimeoutError;
 use stamp_echo::framing::LineEnding;
 #[cfg(unix)]
 use stamp_echo::runner::Addr;
@@ -25,7 +26,7 @@ fn half_closed_client_gets_every_reply(rt: Runtime) {
     let mut expected = Vec::new();
     for i in 0..200 {
         let message = format!("message {i}");
-        framing.encode_message(message.as_bytes(), &mut sent);
+        common::frame(framing, message.as_bytes(), &mut sent);
         expected.extend(fixed_reply(framing, message.as_bytes(), LineEnding::Lf));
     }
     // A last line without a newline is answered too, without one.
@@ -103,7 +104,7 @@ fn shutdown_answers_what_was_received_and_closes_idle_clients(rt: Runtime) {
     let big: Vec<u8> = (0..8 << 20).map(|i| (i % 251) as u8).collect();
     let mut busy = connect_small_buffer(addr);
     let mut framed = Vec::new();
-    framing.encode_message(&big, &mut framed);
+    common::frame(framing, &big, &mut framed);
     let expected_len = framed.len() as u64;
     let writer = {
         let stream = busy.try_clone().expect("clone");
@@ -337,7 +338,7 @@ fn the_write_timeout_is_a_deadline_for_the_whole_reply_and_says_the_peer_stopped
     let (handle, addr, events) = start_on(rt, fixed_server(framing), limits);
     let stream = connect_small_buffer(addr);
     let mut frame = Vec::new();
-    framing.encode_message(&vec![b'r'; 8 << 20], &mut frame);
+    common::frame(framing, &vec![b'r'; 8 << 20], &mut frame);
     // The client reads a little now and then (10 KB/s): progress, but it
     // takes far longer than 300 ms to take the replies to one read, whether
     // they are the whole 8 MiB reply or the 8 KiB answering each read
@@ -356,7 +357,7 @@ fn the_write_timeout_is_a_deadline_for_the_whole_reply_and_says_the_peer_stopped
     let _ = (&stream).write_all(&frame);
     let (_, _, error) = next_closed(&events);
     assert_eq!(error, Some(Kind::WriteTimeout));
-    let message = Error::WriteTimeout { timeout: Duration::from_millis(300) }.to_string();
+    let message = Error::Timeout(TimeoutError::Write { timeout: Duration::from_millis(300) }).to_string();
     assert!(message.contains("stopped reading"), "{message}");
     // Ends the reader without draining what the kernel still holds.
     done.store(true, std::sync::atomic::Ordering::Relaxed);

@@ -241,7 +241,7 @@ fn a_stdout_nobody_reads_neither_stalls_serving_nor_stops_sigterm(rt: Runtime) {
     let mut stream = connect(addr);
     let mut batch = Vec::new();
     for i in 0..20_000 {
-        framing.encode_message(format!("fill the pipe {i}").as_bytes(), &mut batch);
+        common::frame(framing, format!("fill the pipe {i}").as_bytes(), &mut batch);
     }
     let replies = common::send_all_and_read_replies(&mut stream, &batch);
     assert_eq!(replies.iter().filter(|&&b| b == b'\n').count(), 20_000);
@@ -330,7 +330,7 @@ fn lines_a_blocked_stdout_missed_are_counted_once_it_moves_again(rt: Runtime) {
     let framing = stamp_echo::Framing::line();
     let mut batch = Vec::new();
     for i in 0..20_000 {
-        framing.encode_message(format!("more than the pipe and the queue hold {i}").as_bytes(), &mut batch);
+        common::frame(framing, format!("more than the pipe and the queue hold {i}").as_bytes(), &mut batch);
     }
     common::send_all_and_read_replies(&mut stream, &batch);
     // Now read: the writer moves again and says what it dropped.
@@ -356,7 +356,7 @@ fn message_lines_over_the_rate_are_counted_not_shown(rt: Runtime) {
     let mut stream = connect(format!("127.0.0.1:{port}").parse().expect("an address"));
     let mut batch = Vec::new();
     for i in 0..50 {
-        stamp_echo::Framing::line().encode_message(format!("m{i}").as_bytes(), &mut batch);
+        common::frame(stamp_echo::Framing::line(), format!("m{i}").as_bytes(), &mut batch);
     }
     common::send_all_and_read_replies(&mut stream, &batch);
     let (success, rest) = server.terminate();

@@ -12,6 +12,7 @@ use stamp_echo::stamp::{Rfc3339, StampKind};
 use stamp_echo::testing::LocalServer;
 use stamp_echo::tokio::EchoClient;
 use stamp_echo::{EchoServer, Error, Framing};
+use stamp_echo::{ProtocolError, TimeoutError};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -78,7 +79,7 @@ async fn the_reply_deadline_ends_the_wait_for_a_silent_server() {
     client.set_timeout(Some(timeout)).expect("a timeout");
     assert_eq!(client.timeout(), Some(timeout));
     let result = client.round_trip(b"anyone?").await;
-    assert!(matches!(result, Err(Error::ReplyTimeout { timeout: t }) if t == timeout), "{result:?}");
+    assert!(matches!(result, Err(Error::Timeout(TimeoutError::Reply { timeout: t })) if t == timeout), "{result:?}");
     let mut sent = [0; 8];
     far.read_exact(&mut sent).await.expect("the message arrived");
     assert_eq!(&sent, b"anyone?\n");
@@ -109,10 +110,10 @@ async fn early_close_and_unasked_replies_are_typed_errors() {
     client.send(b"hi").await.expect("sent");
     far.write_all(b"[T] h").await.expect("half a reply");
     drop(far);
-    assert!(matches!(client.receive().await, Err(Error::UnexpectedEof)));
+    assert!(matches!(client.receive().await, Err(Error::Protocol(ProtocolError::UnexpectedEof))));
 
     let (near, mut far) = tokio::io::duplex(1024);
     let mut client = EchoClient::new(near, Framing::line()).expect("valid framing");
     far.write_all(b"[T] unasked\n").await.expect("a reply");
-    assert!(matches!(client.receive().await, Err(Error::MalformedReply(_))));
+    assert!(matches!(client.receive().await, Err(Error::Protocol(ProtocolError::MalformedReply(_)))));
 }

@@ -14,6 +14,7 @@ use common::{FIXED_CTIME, SAFETY_TIMEOUT, fixed_reply, fixed_server, sent_ending
 use stamp_echo::testing::LocalServer;
 use stamp_echo::tokio::{ClientCodec, ServerCodec};
 use stamp_echo::{EchoServer, Error, Framing};
+use stamp_echo::{MessageError, ProtocolError};
 
 const FRAMINGS: [Framing; 3] = [
     Framing::Chunk { buffer_size: 1024 },
@@ -107,7 +108,7 @@ async fn server_codec_limits_and_end_of_input() {
     ];
     assert_eq!(replies, expected.concat());
     let result = serving.await.expect("the server task");
-    assert!(matches!(result, Err(Error::LineTooLong { .. })), "{result:?}");
+    assert!(matches!(result, Err(Error::Protocol(ProtocolError::LineTooLong { .. }))), "{result:?}");
 
     let (mut client, stream) = tokio::io::duplex(64 * 1024);
     let serving = tokio::spawn(async move { serve(stream, &fixed_server(framing)).await });
@@ -125,7 +126,7 @@ async fn server_codec_limits_and_end_of_input() {
 fn client_codec_errors_are_typed_and_final() {
     let mut codec = ClientCodec::new(Framing::line()).expect("valid framing");
     let mut wire = BytesMut::new();
-    assert!(matches!(codec.encode(&b"two\nlines"[..], &mut wire), Err(Error::InvalidMessage(_))));
+    assert!(matches!(codec.encode(&b"two\nlines"[..], &mut wire), Err(Error::Message(MessageError::Newline))));
     assert!(wire.is_empty(), "nothing is written for a refused message");
     assert!(matches!(ClientCodec::new(Framing::Chunk { buffer_size: 0 }), Err(Error::Config(_))));
 
@@ -135,12 +136,15 @@ fn client_codec_errors_are_typed_and_final() {
     let mut input = BytesMut::from(&b"[T] h"[..]);
     assert!(matches!(codec.decode(&mut input), Ok(None)));
     assert!(input.is_empty(), "the checker keeps what it needs");
-    assert!(matches!(codec.decode_eof(&mut input), Err(Error::UnexpectedEof)));
+    assert!(matches!(codec.decode_eof(&mut input), Err(Error::Protocol(ProtocolError::UnexpectedEof))));
 
     // A wrong echo, and every call after it.
     let mut codec = ClientCodec::new(Framing::line()).expect("valid framing");
     codec.encode(&b"hi"[..], &mut wire).expect("sent");
     let mut input = BytesMut::from(&b"[T] ho\n"[..]);
-    assert!(matches!(codec.decode(&mut input), Err(Error::EchoMismatch { offset: 1 })));
-    assert!(matches!(codec.decode(&mut BytesMut::new()), Err(Error::EchoMismatch { offset: 1 })));
+    assert!(matches!(codec.decode(&mut input), Err(Error::Protocol(ProtocolError::EchoMismatch { offset: 1 }))));
+    assert!(matches!(
+        codec.decode(&mut BytesMut::new()),
+        Err(Error::Protocol(ProtocolError::EchoMismatch { offset: 1 }))
+    ));
 }

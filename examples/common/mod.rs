@@ -29,16 +29,24 @@ pub struct Endpoint {
     pub stamp: StampKind,
 
     /// Chunk framing: the most bytes read as one message.
-    #[arg(long, default_value_t = Framing::DEFAULT_BUFFER_SIZE)]
+    #[arg(long, default_value_t = Framing::DEFAULT_BUFFER_SIZE, value_parser = |t: &str| limit(t, Framing::chunk()))]
     pub buffer_size: usize,
 
     /// Line framing: the longest line, without its line ending.
-    #[arg(long, default_value_t = Framing::DEFAULT_MAX_LINE)]
+    #[arg(long, default_value_t = Framing::DEFAULT_MAX_LINE, value_parser = |t: &str| limit(t, Framing::line()))]
     pub max_line: usize,
 
     /// Length framing: the longest frame payload.
-    #[arg(long, default_value_t = Framing::DEFAULT_MAX_FRAME)]
+    #[arg(long, default_value_t = Framing::DEFAULT_MAX_FRAME, value_parser = |t: &str| limit(t, Framing::length_prefixed()))]
     pub max_frame: usize,
+}
+
+/// A framing limit flag, checked against the library's bounds for its
+/// framing whichever framing is chosen, so no flag takes an absurd value.
+fn limit(text: &str, framing: Framing) -> Result<usize, String> {
+    let value: usize = text.parse().map_err(|e| format!("{text:?}: {e}"))?;
+    framing.with_limit(value).validate().map_err(|e| e.to_string())?;
+    Ok(value)
 }
 
 impl Endpoint {

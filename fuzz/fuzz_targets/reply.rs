@@ -16,7 +16,7 @@ use libfuzzer_sys::fuzz_target;
 use stamp_echo::protocol::Responder;
 use stamp_echo::reply::{Event, ReplyChecker};
 use stamp_echo::stamp::Ctime;
-use stamp_echo::{Error, Framing};
+use stamp_echo::{Error, Framing, ProtocolError};
 use stamp_echo_fuzz::Case;
 
 /// Most steps the checker may take per byte received (it follows at most 64
@@ -94,7 +94,7 @@ fuzz_target!(|input: &[u8]| {
     let mut cut = sent_all(framing, &sent);
     match (check(&mut cut, &replies, &cuts), framing) {
         (Ok(done), _) => assert_eq!(done, want, "accepted when cut: the same replies"),
-        (Err(Error::MalformedReply(_) | Error::EchoMismatch { .. }), Framing::Chunk { .. }) => {}
+        (Err(Error::Protocol(ProtocolError::MalformedReply(_) | ProtocolError::EchoMismatch { .. })), Framing::Chunk { .. }) => {}
         (Err(err), _) => panic!("refused when cut by {cuts:?}: {err:?}"),
     }
 

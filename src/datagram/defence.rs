@@ -51,7 +51,7 @@ impl Dropped {
     /// Why any server would drop `message` whatever its sender: `Some` for a
     /// message that looks like a reply or an error datagram. Such a message
     /// cannot be echoed over UDP ([`DatagramClient`](super::DatagramClient)
-    /// refuses it before sending, with [`Error::Unanswerable`]).
+    /// refuses it before sending, with [`MessageError::Unanswerable`](crate::MessageError::Unanswerable)).
     ///
     /// ```
     /// use stamp_echo::datagram::Dropped;

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use ::tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
+use crate::TimeoutError;
 use crate::client::{Inbox, WRITE_CHUNK, check_timeout, unwritten};
 use crate::{Error, Framing, Reply};
 
@@ -101,7 +102,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> EchoClient<S> {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidMessage`], without sending anything, if the framing
+    /// [`Error::Message`], without sending anything, if the framing
     /// cannot carry the message (see [`ReplyChecker::send`](crate::ReplyChecker::send));
     /// [`Error::Io`] if writing fails; while a long message is written,
     /// those of [`receive`](EchoClient::receive).
@@ -125,7 +126,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> EchoClient<S> {
                 None => self.catch_up(unwritten).await?,
                 Some(timeout) => match ::tokio::time::timeout(timeout, self.catch_up(unwritten)).await {
                     Ok(result) => result?,
-                    Err(_elapsed) => return Err(Error::ReplyTimeout { timeout }),
+                    Err(_elapsed) => return Err(TimeoutError::Reply { timeout }.into()),
                 },
             }
         }
@@ -154,10 +155,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> EchoClient<S> {
     ///
     /// # Errors
     ///
-    /// [`Error::EchoMismatch`] or [`Error::MalformedReply`] for a wrong reply
+    /// [`ProtocolError::EchoMismatch`](crate::ProtocolError::EchoMismatch) or [`ProtocolError::MalformedReply`](crate::ProtocolError::MalformedReply) for a wrong reply
     /// (bytes that arrive when nothing is in flight are a reply to no
-    /// message); [`Error::UnexpectedEof`] if the server closes first;
-    /// [`Error::ReplyTimeout`] if a [timeout](EchoClient::set_timeout) is set
+    /// message); [`ProtocolError::UnexpectedEof`](crate::ProtocolError::UnexpectedEof) if the server closes first;
+    /// [`TimeoutError::Reply`] if a [timeout](EchoClient::set_timeout) is set
     /// and the whole reply has not come within it; [`Error::Io`] if reading
     /// fails.
     ///
@@ -171,7 +172,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> EchoClient<S> {
             None => self.receive_whole().await,
             Some(timeout) => match ::tokio::time::timeout(timeout, self.receive_whole()).await {
                 Ok(result) => result,
-                Err(_elapsed) => Err(Error::ReplyTimeout { timeout }),
+                Err(_elapsed) => Err(Error::Timeout(TimeoutError::Reply { timeout })),
             },
         }
     }
@@ -191,7 +192,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> EchoClient<S> {
     /// It is a deadline, not an idle timeout: a server trickling a byte now
     /// and then cannot keep [`receive`](EchoClient::receive) (or
     /// [`round_trip`](EchoClient::round_trip)) waiting past it. On expiry
-    /// they fail with [`Error::ReplyTimeout`]. Writes are not bounded by it
+    /// they fail with [`TimeoutError::Reply`]. Writes are not bounded by it
     /// (wrap `send` in `tokio::time::timeout` for that).
     ///
     /// # Errors

@@ -59,6 +59,7 @@ use std::fmt;
 use tokio_util::bytes::{Buf, BytesMut};
 use tokio_util::codec::{Decoder, Encoder};
 
+use crate::ProtocolError;
 use crate::client::Exchange;
 use crate::protocol::Responder;
 use crate::{EchoServer, Error, Framing, Reply, Summary};
@@ -174,7 +175,7 @@ impl Decoder for ServerCodec {
     ///
     /// # Errors
     ///
-    /// See [`ServerCodec`]; [`Error::TruncatedFrame`] for half a frame.
+    /// See [`ServerCodec`]; [`ProtocolError::TruncatedFrame`] for half a frame.
     fn decode_eof(&mut self, src: &mut BytesMut) -> Result<Option<BytesMut>, Error> {
         match self.decode(src)? {
             Some(replies) => Ok(Some(replies)),
@@ -220,7 +221,7 @@ impl Encoder<BytesMut> for ServerCodec {
 /// }
 /// client.flush().await?;
 /// for expected in [&b"one"[..], b"two", b"three"] {
-///     let reply = client.try_next().await?.ok_or(stamp_echo::Error::UnexpectedEof)?;
+///     let reply = client.try_next().await?.ok_or(stamp_echo::ProtocolError::UnexpectedEof)?;
 ///     assert_eq!(reply.message(), expected);
 /// }
 /// # Ok(())
@@ -230,7 +231,7 @@ impl Encoder<BytesMut> for ServerCodec {
 /// A reply's round trip is measured from when its message was encoded (with
 /// `feed`, `send`), not from when it left the write buffer. Errors are those
 /// of [`crate::EchoClient`]; at the end of input with replies still awaited
-/// the decoder fails with [`Error::UnexpectedEof`]. After an error the codec
+/// the decoder fails with [`ProtocolError::UnexpectedEof`]. After an error the codec
 /// stays failed.
 #[derive(Debug)]
 pub struct ClientCodec {
@@ -276,7 +277,7 @@ impl Decoder for ClientCodec {
     }
 
     /// As [`decode`](ClientCodec::decode); at the end of the replies with
-    /// messages in flight, [`Error::UnexpectedEof`].
+    /// messages in flight, [`ProtocolError::UnexpectedEof`].
     ///
     /// # Errors
     ///
@@ -284,7 +285,7 @@ impl Decoder for ClientCodec {
     fn decode_eof(&mut self, src: &mut BytesMut) -> Result<Option<Reply>, Error> {
         match self.decode(src)? {
             Some(reply) => Ok(Some(reply)),
-            None if self.in_flight() > 0 => Err(Error::UnexpectedEof),
+            None if self.in_flight() > 0 => Err(Error::Protocol(ProtocolError::UnexpectedEof)),
             None => Ok(None),
         }
     }
@@ -297,7 +298,7 @@ impl Encoder<&[u8]> for ClientCodec {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidMessage`], writing nothing, if the framing cannot
+    /// [`Error::Message`], writing nothing, if the framing cannot
     /// carry `message` (see [`ReplyChecker::send`](crate::ReplyChecker::send)).
     fn encode(&mut self, message: &[u8], dst: &mut BytesMut) -> Result<(), Error> {
         self.scratch.clear();

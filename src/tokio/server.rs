@@ -21,6 +21,7 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
+use crate::TimeoutError;
 use crate::protocol::{Fragment, Observer, Responder, Summary};
 use crate::runner::Limits;
 use crate::{EchoServer, Error, Framing};
@@ -86,8 +87,8 @@ where
 ///
 /// # Errors
 ///
-/// As [`serve_with`], and [`Error::Timeout`], [`Error::MessageTimeout`] or
-/// [`Error::WriteTimeout`] when a deadline passes.
+/// As [`serve_with`], and [`TimeoutError::Idle`], [`TimeoutError::Message`] or
+/// [`TimeoutError::Write`] when a deadline passes.
 pub async fn serve_with_limits<S, O>(
     server: &EchoServer,
     stream: S,
@@ -462,11 +463,13 @@ impl Timers {
     fn due(&self, writing: bool, started: Option<Instant>) -> Option<(Instant, Error)> {
         if writing {
             let (since, timeout) = (self.writing_since?, self.write?);
-            return Some((since + timeout, Error::WriteTimeout { timeout }));
+            return Some((since + timeout, Error::Timeout(TimeoutError::Write { timeout })));
         }
-        let idle = self.idle.map(|t| (self.last_read + t, Error::Timeout));
+        let idle = self.idle.map(|t| (self.last_read + t, Error::Timeout(TimeoutError::Idle)));
         let message = match (started, self.message) {
-            (Some(started), Some(timeout)) => Some((started + timeout, Error::MessageTimeout { timeout })),
+            (Some(started), Some(timeout)) => {
+                Some((started + timeout, Error::Timeout(TimeoutError::Message { timeout })))
+            }
             _ => None,
         };
         match (idle, message) {

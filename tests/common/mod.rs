@@ -26,6 +26,7 @@ use stamp_echo::protocol::Responder;
 use stamp_echo::runner::{self, Addr, Peer};
 use stamp_echo::stamp::Ctime;
 use stamp_echo::{EchoServer, Error, Events, Fragment, Framing, Handle, Limits, Summary, Totals};
+use stamp_echo::{ProtocolError, TimeoutError};
 
 /// A safety net against hangs: no test waits for anything this long, and
 /// none uses it to order events.
@@ -59,6 +60,7 @@ pub fn fixed_reply(framing: Framing, message: &[u8], ending: LineEnding) -> Vec<
         LineEnding::None => b"",
         LineEnding::Lf => b"\n",
         LineEnding::CrLf => b"\r\n",
+        other => panic!("a line ending this helper does not know: {other:?}"),
     };
     body.extend_from_slice(ending);
     if let Framing::LengthPrefixed { .. } = framing {
@@ -69,8 +71,26 @@ pub fn fixed_reply(framing: Framing, message: &[u8], ending: LineEnding) -> Vec<
     body
 }
 
-/// The line ending of a message framed by `Framing::encode_message`: `\n` in
-/// line framing, none otherwise.
+/// Appends `message` framed as a client would send it, without the checks of
+/// `Framing::encode_message`: tests send what a client may not (over a
+/// limit, a newline inside a line, half a character), to see what the server
+/// does with it.
+pub fn frame(framing: Framing, message: &[u8], out: &mut Vec<u8>) {
+    match framing {
+        Framing::LengthPrefixed { .. } => {
+            out.extend_from_slice(&u32::try_from(message.len()).expect("a test frame under 4 GiB").to_be_bytes());
+            out.extend_from_slice(message);
+        }
+        Framing::Line { .. } => {
+            out.extend_from_slice(message);
+            out.push(b'\n');
+        }
+        _ => out.extend_from_slice(message),
+    }
+}
+
+/// The line ending of a message framed by [`frame`]: `\n` in line framing,
+/// none otherwise.
 pub fn sent_ending(framing: Framing) -> LineEnding {
     match framing {
         Framing::Line { .. } => LineEnding::Lf,
@@ -97,13 +117,15 @@ pub enum Kind {
 impl From<&Error> for Kind {
     fn from(e: &Error) -> Kind {
         match e {
-            Error::Timeout => Kind::Timeout,
-            Error::MessageTimeout { .. } => Kind::MessageTimeout,
-            Error::WriteTimeout { .. } => Kind::WriteTimeout,
+            Error::Timeout(TimeoutError::Idle) => Kind::Timeout,
+            Error::Timeout(TimeoutError::Message { .. }) => Kind::MessageTimeout,
+            Error::Timeout(TimeoutError::Write { .. }) => Kind::WriteTimeout,
             Error::Evicted { .. } => Kind::Evicted,
-            Error::LineTooLong { max } => Kind::LineTooLong { max: *max },
-            Error::FrameTooLarge { declared, max } => Kind::FrameTooLarge { declared: *declared, max: *max },
-            Error::TruncatedFrame { expected, received } => {
+            Error::Protocol(ProtocolError::LineTooLong { max }) => Kind::LineTooLong { max: *max },
+            Error::Protocol(ProtocolError::FrameTooLarge { declared, max }) => {
+                Kind::FrameTooLarge { declared: *declared, max: *max }
+            }
+            Error::Protocol(ProtocolError::TruncatedFrame { expected, received }) => {
                 Kind::TruncatedFrame { expected: *expected, received: *received }
             }
             Error::Io(io) => Kind::Io(io.kind()),
@@ -353,7 +375,7 @@ fn set_safety_timeouts(stream: &TcpStream) {
 /// Sends `message` framed to a [`fixed_server`] and checks its reply, byte for byte.
 pub fn round_trip(stream: &mut TcpStream, framing: Framing, message: &[u8]) {
     let mut framed = Vec::new();
-    framing.encode_message(message, &mut framed);
+    frame(framing, message, &mut framed);
     stream.write_all(&framed).expect("send");
     let expected = fixed_reply(framing, message, sent_ending(framing));
     let mut got = vec![0; expected.len()];
