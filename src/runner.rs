@@ -57,8 +57,11 @@
 //! 16 MiB frame hold 26 KiB each, against 22 KiB for idle ones.
 //! Multiply by [`Limits::max_connections`] for the whole server.
 
+mod registry;
+
+pub(crate) use registry::{Entry, FORCE_GRACE, Flags, Registry, Shared};
+
 use std::cell::Cell;
-use std::collections::HashMap;
 use std::fmt;
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -66,7 +69,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, Tc
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Condvar, MutexGuard, PoisonError};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
@@ -639,14 +642,8 @@ pub fn start<L: Into<Listener>, E: Events>(
     limits.validate()?;
     let (listener, wake) = listener.into().prepare()?;
     let local_addr = listener.local_addr()?;
-    let shared = Arc::new(Shared {
-        server,
-        limits,
-        events: Box::new(events),
-        epoch: Instant::now(),
-        state: Mutex::new(State::default()),
-        changed: Condvar::new(),
-    });
+    let waits = Waits { in_accept: AtomicBool::new(false), changed: Condvar::new() };
+    let shared = Arc::new(Shared::new(server, limits, Box::new(events), waits));
     let poll = matches!(wake, Wake::Poll);
     let acceptor = {
         let shared = Arc::clone(&shared);
@@ -665,7 +662,7 @@ pub fn start<L: Into<Listener>, E: Events>(
 #[derive(Debug)]
 #[must_use = "dropping the Handle shuts the server down"]
 pub struct Handle {
-    shared: Arc<Shared>,
+    shared: Arc<Threads>,
     acceptor: Option<JoinHandle<()>>,
     local_addr: Addr,
     wake: Wake,
@@ -675,10 +672,6 @@ impl Handle {
     /// The deadline of the shutdown that dropping a [`Handle`] does.
     pub const DROP_DEADLINE: Duration = Duration::from_secs(1);
 
-    /// How long [`shutdown`](Handle::shutdown) waits for the threads of
-    /// force-closed connections to return.
-    const FORCE_GRACE: Duration = Duration::from_secs(1);
-
     /// The address the server listens on (with the real port when the
     /// listener was bound to port 0).
     pub fn local_addr(&self) -> &Addr {
@@ -687,12 +680,12 @@ impl Handle {
 
     /// Connections being served now.
     pub fn active(&self) -> usize {
-        self.shared.lock().active
+        self.shared.lock().active()
     }
 
     /// Counts over the connections that have ended so far.
     pub fn totals(&self) -> Totals {
-        self.shared.lock().totals
+        self.shared.lock().totals()
     }
 
     /// Stops the server and returns its totals:
@@ -715,14 +708,10 @@ impl Handle {
         let until = Instant::now().checked_add(deadline);
         let in_accept = {
             let mut state = self.shared.lock();
-            state.stopping = true;
-            for conn in state.open.values() {
-                // Already closed by the peer is fine.
-                let _ = conn.stream.shutdown(Shutdown::Read);
-            }
-            state.in_accept
+            state.stop();
+            self.shared.waits.in_accept.load(Ordering::Relaxed)
         };
-        self.shared.changed.notify_all();
+        self.shared.waits.changed.notify_all();
         let woken = match &self.wake {
             Wake::Connect(addr) if in_accept => {
                 TcpStream::connect_timeout(addr, Duration::from_secs(1)).map(drop).is_ok()
@@ -737,156 +726,68 @@ impl Handle {
             }
         }
         let state = self.shared.wait_idle(until);
-        let state = if state.active > 0 {
-            for conn in state.open.values() {
-                conn.forced.store(true, Ordering::Relaxed);
-                let _ = conn.stream.shutdown(Shutdown::Both);
-            }
+        let state = if state.active() > 0 {
+            state.force_all();
             drop(state);
-            self.shared.wait_idle(Instant::now().checked_add(Self::FORCE_GRACE))
+            self.shared.wait_idle(Instant::now().checked_add(FORCE_GRACE))
         } else {
             state
         };
-        Totals { unfinished: state.active as u64, ..state.totals }
+        state.final_totals()
     }
 }
 
 impl Drop for Handle {
     fn drop(&mut self) {
-        if !self.shared.lock().stopping {
+        if !self.shared.lock().stopping() {
             self.stop(Self::DROP_DEADLINE);
         }
     }
 }
 
 /// What the runner's threads share.
-struct Shared {
-    server: EchoServer,
-    limits: Limits,
-    events: Box<dyn Events>,
-    /// The origin of [`Conn::progress`].
-    epoch: Instant,
-    state: Mutex<State>,
+type Threads = Shared<Conn, Waits>;
+
+/// How the thread runner waits and wakes.
+#[derive(Debug)]
+struct Waits {
+    /// The acceptor is in (or about to call) `accept()`. Read and written
+    /// under the registry's lock, with its `stopping`.
+    in_accept: AtomicBool,
     /// Signalled when a connection ends and when shutdown starts.
     changed: Condvar,
 }
 
-impl fmt::Debug for Shared {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Shared").field("server", &self.server).field("limits", &self.limits).finish_non_exhaustive()
-    }
-}
-
-#[derive(Default)]
-struct State {
-    stopping: bool,
-    /// The acceptor is in (or about to call) `accept()`.
-    in_accept: bool,
-    next_id: u64,
-    /// Connection threads not yet done (their socket may be closed already).
-    active: usize,
-    /// Of `active`, those evicted whose thread has not ended yet.
-    evicting: usize,
-    /// The open connections, for shutdown and eviction.
-    open: HashMap<u64, Arc<Conn>>,
-    totals: Totals,
-}
-
-impl Shared {
-    fn lock(&self) -> MutexGuard<'_, State> {
-        // No code that can panic runs under the lock; recover anyway.
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
+impl Threads {
     /// Waits until no connection is active, or `until` (`None`: no limit).
-    fn wait_idle(&self, until: Option<Instant>) -> MutexGuard<'_, State> {
+    fn wait_idle(&self, until: Option<Instant>) -> MutexGuard<'_, Registry<Conn>> {
         let mut state = self.lock();
-        while state.active > 0 {
+        while state.active() > 0 {
             state = match until {
-                None => self.changed.wait(state).unwrap_or_else(PoisonError::into_inner),
+                None => self.waits.changed.wait(state).unwrap_or_else(PoisonError::into_inner),
                 Some(until) => {
                     let left = until.saturating_duration_since(Instant::now());
                     if left.is_zero() {
                         break;
                     }
-                    self.changed.wait_timeout(state, left).unwrap_or_else(PoisonError::into_inner).0
+                    self.waits.changed.wait_timeout(state, left).unwrap_or_else(PoisonError::into_inner).0
                 }
             };
         }
         state
     }
 
-    /// Now, as [`Conn::progress`] counts it.
-    fn clock(&self) -> u64 {
-        nanos(self.epoch.elapsed())
-    }
-
-    /// Makes room for one more connection (see [`Limits`]): returns the
-    /// lock once fewer than `max_connections` are active, or `None` when the
-    /// runner is stopping. Evicts the connection that has gone longest
-    /// without completing a message once it is past the grace period.
-    fn make_room(&self) -> Option<MutexGuard<'_, State>> {
-        const RECHECK: Duration = Duration::from_millis(100);
-        let max = self.limits.max_connections;
+    /// Makes room for one more connection (see [`Limits`] and
+    /// [`Registry::room`]): returns the lock once fewer than
+    /// `max_connections` are active, or `None` when the runner is stopping.
+    fn make_room(&self) -> Option<MutexGuard<'_, Registry<Conn>>> {
         let mut state = self.lock();
         loop {
-            if state.stopping {
+            if state.stopping() {
                 return None;
             }
-            if state.active < max {
-                return Some(state);
-            }
-            let open = state.open.values().filter(|c| !c.evicted.load(Ordering::Relaxed));
-            let open = open.map(|c| (c, c.progress.load(Ordering::Relaxed)));
-            let wait = match eviction(&self.limits, state.active, state.evicting, self.clock(), open) {
-                Room::Evict(victim, idle) => {
-                    victim.evict(idle);
-                    state.evicting += 1;
-                    RECHECK
-                }
-                Room::Wait(wait) => wait,
-            };
-            state = self.changed.wait_timeout(state, wait).unwrap_or_else(PoisonError::into_inner).0;
-        }
-    }
-}
-
-/// What to do at `max_connections` (see [`Limits`]), in either runner.
-pub(crate) enum Room<K> {
-    /// Evict this connection, which has gone this long without completing a
-    /// message, then check again.
-    Evict(K, Duration),
-    /// Check again after this long.
-    Wait(Duration),
-}
-
-/// The eviction policy of both runners: with `active` connections of which
-/// `evicting` are already on their way out, and the `open` ones not evicted
-/// with their progress (nanoseconds since the runner's epoch, as `now`),
-/// picks the one longest without completing a message once it is past
-/// `eviction_grace`. Evicted connections still running are on their way
-/// out: another is evicted only if they will not be enough.
-pub(crate) fn eviction<K>(
-    limits: &Limits,
-    active: usize,
-    evicting: usize,
-    now: u64,
-    open: impl Iterator<Item = (K, u64)>,
-) -> Room<K> {
-    const RECHECK: Duration = Duration::from_millis(100);
-    let Some(grace) = limits.eviction_grace else { return Room::Wait(RECHECK) };
-    if active.saturating_sub(evicting) < limits.max_connections {
-        return Room::Wait(RECHECK);
-    }
-    match open.min_by_key(|(_, progress)| *progress) {
-        None => Room::Wait(RECHECK),
-        Some((victim, progress)) => {
-            let idle = Duration::from_nanos(now.saturating_sub(progress));
-            if idle > grace {
-                Room::Evict(victim, idle)
-            } else {
-                Room::Wait(RECHECK.min(grace - idle + Duration::from_millis(1)))
-            }
+            let Some(wait) = state.room(&self.limits, self.clock(Instant::now())) else { return Some(state) };
+            state = self.waits.changed.wait_timeout(state, wait).unwrap_or_else(PoisonError::into_inner).0;
         }
     }
 }
@@ -896,28 +797,28 @@ pub(crate) fn nanos(d: Duration) -> u64 {
 }
 
 /// Accepts connections until shutdown. At `max_connections` it keeps
-/// accepting, and holds each new client until [`Shared::make_room`] has
+/// accepting, and holds each new client until [`Threads::make_room`] has
 /// room for it.
-fn accept_loop(shared: &Arc<Shared>, listener: &Listener, poll: bool) {
+fn accept_loop(shared: &Arc<Threads>, listener: &Listener, poll: bool) {
     const RETRY: Duration = Duration::from_millis(100);
     // `accepting` is reported once per connection, not at every tick.
     let mut announced = false;
     loop {
         {
-            let mut state = shared.lock();
-            if state.stopping {
+            let state = shared.lock();
+            if state.stopping() {
                 return;
             }
-            state.in_accept = true;
+            shared.waits.in_accept.store(true, Ordering::Relaxed);
         }
         if !announced {
             shared.events.accepting();
             announced = true;
         }
         let accepted = listener.accept();
-        let mut state = shared.lock();
-        state.in_accept = false;
-        if state.stopping {
+        let state = shared.lock();
+        shared.waits.in_accept.store(false, Ordering::Relaxed);
+        if state.stopping() {
             return; // the connection, if any, is closed unserved
         }
         match accepted {
@@ -925,17 +826,14 @@ fn accept_loop(shared: &Arc<Shared>, listener: &Listener, poll: bool) {
                 announced = false;
                 drop(state);
                 let Some(mut state) = shared.make_room() else { return };
-                state.next_id += 1;
-                let peer = Peer { id: state.next_id, addr };
                 let conn = Arc::new(Conn {
                     stream,
                     forced: AtomicBool::new(false),
                     evicted: AtomicBool::new(false),
-                    progress: AtomicU64::new(shared.clock()),
+                    progress: AtomicU64::new(shared.clock(Instant::now())),
                     idle: AtomicU64::new(0),
                 });
-                state.open.insert(peer.id, Arc::clone(&conn));
-                state.active += 1;
+                let peer = Peer { id: state.admit(Arc::clone(&conn)), addr };
                 drop(state);
                 spawn_connection(shared, conn, peer);
             }
@@ -951,8 +849,8 @@ fn accept_loop(shared: &Arc<Shared>, listener: &Listener, poll: bool) {
                 shared.events.accept_failed(&e);
                 // Out of descriptors or memory: wait for a connection to end.
                 let state = shared.lock();
-                if !state.stopping {
-                    drop(shared.changed.wait_timeout(state, RETRY));
+                if !state.stopping() {
+                    drop(shared.waits.changed.wait_timeout(state, RETRY));
                 }
             }
         }
@@ -960,7 +858,7 @@ fn accept_loop(shared: &Arc<Shared>, listener: &Listener, poll: bool) {
 }
 
 /// Configures the connection (timeouts, no Nagle), reports it, and gives it a thread.
-fn spawn_connection(shared: &Arc<Shared>, conn: Arc<Conn>, peer: Peer) {
+fn spawn_connection(shared: &Arc<Threads>, conn: Arc<Conn>, peer: Peer) {
     let limits = &shared.limits;
     // Closes and counts the connection when dropped: an error unless served cleanly.
     let ending = Ending {
@@ -1007,15 +905,14 @@ struct Watch<'a> {
     summary: &'a mut Summary,
     track: &'a Track,
     conn: &'a Conn,
-    shared: &'a Shared,
+    shared: &'a Threads,
 }
 
 impl Observer for Watch<'_> {
     fn message(&mut self, fragment: Fragment<'_>) {
         if fragment.is_last() {
             self.track.started.set(None);
-            let at = self.track.last_read.get().saturating_duration_since(self.shared.epoch);
-            self.conn.progress.store(nanos(at), Ordering::Relaxed);
+            self.conn.progress.store(self.shared.clock(self.track.last_read.get()), Ordering::Relaxed);
         } else if self.track.started.get().is_none() {
             self.track.started.set(Some(self.track.last_read.get()));
         }
@@ -1162,7 +1059,7 @@ impl Write for Guarded<'_> {
 /// Closes and counts a connection when its thread ends, however it ends
 /// (panics included), or when its thread could not start.
 struct Ending {
-    shared: Arc<Shared>,
+    shared: Arc<Threads>,
     id: u64,
     conn: Option<Arc<Conn>>,
     summary: Summary,
@@ -1171,23 +1068,15 @@ struct Ending {
 
 impl Drop for Ending {
     fn drop(&mut self) {
-        let registered = self.shared.lock().open.remove(&self.id);
-        // Read after leaving the registry: the runner sets these flags under
-        // its lock, on registered connections only, so none can be set later.
-        let flag = |f: fn(&Conn) -> &AtomicBool| self.conn.as_ref().is_some_and(|c| f(c).load(Ordering::Relaxed));
-        let (forced, evicted) = (flag(|c| &c.forced), flag(|c| &c.evicted));
+        // After leaving the registry its flags no longer change.
+        let registered = self.shared.lock().leave(self.id);
+        let flags = self.conn.as_deref().map_or(Flags::default(), Flags::of);
         // Close the socket before the slot is freed, so that open sockets
         // never outnumber `max_connections` (plus the one being let in).
         drop(registered);
         drop(self.conn.take());
-        let mut state = self.shared.lock();
-        state.active -= 1;
-        if evicted {
-            state.evicting = state.evicting.saturating_sub(1);
-        }
-        state.totals.count(&self.summary, forced, evicted, self.failed);
-        drop(state);
-        self.shared.changed.notify_all();
+        self.shared.lock().ended(&self.summary, flags, self.failed);
+        self.shared.waits.changed.notify_all();
     }
 }
 
@@ -1200,18 +1089,40 @@ struct Conn {
     /// Closed to make room for a new connection.
     evicted: AtomicBool,
     /// When it last completed a message (or was accepted), in nanoseconds
-    /// since [`Shared::epoch`].
+    /// since the runner's epoch.
     progress: AtomicU64,
     /// When evicted: how long it had gone without completing a message, in
     /// nanoseconds.
     idle: AtomicU64,
 }
 
-impl Conn {
+impl Entry for Conn {
+    fn progress(&self) -> u64 {
+        self.progress.load(Ordering::Relaxed)
+    }
+
+    fn is_evicted(&self) -> bool {
+        self.evicted.load(Ordering::Relaxed)
+    }
+
+    fn is_forced(&self) -> bool {
+        self.forced.load(Ordering::Relaxed)
+    }
+
     fn evict(&self, idle: Duration) {
         self.idle.store(nanos(idle), Ordering::Relaxed);
         self.evicted.store(true, Ordering::Relaxed);
         // Wakes its thread whether it is reading or writing.
+        let _ = self.stream.shutdown(Shutdown::Both);
+    }
+
+    fn end_input(&self) {
+        // Already closed by the peer is fine.
+        let _ = self.stream.shutdown(Shutdown::Read);
+    }
+
+    fn force(&self) {
+        self.forced.store(true, Ordering::Relaxed);
         let _ = self.stream.shutdown(Shutdown::Both);
     }
 }

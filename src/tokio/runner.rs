@@ -47,14 +47,12 @@
 //! the runner's own state and wakers: nothing connects to the listener's
 //! address, so a replaced Unix socket path cannot misdirect it.
 
-use std::collections::HashMap;
-use std::fmt;
 use std::io;
 #[cfg(unix)]
 use std::path::PathBuf;
 use std::pin::pin;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
@@ -65,7 +63,7 @@ use tokio::time::Instant;
 
 use super::server::{Control, Signal, drive};
 use crate::protocol::{Fragment, Observer, Summary};
-use crate::runner::{Addr, Events, Limits, Peer, Room, Totals, eviction, nanos};
+use crate::runner::{Addr, Entry, Events, FORCE_GRACE, Flags, Limits, Peer, Shared, Totals, nanos};
 use crate::stop::is_transient;
 use crate::{EchoServer, Error};
 
@@ -135,15 +133,8 @@ pub fn start<L: Into<Listener>, E: Events>(
         .map_err(|e| Error::Io(io::Error::other(format!("stamp_echo::tokio::runner::start needs a runtime: {e}"))))?;
     let listener = listener.into();
     let local_addr = listener.local_addr()?;
-    let shared = Arc::new(Shared {
-        server,
-        limits,
-        events: Box::new(events),
-        epoch: Instant::now(),
-        state: Mutex::new(State::default()),
-        changed: Notify::new(),
-        stop: Notify::new(),
-    });
+    let waits = Waits { changed: Notify::new(), stop: Notify::new() };
+    let shared = Arc::new(Shared::new(server, limits, Box::new(events), waits));
     let acceptor = runtime.spawn(accept_loop(Arc::clone(&shared), listener));
     Ok(Handle { shared, acceptor: Some(acceptor), local_addr })
 }
@@ -155,33 +146,33 @@ pub fn start<L: Into<Listener>, E: Events>(
 #[derive(Debug)]
 #[must_use = "dropping the Handle shuts the server down"]
 pub struct Handle {
-    shared: Arc<Shared>,
+    shared: Arc<Tasks>,
     acceptor: Option<JoinHandle<()>>,
     local_addr: Addr,
 }
 
 impl Handle {
-    /// The deadline of the shutdown that dropping a [`Handle`] does.
-    pub const DROP_DEADLINE: Duration = Duration::from_secs(1);
+    /// The deadline of the shutdown that dropping a [`Handle`] does: the
+    /// thread runner's [`DROP_DEADLINE`](crate::Handle::DROP_DEADLINE).
+    pub const DROP_DEADLINE: Duration = crate::Handle::DROP_DEADLINE;
 
-    /// How long [`shutdown`](Handle::shutdown) waits for the tasks of
-    /// force-closed connections to end.
-    const FORCE_GRACE: Duration = Duration::from_secs(1);
-
-    /// The address the server listens on (with the real port when the
-    /// listener was bound to port 0).
+    /// Where it listens, as the thread runner's
+    /// [`local_addr`](crate::Handle::local_addr) (the real port when bound
+    /// to port 0).
     pub fn local_addr(&self) -> &Addr {
         &self.local_addr
     }
 
-    /// Connections being served now.
+    /// How many connections are being served, as the thread runner's
+    /// [`active`](crate::Handle::active).
     pub fn active(&self) -> usize {
-        self.shared.lock().active
+        self.shared.lock().active()
     }
 
-    /// Counts over the connections that have ended so far.
+    /// What the connections that ended so far did, as the thread runner's
+    /// [`totals`](crate::Handle::totals).
     pub fn totals(&self) -> Totals {
-        self.shared.lock().totals
+        self.shared.lock().totals()
     }
 
     /// Stops the server and returns its totals, as the thread runner's
@@ -218,63 +209,26 @@ impl Drop for Handle {
 }
 
 /// What the runner's tasks share.
-struct Shared {
-    server: EchoServer,
-    limits: Limits,
-    events: Box<dyn Events>,
-    /// The origin of [`Slot::progress`].
-    epoch: Instant,
-    state: Mutex<State>,
+type Tasks = Shared<Slot, Waits>;
+
+/// How the tokio runner waits and wakes.
+#[derive(Debug)]
+struct Waits {
     /// Notified when a connection ends and when shutdown starts.
     changed: Notify,
     /// Notified when shutdown starts, for the accept loop.
     stop: Notify,
 }
 
-impl fmt::Debug for Shared {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Shared").field("server", &self.server).field("limits", &self.limits).finish_non_exhaustive()
-    }
-}
-
-#[derive(Default)]
-struct State {
-    stopping: bool,
-    next_id: u64,
-    /// Connection tasks not yet done.
-    active: usize,
-    /// Of `active`, those evicted whose task has not ended yet.
-    evicting: usize,
-    /// The open connections, for shutdown and eviction.
-    open: HashMap<u64, Arc<Slot>>,
-    totals: Totals,
-}
-
-impl Shared {
-    fn lock(&self) -> MutexGuard<'_, State> {
-        // No code that can panic runs under the lock; recover anyway.
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// Now, as [`Slot::progress`] counts it.
-    fn clock(&self, at: Instant) -> u64 {
-        nanos(at.saturating_duration_since(self.epoch))
-    }
-
+impl Tasks {
     /// Marks the runner stopping, wakes the accept loop, and ends every
     /// connection's input. `false` if it was stopping already.
     fn begin_stop(&self) -> bool {
-        let mut state = self.lock();
-        if state.stopping {
+        if !self.lock().stop() {
             return false;
         }
-        state.stopping = true;
-        for slot in state.open.values() {
-            slot.signal(Slot::END_INPUT);
-        }
-        drop(state);
-        self.stop.notify_waiters();
-        self.changed.notify_waiters();
+        self.waits.stop.notify_waiters();
+        self.waits.changed.notify_waiters();
         true
     }
 
@@ -282,21 +236,18 @@ impl Shared {
     /// and returns the totals.
     async fn finish_stop(&self, until: Option<Instant>) -> Totals {
         if !self.wait_idle(until).await {
-            for slot in self.lock().open.values() {
-                slot.signal(Slot::FORCED);
-            }
-            self.wait_idle(Instant::now().checked_add(Handle::FORCE_GRACE)).await;
+            self.lock().force_all();
+            self.wait_idle(Instant::now().checked_add(FORCE_GRACE)).await;
         }
-        let state = self.lock();
-        Totals { unfinished: state.active as u64, ..state.totals }
+        self.lock().final_totals()
     }
 
     /// Waits until no connection is active (`true`), or `until` (`None`: no limit).
     async fn wait_idle(&self, until: Option<Instant>) -> bool {
         loop {
-            let mut changed = pin!(self.changed.notified());
+            let mut changed = pin!(self.waits.changed.notified());
             changed.as_mut().enable();
-            if self.lock().active == 0 {
+            if self.lock().active() == 0 {
                 return true;
             }
             match until {
@@ -309,35 +260,21 @@ impl Shared {
         }
     }
 
-    /// Makes room for one more connection (see [`Limits`]): `true` once fewer
-    /// than `max_connections` are active, `false` when the runner is
-    /// stopping. Evicts the connection that has gone longest without
-    /// completing a message once it is past the grace period.
+    /// Makes room for one more connection (see [`Limits`] and
+    /// [`Registry::room`](crate::runner::Registry::room)): `true` once fewer than `max_connections` are
+    /// active, `false` when the runner is stopping.
     async fn make_room(&self) -> bool {
-        const RECHECK: Duration = Duration::from_millis(100);
-        let max = self.limits.max_connections;
         loop {
-            let mut changed = pin!(self.changed.notified());
+            let mut changed = pin!(self.waits.changed.notified());
             changed.as_mut().enable();
             let wait = {
                 let mut state = self.lock();
-                if state.stopping {
+                if state.stopping() {
                     return false;
                 }
-                if state.active < max {
-                    return true;
-                }
-                let open = state.open.values().filter(|s| s.flags.load(Ordering::Acquire) & Slot::EVICTED == 0);
-                let open = open.map(|s| (s, s.progress.load(Ordering::Relaxed)));
-                let now = self.clock(Instant::now());
-                match eviction(&self.limits, state.active, state.evicting, now, open) {
-                    Room::Evict(victim, idle) => {
-                        victim.idle.store(nanos(idle), Ordering::Relaxed);
-                        victim.signal(Slot::EVICTED);
-                        state.evicting += 1;
-                        RECHECK
-                    }
-                    Room::Wait(wait) => wait,
+                match state.room(&self.limits, self.clock(std::time::Instant::now())) {
+                    None => return true,
+                    Some(wait) => wait,
                 }
             };
             let _ = tokio::time::timeout(wait, changed).await;
@@ -368,12 +305,12 @@ impl Listener {
 /// Accepts connections until shutdown. At `max_connections` it keeps
 /// accepting, and holds each new client until [`Shared::make_room`] has
 /// room for it. The listener is closed when it returns.
-async fn accept_loop(shared: Arc<Shared>, listener: Listener) {
+async fn accept_loop(shared: Arc<Tasks>, listener: Listener) {
     const RETRY: Duration = Duration::from_millis(100);
     loop {
-        let mut stopped = pin!(shared.stop.notified());
+        let mut stopped = pin!(shared.waits.stop.notified());
         stopped.as_mut().enable();
-        if shared.lock().stopping {
+        if shared.lock().stopping() {
             return;
         }
         shared.events.accepting();
@@ -391,8 +328,8 @@ async fn accept_loop(shared: Arc<Shared>, listener: Listener) {
             Some(Err(e)) => {
                 shared.events.accept_failed(&e);
                 // Out of descriptors or memory: wait for a connection to end.
-                let changed = shared.changed.notified();
-                if !shared.lock().stopping {
+                let changed = shared.waits.changed.notified();
+                if !shared.lock().stopping() {
                     let _ = tokio::time::timeout(RETRY, changed).await;
                 }
                 continue;
@@ -417,22 +354,17 @@ async fn accept_loop(shared: Arc<Shared>, listener: Listener) {
 /// Nagle's algorithm is off on TCP (`configured` says whether that worked):
 /// the replies to one read go out in one write, so Nagle could only delay
 /// them.
-fn spawn_connection<S>(shared: &Arc<Shared>, stream: S, addr: Addr, configured: io::Result<()>)
+fn spawn_connection<S>(shared: &Arc<Tasks>, stream: S, addr: Addr, configured: io::Result<()>)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let mut state = shared.lock();
-    state.next_id += 1;
-    let peer = Peer { id: state.next_id, addr };
     let slot = Arc::new(Slot {
         flags: AtomicU8::new(0),
         waker: Mutex::new(None),
-        progress: AtomicU64::new(shared.clock(Instant::now())),
+        progress: AtomicU64::new(shared.clock(std::time::Instant::now())),
         idle: AtomicU64::new(0),
     });
-    state.open.insert(peer.id, Arc::clone(&slot));
-    state.active += 1;
-    drop(state);
+    let peer = Peer { id: shared.lock().admit(Arc::clone(&slot)), addr };
     // Closes and counts the connection when dropped: an error unless served cleanly.
     let mut ending =
         Ending { shared: Arc::clone(shared), id: peer.id, slot, summary: Summary::default(), failed: true };
@@ -499,12 +431,43 @@ impl Slot {
             waker.wake();
         }
     }
+
+    fn has(&self, flag: u8) -> bool {
+        self.flags.load(Ordering::Acquire) & flag != 0
+    }
+}
+
+impl Entry for Slot {
+    fn progress(&self) -> u64 {
+        self.progress.load(Ordering::Relaxed)
+    }
+
+    fn is_evicted(&self) -> bool {
+        self.has(Slot::EVICTED)
+    }
+
+    fn is_forced(&self) -> bool {
+        self.has(Slot::FORCED)
+    }
+
+    fn evict(&self, idle: Duration) {
+        self.idle.store(nanos(idle), Ordering::Relaxed);
+        self.signal(Slot::EVICTED);
+    }
+
+    fn end_input(&self) {
+        self.signal(Slot::END_INPUT);
+    }
+
+    fn force(&self) {
+        self.signal(Slot::FORCED);
+    }
 }
 
 /// The connection's side of its [`Slot`].
 struct Hold<'a> {
     slot: &'a Slot,
-    shared: &'a Shared,
+    shared: &'a Tasks,
 }
 
 impl Hold<'_> {
@@ -536,14 +499,14 @@ impl Control for Hold<'_> {
     }
 
     fn completed(&mut self, at: Instant) {
-        self.slot.progress.store(self.shared.clock(at), Ordering::Relaxed);
+        self.slot.progress.store(self.shared.clock(at.into_std()), Ordering::Relaxed);
     }
 }
 
 /// Closes and counts a connection when its task ends, however it ends
 /// (panics included).
 struct Ending {
-    shared: Arc<Shared>,
+    shared: Arc<Tasks>,
     id: u64,
     slot: Arc<Slot>,
     summary: Summary,
@@ -560,17 +523,10 @@ impl Ending {
 impl Drop for Ending {
     fn drop(&mut self) {
         let mut state = self.shared.lock();
-        state.open.remove(&self.id);
-        // Read after leaving the registry: the runner sets these flags under
-        // its lock, on registered connections only, so none can be set later.
-        let flags = self.slot.flags.load(Ordering::Acquire);
-        let (forced, evicted) = (flags & Slot::FORCED != 0, flags & Slot::EVICTED != 0);
-        state.active -= 1;
-        if evicted {
-            state.evicting = state.evicting.saturating_sub(1);
-        }
-        state.totals.count(&self.summary, forced, evicted, self.failed);
+        // After leaving the registry its flags no longer change.
+        state.leave(self.id);
+        state.ended(&self.summary, Flags::of(&*self.slot), self.failed);
         drop(state);
-        self.shared.changed.notify_waiters();
+        self.shared.waits.changed.notify_waiters();
     }
 }
