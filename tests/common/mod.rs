@@ -25,6 +25,7 @@ use stamp_echo::framing::LineEnding;
 use stamp_echo::protocol::Responder;
 use stamp_echo::runner::{self, Addr, Peer};
 use stamp_echo::stamp::Ctime;
+use stamp_echo::testing::Duplex;
 use stamp_echo::{EchoServer, Error, Events, Fragment, Framing, Handle, Limits, Summary, Totals};
 use stamp_echo::{ProtocolError, TimeoutError};
 
@@ -281,6 +282,18 @@ pub fn serve_on<L: Into<runner::Listener>, E: Events>(
                 stamp_echo::tokio::runner::start(listener, server, limits, events)
             };
             handle.map(|handle| Served::Tokio(TokioServed { handle: Some(handle), runtime: rt }))
+        }
+    }
+}
+
+/// `stream` (in memory) served by `runtime`'s driver: `EchoServer::serve`,
+/// or `stamp_echo::tokio::serve` on a current-thread runtime.
+pub fn serve_in_memory(runtime: Runtime, server: &EchoServer, stream: &mut Duplex) -> Result<Summary, Error> {
+    match runtime {
+        Runtime::Threads => server.serve(stream),
+        Runtime::Tokio => {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
+            rt.block_on(stamp_echo::tokio::serve(server, stamp_echo::testing::Ready(stream)))
         }
     }
 }
