@@ -40,7 +40,7 @@ use std::sync::{Arc, Condvar, Mutex, PoisonError, mpsc};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 use socket2::{Domain, Socket, Type};
 use stamp_echo::datagram::{DatagramServer, DropCounts, Dropped, RateLimit};
 use stamp_echo::escape::{escape, escape_path};
@@ -75,7 +75,7 @@ struct Args {
     /// Seconds a connection at the cap must have gone without completing a
     /// message before a new client may take its slot; 0: never, new clients
     /// wait in the backlog.
-    #[arg(long, default_value = "1", value_parser = timeout("--eviction-grace"), value_name = "SECONDS")]
+    #[arg(long, default_value = "0.5", value_parser = timeout("--eviction-grace"), value_name = "SECONDS")]
     eviction_grace: Duration,
 
     /// Seconds a client may send nothing before it is disconnected (0: never).
@@ -119,7 +119,7 @@ struct Args {
 
     /// Which runner serves TCP and Unix connections: a thread per connection,
     /// or a task per connection on a tokio runtime with a worker per core
-    /// (the README's table compares them).
+    /// (the README's table compares them). UDP has one server, on threads.
     #[arg(long, value_enum, default_value_t = Runtime::Threads)]
     runtime: Runtime,
 }
@@ -373,6 +373,10 @@ fn escaped(value: &impl std::fmt::Display) -> String {
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    if args.udp && matches!(args.runtime, Runtime::Tokio) {
+        let why = "--runtime tokio serves TCP and Unix sockets; --udp has one server, on threads";
+        Args::command().error(clap::error::ErrorKind::ArgumentConflict, why).exit();
+    }
     let log = match Log::start(args.log_rate) {
         Ok(log) => log,
         Err(e) => {

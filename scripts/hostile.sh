@@ -5,6 +5,8 @@
 #
 #   scripts/hostile.sh          # everything (about a minute: two attacks wait out 30 s timeouts)
 #   FAST=1 scripts/hostile.sh   # the timeout attacks against 2 s timeouts instead of the defaults
+#   RUNTIME=tokio scripts/hostile.sh  # TCP and Unix served by the tokio runner (`--runtime tokio`)
+#                                     # instead of the thread runner (UDP has one server either way)
 #
 # 1. hoard: 2000 silent connections against the default server (chunk
 #    framing), then 1000 silent + 1000 trickling (line framing); a new
@@ -29,6 +31,9 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target}
 ROUNDS=${ROUNDS:-3}
 FAST=${FAST:-0}
+RUNTIME=${RUNTIME:-threads}
+runtime=(--runtime "$RUNTIME")
+echo "==> TCP and Unix served by the $RUNTIME runner"
 for tool in bc mkfifo timeout; do
     command -v "$tool" >/dev/null || { echo "error: scripts/hostile.sh needs $tool" >&2; exit 1; }
 done
@@ -54,6 +59,7 @@ start() {
     local name=$1 line=
     shift
     mkfifo "$tmp/$name.fifo"
+    [[ " $* " == *" --udp "* ]] || set -- "${runtime[@]}" "$@"
     "$bin/server" "$@" >"$tmp/$name.fifo" 2>&1 &
     PID=$!
     pids+=("$PID")
@@ -113,7 +119,7 @@ fi
 
 echo "==> 4. blocked stdout"
 mkfifo "$tmp/blocked.fifo"
-"$bin/server" --port 0 --framing line --log-rate 1000000 --shutdown-deadline 2 >"$tmp/blocked.fifo" 2>"$tmp/blocked.err" &
+"$bin/server" "${runtime[@]}" --port 0 --framing line --log-rate 1000000 --shutdown-deadline 2 >"$tmp/blocked.fifo" 2>"$tmp/blocked.err" &
 PID=$!
 pids+=("$PID")
 exec {blocked}<"$tmp/blocked.fifo"
@@ -158,7 +164,7 @@ bad=(
 for flags in "${bad[@]}"; do
     # shellcheck disable=SC2086
     set +e
-    out=$(timeout 5 "$bin/server" --port 0 $flags 2>&1 </dev/null)
+    out=$(timeout 5 "$bin/server" "${runtime[@]}" --port 0 $flags 2>&1 </dev/null)
     status=$?
     set -e
     if ((status == 1 || status == 2)) && [[ $out == *invalid* || $out == *error* ]]; then

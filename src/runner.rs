@@ -95,7 +95,7 @@ use crate::{ConfigError, Error};
 /// | limit | default | range | at the limit |
 /// |---|---|---|---|
 /// | `max_connections` | 1024 | 1 to 1,000,000 | a new client takes the slot of the connection that has gone longest without completing a message, once that is past `eviction_grace` ([`Error::Evicted`]) |
-/// | `eviction_grace` | 1 s | 1 ms to 30 days, or `None` | a connection younger than this (or that completed a message since) is not evicted; `None`: never evict, new clients wait in the backlog |
+/// | `eviction_grace` | 500 ms | 1 ms to 30 days, or `None` | a connection younger than this (or that completed a message since) is not evicted; `None`: never evict, new clients wait in the backlog |
 /// | `idle_timeout` | 300 s | 1 ms to 30 days, or `None` | a connection that sends nothing for that long is closed with [`TimeoutError::Idle`] |
 /// | `message_timeout` | 30 s | 1 ms to 30 days, or `None` | a message not complete that long after its first byte closes its connection with [`TimeoutError::Message`] |
 /// | `write_timeout` | 30 s | 1 ms to 30 days, or `None` | replies to one read not all taken that long after the first was written close the connection with [`TimeoutError::Write`] |
@@ -159,8 +159,11 @@ pub struct Limits {
 impl Limits {
     /// Default for [`Limits::max_connections`].
     pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
-    /// Default for [`Limits::eviction_grace`].
-    pub const DEFAULT_EVICTION_GRACE: Duration = Duration::from_secs(1);
+    /// Default for [`Limits::eviction_grace`]: long enough for a client to
+    /// send its first message over any network path (a round trip up to
+    /// about a second), short enough that a burst of hoarders delays a new
+    /// client by well under a second.
+    pub const DEFAULT_EVICTION_GRACE: Duration = Duration::from_millis(500);
     /// Default for [`Limits::idle_timeout`].
     pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
     /// Default for [`Limits::message_timeout`].

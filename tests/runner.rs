@@ -273,7 +273,7 @@ fn at_the_cap_a_new_client_takes_the_slot_of_the_one_longest_without_a_message(r
 }
 
 fn two_thousand_silent_or_trickling_connections_do_not_keep_a_new_client_waiting(rt: Runtime) {
-    // Default limits: 1024 connections, 1 s grace. A safety-net bound only;
+    // Default limits: 1024 connections, 500 ms grace. A safety-net bound only;
     // scripts/hostile.sh measures it against the release server.
     let framing = Framing::line();
     // The server example's backlog (std's is 128: connections beyond it

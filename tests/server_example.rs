@@ -15,7 +15,7 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::PathBuf;
 use std::process::{Child, ChildStdout, Command, Stdio};
 
-use common::{Runtime, connect};
+use common::{Runtime, SAFETY_TIMEOUT, connect};
 
 /// The example's `--runtime` flag for `rt`.
 fn runtime_flag(rt: Runtime) -> [&'static str; 2] {
@@ -161,7 +161,8 @@ fn bad_flags_get_a_clear_message() {
 
 #[test]
 fn limits_out_of_range_are_refused_before_listening() {
-    let out = Command::new(server_binary()).args(["--port", "0", "--max-connections", "0"]).output().expect("run");
+    let out =
+        output_within(Command::new(server_binary()).args(["--port", "0", "--max-connections", "0"]), SAFETY_TIMEOUT);
     assert!(!out.status.success());
     assert_eq!(String::from_utf8_lossy(&out.stdout), "");
     assert!(String::from_utf8_lossy(&out.stderr).contains("invalid max_connections 0: expected 1 to 1000000"));
@@ -301,6 +302,24 @@ fn a_unix_path_replaced_while_serving_is_left_alone_and_sigterm_still_stops_it(r
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// `command`'s output once it exits; a failure (and the process killed) if
+/// it is still running after `bound`, as a server that took its flags is.
+fn output_within(command: &mut Command, bound: std::time::Duration) -> std::process::Output {
+    let child = command.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("run the server example");
+    let pid = child.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(bound) {
+        Ok(output) => output.expect("its output"),
+        Err(_) => {
+            let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
+            panic!("{command:?} still running after {bound:?}: its flags were taken");
+        }
+    }
+}
+
 #[test]
 fn absurd_flag_values_are_refused_with_the_flag_and_value_named() {
     for (flags, named) in [
@@ -314,8 +333,10 @@ fn absurd_flag_values_are_refused_with_the_flag_and_value_named() {
         (&["--max-connections", "100000000"], "max_connections 100000000"),
         (&["--backlog", "0"], "'0' for '--backlog"),
         (&["--log-rate", "10000000"], "'10000000' for '--log-rate"),
+        // UDP has one server: a runtime asked for is refused, not ignored.
+        (&["--udp", "--runtime", "tokio"], "--udp has one server, on threads"),
     ] {
-        let out = Command::new(server_binary()).args(["--port", "0"]).args(flags).output().expect("run");
+        let out = output_within(Command::new(server_binary()).args(["--port", "0"]).args(flags), SAFETY_TIMEOUT);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(matches!(out.status.code(), Some(1 | 2)), "{flags:?}: {:?} {stderr}", out.status);
         assert!(stderr.contains(named), "{flags:?}: {stderr}");
