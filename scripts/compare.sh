@@ -34,7 +34,8 @@
 # the messages, should it be much slower), SWEEP ("1 2 4 8 16 32 64"),
 # SIZES ("16 64 256 1024 4096 16384 65536"), SWEEP_BYTES (512000000: bytes of
 # messages per run of the size sweep, at most PIPE_MESSAGES messages),
-# OUT ($CARGO_TARGET_DIR/compare).
+# OUT ($CARGO_TARGET_DIR/compare), HOGS (0: with N, N busy loops compete for
+# every CPU while the servers are driven, as on a busy shared machine).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -49,6 +50,7 @@ SWEEP=${SWEEP:-1 2 4 8 16 32 64}
 SIZES=${SIZES:-16 64 256 1024 4096 16384 65536}
 SWEEP_BYTES=${SWEEP_BYTES:-512000000}
 PIN=${PIN:-1}
+HOGS=${HOGS:-0}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target}
 OUT=${OUT:-$CARGO_TARGET_DIR/compare}
 sweep=false runtimes=false
@@ -130,6 +132,14 @@ else
         pairs+=("ours_${other#*_} $other")
         order+=("ours_${other#*_}" "$other")
     done
+fi
+
+if ((HOGS > 0)); then
+    for _ in $(seq "$HOGS"); do
+        (while :; do :; done) &
+        pids+=($!)
+    done
+    echo "    $HOGS busy loops compete for the CPUs (HOGS=$HOGS)"
 fi
 
 # cpu_ticks NAME: the server's user + system CPU time so far, in clock ticks.
