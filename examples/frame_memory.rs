@@ -9,19 +9,25 @@
 //!
 //! ```text
 //! cargo run --release --example frame_memory -- --connections 1000 --sent-kib 1024
+//! cargo run --release --example frame_memory -- --connections 1000 --sent-kib 1024 --runtime tokio
 //! ```
 //!
 //! Needs `ulimit -n` above 2 N (both ends of each connection live in this
 //! process). Linux only (/proc). The client's side holds no per-connection
 //! buffer, so the growth is the server's: its threads' stacks as touched, its
-//! read buffers and reply buffers.
+//! read buffers and reply buffers (`--runtime threads`, the thread runner),
+//! or its tasks and the replies not yet taken (`--runtime tokio`).
+
+#[path = "common/running.rs"]
+mod running;
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use stamp_echo::runner::{self, Limits};
+use running::{Running, Runtime};
+use stamp_echo::runner::Limits;
 use stamp_echo::stamp::Ctime;
 use stamp_echo::{EchoServer, Framing};
 
@@ -35,6 +41,10 @@ struct Args {
     /// KiB of each frame's payload sent before measuring.
     #[arg(long, default_value_t = 1024)]
     sent_kib: usize,
+
+    /// Which runner serves.
+    #[arg(long, value_enum, default_value_t = Runtime::Threads)]
+    runtime: Runtime,
 }
 
 /// The declared frame: the default limit, 16 MiB.
@@ -53,7 +63,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let listener = TcpListener::bind("127.0.0.1:0")?;
     let addr = listener.local_addr()?;
     let limits = Limits::default().max_connections(args.connections + 16);
-    let handle = runner::start(listener, server, limits, ())?;
+    let handle = Running::start(args.runtime, listener.into(), server, limits, ())?;
 
     // Everything this side needs, allocated before the first measurement.
     let payload = vec![b'x'; PIECE];

@@ -27,6 +27,8 @@
 //! shutdown deadline (the last log lines included; at least [`LOG_FLUSH`]
 //! for them), even when stdout is blocked.
 mod common;
+#[path = "common/running.rs"]
+mod running;
 
 use std::collections::VecDeque;
 use std::io::{self, Write};
@@ -44,8 +46,10 @@ use clap::{CommandFactory, Parser};
 use socket2::{Domain, Socket, Type};
 use stamp_echo::datagram::{DatagramServer, DropCounts, Dropped, RateLimit};
 use stamp_echo::escape::{escape, escape_path};
-use stamp_echo::runner::{self, Addr, Listener, Peer};
+use stamp_echo::runner::{Addr, Listener, Peer};
 use stamp_echo::{ConfigError, EchoServer, Error, Events, Fragment, Limits, Summary};
+
+use running::{Running, Runtime};
 
 /// Lines the log queue holds before it drops them.
 const LOG_QUEUE: usize = 4096;
@@ -122,69 +126,6 @@ struct Args {
     /// (the README's table compares them). UDP has one server, on threads.
     #[arg(long, value_enum, default_value_t = Runtime::Threads)]
     runtime: Runtime,
-}
-
-/// `--runtime`.
-#[derive(Clone, Copy, Debug, clap::ValueEnum)]
-enum Runtime {
-    /// `stamp_echo::runner`: a thread per connection.
-    Threads,
-    /// `stamp_echo::tokio::runner`: a task per connection.
-    Tokio,
-}
-
-/// The runner serving, on either runtime.
-enum Running {
-    Threads(runner::Handle),
-    Tokio(stamp_echo::tokio::runner::Handle, tokio::runtime::Runtime),
-}
-
-impl Running {
-    /// Starts `runtime`'s runner on `listener`.
-    fn start<E: Events>(
-        runtime: Runtime,
-        listener: Listener,
-        server: EchoServer,
-        limits: Limits,
-        events: E,
-    ) -> Result<Running, Box<dyn std::error::Error>> {
-        match runtime {
-            Runtime::Threads => Ok(Running::Threads(runner::start(listener, server, limits, events)?)),
-            Runtime::Tokio => {
-                let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-                let handle = {
-                    let _entered = rt.enter();
-                    let listener: stamp_echo::tokio::runner::Listener = match listener {
-                        Listener::Tcp(l) => {
-                            l.set_nonblocking(true)?;
-                            tokio::net::TcpListener::from_std(l)?.into()
-                        }
-                        #[cfg(unix)]
-                        Listener::Unix(l) => {
-                            l.set_nonblocking(true)?;
-                            tokio::net::UnixListener::from_std(l)?.into()
-                        }
-                        other => return Err(format!("no tokio listener for {other:?}").into()),
-                    };
-                    stamp_echo::tokio::runner::start(listener, server, limits, events)?
-                };
-                Ok(Running::Tokio(handle, rt))
-            }
-        }
-    }
-
-    /// Stops it (see `Handle::shutdown`).
-    fn shutdown(self, deadline: Duration) -> stamp_echo::Totals {
-        match self {
-            Running::Threads(handle) => handle.shutdown(deadline),
-            Running::Tokio(handle, rt) => {
-                let totals = rt.block_on(handle.shutdown(deadline));
-                // Tasks that outlived the deadline are not waited for.
-                rt.shutdown_background();
-                totals
-            }
-        }
-    }
 }
 
 /// `SECONDS` within `Limits`' range, fractions allowed; 0 for none.
