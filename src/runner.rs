@@ -453,10 +453,14 @@ impl fmt::Display for Peer {
 /// passes them on to [`message`](Events::message).)
 ///
 /// `accepting`, `accept_failed` and `connected` are called on the accept
-/// thread, in order; `message` and `closed` on each connection's own thread,
-/// several at once. Keep them quick: the accept thread waits for its calls.
-/// The library never prints; the `server` example's log lines come from an
-/// `Events` implementation.
+/// thread (the accept task under tokio), in order; `message` and `closed` on
+/// each connection's own thread (its task), several at once. Keep them quick
+/// and never block: the accept loop waits for its calls, and under tokio a
+/// call that blocks holds a worker thread that serves many connections. To
+/// write somewhere slow, hand the line to a bounded queue read by a thread of
+/// its own, as the `server` example's log does (a full queue drops and
+/// counts lines rather than wait). The library never prints; the `server`
+/// example's log lines come from an `Events` implementation.
 ///
 /// # Over UDP
 ///
