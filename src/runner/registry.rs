@@ -1,5 +1,6 @@
-//! What both runners (threads and tokio) keep about their connections, under
-//! their one lock: the ids, the open connections (to end their input at
+//! What both runners (threads and tokio) share ([`Shared`]: the server, its
+//! limits and events) and keep about their connections under their one lock
+//! ([`Registry`]): the ids, the open connections (to end their input at
 //! shutdown, to close them by force, to evict one), how many are still
 //! running, and the counts of those that ended. The eviction policy lives
 //! here too, so that both runners share it to the letter; each runner only
