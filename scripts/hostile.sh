@@ -9,8 +9,10 @@
 #                                     # instead of the thread runner (UDP has one server either way)
 #
 # 1. hoard: 2000 silent connections against the default server (chunk
-#    framing), then 1000 silent + 1000 trickling (line framing); a new
-#    client must get its reply within 1 s.
+#    framing), then 1000 silent + 1000 trickling (line framing), then 2000
+#    silent against a server allowed 1024 descriptors (`ulimit -n 1024`, a
+#    common default, below --max-connections once the server's own are
+#    counted); a new client must get its reply within 1 s.
 # 2. trickle / no-read: a message trickled a byte every 200 ms is cut at
 #    --message-timeout; a client that never reads at --write-timeout.
 # 3. inject: terminal escapes, CR, a forged log line, invalid UTF-8 and a
@@ -21,7 +23,10 @@
 #    runs; SIGTERM still stops it, and the file is left alone.
 # 6. settings: absurd flag values are refused with a message, never a panic.
 # 7. logging cost: pipelined messages/s of the default (logging) server
-#    against --quiet, same run, median of ROUNDS (3).
+#    against --quiet, same run, median of ROUNDS (3); with taskset and 2+
+#    cores the server (its log thread too) runs on CPU 0 and the load
+#    generator on CPU 1, as in scripts/compare.sh, so that they do not
+#    compete for one CPU by chance.
 # 8. udp: datagrams shaped like replies go unanswered; one source flooding
 #    gets at most its rate limit while another source is still served; a
 #    datagram forged to come from the server itself (raw socket: needs root,
@@ -51,16 +56,28 @@ cleanup() {
 }
 trap cleanup EXIT
 fail() { echo "FAIL $*"; failed=1; }
+server_cpu=() client_cpu=()
+if command -v taskset >/dev/null && (($(nproc) >= 2)); then
+    server_cpu=(taskset -c 0) client_cpu=(taskset -c 1)
+fi
 pass() { echo "PASS $*"; }
 
 # start NAME ARGS...: starts the server with its stdout in $tmp/NAME.log,
-# waits for `listening on ADDR`, sets PORT and PID.
+# waits for `listening on ADDR`, sets PORT and PID. With NOFILE=N, the
+# server may open N file descriptors (`ulimit -n N`); with PIN=1, it runs on
+# CPU 0 (see 7.).
 start() {
     local name=$1 line=
     shift
     mkfifo "$tmp/$name.fifo"
     [[ " $* " == *" --udp "* ]] || set -- "${runtime[@]}" "$@"
-    "$bin/server" "$@" >"$tmp/$name.fifo" 2>&1 &
+    local cpu=()
+    [[ ${PIN:-0} == 1 ]] && cpu=("${server_cpu[@]}")
+    if [[ -n ${NOFILE:-} ]]; then
+        (ulimit -n "$NOFILE" && exec "${cpu[@]}" "$bin/server" "$@") >"$tmp/$name.fifo" 2>&1 &
+    else
+        "${cpu[@]}" "$bin/server" "$@" >"$tmp/$name.fifo" 2>&1 &
+    fi
     PID=$!
     pids+=("$PID")
     exec {fd}<"$tmp/$name.fifo"
@@ -89,6 +106,10 @@ start hoard_line --port 0 --framing line
 "$bin/hostile" --port "$PORT" --framing line hoard --silent 1000 --trickle 1000 --hold 0 || failed=1
 stop "$PID"
 tail -n 1 "$tmp/hoard_line.log"
+NOFILE=1024 start hoard_fds --port 0
+"$bin/hostile" --port "$PORT" hoard --silent 2000 || failed=1
+stop "$PID"
+echo "$(grep -c '^\.\.\.accept failed' "$tmp/hoard_fds.log") accept failures logged; $(tail -n 1 "$tmp/hoard_fds.log")"
 
 echo "==> 2. trickle and no-read"
 if [[ $FAST == 1 ]]; then
@@ -179,9 +200,9 @@ rates() {
     local rates=()
     for _ in $(seq "$ROUNDS"); do
         for mode in quiet logging; do
-            if [[ $mode == quiet ]]; then start "rate_$mode$RANDOM" --port 0 --framing line --quiet
-            else start "rate_$mode$RANDOM" --port 0 --framing line; fi
-            r=$("$bin/loadgen" --port "$PORT" --framing line --window 256 --messages 3000000 | sed -n 's/.*msgs_per_s=\([0-9.]*\).*/\1/p')
+            if [[ $mode == quiet ]]; then PIN=1 start "rate_$mode$RANDOM" --port 0 --framing line --quiet
+            else PIN=1 start "rate_$mode$RANDOM" --port 0 --framing line; fi
+            r=$("${client_cpu[@]}" "$bin/loadgen" --port "$PORT" --framing line --window 256 --messages 3000000 | sed -n 's/.*msgs_per_s=\([0-9.]*\).*/\1/p')
             stop "$PID"
             echo "$mode $r"
         done

@@ -126,13 +126,16 @@ pub struct Limits {
     /// 1,000,000). Keep it below the process's file descriptor limit
     /// (`ulimit -n`): each connection takes one descriptor (and the one
     /// client the runner holds while it makes room, one more). If `accept()`
-    /// still runs out of descriptors, the runner waits for a connection to
-    /// close (or 100 ms) and tries again; the client waits in the backlog
-    /// meanwhile.
+    /// still runs out of descriptors (or memory), the runner makes room as at
+    /// `max_connections`, with the connections open then as the cap: it
+    /// evicts the one longest without completing a message once that is past
+    /// `eviction_grace`, waits for a connection to close (or 100 ms) and
+    /// tries again, the client waiting in the backlog meanwhile. So a
+    /// descriptor limit below the cap cannot let hoarders keep clients out.
     pub max_connections: usize,
     /// At `max_connections`, how long a connection must have gone without
     /// completing a message (since it was accepted, or since its last
-    /// message) before a new client may take its slot (default 1 s; `None`:
+    /// message) before a new client may take its slot (default 500 ms; `None`:
     /// never, new clients wait in the backlog until a connection ends).
     pub eviction_grace: Option<Duration>,
     /// How long a connection may send nothing before it is closed with
@@ -482,7 +485,9 @@ pub trait Events: Send + Sync + 'static {
     fn accepting(&self) {}
 
     /// `accept()` failed (out of file descriptors, say). The runner waits for
-    /// a connection to close, or 100 ms, and tries again.
+    /// a connection to close, or 100 ms, and tries again; out of descriptors
+    /// or memory, it first makes room as at
+    /// [`max_connections`](Limits::max_connections).
     fn accept_failed(&self, error: &io::Error) {
         let _ = error;
     }
@@ -793,7 +798,8 @@ impl Threads {
             if state.stopping() {
                 return None;
             }
-            let Some(wait) = state.room(&self.limits, self.clock(Instant::now())) else { return Some(state) };
+            let max = self.limits.max_connections;
+            let Some(wait) = state.room(&self.limits, max, self.clock(Instant::now())) else { return Some(state) };
             state = self.waits.changed.wait_timeout(state, wait).unwrap_or_else(PoisonError::into_inner).0;
         }
     }
@@ -854,10 +860,18 @@ fn accept_loop(shared: &Arc<Threads>, listener: &Listener, poll: bool) {
             Err(e) => {
                 drop(state);
                 shared.events.accept_failed(&e);
-                // Out of descriptors or memory: wait for a connection to end.
-                let state = shared.lock();
+                // Wait for a connection to end; out of descriptors or memory,
+                // make room as at the cap, with the connections open now as
+                // the cap.
+                let mut state = shared.lock();
                 if !state.stopping() {
-                    drop(shared.waits.changed.wait_timeout(state, RETRY));
+                    let wait = if stop::is_out_of_resources(&e) {
+                        let open = state.active();
+                        state.room(&shared.limits, open, shared.clock(Instant::now()))
+                    } else {
+                        None
+                    };
+                    drop(shared.waits.changed.wait_timeout(state, wait.unwrap_or(RETRY).min(RETRY)));
                 }
             }
         }

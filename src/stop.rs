@@ -57,6 +57,25 @@ pub(crate) fn is_transient(error: &io::Error) -> bool {
     matches!(error.kind(), Interrupted | ConnectionAborted | ConnectionReset | ConnectionRefused)
 }
 
+/// Whether a failed `accept()` means the process or the system is out of
+/// descriptors or memory (`EMFILE`, `ENFILE`, `ENOBUFS`, `ENOMEM`): the
+/// listener is fine, and a connection that ends makes room. The runners then
+/// make room as they do at `max_connections`, so that a limit on descriptors
+/// below `max_connections` cannot let hoarders keep new clients out.
+pub(crate) fn is_out_of_resources(error: &io::Error) -> bool {
+    // EMFILE and ENFILE have no stable `ErrorKind`: their numbers are the
+    // same on Linux, the BSDs and macOS; ENOBUFS is 105 on Linux, 55 on the
+    // BSDs and macOS; WSAEMFILE and WSAENOBUFS on Windows.
+    const NUMBERS: &[i32] = if cfg!(windows) {
+        &[10024, 10055]
+    } else if cfg!(any(target_os = "linux", target_os = "android")) {
+        &[23, 24, 105]
+    } else {
+        &[23, 24, 55]
+    };
+    error.kind() == io::ErrorKind::OutOfMemory || error.raw_os_error().is_some_and(|n| NUMBERS.contains(&n))
+}
+
 /// Whether a failed `accept()` or `recv()` is only the tick coming round.
 pub(crate) fn is_tick(error: &io::Error) -> bool {
     matches!(error.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut)

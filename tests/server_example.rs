@@ -61,6 +61,22 @@ impl Server {
         Server { child, lines }
     }
 
+    /// Runs the example as [`start`](Server::start) does, in a process
+    /// allowed `descriptors` file descriptors (`ulimit -n`).
+    fn start_with_descriptors(rt: Runtime, descriptors: u32, args: &[&str]) -> Server {
+        let mut child = Command::new("sh")
+            .args(["-c", &format!("ulimit -n {descriptors} && exec \"$0\" \"$@\"")])
+            .arg(server_binary())
+            .args(runtime_flag(rt))
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run the server example under sh");
+        let lines = BufReader::new(child.stdout.take().expect("stdout"));
+        Server { child, lines }
+    }
+
     fn line(&mut self) -> String {
         let mut line = String::new();
         self.lines.read_line(&mut line).expect("a line");
@@ -425,7 +441,32 @@ fn a_unix_peers_hostile_path_is_logged_escaped(rt: Runtime) {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// A process allowed fewer descriptors than `--max-connections` (64 against
+/// the default 1024) runs out of them before the cap: hoarders must not keep
+/// a new client out then either. The runner makes room as at the cap.
+fn a_descriptor_limit_below_the_cap_cannot_let_hoarders_keep_a_new_client_out(rt: Runtime) {
+    let mut server = Server::start_with_descriptors(rt, 64, &["--port", "0", "--framing", "line", "--quiet"]);
+    let listening = server.line();
+    let addr = listening.strip_prefix("listening on ").expect(&listening).parse().expect("an address");
+    // More silent connections than the server has descriptors: some are
+    // served, the rest wait in the backlog, ahead of the newcomer.
+    let hoarders: Vec<_> = (0..100).map(|_| connect(addr)).collect();
+    let mut newcomer = stamp_echo::EchoClient::new(connect(addr), stamp_echo::Framing::line()).expect("line framing");
+    let reply = newcomer.round_trip(b"served").expect("served within the safety timeout, not after 300 s");
+    assert_eq!(reply.message(), b"served");
+    drop((hoarders, newcomer));
+    let (clean, rest) = server.terminate();
+    assert!(clean, "exit status 0 on SIGTERM: {rest}");
+    let evicted: u64 = rest
+        .split(", ")
+        .find_map(|part| part.strip_suffix(" evicted"))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("an evicted count in {rest:?}"));
+    assert!(evicted >= 1, "hoarders made room: {rest}");
+}
+
 on_both_runtimes!(
+    a_descriptor_limit_below_the_cap_cannot_let_hoarders_keep_a_new_client_out,
     logs_like_the_original_and_exits_cleanly_on_sigterm,
     unix_socket_replaces_a_stale_file_and_removes_it_at_exit,
     a_stdout_nobody_reads_neither_stalls_serving_nor_stops_sigterm,

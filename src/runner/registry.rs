@@ -154,20 +154,22 @@ impl<C: Entry> Registry<C> {
         self.open.values().for_each(|c| c.force());
     }
 
-    /// Whether there is room for one more connection: `None` if so;
-    /// otherwise evicts the connection that has gone longest without
-    /// completing a message, if it is past `eviction_grace` (see [`Limits`]),
-    /// and says how long to wait before asking again. `now` is nanoseconds
-    /// since the runner's epoch, as [`Entry::progress`].
+    /// Whether there is room for one more connection under `cap` (the
+    /// limits' `max_connections`, or fewer when the process has run out of
+    /// descriptors): `None` if so; otherwise evicts the connection that has
+    /// gone longest without completing a message, if it is past
+    /// `eviction_grace` (see [`Limits`]), and says how long to wait before
+    /// asking again. `now` is nanoseconds since the runner's epoch, as
+    /// [`Entry::progress`].
     ///
     /// Evicted connections still running are on their way out: another is
     /// evicted only if they will not be enough.
-    pub(crate) fn room(&mut self, limits: &Limits, now: u64) -> Option<Duration> {
-        if self.active < limits.max_connections {
+    pub(crate) fn room(&mut self, limits: &Limits, cap: usize, now: u64) -> Option<Duration> {
+        if self.active < cap {
             return None;
         }
         let Some(grace) = limits.eviction_grace else { return Some(RECHECK) };
-        if self.active.saturating_sub(self.evicting) < limits.max_connections {
+        if self.active.saturating_sub(self.evicting) < cap {
             return Some(RECHECK);
         }
         let open = self.open.values().filter(|c| !c.is_evicted());
@@ -264,7 +266,7 @@ mod tests {
     fn below_the_cap_there_is_room() {
         let mut registry = Registry::default();
         registry.admit(Arc::new(Probe::default()));
-        assert_eq!(registry.room(&limits(2), 10 * SECOND), None);
+        assert_eq!(registry.room(&limits(2), 2, 10 * SECOND), None);
         assert_eq!(registry.active(), 1);
     }
 
@@ -276,22 +278,39 @@ mod tests {
         registry.admit(Arc::clone(&recent));
         registry.admit(Arc::clone(&old));
         // Within the grace: nobody evicted, ask again just after it ends.
-        assert_eq!(registry.room(&limits(2), SECOND + SECOND / 2), Some(Duration::from_millis(100)));
-        assert_eq!(registry.room(&limits(2), 2 * SECOND - 10_000_000), Some(Duration::from_millis(11)));
+        assert_eq!(registry.room(&limits(2), 2, SECOND + SECOND / 2), Some(Duration::from_millis(100)));
+        assert_eq!(registry.room(&limits(2), 2, 2 * SECOND - 10_000_000), Some(Duration::from_millis(11)));
         assert!(!old.is_evicted() && !recent.is_evicted());
         // Past it: the oldest goes, with how long it had been idle.
-        assert_eq!(registry.room(&limits(2), 3 * SECOND), Some(Duration::from_millis(100)));
+        assert_eq!(registry.room(&limits(2), 2, 3 * SECOND), Some(Duration::from_millis(100)));
         assert_eq!(old.evicted(), Some(Duration::from_secs(2)));
         assert!(!recent.is_evicted());
         // While it is on its way out, nobody else is evicted.
-        registry.room(&limits(2), 10 * SECOND);
+        registry.room(&limits(2), 2, 10 * SECOND);
         assert!(!recent.is_evicted());
         // Once it has ended there is room, and it is counted as evicted.
         let id = 2;
         let left = registry.leave(id).expect("registered");
         registry.ended(&Summary::default(), Flags::of(&*left), false);
-        assert_eq!(registry.room(&limits(2), 10 * SECOND), None);
+        assert_eq!(registry.room(&limits(2), 2, 10 * SECOND), None);
         assert_eq!((registry.totals().evicted, registry.totals().errors), (1, 0));
+    }
+
+    #[test]
+    fn out_of_descriptors_below_the_cap_evicts_as_at_the_cap() {
+        let mut registry = Registry::default();
+        let old = Arc::new(Probe { progress: SECOND, ..Probe::default() });
+        registry.admit(Arc::clone(&old));
+        registry.admit(Arc::new(Probe { progress: 3 * SECOND, ..Probe::default() }));
+        // Far below max_connections, but no descriptor left: the cap is the
+        // connections open now.
+        let limits = limits(1024);
+        assert_eq!(registry.room(&limits, 1024, 4 * SECOND), None);
+        assert_eq!(registry.room(&limits, registry.active(), 4 * SECOND), Some(Duration::from_millis(100)));
+        assert_eq!(old.evicted(), Some(Duration::from_secs(3)));
+        // With nobody in the registry, nothing to evict and no panic.
+        let mut empty: Registry<Probe> = Registry::default();
+        assert_eq!(empty.room(&limits, empty.active(), 4 * SECOND), Some(Duration::from_millis(100)));
     }
 
     #[test]
@@ -300,7 +319,7 @@ mod tests {
         let conn = Arc::new(Probe::default());
         registry.admit(Arc::clone(&conn));
         let never = Limits::default().max_connections(1).eviction_grace(None);
-        assert_eq!(registry.room(&never, 1000 * SECOND), Some(Duration::from_millis(100)));
+        assert_eq!(registry.room(&never, 1, 1000 * SECOND), Some(Duration::from_millis(100)));
         assert!(!conn.is_evicted());
     }
 

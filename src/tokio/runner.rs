@@ -67,7 +67,7 @@ use tokio::time::Instant;
 use super::server::{Control, Signal, drive};
 use crate::protocol::{Fragment, Observer, Summary};
 use crate::runner::{Addr, Entry, Events, FORCE_GRACE, Flags, Limits, Peer, Shared, Totals, nanos};
-use crate::stop::is_transient;
+use crate::stop::{is_out_of_resources, is_transient};
 use crate::{EchoServer, Error};
 
 /// A listener to serve: a bound tokio `TcpListener` or `UnixListener`.
@@ -275,7 +275,7 @@ impl Tasks {
                 if state.stopping() {
                     return false;
                 }
-                match state.room(&self.limits, self.clock(std::time::Instant::now())) {
+                match state.room(&self.limits, self.limits.max_connections, self.clock(std::time::Instant::now())) {
                     None => return true,
                     Some(wait) => wait,
                 }
@@ -330,11 +330,23 @@ async fn accept_loop(shared: Arc<Tasks>, listener: Listener) {
             Some(Err(e)) if is_transient(&e) => continue,
             Some(Err(e)) => {
                 shared.events.accept_failed(&e);
-                // Out of descriptors or memory: wait for a connection to end.
+                // Wait for a connection to end; out of descriptors or memory,
+                // make room as at the cap, with the connections open now as
+                // the cap.
                 let changed = shared.waits.changed.notified();
-                if !shared.lock().stopping() {
-                    let _ = tokio::time::timeout(RETRY, changed).await;
-                }
+                let wait = {
+                    let mut state = shared.lock();
+                    if state.stopping() {
+                        continue;
+                    }
+                    if is_out_of_resources(&e) {
+                        let open = state.active();
+                        state.room(&shared.limits, open, shared.clock(std::time::Instant::now()))
+                    } else {
+                        None
+                    }
+                };
+                let _ = tokio::time::timeout(wait.unwrap_or(RETRY).min(RETRY), changed).await;
                 continue;
             }
         };
