@@ -50,29 +50,26 @@ impl Drop for Running {
 impl Server {
     /// Runs the example on `rt`'s runner with these flags.
     fn start(rt: Runtime, args: &[&str]) -> Server {
-        let mut child = Command::new(server_binary())
+        Server::spawn(Command::new(server_binary()), rt, args)
+    }
+
+    /// Runs the example as [`start`](Server::start) does, in a process
+    /// allowed `descriptors` file descriptors (`ulimit -n`).
+    fn start_with_descriptors(rt: Runtime, descriptors: u32, args: &[&str]) -> Server {
+        let mut sh = Command::new("sh");
+        sh.args(["-c", &format!("ulimit -n {descriptors} && exec \"$0\" \"$@\"")]).arg(server_binary());
+        Server::spawn(sh, rt, args)
+    }
+
+    /// Runs `command` (the example, or what execs it) with the flags.
+    fn spawn(mut command: Command, rt: Runtime, args: &[&str]) -> Server {
+        let mut child = command
             .args(runtime_flag(rt))
             .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .expect("run the server example");
-        let lines = BufReader::new(child.stdout.take().expect("stdout"));
-        Server { child, lines }
-    }
-
-    /// Runs the example as [`start`](Server::start) does, in a process
-    /// allowed `descriptors` file descriptors (`ulimit -n`).
-    fn start_with_descriptors(rt: Runtime, descriptors: u32, args: &[&str]) -> Server {
-        let mut child = Command::new("sh")
-            .args(["-c", &format!("ulimit -n {descriptors} && exec \"$0\" \"$@\"")])
-            .arg(server_binary())
-            .args(runtime_flag(rt))
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("run the server example under sh");
         let lines = BufReader::new(child.stdout.take().expect("stdout"));
         Server { child, lines }
     }
