@@ -12,7 +12,9 @@
 #    framing), then 1000 silent + 1000 trickling (line framing), then 2000
 #    silent against a server allowed 1024 descriptors (`ulimit -n 1024`, a
 #    common default, below --max-connections once the server's own are
-#    counted); a new client must get its reply within 1 s.
+#    counted), then 2000 silent against a server allowed 300 tasks (a pids
+#    cgroup, as systemd's TasksMax sets; needs root, SKIPPED otherwise); a
+#    new client must get its reply within 1 s.
 # 2. trickle / no-read: a message trickled a byte every 200 ms is cut at
 #    --message-timeout; a client that never reads at --write-timeout.
 # 3. inject: terminal escapes, CR, a forged log line, invalid UTF-8 and a
@@ -64,8 +66,8 @@ pass() { echo "PASS $*"; }
 
 # start NAME ARGS...: starts the server with its stdout in $tmp/NAME.log,
 # waits for `listening on ADDR`, sets PORT and PID. With NOFILE=N, the
-# server may open N file descriptors (`ulimit -n N`); with PIN=1, it runs on
-# CPU 0 (see 7.).
+# server may open N file descriptors (`ulimit -n N`); with CGROUP=DIR, it
+# runs in that cgroup; with PIN=1, it runs on CPU 0 (see 7.).
 start() {
     local name=$1 line=
     shift
@@ -75,6 +77,8 @@ start() {
     [[ ${PIN:-0} == 1 ]] && cpu=("${server_cpu[@]}")
     if [[ -n ${NOFILE:-} ]]; then
         (ulimit -n "$NOFILE" && exec "${cpu[@]}" "$bin/server" "$@") >"$tmp/$name.fifo" 2>&1 &
+    elif [[ -n ${CGROUP:-} ]]; then
+        (echo "$BASHPID" >"$CGROUP/cgroup.procs" && exec "${cpu[@]}" "$bin/server" "$@") >"$tmp/$name.fifo" 2>&1 &
     else
         "${cpu[@]}" "$bin/server" "$@" >"$tmp/$name.fifo" 2>&1 &
     fi
@@ -110,6 +114,17 @@ NOFILE=1024 start hoard_fds --port 0
 "$bin/hostile" --port "$PORT" hoard --silent 2000 || failed=1
 stop "$PID"
 echo "$(grep -c '^\.\.\.accept failed' "$tmp/hoard_fds.log") accept failures logged; $(tail -n 1 "$tmp/hoard_fds.log")"
+cgroup=/sys/fs/cgroup/pids/stamp-echo-hostile-$$
+if mkdir "$cgroup" 2>/dev/null && echo 300 >"$cgroup/pids.max"; then
+    CGROUP=$cgroup start hoard_tasks --port 0
+    "$bin/hostile" --port "$PORT" hoard --silent 2000 || failed=1
+    stop "$PID"
+    echo "$(grep -c 'cannot start a thread' "$tmp/hoard_tasks.log") thread starts failed; $(tail -n 1 "$tmp/hoard_tasks.log")"
+    rmdir "$cgroup" || true
+else
+    rmdir "$cgroup" 2>/dev/null || true
+    echo "SKIPPED hoard under a task limit: no writable pids cgroup (cgroup v1, root) here"
+fi
 
 echo "==> 2. trickle and no-read"
 if [[ $FAST == 1 ]]; then

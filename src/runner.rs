@@ -69,7 +69,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, Tc
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, MutexGuard, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
@@ -789,6 +789,27 @@ impl Threads {
         state
     }
 
+    /// After `accept()` or the start of a connection's thread failed: waits
+    /// for a connection to end, at most 100 ms. Out of descriptors, memory or
+    /// threads (`scarce`), first makes room as at the cap, with the
+    /// connections open now as the cap (see [`Registry::room`]). `false` if
+    /// the runner is stopping.
+    fn relieve(&self, scarce: bool) -> bool {
+        const RETRY: Duration = Duration::from_millis(100);
+        let mut state = self.lock();
+        if state.stopping() {
+            return false;
+        }
+        let wait = if scarce {
+            let open = state.active();
+            state.room(&self.limits, open, self.clock(Instant::now()))
+        } else {
+            None
+        };
+        drop(self.waits.changed.wait_timeout(state, wait.unwrap_or(RETRY).min(RETRY)));
+        true
+    }
+
     /// Makes room for one more connection (see [`Limits`] and
     /// [`Registry::room`]): returns the lock once fewer than
     /// `max_connections` are active, or `None` when the runner is stopping.
@@ -813,7 +834,6 @@ pub(crate) fn nanos(d: Duration) -> u64 {
 /// accepting, and holds each new client until [`Threads::make_room`] has
 /// room for it.
 fn accept_loop(shared: &Arc<Threads>, listener: &Listener, poll: bool) {
-    const RETRY: Duration = Duration::from_millis(100);
     // `accepting` is reported once per connection, not at every tick.
     let mut announced = false;
     loop {
@@ -860,19 +880,7 @@ fn accept_loop(shared: &Arc<Threads>, listener: &Listener, poll: bool) {
             Err(e) => {
                 drop(state);
                 shared.events.accept_failed(&e);
-                // Wait for a connection to end; out of descriptors or memory,
-                // make room as at the cap, with the connections open now as
-                // the cap.
-                let mut state = shared.lock();
-                if !state.stopping() {
-                    let wait = if stop::is_out_of_resources(&e) {
-                        let open = state.active();
-                        state.room(&shared.limits, open, shared.clock(Instant::now()))
-                    } else {
-                        None
-                    };
-                    drop(shared.waits.changed.wait_timeout(state, wait.unwrap_or(RETRY).min(RETRY)));
-                }
+                shared.relieve(stop::is_out_of_resources(&e));
             }
         }
     }
@@ -895,15 +903,28 @@ fn spawn_connection(shared: &Arc<Threads>, conn: Arc<Conn>, peer: Peer) {
     }
     shared.events.connected(&peer);
     drop(conn);
-    let reported = peer.clone();
-    let spawned = thread::Builder::new()
-        .name("stamp-echo-conn".into())
-        .stack_size(limits.stack_size)
-        .spawn(move || serve_connection(ending, &peer));
-    if let Err(e) = spawned {
-        // The closure and the `Ending` in it are dropped: the connection is
-        // closed and counted. Say why.
-        shared.events.closed(&reported, &Summary::default(), Some(&Error::Io(e)));
+    // The thread takes the `Ending` from `handoff`, so that it is still here
+    // if the thread cannot start (out of memory or threads): then the runner
+    // makes room as when out of descriptors, and tries again.
+    let handoff = Arc::new(Mutex::new(Some(ending)));
+    loop {
+        let (theirs, their_peer) = (Arc::clone(&handoff), peer.clone());
+        let spawned =
+            thread::Builder::new().name("stamp-echo-conn".into()).stack_size(limits.stack_size).spawn(move || {
+                let ending = theirs.lock().unwrap_or_else(PoisonError::into_inner).take();
+                if let Some(ending) = ending {
+                    serve_connection(ending, &their_peer);
+                }
+            });
+        let Err(e) = spawned else { return };
+        let e = io::Error::new(e.kind(), format!("cannot start a thread for connection {}: {e}", peer.id));
+        shared.events.accept_failed(&e);
+        if !shared.relieve(true) {
+            // Stopping: the `Ending`, dropped with `handoff`, closes and
+            // counts the connection. Say why.
+            shared.events.closed(&peer, &Summary::default(), Some(&Error::Io(e)));
+            return;
+        }
     }
 }
 

@@ -263,6 +263,28 @@ impl Tasks {
         }
     }
 
+    /// After `accept()` failed: waits for a connection to end, at most
+    /// 100 ms. Out of descriptors or memory (`scarce`), first makes room as
+    /// at the cap, with the connections open now as the cap (see
+    /// [`Registry::room`](crate::runner::Registry::room)).
+    async fn relieve(&self, scarce: bool) {
+        const RETRY: Duration = Duration::from_millis(100);
+        let changed = self.waits.changed.notified();
+        let wait = {
+            let mut state = self.lock();
+            if state.stopping() {
+                return;
+            }
+            if scarce {
+                let open = state.active();
+                state.room(&self.limits, open, self.clock(std::time::Instant::now()))
+            } else {
+                None
+            }
+        };
+        let _ = tokio::time::timeout(wait.unwrap_or(RETRY).min(RETRY), changed).await;
+    }
+
     /// Makes room for one more connection (see [`Limits`] and
     /// [`Registry::room`](crate::runner::Registry::room)): `true` once fewer than `max_connections` are
     /// active, `false` when the runner is stopping.
@@ -309,7 +331,6 @@ impl Listener {
 /// accepting, and holds each new client until [`Shared::make_room`] has
 /// room for it. The listener is closed when it returns.
 async fn accept_loop(shared: Arc<Tasks>, listener: Listener) {
-    const RETRY: Duration = Duration::from_millis(100);
     loop {
         let mut stopped = pin!(shared.waits.stop.notified());
         stopped.as_mut().enable();
@@ -330,23 +351,7 @@ async fn accept_loop(shared: Arc<Tasks>, listener: Listener) {
             Some(Err(e)) if is_transient(&e) => continue,
             Some(Err(e)) => {
                 shared.events.accept_failed(&e);
-                // Wait for a connection to end; out of descriptors or memory,
-                // make room as at the cap, with the connections open now as
-                // the cap.
-                let changed = shared.waits.changed.notified();
-                let wait = {
-                    let mut state = shared.lock();
-                    if state.stopping() {
-                        continue;
-                    }
-                    if is_out_of_resources(&e) {
-                        let open = state.active();
-                        state.room(&shared.limits, open, shared.clock(std::time::Instant::now()))
-                    } else {
-                        None
-                    }
-                };
-                let _ = tokio::time::timeout(wait.unwrap_or(RETRY).min(RETRY), changed).await;
+                shared.relieve(is_out_of_resources(&e)).await;
                 continue;
             }
         };
