@@ -95,4 +95,17 @@ mod tests {
         assert!(is_tick(&error), "{error}");
         let _ = std::fs::remove_file(&dir);
     }
+
+    #[test]
+    fn out_of_descriptors_or_memory_is_told_from_one_peers_trouble() {
+        // EMFILE, ENFILE and ENOBUFS as Linux reports them, and ENOMEM.
+        for errno in [24, 23, 105] {
+            assert!(is_out_of_resources(&io::Error::from_raw_os_error(errno)), "errno {errno}");
+        }
+        assert!(is_out_of_resources(&io::Error::from(io::ErrorKind::OutOfMemory)));
+        // ECONNABORTED, EAGAIN, EINVAL: not a shortage.
+        for errno in [103, 11, 22] {
+            assert!(!is_out_of_resources(&io::Error::from_raw_os_error(errno)), "errno {errno}");
+        }
+    }
 }
