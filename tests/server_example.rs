@@ -63,13 +63,8 @@ impl Server {
 
     /// Runs `command` (the example, or what execs it) with the flags.
     fn spawn(mut command: Command, rt: Runtime, args: &[&str]) -> Server {
-        let mut child = command
-            .args(runtime_flag(rt))
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("run the server example");
+        let mut child =
+            with_flags(&mut command, rt, args).stderr(Stdio::piped()).spawn().expect("run the server example");
         let lines = BufReader::new(child.stdout.take().expect("stdout"));
         Server { child, lines }
     }
@@ -200,15 +195,16 @@ fn serves_udp_with_the_udp_flag() {
     assert!(rest.contains("stopped: 1 datagram"), "{rest}");
 }
 
+/// `command` (the example, or what execs it) with `rt`'s runtime flag and
+/// `args`, its stdout piped.
+fn with_flags<'a>(command: &'a mut Command, rt: Runtime, args: &[&str]) -> &'a mut Command {
+    command.args(runtime_flag(rt)).args(args).stdout(Stdio::piped())
+}
+
 /// Starts the example with these flags; its stdout, and the first line.
 fn spawn(rt: Runtime, args: &[&str]) -> (Running, ChildStdout, String) {
-    let mut child = Command::new(server_binary())
-        .args(runtime_flag(rt))
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("run the server example");
+    let mut command = Command::new(server_binary());
+    let mut child = with_flags(&mut command, rt, args).stderr(Stdio::null()).spawn().expect("run the server example");
     let mut stdout = child.stdout.take().expect("stdout");
     // Byte by byte: nothing beyond the first line is taken from the pipe.
     let mut first = Vec::new();
@@ -229,18 +225,27 @@ fn terminate_within(
     let killed = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill");
     assert!(killed.success());
     let started = std::time::Instant::now();
+    let status = within(child.id(), bound, "the server did not exit", move || child.wait());
+    (status.expect("exit status"), started.elapsed())
+}
+
+/// What `wait` returns once process `pid` has ended (it waits for it on a
+/// thread of its own); a failure saying `late`, the process killed, if that
+/// takes longer than `bound`.
+fn within<T: Send + 'static>(
+    pid: u32,
+    bound: std::time::Duration,
+    late: &str,
+    wait: impl FnOnce() -> T + Send + 'static,
+) -> T {
     let (tx, rx) = std::sync::mpsc::channel();
-    let pid = child.id();
     std::thread::spawn(move || {
-        let _ = tx.send(child.wait());
+        let _ = tx.send(wait());
     });
-    match rx.recv_timeout(bound) {
-        Ok(status) => (status.expect("exit status"), started.elapsed()),
-        Err(_) => {
-            let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
-            panic!("the server did not exit within {bound:?}");
-        }
-    }
+    rx.recv_timeout(bound).unwrap_or_else(|_| {
+        let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
+        panic!("{late} within {bound:?}");
+    })
 }
 
 fn a_stdout_nobody_reads_neither_stalls_serving_nor_stops_sigterm(rt: Runtime) {
@@ -319,18 +324,8 @@ fn a_unix_path_replaced_while_serving_is_left_alone_and_sigterm_still_stops_it(r
 /// it is still running after `bound`, as a server that took its flags is.
 fn output_within(command: &mut Command, bound: std::time::Duration) -> std::process::Output {
     let child = command.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("run the server example");
-    let pid = child.id();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    match rx.recv_timeout(bound) {
-        Ok(output) => output.expect("its output"),
-        Err(_) => {
-            let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
-            panic!("{command:?} still running after {bound:?}: its flags were taken");
-        }
-    }
+    let late = format!("{command:?} took its flags: it did not exit");
+    within(child.id(), bound, &late, move || child.wait_with_output()).expect("its output")
 }
 
 #[test]
