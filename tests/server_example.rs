@@ -300,10 +300,17 @@ fn peer_bytes_reach_the_log_escaped_one_line_each(rt: Runtime) {
     assert!(!rest.bytes().any(|b| b == 0x1b || b == 0x07 || b == b'\r'), "{rest}");
 }
 
-fn a_unix_path_replaced_while_serving_is_left_alone_and_sigterm_still_stops_it(rt: Runtime) {
-    let dir = std::env::temp_dir().join(format!("stamp-echo-replace-{}-{:?}", std::process::id(), rt));
+/// An empty directory of this process and `rt`'s own under the system's
+/// temporary one, for a test's Unix socket.
+fn fresh_dir(name: &str, rt: Runtime) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("{name}-{}-{rt:?}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir(&dir).expect("dir");
+    std::fs::create_dir(&dir).expect("a temporary directory");
+    dir
+}
+
+fn a_unix_path_replaced_while_serving_is_left_alone_and_sigterm_still_stops_it(rt: Runtime) {
+    let dir = fresh_dir("stamp-echo-replace", rt);
     let path = dir.join("echo.sock");
     let path_arg = path.to_str().expect("UTF-8 path");
     let (mut running, mut stdout, listening) = spawn(rt, &["--unix", path_arg, "--quiet"]);
@@ -403,9 +410,8 @@ fn message_lines_over_the_rate_are_counted_not_shown(rt: Runtime) {
 
 fn a_unix_peers_hostile_path_is_logged_escaped(rt: Runtime) {
     use std::os::unix::ffi::OsStrExt;
-    let dir = std::env::temp_dir().join(format!("se-peer-{}-{:?}", std::process::id(), rt));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir(&dir).expect("dir");
+    // Short: a socket path holds at most 107 bytes.
+    let dir = fresh_dir("se-peer", rt);
     let path = dir.join("s.sock");
     let path_arg = path.to_str().expect("UTF-8 path");
     let mut server = Server::start(rt, &["--unix", path_arg, "--framing", "line"]);
