@@ -37,12 +37,14 @@
 //!
 //! ## Cargo features
 //!
-//! None is on by default; the library proper needs neither.
+//! None is on by default: the library alone depends on `thiserror` and
+//! `time`.
 //!
-//! | feature | enables |
-//! |---|---|
-//! | `tools` | the `load` generator and the `probe` runs, as the examples use them |
-//! | `test-util` | `testing`: an in-memory stream (`testing::Duplex`) and a local server for tests |
+//! | feature | enables | adds dependencies |
+//! |---|---|---|
+//! | `tokio` | `tokio`: the async server driver and runner, the async client, and `tokio_util` codecs | `tokio`, `tokio-util` |
+//! | `tools` | the `load` generator and the `probe` runs, as the examples use them | none |
+//! | `test-util` | `testing`: an in-memory stream (`testing::Duplex`), an always-ready async adapter and local servers for tests | none |
 //!
 //! The examples below use `testing::Duplex`, so they need `test-util`
 //! (`stamp-echo = { version = "0.2", features = ["test-util"] }` under
@@ -185,3 +187,21 @@ pub use server::EchoServer;
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;
+
+/// The Rust examples of `docs/`, compiled and run as doctests, so the
+/// documents cannot drift from the API.
+#[cfg(doctest)]
+pub mod docs_doctests {
+    /// `docs/client.md`.
+    #[doc = include_str!("../docs/client.md")]
+    pub struct Client;
+    /// `docs/serving.md`.
+    #[doc = include_str!("../docs/serving.md")]
+    pub struct Serving;
+    /// `docs/tokio.md`.
+    #[doc = include_str!("../docs/tokio.md")]
+    pub struct Tokio;
+    /// `docs/udp.md`.
+    #[doc = include_str!("../docs/udp.md")]
+    pub struct Udp;
+}
