@@ -58,6 +58,12 @@
 //! Multiply by [`Limits::max_connections`] for the whole server.
 
 mod registry;
+#[cfg(feature = "tracing")]
+mod tracing_events;
+
+#[cfg(feature = "tracing")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tracing")))]
+pub use tracing_events::TracingEvents;
 
 pub(crate) use registry::{Entry, FORCE_GRACE, Flags, Registry, Shared};
 

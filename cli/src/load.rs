@@ -1,0 +1,460 @@
+//! `stamp-echo load`: a load generator that checks every reply. N
+//! connections, M messages each, ping-pong (`--window 1`) or pipelined, or
+//! open loop at a fixed rate (`--rate`); throughput and latency percentiles
+//! (`hdrhistogram`).
+//!
+//! With `--rate`, each message has a time it is due (the rate's schedule)
+//! and its latency counts from then, not from when it could be sent: a
+//! server that stalls is charged for every message it held up, as wrk2
+//! corrects coordinated omission.
+//!
+//! The last line is machine-readable, for scripts: `result: key=value ...`;
+//! `--json` prints one JSON object instead.
+
+use std::fmt::Write as _;
+use std::io::{self, Read, Write};
+use std::net::TcpStream;
+#[cfg(unix)]
+use std::os::unix::net::UnixStream;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Barrier, Condvar, Mutex, MutexGuard, PoisonError, mpsc};
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use stamp_echo::load::{Checker, message};
+use stamp_echo::{Error, Framing, ProtocolError};
+
+use crate::args::{Dur, Endpoint, duration, duration_help, int_help};
+
+/// The most connections.
+const MAX_CONNECTIONS: usize = 100_000;
+/// The largest message (the length framing's default limit).
+const MAX_SIZE: usize = Framing::DEFAULT_MAX_FRAME;
+/// Latencies are counted up to an hour, to 3 significant digits.
+const MAX_LATENCY_NANOS: u64 = 3_600_000_000_000;
+
+/// Drive a stamp-echo server with checked load and report throughput and latency.
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    endpoint: Endpoint,
+
+    #[arg(short, long, default_value_t = 1, help = int_help("Connections, each with a writer and a reader thread", 1, MAX_CONNECTIONS),
+          value_parser = clap::value_parser!(u64).range(1..=MAX_CONNECTIONS as u64))]
+    connections: u64,
+
+    /// Messages per connection.
+    #[arg(short = 'n', long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
+    messages: u64,
+
+    #[arg(short, long, default_value_t = 16, help = int_help("Bytes per message, without framing", 1, MAX_SIZE),
+          value_parser = clap::value_parser!(u64).range(1..=MAX_SIZE as u64))]
+    size: u64,
+
+    /// Messages in flight per connection at most: 1 is ping-pong, more is pipelining.
+    #[arg(short, long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    window: u64,
+
+    /// Open loop: messages per second in all, spread over the connections, each due on a fixed schedule; latencies
+    /// count from when each was due.
+    #[arg(short = 'R', long, value_name = "PER_SECOND", value_parser = clap::value_parser!(u64).range(1..=100_000_000))]
+    rate: Option<u64>,
+
+    #[arg(short, long, value_name = "DURATION", default_value_t = Dur(Duration::from_secs(30)),
+          help = duration_help("How long a connection may wait on the server before it fails", stamp_echo::Limits::MIN_TIMEOUT,
+                               stamp_echo::Limits::MAX_TIMEOUT, false),
+          value_parser = duration(stamp_echo::Limits::MIN_TIMEOUT, stamp_echo::Limits::MAX_TIMEOUT, false))]
+    timeout: Dur,
+
+    /// Print one JSON object at the end instead of the text lines.
+    #[arg(long)]
+    json: bool,
+}
+
+/// A connected stream of either kind.
+enum Conn {
+    Tcp(TcpStream),
+    #[cfg(unix)]
+    Unix(UnixStream),
+}
+
+impl Conn {
+    fn open(args: &Args) -> io::Result<Conn> {
+        let timeout = Some(args.timeout.0);
+        Ok(match &args.endpoint.unix {
+            #[cfg(unix)]
+            Some(path) => {
+                let s = UnixStream::connect(path)?;
+                s.set_read_timeout(timeout)?;
+                s.set_write_timeout(timeout)?;
+                Conn::Unix(s)
+            }
+            #[cfg(not(unix))]
+            Some(_) => return Err(io::Error::new(io::ErrorKind::Unsupported, "Unix sockets need a Unix system")),
+            None => {
+                let s = TcpStream::connect(args.endpoint.tcp_addr())?;
+                s.set_nodelay(true)?;
+                s.set_read_timeout(timeout)?;
+                s.set_write_timeout(timeout)?;
+                Conn::Tcp(s)
+            }
+        })
+    }
+
+    fn drive(&self, load: &Load, progress: &AtomicU64) -> Result<Report, Error> {
+        match self {
+            Conn::Tcp(s) => drive(s, load, progress),
+            #[cfg(unix)]
+            Conn::Unix(s) => drive(s, load, progress),
+        }
+    }
+}
+
+/// One connection's load.
+struct Load {
+    framing: Framing,
+    messages: u64,
+    size: usize,
+    window: usize,
+    /// Open loop: the time between two messages' due times, and the first's.
+    schedule: Option<(Duration, Instant)>,
+}
+
+/// What one connection measured.
+struct Report {
+    messages: u64,
+    bytes_sent: u64,
+    bytes_received: u64,
+    latency: Histogram<u64>,
+}
+
+pub fn run(args: &Args) -> ExitCode {
+    let target = args.endpoint.target(false);
+    let conns: Vec<Conn> = match (0..args.connections).map(|_| Conn::open(args)).collect() {
+        Ok(conns) => conns,
+        Err(e) => {
+            eprintln!("stamp-echo load: cannot connect to {target}: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let size = usize::try_from(args.size).unwrap_or(MAX_SIZE);
+    let mut probe = Vec::new();
+    message(0, size, &mut probe);
+    if let Err(e) = Checker::new(args.endpoint.framing()).send(&probe, (), &mut Vec::new()) {
+        eprintln!("stamp-echo load: --size {size}: {e}");
+        return ExitCode::FAILURE;
+    }
+    let progress = AtomicU64::new(0);
+    let start_line = Barrier::new(conns.len() + 1);
+    let (done_tx, done) = mpsc::channel();
+    let total = args.messages * conns.len() as u64;
+    let (results, elapsed) = std::thread::scope(|scope| {
+        for conn in &conns {
+            let done_tx = done_tx.clone();
+            let (progress, start_line) = (&progress, &start_line);
+            scope.spawn(move || {
+                start_line.wait();
+                // Every connection's schedule starts now, at the same rate share.
+                let schedule = args
+                    .rate
+                    .map(|rate| (Duration::from_secs_f64(args.connections as f64 / rate as f64), Instant::now()));
+                let load = Load {
+                    framing: args.endpoint.framing(),
+                    messages: args.messages,
+                    size,
+                    window: usize::try_from(args.window).unwrap_or(usize::MAX),
+                    schedule,
+                };
+                let _ = done_tx.send(conn.drive(&load, progress));
+            });
+        }
+        start_line.wait();
+        let start = Instant::now();
+        let mut results = Vec::new();
+        while results.len() < conns.len() {
+            match done.recv_timeout(Duration::from_secs(1)) {
+                Ok(result) => results.push(result),
+                Err(_) => {
+                    let answered = progress.load(Ordering::Relaxed);
+                    let rate = answered as f64 / start.elapsed().as_secs_f64();
+                    eprintln!("  {answered}/{total} replies checked, {rate:.0} msg/s");
+                }
+            }
+        }
+        (results, start.elapsed())
+    });
+
+    let mut latency = match new_histogram() {
+        Ok(histogram) => histogram,
+        Err(e) => {
+            eprintln!("stamp-echo load: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let (mut messages, mut bytes_out, mut bytes_in, mut failed) = (0, 0, 0, 0);
+    for result in results {
+        match result {
+            Ok(report) => {
+                let _ = latency.add(&report.latency);
+                messages += report.messages;
+                bytes_out += report.bytes_sent;
+                bytes_in += report.bytes_received;
+            }
+            Err(e) => {
+                failed += 1;
+                eprintln!("stamp-echo load: a connection to {target} failed: {e}");
+            }
+        }
+    }
+    let summary = Summary { messages, failed, bytes_out, bytes_in, elapsed, size: args.size, latency };
+    if args.json {
+        println!("{}", summary.json(args));
+    } else {
+        summary.print(args);
+    }
+    let _ = io::stdout().flush();
+    if failed > 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS }
+}
+
+/// Latencies in nanoseconds, 1 ns to an hour, 3 significant digits.
+fn new_histogram() -> Result<Histogram<u64>, Error> {
+    Histogram::new_with_bounds(1, MAX_LATENCY_NANOS, 3).map_err(|e| Error::Io(io::Error::other(format!("{e:?}"))))
+}
+
+/// The whole run's figures.
+struct Summary {
+    messages: u64,
+    failed: u64,
+    bytes_out: u64,
+    bytes_in: u64,
+    elapsed: Duration,
+    size: u64,
+    latency: Histogram<u64>,
+}
+
+/// The percentiles reported.
+const PERCENTILES: [(&str, f64); 4] = [("p50", 50.0), ("p99", 99.0), ("p99.9", 99.9), ("p99.99", 99.99)];
+
+impl Summary {
+    fn us(&self, percentile: f64) -> f64 {
+        self.latency.value_at_percentile(percentile) as f64 / 1e3
+    }
+
+    fn rates(&self) -> (f64, f64, f64) {
+        let secs = self.elapsed.as_secs_f64();
+        (secs, self.messages as f64 / secs, (self.messages * self.size) as f64 / secs / 1e6)
+    }
+
+    fn print(&self, args: &Args) {
+        let (secs, msgs_per_s, mb_per_s) = self.rates();
+        let messages = self.messages;
+        println!(
+            "{messages} replies checked on {} connections in {secs:.3} s: {msgs_per_s:.0} msg/s, {mb_per_s:.2} MB/s of \
+             messages ({:.2} MB out, {:.2} MB in)",
+            args.connections,
+            self.bytes_out as f64 / 1e6,
+            self.bytes_in as f64 / 1e6,
+        );
+        if let Some(rate) = args.rate {
+            println!("open loop at {rate} msg/s: latencies count from when each message was due");
+        }
+        let mut line = String::from("latency:");
+        for (name, p) in PERCENTILES {
+            let _ = write!(line, " {name} {:.1} us,", self.us(p));
+        }
+        println!("{line} max {:.1} us", self.latency.max() as f64 / 1e3);
+        println!(
+            "result: messages={messages} failed_connections={} seconds={secs:.6} msgs_per_s={msgs_per_s:.1} \
+             mb_per_s={mb_per_s:.3} p50_us={:.1} p99_us={:.1} p999_us={:.1}",
+            self.failed,
+            self.us(50.0),
+            self.us(99.0),
+            self.us(99.9)
+        );
+    }
+
+    /// `{"messages","failed_connections","seconds","msgs_per_s","mb_per_s","bytes_out","bytes_in","rate",
+    /// "latency_us":{"p50","p99","p99.9","p99.99","max","mean"}}`.
+    fn json(&self, args: &Args) -> String {
+        let (secs, msgs_per_s, mb_per_s) = self.rates();
+        let rate = args.rate.map_or_else(|| "null".to_owned(), |r| r.to_string());
+        let mut out = format!(
+            "{{\"target\":{},\"connections\":{},\"messages\":{},\"failed_connections\":{},\"seconds\":{secs:.6},\
+             \"msgs_per_s\":{msgs_per_s:.1},\"mb_per_s\":{mb_per_s:.3},\"bytes_out\":{},\"bytes_in\":{},\"rate\":{rate},\
+             \"latency_us\":{{",
+            json_string(&args.endpoint.target(false)),
+            args.connections,
+            self.messages,
+            self.failed,
+            self.bytes_out,
+            self.bytes_in,
+        );
+        for (name, p) in PERCENTILES {
+            let _ = write!(out, "\"{name}\":{:.1},", self.us(p));
+        }
+        let _ =
+            write!(out, "\"max\":{:.1},\"mean\":{:.1}}}}}", self.latency.max() as f64 / 1e3, self.latency.mean() / 1e3);
+        out
+    }
+}
+
+/// `text` as a JSON string, quotes included.
+pub fn json_string(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if c.is_control() => {
+                let _ = write!(out, "\\u{:04x}", u32::from(c));
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// The checker both threads share, and whether either failed.
+struct Shared {
+    state: Mutex<(Checker<Instant>, bool)>,
+    /// Signalled when replies free room in the window, or on failure.
+    window_open: Condvar,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, (Checker<Instant>, bool)> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn fail(&self) {
+        self.lock().1 = true;
+        self.window_open.notify_all();
+    }
+}
+
+/// One connection: a writer thread sends (in batches up to the window, or
+/// on the schedule), the calling thread reads and checks every reply.
+fn drive<S>(stream: &S, load: &Load, progress: &AtomicU64) -> Result<Report, Error>
+where
+    S: Sync,
+    for<'a> &'a S: Read + Write,
+{
+    let shared = Shared { state: Mutex::new((Checker::new(load.framing), false)), window_open: Condvar::new() };
+    let (written, read) = std::thread::scope(|scope| {
+        let writer = scope.spawn(|| {
+            let result = write_load(stream, &shared, load);
+            if result.is_err() {
+                shared.fail();
+            }
+            result
+        });
+        let read = read_replies(stream, &shared, load.messages, progress);
+        if read.is_err() {
+            shared.fail();
+        }
+        let written = writer.join().unwrap_or_else(|_| Err(Error::Io(io::Error::other("the writer thread panicked"))));
+        (written, read)
+    });
+    // The reader's error comes first: when both failed, it is the cause.
+    let (bytes_received, latency) = read?;
+    let bytes_sent = written?;
+    Ok(Report { messages: load.messages, bytes_sent, bytes_received, latency })
+}
+
+/// The writer: frames messages into one write per batch; returns the bytes written.
+fn write_load<S>(stream: &S, shared: &Shared, load: &Load) -> Result<u64, Error>
+where
+    for<'a> &'a S: Write,
+{
+    let (mut seq, mut written) = (0, 0);
+    let (mut text, mut out) = (Vec::with_capacity(load.size), Vec::new());
+    while seq < load.messages {
+        if let Some((every, first)) = load.schedule {
+            // Sleep until the next message is due (interval * seq from the first).
+            let due = first + every.mul_f64(seq as f64);
+            let now = Instant::now();
+            if due > now {
+                std::thread::sleep(due - now);
+            }
+        }
+        {
+            let mut state = shared.lock();
+            while state.0.in_flight() >= load.window && !state.1 {
+                state = shared.window_open.wait(state).unwrap_or_else(PoisonError::into_inner);
+            }
+            if state.1 {
+                break;
+            }
+            let now = Instant::now();
+            let room = (load.window - state.0.in_flight()) as u64;
+            for _ in 0..room.min(load.messages - seq) {
+                // Open loop: the tag is when the message was due; only those due by now go.
+                let tag = match load.schedule {
+                    Some((every, first)) => {
+                        let due = first + every.mul_f64(seq as f64);
+                        if due > now {
+                            break;
+                        }
+                        due
+                    }
+                    None => now,
+                };
+                text.clear();
+                message(seq, load.size, &mut text);
+                state.0.send(&text, tag, &mut out)?;
+                seq += 1;
+            }
+        }
+        let mut writer = stream;
+        writer.write_all(&out).map_err(Error::from)?;
+        written += out.len() as u64;
+        out.clear();
+    }
+    Ok(written)
+}
+
+/// The reader: checks replies until all `messages` are answered; the bytes
+/// read and the latencies.
+fn read_replies<S>(
+    stream: &S,
+    shared: &Shared,
+    messages: u64,
+    progress: &AtomicU64,
+) -> Result<(u64, Histogram<u64>), Error>
+where
+    for<'a> &'a S: Read,
+{
+    let mut input = vec![0; 64 * 1024];
+    let mut latency = new_histogram()?;
+    let (mut answered, mut received) = (0, 0);
+    while answered < messages {
+        let mut reader = stream;
+        let n = match reader.read(&mut input) {
+            Ok(0) => return Err(Error::Protocol(ProtocolError::UnexpectedEof)),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(Error::from(e)),
+        };
+        received += n as u64;
+        let done = {
+            let mut state = shared.lock();
+            if state.1 {
+                return Err(Error::Io(io::Error::other("the writer failed")));
+            }
+            let now = Instant::now();
+            state.0.receive(&input[..n], |sent| {
+                let nanos = u64::try_from((now - sent).as_nanos()).unwrap_or(u64::MAX);
+                latency.saturating_record(nanos.max(1));
+            })?
+        };
+        answered += done as u64;
+        progress.fetch_add(done as u64, Ordering::Relaxed);
+        if done > 0 {
+            shared.window_open.notify_one();
+        }
+    }
+    Ok((received, latency))
+}

@@ -1,0 +1,294 @@
+//! The server's log: `tracing` events through `tracing-subscriber` to
+//! `tracing-appender`'s bounded, lossy, non-blocking writer on stdout.
+//!
+//! Serving never waits for the log: events are formatted on the serving
+//! thread and queued ([`LOG_QUEUE`] lines) for one writer thread; when the
+//! queue is full (a stdout nobody reads), lines are dropped and counted, and
+//! the count is logged once a second when stdout moves again. Message lines
+//! are rate-limited (`--log-rate`), with a line a second saying how many were
+//! not shown. Peer-controlled fields are escaped by the library's
+//! [`TracingEvents`](stamp_echo::runner::TracingEvents). At exit the last
+//! line (the totals) is queued even past a full queue, and the writer gets
+//! what is left of the shutdown deadline (at least [`LOG_FLUSH`]) to write it.
+
+use std::fmt::{self, Write as _};
+use std::io;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::thread;
+use std::time::{Duration, Instant, SystemTime};
+
+use stamp_echo::stamp::{Rfc3339, Stamp};
+use tracing::field::{Field, Visit};
+use tracing::{Event, Level, Subscriber};
+use tracing_appender::non_blocking::{ErrorCounter, NonBlockingBuilder, WorkerGuard};
+use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
+use tracing_subscriber::registry::LookupSpan;
+
+/// Lines the log queue holds before it drops them.
+pub const LOG_QUEUE: usize = 4096;
+/// The least time the last log lines (the totals) get at exit; otherwise
+/// they get what is left of the shutdown deadline.
+pub const LOG_FLUSH: Duration = Duration::from_millis(100);
+
+/// `--log-format`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// The original's lines, one per event: `...connected from: 127.0.0.1:45000`.
+    Text,
+    /// One JSON object per line: `time`, `level`, `target`, `message` and the event's fields.
+    Json,
+}
+
+/// The log, installed as the global `tracing` subscriber.
+pub struct Log {
+    guard: WorkerGuard,
+    counter: ErrorCounter,
+    rate: Arc<Rate>,
+}
+
+impl Log {
+    /// Installs the subscriber (writing stdout, or stderr if `to_stderr`) and starts the writer thread and the
+    /// once-a-second counts of lines not shown.
+    ///
+    /// # Errors
+    ///
+    /// A thread could not start, or a subscriber is installed already.
+    pub fn start(format: Format, per_second: u64, to_stderr: bool) -> io::Result<Log> {
+        let builder = NonBlockingBuilder::default().lossy(true).buffered_lines_limit(LOG_QUEUE).thread_name("log");
+        let (writer, guard) = if to_stderr {
+            builder.finish(Box::new(io::stderr()) as Box<dyn io::Write + Send>)
+        } else {
+            builder.finish(Box::new(io::stdout()))
+        };
+        let counter = writer.error_counter();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(Level::DEBUG)
+            .with_writer(writer)
+            .event_format(Line(format))
+            .finish();
+        tracing::subscriber::set_global_default(subscriber).map_err(io::Error::other)?;
+        let rate = Arc::new(Rate::new(per_second));
+        let (ticking, counting) = (Arc::clone(&rate), counter.clone());
+        thread::Builder::new().name("log-counts".into()).spawn(move || {
+            loop {
+                thread::sleep(Duration::from_secs(1));
+                ticking.tick(&counting);
+            }
+        })?;
+        Ok(Log { guard, counter, rate })
+    }
+
+    /// The message-line rate limit.
+    pub fn rate(&self) -> Arc<Rate> {
+        Arc::clone(&self.rate)
+    }
+
+    /// Logs `last` after the counts of lines not shown, and gives the writer
+    /// until `until` (at least [`LOG_FLUSH`] from now) to write it out: a
+    /// blocked stdout does not keep the process from exiting.
+    pub fn finish(self, last: &dyn fmt::Display, until: Instant) {
+        let until = until.max(Instant::now() + LOG_FLUSH);
+        self.rate.tick(&self.counter);
+        loop {
+            // A full queue drops the line (and counts it): try again until it is taken.
+            let dropped = self.counter.dropped_lines();
+            tracing::info!(target: "stamp_echo::serve", "{last}");
+            if self.counter.dropped_lines() == dropped || Instant::now() >= until {
+                break;
+            }
+            thread::sleep(Duration::from_millis(5));
+        }
+        let (flushed, wait) = std::sync::mpsc::channel();
+        let guard = self.guard;
+        let flushing = thread::Builder::new().name("log-flush".into()).spawn(move || {
+            drop(guard);
+            let _ = flushed.send(());
+        });
+        if flushing.is_ok() {
+            let _ = wait.recv_timeout(until.saturating_duration_since(Instant::now()));
+        }
+    }
+}
+
+/// Message lines per second, and the counts of those not shown.
+pub struct Rate {
+    per_second: u64,
+    /// Message lines shown in the current second.
+    shown: AtomicU64,
+    /// Message lines not shown in the current second (over the rate).
+    hidden: AtomicU64,
+    /// Lines the writer dropped, as last reported.
+    dropped: AtomicUsize,
+}
+
+impl Rate {
+    fn new(per_second: u64) -> Rate {
+        Rate { per_second, shown: AtomicU64::new(0), hidden: AtomicU64::new(0), dropped: AtomicUsize::new(0) }
+    }
+
+    /// Whether a message line may be shown this second; counts it if not.
+    pub fn admit(&self) -> bool {
+        if self.shown.load(Ordering::Relaxed) < self.per_second
+            && self.shown.fetch_add(1, Ordering::Relaxed) < self.per_second
+        {
+            return true;
+        }
+        self.hidden.fetch_add(1, Ordering::Relaxed);
+        false
+    }
+
+    /// A new second: logs the counts of lines not shown and dropped since the last.
+    fn tick(&self, counter: &ErrorCounter) {
+        self.shown.store(0, Ordering::Relaxed);
+        let hidden = self.hidden.swap(0, Ordering::Relaxed);
+        if hidden > 0 {
+            let rate = self.per_second;
+            tracing::info!(target: "stamp_echo::serve", hidden, "...{hidden} message lines not shown (over --log-rate {rate} a second)");
+        }
+        let total = counter.dropped_lines();
+        let dropped = total.saturating_sub(self.dropped.swap(total, Ordering::Relaxed));
+        if dropped > 0 {
+            tracing::info!(target: "stamp_echo::serve", dropped, "...{dropped} log lines dropped: stdout was not taking them");
+        }
+    }
+}
+
+/// One event as one line: the message alone (text), or a JSON object.
+struct Line(Format);
+
+impl<S, N> FormatEvent<S, N> for Line
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    fn format_event(&self, _: &FmtContext<'_, S, N>, mut out: Writer<'_>, event: &Event<'_>) -> fmt::Result {
+        match self.0 {
+            Format::Text => {
+                let mut message = TextMessage { out: &mut out, result: Ok(()) };
+                event.record(&mut message);
+                message.result?;
+            }
+            Format::Json => {
+                let mut time = String::new();
+                Rfc3339.write_stamp(SystemTime::now(), &mut time);
+                let meta = event.metadata();
+                write!(out, "{{\"time\":\"{time}\",\"level\":\"{}\",\"target\":", meta.level())?;
+                json_string(&mut out, meta.target())?;
+                let mut fields = JsonFields { out: &mut out, result: Ok(()) };
+                event.record(&mut fields);
+                fields.result?;
+                out.write_char('}')?;
+            }
+        }
+        writeln!(out)
+    }
+}
+
+/// Writes an event's `message` field, and nothing else.
+struct TextMessage<'a, 'w> {
+    out: &'a mut Writer<'w>,
+    result: fmt::Result,
+}
+
+impl Visit for TextMessage<'_, '_> {
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        if field.name() == "message" {
+            self.result = write!(self.out, "{value:?}");
+        }
+    }
+}
+
+/// Writes every field as `,"name":value`: numbers and booleans bare, the rest
+/// as JSON strings.
+struct JsonFields<'a, 'w> {
+    out: &'a mut Writer<'w>,
+    result: fmt::Result,
+}
+
+impl JsonFields<'_, '_> {
+    fn field(&mut self, field: &Field, value: fmt::Arguments<'_>, quoted: bool) {
+        if self.result.is_err() {
+            return;
+        }
+        self.result = (|| {
+            self.out.write_char(',')?;
+            json_string(self.out, field.name())?;
+            self.out.write_char(':')?;
+            if quoted {
+                self.out.write_char('"')?;
+                JsonEscaped(&mut *self.out).write_fmt(value)?;
+                self.out.write_char('"')
+            } else {
+                self.out.write_fmt(value)
+            }
+        })();
+    }
+}
+
+impl Visit for JsonFields<'_, '_> {
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        self.field(field, format_args!("{value:?}"), true);
+    }
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.field(field, format_args!("{value}"), true);
+    }
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.field(field, format_args!("{value}"), false);
+    }
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.field(field, format_args!("{value}"), false);
+    }
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.field(field, format_args!("{value}"), false);
+    }
+}
+
+/// `text` as a JSON string, quotes included.
+fn json_string(out: &mut impl fmt::Write, text: &str) -> fmt::Result {
+    out.write_char('"')?;
+    JsonEscaped(&mut *out).write_str(text)?;
+    out.write_char('"')
+}
+
+/// Escapes what passes through for a JSON string: quotes, backslashes and
+/// control characters.
+struct JsonEscaped<W>(W);
+
+impl<W: fmt::Write> fmt::Write for JsonEscaped<W> {
+    fn write_str(&mut self, text: &str) -> fmt::Result {
+        let mut rest = text;
+        while let Some(at) = rest.find(|c: char| c == '"' || c == '\\' || c.is_control()) {
+            self.0.write_str(&rest[..at])?;
+            let c = rest[at..].chars().next().unwrap_or_default();
+            match c {
+                '"' => self.0.write_str("\\\"")?,
+                '\\' => self.0.write_str("\\\\")?,
+                '\n' => self.0.write_str("\\n")?,
+                c => write!(self.0, "\\u{:04x}", u32::from(c))?,
+            }
+            rest = &rest[at + c.len_utf8()..];
+        }
+        self.0.write_str(rest)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_strings_are_escaped() {
+        let mut out = String::new();
+        json_string(&mut out, "a\"b\\c\nd\u{1b}e\u{85}").expect("a string");
+        assert_eq!(out, r#""a\"b\\c\nd\u001be\u0085""#);
+    }
+
+    #[test]
+    fn the_rate_admits_its_count_a_second() {
+        let rate = Rate::new(2);
+        assert_eq!([rate.admit(), rate.admit(), rate.admit()], [true, true, false]);
+        assert_eq!(rate.hidden.load(Ordering::Relaxed), 1);
+    }
+}
