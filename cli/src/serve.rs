@@ -43,7 +43,8 @@ pub struct Args {
 
     #[arg(short = 'c', long, default_value_t = Limits::DEFAULT_MAX_CONNECTIONS,
           help = int_help("The most clients served at once; at the cap, a new client takes the slot of the connection \
-                           that has gone longest without completing a message, once that is over --eviction-grace", 1, Limits::MAX_CONNECTIONS))]
+                           that has gone longest without completing a message, once that is over --eviction-grace", 1, Limits::MAX_CONNECTIONS),
+          value_parser = max_connections)]
     max_connections: usize,
 
     #[arg(long, value_name = "DURATION", default_value_t = Dur(Limits::DEFAULT_EVICTION_GRACE),
@@ -113,6 +114,15 @@ pub struct Args {
     #[arg(long, conflicts_with_all = ["host", "port", "unix", "udp", "listen_fd", "runtime", "max_connections",
           "eviction_grace", "backlog"])]
     inetd: bool,
+}
+
+/// `--max-connections`: 1 to the library's bound.
+fn max_connections(text: &str) -> Result<usize, String> {
+    let n: usize = text.parse().map_err(|e| format!("{e}"))?;
+    (1..=Limits::MAX_CONNECTIONS)
+        .contains(&n)
+        .then_some(n)
+        .ok_or_else(|| format!("expected 1 to {}", Limits::MAX_CONNECTIONS))
 }
 
 /// The most `--log-rate`.

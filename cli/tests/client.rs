@@ -1,15 +1,11 @@
-//! The `client` example as a user runs it: Ctrl-C in every mode, and what a
+//! `stamp-echo client` as a user runs it: Ctrl-C in every mode, and what a
 //! hostile server's replies look like on the terminal.
-//!
-//! It runs the binary cargo builds beside the tests (`cargo test` builds the
-//! examples): target/<profile>/examples/client.
 #![cfg(unix)]
 
 mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, UdpSocket};
-use std::path::PathBuf;
 use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 
@@ -17,22 +13,18 @@ use common::SAFETY_TIMEOUT;
 use stamp_echo::EchoServer;
 use stamp_echo::testing::LocalServer;
 
-fn client_binary() -> PathBuf {
-    common::example_binary("client")
-}
-
 /// The running client; killed if a test fails before it ends.
 struct Client(Option<Child>, BufReader<ChildStdout>);
 
 impl Client {
     fn start(args: &[&str]) -> Client {
-        let mut child = Command::new(client_binary())
+        let mut child = common::stamp_echo("client")
             .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .expect("run the client example");
+            .expect("run stamp-echo client");
         let stdout = BufReader::new(child.stdout.take().expect("stdout"));
         Client(Some(child), stdout)
     }

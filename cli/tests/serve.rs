@@ -1,7 +1,4 @@
-//! The `server` example as a user runs it: its log lines, SIGTERM, --unix.
-//!
-//! It runs the binary cargo builds beside the tests (`cargo test` builds the
-//! examples): target/<profile>/examples/server.
+//! `stamp-echo serve` as a user runs it: its log lines, SIGTERM, --unix.
 //!
 //! Unix only: SIGTERM and Unix sockets.
 #![cfg(unix)]
@@ -15,21 +12,25 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::PathBuf;
 use std::process::{Child, ChildStdout, Command, Stdio};
 
+use common::stamp_echo;
+
 use common::{Runtime, SAFETY_TIMEOUT, connect};
 
-/// The example's `--runtime` flag for `rt`.
-fn runtime_flag(rt: Runtime) -> [&'static str; 2] {
+/// The `--runtime` flag for `rt` (threads are the default: no flag, so
+/// `--udp` can be given too).
+fn runtime_flag(rt: Runtime) -> &'static [&'static str] {
     match rt {
-        Runtime::Threads => ["--runtime", "threads"],
-        Runtime::Tokio => ["--runtime", "tokio"],
+        Runtime::Threads => &[],
+        Runtime::Tokio => &["--runtime", "tokio"],
     }
 }
 
-fn server_binary() -> PathBuf {
-    common::example_binary("server")
+/// `stamp-echo serve`.
+fn serve() -> Command {
+    stamp_echo("serve")
 }
 
-/// The running example; killed if a test fails before it ends.
+/// The running server; killed if a test fails before it ends.
 struct Server {
     child: Child,
     lines: BufReader<ChildStdout>,
@@ -48,23 +49,23 @@ impl Drop for Running {
 }
 
 impl Server {
-    /// Runs the example on `rt`'s runner with these flags.
+    /// Runs the server on `rt`'s runner with these flags.
     fn start(rt: Runtime, args: &[&str]) -> Server {
-        Server::spawn(Command::new(server_binary()), rt, args)
+        Server::spawn(serve(), rt, args)
     }
 
-    /// Runs the example as [`start`](Server::start) does, in a process
+    /// Runs the server as [`start`](Server::start) does, in a process
     /// allowed `descriptors` file descriptors (`ulimit -n`).
     fn start_with_descriptors(rt: Runtime, descriptors: u32, args: &[&str]) -> Server {
         let mut sh = Command::new("sh");
-        sh.args(["-c", &format!("ulimit -n {descriptors} && exec \"$0\" \"$@\"")]).arg(server_binary());
+        sh.args(["-c", &format!("ulimit -n {descriptors} && exec \"$0\" \"$@\"")]).args([common::binary(), "serve"]);
         Server::spawn(sh, rt, args)
     }
 
-    /// Runs `command` (the example, or what execs it) with the flags.
+    /// Runs `command` (the server, or what execs it) with the flags.
     fn spawn(mut command: Command, rt: Runtime, args: &[&str]) -> Server {
         let mut child =
-            with_flags(&mut command, rt, args).stderr(Stdio::piped()).spawn().expect("run the server example");
+            with_flags(&mut command, rt, args).stderr(Stdio::piped()).spawn().expect("run stamp-echo serve");
         let lines = BufReader::new(child.stdout.take().expect("stdout"));
         Server { child, lines }
     }
@@ -126,7 +127,7 @@ fn logs_like_the_original_and_exits_cleanly_on_sigterm(rt: Runtime) {
 }
 
 fn unix_socket_replaces_a_stale_file_and_removes_it_at_exit(rt: Runtime) {
-    let path = std::env::temp_dir().join(format!("stamp-echo-example-{}-{:?}.sock", std::process::id(), rt));
+    let path = std::env::temp_dir().join(format!("stamp-echo-cli-{}-{:?}.sock", std::process::id(), rt));
     let _ = std::fs::remove_file(&path);
     drop(UnixListener::bind(&path).expect("bind")); // leaves a stale socket file
     assert!(path.exists());
@@ -142,7 +143,7 @@ fn unix_socket_replaces_a_stale_file_and_removes_it_at_exit(rt: Runtime) {
     assert!(reply.ends_with("] over unix\n"), "{reply}");
 
     // A second server on the same, now live, path refuses to start.
-    let second = Command::new(server_binary()).args(["--unix", path_arg]).output().expect("run");
+    let second = serve().args(["--unix", path_arg]).output().expect("run");
     assert!(!second.status.success());
     assert!(String::from_utf8_lossy(&second.stderr).contains("another server is listening"));
     // The check's connection was accepted (it may close before it is).
@@ -161,7 +162,7 @@ fn unix_socket_replaces_a_stale_file_and_removes_it_at_exit(rt: Runtime) {
 
 #[test]
 fn bad_flags_get_a_clear_message() {
-    let out = Command::new(server_binary()).args(["--max-connections", "many"]).output().expect("run");
+    let out = serve().args(["--max-connections", "many"]).output().expect("run");
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("invalid value 'many' for '--max-connections"), "{stderr}");
@@ -169,11 +170,15 @@ fn bad_flags_get_a_clear_message() {
 
 #[test]
 fn limits_out_of_range_are_refused_before_listening() {
-    let out =
-        output_within(Command::new(server_binary()).args(["--port", "0", "--max-connections", "0"]), SAFETY_TIMEOUT);
+    let out = output_within(serve().args(["--port", "0", "--max-connections", "0"]), SAFETY_TIMEOUT);
     assert!(!out.status.success());
     assert_eq!(String::from_utf8_lossy(&out.stdout), "");
-    assert!(String::from_utf8_lossy(&out.stderr).contains("invalid max_connections 0: expected 1 to 1000000"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("'0' for '--max-connections"), "{stderr}");
+    assert!(
+        stderr.contains(&format!("1 to {}", stamp_echo::Limits::MAX_CONNECTIONS)),
+        "the range from the library's bound: {stderr}"
+    );
 }
 
 #[test]
@@ -195,16 +200,16 @@ fn serves_udp_with_the_udp_flag() {
     assert!(rest.contains("stopped: 1 datagram"), "{rest}");
 }
 
-/// `command` (the example, or what execs it) with `rt`'s runtime flag and
+/// `command` (the server, or what execs it) with `rt`'s runtime flag and
 /// `args`, its stdout piped.
 fn with_flags<'a>(command: &'a mut Command, rt: Runtime, args: &[&str]) -> &'a mut Command {
     command.args(runtime_flag(rt)).args(args).stdout(Stdio::piped())
 }
 
-/// Starts the example with these flags; its stdout, and the first line.
+/// Starts the server with these flags; its stdout, and the first line.
 fn spawn(rt: Runtime, args: &[&str]) -> (Running, ChildStdout, String) {
-    let mut command = Command::new(server_binary());
-    let mut child = with_flags(&mut command, rt, args).stderr(Stdio::null()).spawn().expect("run the server example");
+    let mut command = serve();
+    let mut child = with_flags(&mut command, rt, args).stderr(Stdio::null()).spawn().expect("run stamp-echo serve");
     let mut stdout = child.stdout.take().expect("stdout");
     // Byte by byte: nothing beyond the first line is taken from the pipe.
     let mut first = Vec::new();
@@ -330,7 +335,7 @@ fn a_unix_path_replaced_while_serving_is_left_alone_and_sigterm_still_stops_it(r
 /// `command`'s output once it exits; a failure (and the process killed) if
 /// it is still running after `bound`, as a server that took its flags is.
 fn output_within(command: &mut Command, bound: std::time::Duration) -> std::process::Output {
-    let child = command.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("run the server example");
+    let child = command.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("run stamp-echo serve");
     let late = format!("{command:?} took its flags: it did not exit");
     within(child.id(), bound, &late, move || child.wait_with_output()).expect("its output")
 }
@@ -338,25 +343,60 @@ fn output_within(command: &mut Command, bound: std::time::Duration) -> std::proc
 #[test]
 fn absurd_flag_values_are_refused_with_the_flag_and_value_named() {
     for (flags, named) in [
-        (&["--shutdown-deadline", "1e19"][..], "--shutdown-deadline 1e19"),
-        (&["--shutdown-deadline", "nan"], "--shutdown-deadline nan"),
-        (&["--idle-timeout", "1e19"], "--idle-timeout 1e19"),
-        (&["--message-timeout", "0.0000001"], "--message-timeout 0.0000001"),
-        (&["--write-timeout", "inf"], "--write-timeout inf"),
-        (&["--eviction-grace=-5"], "--eviction-grace -5"),
-        (&["--buffer-size", "100000000000"], "buffer_size 100000000000"),
-        (&["--max-connections", "100000000"], "max_connections 100000000"),
+        (&["--shutdown-deadline", "1e19"][..], "'1e19' for '--shutdown-deadline"),
+        (&["--shutdown-deadline", "nan"], "'nan' for '--shutdown-deadline"),
+        (&["--idle-timeout", "1e19"], "'1e19' for '--idle-timeout"),
+        (&["--message-timeout", "0.0000001"], "'0.0000001' for '--message-timeout"),
+        (&["--write-timeout", "inf"], "'inf' for '--write-timeout"),
+        (&["--eviction-grace=-5"], "'-5' for '--eviction-grace"),
+        (&["--idle-timeout", "31days"], "expected 0 (none) or 1ms to 30days"),
+        (&["--buffer-size", "100000000000"], "'100000000000' for '--buffer-size"),
+        (&["--max-connections", "100000000"], "'100000000' for '--max-connections"),
         (&["--backlog", "0"], "'0' for '--backlog"),
         (&["--log-rate", "10000000"], "'10000000' for '--log-rate"),
-        // UDP has one server: a runtime asked for is refused, not ignored.
-        (&["--udp", "--runtime", "tokio"], "--udp has one server, on threads"),
+        // Combinations that mean nothing are refused, not ignored.
+        (&["--udp", "--runtime", "tokio"], "'--udp' cannot be used with '--runtime"),
+        (&["--udp", "--framing", "line"], "'--udp' cannot be used with '--framing"),
+        (&["--udp", "--max-line", "10"], "--udp has no framing"),
+        (&["--unix", "/tmp/x.sock"], "cannot be used with '--unix <PATH>'"),
+        (&["--max-line", "10"], "--max-line is the limit of line framing, not of chunk framing"),
+        (&["--framing", "line", "--max-frame", "10"], "--max-frame is the limit of length framing"),
+        (&["--udp-rate", "5"], "--udp"),
+        (&["--inetd", "--udp"], "cannot be used with"),
     ] {
-        let out = output_within(Command::new(server_binary()).args(["--port", "0"]).args(flags), SAFETY_TIMEOUT);
+        let out = output_within(serve().args(["--port", "0"]).args(flags), SAFETY_TIMEOUT);
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(matches!(out.status.code(), Some(1 | 2)), "{flags:?}: {:?} {stderr}", out.status);
+        assert_eq!(out.status.code(), Some(2), "{flags:?}: {:?} {stderr}", out.status);
         assert!(stderr.contains(named), "{flags:?}: {stderr}");
         assert_eq!(String::from_utf8_lossy(&out.stdout), "", "{flags:?}: refused before listening");
     }
+}
+
+#[test]
+fn durations_take_units_or_plain_seconds() {
+    // A quiet server with every duration flag in either spelling starts, and stops on SIGTERM.
+    let flags = [
+        "--port",
+        "0",
+        "--quiet",
+        "--idle-timeout",
+        "1m 30s",
+        "--message-timeout",
+        "2.5",
+        "--write-timeout",
+        "500ms",
+        "--eviction-grace",
+        "0",
+        "--shutdown-deadline",
+        "1s",
+    ];
+    let (mut running, mut stdout, listening) = spawn(Runtime::Threads, &flags);
+    assert!(listening.starts_with("listening on 127.0.0.1:"), "{listening}");
+    let (status, _) = terminate_within(&mut running, SAFETY_TIMEOUT);
+    assert!(status.success());
+    let mut rest = String::new();
+    stdout.read_to_string(&mut rest).expect("stdout");
+    assert!(rest.starts_with("shut down: 0 connections"), "{rest}");
 }
 
 fn lines_a_blocked_stdout_missed_are_counted_once_it_moves_again(rt: Runtime) {

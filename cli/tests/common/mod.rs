@@ -1,0 +1,70 @@
+//! Helpers shared by the command's tests: the binary, connections with
+//! safety-net timeouts, framing, and both runtimes.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::process::Command;
+use std::time::Duration;
+
+use stamp_echo::Framing;
+
+/// A safety net against hangs: no test waits for anything this long, and
+/// none uses it to order events.
+pub const SAFETY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// `stamp-echo SUBCOMMAND`, the binary cargo built for these tests.
+pub fn stamp_echo(subcommand: &str) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_stamp-echo"));
+    command.arg(subcommand);
+    command
+}
+
+/// The binary's path.
+pub fn binary() -> &'static str {
+    env!("CARGO_BIN_EXE_stamp-echo")
+}
+
+/// Which runner serves (`--runtime`). The serving tests run on both.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Runtime {
+    Threads,
+    Tokio,
+}
+
+/// Makes `#[test]`s of the functions named, each taking a [`Runtime`]: one
+/// in module `on_threads`, one in `on_tokio`, under the same name.
+#[allow(unused_macros)]
+macro_rules! on_both_runtimes {
+    ($($(#[$attr:meta])* $name:ident),* $(,)?) => {
+        mod on_threads {
+            $( $(#[$attr])* #[test] fn $name() { super::$name(crate::common::Runtime::Threads) } )*
+        }
+        mod on_tokio {
+            $( $(#[$attr])* #[test] fn $name() { super::$name(crate::common::Runtime::Tokio) } )*
+        }
+    };
+}
+
+/// A client connection with safety-net read and write timeouts.
+pub fn connect(addr: SocketAddr) -> TcpStream {
+    let stream = TcpStream::connect(addr).expect("connect");
+    stream.set_read_timeout(Some(SAFETY_TIMEOUT)).expect("set read timeout");
+    stream.set_write_timeout(Some(SAFETY_TIMEOUT)).expect("set write timeout");
+    stream
+}
+
+/// Appends `message` framed as a client would send it.
+pub fn frame(framing: Framing, message: &[u8], out: &mut Vec<u8>) {
+    framing.encode_message(message, out).expect("a message the framing carries");
+}
+
+/// Sends `input`, ends the sending side, and reads every reply until the
+/// server closes the connection cleanly.
+pub fn send_all_and_read_replies(stream: &mut TcpStream, input: &[u8]) -> Vec<u8> {
+    stream.write_all(input).expect("send");
+    stream.shutdown(Shutdown::Write).expect("shutdown write");
+    let mut replies = Vec::new();
+    stream.read_to_end(&mut replies).expect("read replies");
+    replies
+}
