@@ -43,6 +43,8 @@
 //! | feature | enables | adds dependencies |
 //! |---|---|---|
 //! | `tokio` | `tokio`: the async server driver and runner, the async client, and `tokio_util` codecs | `tokio`, `tokio-util` |
+//! | `tokio-runner` | `tokio` without the codecs: the async server driver and runner, and the async client | `tokio` |
+//! | `tracing` | `runner::TracingEvents`: a server's events as `tracing` events for your own subscriber | `tracing` |
 //! | `tools` | the `load` generator and the `probe` runs, as the examples use them | none |
 //! | `test-util` | `testing`: an in-memory stream (`testing::Duplex`), an always-ready async adapter and local servers for tests | none |
 //!
@@ -171,8 +173,8 @@ mod stop;
 #[cfg(any(test, feature = "test-util"))]
 #[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
 pub mod testing;
-#[cfg(feature = "tokio")]
-#[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
+#[cfg(feature = "tokio-runner")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tokio-runner")))]
 pub mod tokio;
 
 pub use client::{EchoClient, Reply};

@@ -119,7 +119,7 @@ impl EchoServer {
     }
 
     /// The current instant, from the configured clock.
-    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+    #[cfg_attr(not(feature = "tokio-runner"), allow(dead_code))]
     pub(crate) fn now(&self) -> std::time::SystemTime {
         self.clock.now()
     }

@@ -25,10 +25,13 @@
 //! on both. The README has the measured table.
 
 pub mod client;
+#[cfg(feature = "tokio")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
 pub mod codec;
 pub mod runner;
 mod server;
 
 pub use client::EchoClient;
+#[cfg(feature = "tokio")]
 pub use codec::{ClientCodec, ServerCodec};
 pub use server::{serve, serve_with, serve_with_limits};
