@@ -697,6 +697,42 @@ mod tests {
         assert_eq!(limiter.check(c, at(T0 + SECOND)), Err(Dropped::RateLimited));
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::test_runner::Config { cases: 64, ..Default::default() })]
+        /// Whatever other sources send and whoever shares its buckets, no
+        /// source gets more than its burst and its rate over any stretch of
+        /// time: 40 sources in 4 to 64 buckets, half the datagrams from 4 of
+        /// them, a random 0 to 5 ms apart.
+        #[test]
+        fn no_source_ever_gets_more_than_burst_and_rate(
+            burst in 1u32..5,
+            buckets in 4usize..64,
+            replies in 1u32..20,
+            datagrams in proptest::collection::vec((0u32..80, 0u64..5 * MS), 1..400),
+        ) {
+            let limit = RateLimit::default().replies(replies, Duration::from_millis(100)).burst(burst).buckets(buckets);
+            let mut limiter = Limiter::new(limit);
+            let cost = (100 * MS).div_ceil(u64::from(replies));
+            let mut answered: Vec<Vec<u64>> = vec![Vec::new(); 40];
+            let mut now = T0;
+            for (source, gap) in datagrams {
+                let source = if source < 40 { source } else { source % 4 };
+                now += gap;
+                if limiter.allow(other(source), now) {
+                    answered[source as usize].push(now);
+                }
+            }
+            for times in &answered {
+                for (i, first) in times.iter().enumerate() {
+                    for (j, last) in times.iter().enumerate().skip(i) {
+                        let bound = u64::from(burst) + (last - first) / cost;
+                        proptest::prop_assert!((j - i + 1) as u64 <= bound, "{} replies in {} ns", j - i + 1, last - first);
+                    }
+                }
+            }
+        }
+    }
+
     #[test]
     fn settings_are_bounded() {
         assert!(RateLimit::default().validate().is_ok());
