@@ -6,7 +6,7 @@
 //!
 //! With `--udp` it serves UDP instead: each datagram gets one reply datagram
 //! (framing does not apply), except those that could make it loop or reflect,
-//! replies over `--udp-rate` per source address and replies over
+//! replies over `--udp-rate` per source (address) and replies over
 //! `--udp-total` a second to all sources together; Ctrl-C prints its counts.
 //!
 //! With `--unix PATH`, a socket file left behind by a server that is gone
@@ -114,15 +114,15 @@ struct Args {
     #[arg(long, conflicts_with = "unix")]
     udp: bool,
 
-    /// UDP: replies per second to one source address, once its burst is used.
+    /// UDP: replies per second to one source (an IPv4 address or an IPv6 /64), once its burst is used.
     #[arg(long, requires = "udp", default_value_t = RateLimit::DEFAULT_REPLIES, value_name = "REPLIES")]
     udp_rate: u32,
 
-    /// UDP: replies one source address may get at once.
+    /// UDP: replies one source may get at once.
     #[arg(long, requires = "udp", default_value_t = RateLimit::DEFAULT_BURST, value_name = "REPLIES")]
     udp_burst: u32,
 
-    /// UDP: replies per second to all source addresses together, in bursts of as many.
+    /// UDP: replies per second to all sources together, in bursts of as many.
     #[arg(long, requires = "udp", default_value_t = RateLimit::DEFAULT_TOTAL, value_name = "REPLIES")]
     udp_total: u32,
 
