@@ -677,8 +677,9 @@ mod tests {
         }
         assert_eq!(limiter.rows.each_ref().map(|row| row.len()), [8, 8]);
         assert!(!limiter.allow(first, T0 + 20_000));
-        // Until a day has passed.
-        assert!(limiter.allow(first, T0 + DAY));
+        // Until a day has passed since the last reply to any source of its
+        // buckets (a reply's debt is a day past the clock then, no more).
+        assert!(limiter.allow(first, T0 + 20_000 + DAY));
         assert_eq!(Limiter::new(RateLimit::default()).rows.each_ref().map(|row| row.len()), [8_192, 8_192]);
     }
 
