@@ -350,6 +350,7 @@ fn absurd_flag_values_are_refused_with_the_flag_and_value_named() {
         (&["--log-rate", "10000000"], "'10000000' for '--log-rate"),
         // UDP has one server: a runtime asked for is refused, not ignored.
         (&["--udp", "--runtime", "tokio"], "--udp has one server, on threads"),
+        (&["--udp", "--udp-total", "0"], "invalid --udp-total 0: expected 1 to 10000000 replies a second"),
     ] {
         let out = output_within(Command::new(server_binary()).args(["--port", "0"]).args(flags), SAFETY_TIMEOUT);
         let stderr = String::from_utf8_lossy(&out.stderr);
