@@ -10,6 +10,7 @@
 //! cargo run --release --example hostile -- udp-reflect --port 8080
 //! cargo run --release --example hostile -- udp-flood --port 8080 --seconds 2
 //! cargo run --release --example hostile -- udp-forge --port 8080   # as root
+//! cargo run --release --example hostile -- udp-churn --port 8080 --others 6000
 //! ```
 //!
 //! The attacks (TCP, or `--unix PATH`):
@@ -42,6 +43,15 @@
 //!   answered (the script checks in the server's counts that the forged one
 //!   was dropped, not answered for ever). Without root or `CAP_NET_RAW` it
 //!   prints `SKIPPED` and exits with status 3.
+//! - `udp-churn`: `--others` sources (127.1.x.y, one socket each: binding
+//!   UDP sockets to many 127.0.0.0/8 addresses needs no root) send a datagram
+//!   each in turn, churning any table of sources, then a victim (127.0.0.2)
+//!   sends `--batch` datagrams as fast as it can, and again, for
+//!   `--seconds` (a table that forgets would give it a burst each pass). Passes
+//!   if the victim gets at most `--burst` + `--rate` x seconds replies, and
+//!   all sources together at most `--total` + `--total` x seconds (the
+//!   server's total; 0: not checked). The window ends when the last reply
+//!   has arrived.
 mod common;
 #[path = "common/forge.rs"]
 mod forge;
@@ -124,6 +134,27 @@ enum Attack {
     },
     /// UDP: a datagram forged to come from the server itself (needs root).
     UdpForge,
+    /// UDP: thousands of sources churn the rate limit while a victim floods.
+    UdpChurn {
+        /// Seconds to attack.
+        #[arg(long, default_value_t = 3.0)]
+        seconds: f64,
+        /// Other source addresses, each with its own socket.
+        #[arg(long, default_value_t = 6000, value_parser = clap::value_parser!(u32).range(1..=60_000))]
+        others: u32,
+        /// Datagrams the victim sends after each pass of the others.
+        #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+        batch: u32,
+        /// The server's replies per second to one source (its `--udp-rate`).
+        #[arg(long, default_value_t = 100)]
+        rate: u32,
+        /// The server's burst (its `--udp-burst`).
+        #[arg(long, default_value_t = 100)]
+        burst: u32,
+        /// The server's replies per second to all sources (its `--udp-total`); 0: not checked.
+        #[arg(long, default_value_t = 10_000)]
+        total: u32,
+    },
 }
 
 /// A connection of either kind.
@@ -194,6 +225,9 @@ fn main() -> ExitCode {
             }
             Ok(result) => result,
         },
+        Attack::UdpChurn { seconds, others, batch, rate, burst, total } => {
+            udp_churn(&args.endpoint, secs(*seconds), *others, *batch, (*rate, *burst), *total)
+        }
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,
@@ -424,6 +458,24 @@ fn udp_reflect(endpoint: &common::Endpoint, count: u32) -> Result<bool, Error> {
     Ok(verdict("udp-reflect", answered == 0 && probe.is_ok(), &what))
 }
 
+/// Counts the datagrams `receiver` gets until `going` is false and none
+/// came for 300 ms.
+fn count_replies(receiver: UdpSocket, going: &Arc<AtomicBool>) -> thread::JoinHandle<io::Result<u64>> {
+    let going = Arc::clone(going);
+    thread::spawn(move || {
+        receiver.set_read_timeout(Some(Duration::from_millis(300)))?;
+        let mut buf = vec![0; 65_536];
+        let mut replies = 0;
+        loop {
+            match receiver.recv(&mut buf) {
+                Ok(_) => replies += 1,
+                Err(_) if going.load(Ordering::Relaxed) => {}
+                Err(_) => return Ok(replies),
+            }
+        }
+    })
+}
+
 fn udp_flood(endpoint: &common::Endpoint, seconds: Duration, rate: u32, burst: u32) -> Result<bool, Error> {
     let server = udp_server(endpoint)?;
     let flooder = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))?;
@@ -432,21 +484,7 @@ fn udp_flood(endpoint: &common::Endpoint, seconds: Duration, rate: u32, burst: u
     let flooding = Arc::new(AtomicBool::new(true));
     let started = Instant::now();
     // Counts the flooder's replies until it stops and they stop coming.
-    let counting = {
-        let flooding = Arc::clone(&flooding);
-        thread::spawn(move || -> io::Result<u64> {
-            receiver.set_read_timeout(Some(Duration::from_millis(300)))?;
-            let mut buf = vec![0; 65_536];
-            let mut replies = 0;
-            loop {
-                match receiver.recv(&mut buf) {
-                    Ok(_) => replies += 1,
-                    Err(_) if flooding.load(Ordering::Relaxed) => {}
-                    Err(_) => return Ok(replies),
-                }
-            }
-        })
-    };
+    let counting = count_replies(receiver, &flooding);
     let sending = {
         let flooding = Arc::clone(&flooding);
         thread::spawn(move || {
@@ -517,4 +555,83 @@ fn udp_forge_with(endpoint: &common::Endpoint, raw: &socket2::Socket) -> Result<
         }
     );
     Ok(verdict("udp-forge", probe.is_ok(), &what))
+}
+
+/// The `i`th other source of `udp-churn`: 127.1.x.y, y from 1 to 250.
+fn churn_source(i: u32) -> Ipv4Addr {
+    let [_, _, x, y] = (i / 250 * 256 + i % 250 + 1).to_be_bytes();
+    Ipv4Addr::new(127, 1, x, y)
+}
+
+/// Reads every datagram waiting on `socket` without blocking: how many.
+fn drained(socket: &UdpSocket, buf: &mut [u8]) -> io::Result<u64> {
+    socket.set_nonblocking(true)?;
+    let mut n = 0;
+    while socket.recv(buf).is_ok() {
+        n += 1;
+    }
+    Ok(n)
+}
+
+fn udp_churn(
+    endpoint: &common::Endpoint,
+    seconds: Duration,
+    others: u32,
+    batch: u32,
+    (rate, burst): (u32, u32),
+    total: u32,
+) -> Result<bool, Error> {
+    let server = udp_server(endpoint)?;
+    let mut churners = Vec::with_capacity(others as usize);
+    for i in 0..others {
+        let ip = churn_source(i);
+        let socket = UdpSocket::bind((ip, 0)).map_err(|e| io::Error::new(e.kind(), format!("bind {ip}: {e}")))?;
+        socket.set_nonblocking(true)?;
+        churners.push(socket);
+    }
+    let victim = UdpSocket::bind((Ipv4Addr::new(127, 0, 0, 2), 0))?;
+    victim.connect(server)?;
+    let receiver = victim.try_clone()?;
+    let attacking = Arc::new(AtomicBool::new(true));
+    let started = Instant::now();
+    // Counts the victim's replies until the attack stops and they stop coming.
+    let counting = count_replies(receiver, &attacking);
+    // A pass of the others (each once: any table of sources has seen
+    // thousands of new ones since the victim's last datagram), then the
+    // victim as fast as it can for a batch: against a table that forgets,
+    // a whole burst each pass. A full socket buffer is the attack working: go on.
+    let (mut churned, mut sent) = (0u64, 0u64);
+    while started.elapsed() < seconds {
+        for socket in &churners {
+            churned += u64::from(socket.send_to(b"churn", server).is_ok());
+        }
+        for _ in 0..batch {
+            sent += u64::from(victim.send(b"victim").is_ok());
+        }
+    }
+    attacking.store(false, Ordering::Relaxed);
+    let replies = counting.join().map_err(|_| Error::Io(io::Error::other("counting thread")))??;
+    let window = started.elapsed();
+    let mut buf = vec![0; 65_536];
+    let mut others_replies = 0;
+    for socket in &churners {
+        others_replies += drained(socket, &mut buf)?;
+    }
+    let bound = |burst: u32, rate: u32| u64::from(burst) + (f64::from(rate) * window.as_secs_f64()).ceil() as u64;
+    let (victim_bound, total_bound) = (bound(burst, rate), bound(total, total));
+    let all = replies + others_replies;
+    let what = format!(
+        "{others} other sources sent {churned} datagrams and got {others_replies} replies; the victim sent {sent} and got \
+         {replies} replies in {window:.2?}: {:.0}/s (bound {victim_bound}: burst {burst} + {rate}/s); all sources {all} \
+         replies, {:.0}/s ({})",
+        replies as f64 / window.as_secs_f64(),
+        all as f64 / window.as_secs_f64(),
+        if total == 0 {
+            "the total not checked".to_owned()
+        } else {
+            format!("bound {total_bound}: {total} + {total}/s")
+        },
+    );
+    let pass = replies <= victim_bound && (total == 0 || all <= total_bound) && sent > u64::from(burst) && replies > 0;
+    Ok(verdict("udp-churn", pass, &what))
 }

@@ -6,7 +6,8 @@
 //!
 //! With `--udp` it serves UDP instead: each datagram gets one reply datagram
 //! (framing does not apply), except those that could make it loop or reflect,
-//! and replies over `--udp-rate` per source address; Ctrl-C prints its counts.
+//! replies over `--udp-rate` per source (address) and replies over
+//! `--udp-total` a second to all sources together; Ctrl-C prints its counts.
 //!
 //! With `--unix PATH`, a socket file left behind by a server that is gone
 //! (nothing accepts on it) is replaced; a live one, or a file that is not a
@@ -113,13 +114,17 @@ struct Args {
     #[arg(long, conflicts_with = "unix")]
     udp: bool,
 
-    /// UDP: replies per second to one source address, once its burst is used.
+    /// UDP: replies per second to one source (an IPv4 address or an IPv6 /64), once its burst is used.
     #[arg(long, requires = "udp", default_value_t = RateLimit::DEFAULT_REPLIES, value_name = "REPLIES")]
     udp_rate: u32,
 
-    /// UDP: replies one source address may get at once.
+    /// UDP: replies one source may get at once.
     #[arg(long, requires = "udp", default_value_t = RateLimit::DEFAULT_BURST, value_name = "REPLIES")]
     udp_burst: u32,
+
+    /// UDP: replies per second to all sources together, in bursts of as many.
+    #[arg(long, requires = "udp", default_value_t = RateLimit::DEFAULT_TOTAL, value_name = "REPLIES")]
+    udp_total: u32,
 
     /// Which runner serves TCP and Unix connections: a thread per connection,
     /// or a task per connection on a tokio runtime with a worker per core
@@ -386,10 +391,15 @@ fn serve(args: &Args, log: &Arc<Log>) -> Result<(String, Instant), Box<dyn std::
 }
 
 fn serve_udp(args: &Args, log: &Arc<Log>) -> Result<String, Box<dyn std::error::Error>> {
-    let limit = RateLimit::default().replies(args.udp_rate, Duration::from_secs(1)).burst(args.udp_burst);
+    let limit =
+        RateLimit::default().replies(args.udp_rate, Duration::from_secs(1)).burst(args.udp_burst).total(args.udp_total);
     // Settings are checked before anything is bound, and named as flags.
     if let Err(Error::Config(e)) = limit.validate() {
-        let flag = if e.setting() == "burst" { "--udp-burst" } else { "--udp-rate" };
+        let flag = match e.setting() {
+            "burst" => "--udp-burst",
+            "total" => "--udp-total",
+            _ => "--udp-rate",
+        };
         return Err(ConfigError::new(flag, e.value(), e.expected()).into());
     }
     let (stamp, fallback) = args.endpoint.stamp.build();

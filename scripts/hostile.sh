@@ -33,6 +33,14 @@
 #    gets at most its rate limit while another source is still served; a
 #    datagram forged to come from the server itself (raw socket: needs root,
 #    SKIPPED otherwise) is dropped, not answered for ever.
+# 9. udp churn: 6,000 other addresses (127.1.x.y) send a datagram each,
+#    churning any table of sources, then a victim address sends 200 as fast
+#    as it can, and again, for 3 s (against a table that forgets, a fresh
+#    burst each pass): the victim gets at most its burst + its rate over the
+#    window, and all sources together at most the total (--udp-total),
+#    with default flags; then the same with the total raised out of the way
+#    (--udp-total 10000000), so the per-source bound is seen to hold on its
+#    own. --udp-total 0 is refused.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target}
@@ -262,6 +270,27 @@ elif [[ $counts == "stopped: 2 datagrams, 1 answered, 0 errors, 1 dropped (1 own
     pass "udp-forge: the forged self-source datagram dropped, 0 replies to itself: $counts"
 else
     fail "udp-forge: $counts"
+fi
+
+echo "==> 9. udp churn: 6,000 other addresses churn the rate limit between a victim's floods"
+# 6,000 sockets and then some: raise the descriptor limit for the attacker.
+churn() { (ulimit -n 7000 2>/dev/null || true; exec "$bin/hostile" --port "$PORT" udp-churn --others 6000 --seconds 3 "$@"); }
+start udp_churn --udp --port 0
+churn || failed=1
+stop "$PID"
+echo "server: $(stopped udp_churn)"
+start udp_churn_alone --udp --port 0 --udp-total 10000000
+churn --total 0 || failed=1
+stop "$PID"
+echo "server: $(stopped udp_churn_alone)"
+set +e
+out=$(timeout 5 "$bin/server" --udp --port 0 --udp-total 0 2>&1 </dev/null)
+status=$?
+set -e
+if ((status == 1 || status == 2)) && [[ $out == *"--udp-total 0"* ]]; then
+    pass "settings: --udp --udp-total 0: $(echo "$out" | head -n 1)"
+else
+    fail "settings: --udp --udp-total 0: status $status: $out"
 fi
 
 if ((failed)); then

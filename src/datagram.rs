@@ -46,14 +46,16 @@
 //! - a datagram from a source port below 1024 (a service's, such as chargen's,
 //!   which would answer the reply with more data) or from a source no packet
 //!   can come from (unspecified, broadcast or multicast, port 0);
-//! - replies over the per-source [`RateLimit`] (default: 100 a second, in
-//!   bursts of up to 100, for each source IP address, remembered in a table
-//!   of 4,096 sources that never grows).
+//! - replies over the [`RateLimit`]: per source (default: 100 a second, in
+//!   bursts of up to 100, for each IPv4 address or IPv6 /64, whatever other
+//!   sources send, in 128 KiB that never grow) and for all sources together
+//!   (default: 10,000 a second).
 //!
 //! A reply is never more than the request plus its stamp header (20 to 30
 //! bytes with the built-in stamps), so a forger gains little: at most about
 //! 2x in packet bytes, for the tiniest requests (the README has the measured
-//! ratios). The rate limit bounds what one address can be sent.
+//! ratios). The rate limit bounds what one address can be sent, and what all
+//! of them together can.
 //!
 //! ## Loss
 //!
@@ -127,7 +129,7 @@ const LONGEST_REPLY: usize = RECEIVE_BUFFER + MAX_STAMP_LEN + 3;
 /// Made from a bound, unconnected, blocking socket and a stamp; call
 /// [`serve`](DatagramServer::serve) (from one thread or several) until a
 /// [`Stopper`] stops it. It allocates its buffers once per `serve` call, its
-/// rate-limit table once when made (or given a [`RateLimit`]), and nothing
+/// rate-limit buckets once when made (or given a [`RateLimit`]), and nothing
 /// per datagram after that.
 ///
 /// ```
@@ -213,8 +215,9 @@ impl DatagramServer {
         self
     }
 
-    /// The same server with replies per source limited by `limit` (the
-    /// default is [`RateLimit::default`]). Its table is allocated here.
+    /// The same server with replies limited by `limit`, per source and in
+    /// total (the default is [`RateLimit::default`]). Its buckets are
+    /// allocated here.
     ///
     /// # Errors
     ///
@@ -297,7 +300,7 @@ impl DatagramServer {
             let now = self.clock.now();
             let screened = screen_source(from, self.bound)
                 .or_else(|| Dropped::for_message(message))
-                .or_else(|| (!self.limiter().allow(from.ip().to_canonical(), now)).then_some(Dropped::RateLimited));
+                .or_else(|| self.limiter().check(from.ip(), now).err());
             if let Some(reason) = screened {
                 totals.dropped.record(reason);
                 events.dropped(&peer, reason);

@@ -65,7 +65,7 @@ fn server_with(stamp: Arc<dyn Stamp>) -> DatagramServer {
 }
 
 fn unlimited(server: DatagramServer) -> DatagramServer {
-    server.rate_limit(RateLimit::per_second(RateLimit::MAX_REPLIES)).expect("a valid limit")
+    server.rate_limit(RateLimit::per_second(RateLimit::MAX_REPLIES).total(RateLimit::MAX_TOTAL)).expect("a valid limit")
 }
 
 /// A stamp that is always `T`, so sizes are exact.
@@ -427,7 +427,10 @@ fn an_echo_service_that_returns_the_reply_gets_no_second_one() {
 #[test]
 fn the_default_rate_limit_answers_a_burst_per_source() {
     let limit = RateLimit::default();
-    assert_eq!((limit.replies, limit.per, limit.burst, limit.sources), (100, Duration::from_secs(1), 100, 4096));
+    assert_eq!(
+        (limit.replies, limit.per, limit.burst, limit.total, limit.buckets),
+        (100, Duration::from_secs(1), 100, 10_000, 16_384)
+    );
     let server = frozen(DatagramServer::new(bind(), fixed_stamp()).expect("server"));
     assert_eq!(server.rate_limit_in_force(), limit);
     let (running, seen) = watched(server);
@@ -512,6 +515,72 @@ fn a_peer_answering_every_reply_is_answered_at_most_a_burst() {
     assert_eq!(rounds, 5);
     let totals = running.stop();
     assert_eq!((totals.datagrams, totals.messages, totals.dropped.rate_limited), (6, 5, 1));
+}
+
+#[test]
+fn a_source_pushed_by_many_others_gets_no_new_burst() {
+    // 16 buckets, a clock that never moves: the victim uses its burst, then
+    // 300 other addresses send a datagram each, far more sources than
+    // buckets. A table of sources would have forgotten the victim by then.
+    let limit = RateLimit::default().buckets(16);
+    let (running, seen) =
+        watched(frozen(DatagramServer::new(bind(), fixed_stamp()).expect("server")).rate_limit(limit).expect("valid"));
+    let victim = bind_at([127, 0, 0, 2]);
+    let from = victim.local_addr().expect("address");
+    let mut answered = 0;
+    for i in 0..150 {
+        victim.send_to(format!("{i}").as_bytes(), running.addr).expect("send");
+        match next(&seen) {
+            Seen::Echo(..) => answered += 1,
+            Seen::Dropped(who, Dropped::RateLimited) => assert_eq!(who, from),
+            other => panic!("datagram {i}: {other:?}"),
+        }
+    }
+    assert_eq!(answered, 100);
+    let others: Vec<UdpSocket> = (1..=300u16).map(|n| bind_at([127, 0, (n >> 8) as u8 + 1, n as u8])).collect();
+    let mut others_answered = 0;
+    for socket in &others {
+        socket.send_to(b"churn", running.addr).expect("send");
+        match next(&seen) {
+            Seen::Echo(..) => others_answered += 1,
+            // Sharing both its buckets with the victim: it waits its turn.
+            Seen::Dropped(_, Dropped::RateLimited) => {}
+            other => panic!("another source: {other:?}"),
+        }
+    }
+    for i in 0..10 {
+        victim.send_to(format!("again {i}").as_bytes(), running.addr).expect("send");
+        assert_eq!(next(&seen), Seen::Dropped(from, Dropped::RateLimited), "datagram {i} after the others");
+    }
+    assert_eq!(drain(&victim).len(), 100);
+    let totals = running.stop();
+    assert!(others_answered >= 200, "{others_answered} of 300 other sources answered");
+    assert_eq!((totals.datagrams, totals.messages), (460, 100 + others_answered));
+    assert_eq!(totals.dropped.rate_limited, 60 + 300 - others_answered);
+}
+
+#[test]
+fn all_sources_together_get_at_most_the_total() {
+    // 100 addresses, one datagram each, against a total of 50 and a clock
+    // that never moves: each is within its own limit, the 51st is over the total.
+    let limit = RateLimit::default().total(50);
+    let (running, seen) =
+        watched(frozen(DatagramServer::new(bind(), fixed_stamp()).expect("server")).rate_limit(limit).expect("valid"));
+    let senders: Vec<UdpSocket> = (1..=100).map(|n| bind_at([127, 0, 3, n])).collect();
+    for (i, socket) in senders.iter().enumerate() {
+        socket.send_to(b"hi", running.addr).expect("send");
+        let from = socket.local_addr().expect("address");
+        match next(&seen) {
+            Seen::Echo(who, _) => assert!(i < 50 && who == from, "datagram {i} answered"),
+            Seen::Dropped(who, Dropped::TotalLimited) => assert!(i >= 50 && who == from, "datagram {i} dropped"),
+            other => panic!("datagram {i}: {other:?}"),
+        }
+    }
+    let replies: usize = senders.iter().map(|socket| drain(socket).len()).sum();
+    assert_eq!(replies, 50);
+    let totals = running.stop();
+    assert_eq!((totals.datagrams, totals.messages, totals.dropped.total_limited), (100, 50, 50));
+    assert_eq!(totals.dropped.to_string(), "50 dropped (50 total limited)");
 }
 
 // ---- Forged sources (a raw socket) ----

@@ -1,5 +1,7 @@
 //! `stamp-echo serve`: the tutorial's server, serving any number of clients
-//! at once, over TCP, a Unix socket or UDP, a socket handed over by systemd
+//! at once, over TCP, a Unix socket or UDP (each datagram one reply, except
+//! those that could make it loop or reflect, replies over `--udp-rate` per
+//! source and over `--udp-total` a second to all sources together), a socket handed over by systemd
 //! (`LISTEN_FDS`), or one connection on stdin/stdout as inetd runs it.
 //!
 //! With `--unix PATH`, a socket file left behind by a server that is gone
@@ -92,12 +94,19 @@ pub struct Args {
     udp: bool,
 
     #[arg(long, requires = "udp", default_value_t = RateLimit::DEFAULT_REPLIES, value_name = "REPLIES",
-          help = int_help("UDP: replies per second to one source address, once its burst is used", 1, RateLimit::MAX_REPLIES))]
+          help = int_help("UDP: replies per second to one source (an IPv4 address or an IPv6 /64), once its burst is used", 1, RateLimit::MAX_REPLIES),
+          value_parser = clap::value_parser!(u32).range(1..=i64::from(RateLimit::MAX_REPLIES)))]
     udp_rate: u32,
 
     #[arg(long, requires = "udp", default_value_t = RateLimit::DEFAULT_BURST, value_name = "REPLIES",
-          help = int_help("UDP: replies one source address may get at once", 1, RateLimit::MAX_REPLIES))]
+          help = int_help("UDP: replies one source may get at once", 1, RateLimit::MAX_REPLIES),
+          value_parser = clap::value_parser!(u32).range(1..=i64::from(RateLimit::MAX_REPLIES)))]
     udp_burst: u32,
+
+    #[arg(long, requires = "udp", default_value_t = RateLimit::DEFAULT_TOTAL, value_name = "REPLIES",
+          help = int_help("UDP: replies per second to all sources together, in bursts of as many", 1, RateLimit::MAX_TOTAL),
+          value_parser = clap::value_parser!(u32).range(1..=i64::from(RateLimit::MAX_TOTAL)))]
+    udp_total: u32,
 
     /// Which runner serves TCP and Unix connections: a thread per connection, or a task per connection on a
     /// tokio runtime with a worker per core. UDP has one server, on threads.
@@ -209,10 +218,15 @@ fn serve(args: &Args, rate: Arc<Rate>) -> Result<(String, Instant), Failure> {
 }
 
 fn serve_udp(args: &Args, rate: Arc<Rate>) -> Result<String, Failure> {
-    let limit = RateLimit::default().replies(args.udp_rate, Duration::from_secs(1)).burst(args.udp_burst);
+    let limit =
+        RateLimit::default().replies(args.udp_rate, Duration::from_secs(1)).burst(args.udp_burst).total(args.udp_total);
     // Settings are checked before anything is bound, and named as flags.
     if let Err(Error::Config(e)) = limit.validate() {
-        let flag = if e.setting() == "burst" { "--udp-burst" } else { "--udp-rate" };
+        let flag = match e.setting() {
+            "burst" => "--udp-burst",
+            "total" => "--udp-total",
+            _ => "--udp-rate",
+        };
         return Err(ConfigError::new(flag, e.value(), e.expected()).into());
     }
     let stamp = stamp(&args.endpoint);

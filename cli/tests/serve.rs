@@ -363,6 +363,7 @@ fn absurd_flag_values_are_refused_with_the_flag_and_value_named() {
         (&["--framing", "line", "--max-frame", "10"], "--max-frame is the limit of length framing"),
         (&["--udp-rate", "5"], "--udp"),
         (&["--inetd", "--udp"], "cannot be used with"),
+        (&["--udp", "--udp-total", "0"], "'0' for '--udp-total"),
     ] {
         let out = output_within(serve().args(["--port", "0"]).args(flags), SAFETY_TIMEOUT);
         let stderr = String::from_utf8_lossy(&out.stderr);

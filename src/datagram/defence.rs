@@ -1,6 +1,6 @@
 //! What keeps a [`DatagramServer`](super::DatagramServer) from looping or
-//! reflecting: the datagrams it never answers, the per-source rate limit and
-//! the counts of both.
+//! reflecting: the datagrams it never answers, the rate limits (per source
+//! and in total) and the counts of both.
 
 use std::collections::hash_map::RandomState;
 use std::fmt;
@@ -32,20 +32,23 @@ pub enum Dropped {
     /// Its source cannot have sent it: an unspecified, broadcast or
     /// multicast address, or port 0.
     InvalidSource,
-    /// Its source address has used up its replies for now
-    /// (see [`RateLimit`]).
+    /// Its source has used up its replies for now (see [`RateLimit`]).
     RateLimited,
+    /// All sources together have used up the server's replies for now (see
+    /// [`RateLimit::total`]).
+    TotalLimited,
 }
 
 impl Dropped {
     /// Every reason, in the order [`DropCounts`] shows them.
-    pub const ALL: [Dropped; 6] = [
+    pub const ALL: [Dropped; 7] = [
         Dropped::LooksLikeReply,
         Dropped::ErrorDatagram,
         Dropped::OwnAddress,
         Dropped::ServicePort,
         Dropped::InvalidSource,
         Dropped::RateLimited,
+        Dropped::TotalLimited,
     ];
 
     /// Why any server would drop `message` whatever its sender: `Some` for a
@@ -80,6 +83,7 @@ impl Dropped {
             Dropped::ServicePort => "service port",
             Dropped::InvalidSource => "invalid source",
             Dropped::RateLimited => "rate limited",
+            Dropped::TotalLimited => "total limited",
         }
     }
 }
@@ -106,6 +110,8 @@ pub struct DropCounts {
     pub invalid_source: u64,
     /// [`Dropped::RateLimited`].
     pub rate_limited: u64,
+    /// [`Dropped::TotalLimited`].
+    pub total_limited: u64,
 }
 
 impl DropCounts {
@@ -134,6 +140,7 @@ impl DropCounts {
             Dropped::ServicePort => &self.service_port,
             Dropped::InvalidSource => &self.invalid_source,
             Dropped::RateLimited => &self.rate_limited,
+            Dropped::TotalLimited => &self.total_limited,
         }
     }
 
@@ -145,6 +152,7 @@ impl DropCounts {
             Dropped::ServicePort => &mut self.service_port,
             Dropped::InvalidSource => &mut self.invalid_source,
             Dropped::RateLimited => &mut self.rate_limited,
+            Dropped::TotalLimited => &mut self.total_limited,
         }
     }
 }
@@ -211,34 +219,68 @@ impl fmt::Display for Totals {
     }
 }
 
-/// How many replies a [`DatagramServer`](super::DatagramServer) sends to one
-/// source address: a token bucket per address, in a table of fixed size.
+/// How many replies a [`DatagramServer`](super::DatagramServer) sends: to
+/// each source, and to all sources together.
 ///
-/// Each source IP address (IPv4-mapped IPv6 addresses count as their IPv4
-/// address; the port does not count) may get [`burst`](RateLimit::burst)
-/// replies at once, then [`replies`](RateLimit::replies) per
-/// [`per`](RateLimit::per); datagrams over that are dropped unanswered
-/// ([`Dropped::RateLimited`]). Echoes and error datagrams both count.
+/// **Per source.** A source is an IPv4 address (an IPv4-mapped IPv6 address
+/// counts as its IPv4 address) or an IPv6 /64 (what one host or site
+/// usually holds); the port does not count. Each source may get
+/// [`burst`](RateLimit::burst) replies at once, then
+/// [`replies`](RateLimit::replies) per [`per`](RateLimit::per); datagrams
+/// over that are dropped unanswered ([`Dropped::RateLimited`]).
+///
+/// **All together.** The server sends at most [`total`](RateLimit::total)
+/// replies a second to all sources together, in bursts of as many; datagrams
+/// over that are dropped unanswered ([`Dropped::TotalLimited`]). Thousands
+/// of forged sources, each within its own limit, still cannot make the
+/// server a reflector at its full throughput: at worst they use up the
+/// total, and other clients go unanswered while they do (raise it to what
+/// your clients need, and what you accept to reflect).
+///
+/// Echoes and error datagrams both count, in both limits.
 ///
 /// | Setting | Default | Accepted |
 /// |---|---|---|
 /// | `replies` per `per` | 100 per second | 1 to 1,000,000 per 1 ms to 1 day |
 /// | `burst` | 100 | 1 to 1,000,000 |
-/// | `sources` | 4,096 | 1 to 1,048,576 |
+/// | `total` | 10,000 a second | 1 to 10,000,000 |
+/// | `buckets` | 16,384 (128 KiB) | 2 to 1,048,576 |
 ///
-/// The table of sources is allocated once, when the limit is set, and never
-/// grows: a new source takes the place of the one seen longest ago among a
-/// few (8) it could go in. A forgotten source starts again with a whole
-/// burst, so a full table never refuses anyone: it only lets a source that
-/// was pushed out have a new burst. The buckets fill by the server's
-/// [clock](super::DatagramServer::clock); a clock set back fills nothing
-/// until it moves forward again, one set forward fills at most a burst.
+/// ## No source is ever forgotten
+///
+/// The per-source limit keeps no table of sources, so there is none a
+/// source could be pushed out of, to come back with a fresh burst. It is a
+/// fixed array of [`buckets`](RateLimit::buckets), allocated once when the
+/// limit is set, in two rows: a keyed random hash maps each source to one
+/// bucket in each row, and a bucket holds the debt of every source mapped to
+/// it (the instant until which their replies are paid for, as in the generic
+/// cell rate algorithm). A source's debt is the smaller of its two buckets',
+/// and a reply to it raises both to at least its new debt. So each bucket's
+/// debt is at least that of every source in it, and **no source ever gets
+/// more than `burst` + `replies` per `per` over any stretch of time, whatever
+/// other sources send**: exactly, for every address, with nothing stored per
+/// address. Memory is 8 bytes a bucket whatever arrives; each datagram costs
+/// one hash and two buckets.
+///
+/// The price is sharing: a source is limited before its own limit only when,
+/// in both rows, it shares its bucket with sources over their limit (one, or
+/// several whose replies together are). With the default 8,192 buckets a
+/// row, while 1,000 sources are over their limits about 1 other source in 75
+/// shares both its buckets with them and waits its turn; the hash is keyed
+/// at random, so a sender cannot aim at another's buckets.
+///
+/// ## The clock
+///
+/// Debts are paid by the server's [clock](super::DatagramServer::clock): a
+/// clock set back pays nothing until it moves forward again (readings
+/// up to a second apart from threads that read it at nearly the same time
+/// count as one), one set forward pays at most every debt.
 ///
 /// ```
 /// use std::time::Duration;
 /// use stamp_echo::datagram::RateLimit;
 ///
-/// let limit = RateLimit::default().replies(10, Duration::from_secs(60)).burst(5);
+/// let limit = RateLimit::default().replies(10, Duration::from_secs(60)).burst(5).total(1_000);
 /// limit.validate()?;
 /// assert!(RateLimit::default().burst(0).validate().is_err());
 /// # Ok::<(), stamp_echo::Error>(())
@@ -253,9 +295,13 @@ pub struct RateLimit {
     pub per: Duration,
     /// Replies a source may get at once (default 100).
     pub burst: u32,
-    /// The sources remembered (default 4,096; rounded up to a multiple of
-    /// 8). Each takes 40 bytes: 160 KiB by default.
-    pub sources: usize,
+    /// Replies a second to all sources together, in bursts of as many
+    /// (default 10,000).
+    pub total: u32,
+    /// The buckets sources are hashed into (default 16,384; rounded up to
+    /// an even number, two rows of half). Each takes 8 bytes: 128 KiB by
+    /// default.
+    pub buckets: usize,
 }
 
 impl RateLimit {
@@ -265,17 +311,22 @@ impl RateLimit {
     pub const DEFAULT_PER: Duration = Duration::from_secs(1);
     /// Default for [`RateLimit::burst`].
     pub const DEFAULT_BURST: u32 = 100;
-    /// Default for [`RateLimit::sources`].
-    pub const DEFAULT_SOURCES: usize = 4096;
+    /// Default for [`RateLimit::total`].
+    pub const DEFAULT_TOTAL: u32 = 10_000;
+    /// Default for [`RateLimit::buckets`].
+    pub const DEFAULT_BUCKETS: usize = 16_384;
     /// The largest [`replies`](RateLimit::replies) and
     /// [`burst`](RateLimit::burst).
     pub const MAX_REPLIES: u32 = 1_000_000;
-    /// The largest [`sources`](RateLimit::sources).
-    pub const MAX_SOURCES: usize = 1 << 20;
+    /// The largest [`total`](RateLimit::total).
+    pub const MAX_TOTAL: u32 = 10_000_000;
+    /// The largest [`buckets`](RateLimit::buckets).
+    pub const MAX_BUCKETS: usize = 1 << 20;
     const MIN_PER: Duration = Duration::from_millis(1);
     const MAX_PER: Duration = Duration::from_secs(86_400);
 
-    /// The default limit with `replies` per second and a burst of as many.
+    /// The default limit with `replies` per second and a burst of as many
+    /// for each source (the [`total`](RateLimit::total) stays the default).
     #[must_use]
     pub fn per_second(replies: u32) -> RateLimit {
         RateLimit { replies, per: Duration::from_secs(1), burst: replies, ..RateLimit::default() }
@@ -296,10 +347,17 @@ impl RateLimit {
         self
     }
 
-    /// Sets [`RateLimit::sources`].
+    /// Sets [`RateLimit::total`].
     #[must_use]
-    pub fn sources(mut self, sources: usize) -> RateLimit {
-        self.sources = sources;
+    pub fn total(mut self, total: u32) -> RateLimit {
+        self.total = total;
+        self
+    }
+
+    /// Sets [`RateLimit::buckets`].
+    #[must_use]
+    pub fn buckets(mut self, buckets: usize) -> RateLimit {
+        self.buckets = buckets;
         self
     }
 
@@ -318,8 +376,11 @@ impl RateLimit {
         if !(1..=Self::MAX_REPLIES).contains(&self.burst) {
             return Err(ConfigError::new("burst", self.burst, "1 to 1000000 replies").into());
         }
-        if !(1..=Self::MAX_SOURCES).contains(&self.sources) {
-            return Err(ConfigError::new("sources", self.sources, "1 to 1048576 addresses").into());
+        if !(1..=Self::MAX_TOTAL).contains(&self.total) {
+            return Err(ConfigError::new("total", self.total, "1 to 10000000 replies a second").into());
+        }
+        if !(2..=Self::MAX_BUCKETS).contains(&self.buckets) {
+            return Err(ConfigError::new("buckets", self.buckets, "2 to 1048576 buckets").into());
         }
         Ok(())
     }
@@ -331,49 +392,93 @@ impl Default for RateLimit {
             replies: Self::DEFAULT_REPLIES,
             per: Self::DEFAULT_PER,
             burst: Self::DEFAULT_BURST,
-            sources: Self::DEFAULT_SOURCES,
+            total: Self::DEFAULT_TOTAL,
+            buckets: Self::DEFAULT_BUCKETS,
         }
     }
 }
 
-/// Slots of the table a source may go in.
-const WAYS: usize = 8;
+/// Readings of the clock this far (in nanoseconds) behind the latest are
+/// threads that read it at nearly the same time, not a clock set back.
+const SET_BACK: u64 = 1_000_000_000;
 
-/// The token buckets of [`RateLimit`]: a set-associative table of sources,
-/// each with its credit in nanoseconds of the clock.
+/// The limits of [`RateLimit`]: a debt per bucket of sources (see
+/// [there](RateLimit#no-source-is-ever-forgotten)) and one for all sources,
+/// each an instant on the limiter's own clock, in nanoseconds.
 #[derive(Debug)]
 pub(super) struct Limiter {
     limit: RateLimit,
     hasher: RandomState,
-    ways: usize,
-    slots: Box<[Slot]>,
-    /// Credit one reply costs, in nanoseconds.
-    cost: u64,
-    /// The most credit a source holds: a burst.
-    full: u64,
+    /// The two rows of per-source buckets, each of at least one.
+    rows: [Box<[u64]>; 2],
+    source: Pace,
+    total: Pace,
+    /// The debt of all sources together.
+    total_debt: u64,
+    /// The limiter's clock: nanoseconds of the server's clock counted
+    /// forward since the first reading. It never goes back.
+    elapsed: u64,
+    /// The server's clock at the latest reading counted, in nanoseconds
+    /// since 1970: `None` before the first.
+    last: Option<u64>,
 }
 
-#[derive(Clone, Copy, Debug, Default)]
-struct Slot {
-    source: Option<IpAddr>,
-    credit: u64,
-    /// The clock at this source's last datagram, in nanoseconds since 1970.
-    seen: u64,
+/// What a reply costs in one bucket, and how far ahead of the clock its
+/// debt may run before replies stop.
+#[derive(Clone, Copy, Debug)]
+struct Pace {
+    /// Nanoseconds a reply adds to the debt (rounded up: never more replies
+    /// than the limit).
+    cost: u64,
+    /// The most a debt may be ahead of the clock and still pay for a reply:
+    /// a burst less one reply.
+    slack: u64,
+}
+
+impl Pace {
+    fn new(per: Duration, replies: u32, burst: u32) -> Pace {
+        let cost = per.as_nanos().div_ceil(u128::from(replies.max(1)));
+        let cost = u64::try_from(cost).unwrap_or(u64::MAX).max(1);
+        Pace { cost, slack: cost.saturating_mul(u64::from(burst.saturating_sub(1))) }
+    }
+
+    /// The debt after one more reply at `now`, or `None` over the limit.
+    fn charge(self, debt: u64, now: u64) -> Option<u64> {
+        let from = debt.max(now);
+        (from - now <= self.slack).then(|| from.saturating_add(self.cost))
+    }
+}
+
+/// What tells sources apart: an IPv4 address, or an IPv6 /64.
+#[derive(Hash)]
+enum Source {
+    V4(u32),
+    V6(u64),
+}
+
+impl Source {
+    fn of(ip: IpAddr) -> Source {
+        match ip.to_canonical() {
+            IpAddr::V4(v4) => Source::V4(v4.to_bits()),
+            IpAddr::V6(v6) => Source::V6((v6.to_bits() >> 64) as u64),
+        }
+    }
 }
 
 impl Limiter {
-    /// The table for `limit`, which must be valid.
+    /// The limits of `limit`, which must be valid.
     pub(super) fn new(limit: RateLimit) -> Limiter {
-        let ways = WAYS.min(limit.sources.max(1));
-        let slots = limit.sources.max(1).div_ceil(ways) * ways;
-        let cost = u64::try_from(limit.per.as_nanos() / u128::from(limit.replies.max(1))).unwrap_or(u64::MAX).max(1);
+        let width = limit.buckets.div_ceil(2).max(1);
+        let row = || vec![0; width].into_boxed_slice();
         Limiter {
             limit,
             hasher: RandomState::new(),
-            ways,
-            slots: vec![Slot::default(); slots].into_boxed_slice(),
-            cost,
-            full: cost.saturating_mul(u64::from(limit.burst)),
+            rows: [row(), row()],
+            source: Pace::new(limit.per, limit.replies, limit.burst),
+            total: Pace::new(Duration::from_secs(1), limit.total, limit.total),
+            total_debt: 0,
+            elapsed: 0,
+            last: None,
         }
     }
 
@@ -381,33 +486,37 @@ impl Limiter {
         self.limit
     }
 
-    /// Whether `source` may have a reply at `now`; if so, its credit pays for it.
-    pub(super) fn allow(&mut self, source: IpAddr, now: SystemTime) -> bool {
+    /// Whether `source` may have a reply at `now`: if so, its buckets and
+    /// the total pay for it; if not, why not (and nothing is paid).
+    pub(super) fn check(&mut self, source: IpAddr, now: SystemTime) -> Result<(), Dropped> {
+        let now = self.count(now);
+        let hash = self.hasher.hash_one(Source::of(source));
+        let [first, second] = &mut self.rows;
+        // Each row has at least one bucket, so the remainders are indices.
+        let first = &mut first[(hash as u32 as usize) % first.len()];
+        let second = &mut second[((hash >> 32) as usize) % second.len()];
+        let debt = self.source.charge((*first).min(*second), now).ok_or(Dropped::RateLimited)?;
+        self.total_debt = self.total.charge(self.total_debt, now).ok_or(Dropped::TotalLimited)?;
+        *first = (*first).max(debt);
+        *second = (*second).max(debt);
+        Ok(())
+    }
+
+    /// Counts the clock forward to `now` and returns the limiter's clock.
+    fn count(&mut self, now: SystemTime) -> u64 {
         let now =
             now.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
-        let sets = self.slots.len() / self.ways;
-        let set = (self.hasher.hash_one(source) % sets.max(1) as u64) as usize;
-        let Some(slots) = self.slots.chunks_exact_mut(self.ways).nth(set) else { return true };
-        let index = match slots.iter().position(|slot| slot.source == Some(source)) {
-            Some(index) => index,
-            None => {
-                // An empty slot, else the one seen longest ago.
-                let oldest = slots.iter().enumerate().min_by_key(|(_, slot)| (slot.source.is_some(), slot.seen));
-                let index = oldest.map_or(0, |(index, _)| index);
-                slots[index] = Slot { source: Some(source), credit: self.full, seen: now };
-                index
+        match self.last {
+            Some(last) if now >= last => {
+                self.elapsed = self.elapsed.saturating_add(now - last);
+                self.last = Some(now);
             }
-        };
-        let slot = &mut slots[index];
-        // A clock set back gives nothing, and counts on from where it is now.
-        slot.credit = slot.credit.saturating_add(now.saturating_sub(slot.seen)).min(self.full);
-        slot.seen = now;
-        if slot.credit >= self.cost {
-            slot.credit -= self.cost;
-            true
-        } else {
-            false
+            // A thread that read the clock just before another.
+            Some(last) if last - now <= SET_BACK => {}
+            // The first reading, or the clock set back: count on from here.
+            _ => self.last = Some(now),
         }
+        self.elapsed
     }
 }
 
@@ -449,60 +558,198 @@ mod tests {
         text.parse().expect("an address")
     }
 
+    /// 10.0.x.y for `n` below 65,536: one of many other sources.
+    fn other(n: u32) -> IpAddr {
+        let [_, _, x, y] = n.to_be_bytes();
+        IpAddr::V4(Ipv4Addr::new(10, 0, x, y))
+    }
+
+    impl Limiter {
+        fn allow(&mut self, source: IpAddr, nanos: u64) -> bool {
+            self.check(source, at(nanos)).is_ok()
+        }
+    }
+
+    const T0: u64 = 1_000_000_000_000;
+    const MS: u64 = 1_000_000;
+    const SECOND: u64 = 1_000 * MS;
+    const DAY: u64 = 86_400 * SECOND;
+
     #[test]
     fn a_source_gets_its_burst_then_its_rate() {
         let mut limiter = Limiter::new(RateLimit::default().replies(10, Duration::from_secs(1)).burst(3));
         let source = ip("192.0.2.1");
-        let t0 = 1_000_000_000_000;
-        let answered = (0..10).filter(|_| limiter.allow(source, at(t0))).count();
+        let answered = (0..10).filter(|_| limiter.allow(source, T0)).count();
         assert_eq!(answered, 3);
         // 100 ms later, one more; 50 ms after that, none.
-        assert!(limiter.allow(source, at(t0 + 100_000_000)));
-        assert!(!limiter.allow(source, at(t0 + 150_000_000)));
+        assert!(limiter.allow(source, T0 + 100 * MS));
+        assert!(!limiter.allow(source, T0 + 150 * MS));
         // Another source has its own bucket.
-        assert!(limiter.allow(ip("192.0.2.2"), at(t0)));
-        // A long pause refills a burst, no more.
-        let later = t0 + 3_600_000_000_000;
-        assert_eq!((0..10).filter(|_| limiter.allow(source, at(later))).count(), 3);
+        assert!(limiter.allow(ip("192.0.2.2"), T0));
+        // A long pause gives a burst, no more.
+        let later = T0 + 3_600 * SECOND;
+        assert_eq!((0..10).filter(|_| limiter.allow(source, later)).count(), 3);
     }
 
     #[test]
     fn a_clock_set_back_gives_nothing_and_then_counts_on() {
         let mut limiter = Limiter::new(RateLimit::default().replies(1, Duration::from_secs(1)).burst(1));
         let source = ip("192.0.2.1");
-        let t0 = 10_000_000_000_000;
-        assert!(limiter.allow(source, at(t0)));
-        assert!(!limiter.allow(source, at(t0 - 3_600_000_000_000)), "set back an hour");
-        assert!(limiter.allow(source, at(t0 - 3_600_000_000_000 + 1_000_000_000)), "a second later");
+        let t0 = 10_000 * SECOND;
+        assert!(limiter.allow(source, t0));
+        assert!(!limiter.allow(source, t0 - 3_600 * SECOND), "set back an hour");
+        assert!(limiter.allow(source, t0 - 3_600 * SECOND + SECOND), "a second later");
+        // A reading a little behind the latest (another thread's) counts
+        // nothing twice: the second from t0 + 0.4 s to t0 + 1.4 s is not
+        // paid before the clock reaches t0 + 2 s again.
+        let t1 = t0 - 3_600 * SECOND + SECOND;
+        assert!(!limiter.allow(source, t1 + 900 * MS));
+        assert!(!limiter.allow(source, t1 + 400 * MS), "slightly behind");
+        assert!(!limiter.allow(source, t1 + 950 * MS));
+        assert!(limiter.allow(source, t1 + SECOND));
     }
 
     #[test]
-    fn mapped_addresses_are_their_ipv4_address() {
+    fn mapped_addresses_are_their_ipv4_address_and_ipv6_counts_by_64() {
         let mut limiter = Limiter::new(RateLimit::default().burst(1));
-        let v4 = ip("192.0.2.1");
         let mapped = IpAddr::V6(Ipv4Addr::new(192, 0, 2, 1).to_ipv6_mapped());
-        assert!(limiter.allow(v4.to_canonical(), at(5)));
-        assert!(!limiter.allow(mapped.to_canonical(), at(5)));
+        assert!(limiter.allow(ip("192.0.2.1"), 5));
+        assert!(!limiter.allow(mapped, 5));
+        assert!(limiter.allow(ip("2001:db8::1"), 5));
+        assert!(!limiter.allow(ip("2001:db8::ffff:1"), 5), "the same /64");
+        assert!(limiter.allow(ip("2001:db8:0:1::1"), 5), "the next /64");
     }
 
     #[test]
-    fn the_table_never_grows_and_forgets_the_oldest() {
-        let limit = RateLimit::default().replies(1, Duration::from_secs(86_400)).burst(1).sources(16);
-        let mut limiter = Limiter::new(limit);
-        assert_eq!(limiter.slots.len(), 16);
-        let first = ip("198.51.100.1");
-        assert!(limiter.allow(first, at(1)));
-        assert!(!limiter.allow(first, at(2)));
-        // 10,000 other sources later, the first is forgotten and has a burst again.
-        for i in 0..10_000u32 {
-            let [_, _, a, b] = i.to_be_bytes();
-            assert!(limiter.allow(IpAddr::V4(Ipv4Addr::new(203, 0, a, b)), at(3 + u64::from(i))));
+    fn a_source_pushed_by_thousands_of_others_gets_no_new_burst() {
+        // The victim sends 1,000 datagrams a second for 3 s; between two of
+        // them, 200 datagrams from 6,000 other addresses in turn (200,000 a
+        // second, 33 a second each: none over its own limit). A table of
+        // sources would forget the victim and give it a burst again and again.
+        let mut limiter = Limiter::new(RateLimit::default().total(RateLimit::MAX_TOTAL));
+        let victim = ip("192.0.2.1");
+        let (mut answered, mut others_answered, mut n) = (0u64, 0u64, 0u32);
+        for step in 0..3_000 {
+            let now = T0 + step * MS;
+            for _ in 0..200 {
+                n = (n + 1) % 6_000;
+                others_answered += u64::from(limiter.allow(other(n), now));
+            }
+            answered += u64::from(limiter.allow(victim, now));
         }
-        assert_eq!(limiter.slots.len(), 16);
-        assert!(limiter.allow(first, at(20_000)));
-        assert!(std::mem::size_of::<Slot>() <= 40, "as documented");
-        assert_eq!(Limiter::new(RateLimit::default().sources(3)).slots.len(), 3);
-        assert_eq!(Limiter::new(RateLimit::default().sources(9)).slots.len(), 16);
+        // Its burst, then 100 a second for the 2.999 s after its first.
+        let bound = 100 + 2_999 * MS / (10 * MS);
+        assert!(answered <= bound, "{answered} replies (bound {bound})");
+        assert!(answered + 2 >= bound, "{answered} replies: limited by others (bound {bound})");
+        // Nearly every other source, well within its limit, is answered too.
+        assert!(others_answered * 100 >= 99 * 600_000, "{others_answered} of 600,000");
+    }
+
+    #[test]
+    fn sources_over_their_limits_hold_up_few_others() {
+        // 1,000 sources send 1,000 datagrams a second each for 200 ms; at
+        // the last millisecond, 10,000 others send one datagram each.
+        let mut limiter = Limiter::new(RateLimit::default().total(RateLimit::MAX_TOTAL));
+        let last = T0 + 199 * MS;
+        for now in (T0..=last).step_by(MS as usize) {
+            for n in 0..1_000 {
+                limiter.allow(other(n), now);
+            }
+        }
+        let held_up = (1_000..11_000).filter(|&n| !limiter.allow(other(n), last)).count();
+        // Those sharing both buckets with a busy source: about 1.3%,
+        // (1 - e^(-1000/8192))^2, less those whose busy source has a reply
+        // to come.
+        assert!((1..=300).contains(&held_up), "{held_up} of 10,000 held up");
+    }
+
+    #[test]
+    fn the_buckets_never_grow_and_forget_no_debt() {
+        let limit = RateLimit::default().replies(1, Duration::from_secs(86_400)).burst(1).buckets(15);
+        let mut limiter = Limiter::new(limit);
+        assert_eq!(limiter.rows.each_ref().map(|row| row.len()), [8, 8]);
+        let first = ip("198.51.100.1");
+        assert!(limiter.allow(first, T0));
+        assert!(!limiter.allow(first, T0 + 1));
+        // 10,000 other sources later, the first still owes its reply.
+        for i in 0..10_000 {
+            limiter.allow(other(i), T0 + 2 + u64::from(i));
+        }
+        assert_eq!(limiter.rows.each_ref().map(|row| row.len()), [8, 8]);
+        assert!(!limiter.allow(first, T0 + 20_000));
+        // Until a day has passed since the last reply to any source of its
+        // buckets (a reply's debt is a day past the clock then, no more).
+        assert!(limiter.allow(first, T0 + 20_000 + DAY));
+        assert_eq!(Limiter::new(RateLimit::default()).rows.each_ref().map(|row| row.len()), [8_192, 8_192]);
+    }
+
+    #[test]
+    fn all_sources_together_get_at_most_the_total() {
+        // 10,000 sources, each sending once a second: 10,000 datagrams a
+        // second against a total of 1,000, for 2 s.
+        let mut limiter = Limiter::new(RateLimit::default().total(1_000));
+        let mut answered = 0u64;
+        for step in 0..20_000u32 {
+            let now = T0 + u64::from(step) * 100_000;
+            match limiter.check(other(step % 10_000), at(now)) {
+                Ok(()) => answered += 1,
+                Err(reason) => assert_eq!(reason, Dropped::TotalLimited, "datagram {step}"),
+            }
+        }
+        // A burst of 1,000, then 1,000 a second for the 1.9999 s after the first.
+        let bound = 1_000 + 1_999;
+        assert!(answered <= bound && answered + 1 >= bound, "{answered} replies (bound {bound})");
+    }
+
+    #[test]
+    fn a_datagram_refused_pays_for_nothing() {
+        let limit = RateLimit::default().replies(1, Duration::from_secs(86_400)).burst(1).total(2);
+        let mut limiter = Limiter::new(limit);
+        let (a, b, c) = (ip("192.0.2.1"), ip("192.0.2.2"), ip("192.0.2.3"));
+        assert_eq!(limiter.check(a, at(T0)), Ok(()));
+        // Over its own limit: the total does not pay for it.
+        assert_eq!(limiter.check(a, at(T0)), Err(Dropped::RateLimited));
+        assert_eq!(limiter.check(b, at(T0)), Ok(()));
+        // Over the total: its own bucket does not pay for it.
+        assert_eq!(limiter.check(c, at(T0)), Err(Dropped::TotalLimited));
+        assert_eq!(limiter.check(c, at(T0 + SECOND / 2)), Ok(()));
+        assert_eq!(limiter.check(c, at(T0 + SECOND)), Err(Dropped::RateLimited));
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::test_runner::Config { cases: 64, ..Default::default() })]
+        /// Whatever other sources send and whoever shares its buckets, no
+        /// source gets more than its burst and its rate over any stretch of
+        /// time: 40 sources in 4 to 64 buckets, half the datagrams from 4 of
+        /// them, a random 0 to 5 ms apart.
+        #[test]
+        fn no_source_ever_gets_more_than_burst_and_rate(
+            burst in 1u32..5,
+            buckets in 4usize..64,
+            replies in 1u32..20,
+            datagrams in proptest::collection::vec((0u32..80, 0u64..5 * MS), 1..400),
+        ) {
+            let limit = RateLimit::default().replies(replies, Duration::from_millis(100)).burst(burst).buckets(buckets);
+            let mut limiter = Limiter::new(limit);
+            let cost = (100 * MS).div_ceil(u64::from(replies));
+            let mut answered: Vec<Vec<u64>> = vec![Vec::new(); 40];
+            let mut now = T0;
+            for (source, gap) in datagrams {
+                let source = if source < 40 { source } else { source % 4 };
+                now += gap;
+                if limiter.allow(other(source), now) {
+                    answered[source as usize].push(now);
+                }
+            }
+            for times in &answered {
+                for (i, first) in times.iter().enumerate() {
+                    for (j, last) in times.iter().enumerate().skip(i) {
+                        let bound = u64::from(burst) + (last - first) / cost;
+                        proptest::prop_assert!((j - i + 1) as u64 <= bound, "{} replies in {} ns", j - i + 1, last - first);
+                    }
+                }
+            }
+        }
     }
 
     #[test]
@@ -511,12 +758,15 @@ mod tests {
         let max = RateLimit::default()
             .replies(RateLimit::MAX_REPLIES, Duration::from_millis(1))
             .burst(RateLimit::MAX_REPLIES)
-            .sources(RateLimit::MAX_SOURCES);
+            .total(RateLimit::MAX_TOTAL)
+            .buckets(RateLimit::MAX_BUCKETS);
         assert!(max.validate().is_ok());
         assert!(
             RateLimit::default()
                 .replies(1, Duration::from_secs(86_400))
                 .burst(RateLimit::MAX_REPLIES)
+                .total(1)
+                .buckets(2)
                 .validate()
                 .is_ok()
         );
@@ -527,8 +777,10 @@ mod tests {
             (RateLimit::default().replies(1, Duration::from_secs(86_401)), "per"),
             (RateLimit::default().burst(0), "burst"),
             (RateLimit::default().burst(1_000_001), "burst"),
-            (RateLimit::default().sources(0), "sources"),
-            (RateLimit::default().sources((1 << 20) + 1), "sources"),
+            (RateLimit::default().total(0), "total"),
+            (RateLimit::default().total(10_000_001), "total"),
+            (RateLimit::default().buckets(1), "buckets"),
+            (RateLimit::default().buckets((1 << 20) + 1), "buckets"),
         ] {
             match bad.validate() {
                 Err(Error::Config(e)) => assert_eq!(e.setting(), setting),
