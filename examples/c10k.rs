@@ -5,13 +5,13 @@
 //!
 //! It runs the servers built beside it, in one run: `naive_server` (the
 //! hand-written thread-per-connection server that clones each stream) as
-//! the baseline, the `server` example on the thread runner (`server`), and
+//! the baseline, `stamp-echo serve` on the thread runner (`server`), and
 //! the same on the tokio runner (`tokio`, `--runtime tokio`). Then, against
 //! each runner, it measures what a whole short connection costs (for the
 //! thread runner: how much of it is the thread spawn a pool could save).
 //!
 //! ```text
-//! cargo build --release --examples
+//! cargo build --release --examples --bin stamp-echo
 //! cargo run --release --example c10k -- --connections 10000
 //! ```
 //!
@@ -21,7 +21,7 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::{self, Receiver};
 use std::thread;
@@ -67,7 +67,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     "--runtime",
                     runtime,
                 ];
-                ("server", flags.iter().map(|s| s.to_string()).collect())
+                ("stamp-echo", flags.iter().map(|s| s.to_string()).collect())
             }
             other => return Err(format!("unknown server {other:?}: expected naive, server or tokio").into()),
         };
@@ -77,7 +77,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         if run.ok > 0 {
             per_connection.push((name.as_str(), run.kib_per_connection()));
         }
-        if binary == "server" && run.ok == args.connections {
+        if binary == "stamp-echo" && run.ok == args.connections {
             churn(server.addr, args.churn, name == "server");
         }
         let (summary, errors) = server.stop();
@@ -232,11 +232,17 @@ struct ServerProcess {
 impl ServerProcess {
     fn spawn(name: &str, extra: &[String]) -> Result<ServerProcess, Box<dyn std::error::Error>> {
         let exe = std::env::current_exe()?;
-        let binary: PathBuf = exe.with_file_name(name);
+        // The examples are in target/<profile>/examples, the command in target/<profile>.
+        let (binary, subcommand): (PathBuf, &[&str]) = match exe.parent().and_then(Path::parent) {
+            Some(profile) if name == "stamp-echo" => (profile.join(name), &["serve"]),
+            _ => (exe.with_file_name(name), &[]),
+        };
         if !binary.exists() {
-            return Err(format!("{} not found: run `cargo build --release --examples` first", binary.display()).into());
+            let build = "cargo build --release --examples --bin stamp-echo";
+            return Err(format!("{} not found: run `{build}` first", binary.display()).into());
         }
         let mut child = Command::new(&binary)
+            .args(subcommand)
             .args(["--port", "0"])
             .args(extra)
             .stdout(Stdio::piped())

@@ -60,9 +60,10 @@ for arg in "$@"; do
 done
 
 echo "==> building (release)"
-cargo build --release --quiet --example server --example baseline_server --example tokio_baseline_server \
-    --example loadgen
+cargo build --release --quiet --bin stamp-echo --example baseline_server --example tokio_baseline_server
 bin=$CARGO_TARGET_DIR/release/examples
+# Ours and the load generator: `stamp-echo serve` and `stamp-echo load`.
+se=$CARGO_TARGET_DIR/release/stamp-echo
 server_cpu=() client_cpu=()
 if [[ $PIN == 1 ]] && command -v taskset >/dev/null && (($(nproc) >= 2)); then
     server_cpu=(taskset -c 0) client_cpu=(taskset -c 1)
@@ -106,18 +107,18 @@ start() {
 
 echo "==> starting the servers"
 quiet=()
-"$bin/server" --help | grep -q -- '--quiet' && quiet=(--quiet)
+"$se" serve --help | grep -q -- '--quiet' && quiet=(--quiet)
 # pairs: "A B" compares A against B; order: the servers driven, in order.
 if $runtimes; then
-    start threads_line "$bin/server" --runtime threads --framing line --stamp ctime --port 0 "${quiet[@]}"
-    start tokio_line "$bin/server" --runtime tokio --framing line --stamp ctime --port 0 "${quiet[@]}"
+    start threads_line "$se" serve --runtime threads --framing line --stamp ctime --port 0 "${quiet[@]}"
+    start tokio_line "$se" serve --runtime tokio --framing line --stamp ctime --port 0 "${quiet[@]}"
     start idiomatic_line "$bin/tokio_baseline_server" --port 0
     pairs=("tokio_line threads_line" "tokio_line idiomatic_line")
     order=(threads_line tokio_line idiomatic_line)
     swept=("${order[@]}")
 else
-    start ours_line "$bin/server" --framing line --stamp ctime --port 0 "${quiet[@]}"
-    start ours_chunk "$bin/server" --framing chunk --stamp ctime --port 0 "${quiet[@]}"
+    start ours_line "$se" serve --framing line --stamp ctime --port 0 "${quiet[@]}"
+    start ours_chunk "$se" serve --framing chunk --stamp ctime --port 0 "${quiet[@]}"
     start baseline_line "$bin/baseline_server" --port 0
     others=(baseline_line)
     if command -v python3 >/dev/null; then
@@ -151,7 +152,7 @@ load() {
     local server=$1 connections=$2 window=$3 messages=$4 size=${5:-$SIZE} before after result
     [[ $server == python* ]] && messages=$(((messages + PY_SCALE - 1) / PY_SCALE))
     before=$(cpu_ticks "$server")
-    result=$("${client_cpu[@]}" "$bin/loadgen" --port "${PORT[$server]}" --framing "${server#*_}" \
+    result=$("${client_cpu[@]}" "$se" load --port "${PORT[$server]}" --framing "${server#*_}" \
         --size "$size" --connections "$connections" --window "$window" --messages "$messages" 2>/dev/null |
         sed -n 's/^result: //p')
     after=$(cpu_ticks "$server")

@@ -615,7 +615,7 @@ impl Reply {
     /// use std::net::TcpStream;
     /// use stamp_echo::{EchoClient, Framing, stamp::StampKind};
     ///
-    /// // Against `cargo run --example server -- --stamp rfc3339`:
+    /// // Against `stamp-echo serve --stamp rfc3339`:
     /// let mut client = EchoClient::new(TcpStream::connect("127.0.0.1:8080")?, Framing::chunk())?;
     /// let reply = client.round_trip(b"what time is it?")?;
     /// if let Some(offset) = reply.clock_offset(StampKind::Rfc3339) {

@@ -387,7 +387,7 @@ impl Stopper {
 /// round trip, never shorter, and [`Reply::clock_offset`]'s bound stays
 /// true. A late reply to an earlier, *identical* message cannot be told from
 /// the reply to the current one: give messages a sequence number when that
-/// matters (the client example's probes do).
+/// matters (the probes of `stamp-echo ping` do).
 #[derive(Debug)]
 pub struct DatagramClient {
     socket: UdpSocket,

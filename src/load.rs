@@ -10,7 +10,8 @@
 //!   is a few instructions and never allocates.
 //! - [`drive`]: one connection's load, a writer and a reader thread over one
 //!   socket, keeping up to a window of messages in flight (a window of 1 is
-//!   ping-pong). The `loadgen` example runs it on many connections.
+//!   ping-pong). (`stamp-echo load`, the command line's load generator, has
+//!   its own driver for `hdrhistogram` percentiles and an open loop.)
 //!
 //! ```
 //! use std::sync::Arc;

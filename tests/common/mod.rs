@@ -348,16 +348,6 @@ pub fn next_message(events: &Receiver<Event>) -> (u64, Vec<u8>) {
     }
 }
 
-/// An example's binary, built by cargo beside the tests (`cargo test` builds
-/// the examples): target/<profile>/examples/NAME.
-pub fn example_binary(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("test binary path");
-    let profile_dir = exe.parent().and_then(std::path::Path::parent).expect("target/<profile>/deps");
-    let path = profile_dir.join("examples").join(name);
-    assert!(path.exists(), "{} is missing: build it with `cargo test` or `cargo build --examples`", path.display());
-    path
-}
-
 // ---- Client connections ----
 
 /// A client connection with safety-net read and write timeouts.
