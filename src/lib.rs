@@ -62,7 +62,8 @@
 //!
 //! ## A server, over an in-memory stream
 //!
-//! ```
+#![cfg_attr(feature = "test-util", doc = "```")]
+#![cfg_attr(not(feature = "test-util"), doc = "```ignore")]
 //! use std::time::{Duration, SystemTime};
 //! use stamp_echo::{EchoServer, Framing, stamp::Ctime, testing::Duplex};
 //!
@@ -89,7 +90,8 @@
 //! [`EchoClient`] sends a message and returns its reply, parsed and checked
 //! against what was sent. Here the "server" is a scripted in-memory stream:
 //!
-//! ```
+#![cfg_attr(feature = "test-util", doc = "```")]
+#![cfg_attr(not(feature = "test-util"), doc = "```ignore")]
 //! use stamp_echo::{EchoClient, Framing, testing::Duplex};
 //!
 //! let replies = Duplex::new(b"[Sun Feb  3 10:00:18 2013] hi,server\n".to_vec());
@@ -106,7 +108,8 @@
 //! A stamp is anything implementing [`stamp::Stamp`], closures included; a
 //! clock is anything implementing [`stamp::Clock`], closures included.
 //!
-//! ```
+#![cfg_attr(feature = "test-util", doc = "```")]
+#![cfg_attr(not(feature = "test-util"), doc = "```ignore")]
 //! use std::time::{Duration, SystemTime};
 //! use stamp_echo::{EchoServer, Framing, stamp::{self, Granularity, Stamp}, testing::Duplex};
 //!
@@ -185,14 +188,16 @@ pub use reply::ReplyChecker;
 pub use runner::{Events, Handle, Limits, Totals};
 pub use server::EchoServer;
 
-/// The README's Rust examples, compiled and run as doctests.
-#[cfg(doctest)]
+/// The README's Rust examples, compiled and run as doctests (they use the
+/// `tokio` and `test-util` features).
+#[cfg(all(doctest, feature = "tokio", feature = "test-util"))]
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;
 
 /// The Rust examples of `docs/`, compiled and run as doctests, so the
-/// documents cannot drift from the API.
-#[cfg(doctest)]
+/// documents cannot drift from the API (they use the `tokio`, `test-util`
+/// and `tools` features).
+#[cfg(all(doctest, feature = "tokio", feature = "test-util", feature = "tools"))]
 pub mod docs_doctests {
     /// `docs/client.md`.
     #[doc = include_str!("../docs/client.md")]

@@ -16,7 +16,8 @@ use crate::stamp::{Clock, Ctime, Stamp, SystemClock};
 /// reference. The server never prints; pass an [`Observer`] to
 /// [`serve_with`](EchoServer::serve_with) to see each message.
 ///
-/// ```
+#[cfg_attr(feature = "test-util", doc = "```")]
+#[cfg_attr(not(feature = "test-util"), doc = "```ignore")]
 /// use std::io::Cursor;
 /// use std::time::{Duration, SystemTime};
 /// use stamp_echo::{EchoServer, Framing, stamp::Ctime};

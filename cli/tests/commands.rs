@@ -281,3 +281,15 @@ fn which(program: &str) -> Result<std::path::PathBuf, ()> {
     let path = std::env::var_os("PATH").ok_or(())?;
     std::env::split_paths(&path).map(|dir| dir.join(program)).find(|p| p.is_file()).ok_or(())
 }
+
+#[test]
+fn the_command_has_the_librarys_version() {
+    let manifest =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../Cargo.toml")).expect("the library's manifest");
+    let version = manifest.lines().find_map(|l| l.strip_prefix("version = ")).expect("a version line");
+    assert_eq!(version.trim_matches('"'), env!("CARGO_PKG_VERSION"));
+    let cli =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml")).expect("the command's manifest");
+    let requirement = format!("version = \"{}\"", env!("CARGO_PKG_VERSION"));
+    assert!(cli.lines().filter(|l| l.starts_with("stamp-echo = ")).all(|l| l.contains(&requirement)), "{cli}");
+}
