@@ -29,6 +29,8 @@ use crate::args::{Dur, Endpoint, duration, duration_help, int_help};
 
 /// The most connections.
 const MAX_CONNECTIONS: usize = 100_000;
+/// The most messages in flight per connection.
+const MAX_WINDOW: u64 = 1_000_000;
 /// The largest message (the length framing's default limit).
 const MAX_SIZE: usize = Framing::DEFAULT_MAX_FRAME;
 /// Latencies are counted up to an hour, to 3 significant digits.
@@ -52,9 +54,10 @@ pub struct Args {
           value_parser = clap::value_parser!(u64).range(1..=MAX_SIZE as u64))]
     size: u64,
 
-    /// Messages in flight per connection at most: 1 is ping-pong, more is pipelining.
-    #[arg(short, long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
-    window: u64,
+    /// Messages in flight per connection at most: 1 is ping-pong, more is pipelining [default: 1; with --rate,
+    /// 1000000: the schedule alone sets the pace].
+    #[arg(short, long, value_parser = clap::value_parser!(u64).range(1..=MAX_WINDOW))]
+    window: Option<u64>,
 
     /// Open loop: messages per second in all, spread over the connections, each due on a fixed schedule; latencies
     /// count from when each was due.
@@ -145,6 +148,8 @@ pub fn run(args: &Args) -> ExitCode {
         eprintln!("stamp-echo load: --size {size}: {e}");
         return ExitCode::FAILURE;
     }
+    // Open loop: the schedule sets the pace, not the replies.
+    let window = args.window.unwrap_or(if args.rate.is_some() { MAX_WINDOW } else { 1 });
     let progress = AtomicU64::new(0);
     let start_line = Barrier::new(conns.len() + 1);
     let (done_tx, done) = mpsc::channel();
@@ -163,7 +168,7 @@ pub fn run(args: &Args) -> ExitCode {
                     framing: args.endpoint.framing(),
                     messages: args.messages,
                     size,
-                    window: usize::try_from(args.window).unwrap_or(usize::MAX),
+                    window: usize::try_from(window).unwrap_or(usize::MAX),
                     schedule,
                 };
                 let _ = done_tx.send(conn.drive(&load, progress));

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use socket2::{Domain, Socket, Type};
 use stamp_echo::datagram::{DatagramServer, DropCounts, Dropped, RateLimit};
 use stamp_echo::escape::{escape, escape_path};
-use stamp_echo::runner::{Listener, Peer, TracingEvents};
+use stamp_echo::runner::{Addr, Listener, Peer, TracingEvents};
 use stamp_echo::{ConfigError, EchoServer, Error, Events, Fragment, Limits, Summary};
 
 use crate::args::{Dur, Endpoint, duration, duration_help, int_help, none_if_zero};
@@ -348,8 +348,11 @@ impl Events for Logged {
     fn dropped(&self, peer: &Peer, reason: Dropped) {
         let count = self.dropped.lock().unwrap_or_else(PoisonError::into_inner).record(reason);
         if count.checked_ilog10().is_some_and(|power| count == 10u64.pow(power)) {
-            let from = &peer.addr;
-            let from = from.tcp().map_or_else(|| from.to_string(), |a| a.to_string());
+            // A datagram's sender: its address alone.
+            let from = match &peer.addr {
+                Addr::Udp(addr) | Addr::Tcp(addr) => addr.to_string(),
+                other => other.to_string(),
+            };
             tracing::info!(target: "stamp_echo::datagram", "...dropped a datagram from {from} ({reason}): {count} so far");
         }
     }

@@ -505,6 +505,7 @@ fn a_descriptor_limit_below_the_cap_cannot_let_hoarders_keep_a_new_client_out(rt
 }
 
 on_both_runtimes!(
+    json_log_lines_have_time_level_target_message_and_fields,
     a_descriptor_limit_below_the_cap_cannot_let_hoarders_keep_a_new_client_out,
     logs_like_the_original_and_exits_cleanly_on_sigterm,
     unix_socket_replaces_a_stale_file_and_removes_it_at_exit,
@@ -515,3 +516,29 @@ on_both_runtimes!(
     message_lines_over_the_rate_are_counted_not_shown,
     a_unix_peers_hostile_path_is_logged_escaped,
 );
+
+fn json_log_lines_have_time_level_target_message_and_fields(rt: Runtime) {
+    let mut server = Server::start(rt, &["--port", "0", "--framing", "line", "--log-format", "json"]);
+    let listening: serde_json::Value = serde_json::from_str(&server.line()).expect("a JSON line");
+    let addr = listening["message"].as_str().and_then(|m| m.strip_prefix("listening on ")).expect("the address");
+    let mut stream = connect(addr.parse().expect("an address"));
+    stream.write_all(b"hi \x1b[2J\"json\"\n").expect("send");
+    let mut reply = [0; 64];
+    let n = stream.read(&mut reply).expect("reply");
+    assert!(reply[..n].ends_with(b"\"json\"\n"));
+    drop(stream);
+    let (success, rest) = server.terminate();
+    assert!(success, "{rest}");
+    let lines: Vec<serde_json::Value> =
+        rest.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"))).collect();
+    for line in &lines {
+        assert!(line["time"].as_str().is_some_and(|t| t.ends_with('Z')), "{line}");
+        assert!(line["level"].is_string() && line["target"].is_string() && line["message"].is_string(), "{line}");
+    }
+    let message = lines.iter().find(|l| l["text"].is_string()).expect("a message line");
+    assert_eq!(message["text"], r#"hi \x1b[2J"json""#, "escaped, then quoted by JSON: {message}");
+    assert_eq!(message["bytes"], 13);
+    assert_eq!(message["target"], "stamp_echo::runner");
+    let last = lines.last().expect("lines");
+    assert!(last["message"].as_str().is_some_and(|m| m.starts_with("shut down: 1 connection, 1 message")), "{last}");
+}
