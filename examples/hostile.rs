@@ -10,6 +10,7 @@
 //! cargo run --release --example hostile -- udp-reflect --port 8080
 //! cargo run --release --example hostile -- udp-flood --port 8080 --seconds 2
 //! cargo run --release --example hostile -- udp-forge --port 8080   # as root
+//! cargo run --release --example hostile -- --port 0 piece-server      # a hostile server
 //! ```
 //!
 //! The attacks (TCP, or `--unix PATH`):
@@ -42,6 +43,14 @@
 //!   answered (the script checks in the server's counts that the forged one
 //!   was dropped, not answered for ever). Without root or `CAP_NET_RAW` it
 //!   prints `SKIPPED` and exits with status 3.
+//!
+//! And one hostile *server*, for the clients:
+//! - `piece-server`: listens on `--host`/`--port` (TCP, chunk framing),
+//!   prints `listening on ADDR`, and answers every byte it reads
+//!   correctly, but each behind its own `--stamp-len`-byte stamp (255, the
+//!   longest): the most stamped pieces a message can come back in. It
+//!   serves connections one after another until killed. The script runs the
+//!   `client` example against it and measures the client's memory.
 mod common;
 #[path = "common/forge.rs"]
 mod forge;
@@ -124,6 +133,12 @@ enum Attack {
     },
     /// UDP: a datagram forged to come from the server itself (needs root).
     UdpForge,
+    /// A server that echoes every byte behind its own long stamp.
+    PieceServer {
+        /// Bytes of each stamp (1 to 255).
+        #[arg(long, default_value_t = 255, value_parser = clap::value_parser!(u16).range(1..=255))]
+        stamp_len: u16,
+    },
 }
 
 /// A connection of either kind.
@@ -194,6 +209,7 @@ fn main() -> ExitCode {
             }
             Ok(result) => result,
         },
+        Attack::PieceServer { stamp_len } => piece_server(&args.endpoint, usize::from(*stamp_len)),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,
@@ -517,4 +533,40 @@ fn udp_forge_with(endpoint: &common::Endpoint, raw: &socket2::Socket) -> Result<
         }
     );
     Ok(verdict("udp-forge", probe.is_ok(), &what))
+}
+
+/// `piece-server`: every byte read is answered as a piece of its own,
+/// `[STAMP] b`, each stamp `stamp_len` bytes and different from the last.
+fn piece_server(endpoint: &common::Endpoint, stamp_len: usize) -> Result<bool, Error> {
+    let addr = endpoint.tcp_addr();
+    let listener = std::net::TcpListener::bind(addr.as_str())
+        .map_err(|e| io::Error::new(e.kind(), format!("cannot bind {addr}: {e}")))?;
+    println!("listening on {}", listener.local_addr()?);
+    io::stdout().flush()?;
+    let mut pieces: u64 = 0;
+    for stream in listener.incoming() {
+        let Ok(mut stream) = stream else { continue };
+        let mut input = [0; 64 * 1024];
+        let mut out = Vec::new();
+        loop {
+            let n = match stream.read(&mut input) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            out.clear();
+            for &b in &input[..n] {
+                pieces += 1;
+                let number = pieces.to_string();
+                out.push(b'[');
+                out.extend(std::iter::repeat_n(b'~', stamp_len.saturating_sub(number.len())));
+                out.extend_from_slice(&number.as_bytes()[number.len().saturating_sub(stamp_len)..]);
+                out.extend_from_slice(b"] ");
+                out.push(b);
+            }
+            if stream.write_all(&out).is_err() {
+                break;
+            }
+        }
+    }
+    Ok(true)
 }

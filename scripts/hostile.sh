@@ -33,6 +33,10 @@
 #    gets at most its rate limit while another source is still served; a
 #    datagram forged to come from the server itself (raw socket: needs root,
 #    SKIPPED otherwise) is dropped, not answered for ever.
+# 9. piece per byte: the `client` example against a hostile server that
+#    echoes a 1 MiB message correctly, every byte behind its own 255-byte
+#    stamp; the client's peak memory (/usr/bin/time) must stay under 64 MiB
+#    and what it prints under 2 MiB, or it must fail with a clear error.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target}
@@ -262,6 +266,37 @@ elif [[ $counts == "stopped: 2 datagrams, 1 answered, 0 errors, 1 dropped (1 own
     pass "udp-forge: the forged self-source datagram dropped, 0 replies to itself: $counts"
 else
     fail "udp-forge: $counts"
+fi
+
+echo "==> 9. piece per byte: the client against a server stamping every byte"
+if [[ -x /usr/bin/time ]]; then
+    mkfifo "$tmp/pieces.fifo"
+    "$bin/hostile" --port 0 piece-server >"$tmp/pieces.fifo" 2>&1 &
+    piece_server=$!
+    pids+=("$piece_server")
+    exec {fd}<"$tmp/pieces.fifo"
+    IFS= read -r -t 30 -u "$fd" line || true
+    exec {fd}<&-
+    PORT=${line##*:}
+    head -c 1048576 /dev/zero | tr '\0' x >"$tmp/pieces.msg"
+    echo >>"$tmp/pieces.msg"
+    set +e
+    /usr/bin/time -v "$bin/client" --port "$PORT" --timeout 30 <"$tmp/pieces.msg" >"$tmp/pieces.out" 2>"$tmp/pieces.err"
+    status=$?
+    set -e
+    kill "$piece_server" 2>/dev/null || true
+    rss=$(sed -n 's/.*Maximum resident set size (kbytes): //p' "$tmp/pieces.err")
+    printed=$(wc -c <"$tmp/pieces.out")
+    msg="piece per byte: 1 MiB message, 1048576 pieces of 255-byte stamps: client peak RSS $((rss / 1024)) MiB (target < 64), printed $printed bytes, exit $status"
+    if ((status == 0 && rss < 64 * 1024 && printed < 2 * 1048576)) && grep -q '(1048576 stamped pieces)$' "$tmp/pieces.out"; then
+        pass "$msg"
+    elif ((status != 0 && rss < 64 * 1024)) && grep -q '^error: ' "$tmp/pieces.err"; then
+        pass "$msg: $(grep -m1 '^error: ' "$tmp/pieces.err")"
+    else
+        fail "$msg"
+    fi
+else
+    echo "SKIPPED piece per byte: no /usr/bin/time to measure peak memory"
 fi
 
 if ((failed)); then
