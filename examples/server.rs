@@ -34,7 +34,7 @@ use std::collections::VecDeque;
 use std::io::{self, Write};
 use std::net::{TcpListener, ToSocketAddrs, UdpSocket};
 #[cfg(unix)]
-use std::os::unix::net::{UnixListener, UnixStream};
+use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -523,6 +523,13 @@ fn file_id(path: &Path) -> io::Result<(u64, u64)> {
 
 /// Removes a socket file nothing listens on any more; refuses to touch a live
 /// socket or a file that is not a socket.
+///
+/// The check never blocks: it connects without waiting (a non-blocking
+/// connect). Nothing listening refuses at once; a listener answers at once,
+/// or, if its backlog is full (a server frozen or too busy to accept), says
+/// "try again" at once, and is live all the same. So a frozen server on
+/// the path neither hangs the new one's startup nor keeps a signal from
+/// stopping it, and is never replaced.
 #[cfg(unix)]
 fn remove_stale_socket(path: &Path) -> io::Result<()> {
     use std::os::unix::fs::FileTypeExt;
@@ -531,8 +538,14 @@ fn remove_stale_socket(path: &Path) -> io::Result<()> {
     if !meta.file_type().is_socket() {
         return Err(named(io::ErrorKind::AddrInUse, "exists and is not a socket"));
     }
-    match UnixStream::connect(path) {
-        Ok(_) => Err(named(io::ErrorKind::AddrInUse, "another server is listening on it")),
+    let probe = Socket::new(Domain::UNIX, Type::STREAM, None)?;
+    probe.set_nonblocking(true)?;
+    match probe.connect(&socket2::SockAddr::unix(path).map_err(|e| named(e.kind(), &e.to_string()))?) {
+        Ok(()) => Err(named(io::ErrorKind::AddrInUse, "another server is listening on it")),
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Err(named(
+            io::ErrorKind::AddrInUse,
+            "another server is listening on it (its backlog is full: it is not accepting)",
+        )),
         Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
             std::fs::remove_file(path).map_err(|e| named(e.kind(), &e.to_string()))
         }

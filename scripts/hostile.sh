@@ -37,6 +37,9 @@
 #    echoes a 1 MiB message correctly, every byte behind its own 255-byte
 #    stamp; the client's peak memory (/usr/bin/time) must stay under 64 MiB
 #    and what it prints under 2 MiB, or it must fail with a clear error.
+# 10. frozen unix: a server on a Unix socket is frozen (SIGSTOP) and its
+#    backlog filled; a new server on the same path must say at once that
+#    the path is live (naming it), not hang, and leave the socket alone.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target}
@@ -298,6 +301,33 @@ if [[ -x /usr/bin/time ]]; then
 else
     echo "SKIPPED piece per byte: no /usr/bin/time to measure peak memory"
 fi
+
+echo "==> 10. frozen unix: a new server on the path of a frozen one"
+sock=$tmp/frozen.sock
+start frozen --unix "$sock" --backlog 1 --quiet
+frozen=$PID
+kill -STOP "$frozen"
+mkfifo "$tmp/idle.fifo"
+for _ in 1 2 3 4; do
+    # Connected (or waiting to be) and then idle: stdin is a pipe nobody writes.
+    "$bin/client" --unix "$sock" --timeout 60 <>"$tmp/idle.fifo" >/dev/null 2>&1 &
+    pids+=("$!")
+done
+sleep 1 # let the clients fill the backlog (the PASS line needs the server to have seen it full)
+started=$EPOCHREALTIME
+set +e
+out=$(timeout 10 "$bin/server" "${runtime[@]}" --unix "$sock" 2>&1 </dev/null)
+status=$?
+set -e
+took=$(echo "$EPOCHREALTIME - $started" | bc)
+msg="frozen unix: status $status in ${took}s: $out"
+if ((status == 1)) && [[ -S $sock && $out == *"$sock: another server is listening on it (its backlog is full"* ]]; then
+    pass "$msg"
+else
+    fail "$msg"
+fi
+kill -CONT "$frozen"
+stop "$frozen"
 
 if ((failed)); then
     echo "==> some attacks got through"

@@ -463,6 +463,57 @@ fn a_descriptor_limit_below_the_cap_cannot_let_hoarders_keep_a_new_client_out(rt
     assert!(evicted >= 1, "hoarders made room: {rest}");
 }
 
+/// The device and inode of the file at `path`.
+fn file_id(path: &std::path::Path) -> (u64, u64) {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::symlink_metadata(path).expect("the file is there");
+    (meta.dev(), meta.ino())
+}
+
+/// A server frozen on the path (SIGSTOP) with a full backlog: the new
+/// server's stale-socket check must not wait for it to accept. A listener
+/// that never accepts, its backlog filled, stands in for it. The new server
+/// says the path is live, naming it, and leaves it alone.
+fn a_live_server_that_never_accepts_is_reported_not_waited_for(rt: Runtime) {
+    let dir = fresh_dir("se-frozen", rt);
+    let path = dir.join("s.sock");
+    let frozen = socket2::Socket::new(socket2::Domain::UNIX, socket2::Type::STREAM, None).expect("socket");
+    frozen.bind(&socket2::SockAddr::unix(&path).expect("address")).expect("bind");
+    frozen.listen(0).expect("listen");
+    // Fill its backlog: connect without waiting until the kernel says "try again".
+    let mut queued = Vec::new();
+    let full = (0..10_000).any(|_| {
+        let client = socket2::Socket::new(socket2::Domain::UNIX, socket2::Type::STREAM, None).expect("socket");
+        client.set_nonblocking(true).expect("non-blocking");
+        match client.connect(&socket2::SockAddr::unix(&path).expect("address")) {
+            Ok(()) => {
+                queued.push(client);
+                false
+            }
+            Err(e) => {
+                assert_eq!(e.kind(), std::io::ErrorKind::WouldBlock, "{e}");
+                true
+            }
+        }
+    });
+    assert!(full, "the backlog filled after {} connections", queued.len());
+
+    let before = file_id(&path);
+    let path_arg = path.to_str().expect("UTF-8 path");
+    let mut command = Command::new(server_binary());
+    command.args(runtime_flag(rt)).args(["--unix", path_arg]);
+    // It returns (the safety timeout is only a net: it used to hang for ever).
+    let out = output_within(&mut command, SAFETY_TIMEOUT);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains(&format!("{path_arg}: another server is listening on it")), "{stderr}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "", "never listening");
+    // The frozen server's socket file is still the one at the path.
+    assert_eq!(file_id(&path), before, "the live socket file is left alone");
+    drop((queued, frozen));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 on_both_runtimes!(
     a_descriptor_limit_below_the_cap_cannot_let_hoarders_keep_a_new_client_out,
     logs_like_the_original_and_exits_cleanly_on_sigterm,
@@ -473,4 +524,5 @@ on_both_runtimes!(
     lines_a_blocked_stdout_missed_are_counted_once_it_moves_again,
     message_lines_over_the_rate_are_counted_not_shown,
     a_unix_peers_hostile_path_is_logged_escaped,
+    a_live_server_that_never_accepts_is_reported_not_waited_for,
 );
