@@ -40,6 +40,10 @@
 # 10. frozen unix: a server on a Unix socket is frozen (SIGSTOP) and its
 #    backlog filled; a new server on the same path must say at once that
 #    the path is live (naming it), not hang, and leave the socket alone.
+# 11. slow stdout: the server's stdout is read, but slower than the log
+#    fills it; at SIGTERM the `shut down:` totals line must still be written
+#    (on stdout, or on stderr if stdout does not take it in time) within
+#    the shutdown deadline.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target}
@@ -328,6 +332,31 @@ else
 fi
 kill -CONT "$frozen"
 stop "$frozen"
+
+echo "==> 11. slow stdout: the totals line at exit"
+mkfifo "$tmp/slowout.fifo"
+"$bin/server" "${runtime[@]}" --port 0 --framing line --log-rate 1000000 --shutdown-deadline 2 >"$tmp/slowout.fifo" 2>"$tmp/slowout.err" &
+PID=$!
+pids+=("$PID")
+exec {slowout}<"$tmp/slowout.fifo"
+IFS= read -r -u "$slowout" line
+PORT=${line##*:}
+# A reader slower than the log: a line at a time, a pause after each.
+(while IFS= read -r l; do printf '%s\n' "$l"; sleep 0.002; done) <&"$slowout" >"$tmp/slowout.out" &
+reader=$!
+exec {slowout}<&-
+"$bin/loadgen" --port "$PORT" --framing line --messages 50000 --window 64 --timeout 10 >/dev/null
+stop "$PID"
+took=$TOOK
+wait "$reader" || true
+where=stdout totals=$(grep -m1 '^shut down: ' "$tmp/slowout.out" || true)
+[[ -n $totals ]] || where=stderr totals=$(grep -m1 '^shut down: ' "$tmp/slowout.err" || true)
+msg="slow stdout: SIGTERM ended it in ${took}s (deadline 2 s), $(wc -l <"$tmp/slowout.out") lines read slowly"
+if [[ -n $totals ]] && (($(echo "$took < 2.5" | bc))); then
+    pass "$msg, the totals on $where: $totals"
+else
+    fail "$msg, totals: ${totals:-none}"
+fi
 
 if ((failed)); then
     echo "==> some attacks got through"

@@ -514,6 +514,56 @@ fn a_live_server_that_never_accepts_is_reported_not_waited_for(rt: Runtime) {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// A slow stdout (read, but slower than the log fills it): the totals line
+/// at exit is still written within the shutdown deadline, on stdout ahead
+/// of the lines still queued, or on stderr if stdout does not take it in
+/// time. It used to wait behind thousands of queued lines and never come.
+fn the_totals_line_is_written_whatever_a_slow_stdout_does(rt: Runtime) {
+    let mut command = Command::new(server_binary());
+    let args = ["--port", "0", "--framing", "line", "--log-rate", "1000000", "--shutdown-deadline", "1"];
+    let mut child = with_flags(&mut command, rt, &args).stderr(Stdio::piped()).spawn().expect("run the server example");
+    let mut stdout = child.stdout.take().expect("stdout");
+    let mut stderr = child.stderr.take().expect("stderr");
+    let mut running = Running(Some(child));
+    let mut first = Vec::new();
+    let mut byte = [0];
+    while stdout.read(&mut byte).expect("stdout") == 1 && byte[0] != b'\n' {
+        first.push(byte[0]);
+    }
+    let listening = String::from_utf8_lossy(&first).into_owned();
+    let port = listening.strip_prefix("listening on 127.0.0.1:").expect(&listening);
+    let mut stream = connect(format!("127.0.0.1:{port}").parse().expect("an address"));
+    // Log lines for several seconds of the slow reader below: the queue
+    // (4096 lines) and the pipe (64 KiB) full.
+    let mut batch = Vec::new();
+    for i in 0..20_000 {
+        common::frame(stamp_echo::Framing::line(), format!("a slow stdout gets this line {i}").as_bytes(), &mut batch);
+    }
+    common::send_all_and_read_replies(&mut stream, &batch);
+    drop(stream);
+    // The slow reader: 512 bytes every 5 ms, about 100 KB/s (the pause
+    // paces a consumer; nothing waits on it).
+    let reader = std::thread::spawn(move || {
+        let mut logged = Vec::new();
+        let mut chunk = [0; 512];
+        while let Ok(n @ 1..) = stdout.read(&mut chunk) {
+            logged.extend_from_slice(&chunk[..n]);
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        String::from_utf8_lossy(&logged).into_owned()
+    });
+    let (status, _) = terminate_within(&mut running, SAFETY_TIMEOUT);
+    assert!(status.success(), "{status}");
+    let logged = reader.join().expect("the reader");
+    let mut errors = String::new();
+    stderr.read_to_string(&mut errors).expect("stderr");
+    let totals: Vec<&str> = logged.lines().chain(errors.lines()).filter(|l| l.starts_with("shut down: ")).collect();
+    assert!(!totals.is_empty(), "no totals line on stdout ({} bytes) or stderr: {errors}", logged.len());
+    assert!(totals.iter().all(|l| l.starts_with("shut down: 1 connection, 20000 messages,")), "{totals:?}");
+    // Stdout was slow: it was still full of lines when the server stopped.
+    assert!(logged.len() > 64 * 1024, "stdout took {} bytes", logged.len());
+}
+
 on_both_runtimes!(
     a_descriptor_limit_below_the_cap_cannot_let_hoarders_keep_a_new_client_out,
     logs_like_the_original_and_exits_cleanly_on_sigterm,
@@ -525,4 +575,5 @@ on_both_runtimes!(
     message_lines_over_the_rate_are_counted_not_shown,
     a_unix_peers_hostile_path_is_logged_escaped,
     a_live_server_that_never_accepts_is_reported_not_waited_for,
+    the_totals_line_is_written_whatever_a_slow_stdout_does,
 );
