@@ -152,10 +152,10 @@ impl Conn {
     fn open(endpoint: &common::Endpoint) -> io::Result<Conn> {
         match &endpoint.unix {
             #[cfg(unix)]
-            Some(path) => UnixStream::connect(path).map(Conn::Unix),
+            Some(path) => endpoint.connect_unix(path).map(Conn::Unix),
             #[cfg(not(unix))]
             Some(_) => Err(io::Error::new(io::ErrorKind::Unsupported, "--unix needs a Unix system")),
-            None => TcpStream::connect(endpoint.tcp_addr()).map(Conn::Tcp),
+            None => endpoint.connect_tcp().map(Conn::Tcp),
         }
     }
 
@@ -538,9 +538,9 @@ fn udp_forge_with(endpoint: &common::Endpoint, raw: &socket2::Socket) -> Result<
 /// `piece-server`: every byte read is answered as a piece of its own,
 /// `[STAMP] b`, each stamp `stamp_len` bytes and different from the last.
 fn piece_server(endpoint: &common::Endpoint, stamp_len: usize) -> Result<bool, Error> {
-    let addr = endpoint.tcp_addr();
-    let listener = std::net::TcpListener::bind(addr.as_str())
-        .map_err(|e| io::Error::new(e.kind(), format!("cannot bind {addr}: {e}")))?;
+    let addr = endpoint.first_addr()?;
+    let listener =
+        std::net::TcpListener::bind(addr).map_err(|e| common::named(e, format_args!("cannot bind {addr}")))?;
     println!("listening on {}", listener.local_addr()?);
     io::stdout().flush()?;
     let mut pieces: u64 = 0;

@@ -34,7 +34,7 @@ mod common;
 mod running;
 
 use std::io::{self, Write};
-use std::net::{TcpListener, ToSocketAddrs, UdpSocket};
+use std::net::{TcpListener, UdpSocket};
 #[cfg(unix)]
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
@@ -410,7 +410,7 @@ fn serve(args: &Args, log: &Arc<Log>) -> Result<(String, Instant), Box<dyn std::
     })?;
     let (listener, socket_file) = match &args.endpoint.unix {
         Some(path) => bind_unix(path, args.backlog)?,
-        None => (Listener::from(bind_tcp(&args.endpoint.tcp_addr(), args.backlog)?), None),
+        None => (Listener::from(bind_tcp(&args.endpoint, args.backlog)?), None),
     };
     log.line(format!("listening on {}", escaped(&listener.local_addr()?)));
 
@@ -441,7 +441,7 @@ fn serve_udp(args: &Args, log: &Arc<Log>) -> Result<String, Box<dyn std::error::
     if let Some(why) = fallback {
         eprintln!("warning: local time zone not found ({why}); stamping UTC");
     }
-    let server = DatagramServer::new(UdpSocket::bind(args.endpoint.tcp_addr())?, stamp)?.rate_limit(limit)?;
+    let server = DatagramServer::new(bind_udp(&args.endpoint)?, stamp)?.rate_limit(limit)?;
     let stopper = server.stopper();
     ctrlc::set_handler(move || stopper.stop())?;
     log.line(format!("listening on {} (udp)", server.local_addr()?));
@@ -491,17 +491,23 @@ impl Events for UdpLog {
     }
 }
 
-fn bind_tcp(addr: &str, backlog: i32) -> io::Result<TcpListener> {
-    let addr = addr
-        .to_socket_addrs()?
-        .next()
-        .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("{addr}: no address found")))?;
-    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+/// Binds and listens on the first address `--host` names; errors name the
+/// host or the address: `cannot bind 127.0.0.1:7000: Address already in use`.
+fn bind_tcp(endpoint: &common::Endpoint, backlog: i32) -> io::Result<TcpListener> {
+    let addr = endpoint.first_addr()?;
+    let cannot = |e| common::named(e, format_args!("cannot bind {addr}"));
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None).map_err(cannot)?;
     // Restart at once on the same port, despite connections in TIME_WAIT.
-    socket.set_reuse_address(true)?;
-    socket.bind(&addr.into())?;
-    socket.listen(backlog)?;
+    socket.set_reuse_address(true).map_err(cannot)?;
+    socket.bind(&addr.into()).map_err(cannot)?;
+    socket.listen(backlog).map_err(|e| common::named(e, format_args!("cannot listen on {addr}")))?;
     Ok(socket.into())
+}
+
+/// Binds a UDP socket on the first address `--host` names; errors name it.
+fn bind_udp(endpoint: &common::Endpoint) -> io::Result<UdpSocket> {
+    let addr = endpoint.first_addr()?;
+    UdpSocket::bind(addr).map_err(|e| common::named(e, format_args!("cannot bind {addr} (udp)")))
 }
 
 /// Binds a Unix socket at `path`; errors name the path.
