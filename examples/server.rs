@@ -392,7 +392,7 @@ fn main() -> ExitCode {
 fn serve(args: &Args, log: &Arc<Log>) -> Result<(String, Instant), Box<dyn std::error::Error>> {
     let (stamp, fallback) = args.endpoint.stamp.build();
     if let Some(why) = fallback {
-        eprintln!("warning: local time zone not found ({why}); stamping UTC");
+        eprintln!("warning: local time zone unusable ({why}); stamping UTC");
     }
     let server = EchoServer::builder().framing(args.endpoint.framing()).shared_stamp(stamp).build()?;
     let limits = Limits::default()
@@ -439,7 +439,7 @@ fn serve_udp(args: &Args, log: &Arc<Log>) -> Result<String, Box<dyn std::error::
     }
     let (stamp, fallback) = args.endpoint.stamp.build();
     if let Some(why) = fallback {
-        eprintln!("warning: local time zone not found ({why}); stamping UTC");
+        eprintln!("warning: local time zone unusable ({why}); stamping UTC");
     }
     let server = DatagramServer::new(bind_udp(&args.endpoint)?, stamp)?.rate_limit(limit)?;
     let stopper = server.stopper();
