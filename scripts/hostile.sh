@@ -44,6 +44,9 @@
 #    fills it; at SIGTERM the `shut down:` totals line must still be written
 #    (on stdout, or on stderr if stdout does not take it in time) within
 #    the shutdown deadline.
+# 12. errors: a second server on a taken port names the address it cannot
+#    bind; a server whose TZ is a zone file cut short says the zone is
+#    corrupt (and stamps UTC, saying so), never silently UTC.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target}
@@ -356,6 +359,28 @@ if [[ -n $totals ]] && (($(echo "$took < 2.5" | bc))); then
     pass "$msg, the totals on $where: $totals"
 else
     fail "$msg, totals: ${totals:-none}"
+fi
+
+echo "==> 12. errors name what failed"
+start taken --port 0 --quiet
+set +e
+out=$(timeout 10 "$bin/server" "${runtime[@]}" --port "$PORT" 2>&1 </dev/null)
+status=$?
+set -e
+stop "$PID"
+if ((status == 1)) && [[ $out == *"cannot bind 127.0.0.1:$PORT: Address already in use"* ]]; then
+    pass "errors: a taken port: $out"
+else
+    fail "errors: a taken port: status $status: $out"
+fi
+printf 'TZif2' >"$tmp/cut.zone"
+head -c 39 /dev/zero >>"$tmp/cut.zone"
+# The warning comes before `listening on`; SIGTERM from timeout ends it.
+out=$(TZ=$tmp/cut.zone timeout 1 "$bin/server" "${runtime[@]}" --port 0 --quiet 2>&1 </dev/null || true)
+if [[ $out == *"warning: local time zone unusable (the zone file $tmp/cut.zone is corrupt"* ]]; then
+    pass "errors: a corrupt zone file: $(echo "$out" | grep -m1 '^warning: ')"
+else
+    fail "errors: a corrupt zone file was not reported: $out"
 fi
 
 if ((failed)); then
