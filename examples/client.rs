@@ -98,16 +98,16 @@ fn on_interrupt(summary: impl Fn() + Send + 'static) -> Result<(), Error> {
     .map_err(|e| Error::Io(io::Error::other(e)))
 }
 
-/// A reply as one safe line: `[STAMP] MESSAGE` per piece, escaped.
+/// A reply as one safe line, escaped: `[STAMP] MESSAGE`, the first stamp
+/// and the message once, however many pieces the server sent it in (a note
+/// at the end says how many, if more than one). So what is printed is
+/// bounded by the message, whatever the server's stamps.
 fn show(reply: &Reply) -> String {
-    let mut line = String::new();
-    let mut at = 0;
-    for piece in reply.pieces() {
-        let part = reply.message().get(at..at + piece.len).unwrap_or_default();
-        line.push_str(&format!("[{}] {}", escape(piece.stamp.as_bytes()), escape(part)));
-        at += piece.len;
+    let line = format!("[{}] {}", escape(reply.stamp().as_bytes()), escape(reply.message()));
+    match reply.piece_count() {
+        0 | 1 => line,
+        n => format!("{line}  ({n} stamped pieces)"),
     }
-    line
 }
 
 /// The server and the transport, for messages.

@@ -11,6 +11,7 @@
 //! cargo run --release --example hostile -- udp-flood --port 8080 --seconds 2
 //! cargo run --release --example hostile -- udp-forge --port 8080   # as root
 //! cargo run --release --example hostile -- udp-churn --port 8080 --others 6000
+//! cargo run --release --example hostile -- --port 0 piece-server      # a hostile server
 //! ```
 //!
 //! The attacks (TCP, or `--unix PATH`):
@@ -52,6 +53,14 @@
 //!   all sources together at most `--total` + `--total` x seconds (the
 //!   server's total; 0: not checked). The window ends when the last reply
 //!   has arrived.
+//!
+//! And one hostile *server*, for the clients:
+//! - `piece-server`: listens on `--host`/`--port` (TCP, chunk framing),
+//!   prints `listening on ADDR`, and answers every byte it reads
+//!   correctly, but each behind its own `--stamp-len`-byte stamp (255, the
+//!   longest): the most stamped pieces a message can come back in. It
+//!   serves connections one after another until killed. The script runs the
+//!   `client` example against it and measures the client's memory.
 mod common;
 #[path = "common/forge.rs"]
 mod forge;
@@ -155,6 +164,12 @@ enum Attack {
         #[arg(long, default_value_t = 10_000)]
         total: u32,
     },
+    /// A server that echoes every byte behind its own long stamp.
+    PieceServer {
+        /// Bytes of each stamp (1 to 255).
+        #[arg(long, default_value_t = 255, value_parser = clap::value_parser!(u16).range(1..=255))]
+        stamp_len: u16,
+    },
 }
 
 /// A connection of either kind.
@@ -168,10 +183,10 @@ impl Conn {
     fn open(endpoint: &common::Endpoint) -> io::Result<Conn> {
         match &endpoint.unix {
             #[cfg(unix)]
-            Some(path) => UnixStream::connect(path).map(Conn::Unix),
+            Some(path) => endpoint.connect_unix(path).map(Conn::Unix),
             #[cfg(not(unix))]
             Some(_) => Err(io::Error::new(io::ErrorKind::Unsupported, "--unix needs a Unix system")),
-            None => TcpStream::connect(endpoint.tcp_addr()).map(Conn::Tcp),
+            None => endpoint.connect_tcp().map(Conn::Tcp),
         }
     }
 
@@ -228,6 +243,7 @@ fn main() -> ExitCode {
         Attack::UdpChurn { seconds, others, batch, rate, burst, total } => {
             udp_churn(&args.endpoint, secs(*seconds), *others, *batch, (*rate, *burst), *total)
         }
+        Attack::PieceServer { stamp_len } => piece_server(&args.endpoint, usize::from(*stamp_len)),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,
@@ -634,4 +650,38 @@ fn udp_churn(
     );
     let pass = replies <= victim_bound && (total == 0 || all <= total_bound) && sent > u64::from(burst) && replies > 0;
     Ok(verdict("udp-churn", pass, &what))
+/// `piece-server`: every byte read is answered as a piece of its own,
+/// `[STAMP] b`, each stamp `stamp_len` bytes and different from the last.
+fn piece_server(endpoint: &common::Endpoint, stamp_len: usize) -> Result<bool, Error> {
+    let addr = endpoint.first_addr()?;
+    let listener =
+        std::net::TcpListener::bind(addr).map_err(|e| common::named(e, format_args!("cannot bind {addr}")))?;
+    println!("listening on {}", listener.local_addr()?);
+    io::stdout().flush()?;
+    let mut pieces: u64 = 0;
+    for stream in listener.incoming() {
+        let Ok(mut stream) = stream else { continue };
+        let mut input = [0; 64 * 1024];
+        let mut out = Vec::new();
+        loop {
+            let n = match stream.read(&mut input) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            out.clear();
+            for &b in &input[..n] {
+                pieces += 1;
+                let number = pieces.to_string();
+                out.push(b'[');
+                out.extend(std::iter::repeat_n(b'~', stamp_len.saturating_sub(number.len())));
+                out.extend_from_slice(&number.as_bytes()[number.len().saturating_sub(stamp_len)..]);
+                out.extend_from_slice(b"] ");
+                out.push(b);
+            }
+            if stream.write_all(&out).is_err() {
+                break;
+            }
+        }
+    }
+    Ok(true)
 }

@@ -63,7 +63,7 @@ impl Conn {
         Ok(match &args.endpoint.unix {
             #[cfg(unix)]
             Some(path) => {
-                let s = UnixStream::connect(path)?;
+                let s = args.endpoint.connect_unix(path)?;
                 s.set_read_timeout(timeout)?;
                 s.set_write_timeout(timeout)?;
                 Conn::Unix(s)
@@ -74,7 +74,7 @@ impl Conn {
                 return Err(std::io::Error::new(std::io::ErrorKind::Unsupported, why));
             }
             None => {
-                let s = TcpStream::connect(args.endpoint.tcp_addr())?;
+                let s = args.endpoint.connect_tcp()?;
                 s.set_nodelay(true)?;
                 s.set_read_timeout(timeout)?;
                 s.set_write_timeout(timeout)?;
@@ -99,7 +99,7 @@ fn main() -> ExitCode {
     let conns: Vec<Conn> = match (0..args.connections).map(|_| Conn::open(&args)).collect() {
         Ok(conns) => conns,
         Err(e) => {
-            eprintln!("loadgen: cannot connect: {e}");
+            eprintln!("loadgen: {e}");
             return ExitCode::FAILURE;
         }
     };

@@ -20,7 +20,10 @@
 //! ([`LOG_QUEUE`] lines) to one thread that writes stdout. A stdout nobody
 //! reads (a paused pager, a full pipe) stalls only that thread: when the
 //! queue is full, lines are dropped and counted, and the count is logged
-//! once stdout moves again. Message lines are rate-limited (`--log-rate`, per
+//! once stdout moves again. The last line, the totals at exit, never waits
+//! in the queue: it is always written within the shutdown deadline, on
+//! stdout if stdout takes it in time, else on stderr (see `Log::finish`).
+//! Message lines are rate-limited (`--log-rate`, per
 //! second), with a line a second saying how many were not shown. Everything
 //! a peer controls (its message, its Unix socket path) is escaped
 //! ([`stamp_echo::escape`]) and cut at [`LOG_MESSAGE_MAX`] bytes, so one
@@ -31,11 +34,10 @@ mod common;
 #[path = "common/running.rs"]
 mod running;
 
-use std::collections::VecDeque;
 use std::io::{self, Write};
-use std::net::{TcpListener, ToSocketAddrs, UdpSocket};
+use std::net::{TcpListener, UdpSocket};
 #[cfg(unix)]
-use std::os::unix::net::{UnixListener, UnixStream};
+use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -167,14 +169,17 @@ struct Log {
     hidden: AtomicU64,
     /// Message lines per second.
     rate: u64,
-    /// Set by the writer once it has written everything up to an `End`.
+    /// The last line (the totals), set at exit, and when it goes ahead of
+    /// the lines still queued: it never waits in the queue.
+    last: Mutex<Option<(String, Instant)>>,
+    /// Set by the writer once it has written the last line.
     done: (Mutex<bool>, Condvar),
 }
 
 enum Entry {
     Line(String),
-    /// The last line: write it after the counts of lines not shown, then stop.
-    Last(String),
+    /// Nothing to write: wakes the writer to look at the last line.
+    Wake,
 }
 
 impl Log {
@@ -187,6 +192,7 @@ impl Log {
             shown: AtomicU64::new(0),
             hidden: AtomicU64::new(0),
             rate,
+            last: Mutex::new(None),
             done: (Mutex::new(false), Condvar::new()),
         });
         let writer = Arc::clone(&log);
@@ -210,65 +216,104 @@ impl Log {
         false
     }
 
-    /// Writes out what is queued and waits for it, up to `until` (or
-    /// [`LOG_FLUSH`] from now, if later): a blocked stdout does not keep the
-    /// process from exiting.
+    /// Writes the last line (the totals) by `until` (or [`LOG_FLUSH`] from
+    /// now, if later), whatever stdout does, and returns: a blocked stdout
+    /// does not keep the process from exiting, nor the line from being
+    /// written. For the first half of the time the lines still queued go
+    /// first; then the last line goes ahead of them (they are counted as
+    /// dropped). If stdout has not taken it by three quarters of the time
+    /// (a stdout slow or blocked in the middle of a write), it is written
+    /// to stderr instead, with what is left (so a stdout that moves again
+    /// at the very end may show it too).
     fn finish(&self, last: String, until: Instant) {
-        let until = until.max(Instant::now() + LOG_FLUSH);
-        let mut end = Entry::Last(last);
-        while let Err(mpsc::TrySendError::Full(back)) = self.queue.try_send(end) {
-            if Instant::now() >= until {
-                return;
-            }
-            end = back;
-            thread::sleep(Duration::from_millis(5));
-        }
+        let now = Instant::now();
+        let budget = until.max(now + LOG_FLUSH) - now;
+        *self.last.lock().unwrap_or_else(PoisonError::into_inner) = Some((last.clone(), now + budget / 2));
+        // Wakes an idle writer; a busy one looks before each line.
+        let _ = self.queue.try_send(Entry::Wake);
         let (done, written) = &self.done;
         let guard = done.lock().unwrap_or_else(PoisonError::into_inner);
-        let left = until.saturating_duration_since(Instant::now());
-        drop(written.wait_timeout_while(guard, left, |done| !*done));
+        let (guard, _) =
+            written.wait_timeout_while(guard, budget * 3 / 4, |done| !*done).unwrap_or_else(PoisonError::into_inner);
+        if *guard {
+            return;
+        }
+        drop(guard);
+        // stderr may be as blocked as stdout (`2>&1`): written from a thread
+        // of its own, waited for until the end of the time.
+        let (tx, rx) = mpsc::channel();
+        let spawned = thread::Builder::new().name("last line".into()).spawn(move || {
+            let mut err = io::stderr().lock();
+            let _ = writeln!(err, "{last}").and_then(|()| err.flush());
+            let _ = tx.send(());
+        });
+        if spawned.is_ok() {
+            let _ = rx.recv_timeout(budget / 4);
+        }
     }
 
-    /// The writer thread: writes lines as they come, and once a second the
-    /// counts of lines not shown.
+    /// The last line, if it is set and due: at once if `idle` (nothing
+    /// queued is waiting), else once its time to go first has come.
+    fn last_due(&self, idle: bool) -> Option<String> {
+        let mut last = self.last.lock().unwrap_or_else(PoisonError::into_inner);
+        match &*last {
+            Some((_, first_at)) if idle || Instant::now() >= *first_at => last.take().map(|(line, _)| line),
+            _ => None,
+        }
+    }
+
+    /// The counts of lines not shown, and not written.
+    fn counts(&self, out: &mut impl Write) {
+        self.shown.store(0, Ordering::Relaxed);
+        let hidden = self.hidden.swap(0, Ordering::Relaxed);
+        if hidden > 0 {
+            let rate = self.rate;
+            drop(writeln!(out, "...{hidden} message lines not shown (over --log-rate {rate} a second)"));
+        }
+        let dropped = self.dropped.swap(0, Ordering::Relaxed);
+        if dropped > 0 {
+            drop(writeln!(out, "...{dropped} log lines dropped: stdout was not taking them"));
+        }
+    }
+
+    /// The writer thread: writes lines as they come, once a second the
+    /// counts of lines not shown, and at exit the last line.
     fn write(&self, lines: &mpsc::Receiver<Entry>) {
         const SECOND: Duration = Duration::from_secs(1);
         let mut out = io::BufWriter::new(io::stdout().lock());
         let mut next = Instant::now() + SECOND;
-        let mut batch = VecDeque::new();
         loop {
-            match lines.recv_timeout(next.saturating_duration_since(Instant::now())) {
-                Ok(entry) => batch.push_back(entry),
-                Err(mpsc::RecvTimeoutError::Timeout) => {}
-                Err(mpsc::RecvTimeoutError::Disconnected) => break,
-            }
-            batch.extend(lines.try_iter());
-            let mut end = None;
-            for entry in batch.drain(..) {
-                match entry {
-                    // A closed stdout is no reason to stop serving.
-                    Entry::Line(line) => drop(writeln!(out, "{line}")),
-                    Entry::Last(line) => end = Some(line),
+            let mut entry = match lines.recv_timeout(next.saturating_duration_since(Instant::now())) {
+                Ok(entry) => Some(entry),
+                Err(mpsc::RecvTimeoutError::Timeout) => None,
+                Err(mpsc::RecvTimeoutError::Disconnected) => return,
+            };
+            let mut last = None;
+            while let Some(next_entry) = entry.take() {
+                last = self.last_due(false);
+                if last.is_some() {
+                    // The last line goes first: what is still queued is dropped.
+                    let left = std::iter::once(next_entry).chain(lines.try_iter());
+                    let left = left.filter(|entry| matches!(entry, Entry::Line(_))).count();
+                    self.dropped.fetch_add(left as u64, Ordering::Relaxed);
+                    break;
                 }
+                // A closed stdout is no reason to stop serving.
+                if let Entry::Line(line) = next_entry {
+                    drop(writeln!(out, "{line}"));
+                }
+                entry = lines.try_recv().ok();
             }
-            if Instant::now() >= next || end.is_some() {
+            let last = last.or_else(|| self.last_due(true));
+            if Instant::now() >= next || last.is_some() {
                 next = Instant::now() + SECOND;
-                self.shown.store(0, Ordering::Relaxed);
-                let hidden = self.hidden.swap(0, Ordering::Relaxed);
-                if hidden > 0 {
-                    let rate = self.rate;
-                    drop(writeln!(out, "...{hidden} message lines not shown (over --log-rate {rate} a second)"));
-                }
-                let dropped = self.dropped.swap(0, Ordering::Relaxed);
-                if dropped > 0 {
-                    drop(writeln!(out, "...{dropped} log lines dropped: stdout was not taking them"));
-                }
+                self.counts(&mut out);
             }
-            if let Some(line) = &end {
+            if let Some(line) = &last {
                 drop(writeln!(out, "{line}"));
             }
             let _ = out.flush();
-            if end.is_some() {
+            if last.is_some() {
                 let (done, written) = &self.done;
                 *done.lock().unwrap_or_else(PoisonError::into_inner) = true;
                 written.notify_all();
@@ -352,7 +397,7 @@ fn main() -> ExitCode {
 fn serve(args: &Args, log: &Arc<Log>) -> Result<(String, Instant), Box<dyn std::error::Error>> {
     let (stamp, fallback) = args.endpoint.stamp.build();
     if let Some(why) = fallback {
-        eprintln!("warning: local time zone not found ({why}); stamping UTC");
+        eprintln!("warning: local time zone unusable ({why}); stamping UTC");
     }
     let server = EchoServer::builder().framing(args.endpoint.framing()).shared_stamp(stamp).build()?;
     let limits = Limits::default()
@@ -370,7 +415,7 @@ fn serve(args: &Args, log: &Arc<Log>) -> Result<(String, Instant), Box<dyn std::
     })?;
     let (listener, socket_file) = match &args.endpoint.unix {
         Some(path) => bind_unix(path, args.backlog)?,
-        None => (Listener::from(bind_tcp(&args.endpoint.tcp_addr(), args.backlog)?), None),
+        None => (Listener::from(bind_tcp(&args.endpoint, args.backlog)?), None),
     };
     log.line(format!("listening on {}", escaped(&listener.local_addr()?)));
 
@@ -404,9 +449,9 @@ fn serve_udp(args: &Args, log: &Arc<Log>) -> Result<String, Box<dyn std::error::
     }
     let (stamp, fallback) = args.endpoint.stamp.build();
     if let Some(why) = fallback {
-        eprintln!("warning: local time zone not found ({why}); stamping UTC");
+        eprintln!("warning: local time zone unusable ({why}); stamping UTC");
     }
-    let server = DatagramServer::new(UdpSocket::bind(args.endpoint.tcp_addr())?, stamp)?.rate_limit(limit)?;
+    let server = DatagramServer::new(bind_udp(&args.endpoint)?, stamp)?.rate_limit(limit)?;
     let stopper = server.stopper();
     ctrlc::set_handler(move || stopper.stop())?;
     log.line(format!("listening on {} (udp)", server.local_addr()?));
@@ -456,17 +501,23 @@ impl Events for UdpLog {
     }
 }
 
-fn bind_tcp(addr: &str, backlog: i32) -> io::Result<TcpListener> {
-    let addr = addr
-        .to_socket_addrs()?
-        .next()
-        .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("{addr}: no address found")))?;
-    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+/// Binds and listens on the first address `--host` names; errors name the
+/// host or the address: `cannot bind 127.0.0.1:7000: Address already in use`.
+fn bind_tcp(endpoint: &common::Endpoint, backlog: i32) -> io::Result<TcpListener> {
+    let addr = endpoint.first_addr()?;
+    let cannot = |e| common::named(e, format_args!("cannot bind {addr}"));
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None).map_err(cannot)?;
     // Restart at once on the same port, despite connections in TIME_WAIT.
-    socket.set_reuse_address(true)?;
-    socket.bind(&addr.into())?;
-    socket.listen(backlog)?;
+    socket.set_reuse_address(true).map_err(cannot)?;
+    socket.bind(&addr.into()).map_err(cannot)?;
+    socket.listen(backlog).map_err(|e| common::named(e, format_args!("cannot listen on {addr}")))?;
     Ok(socket.into())
+}
+
+/// Binds a UDP socket on the first address `--host` names; errors name it.
+fn bind_udp(endpoint: &common::Endpoint) -> io::Result<UdpSocket> {
+    let addr = endpoint.first_addr()?;
+    UdpSocket::bind(addr).map_err(|e| common::named(e, format_args!("cannot bind {addr} (udp)")))
 }
 
 /// Binds a Unix socket at `path`; errors name the path.
@@ -533,6 +584,13 @@ fn file_id(path: &Path) -> io::Result<(u64, u64)> {
 
 /// Removes a socket file nothing listens on any more; refuses to touch a live
 /// socket or a file that is not a socket.
+///
+/// The check never blocks: it connects without waiting (a non-blocking
+/// connect). Nothing listening refuses at once; a listener answers at once,
+/// or, if its backlog is full (a server frozen or too busy to accept), says
+/// "try again" at once, and is live all the same. So a frozen server on
+/// the path neither hangs the new one's startup nor keeps a signal from
+/// stopping it, and is never replaced.
 #[cfg(unix)]
 fn remove_stale_socket(path: &Path) -> io::Result<()> {
     use std::os::unix::fs::FileTypeExt;
@@ -541,8 +599,14 @@ fn remove_stale_socket(path: &Path) -> io::Result<()> {
     if !meta.file_type().is_socket() {
         return Err(named(io::ErrorKind::AddrInUse, "exists and is not a socket"));
     }
-    match UnixStream::connect(path) {
-        Ok(_) => Err(named(io::ErrorKind::AddrInUse, "another server is listening on it")),
+    let probe = Socket::new(Domain::UNIX, Type::STREAM, None)?;
+    probe.set_nonblocking(true)?;
+    match probe.connect(&socket2::SockAddr::unix(path).map_err(|e| named(e.kind(), &e.to_string()))?) {
+        Ok(()) => Err(named(io::ErrorKind::AddrInUse, "another server is listening on it")),
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Err(named(
+            io::ErrorKind::AddrInUse,
+            "another server is listening on it (its backlog is full: it is not accepting)",
+        )),
         Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
             std::fs::remove_file(path).map_err(|e| named(e.kind(), &e.to_string()))
         }

@@ -41,6 +41,20 @@
 #    with default flags; then the same with the total raised out of the way
 #    (--udp-total 10000000), so the per-source bound is seen to hold on its
 #    own. --udp-total 0 is refused.
+# 9. piece per byte: the `client` example against a hostile server that
+#    echoes a 1 MiB message correctly, every byte behind its own 255-byte
+#    stamp; the client's peak memory (/usr/bin/time) must stay under 64 MiB
+#    and what it prints under 2 MiB, or it must fail with a clear error.
+# 10. frozen unix: a server on a Unix socket is frozen (SIGSTOP) and its
+#    backlog filled; a new server on the same path must say at once that
+#    the path is live (naming it), not hang, and leave the socket alone.
+# 11. slow stdout: the server's stdout is read, but slower than the log
+#    fills it; at SIGTERM the `shut down:` totals line must still be written
+#    (on stdout, or on stderr if stdout does not take it in time) within
+#    the shutdown deadline.
+# 12. errors: a second server on a taken port names the address it cannot
+#    bind; a server whose TZ is a zone file cut short says the zone is
+#    corrupt (and stamps UTC, saying so), never silently UTC.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target}
@@ -291,6 +305,109 @@ if ((status == 1 || status == 2)) && [[ $out == *"--udp-total 0"* ]]; then
     pass "settings: --udp --udp-total 0: $(echo "$out" | head -n 1)"
 else
     fail "settings: --udp --udp-total 0: status $status: $out"
+echo "==> 9. piece per byte: the client against a server stamping every byte"
+if [[ -x /usr/bin/time ]]; then
+    mkfifo "$tmp/pieces.fifo"
+    "$bin/hostile" --port 0 piece-server >"$tmp/pieces.fifo" 2>&1 &
+    piece_server=$!
+    pids+=("$piece_server")
+    exec {fd}<"$tmp/pieces.fifo"
+    IFS= read -r -t 30 -u "$fd" line || true
+    exec {fd}<&-
+    PORT=${line##*:}
+    head -c 1048576 /dev/zero | tr '\0' x >"$tmp/pieces.msg"
+    echo >>"$tmp/pieces.msg"
+    set +e
+    /usr/bin/time -v "$bin/client" --port "$PORT" --timeout 30 <"$tmp/pieces.msg" >"$tmp/pieces.out" 2>"$tmp/pieces.err"
+    status=$?
+    set -e
+    kill "$piece_server" 2>/dev/null || true
+    rss=$(sed -n 's/.*Maximum resident set size (kbytes): //p' "$tmp/pieces.err")
+    printed=$(wc -c <"$tmp/pieces.out")
+    msg="piece per byte: 1 MiB message, 1048576 pieces of 255-byte stamps: client peak RSS $((rss / 1024)) MiB (target < 64), printed $printed bytes, exit $status"
+    if ((status == 0 && rss < 64 * 1024 && printed < 2 * 1048576)) && grep -q '(1048576 stamped pieces)$' "$tmp/pieces.out"; then
+        pass "$msg"
+    elif ((status != 0 && rss < 64 * 1024)) && grep -q '^error: ' "$tmp/pieces.err"; then
+        pass "$msg: $(grep -m1 '^error: ' "$tmp/pieces.err")"
+    else
+        fail "$msg"
+    fi
+else
+    echo "SKIPPED piece per byte: no /usr/bin/time to measure peak memory"
+fi
+
+echo "==> 10. frozen unix: a new server on the path of a frozen one"
+sock=$tmp/frozen.sock
+start frozen --unix "$sock" --backlog 1 --quiet
+frozen=$PID
+kill -STOP "$frozen"
+mkfifo "$tmp/idle.fifo"
+for _ in 1 2 3 4; do
+    # Connected (or waiting to be) and then idle: stdin is a pipe nobody writes.
+    "$bin/client" --unix "$sock" --timeout 60 <>"$tmp/idle.fifo" >/dev/null 2>&1 &
+    pids+=("$!")
+done
+sleep 1 # let the clients fill the backlog (the PASS line needs the server to have seen it full)
+started=$EPOCHREALTIME
+set +e
+out=$(timeout 10 "$bin/server" "${runtime[@]}" --unix "$sock" 2>&1 </dev/null)
+status=$?
+set -e
+took=$(echo "$EPOCHREALTIME - $started" | bc)
+msg="frozen unix: status $status in ${took}s: $out"
+if ((status == 1)) && [[ -S $sock && $out == *"$sock: another server is listening on it (its backlog is full"* ]]; then
+    pass "$msg"
+else
+    fail "$msg"
+fi
+kill -CONT "$frozen"
+stop "$frozen"
+
+echo "==> 11. slow stdout: the totals line at exit"
+mkfifo "$tmp/slowout.fifo"
+"$bin/server" "${runtime[@]}" --port 0 --framing line --log-rate 1000000 --shutdown-deadline 2 >"$tmp/slowout.fifo" 2>"$tmp/slowout.err" &
+PID=$!
+pids+=("$PID")
+exec {slowout}<"$tmp/slowout.fifo"
+IFS= read -r -u "$slowout" line
+PORT=${line##*:}
+# A reader slower than the log: a line at a time, a pause after each.
+(while IFS= read -r l; do printf '%s\n' "$l"; sleep 0.002; done) <&"$slowout" >"$tmp/slowout.out" &
+reader=$!
+exec {slowout}<&-
+"$bin/loadgen" --port "$PORT" --framing line --messages 50000 --window 64 --timeout 10 >/dev/null
+stop "$PID"
+took=$TOOK
+wait "$reader" || true
+where=stdout totals=$(grep -m1 '^shut down: ' "$tmp/slowout.out" || true)
+[[ -n $totals ]] || where=stderr totals=$(grep -m1 '^shut down: ' "$tmp/slowout.err" || true)
+msg="slow stdout: SIGTERM ended it in ${took}s (deadline 2 s), $(wc -l <"$tmp/slowout.out") lines read slowly"
+if [[ -n $totals ]] && (($(echo "$took < 2.5" | bc))); then
+    pass "$msg, the totals on $where: $totals"
+else
+    fail "$msg, totals: ${totals:-none}"
+fi
+
+echo "==> 12. errors name what failed"
+start taken --port 0 --quiet
+set +e
+out=$(timeout 10 "$bin/server" "${runtime[@]}" --port "$PORT" 2>&1 </dev/null)
+status=$?
+set -e
+stop "$PID"
+if ((status == 1)) && [[ $out == *"cannot bind 127.0.0.1:$PORT: Address already in use"* ]]; then
+    pass "errors: a taken port: $out"
+else
+    fail "errors: a taken port: status $status: $out"
+fi
+printf 'TZif2' >"$tmp/cut.zone"
+head -c 39 /dev/zero >>"$tmp/cut.zone"
+# The warning comes before `listening on`; SIGTERM from timeout ends it.
+out=$(TZ=$tmp/cut.zone timeout 1 "$bin/server" "${runtime[@]}" --port 0 --quiet 2>&1 </dev/null || true)
+if [[ $out == *"warning: local time zone unusable (the zone file $tmp/cut.zone is corrupt"* ]]; then
+    pass "errors: a corrupt zone file: $(echo "$out" | grep -m1 '^warning: ')"
+else
+    fail "errors: a corrupt zone file was not reported: $out"
 fi
 
 if ((failed)); then

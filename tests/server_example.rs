@@ -464,6 +464,107 @@ fn a_descriptor_limit_below_the_cap_cannot_let_hoarders_keep_a_new_client_out(rt
     assert!(evicted >= 1, "hoarders made room: {rest}");
 }
 
+/// The device and inode of the file at `path`.
+fn file_id(path: &std::path::Path) -> (u64, u64) {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::symlink_metadata(path).expect("the file is there");
+    (meta.dev(), meta.ino())
+}
+
+/// A server frozen on the path (SIGSTOP) with a full backlog: the new
+/// server's stale-socket check must not wait for it to accept. A listener
+/// that never accepts, its backlog filled, stands in for it. The new server
+/// says the path is live, naming it, and leaves it alone.
+fn a_live_server_that_never_accepts_is_reported_not_waited_for(rt: Runtime) {
+    let dir = fresh_dir("se-frozen", rt);
+    let path = dir.join("s.sock");
+    let frozen = socket2::Socket::new(socket2::Domain::UNIX, socket2::Type::STREAM, None).expect("socket");
+    frozen.bind(&socket2::SockAddr::unix(&path).expect("address")).expect("bind");
+    frozen.listen(0).expect("listen");
+    // Fill its backlog: connect without waiting until the kernel says "try again".
+    let mut queued = Vec::new();
+    let full = (0..10_000).any(|_| {
+        let client = socket2::Socket::new(socket2::Domain::UNIX, socket2::Type::STREAM, None).expect("socket");
+        client.set_nonblocking(true).expect("non-blocking");
+        match client.connect(&socket2::SockAddr::unix(&path).expect("address")) {
+            Ok(()) => {
+                queued.push(client);
+                false
+            }
+            Err(e) => {
+                assert_eq!(e.kind(), std::io::ErrorKind::WouldBlock, "{e}");
+                true
+            }
+        }
+    });
+    assert!(full, "the backlog filled after {} connections", queued.len());
+
+    let before = file_id(&path);
+    let path_arg = path.to_str().expect("UTF-8 path");
+    let mut command = Command::new(server_binary());
+    command.args(runtime_flag(rt)).args(["--unix", path_arg]);
+    // It returns (the safety timeout is only a net: it used to hang for ever).
+    let out = output_within(&mut command, SAFETY_TIMEOUT);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains(&format!("{path_arg}: another server is listening on it")), "{stderr}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "", "never listening");
+    // The frozen server's socket file is still the one at the path.
+    assert_eq!(file_id(&path), before, "the live socket file is left alone");
+    drop((queued, frozen));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A slow stdout (read, but slower than the log fills it): the totals line
+/// at exit is still written within the shutdown deadline, on stdout ahead
+/// of the lines still queued, or on stderr if stdout does not take it in
+/// time. It used to wait behind thousands of queued lines and never come.
+fn the_totals_line_is_written_whatever_a_slow_stdout_does(rt: Runtime) {
+    let mut command = Command::new(server_binary());
+    let args = ["--port", "0", "--framing", "line", "--log-rate", "1000000", "--shutdown-deadline", "1"];
+    let mut child = with_flags(&mut command, rt, &args).stderr(Stdio::piped()).spawn().expect("run the server example");
+    let mut stdout = child.stdout.take().expect("stdout");
+    let mut stderr = child.stderr.take().expect("stderr");
+    let mut running = Running(Some(child));
+    let mut first = Vec::new();
+    let mut byte = [0];
+    while stdout.read(&mut byte).expect("stdout") == 1 && byte[0] != b'\n' {
+        first.push(byte[0]);
+    }
+    let listening = String::from_utf8_lossy(&first).into_owned();
+    let port = listening.strip_prefix("listening on 127.0.0.1:").expect(&listening);
+    let mut stream = connect(format!("127.0.0.1:{port}").parse().expect("an address"));
+    // Log lines for several seconds of the slow reader below: the queue
+    // (4096 lines) and the pipe (64 KiB) full.
+    let mut batch = Vec::new();
+    for i in 0..20_000 {
+        common::frame(stamp_echo::Framing::line(), format!("a slow stdout gets this line {i}").as_bytes(), &mut batch);
+    }
+    common::send_all_and_read_replies(&mut stream, &batch);
+    drop(stream);
+    // The slow reader: 512 bytes every 5 ms, about 100 KB/s (the pause
+    // paces a consumer; nothing waits on it).
+    let reader = std::thread::spawn(move || {
+        let mut logged = Vec::new();
+        let mut chunk = [0; 512];
+        while let Ok(n @ 1..) = stdout.read(&mut chunk) {
+            logged.extend_from_slice(&chunk[..n]);
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        String::from_utf8_lossy(&logged).into_owned()
+    });
+    let (status, _) = terminate_within(&mut running, SAFETY_TIMEOUT);
+    assert!(status.success(), "{status}");
+    let logged = reader.join().expect("the reader");
+    let mut errors = String::new();
+    stderr.read_to_string(&mut errors).expect("stderr");
+    let totals: Vec<&str> = logged.lines().chain(errors.lines()).filter(|l| l.starts_with("shut down: ")).collect();
+    assert!(!totals.is_empty(), "no totals line on stdout ({} bytes) or stderr: {errors}", logged.len());
+    assert!(totals.iter().all(|l| l.starts_with("shut down: 1 connection, 20000 messages,")), "{totals:?}");
+    // Stdout was slow: it was still full of lines when the server stopped.
+    assert!(logged.len() > 64 * 1024, "stdout took {} bytes", logged.len());
+}
+
 on_both_runtimes!(
     a_descriptor_limit_below_the_cap_cannot_let_hoarders_keep_a_new_client_out,
     logs_like_the_original_and_exits_cleanly_on_sigterm,
@@ -474,4 +575,6 @@ on_both_runtimes!(
     lines_a_blocked_stdout_missed_are_counted_once_it_moves_again,
     message_lines_over_the_rate_are_counted_not_shown,
     a_unix_peers_hostile_path_is_logged_escaped,
+    a_live_server_that_never_accepts_is_reported_not_waited_for,
+    the_totals_line_is_written_whatever_a_slow_stdout_does,
 );
