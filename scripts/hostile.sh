@@ -305,6 +305,8 @@ if ((status == 1 || status == 2)) && [[ $out == *"--udp-total 0"* ]]; then
     pass "settings: --udp --udp-total 0: $(echo "$out" | head -n 1)"
 else
     fail "settings: --udp --udp-total 0: status $status: $out"
+fi
+
 echo "==> 9. piece per byte: the client against a server stamping every byte"
 if [[ -x /usr/bin/time ]]; then
     mkfifo "$tmp/pieces.fifo"
