@@ -650,6 +650,8 @@ fn udp_churn(
     );
     let pass = replies <= victim_bound && (total == 0 || all <= total_bound) && sent > u64::from(burst) && replies > 0;
     Ok(verdict("udp-churn", pass, &what))
+}
+
 /// `piece-server`: every byte read is answered as a piece of its own,
 /// `[STAMP] b`, each stamp `stamp_len` bytes and different from the last.
 fn piece_server(endpoint: &common::Endpoint, stamp_len: usize) -> Result<bool, Error> {
