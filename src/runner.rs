@@ -113,8 +113,11 @@ use crate::{ConfigError, Error};
 /// message cannot keep others out: at `max_connections` the runner keeps
 /// accepting, and makes room for each new client by closing the connection
 /// that has gone longest without completing a message (counted from when it
-/// was accepted), once that is longer than `eviction_grace`. A client that
-/// completes messages keeps its place ahead of those that do not. And a
+/// was accepted), once that is longer than `eviction_grace`, among those of
+/// the sources that hold the most (see [below](#fair-to-every-source)). A
+/// client that completes messages keeps its place ahead of those that do
+/// not, and one source holding more than others cannot keep them out even
+/// with active connections. And a
 /// message must be complete within `message_timeout` of its first byte,
 /// whatever the pace of its bytes; `idle_timeout` is for silence.
 ///
@@ -637,7 +640,7 @@ forward_events!(Arc, Box);
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Totals {
-    /// Connections that ended.
+    /// Connections that ended, newcomers refused at once included.
     pub connections: u64,
     /// Messages answered.
     pub messages: u64,
