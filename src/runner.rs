@@ -554,7 +554,9 @@ impl fmt::Display for Peer {
 /// stops accepting. Don't panic.
 pub trait Events: Send + Sync + 'static {
     /// The runner is about to wait for the next connection (the original's
-    /// `waiting for connection...`).
+    /// `waiting for connection...`); not again after a connection it
+    /// [refused](Events::refused), so that a flood of refusals is not a
+    /// flood of these.
     fn accepting(&self) {}
 
     /// `accept()` failed (out of file descriptors, say). The runner waits for
@@ -931,7 +933,7 @@ pub(crate) fn nanos(d: Duration) -> u64 {
 /// [`Threads::admission`] decides (holding it only without eviction, or
 /// while too many evicted connections are on their way out).
 fn accept_loop(shared: &Arc<Threads>, listener: &Listener, poll: bool) {
-    // `accepting` is reported once per connection, not at every tick.
+    // `accepting` is reported once per connection served, not at every tick.
     let mut announced = false;
     loop {
         {
@@ -953,7 +955,6 @@ fn accept_loop(shared: &Arc<Threads>, listener: &Listener, poll: bool) {
         }
         match accepted {
             Ok((stream, addr)) => {
-                announced = false;
                 drop(state);
                 // The thread runner cannot read a Unix peer's user (see `Source`).
                 let source = Source::of(&addr);
@@ -965,6 +966,7 @@ fn accept_loop(shared: &Arc<Threads>, listener: &Listener, poll: bool) {
                     shared.events.refused(&peer, reason);
                     continue;
                 }
+                announced = false;
                 let conn = Arc::new(Conn {
                     stream,
                     forced: AtomicBool::new(false),

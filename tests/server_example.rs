@@ -490,6 +490,10 @@ fn refusals_are_logged_one_line_each_and_rate_limited(rt: Runtime) {
     let shown = rest.lines().filter(|l| l.starts_with("...connection from 127.0.0.1:") && l.ends_with(reason)).count();
     assert_eq!(shown as u64 + not_shown(&rest, "refusals", 2), 10, "{rest}");
     assert!(rest.contains(", 10 refused"), "counted in the totals: {rest}");
+    // `waiting for connection...` once at the start and once after the one
+    // served, not after each refusal.
+    let waiting = rest.lines().filter(|l| *l == "waiting for connection...").count();
+    assert_eq!(waiting, 2, "{rest}");
 }
 
 on_both_runtimes!(

@@ -354,13 +354,18 @@ impl Listener {
 /// too many evicted connections are on their way out). The listener is
 /// closed when it returns.
 async fn accept_loop(shared: Arc<Tasks>, listener: Listener) {
+    // `accepting` is reported once per connection served.
+    let mut announced = false;
     loop {
         let mut stopped = pin!(shared.waits.stop.notified());
         stopped.as_mut().enable();
         if shared.lock().stopping() {
             return;
         }
-        shared.events.accepting();
+        if !announced {
+            shared.events.accepting();
+            announced = true;
+        }
         let accepted = std::future::poll_fn(|cx| {
             if stopped.as_mut().poll(cx).is_ready() {
                 return Poll::Ready(None);
@@ -389,6 +394,7 @@ async fn accept_loop(shared: Arc<Tasks>, listener: Listener) {
             shared.events.refused(&Peer { id, addr, source }, reason);
             continue;
         }
+        announced = false;
         match accepted {
             Accepted::Tcp(stream, addr) => {
                 let configured = stream.set_nodelay(true);
