@@ -528,7 +528,7 @@ impl fmt::Display for Peer {
 /// [`EchoServer::serve_with`](crate::EchoServer::serve_with) takes; a runner
 /// passes them on to [`message`](Events::message).)
 ///
-/// `accepting`, `accept_failed` and `connected` are called on the accept
+/// `accepting`, `accept_failed`, `connected` and `refused` are called on the accept
 /// thread (the accept task under tokio), in order; `message` and `closed` on
 /// each connection's own thread (its task), several at once. Keep them quick
 /// and never block: the accept loop waits for its calls, and under tokio a
