@@ -79,6 +79,15 @@ pub enum Error {
         /// How long the connection had gone without completing a message.
         idle: Duration,
     },
+
+    /// The runner closed the connection once its real source was known (a
+    /// PROXY protocol header, say): that source already held its share (see
+    /// [`Refusal`](crate::runner::Refusal)).
+    #[error("refused: {reason}")]
+    Refused {
+        /// Why.
+        reason: crate::runner::Refusal,
+    },
 }
 
 /// A deadline that passed.
@@ -348,7 +357,7 @@ impl Error {
             Error::Protocol(ProtocolError::UnexpectedEof) => io::ErrorKind::UnexpectedEof,
             Error::Protocol(_) => io::ErrorKind::InvalidData,
             Error::Message(_) | Error::Config(_) | Error::Stamp(_) | Error::Zone(_) => io::ErrorKind::InvalidInput,
-            Error::Evicted { .. } => io::ErrorKind::ConnectionAborted,
+            Error::Evicted { .. } | Error::Refused { .. } => io::ErrorKind::ConnectionAborted,
         }
     }
 }
@@ -407,6 +416,10 @@ mod tests {
             (ConfigError::new("max_line", 0, "1 or more").into(), io::ErrorKind::InvalidInput),
             (StampError::new("a]b").into(), io::ErrorKind::InvalidInput),
             (Error::Evicted { idle: Duration::from_secs(1) }, io::ErrorKind::ConnectionAborted),
+            (
+                Error::Refused { reason: crate::runner::Refusal::SourceLimit { held: 2 } },
+                io::ErrorKind::ConnectionAborted,
+            ),
         ];
         for (err, kind) in cases {
             let text = err.to_string();
