@@ -85,6 +85,15 @@ pub enum Error {
         /// How long the connection had gone without completing a message.
         idle: Duration,
     },
+
+    /// The runner closed the connection once its real source was known (a
+    /// PROXY protocol header, say): that source already held its share (see
+    /// [`Refusal`](crate::runner::Refusal)).
+    #[error("refused: {reason}")]
+    Refused {
+        /// Why.
+        reason: crate::runner::Refusal,
+    },
 }
 
 /// A deadline that passed.
@@ -365,7 +374,7 @@ impl Error {
             Error::Proxy(crate::ProxyError::Truncated { .. }) => io::ErrorKind::UnexpectedEof,
             Error::Proxy(crate::ProxyError::Untrusted) => io::ErrorKind::PermissionDenied,
             Error::Proxy(_) => io::ErrorKind::InvalidData,
-            Error::Evicted { .. } => io::ErrorKind::ConnectionAborted,
+            Error::Evicted { .. } | Error::Refused { .. } => io::ErrorKind::ConnectionAborted,
         }
     }
 }
@@ -429,6 +438,10 @@ mod tests {
             (crate::ProxyError::Truncated { received: 3 }.into(), io::ErrorKind::UnexpectedEof),
             (crate::ProxyError::Untrusted.into(), io::ErrorKind::PermissionDenied),
             (TimeoutError::ProxyHeader { timeout: Duration::from_secs(5) }.into(), io::ErrorKind::TimedOut),
+            (
+                Error::Refused { reason: crate::runner::Refusal::SourceLimit { held: 2 } },
+                io::ErrorKind::ConnectionAborted,
+            ),
         ];
         for (err, kind) in cases {
             let text = err.to_string();

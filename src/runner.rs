@@ -58,8 +58,10 @@
 //! Multiply by [`Limits::max_connections`] for the whole server.
 
 mod registry;
+mod source;
 
-pub(crate) use registry::{Entry, FORCE_GRACE, Flags, Registry, Shared};
+pub(crate) use registry::{Decision, Entry, FORCE_GRACE, Flags, Registry, Shared};
+pub use source::{Refusal, Source};
 
 use std::cell::Cell;
 use std::fmt;
@@ -69,7 +71,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, Tc
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
@@ -94,7 +96,8 @@ use crate::{ConfigError, Error};
 ///
 /// | limit | default | range | at the limit |
 /// |---|---|---|---|
-/// | `max_connections` | 1024 | 1 to 1,000,000 | a new client takes the slot of the connection that has gone longest without completing a message, once that is past `eviction_grace` ([`Error::Evicted`]) |
+/// | `max_connections` | 1024 | 1 to 1,000,000 | room is made at the expense of the [`Source`] holding the most connections (see [below](#fair-to-every-source)): its connection longest without completing a message is evicted ([`Error::Evicted`]), or a newcomer from it refused ([`Refusal`]) |
+/// | `max_per_source` | `None` | 1 to 1,000,000, or `None` | a new client from a source holding that many takes the slot of the source's own connection longest without completing a message, once past `eviction_grace`, or is refused ([`Refusal::SourceLimit`]) |
 /// | `eviction_grace` | 500 ms | 1 ms to 30 days, or `None` | a connection younger than this (or that completed a message since) is not evicted; `None`: never evict, new clients wait in the backlog |
 /// | `idle_timeout` | 300 s | 1 ms to 30 days, or `None` | a connection that sends nothing for that long is closed with [`TimeoutError::Idle`] |
 /// | `message_timeout` | 30 s | 1 ms to 30 days, or `None` | a message not complete that long after its first byte closes its connection with [`TimeoutError::Message`] |
@@ -115,6 +118,53 @@ use crate::{ConfigError, Error};
 /// message must be complete within `message_timeout` of its first byte,
 /// whatever the pace of its bytes; `idle_timeout` is for silence.
 ///
+/// # Fair to every source
+///
+/// Connections are counted per [`Source`] (an IPv4 address, an IPv6 /64, a
+/// Unix peer's user), so that whoever opens the most connections cannot own
+/// the server. Below the cap nothing changes. At the cap, for a newcomer
+/// from source N holding `n` slots:
+///
+/// - if another source holds `n + 2` or more (more than N would hold once
+///   admitted), the connection of the largest source that has gone longest
+///   without completing a message is evicted at once, grace or not, and the
+///   newcomer admitted: a source holding more than its share cannot keep
+///   others out, even with every connection active;
+/// - otherwise N may only displace its own kind: the connection longest
+///   without a completed message among N's own and those of sources holding
+///   `n + 1`, once past `eviction_grace`; if there is none, the newcomer is
+///   refused at once ([`Events::refused`], [`Totals::refused`]), so that a
+///   backlog of one source's newcomers never holds up others'.
+///
+/// So a source only ever evicts its own connections while it holds more than
+/// anyone else, and a client from another source connected before is never
+/// evicted by one source's churn. With one source only this is the rule
+/// above: the connection longest without a completed message, past the
+/// grace. Inside a source the order is the same (ties: the oldest).
+/// `eviction_grace` `None` still means never evict: at the cap newcomers
+/// wait in the backlog. [`Limits::max_per_source`] caps any one source
+/// below `max_connections`.
+///
+/// An evicted connection's slot is taken at once, without waiting for it to
+/// end; at most 32 evicted connections may be on their way out at once
+/// (beyond, a newcomer waits for one to end), so open sockets never exceed
+/// the cap by more than 32 plus the newcomer.
+///
+/// Out of descriptors, memory or threads (`accept()` fails with `EMFILE`,
+/// `ENFILE`, `ENOBUFS` or `ENOMEM`, or a connection's thread cannot start),
+/// the cap becomes the connections open then, for 1 s after the last such
+/// failure; and since the newcomer is unknown, the connection longest
+/// without a completed message of the largest source, if it holds 2 or
+/// more, is evicted (one at a time). So the accept loop keeps draining the
+/// backlog: the largest source's newcomers are refused at once, others
+/// admitted at its expense.
+///
+/// What this cannot stop: an attacker with as many sources as there are
+/// slots (a botnet, or many IPv6 /64s) holds one slot per source like anyone
+/// else. Size `max_connections` above the clients you expect plus such an
+/// attacker's sources, and `max_per_source` to the most connections one
+/// legitimate client opens.
+///
 /// The deadlines are kept by setting the socket's timeouts to the time left
 /// before a read or write that needs it (a few system calls per deadline,
 /// none per message in steady state); they fire up to 1/16 of the time left
@@ -124,15 +174,19 @@ use crate::{ConfigError, Error};
 pub struct Limits {
     /// The most connections served at once (default 1024, at most
     /// 1,000,000). Keep it below the process's file descriptor limit
-    /// (`ulimit -n`): each connection takes one descriptor (and the one
-    /// client the runner holds while it makes room, one more). If `accept()`
-    /// still runs out of descriptors (or memory), the runner makes room as at
-    /// `max_connections`, with the connections open then as the cap: it
-    /// evicts the one longest without completing a message once that is past
-    /// `eviction_grace`, waits for a connection to close (or 100 ms) and
-    /// tries again, the client waiting in the backlog meanwhile. So a
-    /// descriptor limit below the cap cannot let hoarders keep clients out.
+    /// (`ulimit -n`): each connection takes one descriptor, and evicted ones
+    /// on their way out up to 32 more. If `accept()` still runs out of
+    /// descriptors (or memory), the runner makes room at the largest
+    /// source's expense, with the connections open then as the cap (see
+    /// [fairness](#fair-to-every-source)). So a descriptor limit below the
+    /// cap cannot let hoarders keep clients out.
     pub max_connections: usize,
+    /// The most connections one [`Source`] may hold (default `None`: only
+    /// `max_connections`; at most 1,000,000). A new client from a source
+    /// holding that many takes the slot of the source's own connection
+    /// longest without completing a message, once that is past
+    /// `eviction_grace`, or is refused ([`Refusal::SourceLimit`]).
+    pub max_per_source: Option<usize>,
     /// At `max_connections`, how long a connection must have gone without
     /// completing a message (since it was accepted, or since its last
     /// message) before a new client may take its slot (default 500 ms; `None`:
@@ -175,7 +229,7 @@ impl Limits {
     pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(30);
     /// Default for [`Limits::stack_size`].
     pub const DEFAULT_STACK_SIZE: usize = 256 * 1024;
-    /// The largest [`Limits::max_connections`].
+    /// The largest [`Limits::max_connections`] and [`Limits::max_per_source`].
     pub const MAX_CONNECTIONS: usize = 1_000_000;
     /// The shortest timeout or grace period.
     pub const MIN_TIMEOUT: Duration = Duration::from_millis(1);
@@ -190,6 +244,13 @@ impl Limits {
     #[must_use]
     pub fn max_connections(mut self, max: usize) -> Limits {
         self.max_connections = max;
+        self
+    }
+
+    /// Sets [`Limits::max_per_source`].
+    #[must_use]
+    pub fn max_per_source(mut self, max: Option<usize>) -> Limits {
+        self.max_per_source = max;
         self
     }
 
@@ -246,6 +307,9 @@ impl Limits {
         if !(1..=Self::MAX_CONNECTIONS).contains(&self.max_connections) {
             return Err(ConfigError::new("max_connections", self.max_connections, "1 to 1000000").into());
         }
+        if let Some(max) = self.max_per_source.filter(|max| !(1..=Self::MAX_CONNECTIONS).contains(max)) {
+            return Err(ConfigError::new("max_per_source", max, "1 to 1000000 (None for no limit)").into());
+        }
         let timeouts = [
             ("eviction_grace", self.eviction_grace),
             ("idle_timeout", self.idle_timeout),
@@ -269,6 +333,7 @@ impl Default for Limits {
     fn default() -> Limits {
         Limits {
             max_connections: Self::DEFAULT_MAX_CONNECTIONS,
+            max_per_source: None,
             eviction_grace: Some(Self::DEFAULT_EVICTION_GRACE),
             idle_timeout: Some(Self::DEFAULT_IDLE_TIMEOUT),
             message_timeout: Some(Self::DEFAULT_MESSAGE_TIMEOUT),
@@ -435,6 +500,8 @@ pub struct Peer {
     pub id: u64,
     /// The peer's address.
     pub addr: Addr,
+    /// What the peer counts as for fairness (see [`Source`]).
+    pub source: Source,
 }
 
 impl fmt::Display for Peer {
@@ -497,6 +564,15 @@ pub trait Events: Send + Sync + 'static {
         let _ = peer;
     }
 
+    /// A new connection was closed unserved at once, for `reason` (see
+    /// [fairness](Limits#fair-to-every-source)): its source held its share
+    /// of a full server, or `max_per_source`. Called on the accept thread
+    /// (task), instead of `connected`; under an attack from one source this
+    /// is called for each of its connections: keep it cheap.
+    fn refused(&self, peer: &Peer, reason: Refusal) {
+        let _ = (peer, reason);
+    }
+
     /// Bytes of a message arrived on `peer`'s connection (see [`Fragment`]);
     /// their reply follows.
     fn message(&self, peer: &Peer, fragment: Fragment<'_>) {
@@ -533,6 +609,9 @@ macro_rules! forward_events {
             fn connected(&self, peer: &Peer) {
                 (**self).connected(peer);
             }
+            fn refused(&self, peer: &Peer, reason: Refusal) {
+                (**self).refused(peer, reason);
+            }
             fn message(&self, peer: &Peer, fragment: Fragment<'_>) {
                 (**self).message(peer, fragment);
             }
@@ -550,8 +629,8 @@ forward_events!(Arc, Box);
 /// Counts over every connection that has ended.
 ///
 /// Each connection counts in exactly one of: ended cleanly,
-/// [`errors`](Totals::errors), [`evicted`](Totals::evicted) or
-/// [`force_closed`](Totals::force_closed).
+/// [`errors`](Totals::errors), [`evicted`](Totals::evicted),
+/// [`refused`](Totals::refused) or [`force_closed`](Totals::force_closed).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Totals {
@@ -570,6 +649,10 @@ pub struct Totals {
     /// Connections closed to make room for a new client at
     /// [`Limits::max_connections`] ([`Error::Evicted`]).
     pub evicted: u64,
+    /// Connections closed unserved for fairness ([`Refusal`]): newcomers
+    /// refused at once, and connections refused once their real source was
+    /// known ([`Error::Refused`]).
+    pub refused: u64,
     /// Connections still open at the shutdown deadline, closed by force.
     pub force_closed: u64,
     /// Connection threads that had not returned when
@@ -580,8 +663,8 @@ pub struct Totals {
 
 impl Totals {
     /// Counts one connection that ended: `forced` closed at the shutdown
-    /// deadline, `evicted`, or otherwise `failed` in an error.
-    pub(crate) fn count(&mut self, summary: &Summary, forced: bool, evicted: bool, failed: bool) {
+    /// deadline, `evicted`, `refused`, or otherwise `failed` in an error.
+    pub(crate) fn count(&mut self, summary: &Summary, forced: bool, evicted: bool, refused: bool, failed: bool) {
         self.connections += 1;
         self.messages += summary.messages;
         self.bytes_in += summary.bytes_in;
@@ -590,6 +673,8 @@ impl Totals {
             self.force_closed += 1;
         } else if evicted {
             self.evicted += 1;
+        } else if refused {
+            self.refused += 1;
         } else if failed {
             self.errors += 1;
         }
@@ -598,7 +683,7 @@ impl Totals {
 
 impl fmt::Display for Totals {
     /// One line: `3 connections, 1 message, 96 bytes in, 420 bytes out, 1 error, 0 evicted, 0 force-closed`
-    /// (`, 2 unfinished` added when there are any).
+    /// (`, 5 refused` and `, 2 unfinished` added when there are any).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let count = |f: &mut fmt::Formatter<'_>, n: u64, one: &str, many: &str| {
             write!(f, "{n} {}", if n == 1 { one } else { many })
@@ -609,6 +694,9 @@ impl fmt::Display for Totals {
         count(f, self.bytes_out, "byte out, ", "bytes out, ")?;
         count(f, self.errors, "error, ", "errors, ")?;
         write!(f, "{} evicted, {} force-closed", self.evicted, self.force_closed)?;
+        if self.refused > 0 {
+            write!(f, ", {} refused", self.refused)?;
+        }
         if self.unfinished > 0 {
             write!(f, ", {} unfinished", self.unfinished)?;
         }
@@ -791,37 +879,39 @@ impl Threads {
 
     /// After `accept()` or the start of a connection's thread failed: waits
     /// for a connection to end, at most 100 ms. Out of descriptors, memory or
-    /// threads (`scarce`), first makes room as at the cap, with the
-    /// connections open now as the cap (see [`Registry::room`]). `false` if
-    /// the runner is stopping.
+    /// threads (`scarce`), first makes room at the largest source's expense
+    /// (see [`Registry::out_of_resources`]). `false` if the runner is
+    /// stopping.
     fn relieve(&self, scarce: bool) -> bool {
         const RETRY: Duration = Duration::from_millis(100);
         let mut state = self.lock();
         if state.stopping() {
             return false;
         }
-        let wait = if scarce {
-            let open = state.active();
-            state.room(&self.limits, open, self.clock(Instant::now()))
-        } else {
-            None
-        };
-        drop(self.waits.changed.wait_timeout(state, wait.unwrap_or(RETRY).min(RETRY)));
+        if scarce {
+            state.out_of_resources(self.now());
+        }
+        drop(self.waits.changed.wait_timeout(state, RETRY));
         true
     }
 
-    /// Makes room for one more connection (see [`Limits`] and
-    /// [`Registry::room`]): returns the lock once fewer than
-    /// `max_connections` are active, or `None` when the runner is stopping.
-    fn make_room(&self) -> Option<MutexGuard<'_, Registry<Conn>>> {
+    /// What to do with a newcomer from `source` (see
+    /// [fairness](Limits#fair-to-every-source) and [`Registry::decide`]):
+    /// holds it while the decision is to wait, then returns the lock and
+    /// [`Decision::Admit`] or [`Decision::Refuse`]; `None` when the runner is
+    /// stopping.
+    fn admission(&self, source: Source) -> Option<(MutexGuard<'_, Registry<Conn>>, Decision)> {
         let mut state = self.lock();
         loop {
             if state.stopping() {
                 return None;
             }
-            let max = self.limits.max_connections;
-            let Some(wait) = state.room(&self.limits, max, self.clock(Instant::now())) else { return Some(state) };
-            state = self.waits.changed.wait_timeout(state, wait).unwrap_or_else(PoisonError::into_inner).0;
+            match state.decide(source, self.now()) {
+                Decision::Wait(wait) => {
+                    state = self.waits.changed.wait_timeout(state, wait).unwrap_or_else(PoisonError::into_inner).0;
+                }
+                decision => return Some((state, decision)),
+            }
         }
     }
 }
@@ -831,8 +921,9 @@ pub(crate) fn nanos(d: Duration) -> u64 {
 }
 
 /// Accepts connections until shutdown. At `max_connections` it keeps
-/// accepting, and holds each new client until [`Threads::make_room`] has
-/// room for it.
+/// accepting, and admits or refuses each new client at once as
+/// [`Threads::admission`] decides (holding it only without eviction, or
+/// while too many evicted connections are on their way out).
 fn accept_loop(shared: &Arc<Threads>, listener: &Listener, poll: bool) {
     // `accepting` is reported once per connection, not at every tick.
     let mut announced = false;
@@ -858,15 +949,25 @@ fn accept_loop(shared: &Arc<Threads>, listener: &Listener, poll: bool) {
             Ok((stream, addr)) => {
                 announced = false;
                 drop(state);
-                let Some(mut state) = shared.make_room() else { return };
+                // The thread runner cannot read a Unix peer's user (see `Source`).
+                let source = Source::of(&addr);
+                let Some((mut state, decision)) = shared.admission(source) else { return };
+                if let Decision::Refuse(reason) = decision {
+                    let peer = Peer { id: state.refused(), addr, source };
+                    drop(state);
+                    drop(stream);
+                    shared.events.refused(&peer, reason);
+                    continue;
+                }
                 let conn = Arc::new(Conn {
                     stream,
                     forced: AtomicBool::new(false),
                     evicted: AtomicBool::new(false),
-                    progress: AtomicU64::new(shared.clock(Instant::now())),
+                    refused: OnceLock::new(),
+                    progress: AtomicU64::new(shared.now()),
                     idle: AtomicU64::new(0),
                 });
-                let peer = Peer { id: state.admit(Arc::clone(&conn)), addr };
+                let peer = Peer { id: state.admit(Arc::clone(&conn), source), addr, source };
                 drop(state);
                 spawn_connection(shared, conn, peer);
             }
@@ -1022,12 +1123,16 @@ impl Guarded<'_> {
     }
 
     /// The error to return when the socket failed or ended: [`Error::Evicted`]
-    /// if the runner evicted it.
+    /// if the runner evicted it, [`Error::Refused`] if it refused it.
     fn evicted(&self) -> Option<io::Error> {
-        self.conn.evicted.load(Ordering::Relaxed).then(|| {
-            let idle = Duration::from_nanos(self.conn.idle.load(Ordering::Relaxed));
-            Error::Evicted { idle }.into_io(io::ErrorKind::ConnectionAborted)
-        })
+        let error = if let Some(&reason) = self.conn.refused.get() {
+            Error::Refused { reason }
+        } else if self.conn.evicted.load(Ordering::Relaxed) {
+            Error::Evicted { idle: Duration::from_nanos(self.conn.idle.load(Ordering::Relaxed)) }
+        } else {
+            return None;
+        };
+        Some(error.into_io(io::ErrorKind::ConnectionAborted))
     }
 }
 
@@ -1130,6 +1235,8 @@ struct Conn {
     forced: AtomicBool,
     /// Closed to make room for a new connection.
     evicted: AtomicBool,
+    /// Closed once its source was known, and why.
+    refused: OnceLock<Refusal>,
     /// When it last completed a message (or was accepted), in nanoseconds
     /// since the runner's epoch.
     progress: AtomicU64,
@@ -1147,6 +1254,10 @@ impl Entry for Conn {
         self.evicted.load(Ordering::Relaxed)
     }
 
+    fn is_refused(&self) -> bool {
+        self.refused.get().is_some()
+    }
+
     fn is_forced(&self) -> bool {
         self.forced.load(Ordering::Relaxed)
     }
@@ -1155,6 +1266,11 @@ impl Entry for Conn {
         self.idle.store(nanos(idle), Ordering::Relaxed);
         self.evicted.store(true, Ordering::Relaxed);
         // Wakes its thread whether it is reading or writing.
+        let _ = self.stream.shutdown(Shutdown::Both);
+    }
+
+    fn refuse(&self, reason: Refusal) {
+        let _ = self.refused.set(reason);
         let _ = self.stream.shutdown(Shutdown::Both);
     }
 
@@ -1267,6 +1383,7 @@ mod tests {
             bytes_out: n,
             errors: n,
             evicted: n,
+            refused: n,
             force_closed: n,
             unfinished: n,
         }
@@ -1276,13 +1393,13 @@ mod tests {
     fn totals_count_one_in_the_singular_and_others_in_the_plural() {
         assert_eq!(
             all(1).to_string(),
-            "1 connection, 1 message, 1 byte in, 1 byte out, 1 error, 1 evicted, 1 force-closed, 1 unfinished"
+            "1 connection, 1 message, 1 byte in, 1 byte out, 1 error, 1 evicted, 1 force-closed, 1 refused, 1 unfinished"
         );
         assert_eq!(
             all(2).to_string(),
-            "2 connections, 2 messages, 2 bytes in, 2 bytes out, 2 errors, 2 evicted, 2 force-closed, 2 unfinished"
+            "2 connections, 2 messages, 2 bytes in, 2 bytes out, 2 errors, 2 evicted, 2 force-closed, 2 refused, 2 unfinished"
         );
-        // Zero is plural, and no unfinished threads go unmentioned.
+        // Zero is plural, and no refusals or unfinished threads go unmentioned.
         assert_eq!(
             all(0).to_string(),
             "0 connections, 0 messages, 0 bytes in, 0 bytes out, 0 errors, 0 evicted, 0 force-closed"

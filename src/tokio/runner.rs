@@ -55,7 +55,7 @@ use std::io;
 use std::path::PathBuf;
 use std::pin::pin;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
@@ -66,7 +66,9 @@ use tokio::time::Instant;
 
 use super::server::{Control, Signal, drive};
 use crate::protocol::{Fragment, Observer, Summary};
-use crate::runner::{Addr, Entry, Events, FORCE_GRACE, Flags, Limits, Peer, Shared, Totals, nanos};
+use crate::runner::{
+    Addr, Decision, Entry, Events, FORCE_GRACE, Flags, Limits, Peer, Refusal, Shared, Source, Totals, nanos,
+};
 use crate::stop::{is_out_of_resources, is_transient};
 use crate::{EchoServer, Error};
 
@@ -264,42 +266,41 @@ impl Tasks {
     }
 
     /// After `accept()` failed: waits for a connection to end, at most
-    /// 100 ms. Out of descriptors or memory (`scarce`), first makes room as
-    /// at the cap, with the connections open now as the cap (see
-    /// [`Registry::room`](crate::runner::Registry::room)).
+    /// 100 ms. Out of descriptors or memory (`scarce`), first makes room at
+    /// the largest source's expense (see
+    /// [`Registry::out_of_resources`](crate::runner::Registry::out_of_resources)).
     async fn relieve(&self, scarce: bool) {
         const RETRY: Duration = Duration::from_millis(100);
-        let changed = self.waits.changed.notified();
-        let wait = {
+        let mut changed = pin!(self.waits.changed.notified());
+        changed.as_mut().enable();
+        {
             let mut state = self.lock();
             if state.stopping() {
                 return;
             }
             if scarce {
-                let open = state.active();
-                state.room(&self.limits, open, self.clock(std::time::Instant::now()))
-            } else {
-                None
+                state.out_of_resources(self.now());
             }
-        };
-        let _ = tokio::time::timeout(wait.unwrap_or(RETRY).min(RETRY), changed).await;
+        }
+        let _ = tokio::time::timeout(RETRY, changed).await;
     }
 
-    /// Makes room for one more connection (see [`Limits`] and
-    /// [`Registry::room`](crate::runner::Registry::room)): `true` once fewer than `max_connections` are
-    /// active, `false` when the runner is stopping.
-    async fn make_room(&self) -> bool {
+    /// What to do with a newcomer from `source` (see
+    /// [fairness](Limits#fair-to-every-source)): waits while the decision is
+    /// to wait, then returns [`Decision::Admit`] or [`Decision::Refuse`];
+    /// `None` when the runner is stopping.
+    async fn admission(&self, source: Source) -> Option<Decision> {
         loop {
             let mut changed = pin!(self.waits.changed.notified());
             changed.as_mut().enable();
             let wait = {
                 let mut state = self.lock();
                 if state.stopping() {
-                    return false;
+                    return None;
                 }
-                match state.room(&self.limits, self.limits.max_connections, self.clock(std::time::Instant::now())) {
-                    None => return true,
-                    Some(wait) => wait,
+                match state.decide(source, self.now()) {
+                    Decision::Wait(wait) => wait,
+                    decision => return Some(decision),
                 }
             };
             let _ = tokio::time::timeout(wait, changed).await;
@@ -312,6 +313,26 @@ enum Accepted {
     Tcp(tokio::net::TcpStream, Addr),
     #[cfg(unix)]
     Unix(tokio::net::UnixStream, Addr),
+}
+
+impl Accepted {
+    /// Its source: the peer's IP address, or for a Unix socket the peer's
+    /// user id ([`Source::Local`] if it cannot be read).
+    fn source(&self) -> Source {
+        match self {
+            Accepted::Tcp(_, addr) => Source::of(addr),
+            #[cfg(unix)]
+            Accepted::Unix(stream, _) => stream.peer_cred().map_or(Source::Local, |cred| Source::Uid(cred.uid())),
+        }
+    }
+
+    fn addr(&self) -> Addr {
+        match self {
+            Accepted::Tcp(_, addr) => addr.clone(),
+            #[cfg(unix)]
+            Accepted::Unix(_, addr) => addr.clone(),
+        }
+    }
 }
 
 impl Listener {
@@ -328,8 +349,10 @@ impl Listener {
 }
 
 /// Accepts connections until shutdown. At `max_connections` it keeps
-/// accepting, and holds each new client until [`Shared::make_room`] has
-/// room for it. The listener is closed when it returns.
+/// accepting, and admits or refuses each new client at once as
+/// [`Tasks::admission`] decides (holding it only without eviction, or while
+/// too many evicted connections are on their way out). The listener is
+/// closed when it returns.
 async fn accept_loop(shared: Arc<Tasks>, listener: Listener) {
     loop {
         let mut stopped = pin!(shared.waits.stop.notified());
@@ -355,36 +378,46 @@ async fn accept_loop(shared: Arc<Tasks>, listener: Listener) {
                 continue;
             }
         };
-        if !shared.make_room().await {
+        let source = accepted.source();
+        let Some(decision) = shared.admission(source).await else {
             return; // stopping: the connection is closed unserved
+        };
+        if let Decision::Refuse(reason) = decision {
+            let id = shared.lock().refused();
+            let addr = accepted.addr();
+            drop(accepted);
+            shared.events.refused(&Peer { id, addr, source }, reason);
+            continue;
         }
         match accepted {
             Accepted::Tcp(stream, addr) => {
                 let configured = stream.set_nodelay(true);
-                spawn_connection(&shared, stream, addr, configured);
+                spawn_connection(&shared, stream, Peer { id: 0, addr, source }, configured);
             }
             #[cfg(unix)]
-            Accepted::Unix(stream, addr) => spawn_connection(&shared, stream, addr, Ok(())),
+            Accepted::Unix(stream, addr) => spawn_connection(&shared, stream, Peer { id: 0, addr, source }, Ok(())),
         }
     }
 }
 
-/// Registers the connection, reports it, and gives it a task.
+/// Registers the connection (`peer`, its id to be given), reports it, and
+/// gives it a task.
 ///
 /// Nagle's algorithm is off on TCP (`configured` says whether that worked):
 /// the replies to one read go out in one write, so Nagle could only delay
 /// them.
-fn spawn_connection<S>(shared: &Arc<Tasks>, stream: S, addr: Addr, configured: io::Result<()>)
+fn spawn_connection<S>(shared: &Arc<Tasks>, stream: S, mut peer: Peer, configured: io::Result<()>)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let slot = Arc::new(Slot {
         flags: AtomicU8::new(0),
         waker: Mutex::new(None),
-        progress: AtomicU64::new(shared.clock(std::time::Instant::now())),
+        progress: AtomicU64::new(shared.now()),
         idle: AtomicU64::new(0),
+        refused: OnceLock::new(),
     });
-    let peer = Peer { id: shared.lock().admit(Arc::clone(&slot)), addr };
+    peer.id = shared.lock().admit(Arc::clone(&slot), peer.source);
     // Closes and counts the connection when dropped: an error unless served cleanly.
     let mut ending =
         Ending { shared: Arc::clone(shared), id: peer.id, slot, summary: Summary::default(), failed: true };
@@ -434,6 +467,8 @@ struct Slot {
     /// When evicted: how long it had gone without completing a message, in
     /// nanoseconds.
     idle: AtomicU64,
+    /// Why it was refused, once its source was known.
+    refused: OnceLock<Refusal>,
 }
 
 impl Slot {
@@ -443,6 +478,8 @@ impl Slot {
     const EVICTED: u8 = 2;
     /// Closed by [`Handle::shutdown`] at its deadline.
     const FORCED: u8 = 4;
+    /// Refused once its source was known.
+    const REFUSED: u8 = 8;
 
     fn signal(&self, flag: u8) {
         self.flags.fetch_or(flag, Ordering::AcqRel);
@@ -466,6 +503,10 @@ impl Entry for Slot {
         self.has(Slot::EVICTED)
     }
 
+    fn is_refused(&self) -> bool {
+        self.has(Slot::REFUSED)
+    }
+
     fn is_forced(&self) -> bool {
         self.has(Slot::FORCED)
     }
@@ -473,6 +514,11 @@ impl Entry for Slot {
     fn evict(&self, idle: Duration) {
         self.idle.store(nanos(idle), Ordering::Relaxed);
         self.signal(Slot::EVICTED);
+    }
+
+    fn refuse(&self, reason: Refusal) {
+        let _ = self.refused.set(reason);
+        self.signal(Slot::REFUSED);
     }
 
     fn end_input(&self) {
@@ -496,6 +542,8 @@ impl Hold<'_> {
         if flags & Slot::FORCED != 0 {
             let forced = io::Error::new(io::ErrorKind::ConnectionAborted, "closed at the shutdown deadline");
             Signal::Close(Error::Io(forced))
+        } else if let Some(&reason) = self.slot.refused.get().filter(|_| flags & Slot::REFUSED != 0) {
+            Signal::Close(Error::Refused { reason })
         } else if flags & Slot::EVICTED != 0 {
             Signal::Close(Error::Evicted { idle: Duration::from_nanos(self.slot.idle.load(Ordering::Relaxed)) })
         } else if flags & Slot::END_INPUT != 0 {
