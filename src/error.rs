@@ -73,7 +73,8 @@ pub enum Error {
 
     /// A connection from a trusted proxy did not start with a valid PROXY
     /// protocol header, or a connection from anyone else started with one
-    /// ([`ProxyError::Untrusted`](crate::ProxyError::Untrusted)).
+    /// ([`ProxyError::Untrusted`](crate::ProxyError::Untrusted)); see
+    /// [`runner::ProxyProtocol`](crate::runner::ProxyProtocol).
     #[error(transparent)]
     Proxy(#[from] crate::ProxyError),
 
@@ -133,7 +134,8 @@ pub enum TimeoutError {
     },
 
     /// A connection from a trusted proxy did not send its whole PROXY
-    /// protocol header within the runner's deadline for it.
+    /// protocol header within the deadline
+    /// ([`ProxyProtocol::header_timeout`](crate::runner::ProxyProtocol::header_timeout)).
     #[error("no whole PROXY protocol header within {timeout:?}")]
     ProxyHeader {
         /// The deadline in force.

@@ -28,7 +28,8 @@
 //! - `load` (feature `tools`): drive any stamp-echo server with checked,
 //!   pipelined load.
 //! - [`proxy`]: the PROXY protocol (v1 and v2) parser, I/O-free, for
-//!   servers behind a load balancer.
+//!   servers behind a load balancer (the runners take it with
+//!   [`runner::start_proxied`] and [`runner::ProxyProtocol`]).
 //! - [`escape`]: untrusted bytes (messages, socket paths, stamps) made safe
 //!   for a log line or a terminal.
 //! - `testing` (feature `test-util`): an in-memory stream and a one-line
