@@ -268,9 +268,9 @@ impl ProxyHeader {
     }
 }
 
-/// Where [`ProxyParser::feed`] got to.
+/// Where [`ProxyParser::feed`] got to: one or the other, for good (not
+/// `non_exhaustive`, so a `match` needs no catch-all).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[non_exhaustive]
 // The header is as large as its two AF_UNIX paths; it is returned once per
 // connection, and boxing it would allocate.
 #[allow(clippy::large_enum_variant)]

@@ -463,7 +463,34 @@ fn a_descriptor_limit_below_the_cap_cannot_let_hoarders_keep_a_new_client_out(rt
     assert!(evicted >= 1, "hoarders made room: {rest}");
 }
 
+fn behind_a_proxy_the_log_shows_the_real_client_and_refuses_anyone_elses_header(rt: Runtime) {
+    let args = ["--port", "0", "--framing", "line", "--proxy-protocol", "--trusted-proxy", "127.0.0.1/32"];
+    let mut server = Server::start(rt, &args);
+    let listening = server.line();
+    let rest = listening.strip_prefix("listening on 127.0.0.1:").expect(&listening);
+    let port = rest.strip_suffix(" (PROXY protocol from 127.0.0.1/32)").expect(&listening);
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().expect("an address");
+    let header = b"PROXY TCP4 192.0.2.7 127.0.0.1 56324 8080\r\n";
+    let mut proxied = common::connect_from([127, 0, 0, 1], addr);
+    proxied.write_all(header).expect("send");
+    proxied.write_all(b"hi\n").expect("send");
+    let mut reply = String::new();
+    BufReader::new(&proxied).read_line(&mut reply).expect("reply");
+    assert!(reply.starts_with('[') && reply.ends_with("] hi\n"), "{reply}");
+    let mut forged = common::connect_from([127, 0, 0, 2], addr);
+    forged.write_all(header).expect("send");
+    let mut end = Vec::new();
+    let _ = forged.read_to_end(&mut end);
+    drop(proxied);
+    let (success, rest) = server.terminate();
+    assert!(success, "{rest}");
+    assert!(rest.lines().any(|l| l == "...connected from: 192.0.2.7:56324"), "{rest}");
+    let refused = rest.lines().find(|l| l.starts_with("...connection from 127.0.0.2:")).unwrap_or_default();
+    assert!(refused.ends_with("ended: PROXY protocol header from a peer that is not a trusted proxy"), "{rest}");
+}
+
 on_both_runtimes!(
+    behind_a_proxy_the_log_shows_the_real_client_and_refuses_anyone_elses_header,
     a_descriptor_limit_below_the_cap_cannot_let_hoarders_keep_a_new_client_out,
     logs_like_the_original_and_exits_cleanly_on_sigterm,
     unix_socket_replaces_a_stale_file_and_removes_it_at_exit,
