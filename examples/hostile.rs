@@ -27,6 +27,18 @@
 //!   lines and invalid UTF-8 (the server's log should show them escaped; the
 //!   script checks it), and checks the echoes are byte for byte.
 //!
+//! - `sources`: fairness per source, each party from its own loopback
+//!   address (127.0.0.2 the attacker, 127.0.0.3 the new clients, 127.0.0.4
+//!   an interactive client), meant to be run through a load balancer that
+//!   sends the PROXY protocol (see `scripts/hostile.sh`, section 9): the
+//!   attacker holds `--active` connections each sending a byte every 250 ms
+//!   (reading its replies, reconnecting when closed), or with `--churn N`
+//!   keeps silent connections and reconnects each one the server closes, at
+//!   most N connects a second. Meanwhile the interactive client, connected
+//!   before, sends a line a second, and `--probes` new clients time a round
+//!   trip. Passes if every probe and every line is answered within `--bound`
+//!   seconds and the interactive client keeps its connection.
+//!
 //! And against a `--udp` server:
 //! - `udp-reflect`: sends `--count` datagrams of each shape a reply of this
 //!   protocol has (a ctime, RFC 3339 or Unix stamp header, an error
@@ -124,6 +136,25 @@ enum Attack {
     },
     /// UDP: a datagram forged to come from the server itself (needs root).
     UdpForge,
+    /// Fairness per source: one address hoards or churns, others are served.
+    Sources {
+        /// Active connections the attacker holds (a byte every 250 ms each).
+        #[arg(long, default_value_t = 1030, value_parser = clap::value_parser!(u32).range(0..=100_000))]
+        active: u32,
+        /// Instead: silent connections, each reconnected as soon as the
+        /// server closes it, at most this many connects a second.
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+        churn: Option<u32>,
+        /// Seconds the attack runs before the probes (and during them).
+        #[arg(long, default_value_t = 3.0)]
+        hold: f64,
+        /// How many new clients to time.
+        #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=1000))]
+        probes: u32,
+        /// Seconds a probe's or a line's reply may take.
+        #[arg(long, default_value_t = 1.0)]
+        bound: f64,
+    },
 }
 
 /// A connection of either kind.
@@ -187,6 +218,9 @@ fn main() -> ExitCode {
         Attack::Inject => inject(&args.endpoint),
         Attack::UdpReflect { count } => udp_reflect(&args.endpoint, *count),
         Attack::UdpFlood { seconds, rate, burst } => udp_flood(&args.endpoint, secs(*seconds), *rate, *burst),
+        Attack::Sources { active, churn, hold, probes, bound } => {
+            sources(&args.endpoint, *active, *churn, secs(*hold), *probes, secs(*bound))
+        }
         Attack::UdpForge => match udp_forge(&args.endpoint) {
             Err(Skip(why)) => {
                 println!("SKIPPED udp-forge: {why}");
@@ -517,4 +551,167 @@ fn udp_forge_with(endpoint: &common::Endpoint, raw: &socket2::Socket) -> Result<
         }
     );
     Ok(verdict("udp-forge", probe.is_ok(), &what))
+}
+
+/// The attacker's, the new clients' and the interactive client's addresses
+/// in `sources`.
+const ATTACKER: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 2);
+const NEWCOMER: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 3);
+const INTERACTIVE: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 4);
+
+/// A TCP connection to `endpoint` from `ip`.
+fn connect_from(ip: Ipv4Addr, endpoint: &common::Endpoint) -> io::Result<TcpStream> {
+    let to = endpoint
+        .tcp_addr()
+        .to_socket_addrs()?
+        .next()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("{}: no address", endpoint.tcp_addr())))?;
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
+    socket.bind(&SocketAddr::from((ip, 0)).into())?;
+    socket.connect(&to.into())?;
+    Ok(socket.into())
+}
+
+/// A round trip of `message` on `conn` (chunk framing: one read's worth).
+fn timed_round_trip(conn: &TcpStream, framing: stamp_echo::Framing, message: &[u8]) -> Result<Duration, Error> {
+    let started = Instant::now();
+    EchoClient::new(conn, framing)?.round_trip(message)?;
+    Ok(started.elapsed())
+}
+
+/// The attacker of `sources`: keeps `active` connections sending a byte
+/// every 250 ms (or, with `churn`, silent ones reconnected as the server
+/// closes them, at most `churn` a second) until `stop`. Returns the
+/// connects it made and the closes it saw.
+fn attacker(endpoint: &common::Endpoint, active: u32, churn: Option<u32>, stop: &AtomicBool) -> (u64, u64) {
+    let slots = if churn.is_some() { active.max(1) } else { active };
+    let mut conns: Vec<Option<TcpStream>> = (0..slots).map(|_| None).collect();
+    let (mut connects, mut closes) = (0u64, 0u64);
+    let tick = Duration::from_millis(if churn.is_some() { 10 } else { 250 });
+    let per_tick = churn.map_or(u64::MAX, |rate| (u64::from(rate) * 10 / 1000).max(1));
+    let mut buf = [0; 4096];
+    while !stop.load(Ordering::Relaxed) {
+        let started = Instant::now();
+        let mut opened = 0;
+        for slot in &mut conns {
+            if slot.is_none()
+                && opened < per_tick
+                && let Ok(conn) = connect_from(ATTACKER, endpoint)
+            {
+                let _ = conn.set_nonblocking(true);
+                *slot = Some(conn);
+                connects += 1;
+                opened += 1;
+            }
+            let Some(conn) = slot else { continue };
+            if churn.is_none() && (&*conn).write(b"x").is_err() {
+                *slot = None;
+                closes += 1;
+                continue;
+            }
+            let closed = loop {
+                match (&*conn).read(&mut buf) {
+                    Ok(0) => break true,
+                    Ok(_) => {}
+                    Err(e) => break e.kind() != io::ErrorKind::WouldBlock,
+                }
+            };
+            if closed {
+                *slot = None;
+                closes += 1;
+            }
+        }
+        thread::sleep(tick.saturating_sub(started.elapsed()));
+    }
+    (connects, closes)
+}
+
+fn sources(
+    endpoint: &common::Endpoint,
+    active: u32,
+    churn: Option<u32>,
+    hold: Duration,
+    probes: u32,
+    bound: Duration,
+) -> Result<bool, Error> {
+    let framing = endpoint.framing();
+    let wait = bound.max(Duration::from_secs(10));
+    let interactive = connect_from(INTERACTIVE, endpoint)?;
+    interactive.set_read_timeout(Some(wait))?;
+    timed_round_trip(&interactive, framing, b"hello before the attack")?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let attack_started = Instant::now();
+    let attack = {
+        let (endpoint, stop) = (endpoint.clone(), Arc::clone(&stop));
+        thread::spawn(move || attacker(&endpoint, active, churn, &stop))
+    };
+    let kind = match churn {
+        Some(rate) => format!("churning silent connections at up to {rate} connects/s"),
+        None => format!("{active} active connections"),
+    };
+    // The interactive client: a line a second, from before the attack to its end.
+    let lines = {
+        let stop = Arc::clone(&stop);
+        thread::spawn(move || {
+            let (mut answered, mut worst, mut error) = (0u32, Duration::ZERO, None);
+            let mut sent = 0u32;
+            while !stop.load(Ordering::Relaxed) {
+                thread::sleep(Duration::from_secs(1));
+                sent += 1;
+                match timed_round_trip(&interactive, framing, format!("line {sent}").as_bytes()) {
+                    Ok(took) => {
+                        answered += 1;
+                        worst = worst.max(took);
+                    }
+                    Err(e) => {
+                        error = Some(e.to_string());
+                        break;
+                    }
+                }
+            }
+            (sent, answered, worst, error)
+        })
+    };
+    thread::sleep(hold);
+    let (mut worst, mut failures) = (Duration::ZERO, 0);
+    for i in 0..probes {
+        let probed = connect_from(NEWCOMER, endpoint).map_err(Error::from).and_then(|conn| {
+            let started = Instant::now();
+            conn.set_read_timeout(Some(wait))?;
+            timed_round_trip(&conn, framing, b"probe")?;
+            Ok(started.elapsed())
+        });
+        match probed {
+            Ok(took) if took <= bound => worst = worst.max(took),
+            Ok(took) => {
+                println!("sources: probe {i}: reply in {took:?}, over the bound");
+                worst = worst.max(took);
+                failures += 1;
+            }
+            Err(e) => {
+                println!("sources: probe {i}: {e}");
+                failures += 1;
+            }
+        }
+        thread::sleep(Duration::from_millis(200));
+    }
+    stop.store(true, Ordering::Relaxed);
+    let (connects, closes) = attack.join().unwrap_or_default();
+    let rate = connects as f64 / attack_started.elapsed().as_secs_f64();
+    let (sent, answered, slowest, error) = lines.join().unwrap_or((0, 0, Duration::ZERO, Some("panicked".into())));
+    println!(
+        "sources: the attacker ({ATTACKER}) made {connects} connects ({rate:.0} a second) and saw {closes} closed by the server"
+    );
+    let kept = error.is_none() && answered == sent;
+    if let Some(error) = &error {
+        println!("sources: the interactive client ({INTERACTIVE}) lost its connection: {error}");
+    }
+    let what = format!(
+        "{ATTACKER} holding {kind}: {} of {probes} new clients from {NEWCOMER} answered within {bound:?} (slowest \
+         {worst:?}); the interactive client from {INTERACTIVE} got {answered} of {sent} lines answered (slowest \
+         {slowest:?}), connection {}",
+        probes - failures,
+        if error.is_none() { "kept" } else { "lost" },
+    );
+    Ok(verdict("sources", failures == 0 && kept && slowest <= bound, &what))
 }

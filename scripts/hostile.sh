@@ -33,6 +33,14 @@
 #    gets at most its rate limit while another source is still served; a
 #    datagram forged to come from the server itself (raw socket: needs root,
 #    SKIPPED otherwise) is dropped, not answered for ever.
+# 9. fairness through HAProxy with the PROXY protocol (`send-proxy-v2`, the
+#    server trusting 127.0.0.1 only): one address (127.0.0.2) holds 1,030
+#    active connections, then churns silent ones at up to 2,000 connects a
+#    second, while new clients from 127.0.0.3 must be answered within 1 s,
+#    5 of 5, and an interactive client from 127.0.0.4, connected before,
+#    keeps its connection and gets every line answered. HAProxy is handed an
+#    already listening socket (`bind fd@N`, by python3): no fixed port.
+#    Needs haproxy and python3 (SKIPPED otherwise).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target}
@@ -262,6 +270,54 @@ elif [[ $counts == "stopped: 2 datagrams, 1 answered, 0 errors, 1 dropped (1 own
     pass "udp-forge: the forged self-source datagram dropped, 0 replies to itself: $counts"
 else
     fail "udp-forge: $counts"
+fi
+
+echo "==> 9. fairness through HAProxy with the PROXY protocol"
+haproxy=$(command -v haproxy || { [[ -x /usr/sbin/haproxy ]] && echo /usr/sbin/haproxy; } || true)
+if [[ -z $haproxy ]] || ! command -v python3 >/dev/null; then
+    echo "SKIPPED fairness through HAProxy: needs haproxy and python3"
+else
+    start proxied --port 0 --proxy-protocol --trusted-proxy 127.0.0.1
+    backend=$PORT
+    proxied_pid=$PID
+    # python3 binds 127.0.0.1:0, writes the port, and execs HAProxy with the
+    # listening socket inherited (bind fd@N): clients queue until it accepts.
+    python3 - "$haproxy" "$backend" "$tmp/haproxy.cfg" "$tmp/haproxy.port" >"$tmp/haproxy.log" 2>&1 <<'PY' &
+import os, socket, sys
+haproxy, backend, config, port_file = sys.argv[1:5]
+listener = socket.socket()
+listener.bind(("127.0.0.1", 0))
+listener.listen(4096)
+os.set_inheritable(listener.fileno(), True)
+with open(config, "w") as f:
+    f.write(f"""global
+    maxconn 8000
+defaults
+    mode tcp
+    timeout connect 5s
+    timeout client 60s
+    timeout server 60s
+frontend front
+    bind fd@{listener.fileno()}
+    default_backend echo
+backend echo
+    server echo 127.0.0.1:{backend} send-proxy-v2
+""")
+with open(port_file + ".new", "w") as f:
+    f.write(str(listener.getsockname()[1]))
+os.rename(port_file + ".new", port_file)
+os.execv(haproxy, [haproxy, "-db", "-f", config])
+PY
+    pids+=($!)
+    haproxy_pid=$!
+    for _ in $(seq 100); do [[ -s $tmp/haproxy.port ]] && break; sleep 0.05; done
+    front=$(cat "$tmp/haproxy.port")
+    echo "HAProxy on 127.0.0.1:$front relays to the server on 127.0.0.1:$backend with send-proxy-v2"
+    "$bin/hostile" --port "$front" sources --active 1030 || failed=1
+    "$bin/hostile" --port "$front" sources --churn 2000 || failed=1
+    kill "$haproxy_pid" 2>/dev/null || true
+    stop "$proxied_pid"
+    echo "$(grep -c '^\.\.\.connected from: 127\.0\.0\.2:' "$tmp/proxied.log") connections logged as from 127.0.0.2 (the attacker behind HAProxy); $(tail -n 1 "$tmp/proxied.log")"
 fi
 
 if ((failed)); then
