@@ -26,8 +26,10 @@
 //! ([`LOG_QUEUE`] lines) to one thread that writes stdout. A stdout nobody
 //! reads (a paused pager, a full pipe) stalls only that thread: when the
 //! queue is full, lines are dropped and counted, and the count is logged
-//! once stdout moves again. Message lines are rate-limited (`--log-rate`, per
-//! second), with a line a second saying how many were not shown. Everything
+//! once stdout moves again. Message lines, and lines for connections refused
+//! (one source's flood of newcomers, see `--max-connections`), are
+//! rate-limited (`--log-rate` each, per second), with a line a second saying
+//! how many were not shown. Everything
 //! a peer controls (its message, its Unix socket path) is escaped
 //! ([`stamp_echo::escape`]) and cut at [`LOG_MESSAGE_MAX`] bytes, so one
 //! event is always one line. Ctrl-C and SIGTERM end the process within the
@@ -53,7 +55,7 @@ use clap::{CommandFactory, Parser};
 use socket2::{Domain, Socket, Type};
 use stamp_echo::datagram::{DatagramServer, DropCounts, Dropped, RateLimit};
 use stamp_echo::escape::{escape, escape_path};
-use stamp_echo::runner::{Addr, Listener, Peer, ProxyProtocol, TrustedProxy};
+use stamp_echo::runner::{Addr, Listener, Peer, ProxyProtocol, Refusal, TrustedProxy};
 use stamp_echo::{ConfigError, EchoServer, Error, Events, Fragment, Limits, Summary};
 
 use running::{Running, Runtime};
@@ -77,11 +79,19 @@ struct Args {
     #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(i32).range(1..=65535))]
     backlog: i32,
 
-    /// The most clients served at once (1 to 1000000). At the cap, a new
-    /// client takes the slot of the connection that has gone longest without
-    /// completing a message, once that is over --eviction-grace.
+    /// The most clients served at once (1 to 1000000). At the cap, room is
+    /// made at the expense of the source (IPv4 address, IPv6 /64, Unix user)
+    /// holding the most: its connection longest without completing a
+    /// message is closed, or a newcomer from it refused.
     #[arg(long, default_value_t = Limits::DEFAULT_MAX_CONNECTIONS)]
     max_connections: usize,
+
+    /// The most clients one source (IPv4 address, IPv6 /64, Unix user) may
+    /// hold at once (1 to 1000000; unset: only --max-connections). A new one
+    /// from a source at it takes the slot of the source's own connection
+    /// longest without a message, once over --eviction-grace, or is refused.
+    #[arg(long, value_parser = max_per_source, value_name = "N")]
+    max_per_source: Option<usize>,
 
     /// Seconds a connection at the cap must have gone without completing a
     /// message before a new client may take its slot; 0: never, new clients
@@ -160,6 +170,12 @@ fn timeout(flag: &'static str) -> impl Fn(&str) -> Result<Duration, ConfigError>
     }
 }
 
+/// `--max-per-source`: within `Limits`' range.
+fn max_per_source(text: &str) -> Result<usize, ConfigError> {
+    let bad = || ConfigError::new("--max-per-source", text, "1 to 1000000");
+    text.parse().ok().filter(|n| (1..=Limits::MAX_CONNECTIONS).contains(n)).ok_or_else(bad)
+}
+
 /// A timeout flag's value: 0 for none.
 fn none_if_zero(t: Duration) -> Option<Duration> {
     Some(t).filter(|t| !t.is_zero())
@@ -186,14 +202,39 @@ struct Log {
     queue: mpsc::SyncSender<Entry>,
     /// Lines dropped because the queue was full, since last reported.
     dropped: AtomicU64,
-    /// Message lines queued in the current second.
-    shown: AtomicU64,
-    /// Message lines not shown in the current second (over `rate`).
-    hidden: AtomicU64,
-    /// Message lines per second.
+    /// Message lines this second.
+    messages: Budget,
+    /// Refusal lines this second (one source's flood of newcomers is
+    /// refused one by one).
+    refusals: Budget,
+    /// Message (and refusal) lines per second.
     rate: u64,
     /// Set by the writer once it has written everything up to an `End`.
     done: (Mutex<bool>, Condvar),
+}
+
+/// Lines of one kind shown and not shown in the current second.
+#[derive(Default)]
+struct Budget {
+    shown: AtomicU64,
+    hidden: AtomicU64,
+}
+
+impl Budget {
+    /// Whether a line may be shown this second, at most `rate`; counts it if not.
+    fn admit(&self, rate: u64) -> bool {
+        if self.shown.load(Ordering::Relaxed) < rate && self.shown.fetch_add(1, Ordering::Relaxed) < rate {
+            return true;
+        }
+        self.hidden.fetch_add(1, Ordering::Relaxed);
+        false
+    }
+
+    /// A new second: the lines not shown in the last one.
+    fn renew(&self) -> u64 {
+        self.shown.store(0, Ordering::Relaxed);
+        self.hidden.swap(0, Ordering::Relaxed)
+    }
 }
 
 enum Entry {
@@ -209,8 +250,8 @@ impl Log {
         let log = Arc::new(Log {
             queue,
             dropped: AtomicU64::new(0),
-            shown: AtomicU64::new(0),
-            hidden: AtomicU64::new(0),
+            messages: Budget::default(),
+            refusals: Budget::default(),
             rate,
             done: (Mutex::new(false), Condvar::new()),
         });
@@ -228,11 +269,7 @@ impl Log {
 
     /// Whether a message line may be shown this second; counts it if not.
     fn admit(&self) -> bool {
-        if self.shown.load(Ordering::Relaxed) < self.rate && self.shown.fetch_add(1, Ordering::Relaxed) < self.rate {
-            return true;
-        }
-        self.hidden.fetch_add(1, Ordering::Relaxed);
-        false
+        self.messages.admit(self.rate)
     }
 
     /// Writes out what is queued and waits for it, up to `until` (or
@@ -278,11 +315,12 @@ impl Log {
             }
             if Instant::now() >= next || end.is_some() {
                 next = Instant::now() + SECOND;
-                self.shown.store(0, Ordering::Relaxed);
-                let hidden = self.hidden.swap(0, Ordering::Relaxed);
-                if hidden > 0 {
-                    let rate = self.rate;
-                    drop(writeln!(out, "...{hidden} message lines not shown (over --log-rate {rate} a second)"));
+                let rate = self.rate;
+                for (budget, what) in [(&self.messages, "message lines"), (&self.refusals, "refusals")] {
+                    let hidden = budget.renew();
+                    if hidden > 0 {
+                        drop(writeln!(out, "...{hidden} {what} not shown (over --log-rate {rate} a second)"));
+                    }
                 }
                 let dropped = self.dropped.swap(0, Ordering::Relaxed);
                 if dropped > 0 {
@@ -313,6 +351,11 @@ impl Events for Log {
     }
     fn connected(&self, peer: &Peer) {
         self.line(format!("...connected from: {}", peer_name(peer)));
+    }
+    fn refused(&self, peer: &Peer, reason: Refusal) {
+        if self.refusals.admit(self.rate) {
+            self.line(format!("...connection from {} refused: {}", peer_name(peer), escaped(&reason)));
+        }
     }
     fn message(&self, _peer: &Peer, fragment: Fragment<'_>) {
         if fragment.is_first() && self.admit() {
@@ -382,6 +425,7 @@ fn serve(args: &Args, log: &Arc<Log>) -> Result<(String, Instant), Box<dyn std::
     let server = EchoServer::builder().framing(args.endpoint.framing()).shared_stamp(stamp).build()?;
     let limits = Limits::default()
         .max_connections(args.max_connections)
+        .max_per_source(args.max_per_source)
         .eviction_grace(none_if_zero(args.eviction_grace))
         .idle_timeout(none_if_zero(args.idle_timeout))
         .message_timeout(none_if_zero(args.message_timeout))

@@ -568,7 +568,9 @@ pub trait Events: Send + Sync + 'static {
     /// A connection was accepted and is being served. Behind a trusted proxy
     /// ([`ProxyProtocol`]), once its header is read, with the client it names
     /// as `peer`; a connection whose header fails is shown to
-    /// [`closed`](Events::closed) alone, with the proxy as its peer.
+    /// [`closed`](Events::closed) alone, with the proxy as its peer (one
+    /// refused once its client is known, [`Error::Refused`]: with the
+    /// client).
     fn connected(&self, peer: &Peer) {
         let _ = peer;
     }

@@ -346,6 +346,8 @@ fn absurd_flag_values_are_refused_with_the_flag_and_value_named() {
         (&["--eviction-grace=-5"], "--eviction-grace -5"),
         (&["--buffer-size", "100000000000"], "buffer_size 100000000000"),
         (&["--max-connections", "100000000"], "max_connections 100000000"),
+        (&["--max-per-source", "0"], "--max-per-source 0"),
+        (&["--max-per-source", "1000001"], "--max-per-source 1000001"),
         (&["--backlog", "0"], "'0' for '--backlog"),
         (&["--log-rate", "10000000"], "'10000000' for '--log-rate"),
         // UDP has one server: a runtime asked for is refused, not ignored.
@@ -385,6 +387,15 @@ fn lines_a_blocked_stdout_missed_are_counted_once_it_moves_again(rt: Runtime) {
     assert!(status.success());
 }
 
+/// The `what` lines the log says it did not show, over `--log-rate rate`.
+fn not_shown(log: &str, what: &str, rate: u64) -> u64 {
+    let suffix = format!(" {what} not shown (over --log-rate {rate} a second)");
+    log.lines()
+        .filter_map(|l| l.strip_prefix("...")?.strip_suffix(&suffix))
+        .map(|n| n.parse::<u64>().expect("a count"))
+        .sum()
+}
+
 fn message_lines_over_the_rate_are_counted_not_shown(rt: Runtime) {
     let mut server = Server::start(rt, &["--port", "0", "--framing", "line", "--log-rate", "2"]);
     let listening = server.line();
@@ -399,11 +410,7 @@ fn message_lines_over_the_rate_are_counted_not_shown(rt: Runtime) {
     assert!(success, "{rest}");
     // However the messages fell across seconds, every one is shown or counted.
     let shown = rest.lines().filter(|l| l.starts_with("date= m")).count() as u64;
-    let hidden: u64 = rest
-        .lines()
-        .filter_map(|l| l.strip_prefix("...")?.strip_suffix(" message lines not shown (over --log-rate 2 a second)"))
-        .map(|n| n.parse::<u64>().expect("a count"))
-        .sum();
+    let hidden = not_shown(&rest, "message lines", 2);
     assert_eq!(shown + hidden, 50, "{rest}");
     assert!(shown <= 2 * 3 && hidden > 0, "{rest}");
 }
@@ -440,8 +447,9 @@ fn a_unix_peers_hostile_path_is_logged_escaped(rt: Runtime) {
 }
 
 /// A process allowed fewer descriptors than `--max-connections` (64 against
-/// the default 1024) runs out of them before the cap: hoarders must not keep
-/// a new client out then either. The runner makes room as at the cap.
+/// the default 1024) runs out of them before the cap: hoarders from one
+/// address must not keep a new client from another out then either. The
+/// runner makes room at the hoarders' expense.
 fn a_descriptor_limit_below_the_cap_cannot_let_hoarders_keep_a_new_client_out(rt: Runtime) {
     let mut server = Server::start_with_descriptors(rt, 64, &["--port", "0", "--framing", "line", "--quiet"]);
     let listening = server.line();
@@ -449,7 +457,8 @@ fn a_descriptor_limit_below_the_cap_cannot_let_hoarders_keep_a_new_client_out(rt
     // More silent connections than the server has descriptors: some are
     // served, the rest wait in the backlog, ahead of the newcomer.
     let hoarders: Vec<_> = (0..100).map(|_| connect(addr)).collect();
-    let mut newcomer = stamp_echo::EchoClient::new(connect(addr), stamp_echo::Framing::line()).expect("line framing");
+    let newcomer = common::connect_from([127, 0, 0, 2], addr);
+    let mut newcomer = stamp_echo::EchoClient::new(newcomer, stamp_echo::Framing::line()).expect("line framing");
     let reply = newcomer.round_trip(b"served").expect("served within the safety timeout, not after 300 s");
     assert_eq!(reply.message(), b"served");
     drop((hoarders, newcomer));
@@ -489,8 +498,29 @@ fn behind_a_proxy_the_log_shows_the_real_client_and_refuses_anyone_elses_header(
     assert!(refused.ends_with("ended: PROXY protocol header from a peer that is not a trusted proxy"), "{rest}");
 }
 
+fn refusals_are_logged_one_line_each_and_rate_limited(rt: Runtime) {
+    let args = ["--port", "0", "--framing", "line", "--max-per-source", "1", "--eviction-grace", "1000"];
+    let mut server = Server::start(rt, &[&args[..], &["--log-rate", "2"]].concat());
+    let listening = server.line();
+    let addr = listening.strip_prefix("listening on ").expect(&listening).parse().expect("an address");
+    let mut held = stamp_echo::EchoClient::new(connect(addr), stamp_echo::Framing::line()).expect("line framing");
+    assert_eq!(held.round_trip(b"mine").expect("served").message(), b"mine");
+    for _ in 0..10 {
+        // Refused at once: the server closes it unserved.
+        assert_eq!(common::read_to_close(&mut connect(addr)), b"");
+    }
+    drop(held);
+    let (success, rest) = server.terminate();
+    assert!(success, "{rest}");
+    let reason = "refused: its source holds 1, its max_per_source, none past the eviction grace";
+    let shown = rest.lines().filter(|l| l.starts_with("...connection from 127.0.0.1:") && l.ends_with(reason)).count();
+    assert_eq!(shown as u64 + not_shown(&rest, "refusals", 2), 10, "{rest}");
+    assert!(rest.contains(", 10 refused"), "counted in the totals: {rest}");
+}
+
 on_both_runtimes!(
     behind_a_proxy_the_log_shows_the_real_client_and_refuses_anyone_elses_header,
+    refusals_are_logged_one_line_each_and_rate_limited,
     a_descriptor_limit_below_the_cap_cannot_let_hoarders_keep_a_new_client_out,
     logs_like_the_original_and_exits_cleanly_on_sigterm,
     unix_socket_replaces_a_stale_file_and_removes_it_at_exit,

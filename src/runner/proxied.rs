@@ -132,7 +132,7 @@ impl fmt::Display for TrustedProxy {
 /// is read, with the real client, on the connection's thread (task); a
 /// connection whose header fails is shown to
 /// [`Events::closed`](crate::Events::closed) alone, with the proxy as its
-/// peer.
+/// peer (one refused once its client was known: with the client).
 ///
 /// ```
 /// use std::time::Duration;
@@ -255,43 +255,36 @@ pub(crate) fn real_peer(proxy: &Peer, header: &ProxyHeader) -> Peer {
 }
 
 impl<C: Entry, W> Shared<C, W> {
-    /// Connection `proxy` sent `header`: the peer to serve it as, counted
-    /// for the client's source from now on.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Refused`] when the client's source, as a newcomer, would have
-    /// been refused (the connection has been told to close).
-    pub(crate) fn behind_proxy(&self, proxy: &Peer, header: &ProxyHeader) -> Result<Peer, Error> {
-        let client = real_peer(proxy, header);
-        if client.source != proxy.source
-            && let Decision::Refuse(reason) = self.identify(proxy.id, client.source)
-        {
-            return Err(Error::Refused { reason });
-        }
-        Ok(client)
-    }
-
     /// What reading the header of connection `proxy` came to (`None`: the
-    /// proxy closed without a byte): the client to serve, reported
-    /// [`connected`](crate::Events::connected); or the connection ends here,
-    /// reported [`closed`](crate::Events::closed) with the proxy as its
-    /// peer, and `Err` says whether it failed.
+    /// proxy closed without a byte): the client to serve, counted for its
+    /// own source from now on and reported
+    /// [`connected`](crate::Events::connected); or the connection ends here
+    /// (the header failed, or the client's source, as a newcomer, would have
+    /// been refused: [`Error::Refused`]),
+    /// reported [`closed`](crate::Events::closed) (with the client as its
+    /// peer if it was refused, else the proxy), and `Err` says whether it
+    /// failed.
     pub(crate) fn arrived(&self, proxy: &Peer, read: Result<Option<ProxyHeader>, Error>) -> Result<Peer, bool> {
-        match read.and_then(|header| header.map(|header| self.behind_proxy(proxy, &header)).transpose()) {
-            Ok(Some(client)) => {
-                self.events.connected(&client);
-                Ok(client)
+        let (peer, error) = match read {
+            Ok(Some(header)) => {
+                let client = real_peer(proxy, &header);
+                let decision = if client.source == proxy.source {
+                    Decision::Admit
+                } else {
+                    self.identify(proxy.id, client.source)
+                };
+                if let Decision::Refuse(reason) = decision {
+                    (client, Some(Error::Refused { reason }))
+                } else {
+                    self.events.connected(&client);
+                    return Ok(client);
+                }
             }
-            Ok(None) => {
-                self.events.closed(proxy, &Summary::default(), None);
-                Err(false)
-            }
-            Err(error) => {
-                self.events.closed(proxy, &Summary::default(), Some(&error));
-                Err(true)
-            }
-        }
+            Ok(None) => (proxy.clone(), None),
+            Err(error) => (proxy.clone(), Some(error)),
+        };
+        self.events.closed(&peer, &Summary::default(), error.as_ref());
+        Err(error.is_some())
     }
 }
 

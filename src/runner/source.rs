@@ -111,10 +111,10 @@ impl fmt::Display for Refusal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Refusal::Full { held } => {
-                write!(f, "server full, and its source holds {held} connections, none idle past the grace")
+                write!(f, "the server is full and its source holds {held} of the slots, none past the eviction grace")
             }
             Refusal::SourceLimit { held } => {
-                write!(f, "its source holds {held} connections (max_per_source), none idle past the grace")
+                write!(f, "its source holds {held}, its max_per_source, none past the eviction grace")
             }
         }
     }
