@@ -10,6 +10,9 @@
 //! cargo run --release --example hostile -- udp-reflect --port 8080
 //! cargo run --release --example hostile -- udp-flood --port 8080 --seconds 2
 //! cargo run --release --example hostile -- udp-forge --port 8080   # as root
+//! cargo run --release --example hostile -- hoard-active --port 8080
+//! cargo run --release --example hostile -- churn --port 8080
+//! cargo run --release --example hostile -- storm --port 8080 --connections 10000
 //! ```
 //!
 //! The attacks (TCP, or `--unix PATH`):
@@ -17,7 +20,9 @@
 //!   ones that send a byte every 200 ms without completing a message, holds
 //!   them `--hold` seconds, then times a new client's round trip (connect,
 //!   send, reply) `--probes` times while they stay open. Passes if every
-//!   probe is answered within `--bound` seconds (default 1).
+//!   probe is answered within `--bound` seconds (default 1). The probes
+//!   connect from `--probe-from IP` if given (another source than the
+//!   hoarders, for the server's fairness), otherwise from any address.
 //! - `trickle`: one connection sends a byte every 200 ms and never completes
 //!   a message (line or length framing); passes if the server closes it
 //!   within `--bound` seconds.
@@ -27,17 +32,23 @@
 //!   lines and invalid UTF-8 (the server's log should show them escaped; the
 //!   script checks it), and checks the echoes are byte for byte.
 //!
-//! - `sources`: fairness per source, each party from its own loopback
-//!   address (127.0.0.2 the attacker, 127.0.0.3 the new clients, 127.0.0.4
-//!   an interactive client), meant to be run through a load balancer that
-//!   sends the PROXY protocol (see `scripts/hostile.sh`, section 9): the
-//!   attacker holds `--active` connections each sending a byte every 250 ms
-//!   (reading its replies, reconnecting when closed), or with `--churn N`
-//!   keeps silent connections and reconnects each one the server closes, at
-//!   most N connects a second. Meanwhile the interactive client, connected
-//!   before, sends a line a second, and `--probes` new clients time a round
-//!   trip. Passes if every probe and every line is answered within `--bound`
-//!   seconds and the interactive client keeps its connection.
+//! One source against the others (TCP; the attacker connects from
+//! 127.0.0.2, new clients from 127.0.0.3, an interactive client connected
+//! before the attack from 127.0.0.4):
+//! - `hoard-active`: `--connections` (1,030) each send a byte every
+//!   `--interval` (0.25 s: in chunk framing a message each, so no deadline
+//!   fires) and read their replies, reopened when closed. Passes if every
+//!   one of `--probes` new clients is answered within `--bound` and the
+//!   interactive client gets each of its `--lines` answered (`--pause`
+//!   apart) on its one connection.
+//! - `churn`: `--connections` silent ones, each reopened as soon as the
+//!   server closes it (at most `--rate` connects a second); the same
+//!   verdict.
+//! - `storm`: `--connections` (20,000) opened by 4 threads and held; once
+//!   `--probe-after` are open, `--probes` (40) new clients 100 ms apart.
+//!   Passes if every one is answered within `--bound`; prints the median
+//!   and slowest. `--probes 0` only holds (for a second attacking process,
+//!   when one process may not open that many descriptors).
 //!
 //! And against a `--udp` server:
 //! - `udp-reflect`: sends `--count` datagrams of each shape a reply of this
@@ -92,15 +103,12 @@ enum Attack {
         /// Connections that send a byte every 200 ms, never a whole message.
         #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=100_000))]
         trickle: u32,
-        /// Seconds to hold them before the first probe.
-        #[arg(long, default_value_t = 2.0)]
-        hold: f64,
-        /// How many new clients to time.
-        #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=1000))]
-        probes: u32,
-        /// Seconds a probe may take.
-        #[arg(long, default_value_t = 1.0)]
-        bound: f64,
+        #[command(flatten)]
+        probing: Probing,
+        /// The address the new clients connect from (TCP; default: any,
+        /// the hoarders' own).
+        #[arg(long, value_name = "IP")]
+        probe_from: Option<Ipv4Addr>,
     },
     /// One connection trickling bytes without completing a message.
     Trickle {
@@ -136,25 +144,76 @@ enum Attack {
     },
     /// UDP: a datagram forged to come from the server itself (needs root).
     UdpForge,
-    /// Fairness per source: one address hoards or churns, others are served.
-    Sources {
-        /// Active connections the attacker holds (a byte every 250 ms each).
-        #[arg(long, default_value_t = 1030, value_parser = clap::value_parser!(u32).range(0..=100_000))]
-        active: u32,
-        /// Instead: silent connections, each reconnected as soon as the
-        /// server closes it, at most this many connects a second.
-        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=100_000))]
-        churn: Option<u32>,
-        /// Seconds the attack runs before the probes (and during them).
-        #[arg(long, default_value_t = 3.0)]
-        hold: f64,
-        /// How many new clients to time.
-        #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    /// Many connections from 127.0.0.2, each completing a message every
+    /// `--interval`; new clients from 127.0.0.3 and an interactive client
+    /// from 127.0.0.4 connected before must be served.
+    HoardActive {
+        #[command(flatten)]
+        crowd: Crowd,
+        /// Seconds between one connection's one-byte messages.
+        #[arg(long, default_value_t = 0.25)]
+        interval: f64,
+    },
+    /// Silent connections from 127.0.0.2 reopened as soon as the server
+    /// closes them; new clients from 127.0.0.3 and an interactive client from
+    /// 127.0.0.4 connected before must be served.
+    Churn {
+        #[command(flatten)]
+        crowd: Crowd,
+        /// Connects a second at most.
+        #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+        rate: u32,
+    },
+    /// Connections opened and held from 127.0.0.2 (raise this process's
+    /// descriptor limit); new clients from 127.0.0.3 meanwhile.
+    Storm {
+        /// Connections to open and hold.
+        #[arg(long, default_value_t = 20_000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+        connections: u32,
+        /// Open connections before the first probe.
+        #[arg(long, default_value_t = 2000)]
+        probe_after: u32,
+        /// New clients to time (0: only hold, for a second attacking process).
+        #[arg(long, default_value_t = 40, value_parser = clap::value_parser!(u32).range(0..=1000))]
         probes: u32,
-        /// Seconds a probe's or a line's reply may take.
+        /// Seconds a probe may take.
         #[arg(long, default_value_t = 1.0)]
         bound: f64,
+        /// Seconds to hold the connections at the end.
+        #[arg(long, default_value_t = 0.0)]
+        linger: f64,
     },
+}
+
+/// When and how many new clients are timed.
+#[derive(clap::Args)]
+struct Probing {
+    /// Seconds of attack before the first probe.
+    #[arg(long, default_value_t = 2.0)]
+    hold: f64,
+    /// How many new clients to time.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    probes: u32,
+    /// Seconds a probe may take.
+    #[arg(long, default_value_t = 1.0)]
+    bound: f64,
+}
+
+/// The crowd and the clients of `hoard-active` and `churn`.
+#[derive(clap::Args)]
+struct Crowd {
+    /// Connections from 127.0.0.2.
+    #[arg(long, default_value_t = 1030, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    connections: u32,
+    /// The new clients (from 127.0.0.3, 0.2 s apart).
+    #[command(flatten)]
+    probing: Probing,
+    /// Lines the interactive client from 127.0.0.4 sends during the attack.
+    #[arg(long, default_value_t = 6, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    lines: u32,
+    /// Seconds between its lines.
+    #[arg(long, default_value_t = 1.0)]
+    pause: f64,
 }
 
 /// A connection of either kind.
@@ -210,16 +269,18 @@ impl Write for &Conn {
 fn main() -> ExitCode {
     let args = Args::parse();
     let result = match &args.attack {
-        Attack::Hoard { silent, trickle, hold, probes, bound } => {
-            hoard(&args.endpoint, *silent, *trickle, secs(*hold), *probes, secs(*bound))
+        Attack::Hoard { silent, trickle, probing, probe_from } => {
+            hoard(&args.endpoint, *silent, *trickle, probing, *probe_from)
         }
         Attack::Trickle { bound } => trickle(&args.endpoint, secs(*bound)),
         Attack::NoRead { bound } => no_read(&args.endpoint, secs(*bound)),
         Attack::Inject => inject(&args.endpoint),
         Attack::UdpReflect { count } => udp_reflect(&args.endpoint, *count),
         Attack::UdpFlood { seconds, rate, burst } => udp_flood(&args.endpoint, secs(*seconds), *rate, *burst),
-        Attack::Sources { active, churn, hold, probes, bound } => {
-            sources(&args.endpoint, *active, *churn, secs(*hold), *probes, secs(*bound))
+        Attack::HoardActive { crowd, interval } => hoard_active(&args.endpoint, crowd, secs(*interval)),
+        Attack::Churn { crowd, rate } => churn(&args.endpoint, crowd, *rate),
+        Attack::Storm { connections, probe_after, probes, bound, linger } => {
+            storm(&args.endpoint, *connections, *probe_after, *probes, secs(*bound), secs(*linger))
         }
         Attack::UdpForge => match udp_forge(&args.endpoint) {
             Err(Skip(why)) => {
@@ -248,10 +309,14 @@ fn verdict(name: &str, pass: bool, what: &str) -> bool {
     pass
 }
 
-/// One checked round trip on a new connection; its time from connect to reply.
-fn probe(endpoint: &common::Endpoint, timeout: Duration) -> Result<Duration, Error> {
+/// One checked round trip on a new connection (from `from`, if given); its
+/// time from connect to reply.
+fn probe(endpoint: &common::Endpoint, timeout: Duration, from: Option<Ipv4Addr>) -> Result<Duration, Error> {
     let started = Instant::now();
-    let conn = Conn::open(endpoint)?;
+    let conn = match from {
+        Some(ip) => Conn::Tcp(connect_from(ip, tcp_server(endpoint)?, timeout)?),
+        None => Conn::open(endpoint)?,
+    };
     conn.set_timeout(Some(timeout))?;
     let mut client = EchoClient::new(&conn, endpoint.framing())?;
     client.round_trip(b"probe")?;
@@ -262,10 +327,10 @@ fn hoard(
     endpoint: &common::Endpoint,
     silent: u32,
     trickle: u32,
-    hold: Duration,
-    probes: u32,
-    bound: Duration,
+    probing: &Probing,
+    probe_from: Option<Ipv4Addr>,
 ) -> Result<bool, Error> {
+    let (hold, probes, bound) = (secs(probing.hold), probing.probes, secs(probing.bound));
     let opened = Instant::now();
     let mut held = Vec::new();
     for _ in 0..silent + trickle {
@@ -291,7 +356,7 @@ fn hoard(
     let mut worst = Duration::ZERO;
     let mut failures = 0;
     for i in 0..probes {
-        match probe(endpoint, bound.max(Duration::from_secs(10))) {
+        match probe(endpoint, bound.max(Duration::from_secs(10)), probe_from) {
             Ok(took) => {
                 println!("hoard: probe {i}: reply in {took:?}");
                 worst = worst.max(took);
@@ -521,6 +586,321 @@ fn udp_flood(endpoint: &common::Endpoint, seconds: Duration, rate: u32, burst: u
     Ok(verdict("udp-flood", replies <= bound && answered == tried && tried > 0, &what))
 }
 
+// ---- One source against the others (fairness per source) ----
+//
+// The attacker connects from 127.0.0.2, the probes (new clients) from
+// 127.0.0.3, the interactive client (connected before the attack) from
+// 127.0.0.4: three sources for the server's fairness. TCP only.
+
+/// Where the attacker connects from.
+const ATTACKER: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 2);
+/// Where the probes (new clients) connect from.
+const PROBE: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 3);
+/// Where the interactive client, connected before the attack, connects from.
+const INTERACTIVE: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 4);
+
+/// The server's TCP address.
+fn tcp_server(endpoint: &common::Endpoint) -> Result<SocketAddr, Error> {
+    if endpoint.unix.is_some() {
+        return Err(Error::Io(io::Error::new(io::ErrorKind::Unsupported, "a TCP attack: sources are addresses")));
+    }
+    udp_server(endpoint)
+}
+
+/// A TCP connection to `server` from `ip` (any port), within `timeout`.
+fn connect_from(ip: Ipv4Addr, server: SocketAddr, timeout: Duration) -> io::Result<TcpStream> {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
+    socket.bind(&SocketAddr::from((ip, 0)).into())?;
+    socket.connect_timeout(&server.into(), timeout)?;
+    Ok(socket.into())
+}
+
+/// Whether the server closed this non-blocking connection (what it sent
+/// is read and dropped).
+fn gone(stream: &TcpStream) -> bool {
+    let mut buf = [0; 4096];
+    loop {
+        match (&*stream).read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => return true,
+        }
+    }
+}
+
+/// New clients from [`PROBE`], one after another `gap` apart: each one's
+/// time from connect to reply, or its error (waiting at most 10 s).
+fn probes(server: SocketAddr, framing: stamp_echo::Framing, count: u32, gap: Duration) -> Vec<Result<Duration, Error>> {
+    let probe = || -> Result<Duration, Error> {
+        let started = Instant::now();
+        let stream = connect_from(PROBE, server, Duration::from_secs(10))?;
+        stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+        stream.set_write_timeout(Some(Duration::from_secs(10)))?;
+        EchoClient::new(&stream, framing)?.round_trip(b"probe")?;
+        Ok(started.elapsed())
+    };
+    (0..count)
+        .map(|i| {
+            if i > 0 {
+                thread::sleep(gap);
+            }
+            probe()
+        })
+        .collect()
+}
+
+/// The probes' verdict: how many were answered within `bound`, the median
+/// and slowest of those answered, and the errors.
+fn probe_figures(results: &[Result<Duration, Error>], bound: Duration) -> (usize, String) {
+    let mut times: Vec<Duration> = results.iter().filter_map(|r| r.as_ref().ok().copied()).collect();
+    times.sort();
+    let within = times.iter().filter(|t| **t <= bound).count();
+    let errors: Vec<String> = results.iter().filter_map(|r| r.as_ref().err().map(ToString::to_string)).collect();
+    let median = times.get(times.len() / 2).map_or("none".into(), |t| format!("{t:.2?}"));
+    let slowest = times.last().map_or("none".into(), |t| format!("{t:.2?}"));
+    let mut what = format!(
+        "{within} of {} new clients from {PROBE} answered within {bound:?} (median {median}, slowest {slowest})",
+        results.len()
+    );
+    if let Some(first) = errors.first() {
+        what.push_str(&format!("; {} failed, first: {first}", errors.len()));
+    }
+    (within, what)
+}
+
+/// An interactive client from [`INTERACTIVE`], connected (and answered once)
+/// before the attack, that sends `lines` lines `pause` apart during it.
+struct Interactive {
+    client: EchoClient<TcpStream>,
+}
+
+impl Interactive {
+    fn connect(server: SocketAddr, framing: stamp_echo::Framing) -> Result<Interactive, Error> {
+        let stream = connect_from(INTERACTIVE, server, Duration::from_secs(5))?;
+        stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+        stream.set_write_timeout(Some(Duration::from_secs(5)))?;
+        let mut client = EchoClient::new(stream, framing)?;
+        client.round_trip(b"before the attack")?;
+        Ok(Interactive { client })
+    }
+
+    /// On a thread of its own: the lines answered, and the error that ended it.
+    fn type_lines(mut self, lines: u32, pause: Duration) -> thread::JoinHandle<(u32, Option<Error>)> {
+        thread::spawn(move || {
+            for i in 0..lines {
+                thread::sleep(pause);
+                if let Err(e) = self.client.round_trip(format!("line {i}").as_bytes()) {
+                    return (i, Some(e));
+                }
+            }
+            (lines, None)
+        })
+    }
+}
+
+/// The interactive client's verdict.
+fn interactive_figures(result: thread::Result<(u32, Option<Error>)>, lines: u32, pause: Duration) -> (bool, String) {
+    match result {
+        Ok((answered, None)) => (answered == lines, format!("{answered} of {lines} lines ({pause:?} apart) answered")),
+        Ok((answered, Some(e))) => {
+            (false, format!("{answered} of {lines} lines ({pause:?} apart) answered, then: {e}"))
+        }
+        Err(_) => (false, "the interactive client's thread panicked".into()),
+    }
+}
+
+/// Active hoarding: `connections` from [`ATTACKER`], each sending a byte
+/// every `interval` (in chunk framing a complete message each) and reading
+/// its replies, reconnecting when closed; meanwhile the interactive client
+/// types `lines` lines and, after `hold`, `probes` new clients connect.
+fn hoard_active(endpoint: &common::Endpoint, args: &Crowd, interval: Duration) -> Result<bool, Error> {
+    let server = tcp_server(endpoint)?;
+    let interactive = Interactive::connect(server, endpoint.framing())?;
+    let opened = Instant::now();
+    let mut crowd = Vec::new();
+    for _ in 0..args.connections {
+        let stream = connect_from(ATTACKER, server, Duration::from_secs(5))?;
+        stream.set_nonblocking(true)?;
+        crowd.push(Some(stream));
+    }
+    println!("hoard-active: {} connections from {ATTACKER} open in {:.2?}", crowd.len(), opened.elapsed());
+    let typing = interactive.type_lines(args.lines, secs(args.pause));
+    let stop = Arc::new(AtomicBool::new(false));
+    let attacking = {
+        let stop = Arc::clone(&stop);
+        thread::spawn(move || {
+            let (mut sent, mut closed, mut reconnected) = (0u64, 0u64, 0u64);
+            while !stop.load(Ordering::Relaxed) {
+                let round = Instant::now();
+                for slot in &mut crowd {
+                    if let Some(stream) = slot {
+                        match (&*stream).write(b"x") {
+                            Ok(_) => sent += 1,
+                            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                            Err(_) => *slot = None,
+                        }
+                        if slot.as_ref().is_some_and(gone) {
+                            *slot = None;
+                        }
+                        if slot.is_none() {
+                            closed += 1;
+                        }
+                    }
+                    if slot.is_none() {
+                        let again = connect_from(ATTACKER, server, Duration::from_secs(1));
+                        *slot = again.and_then(|s| s.set_nonblocking(true).map(|()| s)).ok();
+                        reconnected += u64::from(slot.is_some());
+                    }
+                }
+                thread::sleep(interval.saturating_sub(round.elapsed()));
+            }
+            (sent, closed, reconnected)
+        })
+    };
+    thread::sleep(secs(args.probing.hold));
+    let results = probes(server, endpoint.framing(), args.probing.probes, Duration::from_millis(200));
+    let (typed_ok, typed) = interactive_figures(typing.join(), args.lines, secs(args.pause));
+    stop.store(true, Ordering::Relaxed);
+    let (sent, closed, reconnected) = attacking.join().unwrap_or_default();
+    println!(
+        "hoard-active: the attacker sent {sent} one-byte messages; the server closed {closed} of its connections, {reconnected} reconnects"
+    );
+    let bound = secs(args.probing.bound);
+    let (within, probed) = probe_figures(&results, bound);
+    let what = format!(
+        "{} active connections from {ATTACKER}: {probed}; the client from {INTERACTIVE} connected before: {typed}",
+        args.connections
+    );
+    Ok(verdict("hoard-active", within == results.len() && typed_ok, &what))
+}
+
+/// Churn: `connections` silent ones from [`ATTACKER`], each reopened as
+/// soon as the server closes it (at most `rate` connects a second); the
+/// interactive client and the probes as in [`hoard_active`].
+fn churn(endpoint: &common::Endpoint, args: &Crowd, rate: u32) -> Result<bool, Error> {
+    let server = tcp_server(endpoint)?;
+    let interactive = Interactive::connect(server, endpoint.framing())?;
+    let mut crowd = Vec::new();
+    for _ in 0..args.connections {
+        let stream = connect_from(ATTACKER, server, Duration::from_secs(5))?;
+        stream.set_nonblocking(true)?;
+        crowd.push(stream);
+    }
+    let typing = interactive.type_lines(args.lines, secs(args.pause));
+    let stop = Arc::new(AtomicBool::new(false));
+    let churning = {
+        let stop = Arc::clone(&stop);
+        thread::spawn(move || {
+            let started = Instant::now();
+            let mut connects = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let mut busy = false;
+                for stream in &mut crowd {
+                    let allowed = (f64::from(rate) * started.elapsed().as_secs_f64()) as u64;
+                    if connects >= allowed || !gone(stream) {
+                        continue;
+                    }
+                    if let Ok(again) = connect_from(ATTACKER, server, Duration::from_secs(1))
+                        .and_then(|s| s.set_nonblocking(true).map(|()| s))
+                    {
+                        *stream = again;
+                        connects += 1;
+                        busy = true;
+                    }
+                }
+                if !busy {
+                    thread::sleep(Duration::from_millis(1));
+                }
+            }
+            (connects, started.elapsed())
+        })
+    };
+    thread::sleep(secs(args.probing.hold));
+    let results = probes(server, endpoint.framing(), args.probing.probes, Duration::from_millis(200));
+    let (typed_ok, typed) = interactive_figures(typing.join(), args.lines, secs(args.pause));
+    stop.store(true, Ordering::Relaxed);
+    let (connects, took) = churning.join().unwrap_or_default();
+    let per_second = connects as f64 / took.as_secs_f64().max(0.001);
+    let bound = secs(args.probing.bound);
+    let (within, probed) = probe_figures(&results, bound);
+    let what = format!(
+        "{} silent connections from {ATTACKER} reopened as closed, {connects} reconnects ({per_second:.0}/s): {probed}; \
+         the client from {INTERACTIVE} connected before: {typed}",
+        args.connections
+    );
+    Ok(verdict("churn", within == results.len() && typed_ok, &what))
+}
+
+/// Storm: `connections` opened (by 4 threads) and held from [`ATTACKER`];
+/// once `probe_after` are open, `probes` new clients connect, 100 ms apart,
+/// while the rest open. Then holds them `linger` seconds.
+fn storm(
+    endpoint: &common::Endpoint,
+    connections: u32,
+    probe_after: u32,
+    probes_n: u32,
+    bound: Duration,
+    linger: Duration,
+) -> Result<bool, Error> {
+    const OPENERS: u32 = 4;
+    let server = tcp_server(endpoint)?;
+    let opened = Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let started = Instant::now();
+    let openers: Vec<_> = (0..OPENERS)
+        .map(|i| {
+            let opened = Arc::clone(&opened);
+            let share = connections / OPENERS + u32::from(i < connections % OPENERS);
+            thread::spawn(move || {
+                let (mut held, mut failed, mut last_error) = (Vec::new(), 0u32, None);
+                for _ in 0..share {
+                    match connect_from(ATTACKER, server, Duration::from_secs(3)) {
+                        Ok(stream) => {
+                            held.push(stream);
+                            opened.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Err(e) => {
+                            failed += 1;
+                            last_error = Some(e.to_string());
+                        }
+                    }
+                }
+                (held, failed, last_error)
+            })
+        })
+        .collect();
+    while opened.load(Ordering::Relaxed) < probe_after.min(connections) && !openers.iter().all(|o| o.is_finished()) {
+        thread::sleep(Duration::from_millis(10));
+    }
+    let results = probes(server, endpoint.framing(), probes_n, Duration::from_millis(100));
+    let probed_at = opened.load(Ordering::Relaxed);
+    let mut held = Vec::new();
+    let (mut failed, mut last_error) = (0, None);
+    for opener in openers {
+        let (streams, f, e) = opener.join().map_err(|_| Error::Io(io::Error::other("an opener panicked")))?;
+        held.extend(streams);
+        failed += f;
+        last_error = last_error.or(e);
+    }
+    let closed = held.iter().filter(|s| s.set_nonblocking(true).is_ok() && gone(s)).count();
+    println!(
+        "storm: {} connections from {ATTACKER} opened in {:.2?} ({failed} failed{}), {closed} of them closed by the server; the probes began at {probed_at} open",
+        held.len(),
+        started.elapsed(),
+        last_error.map_or(String::new(), |e| format!(", last: {e}")),
+    );
+    if probes_n == 0 {
+        thread::sleep(linger);
+        return Ok(true);
+    }
+    let (within, probed) = probe_figures(&results, bound);
+    let what = format!("{} connections opened and held from {ATTACKER}: {probed}", held.len());
+    let pass = within == results.len();
+    thread::sleep(linger);
+    Ok(verdict("storm", pass, &what))
+}
+
 /// Why an attack could not run.
 struct Skip(String);
 
@@ -551,167 +931,4 @@ fn udp_forge_with(endpoint: &common::Endpoint, raw: &socket2::Socket) -> Result<
         }
     );
     Ok(verdict("udp-forge", probe.is_ok(), &what))
-}
-
-/// The attacker's, the new clients' and the interactive client's addresses
-/// in `sources`.
-const ATTACKER: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 2);
-const NEWCOMER: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 3);
-const INTERACTIVE: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 4);
-
-/// A TCP connection to `endpoint` from `ip`.
-fn connect_from(ip: Ipv4Addr, endpoint: &common::Endpoint) -> io::Result<TcpStream> {
-    let to = endpoint
-        .tcp_addr()
-        .to_socket_addrs()?
-        .next()
-        .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("{}: no address", endpoint.tcp_addr())))?;
-    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
-    socket.bind(&SocketAddr::from((ip, 0)).into())?;
-    socket.connect(&to.into())?;
-    Ok(socket.into())
-}
-
-/// A round trip of `message` on `conn` (chunk framing: one read's worth).
-fn timed_round_trip(conn: &TcpStream, framing: stamp_echo::Framing, message: &[u8]) -> Result<Duration, Error> {
-    let started = Instant::now();
-    EchoClient::new(conn, framing)?.round_trip(message)?;
-    Ok(started.elapsed())
-}
-
-/// The attacker of `sources`: keeps `active` connections sending a byte
-/// every 250 ms (or, with `churn`, silent ones reconnected as the server
-/// closes them, at most `churn` a second) until `stop`. Returns the
-/// connects it made and the closes it saw.
-fn attacker(endpoint: &common::Endpoint, active: u32, churn: Option<u32>, stop: &AtomicBool) -> (u64, u64) {
-    let slots = if churn.is_some() { active.max(1) } else { active };
-    let mut conns: Vec<Option<TcpStream>> = (0..slots).map(|_| None).collect();
-    let (mut connects, mut closes) = (0u64, 0u64);
-    let tick = Duration::from_millis(if churn.is_some() { 10 } else { 250 });
-    let per_tick = churn.map_or(u64::MAX, |rate| (u64::from(rate) * 10 / 1000).max(1));
-    let mut buf = [0; 4096];
-    while !stop.load(Ordering::Relaxed) {
-        let started = Instant::now();
-        let mut opened = 0;
-        for slot in &mut conns {
-            if slot.is_none()
-                && opened < per_tick
-                && let Ok(conn) = connect_from(ATTACKER, endpoint)
-            {
-                let _ = conn.set_nonblocking(true);
-                *slot = Some(conn);
-                connects += 1;
-                opened += 1;
-            }
-            let Some(conn) = slot else { continue };
-            if churn.is_none() && (&*conn).write(b"x").is_err() {
-                *slot = None;
-                closes += 1;
-                continue;
-            }
-            let closed = loop {
-                match (&*conn).read(&mut buf) {
-                    Ok(0) => break true,
-                    Ok(_) => {}
-                    Err(e) => break e.kind() != io::ErrorKind::WouldBlock,
-                }
-            };
-            if closed {
-                *slot = None;
-                closes += 1;
-            }
-        }
-        thread::sleep(tick.saturating_sub(started.elapsed()));
-    }
-    (connects, closes)
-}
-
-fn sources(
-    endpoint: &common::Endpoint,
-    active: u32,
-    churn: Option<u32>,
-    hold: Duration,
-    probes: u32,
-    bound: Duration,
-) -> Result<bool, Error> {
-    let framing = endpoint.framing();
-    let wait = bound.max(Duration::from_secs(10));
-    let interactive = connect_from(INTERACTIVE, endpoint)?;
-    interactive.set_read_timeout(Some(wait))?;
-    timed_round_trip(&interactive, framing, b"hello before the attack")?;
-    let stop = Arc::new(AtomicBool::new(false));
-    let attack_started = Instant::now();
-    let attack = {
-        let (endpoint, stop) = (endpoint.clone(), Arc::clone(&stop));
-        thread::spawn(move || attacker(&endpoint, active, churn, &stop))
-    };
-    let kind = match churn {
-        Some(rate) => format!("churning silent connections at up to {rate} connects/s"),
-        None => format!("{active} active connections"),
-    };
-    // The interactive client: a line a second, from before the attack to its end.
-    let lines = {
-        let stop = Arc::clone(&stop);
-        thread::spawn(move || {
-            let (mut answered, mut worst, mut error) = (0u32, Duration::ZERO, None);
-            let mut sent = 0u32;
-            while !stop.load(Ordering::Relaxed) {
-                thread::sleep(Duration::from_secs(1));
-                sent += 1;
-                match timed_round_trip(&interactive, framing, format!("line {sent}").as_bytes()) {
-                    Ok(took) => {
-                        answered += 1;
-                        worst = worst.max(took);
-                    }
-                    Err(e) => {
-                        error = Some(e.to_string());
-                        break;
-                    }
-                }
-            }
-            (sent, answered, worst, error)
-        })
-    };
-    thread::sleep(hold);
-    let (mut worst, mut failures) = (Duration::ZERO, 0);
-    for i in 0..probes {
-        let probed = connect_from(NEWCOMER, endpoint).map_err(Error::from).and_then(|conn| {
-            let started = Instant::now();
-            conn.set_read_timeout(Some(wait))?;
-            timed_round_trip(&conn, framing, b"probe")?;
-            Ok(started.elapsed())
-        });
-        match probed {
-            Ok(took) if took <= bound => worst = worst.max(took),
-            Ok(took) => {
-                println!("sources: probe {i}: reply in {took:?}, over the bound");
-                worst = worst.max(took);
-                failures += 1;
-            }
-            Err(e) => {
-                println!("sources: probe {i}: {e}");
-                failures += 1;
-            }
-        }
-        thread::sleep(Duration::from_millis(200));
-    }
-    stop.store(true, Ordering::Relaxed);
-    let (connects, closes) = attack.join().unwrap_or_default();
-    let rate = connects as f64 / attack_started.elapsed().as_secs_f64();
-    let (sent, answered, slowest, error) = lines.join().unwrap_or((0, 0, Duration::ZERO, Some("panicked".into())));
-    println!(
-        "sources: the attacker ({ATTACKER}) made {connects} connects ({rate:.0} a second) and saw {closes} closed by the server"
-    );
-    let kept = error.is_none() && answered == sent;
-    if let Some(error) = &error {
-        println!("sources: the interactive client ({INTERACTIVE}) lost its connection: {error}");
-    }
-    let what = format!(
-        "{ATTACKER} holding {kind}: {} of {probes} new clients from {NEWCOMER} answered within {bound:?} (slowest \
-         {worst:?}); the interactive client from {INTERACTIVE} got {answered} of {sent} lines answered (slowest \
-         {slowest:?}), connection {}",
-        probes - failures,
-        if error.is_none() { "kept" } else { "lost" },
-    );
-    Ok(verdict("sources", failures == 0 && kept && slowest <= bound, &what))
 }

@@ -14,7 +14,8 @@
 #    common default, below --max-connections once the server's own are
 #    counted), then 2000 silent against a server allowed 300 tasks (a pids
 #    cgroup, as systemd's TasksMax sets; needs root, SKIPPED otherwise); a
-#    new client must get its reply within 1 s.
+#    new client must get its reply within 1 s (from 127.0.0.3 under the
+#    descriptor and task limits, where the hoarders' own are refused).
 # 2. trickle / no-read: a message trickled a byte every 200 ms is cut at
 #    --message-timeout; a client that never reads at --write-timeout.
 # 3. inject: terminal escapes, CR, a forged log line, invalid UTF-8 and a
@@ -33,14 +34,21 @@
 #    gets at most its rate limit while another source is still served; a
 #    datagram forged to come from the server itself (raw socket: needs root,
 #    SKIPPED otherwise) is dropped, not answered for ever.
-# 9. fairness through HAProxy with the PROXY protocol (`send-proxy-v2`, the
-#    server trusting 127.0.0.1 only): one address (127.0.0.2) holds 1,030
-#    active connections, then churns silent ones at up to 2,000 connects a
-#    second, while new clients from 127.0.0.3 must be answered within 1 s,
-#    5 of 5, and an interactive client from 127.0.0.4, connected before,
-#    keeps its connection and gets every line answered. HAProxy is handed an
-#    already listening socket (`bind fd@N`, by python3): no fixed port.
-#    Needs haproxy and python3 (SKIPPED otherwise).
+# 9. fairness per source: one address (127.0.0.2) against the others, default
+#    flags: 1,030 active connections (a one-byte message every 0.25 s each,
+#    chunk framing), then silent ones reopened as soon as closed (about 2,000
+#    connects a second), then 20,000 opened and held against a server allowed
+#    256 descriptors (two attacking processes of 10,000, each raising its own
+#    limit). New clients from 127.0.0.3 must be answered within 1 s (5 of 5,
+#    40 of 40 in the storm), and an interactive client from 127.0.0.4,
+#    connected before the attack, must keep its connection and get every
+#    line answered (1 s apart, then 2.5 s apart under churn).
+# 10. fairness through HAProxy with the PROXY protocol (`send-proxy-v2`, the
+#     server trusting 127.0.0.1 only): the active hoarding and churn of 9.,
+#     each attacker and client its own address, all through HAProxy, with the
+#     same verdicts. HAProxy is handed an already listening socket (`bind
+#     fd@N`, by python3): no fixed port. Needs haproxy and python3 (SKIPPED
+#     otherwise).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target}
@@ -119,13 +127,15 @@ start hoard_line --port 0 --framing line
 stop "$PID"
 tail -n 1 "$tmp/hoard_line.log"
 NOFILE=1024 start hoard_fds --port 0
-"$bin/hostile" --port "$PORT" hoard --silent 2000 || failed=1
+# Out of descriptors, the hoarders' own newcomers are refused (fairness per
+# source): the new clients come from another address.
+"$bin/hostile" --port "$PORT" hoard --silent 2000 --probe-from 127.0.0.3 || failed=1
 stop "$PID"
 echo "$(grep -c '^\.\.\.accept failed' "$tmp/hoard_fds.log") accept failures logged; $(tail -n 1 "$tmp/hoard_fds.log")"
 cgroup=/sys/fs/cgroup/pids/stamp-echo-hostile-$$
 if mkdir "$cgroup" 2>/dev/null && echo 300 >"$cgroup/pids.max"; then
     CGROUP=$cgroup start hoard_tasks --port 0
-    "$bin/hostile" --port "$PORT" hoard --silent 2000 || failed=1
+    "$bin/hostile" --port "$PORT" hoard --silent 2000 --probe-from 127.0.0.3 || failed=1
     stop "$PID"
     echo "$(grep -c 'cannot start a thread' "$tmp/hoard_tasks.log") thread starts failed; $(tail -n 1 "$tmp/hoard_tasks.log")"
     rmdir "$cgroup" || true
@@ -204,6 +214,7 @@ bad=(
     "--buffer-size 100000000000" "--buffer-size 0" "--framing line --max-line 0" "--framing length --max-frame 0"
     "--max-connections 0" "--max-connections 100000000" "--idle-timeout 1e19" "--message-timeout 1e-9"
     "--write-timeout inf" "--eviction-grace 1e12" "--backlog 0" "--backlog 100000" "--log-rate=-1"
+    "--max-per-source 0" "--max-per-source 100000000"
 )
 for flags in "${bad[@]}"; do
     # shellcheck disable=SC2086
@@ -272,7 +283,32 @@ else
     fail "udp-forge: $counts"
 fi
 
-echo "==> 9. fairness through HAProxy with the PROXY protocol"
+echo "==> 9. fairness per source: one address against the others"
+# counts LOG: the server's evicted and refused counts, from its last line.
+counts() { tail -n 1 "$tmp/$1.log" | grep -o '[0-9]* evicted.*' || echo "no counts in $1.log"; }
+start fair_active --port 0
+"$bin/hostile" --port "$PORT" hoard-active || failed=1
+stop "$PID"
+echo "server: $(counts fair_active)"
+start fair_churn --port 0
+"$bin/hostile" --port "$PORT" churn --lines 5 --pause 2.5 || failed=1
+stop "$PID"
+echo "server: $(counts fair_churn)"
+NOFILE=256 start fair_storm --port 0
+# One process may not be allowed 20,000 descriptors: two attackers of 10,000
+# from the same address, each at its hard limit.
+hard=$(ulimit -Hn)
+[[ $hard == unlimited ]] && hard=30000
+(ulimit -n "$hard" && exec "$bin/hostile" --port "$PORT" storm --connections 10000 --probes 0 --linger 5) >"$tmp/storm_helper.out" 2>&1 &
+helper=$!
+pids+=("$helper")
+(ulimit -n "$hard" && exec "$bin/hostile" --port "$PORT" storm --connections 10000 --linger 5) || failed=1
+wait "$helper" || failed=1
+cat "$tmp/storm_helper.out"
+stop "$PID"
+echo "server: $(grep -c '^\.\.\.accept failed' "$tmp/fair_storm.log") accept failures logged; $(counts fair_storm)"
+
+echo "==> 10. fairness through HAProxy with the PROXY protocol"
 haproxy=$(command -v haproxy || { [[ -x /usr/sbin/haproxy ]] && echo /usr/sbin/haproxy; } || true)
 if [[ -z $haproxy ]] || ! command -v python3 >/dev/null; then
     echo "SKIPPED fairness through HAProxy: needs haproxy and python3"
@@ -313,10 +349,11 @@ PY
     for _ in $(seq 100); do [[ -s $tmp/haproxy.port ]] && break; sleep 0.05; done
     front=$(cat "$tmp/haproxy.port")
     echo "HAProxy on 127.0.0.1:$front relays to the server on 127.0.0.1:$backend with send-proxy-v2"
-    "$bin/hostile" --port "$front" sources --active 1030 || failed=1
-    "$bin/hostile" --port "$front" sources --churn 2000 || failed=1
+    "$bin/hostile" --port "$front" hoard-active || failed=1
+    "$bin/hostile" --port "$front" churn --lines 5 --pause 2.5 || failed=1
     kill "$haproxy_pid" 2>/dev/null || true
     stop "$proxied_pid"
+    echo "server: $(counts proxied)"
     echo "$(grep -c '^\.\.\.connected from: 127\.0\.0\.2:' "$tmp/proxied.log") connections logged as from 127.0.0.2 (the attacker behind HAProxy); $(tail -n 1 "$tmp/proxied.log")"
 fi
 

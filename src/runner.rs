@@ -159,9 +159,12 @@ use crate::{ProxyError, TimeoutError};
 /// the cap becomes the connections open then, for 1 s after the last such
 /// failure; and since the newcomer is unknown, the connection longest
 /// without a completed message of the largest source, if it holds 2 or
-/// more, is evicted (one at a time). So the accept loop keeps draining the
-/// backlog: the largest source's newcomers are refused at once, others
-/// admitted at its expense.
+/// more, is evicted (one at a time). Meanwhile a newcomer is admitted at
+/// the largest source's expense if that holds 2 more than the newcomer's
+/// source, and otherwise refused at once ([`Refusal::OutOfResources`]),
+/// never displacing its own source's connections (each would need a
+/// descriptor freed first). So the accept loop keeps draining the backlog
+/// as fast as the attacker fills it.
 ///
 /// What this cannot stop: an attacker with as many sources as there are
 /// slots (a botnet, or many IPv6 /64s) holds one slot per source like anyone

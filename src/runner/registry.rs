@@ -25,7 +25,9 @@
 //!   without a completed message among N's own and those of sources holding
 //!   `c_N + 1`, if past `eviction_grace`, is evicted and the newcomer
 //!   admitted; if there is none, the newcomer is refused at once (never held:
-//!   a backlog of one source's newcomers must not delay others').
+//!   a backlog of one source's newcomers must not delay others'). Out of
+//!   resources, (b) is only the refusal: displacing one's own needs a
+//!   descriptor freed first, and the backlog must drain fast.
 //!
 //! So a source only ever evicts its own connections while it holds more than
 //! anyone else. With `eviction_grace` `None` nobody is evicted: at the cap
@@ -273,6 +275,11 @@ impl<C: Entry> Registry<C> {
         }
     }
 
+    /// Whether the process ran out of resources within [`SCARCE_HOLD`].
+    fn is_scarce(&self, now: u64) -> bool {
+        self.scarce.is_some_and(|(_, until)| now < until)
+    }
+
     /// What to do with a newcomer from `source` (see the module docs):
     /// [`Decision::Admit`] (then [`admit`](Registry::admit) it), having
     /// evicted a connection if that was needed, [`Decision::Wait`] or
@@ -290,13 +297,18 @@ impl<C: Entry> Registry<C> {
         if self.limits.max_per_source.is_some_and(|max| own >= max) {
             return self.displace(now, newcomer, |s, _| *s == source, Refusal::SourceLimit { held: own });
         }
+        let largest = self.held.values().copied().max().unwrap_or(0);
+        // Out of resources, the room made goes to others than the largest.
+        let scarce = self.is_scarce(now);
+        if scarce && own > 0 && own >= largest {
+            return Decision::Refuse(Refusal::OutOfResources { held: own });
+        }
         if self.slots < self.cap(now) {
             return Decision::Admit;
         }
         if self.limits.eviction_grace.is_none() {
             return if newcomer { Decision::Wait(RECHECK) } else { Decision::Admit };
         }
-        let largest = self.held.values().copied().max().unwrap_or(0);
         if largest >= own + 2 {
             if newcomer && self.evicting >= MAX_EVICTING {
                 return Decision::Wait(RECHECK);
@@ -305,6 +317,11 @@ impl<C: Entry> Registry<C> {
                 self.evict(id, idle);
                 return Decision::Admit;
             }
+        }
+        if scarce {
+            // No displacing one's own: each would need a descriptor freed
+            // first, and the backlog must drain fast.
+            return Decision::Refuse(Refusal::OutOfResources { held: own });
         }
         self.displace(now, newcomer, |s, held| *s == source || held > own, Refusal::Full { held: own })
     }
@@ -667,13 +684,17 @@ mod tests {
         // Nothing more is evicted while that one is on its way out.
         registry.out_of_resources(2 * SECOND);
         assert!(a.evicted().is_none());
-        // The cap is now 2, the slots held at the last failure:
-        // 127.0.0.2's newcomer only displaces its own, within the grace: refused.
-        assert_eq!(registry.decide(src(2), 2 * SECOND + MS), Decision::Refuse(Refusal::Full { held: 1 }));
-        // A newcomer from elsewhere holding 0 against 1 and 1: refused too,
-        // unless one is idle past the grace (127.0.0.3's is).
+        // The cap is now 2, the slots held at the last failure: a newcomer
+        // holding as many as anyone, or one less, is refused at once, though
+        // 127.0.0.3's has been idle past the grace.
+        let scarce = Decision::Refuse(Refusal::OutOfResources { held: 1 });
+        assert_eq!(registry.decide(src(2), 2 * SECOND + MS), scarce);
+        assert_eq!(registry.decide(src(4), 2 * SECOND + MS), Decision::Refuse(Refusal::OutOfResources { held: 0 }));
+        assert!(!b.is_evicted());
+        // One holding two less is admitted at the largest's expense.
+        let (_, c) = add(&mut registry, src(3), 2 * SECOND);
         assert_eq!(registry.decide(src(4), 2 * SECOND + MS), Decision::Admit);
-        assert!(b.is_evicted());
+        assert!(b.is_evicted() && !c.is_evicted() && !a.is_evicted());
         // A second after the last failure, the cap is max_connections again.
         let later = 2 * SECOND + nanos(SCARCE_HOLD);
         assert_eq!(registry.decide(src(2), later), Decision::Admit);
@@ -681,6 +702,26 @@ mod tests {
         let mut empty = self::registry(4);
         empty.out_of_resources(0);
         assert_eq!(empty.decide(src(2), 0), Decision::Admit, "the cap is at least 1");
+    }
+
+    #[test]
+    fn out_of_resources_the_room_made_goes_to_others_than_the_largest() {
+        let mut registry = registry(1024);
+        let hoarded: Vec<_> = (0..3).map(|i| add(&mut registry, src(2), i * MS)).collect();
+        let (_, other) = add(&mut registry, src(3), 0);
+        registry.out_of_resources(SECOND);
+        assert!(hoarded[0].1.is_evicted() && !hoarded[1].1.is_evicted() && !other.is_evicted());
+        // A slot is free, but not for the source that holds the most.
+        assert_eq!(registry.decide(src(2), SECOND), Decision::Refuse(Refusal::OutOfResources { held: 2 }));
+        assert_eq!(registry.decide(src(4), SECOND), Decision::Admit);
+        // Without a grace nobody is evicted, and the largest's newcomers are refused all the same.
+        let mut never = Registry::<Probe>::new(Limits::default().eviction_grace(None));
+        let (_, kept) = add(&mut never, src(2), 0);
+        add(&mut never, src(2), 0);
+        never.out_of_resources(SECOND);
+        assert!(!kept.is_evicted());
+        assert_eq!(never.decide(src(2), SECOND), Decision::Refuse(Refusal::OutOfResources { held: 2 }));
+        assert_eq!(never.decide(src(3), SECOND), Decision::Wait(RECHECK), "at the cap, without eviction");
     }
 
     #[test]

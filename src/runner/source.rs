@@ -89,12 +89,20 @@ impl fmt::Display for Source {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Refusal {
-    /// Every slot is taken (at `max_connections`, or at the connections open
-    /// when descriptors, memory or threads ran out), the connection's source
+    /// Every slot is taken (at `max_connections`), the connection's source
     /// holds at least as many as any other, and none of its own connections
     /// (nor of those holding one more) had gone `eviction_grace` without
     /// completing a message.
     Full {
+        /// The slots the source held.
+        held: usize,
+    },
+    /// The process ran out of descriptors, memory or threads within the last
+    /// second, every slot it could open is taken, and the connection's
+    /// source holds at least as many as any other but one: it is refused at
+    /// once rather than displace its own (which would need a descriptor
+    /// freed first), so that the backlog drains fast.
+    OutOfResources {
         /// The slots the source held.
         held: usize,
     },
@@ -112,6 +120,9 @@ impl fmt::Display for Refusal {
         match self {
             Refusal::Full { held } => {
                 write!(f, "the server is full and its source holds {held} of the slots, none past the eviction grace")
+            }
+            Refusal::OutOfResources { held } => {
+                write!(f, "out of descriptors, memory or threads, and its source holds {held} of the slots")
             }
             Refusal::SourceLimit { held } => {
                 write!(f, "its source holds {held}, its max_per_source, none past the eviction grace")
