@@ -9,6 +9,13 @@
 //! replies over `--udp-rate` per source (address) and replies over
 //! `--udp-total` a second to all sources together; Ctrl-C prints its counts.
 //!
+//! Behind a load balancer, `--proxy-protocol --trusted-proxy ADDR[/PREFIX]`
+//! (repeatable) takes the PROXY protocol (v1 or v2, as HAProxy's
+//! `send-proxy` and `send-proxy-v2` send it) from those addresses only: each
+//! connection from them must start with a header within
+//! `--proxy-header-timeout`, and the log, fairness and limits see the
+//! client it names. A header from anyone else is refused.
+//!
 //! With `--unix PATH`, a socket file left behind by a server that is gone
 //! (nothing accepts on it) is replaced; a live one, or a file that is not a
 //! socket, is an error. At exit the path is removed only if it is still the
@@ -50,7 +57,7 @@ use clap::{CommandFactory, Parser};
 use socket2::{Domain, Socket, Type};
 use stamp_echo::datagram::{DatagramServer, DropCounts, Dropped, RateLimit};
 use stamp_echo::escape::{escape, escape_path};
-use stamp_echo::runner::{Addr, Listener, Peer, Refusal};
+use stamp_echo::runner::{Addr, Listener, Peer, ProxyProtocol, Refusal, TrustedProxy};
 use stamp_echo::{ConfigError, EchoServer, Error, Events, Fragment, Limits, Summary};
 
 use running::{Running, Runtime};
@@ -137,6 +144,21 @@ struct Args {
     #[arg(long, requires = "udp", default_value_t = RateLimit::DEFAULT_TOTAL, value_name = "REPLIES")]
     udp_total: u32,
 
+    /// Take the PROXY protocol (v1 or v2) from the --trusted-proxy addresses:
+    /// their connections start with a header naming the real client, which
+    /// the log and fairness then see. Off by default.
+    #[arg(long, requires = "trusted_proxy", conflicts_with_all = ["udp", "unix"])]
+    proxy_protocol: bool,
+
+    /// A load balancer's address or network (ADDR or ADDR/PREFIX, IPv4 or
+    /// IPv6) whose connections send a PROXY protocol header; repeatable.
+    #[arg(long, requires = "proxy_protocol", value_name = "ADDR[/PREFIX]")]
+    trusted_proxy: Vec<TrustedProxy>,
+
+    /// Seconds a trusted proxy has to send its whole header.
+    #[arg(long, requires = "proxy_protocol", default_value = "5", value_parser = header_timeout, value_name = "SECONDS")]
+    proxy_header_timeout: Duration,
+
     /// Which runner serves TCP and Unix connections: a thread per connection,
     /// or a task per connection on a tokio runtime with a worker per core
     /// (the README's table compares them). UDP has one server, on threads.
@@ -163,6 +185,14 @@ fn max_per_source(text: &str) -> Result<usize, ConfigError> {
 /// A timeout flag's value: 0 for none.
 fn none_if_zero(t: Duration) -> Option<Duration> {
     Some(t).filter(|t| !t.is_zero())
+}
+
+/// `--proxy-header-timeout`: 0.001 to 2592000 seconds.
+fn header_timeout(text: &str) -> Result<Duration, ConfigError> {
+    let t = timeout("--proxy-header-timeout")(text)?;
+    Some(t)
+        .filter(|t| !t.is_zero())
+        .ok_or_else(|| ConfigError::new("--proxy-header-timeout", text, "0.001 to 2592000 seconds"))
 }
 
 /// `--shutdown-deadline`: 0 to 30 days.
@@ -460,13 +490,23 @@ fn serve(args: &Args, log: &Arc<Log>) -> Result<(String, Instant), Box<dyn std::
         Some(path) => bind_unix(path, args.backlog)?,
         None => (Listener::from(bind_tcp(&args.endpoint, args.backlog)?), None),
     };
-    log.line(format!("listening on {}", escaped(&listener.local_addr()?)));
+    let proxy = args
+        .proxy_protocol
+        .then(|| ProxyProtocol::new(args.trusted_proxy.iter().copied()).header_timeout(args.proxy_header_timeout));
+    let behind = match &proxy {
+        Some(proxy) => {
+            let trusted: Vec<String> = proxy.trusted.iter().map(ToString::to_string).collect();
+            format!(" (PROXY protocol from {})", trusted.join(", "))
+        }
+        None => String::new(),
+    };
+    log.line(format!("listening on {}{behind}", escaped(&listener.local_addr()?)));
 
     // `()` observes nothing, at no cost per message.
     let handle = if args.quiet {
-        Running::start(args.runtime, listener, server, limits, ())?
+        Running::start(args.runtime, listener, server, limits, proxy, ())?
     } else {
-        Running::start(args.runtime, listener, server, limits, Arc::clone(log))?
+        Running::start(args.runtime, listener, server, limits, proxy, Arc::clone(log))?
     };
 
     let _ = stop_rx.recv();

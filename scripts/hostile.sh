@@ -65,6 +65,12 @@
 #    40 of 40 in the storm), and an interactive client from 127.0.0.4,
 #    connected before the attack, must keep its connection and get every
 #    line answered (1 s apart, then 2.5 s apart under churn).
+# 10. fairness through HAProxy with the PROXY protocol (`send-proxy-v2`, the
+#     server trusting 127.0.0.1 only): the active hoarding and churn of 9.,
+#     each attacker and client its own address, all through HAProxy, with the
+#     same verdicts. HAProxy is handed an already listening socket (`bind
+#     fd@N`, by python3): no fixed port. Needs haproxy and python3 (SKIPPED
+#     otherwise).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target}
@@ -448,6 +454,55 @@ wait "$helper" || failed=1
 cat "$tmp/storm_helper.out"
 stop "$PID"
 echo "server: $(grep -c '^\.\.\.accept failed' "$tmp/fair_storm.log") accept failures logged; $(counts fair_storm)"
+
+echo "==> 10. fairness through HAProxy with the PROXY protocol"
+haproxy=$(command -v haproxy || { [[ -x /usr/sbin/haproxy ]] && echo /usr/sbin/haproxy; } || true)
+if [[ -z $haproxy ]] || ! command -v python3 >/dev/null; then
+    echo "SKIPPED fairness through HAProxy: needs haproxy and python3"
+else
+    start proxied --port 0 --proxy-protocol --trusted-proxy 127.0.0.1
+    backend=$PORT
+    proxied_pid=$PID
+    # python3 binds 127.0.0.1:0, writes the port, and execs HAProxy with the
+    # listening socket inherited (bind fd@N): clients queue until it accepts.
+    python3 - "$haproxy" "$backend" "$tmp/haproxy.cfg" "$tmp/haproxy.port" >"$tmp/haproxy.log" 2>&1 <<'PY' &
+import os, socket, sys
+haproxy, backend, config, port_file = sys.argv[1:5]
+listener = socket.socket()
+listener.bind(("127.0.0.1", 0))
+listener.listen(4096)
+os.set_inheritable(listener.fileno(), True)
+with open(config, "w") as f:
+    f.write(f"""global
+    maxconn 8000
+defaults
+    mode tcp
+    timeout connect 5s
+    timeout client 60s
+    timeout server 60s
+frontend front
+    bind fd@{listener.fileno()}
+    default_backend echo
+backend echo
+    server echo 127.0.0.1:{backend} send-proxy-v2
+""")
+with open(port_file + ".new", "w") as f:
+    f.write(str(listener.getsockname()[1]))
+os.rename(port_file + ".new", port_file)
+os.execv(haproxy, [haproxy, "-db", "-f", config])
+PY
+    pids+=($!)
+    haproxy_pid=$!
+    for _ in $(seq 100); do [[ -s $tmp/haproxy.port ]] && break; sleep 0.05; done
+    front=$(cat "$tmp/haproxy.port")
+    echo "HAProxy on 127.0.0.1:$front relays to the server on 127.0.0.1:$backend with send-proxy-v2"
+    "$bin/hostile" --port "$front" hoard-active || failed=1
+    "$bin/hostile" --port "$front" churn --lines 5 --pause 2.5 || failed=1
+    kill "$haproxy_pid" 2>/dev/null || true
+    stop "$proxied_pid"
+    echo "server: $(counts proxied)"
+    echo "$(grep -c '^\.\.\.connected from: 127\.0\.0\.2:' "$tmp/proxied.log") connections logged as from 127.0.0.2 (the attacker behind HAProxy); $(tail -n 1 "$tmp/proxied.log")"
+fi
 
 if ((failed)); then
     echo "==> some attacks got through"

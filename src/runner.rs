@@ -57,9 +57,12 @@
 //! 16 MiB frame hold 26 KiB each, against 22 KiB for idle ones.
 //! Multiply by [`Limits::max_connections`] for the whole server.
 
+mod proxied;
 mod registry;
 mod source;
 
+pub(crate) use proxied::HeaderRead;
+pub use proxied::{ProxyProtocol, TrustedProxy};
 pub(crate) use registry::{Decision, Entry, FORCE_GRACE, Flags, Registry, Shared};
 pub use source::{Refusal, Source};
 
@@ -75,12 +78,13 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use crate::TimeoutError;
 use crate::datagram::Dropped;
 use crate::protocol::{Fragment, Observer, Summary};
+use crate::proxy::{ProxyHeader, has_signature};
 use crate::server::EchoServer;
 use crate::stop;
 use crate::{ConfigError, Error};
+use crate::{ProxyError, TimeoutError};
 
 /// Limits on what the runner and each connection may take. Every field has a
 /// documented default ([`Limits::default`]); change one with its setter:
@@ -528,8 +532,11 @@ impl fmt::Display for Peer {
 /// [`EchoServer::serve_with`](crate::EchoServer::serve_with) takes; a runner
 /// passes them on to [`message`](Events::message).)
 ///
-/// `accepting`, `accept_failed`, `connected` and `refused` are called on the accept
-/// thread (the accept task under tokio), in order; `message` and `closed` on
+/// `accepting`, `accept_failed`, `connected` and `refused` are called on the
+/// accept thread (the accept task under tokio), in order (except `connected`
+/// and `refused` for a connection from a trusted proxy under the PROXY
+/// protocol: on its own thread or task, once its header is read); `message`
+/// and `closed` on
 /// each connection's own thread (its task), several at once. Keep them quick
 /// and never block: the accept loop waits for its calls, and under tokio a
 /// call that blocks holds a worker thread that serves many connections. To
@@ -567,7 +574,12 @@ pub trait Events: Send + Sync + 'static {
         let _ = error;
     }
 
-    /// A connection was accepted and is being served.
+    /// A connection was accepted and is being served. Behind a trusted proxy
+    /// ([`ProxyProtocol`]), once its header is read, with the client it names
+    /// as `peer`; a connection whose header fails is shown to
+    /// [`closed`](Events::closed) alone, with the proxy as its peer (one
+    /// refused once its client is known, [`Error::Refused`]: with the
+    /// client).
     fn connected(&self, peer: &Peer) {
         let _ = peer;
     }
@@ -747,11 +759,74 @@ pub fn start<L: Into<Listener>, E: Events>(
     limits: Limits,
     events: E,
 ) -> Result<Handle, Error> {
+    launch(listener.into(), server, limits, None, events)
+}
+
+/// [`start`], behind a load balancer: connections from `proxy`'s trusted
+/// networks start with a PROXY protocol header (v1 or v2), and are served as
+/// the client it names (see [`ProxyProtocol`] for every rule).
+///
+/// ```
+/// use std::io::Write;
+/// use std::net::{TcpListener, TcpStream};
+/// use std::sync::{Arc, Mutex};
+/// use std::time::Duration;
+/// use stamp_echo::runner::{self, Peer, ProxyProtocol};
+/// use stamp_echo::{EchoClient, EchoServer, Events, Framing, Limits};
+///
+/// /// Keeps the peers that connected.
+/// #[derive(Default)]
+/// struct Seen(Mutex<Vec<Peer>>);
+/// impl Events for Seen {
+///     fn connected(&self, peer: &Peer) {
+///         self.0.lock().unwrap().push(peer.clone());
+///     }
+/// }
+///
+/// let seen = Arc::new(Seen::default());
+/// let proxy = ProxyProtocol::new(["127.0.0.1".parse()?]);
+/// let server = EchoServer::builder().framing(Framing::line()).build()?;
+/// let listener = TcpListener::bind("127.0.0.1:0")?;
+/// let handle = runner::start_proxied(listener, server, Limits::default(), proxy, Arc::clone(&seen))?;
+///
+/// // What a load balancer at 127.0.0.1 does for a client at 192.0.2.7:
+/// let mut stream = TcpStream::connect(handle.local_addr().tcp().expect("TCP"))?;
+/// stream.write_all(b"PROXY TCP4 192.0.2.7 127.0.0.1 56324 8080\r\n")?;
+/// let mut client = EchoClient::new(stream, Framing::line())?;
+/// assert_eq!(client.round_trip(b"hi")?.message(), b"hi");
+/// assert_eq!(seen.0.lock().unwrap()[0].addr.to_string(), "192.0.2.7:56324");
+/// # drop(client);
+/// # handle.shutdown(Duration::from_secs(5));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+///
+/// # Errors
+///
+/// As [`start`], and [`Error::Config`] for a header timeout out of range
+/// ([`ProxyProtocol::validate`]).
+pub fn start_proxied<L: Into<Listener>, E: Events>(
+    listener: L,
+    server: EchoServer,
+    limits: Limits,
+    proxy: ProxyProtocol,
+    events: E,
+) -> Result<Handle, Error> {
+    proxy.validate()?;
+    launch(listener.into(), server, limits, Some(proxy), events)
+}
+
+fn launch<E: Events>(
+    listener: Listener,
+    server: EchoServer,
+    limits: Limits,
+    proxy: Option<ProxyProtocol>,
+    events: E,
+) -> Result<Handle, Error> {
     limits.validate()?;
-    let (listener, wake) = listener.into().prepare()?;
+    let (listener, wake) = listener.prepare()?;
     let local_addr = listener.local_addr()?;
     let waits = Waits { in_accept: AtomicBool::new(false), changed: Condvar::new() };
-    let shared = Arc::new(Shared::new(server, limits, Box::new(events), waits));
+    let shared = Arc::new(Shared::new(server, limits, Box::new(events), waits).proxied(proxy));
     let poll = matches!(wake, Wake::Poll);
     let acceptor = {
         let shared = Arc::clone(&shared);
@@ -1010,7 +1085,11 @@ fn spawn_connection(shared: &Arc<Threads>, conn: Arc<Conn>, peer: Peer) {
         shared.events.closed(&peer, &Summary::default(), Some(&Error::Io(e)));
         return;
     }
-    shared.events.connected(&peer);
+    // Behind a trusted proxy, the peer is known once its header is read.
+    let behind = shared.proxy.as_ref().is_some_and(|proxy| proxy.expects_header(&peer.addr));
+    if !behind {
+        shared.events.connected(&peer);
+    }
     drop(conn);
     // The thread takes the `Ending` from `handoff`, so that it is still here
     // if the thread cannot start (out of memory or threads): then the runner
@@ -1022,7 +1101,7 @@ fn spawn_connection(shared: &Arc<Threads>, conn: Arc<Conn>, peer: Peer) {
             thread::Builder::new().name("stamp-echo-conn".into()).stack_size(limits.stack_size).spawn(move || {
                 let ending = theirs.lock().unwrap_or_else(PoisonError::into_inner).take();
                 if let Some(ending) = ending {
-                    serve_connection(ending, &their_peer);
+                    serve_connection(ending, &their_peer, behind);
                 }
             });
         let Err(e) = spawned else { return };
@@ -1037,15 +1116,58 @@ fn spawn_connection(shared: &Arc<Threads>, conn: Arc<Conn>, peer: Peer) {
     }
 }
 
-/// Runs on the connection's thread.
-fn serve_connection(mut ending: Ending, peer: &Peer) {
+/// Runs on the connection's thread; `behind` a trusted proxy, reads its
+/// header first.
+fn serve_connection(mut ending: Ending, peer: &Peer, behind: bool) {
     let Ending { shared, conn: Some(conn), summary, .. } = &mut ending else { return };
     let track = Track::new(&shared.limits);
-    let watch = Watch { events: shared.events.as_ref(), peer, summary, track: &track, conn, shared };
-    let stream = Guarded { conn, track: &track, limits: &shared.limits };
+    let mut stream = Guarded { conn, track: &track, limits: &shared.limits };
+    let client = match &shared.proxy {
+        Some(proxy) if behind => match shared.arrived(peer, read_header(&mut stream, proxy.header_timeout)) {
+            Ok(client) => client,
+            Err(failed) => {
+                ending.failed = failed;
+                return;
+            }
+        },
+        Some(_) => {
+            track.sniff.set(true);
+            peer.clone()
+        }
+        None => peer.clone(),
+    };
+    let watch = Watch { events: shared.events.as_ref(), peer: &client, summary, track: &track, conn, shared };
     let result = shared.server.serve_with(stream, watch);
-    shared.events.closed(peer, summary, result.as_ref().err());
+    shared.events.closed(&client, summary, result.as_ref().err());
     ending.failed = result.is_err();
+}
+
+/// Reads a trusted proxy's header (see [`HeaderRead`]) within `timeout`:
+/// `None` if the proxy closed without sending a byte. The client's bytes
+/// stay in the socket.
+fn read_header(stream: &mut Guarded<'_>, timeout: Duration) -> Result<Option<ProxyHeader>, Error> {
+    let track = stream.track;
+    track.header.set(Some((Instant::now().checked_add(timeout).unwrap_or_else(far_future), timeout)));
+    let mut read = HeaderRead::new();
+    loop {
+        let n = match stream.read(read.buffer()) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(Error::from_io(e)),
+        };
+        if read.filled(n)? {
+            break;
+        }
+    }
+    // The message deadline starts with the client's first byte, not the header's.
+    track.header.set(None);
+    track.started.set(None);
+    Ok(read.header())
+}
+
+/// An instant further than any deadline (for one too long to represent).
+fn far_future() -> Instant {
+    Instant::now() + Limits::MAX_TIMEOUT * 2
 }
 
 /// Passes each message to [`Events::message`], keeps the message deadline
@@ -1086,6 +1208,12 @@ struct Track {
     /// The socket's read and write timeouts, as last set.
     read_timeout: Cell<Option<Duration>>,
     write_timeout: Cell<Option<Duration>>,
+    /// While a trusted proxy's header is read: its deadline, and the timeout.
+    header: Cell<Option<(Instant, Duration)>>,
+    /// The next read that returns bytes is the first of a peer that is not
+    /// a trusted proxy, under the PROXY protocol: refused if it begins with
+    /// a header's signature.
+    sniff: Cell<bool>,
 }
 
 impl Track {
@@ -1096,6 +1224,8 @@ impl Track {
             writing_since: Cell::new(None),
             read_timeout: Cell::new(limits.idle_timeout),
             write_timeout: Cell::new(limits.write_timeout),
+            header: Cell::new(None),
+            sniff: Cell::new(false),
         }
     }
 }
@@ -1157,10 +1287,8 @@ impl Read for Guarded<'_> {
                 (Some(started), Some(t)) => Some((started + t, Error::Timeout(TimeoutError::Message { timeout: t }))),
                 _ => None,
             };
-            let first = match (idle, message) {
-                (Some(a), Some(b)) => Some(if b.0 < a.0 { b } else { a }),
-                (a, b) => a.or(b),
-            };
+            let header = track.header.get().map(|(at, timeout)| (at, TimeoutError::ProxyHeader { timeout }.into()));
+            let first = [idle, message, header].into_iter().flatten().min_by_key(|(at, _)| *at);
             let left = match first {
                 Some((at, error)) if at <= now => return Err(error.into_io(io::ErrorKind::TimedOut)),
                 Some((at, _)) => Some(at - now),
@@ -1174,6 +1302,9 @@ impl Read for Guarded<'_> {
                     track.last_read.set(now);
                     if track.started.get().is_none() {
                         track.started.set(Some(now));
+                    }
+                    if track.sniff.replace(false) && has_signature(&buf[..n]) {
+                        return Err(Error::from(ProxyError::Untrusted).into_io(io::ErrorKind::PermissionDenied));
                     }
                     return Ok(n);
                 }

@@ -574,6 +574,32 @@ fn the_totals_line_is_written_whatever_a_slow_stdout_does(rt: Runtime) {
     assert!(logged.len() > 64 * 1024, "stdout took {} bytes", logged.len());
 }
 
+fn behind_a_proxy_the_log_shows_the_real_client_and_refuses_anyone_elses_header(rt: Runtime) {
+    let args = ["--port", "0", "--framing", "line", "--proxy-protocol", "--trusted-proxy", "127.0.0.1/32"];
+    let mut server = Server::start(rt, &args);
+    let listening = server.line();
+    let rest = listening.strip_prefix("listening on 127.0.0.1:").expect(&listening);
+    let port = rest.strip_suffix(" (PROXY protocol from 127.0.0.1/32)").expect(&listening);
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().expect("an address");
+    let header = b"PROXY TCP4 192.0.2.7 127.0.0.1 56324 8080\r\n";
+    let mut proxied = common::connect_from([127, 0, 0, 1], addr);
+    proxied.write_all(header).expect("send");
+    proxied.write_all(b"hi\n").expect("send");
+    let mut reply = String::new();
+    BufReader::new(&proxied).read_line(&mut reply).expect("reply");
+    assert!(reply.starts_with('[') && reply.ends_with("] hi\n"), "{reply}");
+    let mut forged = common::connect_from([127, 0, 0, 2], addr);
+    forged.write_all(header).expect("send");
+    let mut end = Vec::new();
+    let _ = forged.read_to_end(&mut end);
+    drop(proxied);
+    let (success, rest) = server.terminate();
+    assert!(success, "{rest}");
+    assert!(rest.lines().any(|l| l == "...connected from: 192.0.2.7:56324"), "{rest}");
+    let refused = rest.lines().find(|l| l.starts_with("...connection from 127.0.0.2:")).unwrap_or_default();
+    assert!(refused.ends_with("ended: PROXY protocol header from a peer that is not a trusted proxy"), "{rest}");
+}
+
 fn refusals_are_logged_one_line_each_and_rate_limited(rt: Runtime) {
     let args = ["--port", "0", "--framing", "line", "--max-per-source", "1", "--eviction-grace", "1000"];
     let mut server = Server::start(rt, &[&args[..], &["--log-rate", "2"]].concat());
@@ -599,6 +625,7 @@ fn refusals_are_logged_one_line_each_and_rate_limited(rt: Runtime) {
 }
 
 on_both_runtimes!(
+    behind_a_proxy_the_log_shows_the_real_client_and_refuses_anyone_elses_header,
     refusals_are_logged_one_line_each_and_rate_limited,
     a_descriptor_limit_below_the_cap_cannot_let_hoarders_keep_a_new_client_out,
     logs_like_the_original_and_exits_cleanly_on_sigterm,

@@ -46,7 +46,7 @@ use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use super::{Events, Limits, Refusal, Source, Totals, nanos};
+use super::{Events, Limits, ProxyProtocol, Refusal, Source, Totals, nanos};
 use crate::EchoServer;
 use crate::protocol::Summary;
 
@@ -56,6 +56,8 @@ pub(crate) struct Shared<C, W> {
     pub(crate) server: EchoServer,
     pub(crate) limits: Limits,
     pub(crate) events: Box<dyn Events>,
+    /// The PROXY protocol, if on.
+    pub(crate) proxy: Option<ProxyProtocol>,
     /// The origin of [`Entry::progress`].
     epoch: Instant,
     state: Mutex<Registry<C>>,
@@ -64,7 +66,14 @@ pub(crate) struct Shared<C, W> {
 
 impl<C, W> Shared<C, W> {
     pub(crate) fn new(server: EchoServer, limits: Limits, events: Box<dyn Events>, waits: W) -> Self {
-        Shared { server, limits, events, epoch: Instant::now(), state: Mutex::new(Registry::new(limits)), waits }
+        let state = Mutex::new(Registry::new(limits));
+        Shared { server, limits, events, proxy: None, epoch: Instant::now(), state, waits }
+    }
+
+    /// With the PROXY protocol on (`Some`) or off.
+    pub(crate) fn proxied(mut self, proxy: Option<ProxyProtocol>) -> Self {
+        self.proxy = proxy;
+        self
     }
 
     pub(crate) fn lock(&self) -> MutexGuard<'_, Registry<C>> {
@@ -86,7 +95,6 @@ impl<C, W> Shared<C, W> {
 impl<C: Entry, W> Shared<C, W> {
     /// Connection `id` turns out to come from `source` (a PROXY protocol
     /// header, say): see [`Registry::identify`].
-    #[allow(dead_code)] // The PROXY protocol's entry point.
     pub(crate) fn identify(&self, id: u64, source: Source) -> Decision {
         let now = self.now();
         self.lock().identify(id, source, now)

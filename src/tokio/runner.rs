@@ -53,24 +53,26 @@
 use std::io;
 #[cfg(unix)]
 use std::path::PathBuf;
-use std::pin::pin;
+use std::pin::{Pin, pin};
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use super::server::{Control, Signal, drive};
 use crate::protocol::{Fragment, Observer, Summary};
+use crate::proxy::{ProxyHeader, has_signature};
 use crate::runner::{
-    Addr, Decision, Entry, Events, FORCE_GRACE, Flags, Limits, Peer, Refusal, Shared, Source, Totals, nanos,
+    Addr, Decision, Entry, Events, FORCE_GRACE, Flags, HeaderRead, Limits, Peer, ProxyProtocol, Refusal, Shared,
+    Source, Totals, nanos,
 };
 use crate::stop::{is_out_of_resources, is_transient};
-use crate::{EchoServer, Error};
+use crate::{EchoServer, Error, ProxyError, TimeoutError};
 
 /// A listener to serve: a bound tokio `TcpListener` or `UnixListener`.
 #[derive(Debug)]
@@ -133,13 +135,42 @@ pub fn start<L: Into<Listener>, E: Events>(
     limits: Limits,
     events: E,
 ) -> Result<Handle, Error> {
+    launch(listener.into(), server, limits, None, events)
+}
+
+/// [`start`], behind a load balancer, as the thread runner's
+/// [`start_proxied`](crate::runner::start_proxied): connections from
+/// `proxy`'s trusted networks start with a PROXY protocol header and are
+/// served as the client it names (see [`ProxyProtocol`]).
+///
+/// # Errors
+///
+/// As [`start`], and [`Error::Config`] for a header timeout out of range
+/// ([`ProxyProtocol::validate`]).
+pub fn start_proxied<L: Into<Listener>, E: Events>(
+    listener: L,
+    server: EchoServer,
+    limits: Limits,
+    proxy: ProxyProtocol,
+    events: E,
+) -> Result<Handle, Error> {
+    proxy.validate()?;
+    launch(listener.into(), server, limits, Some(proxy), events)
+}
+
+fn launch<E: Events>(
+    listener: Listener,
+    server: EchoServer,
+    limits: Limits,
+    proxy: Option<ProxyProtocol>,
+    events: E,
+) -> Result<Handle, Error> {
     limits.validate()?;
     let runtime = tokio::runtime::Handle::try_current()
         .map_err(|e| Error::Io(io::Error::other(format!("stamp_echo::tokio::runner::start needs a runtime: {e}"))))?;
-    let listener = listener.into();
     let local_addr = listener.local_addr()?;
     let waits = Waits { changed: Notify::new(), stop: Notify::new() };
-    let shared = Arc::new(Shared::new(server, limits, Box::new(events), waits));
+    let shared = Arc::new(Shared::new(server, limits, Box::new(events), waits).proxied(proxy));
     let acceptor = runtime.spawn(accept_loop(Arc::clone(&shared), listener));
     Ok(Handle { shared, acceptor: Some(acceptor), local_addr })
 }
@@ -431,16 +462,111 @@ where
         shared.events.closed(&peer, &Summary::default(), Some(&Error::Io(e)));
         return;
     }
-    shared.events.connected(&peer);
+    // Behind a trusted proxy, the peer is known once its header is read.
+    let behind = shared.proxy.as_ref().is_some_and(|proxy| proxy.expects_header(&peer.addr));
+    if !behind {
+        shared.events.connected(&peer);
+    }
     tokio::spawn(async move {
         let shared = Arc::clone(&ending.shared);
         let slot = Arc::clone(&ending.slot);
+        let mut hold = Hold { slot: &slot, shared: &shared };
+        let mut stream = Front { stream, sniff: false };
+        let peer = match &shared.proxy {
+            Some(proxy) if behind => {
+                let header = read_header(&mut stream.stream, &mut hold, proxy.header_timeout).await;
+                match shared.arrived(&peer, header) {
+                    Ok(client) => client,
+                    Err(failed) => return ending.served(!failed),
+                }
+            }
+            Some(_) => {
+                stream.sniff = true;
+                peer
+            }
+            None => peer,
+        };
         let watch = Watch { events: shared.events.as_ref(), peer: &peer, summary: &mut ending.summary };
-        let hold = Hold { slot: &slot, shared: &shared };
         let result = drive(&shared.server, stream, watch, Some(&shared.limits), hold).await;
         shared.events.closed(&peer, &ending.summary, result.as_ref().err());
         ending.served(result.is_ok());
     });
+}
+
+/// Reads a trusted proxy's header (see [`HeaderRead`]) within `timeout`,
+/// minding the runner's signals: `None` if the proxy closed (or shutdown
+/// began) before it sent a byte. The client's bytes stay in the socket.
+async fn read_header<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    hold: &mut Hold<'_>,
+    timeout: Duration,
+) -> Result<Option<ProxyHeader>, Error> {
+    let mut read = HeaderRead::new();
+    let mut deadline = pin!(tokio::time::sleep(timeout));
+    std::future::poll_fn(|cx| {
+        loop {
+            hold.register(cx);
+            match hold.read() {
+                Signal::Close(error) => return Poll::Ready(Err(error)),
+                Signal::EndInput => return Poll::Ready(read.filled(0).map(|_| read.header())),
+                Signal::None => {}
+            }
+            if deadline.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Err(TimeoutError::ProxyHeader { timeout }.into()));
+            }
+            let mut buf = ReadBuf::new(read.buffer());
+            let n = match Pin::new(&mut *stream).poll_read(cx, &mut buf) {
+                Poll::Ready(Ok(())) => buf.filled().len(),
+                Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(Error::from_io(e))),
+                Poll::Pending => return Poll::Pending,
+            };
+            match read.filled(n) {
+                Ok(false) => {}
+                Ok(true) => return Poll::Ready(Ok(read.header())),
+                Err(error) => return Poll::Ready(Err(error)),
+            }
+        }
+    })
+    .await
+}
+
+/// A connection's stream; under the PROXY protocol, for a peer that is not
+/// a trusted proxy (`sniff`), a first read that begins with a header's
+/// signature fails with [`ProxyError::Untrusted`].
+struct Front<S> {
+    stream: S,
+    sniff: bool,
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Front<S> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut this.stream).poll_read(cx, buf);
+        if this.sniff && matches!(polled, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            this.sniff = false;
+            if has_signature(&buf.filled()[before..]) {
+                let untrusted = Error::from(ProxyError::Untrusted).into_io(io::ErrorKind::PermissionDenied);
+                return Poll::Ready(Err(untrusted));
+            }
+        }
+        polled
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Front<S> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
 }
 
 /// Passes each message to [`Events::message`] and keeps the final counts.

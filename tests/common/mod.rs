@@ -261,8 +261,23 @@ pub fn serve_on<L: Into<runner::Listener>, E: Events>(
     limits: Limits,
     events: E,
 ) -> Result<Served, Error> {
+    serve_proxied_on(runtime, listener, server, limits, None, events)
+}
+
+/// [`serve_on`], with the PROXY protocol on when `proxy` is given.
+pub fn serve_proxied_on<L: Into<runner::Listener>, E: Events>(
+    runtime: Runtime,
+    listener: L,
+    server: EchoServer,
+    limits: Limits,
+    proxy: Option<runner::ProxyProtocol>,
+    events: E,
+) -> Result<Served, Error> {
     match runtime {
-        Runtime::Threads => runner::start(listener, server, limits, events).map(Served::Threads),
+        Runtime::Threads => match proxy {
+            Some(proxy) => runner::start_proxied(listener, server, limits, proxy, events).map(Served::Threads),
+            None => runner::start(listener, server, limits, events).map(Served::Threads),
+        },
         Runtime::Tokio => {
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
@@ -283,7 +298,10 @@ pub fn serve_on<L: Into<runner::Listener>, E: Events>(
                     }
                     other => panic!("no tokio listener for {other:?}"),
                 };
-                stamp_echo::tokio::runner::start(listener, server, limits, events)
+                match proxy {
+                    Some(proxy) => stamp_echo::tokio::runner::start_proxied(listener, server, limits, proxy, events),
+                    None => stamp_echo::tokio::runner::start(listener, server, limits, events),
+                }
             };
             handle.map(|handle| Served::Tokio(TokioServed { handle: Some(handle), runtime: rt }))
         }
