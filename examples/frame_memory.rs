@@ -63,7 +63,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let listener = TcpListener::bind("127.0.0.1:0")?;
     let addr = listener.local_addr()?;
     let limits = Limits::default().max_connections(args.connections + 16);
-    let handle = Running::start(args.runtime, listener.into(), server, limits, ())?;
+    let handle = Running::start(args.runtime, listener.into(), server, limits, None, ())?;
 
     // Everything this side needs, allocated before the first measurement.
     let payload = vec![b'x'; PIECE];

@@ -11,6 +11,10 @@
 //! cargo run --release --example hostile -- udp-flood --port 8080 --seconds 2
 //! cargo run --release --example hostile -- udp-forge --port 8080   # as root
 //! cargo run --release --example hostile -- udp-churn --port 8080 --others 6000
+//! cargo run --release --example hostile -- --port 0 piece-server      # a hostile server
+//! cargo run --release --example hostile -- hoard-active --port 8080
+//! cargo run --release --example hostile -- churn --port 8080
+//! cargo run --release --example hostile -- storm --port 8080 --connections 10000
 //! ```
 //!
 //! The attacks (TCP, or `--unix PATH`):
@@ -18,7 +22,9 @@
 //!   ones that send a byte every 200 ms without completing a message, holds
 //!   them `--hold` seconds, then times a new client's round trip (connect,
 //!   send, reply) `--probes` times while they stay open. Passes if every
-//!   probe is answered within `--bound` seconds (default 1).
+//!   probe is answered within `--bound` seconds (default 1). The probes
+//!   connect from `--probe-from IP` if given (another source than the
+//!   hoarders, for the server's fairness), otherwise from any address.
 //! - `trickle`: one connection sends a byte every 200 ms and never completes
 //!   a message (line or length framing); passes if the server closes it
 //!   within `--bound` seconds.
@@ -27,6 +33,24 @@
 //! - `inject`: sends messages full of terminal escapes, CR, LF-forged log
 //!   lines and invalid UTF-8 (the server's log should show them escaped; the
 //!   script checks it), and checks the echoes are byte for byte.
+//!
+//! One source against the others (TCP; the attacker connects from
+//! 127.0.0.2, new clients from 127.0.0.3, an interactive client connected
+//! before the attack from 127.0.0.4):
+//! - `hoard-active`: `--connections` (1,030) each send a byte every
+//!   `--interval` (0.25 s: in chunk framing a message each, so no deadline
+//!   fires) and read their replies, reopened when closed. Passes if every
+//!   one of `--probes` new clients is answered within `--bound` and the
+//!   interactive client gets each of its `--lines` answered (`--pause`
+//!   apart) on its one connection.
+//! - `churn`: `--connections` silent ones, each reopened as soon as the
+//!   server closes it (at most `--rate` connects a second); the same
+//!   verdict.
+//! - `storm`: `--connections` (20,000) opened by 4 threads and held; once
+//!   `--probe-after` are open, `--probes` (40) new clients 100 ms apart.
+//!   Passes if every one is answered within `--bound`; prints the median
+//!   and slowest. `--probes 0` only holds (for a second attacking process,
+//!   when one process may not open that many descriptors).
 //!
 //! And against a `--udp` server:
 //! - `udp-reflect`: sends `--count` datagrams of each shape a reply of this
@@ -52,6 +76,14 @@
 //!   all sources together at most `--total` + `--total` x seconds (the
 //!   server's total; 0: not checked). The window ends when the last reply
 //!   has arrived.
+//!
+//! And one hostile *server*, for the clients:
+//! - `piece-server`: listens on `--host`/`--port` (TCP, chunk framing),
+//!   prints `listening on ADDR`, and answers every byte it reads
+//!   correctly, but each behind its own `--stamp-len`-byte stamp (255, the
+//!   longest): the most stamped pieces a message can come back in. It
+//!   serves connections one after another until killed. The script runs the
+//!   `client` example against it and measures the client's memory.
 mod common;
 #[path = "common/forge.rs"]
 mod forge;
@@ -90,15 +122,12 @@ enum Attack {
         /// Connections that send a byte every 200 ms, never a whole message.
         #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=100_000))]
         trickle: u32,
-        /// Seconds to hold them before the first probe.
-        #[arg(long, default_value_t = 2.0)]
-        hold: f64,
-        /// How many new clients to time.
-        #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=1000))]
-        probes: u32,
-        /// Seconds a probe may take.
-        #[arg(long, default_value_t = 1.0)]
-        bound: f64,
+        #[command(flatten)]
+        probing: Probing,
+        /// The address the new clients connect from (TCP; default: any,
+        /// the hoarders' own).
+        #[arg(long, value_name = "IP")]
+        probe_from: Option<Ipv4Addr>,
     },
     /// One connection trickling bytes without completing a message.
     Trickle {
@@ -155,6 +184,82 @@ enum Attack {
         #[arg(long, default_value_t = 10_000)]
         total: u32,
     },
+    /// A server that echoes every byte behind its own long stamp.
+    PieceServer {
+        /// Bytes of each stamp (1 to 255).
+        #[arg(long, default_value_t = 255, value_parser = clap::value_parser!(u16).range(1..=255))]
+        stamp_len: u16,
+    },
+    /// Many connections from 127.0.0.2, each completing a message every
+    /// `--interval`; new clients from 127.0.0.3 and an interactive client
+    /// from 127.0.0.4 connected before must be served.
+    HoardActive {
+        #[command(flatten)]
+        crowd: Crowd,
+        /// Seconds between one connection's one-byte messages.
+        #[arg(long, default_value_t = 0.25)]
+        interval: f64,
+    },
+    /// Silent connections from 127.0.0.2 reopened as soon as the server
+    /// closes them; new clients from 127.0.0.3 and an interactive client from
+    /// 127.0.0.4 connected before must be served.
+    Churn {
+        #[command(flatten)]
+        crowd: Crowd,
+        /// Connects a second at most.
+        #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+        rate: u32,
+    },
+    /// Connections opened and held from 127.0.0.2 (raise this process's
+    /// descriptor limit); new clients from 127.0.0.3 meanwhile.
+    Storm {
+        /// Connections to open and hold.
+        #[arg(long, default_value_t = 20_000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+        connections: u32,
+        /// Open connections before the first probe.
+        #[arg(long, default_value_t = 2000)]
+        probe_after: u32,
+        /// New clients to time (0: only hold, for a second attacking process).
+        #[arg(long, default_value_t = 40, value_parser = clap::value_parser!(u32).range(0..=1000))]
+        probes: u32,
+        /// Seconds a probe may take.
+        #[arg(long, default_value_t = 1.0)]
+        bound: f64,
+        /// Seconds to hold the connections at the end.
+        #[arg(long, default_value_t = 0.0)]
+        linger: f64,
+    },
+}
+
+/// When and how many new clients are timed.
+#[derive(clap::Args)]
+struct Probing {
+    /// Seconds of attack before the first probe.
+    #[arg(long, default_value_t = 2.0)]
+    hold: f64,
+    /// How many new clients to time.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    probes: u32,
+    /// Seconds a probe may take.
+    #[arg(long, default_value_t = 1.0)]
+    bound: f64,
+}
+
+/// The crowd and the clients of `hoard-active` and `churn`.
+#[derive(clap::Args)]
+struct Crowd {
+    /// Connections from 127.0.0.2.
+    #[arg(long, default_value_t = 1030, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    connections: u32,
+    /// The new clients (from 127.0.0.3, 0.2 s apart).
+    #[command(flatten)]
+    probing: Probing,
+    /// Lines the interactive client from 127.0.0.4 sends during the attack.
+    #[arg(long, default_value_t = 6, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    lines: u32,
+    /// Seconds between its lines.
+    #[arg(long, default_value_t = 1.0)]
+    pause: f64,
 }
 
 /// A connection of either kind.
@@ -168,10 +273,10 @@ impl Conn {
     fn open(endpoint: &common::Endpoint) -> io::Result<Conn> {
         match &endpoint.unix {
             #[cfg(unix)]
-            Some(path) => UnixStream::connect(path).map(Conn::Unix),
+            Some(path) => endpoint.connect_unix(path).map(Conn::Unix),
             #[cfg(not(unix))]
             Some(_) => Err(io::Error::new(io::ErrorKind::Unsupported, "--unix needs a Unix system")),
-            None => TcpStream::connect(endpoint.tcp_addr()).map(Conn::Tcp),
+            None => endpoint.connect_tcp().map(Conn::Tcp),
         }
     }
 
@@ -210,14 +315,19 @@ impl Write for &Conn {
 fn main() -> ExitCode {
     let args = Args::parse();
     let result = match &args.attack {
-        Attack::Hoard { silent, trickle, hold, probes, bound } => {
-            hoard(&args.endpoint, *silent, *trickle, secs(*hold), *probes, secs(*bound))
+        Attack::Hoard { silent, trickle, probing, probe_from } => {
+            hoard(&args.endpoint, *silent, *trickle, probing, *probe_from)
         }
         Attack::Trickle { bound } => trickle(&args.endpoint, secs(*bound)),
         Attack::NoRead { bound } => no_read(&args.endpoint, secs(*bound)),
         Attack::Inject => inject(&args.endpoint),
         Attack::UdpReflect { count } => udp_reflect(&args.endpoint, *count),
         Attack::UdpFlood { seconds, rate, burst } => udp_flood(&args.endpoint, secs(*seconds), *rate, *burst),
+        Attack::HoardActive { crowd, interval } => hoard_active(&args.endpoint, crowd, secs(*interval)),
+        Attack::Churn { crowd, rate } => churn(&args.endpoint, crowd, *rate),
+        Attack::Storm { connections, probe_after, probes, bound, linger } => {
+            storm(&args.endpoint, *connections, *probe_after, *probes, secs(*bound), secs(*linger))
+        }
         Attack::UdpForge => match udp_forge(&args.endpoint) {
             Err(Skip(why)) => {
                 println!("SKIPPED udp-forge: {why}");
@@ -228,6 +338,7 @@ fn main() -> ExitCode {
         Attack::UdpChurn { seconds, others, batch, rate, burst, total } => {
             udp_churn(&args.endpoint, secs(*seconds), *others, *batch, (*rate, *burst), *total)
         }
+        Attack::PieceServer { stamp_len } => piece_server(&args.endpoint, usize::from(*stamp_len)),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,
@@ -248,10 +359,14 @@ fn verdict(name: &str, pass: bool, what: &str) -> bool {
     pass
 }
 
-/// One checked round trip on a new connection; its time from connect to reply.
-fn probe(endpoint: &common::Endpoint, timeout: Duration) -> Result<Duration, Error> {
+/// One checked round trip on a new connection (from `from`, if given); its
+/// time from connect to reply.
+fn probe(endpoint: &common::Endpoint, timeout: Duration, from: Option<Ipv4Addr>) -> Result<Duration, Error> {
     let started = Instant::now();
-    let conn = Conn::open(endpoint)?;
+    let conn = match from {
+        Some(ip) => Conn::Tcp(connect_from(ip, tcp_server(endpoint)?, timeout)?),
+        None => Conn::open(endpoint)?,
+    };
     conn.set_timeout(Some(timeout))?;
     let mut client = EchoClient::new(&conn, endpoint.framing())?;
     client.round_trip(b"probe")?;
@@ -262,10 +377,10 @@ fn hoard(
     endpoint: &common::Endpoint,
     silent: u32,
     trickle: u32,
-    hold: Duration,
-    probes: u32,
-    bound: Duration,
+    probing: &Probing,
+    probe_from: Option<Ipv4Addr>,
 ) -> Result<bool, Error> {
+    let (hold, probes, bound) = (secs(probing.hold), probing.probes, secs(probing.bound));
     let opened = Instant::now();
     let mut held = Vec::new();
     for _ in 0..silent + trickle {
@@ -291,7 +406,7 @@ fn hoard(
     let mut worst = Duration::ZERO;
     let mut failures = 0;
     for i in 0..probes {
-        match probe(endpoint, bound.max(Duration::from_secs(10))) {
+        match probe(endpoint, bound.max(Duration::from_secs(10)), probe_from) {
             Ok(took) => {
                 println!("hoard: probe {i}: reply in {took:?}");
                 worst = worst.max(took);
@@ -525,6 +640,321 @@ fn udp_flood(endpoint: &common::Endpoint, seconds: Duration, rate: u32, burst: u
     Ok(verdict("udp-flood", replies <= bound && answered == tried && tried > 0, &what))
 }
 
+// ---- One source against the others (fairness per source) ----
+//
+// The attacker connects from 127.0.0.2, the probes (new clients) from
+// 127.0.0.3, the interactive client (connected before the attack) from
+// 127.0.0.4: three sources for the server's fairness. TCP only.
+
+/// Where the attacker connects from.
+const ATTACKER: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 2);
+/// Where the probes (new clients) connect from.
+const PROBE: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 3);
+/// Where the interactive client, connected before the attack, connects from.
+const INTERACTIVE: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 4);
+
+/// The server's TCP address.
+fn tcp_server(endpoint: &common::Endpoint) -> Result<SocketAddr, Error> {
+    if endpoint.unix.is_some() {
+        return Err(Error::Io(io::Error::new(io::ErrorKind::Unsupported, "a TCP attack: sources are addresses")));
+    }
+    udp_server(endpoint)
+}
+
+/// A TCP connection to `server` from `ip` (any port), within `timeout`.
+fn connect_from(ip: Ipv4Addr, server: SocketAddr, timeout: Duration) -> io::Result<TcpStream> {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
+    socket.bind(&SocketAddr::from((ip, 0)).into())?;
+    socket.connect_timeout(&server.into(), timeout)?;
+    Ok(socket.into())
+}
+
+/// Whether the server closed this non-blocking connection (what it sent
+/// is read and dropped).
+fn gone(stream: &TcpStream) -> bool {
+    let mut buf = [0; 4096];
+    loop {
+        match (&*stream).read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => return true,
+        }
+    }
+}
+
+/// New clients from [`PROBE`], one after another `gap` apart: each one's
+/// time from connect to reply, or its error (waiting at most 10 s).
+fn probes(server: SocketAddr, framing: stamp_echo::Framing, count: u32, gap: Duration) -> Vec<Result<Duration, Error>> {
+    let probe = || -> Result<Duration, Error> {
+        let started = Instant::now();
+        let stream = connect_from(PROBE, server, Duration::from_secs(10))?;
+        stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+        stream.set_write_timeout(Some(Duration::from_secs(10)))?;
+        EchoClient::new(&stream, framing)?.round_trip(b"probe")?;
+        Ok(started.elapsed())
+    };
+    (0..count)
+        .map(|i| {
+            if i > 0 {
+                thread::sleep(gap);
+            }
+            probe()
+        })
+        .collect()
+}
+
+/// The probes' verdict: how many were answered within `bound`, the median
+/// and slowest of those answered, and the errors.
+fn probe_figures(results: &[Result<Duration, Error>], bound: Duration) -> (usize, String) {
+    let mut times: Vec<Duration> = results.iter().filter_map(|r| r.as_ref().ok().copied()).collect();
+    times.sort();
+    let within = times.iter().filter(|t| **t <= bound).count();
+    let errors: Vec<String> = results.iter().filter_map(|r| r.as_ref().err().map(ToString::to_string)).collect();
+    let median = times.get(times.len() / 2).map_or("none".into(), |t| format!("{t:.2?}"));
+    let slowest = times.last().map_or("none".into(), |t| format!("{t:.2?}"));
+    let mut what = format!(
+        "{within} of {} new clients from {PROBE} answered within {bound:?} (median {median}, slowest {slowest})",
+        results.len()
+    );
+    if let Some(first) = errors.first() {
+        what.push_str(&format!("; {} failed, first: {first}", errors.len()));
+    }
+    (within, what)
+}
+
+/// An interactive client from [`INTERACTIVE`], connected (and answered once)
+/// before the attack, that sends `lines` lines `pause` apart during it.
+struct Interactive {
+    client: EchoClient<TcpStream>,
+}
+
+impl Interactive {
+    fn connect(server: SocketAddr, framing: stamp_echo::Framing) -> Result<Interactive, Error> {
+        let stream = connect_from(INTERACTIVE, server, Duration::from_secs(5))?;
+        stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+        stream.set_write_timeout(Some(Duration::from_secs(5)))?;
+        let mut client = EchoClient::new(stream, framing)?;
+        client.round_trip(b"before the attack")?;
+        Ok(Interactive { client })
+    }
+
+    /// On a thread of its own: the lines answered, and the error that ended it.
+    fn type_lines(mut self, lines: u32, pause: Duration) -> thread::JoinHandle<(u32, Option<Error>)> {
+        thread::spawn(move || {
+            for i in 0..lines {
+                thread::sleep(pause);
+                if let Err(e) = self.client.round_trip(format!("line {i}").as_bytes()) {
+                    return (i, Some(e));
+                }
+            }
+            (lines, None)
+        })
+    }
+}
+
+/// The interactive client's verdict.
+fn interactive_figures(result: thread::Result<(u32, Option<Error>)>, lines: u32, pause: Duration) -> (bool, String) {
+    match result {
+        Ok((answered, None)) => (answered == lines, format!("{answered} of {lines} lines ({pause:?} apart) answered")),
+        Ok((answered, Some(e))) => {
+            (false, format!("{answered} of {lines} lines ({pause:?} apart) answered, then: {e}"))
+        }
+        Err(_) => (false, "the interactive client's thread panicked".into()),
+    }
+}
+
+/// Active hoarding: `connections` from [`ATTACKER`], each sending a byte
+/// every `interval` (in chunk framing a complete message each) and reading
+/// its replies, reconnecting when closed; meanwhile the interactive client
+/// types `lines` lines and, after `hold`, `probes` new clients connect.
+fn hoard_active(endpoint: &common::Endpoint, args: &Crowd, interval: Duration) -> Result<bool, Error> {
+    let server = tcp_server(endpoint)?;
+    let interactive = Interactive::connect(server, endpoint.framing())?;
+    let opened = Instant::now();
+    let mut crowd = Vec::new();
+    for _ in 0..args.connections {
+        let stream = connect_from(ATTACKER, server, Duration::from_secs(5))?;
+        stream.set_nonblocking(true)?;
+        crowd.push(Some(stream));
+    }
+    println!("hoard-active: {} connections from {ATTACKER} open in {:.2?}", crowd.len(), opened.elapsed());
+    let typing = interactive.type_lines(args.lines, secs(args.pause));
+    let stop = Arc::new(AtomicBool::new(false));
+    let attacking = {
+        let stop = Arc::clone(&stop);
+        thread::spawn(move || {
+            let (mut sent, mut closed, mut reconnected) = (0u64, 0u64, 0u64);
+            while !stop.load(Ordering::Relaxed) {
+                let round = Instant::now();
+                for slot in &mut crowd {
+                    if let Some(stream) = slot {
+                        match (&*stream).write(b"x") {
+                            Ok(_) => sent += 1,
+                            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                            Err(_) => *slot = None,
+                        }
+                        if slot.as_ref().is_some_and(gone) {
+                            *slot = None;
+                        }
+                        if slot.is_none() {
+                            closed += 1;
+                        }
+                    }
+                    if slot.is_none() {
+                        let again = connect_from(ATTACKER, server, Duration::from_secs(1));
+                        *slot = again.and_then(|s| s.set_nonblocking(true).map(|()| s)).ok();
+                        reconnected += u64::from(slot.is_some());
+                    }
+                }
+                thread::sleep(interval.saturating_sub(round.elapsed()));
+            }
+            (sent, closed, reconnected)
+        })
+    };
+    thread::sleep(secs(args.probing.hold));
+    let results = probes(server, endpoint.framing(), args.probing.probes, Duration::from_millis(200));
+    let (typed_ok, typed) = interactive_figures(typing.join(), args.lines, secs(args.pause));
+    stop.store(true, Ordering::Relaxed);
+    let (sent, closed, reconnected) = attacking.join().unwrap_or_default();
+    println!(
+        "hoard-active: the attacker sent {sent} one-byte messages; the server closed {closed} of its connections, {reconnected} reconnects"
+    );
+    let bound = secs(args.probing.bound);
+    let (within, probed) = probe_figures(&results, bound);
+    let what = format!(
+        "{} active connections from {ATTACKER}: {probed}; the client from {INTERACTIVE} connected before: {typed}",
+        args.connections
+    );
+    Ok(verdict("hoard-active", within == results.len() && typed_ok, &what))
+}
+
+/// Churn: `connections` silent ones from [`ATTACKER`], each reopened as
+/// soon as the server closes it (at most `rate` connects a second); the
+/// interactive client and the probes as in [`hoard_active`].
+fn churn(endpoint: &common::Endpoint, args: &Crowd, rate: u32) -> Result<bool, Error> {
+    let server = tcp_server(endpoint)?;
+    let interactive = Interactive::connect(server, endpoint.framing())?;
+    let mut crowd = Vec::new();
+    for _ in 0..args.connections {
+        let stream = connect_from(ATTACKER, server, Duration::from_secs(5))?;
+        stream.set_nonblocking(true)?;
+        crowd.push(stream);
+    }
+    let typing = interactive.type_lines(args.lines, secs(args.pause));
+    let stop = Arc::new(AtomicBool::new(false));
+    let churning = {
+        let stop = Arc::clone(&stop);
+        thread::spawn(move || {
+            let started = Instant::now();
+            let mut connects = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let mut busy = false;
+                for stream in &mut crowd {
+                    let allowed = (f64::from(rate) * started.elapsed().as_secs_f64()) as u64;
+                    if connects >= allowed || !gone(stream) {
+                        continue;
+                    }
+                    if let Ok(again) = connect_from(ATTACKER, server, Duration::from_secs(1))
+                        .and_then(|s| s.set_nonblocking(true).map(|()| s))
+                    {
+                        *stream = again;
+                        connects += 1;
+                        busy = true;
+                    }
+                }
+                if !busy {
+                    thread::sleep(Duration::from_millis(1));
+                }
+            }
+            (connects, started.elapsed())
+        })
+    };
+    thread::sleep(secs(args.probing.hold));
+    let results = probes(server, endpoint.framing(), args.probing.probes, Duration::from_millis(200));
+    let (typed_ok, typed) = interactive_figures(typing.join(), args.lines, secs(args.pause));
+    stop.store(true, Ordering::Relaxed);
+    let (connects, took) = churning.join().unwrap_or_default();
+    let per_second = connects as f64 / took.as_secs_f64().max(0.001);
+    let bound = secs(args.probing.bound);
+    let (within, probed) = probe_figures(&results, bound);
+    let what = format!(
+        "{} silent connections from {ATTACKER} reopened as closed, {connects} reconnects ({per_second:.0}/s): {probed}; \
+         the client from {INTERACTIVE} connected before: {typed}",
+        args.connections
+    );
+    Ok(verdict("churn", within == results.len() && typed_ok, &what))
+}
+
+/// Storm: `connections` opened (by 4 threads) and held from [`ATTACKER`];
+/// once `probe_after` are open, `probes` new clients connect, 100 ms apart,
+/// while the rest open. Then holds them `linger` seconds.
+fn storm(
+    endpoint: &common::Endpoint,
+    connections: u32,
+    probe_after: u32,
+    probes_n: u32,
+    bound: Duration,
+    linger: Duration,
+) -> Result<bool, Error> {
+    const OPENERS: u32 = 4;
+    let server = tcp_server(endpoint)?;
+    let opened = Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let started = Instant::now();
+    let openers: Vec<_> = (0..OPENERS)
+        .map(|i| {
+            let opened = Arc::clone(&opened);
+            let share = connections / OPENERS + u32::from(i < connections % OPENERS);
+            thread::spawn(move || {
+                let (mut held, mut failed, mut last_error) = (Vec::new(), 0u32, None);
+                for _ in 0..share {
+                    match connect_from(ATTACKER, server, Duration::from_secs(3)) {
+                        Ok(stream) => {
+                            held.push(stream);
+                            opened.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Err(e) => {
+                            failed += 1;
+                            last_error = Some(e.to_string());
+                        }
+                    }
+                }
+                (held, failed, last_error)
+            })
+        })
+        .collect();
+    while opened.load(Ordering::Relaxed) < probe_after.min(connections) && !openers.iter().all(|o| o.is_finished()) {
+        thread::sleep(Duration::from_millis(10));
+    }
+    let results = probes(server, endpoint.framing(), probes_n, Duration::from_millis(100));
+    let probed_at = opened.load(Ordering::Relaxed);
+    let mut held = Vec::new();
+    let (mut failed, mut last_error) = (0, None);
+    for opener in openers {
+        let (streams, f, e) = opener.join().map_err(|_| Error::Io(io::Error::other("an opener panicked")))?;
+        held.extend(streams);
+        failed += f;
+        last_error = last_error.or(e);
+    }
+    let closed = held.iter().filter(|s| s.set_nonblocking(true).is_ok() && gone(s)).count();
+    println!(
+        "storm: {} connections from {ATTACKER} opened in {:.2?} ({failed} failed{}), {closed} of them closed by the server; the probes began at {probed_at} open",
+        held.len(),
+        started.elapsed(),
+        last_error.map_or(String::new(), |e| format!(", last: {e}")),
+    );
+    if probes_n == 0 {
+        thread::sleep(linger);
+        return Ok(true);
+    }
+    let (within, probed) = probe_figures(&results, bound);
+    let what = format!("{} connections opened and held from {ATTACKER}: {probed}", held.len());
+    let pass = within == results.len();
+    thread::sleep(linger);
+    Ok(verdict("storm", pass, &what))
+}
+
 /// Why an attack could not run.
 struct Skip(String);
 
@@ -634,4 +1064,40 @@ fn udp_churn(
     );
     let pass = replies <= victim_bound && (total == 0 || all <= total_bound) && sent > u64::from(burst) && replies > 0;
     Ok(verdict("udp-churn", pass, &what))
+}
+
+/// `piece-server`: every byte read is answered as a piece of its own,
+/// `[STAMP] b`, each stamp `stamp_len` bytes and different from the last.
+fn piece_server(endpoint: &common::Endpoint, stamp_len: usize) -> Result<bool, Error> {
+    let addr = endpoint.first_addr()?;
+    let listener =
+        std::net::TcpListener::bind(addr).map_err(|e| common::named(e, format_args!("cannot bind {addr}")))?;
+    println!("listening on {}", listener.local_addr()?);
+    io::stdout().flush()?;
+    let mut pieces: u64 = 0;
+    for stream in listener.incoming() {
+        let Ok(mut stream) = stream else { continue };
+        let mut input = [0; 64 * 1024];
+        let mut out = Vec::new();
+        loop {
+            let n = match stream.read(&mut input) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            out.clear();
+            for &b in &input[..n] {
+                pieces += 1;
+                let number = pieces.to_string();
+                out.push(b'[');
+                out.extend(std::iter::repeat_n(b'~', stamp_len.saturating_sub(number.len())));
+                out.extend_from_slice(&number.as_bytes()[number.len().saturating_sub(stamp_len)..]);
+                out.extend_from_slice(b"] ");
+                out.push(b);
+            }
+            if stream.write_all(&out).is_err() {
+                break;
+            }
+        }
+    }
+    Ok(true)
 }

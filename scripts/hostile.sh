@@ -14,7 +14,8 @@
 #    common default, below --max-connections once the server's own are
 #    counted), then 2000 silent against a server allowed 300 tasks (a pids
 #    cgroup, as systemd's TasksMax sets; needs root, SKIPPED otherwise); a
-#    new client must get its reply within 1 s.
+#    new client must get its reply within 1 s (from 127.0.0.3 under the
+#    descriptor and task limits, where the hoarders' own are refused).
 # 2. trickle / no-read: a message trickled a byte every 200 ms is cut at
 #    --message-timeout; a client that never reads at --write-timeout.
 # 3. inject: terminal escapes, CR, a forged log line, invalid UTF-8 and a
@@ -41,6 +42,35 @@
 #    with default flags; then the same with the total raised out of the way
 #    (--udp-total 10000000), so the per-source bound is seen to hold on its
 #    own. --udp-total 0 is refused.
+# 9. piece per byte: `stamp-echo client` against a hostile server that
+#    echoes a 1 MiB message correctly, every byte behind its own 255-byte
+#    stamp; the client's peak memory (/usr/bin/time) must stay under 64 MiB
+#    and what it prints under 2 MiB, or it must fail with a clear error.
+# 10. frozen unix: a server on a Unix socket is frozen (SIGSTOP) and its
+#    backlog filled; a new server on the same path must say at once that
+#    the path is live (naming it), not hang, and leave the socket alone.
+# 11. slow stdout: the server's stdout is read, but slower than the log
+#    fills it; at SIGTERM the `shut down:` totals line must still be written
+#    (on stdout, or on stderr if stdout does not take it in time) within
+#    the shutdown deadline.
+# 12. errors: a second server on a taken port names the address it cannot
+#    bind; a server whose TZ is a zone file cut short says the zone is
+#    corrupt (and stamps UTC, saying so), never silently UTC.
+# 9. fairness per source: one address (127.0.0.2) against the others, default
+#    flags: 1,030 active connections (a one-byte message every 0.25 s each,
+#    chunk framing), then silent ones reopened as soon as closed (about 2,000
+#    connects a second), then 20,000 opened and held against a server allowed
+#    256 descriptors (two attacking processes of 10,000, each raising its own
+#    limit). New clients from 127.0.0.3 must be answered within 1 s (5 of 5,
+#    40 of 40 in the storm), and an interactive client from 127.0.0.4,
+#    connected before the attack, must keep its connection and get every
+#    line answered (1 s apart, then 2.5 s apart under churn).
+# 10. fairness through HAProxy with the PROXY protocol (`send-proxy-v2`, the
+#     server trusting 127.0.0.1 only): the active hoarding and churn of 9.,
+#     each attacker and client its own address, all through HAProxy, with the
+#     same verdicts. HAProxy is handed an already listening socket (`bind
+#     fd@N`, by python3): no fixed port. Needs haproxy and python3 (SKIPPED
+#     otherwise).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target}
@@ -121,13 +151,15 @@ start hoard_line --port 0 --framing line
 stop "$PID"
 tail -n 1 "$tmp/hoard_line.log"
 NOFILE=1024 start hoard_fds --port 0
-"$bin/hostile" --port "$PORT" hoard --silent 2000 || failed=1
+# Out of descriptors, the hoarders' own newcomers are refused (fairness per
+# source): the new clients come from another address.
+"$bin/hostile" --port "$PORT" hoard --silent 2000 --probe-from 127.0.0.3 || failed=1
 stop "$PID"
 echo "$(grep -c '^\.\.\.accept failed' "$tmp/hoard_fds.log") accept failures logged; $(tail -n 1 "$tmp/hoard_fds.log")"
 cgroup=/sys/fs/cgroup/pids/stamp-echo-hostile-$$
 if mkdir "$cgroup" 2>/dev/null && echo 300 >"$cgroup/pids.max"; then
     CGROUP=$cgroup start hoard_tasks --port 0
-    "$bin/hostile" --port "$PORT" hoard --silent 2000 || failed=1
+    "$bin/hostile" --port "$PORT" hoard --silent 2000 --probe-from 127.0.0.3 || failed=1
     stop "$PID"
     echo "$(grep -c 'cannot start a thread' "$tmp/hoard_tasks.log") thread starts failed; $(tail -n 1 "$tmp/hoard_tasks.log")"
     rmdir "$cgroup" || true
@@ -206,6 +238,7 @@ bad=(
     "--buffer-size 100000000000" "--buffer-size 0" "--framing line --max-line 0" "--framing length --max-frame 0"
     "--max-connections 0" "--max-connections 100000000" "--idle-timeout 1e19" "--message-timeout 1e-9"
     "--write-timeout inf" "--eviction-grace 1e12" "--backlog 0" "--backlog 100000" "--log-rate=-1"
+    "--max-per-source 0" "--max-per-source 100000000"
 )
 for flags in "${bad[@]}"; do
     # shellcheck disable=SC2086
@@ -293,6 +326,184 @@ if ((status == 1 || status == 2)) && [[ $out == *"'0' for '--udp-total"* ]]; the
     pass "settings: --udp --udp-total 0: $(echo "$out" | head -n 1)"
 else
     fail "settings: --udp --udp-total 0: status $status: $out"
+fi
+
+echo "==> 9. piece per byte: the client against a server stamping every byte"
+if [[ -x /usr/bin/time ]]; then
+    mkfifo "$tmp/pieces.fifo"
+    "$bin/hostile" --port 0 piece-server >"$tmp/pieces.fifo" 2>&1 &
+    piece_server=$!
+    pids+=("$piece_server")
+    exec {fd}<"$tmp/pieces.fifo"
+    IFS= read -r -t 30 -u "$fd" line || true
+    exec {fd}<&-
+    PORT=${line##*:}
+    head -c 1048576 /dev/zero | tr '\0' x >"$tmp/pieces.msg"
+    echo >>"$tmp/pieces.msg"
+    set +e
+    /usr/bin/time -v "$se" client --port "$PORT" --timeout 30 <"$tmp/pieces.msg" >"$tmp/pieces.out" 2>"$tmp/pieces.err"
+    status=$?
+    set -e
+    kill "$piece_server" 2>/dev/null || true
+    rss=$(sed -n 's/.*Maximum resident set size (kbytes): //p' "$tmp/pieces.err")
+    printed=$(wc -c <"$tmp/pieces.out")
+    msg="piece per byte: 1 MiB message, 1048576 pieces of 255-byte stamps: client peak RSS $((rss / 1024)) MiB (target < 64), printed $printed bytes, exit $status"
+    if ((status == 0 && rss < 64 * 1024 && printed < 2 * 1048576)) && grep -q '(1048576 stamped pieces)$' "$tmp/pieces.out"; then
+        pass "$msg"
+    elif ((status != 0 && rss < 64 * 1024)) && grep -q '^stamp-echo: ' "$tmp/pieces.err"; then
+        pass "$msg: $(grep -m1 '^stamp-echo: ' "$tmp/pieces.err")"
+    else
+        fail "$msg"
+    fi
+else
+    echo "SKIPPED piece per byte: no /usr/bin/time to measure peak memory"
+fi
+
+echo "==> 10. frozen unix: a new server on the path of a frozen one"
+sock=$tmp/frozen.sock
+start frozen --unix "$sock" --backlog 1 --quiet
+frozen=$PID
+kill -STOP "$frozen"
+mkfifo "$tmp/idle.fifo"
+for _ in 1 2 3 4; do
+    # Connected (or waiting to be) and then idle: stdin is a pipe nobody writes.
+    "$se" client --unix "$sock" --timeout 60 <>"$tmp/idle.fifo" >/dev/null 2>&1 &
+    pids+=("$!")
+done
+sleep 1 # let the clients fill the backlog (the PASS line needs the server to have seen it full)
+started=$EPOCHREALTIME
+set +e
+out=$(timeout 10 "$se" serve "${runtime[@]}" --unix "$sock" 2>&1 </dev/null)
+status=$?
+set -e
+took=$(echo "$EPOCHREALTIME - $started" | bc)
+msg="frozen unix: status $status in ${took}s: $out"
+if ((status == 1)) && [[ -S $sock && $out == *"$sock: another server is listening on it (its backlog is full"* ]]; then
+    pass "$msg"
+else
+    fail "$msg"
+fi
+kill -CONT "$frozen"
+stop "$frozen"
+
+echo "==> 11. slow stdout: the totals line at exit"
+mkfifo "$tmp/slowout.fifo"
+"$se" serve "${runtime[@]}" --port 0 --framing line --log-rate 1000000 --shutdown-deadline 2 >"$tmp/slowout.fifo" 2>"$tmp/slowout.err" &
+PID=$!
+pids+=("$PID")
+exec {slowout}<"$tmp/slowout.fifo"
+IFS= read -r -u "$slowout" line
+PORT=${line##*:}
+# A reader slower than the log: a line at a time, a pause after each.
+(while IFS= read -r l; do printf '%s\n' "$l"; sleep 0.002; done) <&"$slowout" >"$tmp/slowout.out" &
+reader=$!
+exec {slowout}<&-
+"$se" load --port "$PORT" --framing line --messages 50000 --window 64 --timeout 10 >/dev/null
+stop "$PID"
+took=$TOOK
+wait "$reader" || true
+where=stdout totals=$(grep -m1 '^shut down: ' "$tmp/slowout.out" || true)
+[[ -n $totals ]] || where=stderr totals=$(grep -m1 '^shut down: ' "$tmp/slowout.err" || true)
+msg="slow stdout: SIGTERM ended it in ${took}s (deadline 2 s), $(wc -l <"$tmp/slowout.out") lines read slowly"
+if [[ -n $totals ]] && (($(echo "$took < 2.5" | bc))); then
+    pass "$msg, the totals on $where: $totals"
+else
+    fail "$msg, totals: ${totals:-none}"
+fi
+
+echo "==> 12. errors name what failed"
+start taken --port 0 --quiet
+set +e
+out=$(timeout 10 "$se" serve "${runtime[@]}" --port "$PORT" 2>&1 </dev/null)
+status=$?
+set -e
+stop "$PID"
+if ((status == 1)) && [[ $out == *"cannot bind 127.0.0.1:$PORT: Address already in use"* ]]; then
+    pass "errors: a taken port: $out"
+else
+    fail "errors: a taken port: status $status: $out"
+fi
+printf 'TZif2' >"$tmp/cut.zone"
+head -c 39 /dev/zero >>"$tmp/cut.zone"
+# The warning comes before `listening on`; SIGTERM from timeout ends it.
+out=$(TZ=$tmp/cut.zone timeout 1 "$se" serve "${runtime[@]}" --port 0 --quiet 2>&1 </dev/null || true)
+if [[ $out == *"warning: local time zone unusable (the zone file $tmp/cut.zone is corrupt"* ]]; then
+    pass "errors: a corrupt zone file: $(echo "$out" | grep -m1 '^warning: ')"
+else
+    fail "errors: a corrupt zone file was not reported: $out"
+fi
+echo "==> 9. fairness per source: one address against the others"
+# counts LOG: the server's evicted and refused counts, from its last line.
+counts() { tail -n 1 "$tmp/$1.log" | grep -o '[0-9]* evicted.*' || echo "no counts in $1.log"; }
+start fair_active --port 0
+"$bin/hostile" --port "$PORT" hoard-active || failed=1
+stop "$PID"
+echo "server: $(counts fair_active)"
+start fair_churn --port 0
+"$bin/hostile" --port "$PORT" churn --lines 5 --pause 2.5 || failed=1
+stop "$PID"
+echo "server: $(counts fair_churn)"
+NOFILE=256 start fair_storm --port 0
+# One process may not be allowed 20,000 descriptors: two attackers of 10,000
+# from the same address, each at its hard limit.
+hard=$(ulimit -Hn)
+[[ $hard == unlimited ]] && hard=30000
+(ulimit -n "$hard" && exec "$bin/hostile" --port "$PORT" storm --connections 10000 --probes 0 --linger 5) >"$tmp/storm_helper.out" 2>&1 &
+helper=$!
+pids+=("$helper")
+(ulimit -n "$hard" && exec "$bin/hostile" --port "$PORT" storm --connections 10000 --linger 5) || failed=1
+wait "$helper" || failed=1
+cat "$tmp/storm_helper.out"
+stop "$PID"
+echo "server: $(grep -c '^\.\.\.accept failed' "$tmp/fair_storm.log") accept failures logged; $(counts fair_storm)"
+
+echo "==> 10. fairness through HAProxy with the PROXY protocol"
+haproxy=$(command -v haproxy || { [[ -x /usr/sbin/haproxy ]] && echo /usr/sbin/haproxy; } || true)
+if [[ -z $haproxy ]] || ! command -v python3 >/dev/null; then
+    echo "SKIPPED fairness through HAProxy: needs haproxy and python3"
+else
+    start proxied --port 0 --proxy-protocol --trusted-proxy 127.0.0.1
+    backend=$PORT
+    proxied_pid=$PID
+    # python3 binds 127.0.0.1:0, writes the port, and execs HAProxy with the
+    # listening socket inherited (bind fd@N): clients queue until it accepts.
+    python3 - "$haproxy" "$backend" "$tmp/haproxy.cfg" "$tmp/haproxy.port" >"$tmp/haproxy.log" 2>&1 <<'PY' &
+import os, socket, sys
+haproxy, backend, config, port_file = sys.argv[1:5]
+listener = socket.socket()
+listener.bind(("127.0.0.1", 0))
+listener.listen(4096)
+os.set_inheritable(listener.fileno(), True)
+with open(config, "w") as f:
+    f.write(f"""global
+    maxconn 8000
+defaults
+    mode tcp
+    timeout connect 5s
+    timeout client 60s
+    timeout server 60s
+frontend front
+    bind fd@{listener.fileno()}
+    default_backend echo
+backend echo
+    server echo 127.0.0.1:{backend} send-proxy-v2
+""")
+with open(port_file + ".new", "w") as f:
+    f.write(str(listener.getsockname()[1]))
+os.rename(port_file + ".new", port_file)
+os.execv(haproxy, [haproxy, "-db", "-f", config])
+PY
+    pids+=($!)
+    haproxy_pid=$!
+    for _ in $(seq 100); do [[ -s $tmp/haproxy.port ]] && break; sleep 0.05; done
+    front=$(cat "$tmp/haproxy.port")
+    echo "HAProxy on 127.0.0.1:$front relays to the server on 127.0.0.1:$backend with send-proxy-v2"
+    "$bin/hostile" --port "$front" hoard-active || failed=1
+    "$bin/hostile" --port "$front" churn --lines 5 --pause 2.5 || failed=1
+    kill "$haproxy_pid" 2>/dev/null || true
+    stop "$proxied_pid"
+    echo "server: $(counts proxied)"
+    echo "$(grep -c '^\.\.\.connected from: 127\.0\.0\.2:' "$tmp/proxied.log") connections logged as from 127.0.0.2 (the attacker behind HAProxy); $(tail -n 1 "$tmp/proxied.log")"
 fi
 
 if ((failed)); then

@@ -16,9 +16,15 @@ use crate::stamp::StampKind;
 use crate::{ProtocolError, TimeoutError};
 
 /// The checked reply to one message.
+///
+/// Its memory is bounded by the message, whatever the server's piece size:
+/// it keeps the message once and at most [`Reply::MAX_PIECES`] stamped
+/// pieces (see [`pieces`](Reply::pieces)).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Reply {
     pieces: Vec<Piece>,
+    /// Pieces the server sent, merged ones included.
+    piece_count: u64,
     message: Vec<u8>,
     rtt: Duration,
     sent_at: SystemTime,
@@ -37,14 +43,34 @@ pub struct Piece {
 }
 
 impl Reply {
+    /// The most stamped pieces a reply keeps. A server may answer a message
+    /// in as many pieces as it has bytes, each behind a stamp of up to 255
+    /// bytes (a hostile one does, to make its client keep 256 bytes per
+    /// byte echoed); past this many, further pieces are merged into the last
+    /// one kept. So a reply holds at most this many stamps (about 300 KiB
+    /// at the longest) beside its message. Our server, reading 1024 bytes at
+    /// a time, answers a 1 MiB message in 1024 pieces or more.
+    pub const MAX_PIECES: usize = 1024;
+
     /// The first (in line and length framing, the only) stamp.
     pub fn stamp(&self) -> &str {
         self.pieces.first().map_or("", |p| p.stamp.as_str())
     }
 
-    /// Every stamped piece, in order.
+    /// The stamped pieces, in order: every one the server sent, up to
+    /// [`Reply::MAX_PIECES`]. Beyond that the last piece kept stands for
+    /// itself and every later one: its `len` counts their bytes too, and
+    /// its stamp is its own (the first of them). The lengths always add up
+    /// to the message's; [`piece_count`](Reply::piece_count) says how many
+    /// pieces there were.
     pub fn pieces(&self) -> &[Piece] {
         &self.pieces
+    }
+
+    /// How many stamped pieces the server sent this reply in, merged ones
+    /// included (1 in line and length framing).
+    pub fn piece_count(&self) -> u64 {
+        self.piece_count
     }
 
     /// The echoed message: always equal to what was sent (a reply that differs
@@ -171,7 +197,7 @@ pub(crate) struct Exchange {
     in_flight: VecDeque<(Instant, SystemTime)>,
     /// The pieces of the reply being checked (kept across reads, so that a
     /// caller may give up waiting and resume).
-    pieces: Vec<Piece>,
+    pieces: Pieces,
 }
 
 impl Exchange {
@@ -182,7 +208,7 @@ impl Exchange {
     /// [`Error::Config`] if `framing`'s settings are out of range.
     pub(crate) fn new(framing: Framing) -> Result<Exchange, Error> {
         framing.validate()?;
-        Ok(Exchange { checker: ReplyChecker::new(framing), in_flight: VecDeque::new(), pieces: Vec::new() })
+        Ok(Exchange { checker: ReplyChecker::new(framing), in_flight: VecDeque::new(), pieces: Pieces::default() })
     }
 
     pub(crate) fn checker(&self) -> &ReplyChecker {
@@ -204,12 +230,14 @@ impl Exchange {
             let (consumed, event) = self.checker.receive(&input[taken..])?;
             taken += consumed;
             match event {
-                Some(Event::Piece { stamp, len, .. }) => self.pieces.push(Piece { stamp: stamp.to_owned(), len }),
+                Some(Event::Piece { stamp, len, .. }) => self.pieces.push(stamp, len),
                 Some(Event::Reply { message, .. }) => {
                     let (sent_instant, sent_at) =
                         self.in_flight.pop_front().unwrap_or_else(|| (Instant::now(), SystemTime::now()));
+                    let Pieces { kept, count } = std::mem::take(&mut self.pieces);
                     let reply = Reply {
-                        pieces: std::mem::take(&mut self.pieces),
+                        pieces: kept,
+                        piece_count: count,
                         message: message.to_vec(),
                         rtt: sent_instant.elapsed(),
                         sent_at,
@@ -219,6 +247,27 @@ impl Exchange {
                 }
                 None => return Ok((taken, None)),
             }
+        }
+    }
+}
+
+/// The pieces of a reply being checked: at most [`Reply::MAX_PIECES`]
+/// kept, and how many there were.
+#[derive(Debug, Default)]
+struct Pieces {
+    kept: Vec<Piece>,
+    count: u64,
+}
+
+impl Pieces {
+    /// Keeps a piece, or merges it into the last one kept past
+    /// [`Reply::MAX_PIECES`].
+    fn push(&mut self, stamp: &str, len: usize) {
+        self.count += 1;
+        let full = self.kept.len() >= Reply::MAX_PIECES;
+        match self.kept.last_mut() {
+            Some(last) if full => last.len += len,
+            _ => self.kept.push(Piece { stamp: stamp.to_owned(), len }),
         }
     }
 }
@@ -633,6 +682,7 @@ impl Reply {
     pub(crate) fn arrived(stamp: &str, message: &[u8], sent_instant: Instant, sent_at: SystemTime) -> Reply {
         Reply {
             pieces: vec![Piece { stamp: stamp.to_owned(), len: message.len() }],
+            piece_count: 1,
             message: message.to_vec(),
             rtt: sent_instant.elapsed(),
             sent_at,
@@ -736,7 +786,16 @@ mod tests {
             replies.extend_from_slice(b"[T] ");
             replies.push(*b);
         }
-        assert_eq!(against(&replies, &sent).expect("reply").pieces().len(), 20_000);
+        let reply = against(&replies, &sent).expect("reply");
+        assert_eq!(reply.message(), sent);
+        assert_eq!(reply.piece_count(), 20_000);
+        // The first MAX_PIECES - 1 kept as they came; the last kept stands for the rest.
+        assert_eq!(reply.pieces().len(), Reply::MAX_PIECES);
+        assert!(reply.pieces()[..Reply::MAX_PIECES - 1].iter().all(|p| p.len == 1 && p.stamp == "T"));
+        assert_eq!(reply.pieces().last().map(|p| p.len), Some(20_000 - (Reply::MAX_PIECES - 1)));
+        // A reply in fewer pieces keeps them all.
+        let reply = against(&replies[..5 * Reply::MAX_PIECES], &sent[..Reply::MAX_PIECES]).expect("reply");
+        assert_eq!((reply.pieces().len() as u64, reply.piece_count()), (1024, 1024));
     }
 
     #[test]
@@ -832,6 +891,7 @@ mod clock_tests {
         stamp.write_stamp(server, &mut text);
         Reply {
             pieces: vec![Piece { stamp: text, len: 2 }],
+            piece_count: 1,
             message: b"hi".to_vec(),
             rtt,
             sent_at,

@@ -98,7 +98,7 @@ use crate::client::Reply;
 use crate::framing::Framing;
 use crate::protocol::{Fragment, MAX_STAMP_LEN, Responder, Summary};
 use crate::reply::check_whole;
-use crate::runner::{Addr, Events, Peer};
+use crate::runner::{Addr, Events, Peer, Source};
 use crate::stamp::{Clock, Stamp, SystemClock};
 use crate::stop;
 use crate::{MessageError, ProtocolError, TimeoutError};
@@ -296,7 +296,8 @@ impl DatagramServer {
             let message = &input[..n];
             totals.datagrams += 1;
             totals.bytes_in += n as u64;
-            let peer = Peer { id: self.shared.datagrams.fetch_add(1, Ordering::Relaxed) + 1, addr: Addr::Udp(from) };
+            let id = self.shared.datagrams.fetch_add(1, Ordering::Relaxed) + 1;
+            let peer = Peer { id, addr: Addr::Udp(from), source: Source::from(from.ip()) };
             let now = self.clock.now();
             let screened = screen_source(from, self.bound)
                 .or_else(|| Dropped::for_message(message))

@@ -71,6 +71,13 @@ pub enum Error {
     #[error("local time zone: {0}")]
     Zone(#[from] crate::stamp::ZoneError),
 
+    /// A connection from a trusted proxy did not start with a valid PROXY
+    /// protocol header, or a connection from anyone else started with one
+    /// ([`ProxyError::Untrusted`](crate::ProxyError::Untrusted)); see
+    /// [`runner::ProxyProtocol`](crate::runner::ProxyProtocol).
+    #[error(transparent)]
+    Proxy(#[from] crate::ProxyError),
+
     /// The runner closed the connection to make room for a new one: every
     /// slot was taken and this connection had gone the longest without
     /// completing a message (see [`Limits::eviction_grace`](crate::Limits::eviction_grace)).
@@ -78,6 +85,15 @@ pub enum Error {
     Evicted {
         /// How long the connection had gone without completing a message.
         idle: Duration,
+    },
+
+    /// The runner closed the connection once its real source was known (a
+    /// PROXY protocol header, say): that source already held its share (see
+    /// [`Refusal`](crate::runner::Refusal)).
+    #[error("refused: {reason}")]
+    Refused {
+        /// Why.
+        reason: crate::runner::Refusal,
     },
 }
 
@@ -114,6 +130,15 @@ pub enum TimeoutError {
     #[error("no whole reply within {timeout:?}")]
     Reply {
         /// The timeout in force.
+        timeout: Duration,
+    },
+
+    /// A connection from a trusted proxy did not send its whole PROXY
+    /// protocol header within the deadline
+    /// ([`ProxyProtocol::header_timeout`](crate::runner::ProxyProtocol::header_timeout)).
+    #[error("no whole PROXY protocol header within {timeout:?}")]
+    ProxyHeader {
+        /// The deadline in force.
         timeout: Duration,
     },
 
@@ -348,7 +373,10 @@ impl Error {
             Error::Protocol(ProtocolError::UnexpectedEof) => io::ErrorKind::UnexpectedEof,
             Error::Protocol(_) => io::ErrorKind::InvalidData,
             Error::Message(_) | Error::Config(_) | Error::Stamp(_) | Error::Zone(_) => io::ErrorKind::InvalidInput,
-            Error::Evicted { .. } => io::ErrorKind::ConnectionAborted,
+            Error::Proxy(crate::ProxyError::Truncated { .. }) => io::ErrorKind::UnexpectedEof,
+            Error::Proxy(crate::ProxyError::Untrusted) => io::ErrorKind::PermissionDenied,
+            Error::Proxy(_) => io::ErrorKind::InvalidData,
+            Error::Evicted { .. } | Error::Refused { .. } => io::ErrorKind::ConnectionAborted,
         }
     }
 }
@@ -356,7 +384,8 @@ impl Error {
 impl From<Error> for io::Error {
     /// [`Error::Io`] gives back its `io::Error`; every other error becomes an
     /// `io::Error` of the matching kind (`TimedOut`, `InvalidData`,
-    /// `UnexpectedEof`, `InvalidInput`, `ConnectionAborted`) that carries it,
+    /// `UnexpectedEof`, `InvalidInput`, `PermissionDenied`,
+    /// `ConnectionAborted`) that carries it,
     /// and that [`Error::from`] turns back into it.
     fn from(err: Error) -> io::Error {
         match err {
@@ -407,6 +436,14 @@ mod tests {
             (ConfigError::new("max_line", 0, "1 or more").into(), io::ErrorKind::InvalidInput),
             (StampError::new("a]b").into(), io::ErrorKind::InvalidInput),
             (Error::Evicted { idle: Duration::from_secs(1) }, io::ErrorKind::ConnectionAborted),
+            (crate::ProxyError::V1Port.into(), io::ErrorKind::InvalidData),
+            (crate::ProxyError::Truncated { received: 3 }.into(), io::ErrorKind::UnexpectedEof),
+            (crate::ProxyError::Untrusted.into(), io::ErrorKind::PermissionDenied),
+            (TimeoutError::ProxyHeader { timeout: Duration::from_secs(5) }.into(), io::ErrorKind::TimedOut),
+            (
+                Error::Refused { reason: crate::runner::Refusal::SourceLimit { held: 2 } },
+                io::ErrorKind::ConnectionAborted,
+            ),
         ];
         for (err, kind) in cases {
             let text = err.to_string();

@@ -27,13 +27,16 @@
 //!   and the server's clock offset ([`Reply::clock_offset`]).
 //! - `load` (feature `tools`): drive any stamp-echo server with checked,
 //!   pipelined load.
+//! - [`proxy`]: the PROXY protocol (v1 and v2) parser, I/O-free, for
+//!   servers behind a load balancer (the runners take it with
+//!   [`runner::start_proxied`] and [`runner::ProxyProtocol`]).
 //! - [`escape`]: untrusted bytes (messages, socket paths, stamps) made safe
 //!   for a log line or a terminal.
 //! - `testing` (feature `test-util`): an in-memory stream and a one-line
 //!   local server for tests, as tokio's `test-util`.
 //! - [`Error`]: the one error type, whose variants group the causes:
 //!   [`TimeoutError`], [`ProtocolError`] (with [`MalformedReason`]),
-//!   [`MessageError`], [`ConfigError`], [`StampError`], and I/O.
+//!   [`MessageError`], [`ConfigError`], [`StampError`], [`ProxyError`], and I/O.
 //!
 //! ## Cargo features
 //!
@@ -168,6 +171,7 @@ pub mod load;
 #[cfg_attr(docsrs, doc(cfg(feature = "tools")))]
 pub mod probe;
 pub mod protocol;
+pub mod proxy;
 pub mod reply;
 pub mod runner;
 pub mod server;
@@ -184,6 +188,7 @@ pub use client::{EchoClient, Reply};
 pub use error::{ConfigError, Error, MalformedReason, MessageError, ProtocolError, StampError, TimeoutError};
 pub use framing::Framing;
 pub use protocol::{Fragment, Observer, Responder, Summary};
+pub use proxy::ProxyError;
 pub use reply::ReplyChecker;
 pub use runner::{Events, Handle, Limits, Totals};
 pub use server::EchoServer;

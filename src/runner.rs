@@ -57,7 +57,9 @@
 //! 16 MiB frame hold 26 KiB each, against 22 KiB for idle ones.
 //! Multiply by [`Limits::max_connections`] for the whole server.
 
+mod proxied;
 mod registry;
+mod source;
 #[cfg(feature = "tracing")]
 mod tracing_events;
 
@@ -65,7 +67,10 @@ mod tracing_events;
 #[cfg_attr(docsrs, doc(cfg(feature = "tracing")))]
 pub use tracing_events::TracingEvents;
 
-pub(crate) use registry::{Entry, FORCE_GRACE, Flags, Registry, Shared};
+pub(crate) use proxied::HeaderRead;
+pub use proxied::{ProxyProtocol, TrustedProxy};
+pub(crate) use registry::{Decision, Entry, FORCE_GRACE, Flags, Registry, Shared};
+pub use source::{Refusal, Source};
 
 use std::cell::Cell;
 use std::fmt;
@@ -75,16 +80,17 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, Tc
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use crate::TimeoutError;
 use crate::datagram::Dropped;
 use crate::protocol::{Fragment, Observer, Summary};
+use crate::proxy::{ProxyHeader, has_signature};
 use crate::server::EchoServer;
 use crate::stop;
 use crate::{ConfigError, Error};
+use crate::{ProxyError, TimeoutError};
 
 /// Limits on what the runner and each connection may take. Every field has a
 /// documented default ([`Limits::default`]); change one with its setter:
@@ -100,7 +106,8 @@ use crate::{ConfigError, Error};
 ///
 /// | limit | default | range | at the limit |
 /// |---|---|---|---|
-/// | `max_connections` | 1024 | 1 to 1,000,000 | a new client takes the slot of the connection that has gone longest without completing a message, once that is past `eviction_grace` ([`Error::Evicted`]) |
+/// | `max_connections` | 1024 | 1 to 1,000,000 | room is made at the expense of the [`Source`] holding the most connections (see [below](#fair-to-every-source)): its connection longest without completing a message is evicted ([`Error::Evicted`]), or a newcomer from it refused ([`Refusal`]) |
+/// | `max_per_source` | `None` | 1 to 1,000,000, or `None` | a new client from a source holding that many takes the slot of the source's own connection longest without completing a message, once past `eviction_grace`, or is refused ([`Refusal::SourceLimit`]) |
 /// | `eviction_grace` | 500 ms | 1 ms to 30 days, or `None` | a connection younger than this (or that completed a message since) is not evicted; `None`: never evict, new clients wait in the backlog |
 /// | `idle_timeout` | 300 s | 1 ms to 30 days, or `None` | a connection that sends nothing for that long is closed with [`TimeoutError::Idle`] |
 /// | `message_timeout` | 30 s | 1 ms to 30 days, or `None` | a message not complete that long after its first byte closes its connection with [`TimeoutError::Message`] |
@@ -116,10 +123,63 @@ use crate::{ConfigError, Error};
 /// message cannot keep others out: at `max_connections` the runner keeps
 /// accepting, and makes room for each new client by closing the connection
 /// that has gone longest without completing a message (counted from when it
-/// was accepted), once that is longer than `eviction_grace`. A client that
-/// completes messages keeps its place ahead of those that do not. And a
+/// was accepted), once that is longer than `eviction_grace`, among those of
+/// the sources that hold the most (see [below](#fair-to-every-source)). A
+/// client that completes messages keeps its place ahead of those that do
+/// not, and one source holding more than others cannot keep them out even
+/// with active connections. And a
 /// message must be complete within `message_timeout` of its first byte,
 /// whatever the pace of its bytes; `idle_timeout` is for silence.
+///
+/// # Fair to every source
+///
+/// Connections are counted per [`Source`] (an IPv4 address, an IPv6 /64, a
+/// Unix peer's user), so that whoever opens the most connections cannot own
+/// the server. Below the cap nothing changes. At the cap, for a newcomer
+/// from source N holding `n` slots:
+///
+/// - if another source holds `n + 2` or more (more than N would hold once
+///   admitted), the connection of the largest source that has gone longest
+///   without completing a message is evicted at once, grace or not, and the
+///   newcomer admitted: a source holding more than its share cannot keep
+///   others out, even with every connection active;
+/// - otherwise N may only displace its own kind: the connection longest
+///   without a completed message among N's own and those of sources holding
+///   `n + 1`, once past `eviction_grace`; if there is none, the newcomer is
+///   refused at once ([`Events::refused`], [`Totals::refused`]), so that a
+///   backlog of one source's newcomers never holds up others'.
+///
+/// So a source only ever evicts its own connections while it holds more than
+/// anyone else, and a client from another source connected before is never
+/// evicted by one source's churn. With one source only this is the rule
+/// above: the connection longest without a completed message, past the
+/// grace. Inside a source the order is the same (ties: the oldest).
+/// `eviction_grace` `None` still means never evict: at the cap newcomers
+/// wait in the backlog. [`Limits::max_per_source`] caps any one source
+/// below `max_connections`.
+///
+/// An evicted connection's slot is taken at once, without waiting for it to
+/// end; at most 32 evicted connections may be on their way out at once
+/// (beyond, a newcomer waits for one to end), so open sockets never exceed
+/// the cap by more than 32 plus the newcomer.
+///
+/// Out of descriptors, memory or threads (`accept()` fails with `EMFILE`,
+/// `ENFILE`, `ENOBUFS` or `ENOMEM`, or a connection's thread cannot start),
+/// the cap becomes the connections open then, for 1 s after the last such
+/// failure; and since the newcomer is unknown, the connection longest
+/// without a completed message of the largest source, if it holds 2 or
+/// more, is evicted (one at a time). Meanwhile a newcomer is admitted at
+/// the largest source's expense if that holds 2 more than the newcomer's
+/// source, and otherwise refused at once ([`Refusal::OutOfResources`]),
+/// never displacing its own source's connections (each would need a
+/// descriptor freed first). So the accept loop keeps draining the backlog
+/// as fast as the attacker fills it.
+///
+/// What this cannot stop: an attacker with as many sources as there are
+/// slots (a botnet, or many IPv6 /64s) holds one slot per source like anyone
+/// else. Size `max_connections` above the clients you expect plus such an
+/// attacker's sources, and `max_per_source` to the most connections one
+/// legitimate client opens.
 ///
 /// The deadlines are kept by setting the socket's timeouts to the time left
 /// before a read or write that needs it (a few system calls per deadline,
@@ -130,15 +190,19 @@ use crate::{ConfigError, Error};
 pub struct Limits {
     /// The most connections served at once (default 1024, at most
     /// 1,000,000). Keep it below the process's file descriptor limit
-    /// (`ulimit -n`): each connection takes one descriptor (and the one
-    /// client the runner holds while it makes room, one more). If `accept()`
-    /// still runs out of descriptors (or memory), the runner makes room as at
-    /// `max_connections`, with the connections open then as the cap: it
-    /// evicts the one longest without completing a message once that is past
-    /// `eviction_grace`, waits for a connection to close (or 100 ms) and
-    /// tries again, the client waiting in the backlog meanwhile. So a
-    /// descriptor limit below the cap cannot let hoarders keep clients out.
+    /// (`ulimit -n`): each connection takes one descriptor, and evicted ones
+    /// on their way out up to 32 more. If `accept()` still runs out of
+    /// descriptors (or memory), the runner makes room at the largest
+    /// source's expense, with the connections open then as the cap (see
+    /// [fairness](#fair-to-every-source)). So a descriptor limit below the
+    /// cap cannot let hoarders keep clients out.
     pub max_connections: usize,
+    /// The most connections one [`Source`] may hold (default `None`: only
+    /// `max_connections`; at most 1,000,000). A new client from a source
+    /// holding that many takes the slot of the source's own connection
+    /// longest without completing a message, once that is past
+    /// `eviction_grace`, or is refused ([`Refusal::SourceLimit`]).
+    pub max_per_source: Option<usize>,
     /// At `max_connections`, how long a connection must have gone without
     /// completing a message (since it was accepted, or since its last
     /// message) before a new client may take its slot (default 500 ms; `None`:
@@ -181,7 +245,7 @@ impl Limits {
     pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(30);
     /// Default for [`Limits::stack_size`].
     pub const DEFAULT_STACK_SIZE: usize = 256 * 1024;
-    /// The largest [`Limits::max_connections`].
+    /// The largest [`Limits::max_connections`] and [`Limits::max_per_source`].
     pub const MAX_CONNECTIONS: usize = 1_000_000;
     /// The shortest timeout or grace period.
     pub const MIN_TIMEOUT: Duration = Duration::from_millis(1);
@@ -196,6 +260,13 @@ impl Limits {
     #[must_use]
     pub fn max_connections(mut self, max: usize) -> Limits {
         self.max_connections = max;
+        self
+    }
+
+    /// Sets [`Limits::max_per_source`].
+    #[must_use]
+    pub fn max_per_source(mut self, max: Option<usize>) -> Limits {
+        self.max_per_source = max;
         self
     }
 
@@ -252,6 +323,9 @@ impl Limits {
         if !(1..=Self::MAX_CONNECTIONS).contains(&self.max_connections) {
             return Err(ConfigError::new("max_connections", self.max_connections, "1 to 1000000").into());
         }
+        if let Some(max) = self.max_per_source.filter(|max| !(1..=Self::MAX_CONNECTIONS).contains(max)) {
+            return Err(ConfigError::new("max_per_source", max, "1 to 1000000 (None for no limit)").into());
+        }
         let timeouts = [
             ("eviction_grace", self.eviction_grace),
             ("idle_timeout", self.idle_timeout),
@@ -275,6 +349,7 @@ impl Default for Limits {
     fn default() -> Limits {
         Limits {
             max_connections: Self::DEFAULT_MAX_CONNECTIONS,
+            max_per_source: None,
             eviction_grace: Some(Self::DEFAULT_EVICTION_GRACE),
             idle_timeout: Some(Self::DEFAULT_IDLE_TIMEOUT),
             message_timeout: Some(Self::DEFAULT_MESSAGE_TIMEOUT),
@@ -441,6 +516,8 @@ pub struct Peer {
     pub id: u64,
     /// The peer's address.
     pub addr: Addr,
+    /// What the peer counts as for fairness (see [`Source`]).
+    pub source: Source,
 }
 
 impl fmt::Display for Peer {
@@ -461,8 +538,11 @@ impl fmt::Display for Peer {
 /// [`EchoServer::serve_with`](crate::EchoServer::serve_with) takes; a runner
 /// passes them on to [`message`](Events::message).)
 ///
-/// `accepting`, `accept_failed` and `connected` are called on the accept
-/// thread (the accept task under tokio), in order; `message` and `closed` on
+/// `accepting`, `accept_failed`, `connected` and `refused` are called on the
+/// accept thread (the accept task under tokio), in order (except `connected`
+/// and `refused` for a connection from a trusted proxy under the PROXY
+/// protocol: on its own thread or task, once its header is read); `message`
+/// and `closed` on
 /// each connection's own thread (its task), several at once. Keep them quick
 /// and never block: the accept loop waits for its calls, and under tokio a
 /// call that blocks holds a worker thread that serves many connections. To
@@ -487,7 +567,9 @@ impl fmt::Display for Peer {
 /// stops accepting. Don't panic.
 pub trait Events: Send + Sync + 'static {
     /// The runner is about to wait for the next connection (the original's
-    /// `waiting for connection...`).
+    /// `waiting for connection...`); not again after a connection it
+    /// [refused](Events::refused), so that a flood of refusals is not a
+    /// flood of these.
     fn accepting(&self) {}
 
     /// `accept()` failed (out of file descriptors, say). The runner waits for
@@ -498,9 +580,23 @@ pub trait Events: Send + Sync + 'static {
         let _ = error;
     }
 
-    /// A connection was accepted and is being served.
+    /// A connection was accepted and is being served. Behind a trusted proxy
+    /// ([`ProxyProtocol`]), once its header is read, with the client it names
+    /// as `peer`; a connection whose header fails is shown to
+    /// [`closed`](Events::closed) alone, with the proxy as its peer (one
+    /// refused once its client is known, [`Error::Refused`]: with the
+    /// client).
     fn connected(&self, peer: &Peer) {
         let _ = peer;
+    }
+
+    /// A new connection was closed unserved at once, for `reason` (see
+    /// [fairness](Limits#fair-to-every-source)): its source held its share
+    /// of a full server, or `max_per_source`. Called on the accept thread
+    /// (task), instead of `connected`; under an attack from one source this
+    /// is called for each of its connections: keep it cheap.
+    fn refused(&self, peer: &Peer, reason: Refusal) {
+        let _ = (peer, reason);
     }
 
     /// Bytes of a message arrived on `peer`'s connection (see [`Fragment`]);
@@ -539,6 +635,9 @@ macro_rules! forward_events {
             fn connected(&self, peer: &Peer) {
                 (**self).connected(peer);
             }
+            fn refused(&self, peer: &Peer, reason: Refusal) {
+                (**self).refused(peer, reason);
+            }
             fn message(&self, peer: &Peer, fragment: Fragment<'_>) {
                 (**self).message(peer, fragment);
             }
@@ -556,12 +655,12 @@ forward_events!(Arc, Box);
 /// Counts over every connection that has ended.
 ///
 /// Each connection counts in exactly one of: ended cleanly,
-/// [`errors`](Totals::errors), [`evicted`](Totals::evicted) or
-/// [`force_closed`](Totals::force_closed).
+/// [`errors`](Totals::errors), [`evicted`](Totals::evicted),
+/// [`refused`](Totals::refused) or [`force_closed`](Totals::force_closed).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Totals {
-    /// Connections that ended.
+    /// Connections that ended, newcomers refused at once included.
     pub connections: u64,
     /// Messages answered.
     pub messages: u64,
@@ -576,6 +675,10 @@ pub struct Totals {
     /// Connections closed to make room for a new client at
     /// [`Limits::max_connections`] ([`Error::Evicted`]).
     pub evicted: u64,
+    /// Connections closed unserved for fairness ([`Refusal`]): newcomers
+    /// refused at once, and connections refused once their real source was
+    /// known ([`Error::Refused`]).
+    pub refused: u64,
     /// Connections still open at the shutdown deadline, closed by force.
     pub force_closed: u64,
     /// Connection threads that had not returned when
@@ -586,8 +689,8 @@ pub struct Totals {
 
 impl Totals {
     /// Counts one connection that ended: `forced` closed at the shutdown
-    /// deadline, `evicted`, or otherwise `failed` in an error.
-    pub(crate) fn count(&mut self, summary: &Summary, forced: bool, evicted: bool, failed: bool) {
+    /// deadline, `evicted`, `refused`, or otherwise `failed` in an error.
+    pub(crate) fn count(&mut self, summary: &Summary, forced: bool, evicted: bool, refused: bool, failed: bool) {
         self.connections += 1;
         self.messages += summary.messages;
         self.bytes_in += summary.bytes_in;
@@ -596,6 +699,8 @@ impl Totals {
             self.force_closed += 1;
         } else if evicted {
             self.evicted += 1;
+        } else if refused {
+            self.refused += 1;
         } else if failed {
             self.errors += 1;
         }
@@ -604,7 +709,7 @@ impl Totals {
 
 impl fmt::Display for Totals {
     /// One line: `3 connections, 1 message, 96 bytes in, 420 bytes out, 1 error, 0 evicted, 0 force-closed`
-    /// (`, 2 unfinished` added when there are any).
+    /// (`, 5 refused` and `, 2 unfinished` added when there are any).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let count = |f: &mut fmt::Formatter<'_>, n: u64, one: &str, many: &str| {
             write!(f, "{n} {}", if n == 1 { one } else { many })
@@ -615,6 +720,9 @@ impl fmt::Display for Totals {
         count(f, self.bytes_out, "byte out, ", "bytes out, ")?;
         count(f, self.errors, "error, ", "errors, ")?;
         write!(f, "{} evicted, {} force-closed", self.evicted, self.force_closed)?;
+        if self.refused > 0 {
+            write!(f, ", {} refused", self.refused)?;
+        }
         if self.unfinished > 0 {
             write!(f, ", {} unfinished", self.unfinished)?;
         }
@@ -657,11 +765,74 @@ pub fn start<L: Into<Listener>, E: Events>(
     limits: Limits,
     events: E,
 ) -> Result<Handle, Error> {
+    launch(listener.into(), server, limits, None, events)
+}
+
+/// [`start`], behind a load balancer: connections from `proxy`'s trusted
+/// networks start with a PROXY protocol header (v1 or v2), and are served as
+/// the client it names (see [`ProxyProtocol`] for every rule).
+///
+/// ```
+/// use std::io::Write;
+/// use std::net::{TcpListener, TcpStream};
+/// use std::sync::{Arc, Mutex};
+/// use std::time::Duration;
+/// use stamp_echo::runner::{self, Peer, ProxyProtocol};
+/// use stamp_echo::{EchoClient, EchoServer, Events, Framing, Limits};
+///
+/// /// Keeps the peers that connected.
+/// #[derive(Default)]
+/// struct Seen(Mutex<Vec<Peer>>);
+/// impl Events for Seen {
+///     fn connected(&self, peer: &Peer) {
+///         self.0.lock().unwrap().push(peer.clone());
+///     }
+/// }
+///
+/// let seen = Arc::new(Seen::default());
+/// let proxy = ProxyProtocol::new(["127.0.0.1".parse()?]);
+/// let server = EchoServer::builder().framing(Framing::line()).build()?;
+/// let listener = TcpListener::bind("127.0.0.1:0")?;
+/// let handle = runner::start_proxied(listener, server, Limits::default(), proxy, Arc::clone(&seen))?;
+///
+/// // What a load balancer at 127.0.0.1 does for a client at 192.0.2.7:
+/// let mut stream = TcpStream::connect(handle.local_addr().tcp().expect("TCP"))?;
+/// stream.write_all(b"PROXY TCP4 192.0.2.7 127.0.0.1 56324 8080\r\n")?;
+/// let mut client = EchoClient::new(stream, Framing::line())?;
+/// assert_eq!(client.round_trip(b"hi")?.message(), b"hi");
+/// assert_eq!(seen.0.lock().unwrap()[0].addr.to_string(), "192.0.2.7:56324");
+/// # drop(client);
+/// # handle.shutdown(Duration::from_secs(5));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+///
+/// # Errors
+///
+/// As [`start`], and [`Error::Config`] for a header timeout out of range
+/// ([`ProxyProtocol::validate`]).
+pub fn start_proxied<L: Into<Listener>, E: Events>(
+    listener: L,
+    server: EchoServer,
+    limits: Limits,
+    proxy: ProxyProtocol,
+    events: E,
+) -> Result<Handle, Error> {
+    proxy.validate()?;
+    launch(listener.into(), server, limits, Some(proxy), events)
+}
+
+fn launch<E: Events>(
+    listener: Listener,
+    server: EchoServer,
+    limits: Limits,
+    proxy: Option<ProxyProtocol>,
+    events: E,
+) -> Result<Handle, Error> {
     limits.validate()?;
-    let (listener, wake) = listener.into().prepare()?;
+    let (listener, wake) = listener.prepare()?;
     let local_addr = listener.local_addr()?;
     let waits = Waits { in_accept: AtomicBool::new(false), changed: Condvar::new() };
-    let shared = Arc::new(Shared::new(server, limits, Box::new(events), waits));
+    let shared = Arc::new(Shared::new(server, limits, Box::new(events), waits).proxied(proxy));
     let poll = matches!(wake, Wake::Poll);
     let acceptor = {
         let shared = Arc::clone(&shared);
@@ -797,37 +968,39 @@ impl Threads {
 
     /// After `accept()` or the start of a connection's thread failed: waits
     /// for a connection to end, at most 100 ms. Out of descriptors, memory or
-    /// threads (`scarce`), first makes room as at the cap, with the
-    /// connections open now as the cap (see [`Registry::room`]). `false` if
-    /// the runner is stopping.
+    /// threads (`scarce`), first makes room at the largest source's expense
+    /// (see [`Registry::out_of_resources`]). `false` if the runner is
+    /// stopping.
     fn relieve(&self, scarce: bool) -> bool {
         const RETRY: Duration = Duration::from_millis(100);
         let mut state = self.lock();
         if state.stopping() {
             return false;
         }
-        let wait = if scarce {
-            let open = state.active();
-            state.room(&self.limits, open, self.clock(Instant::now()))
-        } else {
-            None
-        };
-        drop(self.waits.changed.wait_timeout(state, wait.unwrap_or(RETRY).min(RETRY)));
+        if scarce {
+            state.out_of_resources(self.now());
+        }
+        drop(self.waits.changed.wait_timeout(state, RETRY));
         true
     }
 
-    /// Makes room for one more connection (see [`Limits`] and
-    /// [`Registry::room`]): returns the lock once fewer than
-    /// `max_connections` are active, or `None` when the runner is stopping.
-    fn make_room(&self) -> Option<MutexGuard<'_, Registry<Conn>>> {
+    /// What to do with a newcomer from `source` (see
+    /// [fairness](Limits#fair-to-every-source) and [`Registry::decide`]):
+    /// holds it while the decision is to wait, then returns the lock and
+    /// [`Decision::Admit`] or [`Decision::Refuse`]; `None` when the runner is
+    /// stopping.
+    fn admission(&self, source: Source) -> Option<(MutexGuard<'_, Registry<Conn>>, Decision)> {
         let mut state = self.lock();
         loop {
             if state.stopping() {
                 return None;
             }
-            let max = self.limits.max_connections;
-            let Some(wait) = state.room(&self.limits, max, self.clock(Instant::now())) else { return Some(state) };
-            state = self.waits.changed.wait_timeout(state, wait).unwrap_or_else(PoisonError::into_inner).0;
+            match state.decide(source, self.now()) {
+                Decision::Wait(wait) => {
+                    state = self.waits.changed.wait_timeout(state, wait).unwrap_or_else(PoisonError::into_inner).0;
+                }
+                decision => return Some((state, decision)),
+            }
         }
     }
 }
@@ -837,10 +1010,11 @@ pub(crate) fn nanos(d: Duration) -> u64 {
 }
 
 /// Accepts connections until shutdown. At `max_connections` it keeps
-/// accepting, and holds each new client until [`Threads::make_room`] has
-/// room for it.
+/// accepting, and admits or refuses each new client at once as
+/// [`Threads::admission`] decides (holding it only without eviction, or
+/// while too many evicted connections are on their way out).
 fn accept_loop(shared: &Arc<Threads>, listener: &Listener, poll: bool) {
-    // `accepting` is reported once per connection, not at every tick.
+    // `accepting` is reported once per connection served, not at every tick.
     let mut announced = false;
     loop {
         {
@@ -862,17 +1036,27 @@ fn accept_loop(shared: &Arc<Threads>, listener: &Listener, poll: bool) {
         }
         match accepted {
             Ok((stream, addr)) => {
-                announced = false;
                 drop(state);
-                let Some(mut state) = shared.make_room() else { return };
+                // The thread runner cannot read a Unix peer's user (see `Source`).
+                let source = Source::of(&addr);
+                let Some((mut state, decision)) = shared.admission(source) else { return };
+                if let Decision::Refuse(reason) = decision {
+                    let peer = Peer { id: state.refused(), addr, source };
+                    drop(state);
+                    drop(stream);
+                    shared.events.refused(&peer, reason);
+                    continue;
+                }
+                announced = false;
                 let conn = Arc::new(Conn {
                     stream,
                     forced: AtomicBool::new(false),
                     evicted: AtomicBool::new(false),
-                    progress: AtomicU64::new(shared.clock(Instant::now())),
+                    refused: OnceLock::new(),
+                    progress: AtomicU64::new(shared.now()),
                     idle: AtomicU64::new(0),
                 });
-                let peer = Peer { id: state.admit(Arc::clone(&conn)), addr };
+                let peer = Peer { id: state.admit(Arc::clone(&conn), source), addr, source };
                 drop(state);
                 spawn_connection(shared, conn, peer);
             }
@@ -907,7 +1091,11 @@ fn spawn_connection(shared: &Arc<Threads>, conn: Arc<Conn>, peer: Peer) {
         shared.events.closed(&peer, &Summary::default(), Some(&Error::Io(e)));
         return;
     }
-    shared.events.connected(&peer);
+    // Behind a trusted proxy, the peer is known once its header is read.
+    let behind = shared.proxy.as_ref().is_some_and(|proxy| proxy.expects_header(&peer.addr));
+    if !behind {
+        shared.events.connected(&peer);
+    }
     drop(conn);
     // The thread takes the `Ending` from `handoff`, so that it is still here
     // if the thread cannot start (out of memory or threads): then the runner
@@ -919,7 +1107,7 @@ fn spawn_connection(shared: &Arc<Threads>, conn: Arc<Conn>, peer: Peer) {
             thread::Builder::new().name("stamp-echo-conn".into()).stack_size(limits.stack_size).spawn(move || {
                 let ending = theirs.lock().unwrap_or_else(PoisonError::into_inner).take();
                 if let Some(ending) = ending {
-                    serve_connection(ending, &their_peer);
+                    serve_connection(ending, &their_peer, behind);
                 }
             });
         let Err(e) = spawned else { return };
@@ -934,15 +1122,58 @@ fn spawn_connection(shared: &Arc<Threads>, conn: Arc<Conn>, peer: Peer) {
     }
 }
 
-/// Runs on the connection's thread.
-fn serve_connection(mut ending: Ending, peer: &Peer) {
+/// Runs on the connection's thread; `behind` a trusted proxy, reads its
+/// header first.
+fn serve_connection(mut ending: Ending, peer: &Peer, behind: bool) {
     let Ending { shared, conn: Some(conn), summary, .. } = &mut ending else { return };
     let track = Track::new(&shared.limits);
-    let watch = Watch { events: shared.events.as_ref(), peer, summary, track: &track, conn, shared };
-    let stream = Guarded { conn, track: &track, limits: &shared.limits };
+    let mut stream = Guarded { conn, track: &track, limits: &shared.limits };
+    let client = match &shared.proxy {
+        Some(proxy) if behind => match shared.arrived(peer, read_header(&mut stream, proxy.header_timeout)) {
+            Ok(client) => client,
+            Err(failed) => {
+                ending.failed = failed;
+                return;
+            }
+        },
+        Some(_) => {
+            track.sniff.set(true);
+            peer.clone()
+        }
+        None => peer.clone(),
+    };
+    let watch = Watch { events: shared.events.as_ref(), peer: &client, summary, track: &track, conn, shared };
     let result = shared.server.serve_with(stream, watch);
-    shared.events.closed(peer, summary, result.as_ref().err());
+    shared.events.closed(&client, summary, result.as_ref().err());
     ending.failed = result.is_err();
+}
+
+/// Reads a trusted proxy's header (see [`HeaderRead`]) within `timeout`:
+/// `None` if the proxy closed without sending a byte. The client's bytes
+/// stay in the socket.
+fn read_header(stream: &mut Guarded<'_>, timeout: Duration) -> Result<Option<ProxyHeader>, Error> {
+    let track = stream.track;
+    track.header.set(Some((Instant::now().checked_add(timeout).unwrap_or_else(far_future), timeout)));
+    let mut read = HeaderRead::new();
+    loop {
+        let n = match stream.read(read.buffer()) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(Error::from_io(e)),
+        };
+        if read.filled(n)? {
+            break;
+        }
+    }
+    // The message deadline starts with the client's first byte, not the header's.
+    track.header.set(None);
+    track.started.set(None);
+    Ok(read.header())
+}
+
+/// An instant further than any deadline (for one too long to represent).
+fn far_future() -> Instant {
+    Instant::now() + Limits::MAX_TIMEOUT * 2
 }
 
 /// Passes each message to [`Events::message`], keeps the message deadline
@@ -983,6 +1214,12 @@ struct Track {
     /// The socket's read and write timeouts, as last set.
     read_timeout: Cell<Option<Duration>>,
     write_timeout: Cell<Option<Duration>>,
+    /// While a trusted proxy's header is read: its deadline, and the timeout.
+    header: Cell<Option<(Instant, Duration)>>,
+    /// The next read that returns bytes is the first of a peer that is not
+    /// a trusted proxy, under the PROXY protocol: refused if it begins with
+    /// a header's signature.
+    sniff: Cell<bool>,
 }
 
 impl Track {
@@ -993,6 +1230,8 @@ impl Track {
             writing_since: Cell::new(None),
             read_timeout: Cell::new(limits.idle_timeout),
             write_timeout: Cell::new(limits.write_timeout),
+            header: Cell::new(None),
+            sniff: Cell::new(false),
         }
     }
 }
@@ -1028,12 +1267,16 @@ impl Guarded<'_> {
     }
 
     /// The error to return when the socket failed or ended: [`Error::Evicted`]
-    /// if the runner evicted it.
+    /// if the runner evicted it, [`Error::Refused`] if it refused it.
     fn evicted(&self) -> Option<io::Error> {
-        self.conn.evicted.load(Ordering::Relaxed).then(|| {
-            let idle = Duration::from_nanos(self.conn.idle.load(Ordering::Relaxed));
-            Error::Evicted { idle }.into_io(io::ErrorKind::ConnectionAborted)
-        })
+        let error = if let Some(&reason) = self.conn.refused.get() {
+            Error::Refused { reason }
+        } else if self.conn.evicted.load(Ordering::Relaxed) {
+            Error::Evicted { idle: Duration::from_nanos(self.conn.idle.load(Ordering::Relaxed)) }
+        } else {
+            return None;
+        };
+        Some(error.into_io(io::ErrorKind::ConnectionAborted))
     }
 }
 
@@ -1050,10 +1293,8 @@ impl Read for Guarded<'_> {
                 (Some(started), Some(t)) => Some((started + t, Error::Timeout(TimeoutError::Message { timeout: t }))),
                 _ => None,
             };
-            let first = match (idle, message) {
-                (Some(a), Some(b)) => Some(if b.0 < a.0 { b } else { a }),
-                (a, b) => a.or(b),
-            };
+            let header = track.header.get().map(|(at, timeout)| (at, TimeoutError::ProxyHeader { timeout }.into()));
+            let first = [idle, message, header].into_iter().flatten().min_by_key(|(at, _)| *at);
             let left = match first {
                 Some((at, error)) if at <= now => return Err(error.into_io(io::ErrorKind::TimedOut)),
                 Some((at, _)) => Some(at - now),
@@ -1067,6 +1308,9 @@ impl Read for Guarded<'_> {
                     track.last_read.set(now);
                     if track.started.get().is_none() {
                         track.started.set(Some(now));
+                    }
+                    if track.sniff.replace(false) && has_signature(&buf[..n]) {
+                        return Err(Error::from(ProxyError::Untrusted).into_io(io::ErrorKind::PermissionDenied));
                     }
                     return Ok(n);
                 }
@@ -1136,6 +1380,8 @@ struct Conn {
     forced: AtomicBool,
     /// Closed to make room for a new connection.
     evicted: AtomicBool,
+    /// Closed once its source was known, and why.
+    refused: OnceLock<Refusal>,
     /// When it last completed a message (or was accepted), in nanoseconds
     /// since the runner's epoch.
     progress: AtomicU64,
@@ -1153,6 +1399,10 @@ impl Entry for Conn {
         self.evicted.load(Ordering::Relaxed)
     }
 
+    fn is_refused(&self) -> bool {
+        self.refused.get().is_some()
+    }
+
     fn is_forced(&self) -> bool {
         self.forced.load(Ordering::Relaxed)
     }
@@ -1161,6 +1411,11 @@ impl Entry for Conn {
         self.idle.store(nanos(idle), Ordering::Relaxed);
         self.evicted.store(true, Ordering::Relaxed);
         // Wakes its thread whether it is reading or writing.
+        let _ = self.stream.shutdown(Shutdown::Both);
+    }
+
+    fn refuse(&self, reason: Refusal) {
+        let _ = self.refused.set(reason);
         let _ = self.stream.shutdown(Shutdown::Both);
     }
 
@@ -1273,6 +1528,7 @@ mod tests {
             bytes_out: n,
             errors: n,
             evicted: n,
+            refused: n,
             force_closed: n,
             unfinished: n,
         }
@@ -1282,13 +1538,13 @@ mod tests {
     fn totals_count_one_in_the_singular_and_others_in_the_plural() {
         assert_eq!(
             all(1).to_string(),
-            "1 connection, 1 message, 1 byte in, 1 byte out, 1 error, 1 evicted, 1 force-closed, 1 unfinished"
+            "1 connection, 1 message, 1 byte in, 1 byte out, 1 error, 1 evicted, 1 force-closed, 1 refused, 1 unfinished"
         );
         assert_eq!(
             all(2).to_string(),
-            "2 connections, 2 messages, 2 bytes in, 2 bytes out, 2 errors, 2 evicted, 2 force-closed, 2 unfinished"
+            "2 connections, 2 messages, 2 bytes in, 2 bytes out, 2 errors, 2 evicted, 2 force-closed, 2 refused, 2 unfinished"
         );
-        // Zero is plural, and no unfinished threads go unmentioned.
+        // Zero is plural, and no refusals or unfinished threads go unmentioned.
         assert_eq!(
             all(0).to_string(),
             "0 connections, 0 messages, 0 bytes in, 0 bytes out, 0 errors, 0 evicted, 0 force-closed"

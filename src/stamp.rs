@@ -173,6 +173,17 @@ pub enum ZoneError {
         /// The directory zone names are looked up in (`TZDIR`, else `/usr/share/zoneinfo`).
         zoneinfo: std::path::PathBuf,
     },
+    /// A zone file (the one `TZ` names, else `/etc/localtime`) that starts
+    /// like one (`TZif`) but is cut short or malformed, or an
+    /// `/etc/localtime` that is not a zone file at all. The C library would
+    /// silently use UTC for it.
+    #[error("the zone file {} is corrupt ({why}); the C library would use UTC", path.display())]
+    CorruptZoneFile {
+        /// The zone file.
+        path: std::path::PathBuf,
+        /// What is wrong with it.
+        why: &'static str,
+    },
     /// An offset beyond ±25:59:59.
     #[error("UTC offset of {seconds} s is out of range (at most 25:59:59 either way)")]
     OffsetOutOfRange {
@@ -195,10 +206,12 @@ impl Ctime {
     ///
     /// [`ZoneError::Indeterminate`] if the operating system cannot say the
     /// offset, and on Unix [`ZoneError::UnknownZone`] if `TZ` is set to a
-    /// name with no zone file that is not a POSIX `TZ` rule either (the C
-    /// library would silently use UTC; this reports it instead). `TZ` unset
-    /// with no `/etc/localtime` means UTC, the system's default, and is not
-    /// an error.
+    /// name with no zone file that is not a POSIX `TZ` rule either, and
+    /// [`ZoneError::CorruptZoneFile`] if the zone file (`TZ`'s, else
+    /// `/etc/localtime`) is cut short or malformed (for both the C library
+    /// would silently use UTC; this reports it instead). `TZ` unset with no
+    /// `/etc/localtime` means UTC, the system's default, and is not an
+    /// error.
     pub fn local() -> Result<Ctime, ZoneError> {
         check_tz_env()?;
         let now = OffsetDateTime::now_utc();
@@ -250,12 +263,26 @@ fn zoneinfo_dir() -> std::path::PathBuf {
         .map_or_else(|| std::path::PathBuf::from("/usr/share/zoneinfo"), std::path::PathBuf::from)
 }
 
-/// On Unix, refuses a `TZ` the C library would silently read as UTC: a name
-/// with no zone file that does not look like a POSIX rule either. This is a
-/// plausibility check, not a parser: the C library still decides the offsets.
+/// The zone file the C library reads when `TZ` is unset.
+#[cfg(unix)]
+const LOCALTIME: &str = "/etc/localtime";
+
+/// On Unix, refuses a zone the C library would silently read as UTC: a `TZ`
+/// name with no zone file that does not look like a POSIX rule either, and
+/// a zone file (`TZ`'s, else `/etc/localtime`) that is corrupt (see
+/// [`check_tzif`]). This is a check, not a second implementation: the C
+/// library still decides the offsets.
 #[cfg(unix)]
 fn check_tz_env() -> Result<(), ZoneError> {
-    let Some(value) = std::env::var_os("TZ") else { return Ok(()) };
+    let Some(value) = std::env::var_os("TZ") else {
+        // No /etc/localtime means UTC, the system's default; a file there
+        // must be a whole zone file.
+        let path = std::path::Path::new(LOCALTIME);
+        return match read_zone_file(path) {
+            None => Ok(()),
+            Some(bytes) => check_tzif(&bytes).map_err(|why| ZoneError::CorruptZoneFile { path: path.into(), why }),
+        };
+    };
     let tz = value.to_string_lossy();
     let name = tz.strip_prefix(':').unwrap_or(&tz);
     if name.is_empty() || looks_like_posix_rule(name) {
@@ -263,20 +290,102 @@ fn check_tz_env() -> Result<(), ZoneError> {
     }
     let zoneinfo = zoneinfo_dir();
     let path = if name.starts_with('/') { std::path::PathBuf::from(name) } else { zoneinfo.join(name) };
-    if is_tzif(&path) {
-        return Ok(());
+    match read_zone_file(&path) {
+        Some(bytes) if bytes.starts_with(TZIF) => {
+            check_tzif(&bytes).map_err(|why| ZoneError::CorruptZoneFile { path, why })
+        }
+        _ => Err(ZoneError::UnknownZone { tz: tz.into_owned(), zoneinfo }),
     }
-    Err(ZoneError::UnknownZone { tz: tz.into_owned(), zoneinfo })
 }
 
-/// Whether `path` is a regular file that starts like a zone file (RFC 8536's `TZif` magic).
+/// RFC 8536's magic, which every zone file starts with.
 #[cfg(unix)]
-fn is_tzif(path: &std::path::Path) -> bool {
+const TZIF: &[u8] = b"TZif";
+
+/// The largest zone file read: the tz database's are under 100 KiB.
+#[cfg(unix)]
+const MAX_ZONE_FILE: u64 = 1 << 20;
+
+/// The bytes of the regular file at `path` (following symbolic links), up
+/// to one past [`MAX_ZONE_FILE`]; `None` if there is none or it cannot be read.
+#[cfg(unix)]
+fn read_zone_file(path: &std::path::Path) -> Option<Vec<u8>> {
     use std::io::Read;
-    let mut magic = [0u8; 4];
-    path.is_file()
-        && std::fs::File::open(path).and_then(|mut file| file.read_exact(&mut magic)).is_ok()
-        && &magic == b"TZif"
+    if !path.is_file() {
+        return None;
+    }
+    let mut bytes = Vec::new();
+    std::fs::File::open(path).and_then(|file| file.take(MAX_ZONE_FILE + 1).read_to_end(&mut bytes)).ok()?;
+    Some(bytes)
+}
+
+/// Checks that `bytes` are a whole, well-formed zone file (RFC 8536): the
+/// header's counts are sound and the data they announce is all there, each
+/// transition names a local time type that exists, each type's
+/// abbreviation is within the file; from version 2 on, the second header
+/// and data block too, and the footer's TZ string between newlines. What
+/// the C library would refuse, and then silently read as UTC.
+#[cfg(unix)]
+fn check_tzif(bytes: &[u8]) -> Result<(), &'static str> {
+    if bytes.len() as u64 > MAX_ZONE_FILE {
+        return Err("larger than any zone file");
+    }
+    if !bytes.starts_with(TZIF) {
+        return Err("not a zone file: no TZif magic");
+    }
+    let version = *bytes.get(4).ok_or("cut short in its header")?;
+    if !matches!(version, 0 | b'2'..=b'4') {
+        return Err("unknown TZif version");
+    }
+    let v1 = tzif_block(bytes, 0, 4, version == 0)?;
+    if version == 0 {
+        return Ok(());
+    }
+    let rest = bytes.get(v1..).ok_or("cut short")?;
+    if !rest.starts_with(TZIF) || rest.get(4) != Some(&version) {
+        return Err("no second header where version 2 data should start");
+    }
+    let v2 = tzif_block(rest, 0, 8, true)?;
+    let footer = rest.get(v2..).ok_or("cut short")?;
+    match footer.strip_prefix(b"\n") {
+        Some(tz) if tz.contains(&b'\n') => Ok(()),
+        _ => Err("no footer: cut short after its data"),
+    }
+}
+
+/// Checks the header at `at` and the data block after it, with `time`-byte
+/// transition times; returns where the block ends. The counts are checked
+/// only if `strict` (a version 2+ reader skips the version 1 block).
+#[cfg(unix)]
+fn tzif_block(bytes: &[u8], at: usize, time: u64, strict: bool) -> Result<usize, &'static str> {
+    let header = bytes.get(at..at + 44).ok_or("cut short in its header")?;
+    let count = |i: usize| -> u64 {
+        let field = &header[20 + 4 * i..24 + 4 * i];
+        u64::from(u32::from_be_bytes([field[0], field[1], field[2], field[3]]))
+    };
+    let (isut, isstd, leap, times, types, chars) = (count(0), count(1), count(2), count(3), count(4), count(5));
+    if strict && (types == 0 || chars == 0) {
+        return Err("no local time types or no abbreviations");
+    }
+    if strict && ((isut != 0 && isut != types) || (isstd != 0 && isstd != types)) {
+        return Err("indicator counts that do not match the local time types");
+    }
+    let len = times * time + times + types * 6 + chars + leap * (time + 4) + isstd + isut;
+    let start = at + 44;
+    let end = usize::try_from(start as u64 + len).map_err(|_| "counts larger than the file")?;
+    let data = bytes.get(start..end).ok_or("cut short: its header announces more data than there is")?;
+    if strict {
+        let times = times as usize;
+        let indices = &data[times * time as usize..times * (time as usize + 1)];
+        if indices.iter().any(|&i| u64::from(i) >= types) {
+            return Err("a transition to a local time type that does not exist");
+        }
+        let infos = &data[times * (time as usize + 1)..times * (time as usize + 1) + types as usize * 6];
+        if infos.chunks_exact(6).any(|info| info[4] > 1 || u64::from(info[5]) >= chars) {
+            return Err("a local time type with a bad daylight-saving flag or abbreviation");
+        }
+    }
+    Ok(end)
 }
 
 /// Windows reads its zone from the system settings, not `TZ`.
@@ -849,5 +958,91 @@ mod parse_tests {
             prop_assert_eq!(Rfc3339::parse(&text(&Rfc3339, t)), Some(t));
             prop_assert_eq!(UnixTime::parse(&text(&UnixTime, t)), Some(t));
         }
+    }
+}
+
+#[cfg(all(test, unix))]
+mod zone_file_tests {
+    use super::*;
+
+    /// A header of `version` with these counts: isut, isstd, leap, times, types, chars.
+    fn header(version: u8, counts: [u32; 6]) -> Vec<u8> {
+        let mut out = b"TZif".to_vec();
+        out.push(version);
+        out.extend([0; 15]);
+        for count in counts {
+            out.extend(count.to_be_bytes());
+        }
+        out
+    }
+
+    /// A data block: one transition (at `time`-byte 0) to type 1, two
+    /// types (UTC, and CST an hour ahead), their abbreviations.
+    fn block(time: usize, index: u8) -> Vec<u8> {
+        let mut out = vec![0; time];
+        out.push(index);
+        out.extend([0, 0, 0, 0, 0, 0]);
+        out.extend([0, 0, 0x0e, 0x10, 1, 4]);
+        out.extend(b"UTC\0CST\0");
+        out
+    }
+
+    const COUNTS: [u32; 6] = [0, 0, 0, 1, 2, 8];
+
+    fn version_1(index: u8) -> Vec<u8> {
+        [header(0, COUNTS), block(4, index)].concat()
+    }
+
+    fn version_2(index: u8) -> Vec<u8> {
+        [header(b'2', COUNTS), block(4, 1), header(b'2', COUNTS), block(8, index), b"\nUTC0\n".to_vec()].concat()
+    }
+
+    #[test]
+    fn whole_zone_files_pass() {
+        assert_eq!(check_tzif(&version_1(1)), Ok(()));
+        assert_eq!(check_tzif(&version_2(1)), Ok(()));
+    }
+
+    #[test]
+    fn every_cut_is_refused() {
+        for file in [version_1(1), version_2(1)] {
+            for cut in 0..file.len() {
+                assert!(check_tzif(&file[..cut]).is_err(), "{cut} of {} bytes accepted", file.len());
+            }
+        }
+    }
+
+    #[test]
+    fn malformed_data_is_refused() {
+        assert_eq!(check_tzif(&version_1(2)), Err("a transition to a local time type that does not exist"));
+        assert_eq!(check_tzif(&version_2(7)), Err("a transition to a local time type that does not exist"));
+        let no_types = header(0, [0, 0, 0, 0, 0, 0]);
+        assert_eq!(check_tzif(&no_types), Err("no local time types or no abbreviations"));
+        let huge = header(b'2', [0, 0, 0, u32::MAX, 1, 1]);
+        assert!(check_tzif(&huge).is_err());
+        let mut version_9 = version_1(1);
+        version_9[4] = b'9';
+        assert_eq!(check_tzif(&version_9), Err("unknown TZif version"));
+        assert_eq!(check_tzif(b"TZ"), Err("not a zone file: no TZif magic"));
+    }
+
+    /// Every zone file of the tz database here passes (none, if it is not installed).
+    #[test]
+    fn the_tz_database_passes() {
+        let mut dirs = vec![zoneinfo_dir()];
+        let mut checked = 0;
+        while let Some(dir) = dirs.pop() {
+            let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+            for entry in entries.flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    dirs.push(path);
+                } else if let Some(bytes) = read_zone_file(&path).filter(|b| b.starts_with(TZIF)) {
+                    assert_eq!(check_tzif(&bytes), Ok(()), "{}", path.display());
+                    checked += 1;
+                }
+            }
+        }
+        println!("{checked} zone files checked");
     }
 }

@@ -356,3 +356,37 @@ fn check_big(client: &mut impl common::Client, message: &[u8], name: &str) {
     }
     assert_eq!(client.in_flight(), 0, "{name}");
 }
+
+/// A hostile server echoes every byte correctly, each behind its own
+/// 255-byte stamp: the most pieces, and the longest stamps, a reply can come
+/// in. The reply is right, and what the client keeps of it is bounded by
+/// the message, not by 256 bytes per byte echoed: at most `MAX_PIECES`
+/// stamps, the rest merged into the last piece kept. Longer than the 64 KiB
+/// a client writes at once, so the echo is also read while it writes.
+#[test]
+fn a_piece_per_byte_behind_the_longest_stamps_is_merged_not_kept() {
+    let sent: Vec<u8> = (0..70_000).map(|i| b"abcdefgh"[i % 8]).collect();
+    let mut script = Vec::with_capacity(sent.len() * 260);
+    for (i, &b) in sent.iter().enumerate() {
+        script.push(b'[');
+        script.extend_from_slice(format!("{i:~>255}").as_bytes());
+        script.extend_from_slice(b"] ");
+        script.push(b);
+    }
+    let (result, _) = against(Framing::chunk(), &[&script], &sent);
+    let reply = result.expect("a correct reply");
+    assert_eq!(reply.message(), sent.as_slice());
+    assert_eq!(reply.piece_count(), sent.len() as u64);
+    assert_eq!(reply.pieces().len(), Reply::MAX_PIECES);
+    assert_eq!(reply.pieces().iter().map(|p| p.len).sum::<usize>(), sent.len());
+    let kept: usize = reply.pieces().iter().map(|p| p.stamp.len()).sum();
+    assert_eq!(kept, 255 * Reply::MAX_PIECES, "stamps kept");
+    assert_eq!(reply.stamp(), format!("{:~>255}", 0));
+    let last = reply.pieces().last().expect("pieces");
+    assert_eq!(
+        (last.stamp.as_str(), last.len),
+        (format!("{:~>255}", Reply::MAX_PIECES - 1).as_str(), sent.len() - 1023)
+    );
+    // Displayed, as bounded: a stamp per piece kept, the message once.
+    assert_eq!(reply.to_string().len(), (255 + 3) * Reply::MAX_PIECES + sent.len());
+}

@@ -71,11 +71,12 @@ fn main() {
         println!("SKIPPED local_time: `TZ` selects the zone on Unix only");
         return;
     }
-    let cases: [(&str, fn()); 4] = [
+    let cases: [(&str, fn()); 5] = [
         ("new_york_follows_daylight_saving", new_york_follows_daylight_saving),
         ("berlin_follows_daylight_saving", berlin_follows_daylight_saving),
         ("a_posix_rule_follows_daylight_saving", a_posix_rule_follows_daylight_saving),
         ("an_unknown_zone_is_an_error_not_utc", an_unknown_zone_is_an_error_not_utc),
+        ("a_corrupt_zone_file_is_an_error_not_utc", a_corrupt_zone_file_is_an_error_not_utc),
     ];
     println!("\nrunning {} tests", cases.len());
     for (name, case) in cases {
@@ -213,4 +214,31 @@ fn an_unknown_zone_is_an_error_not_utc() {
             lines[0].strip_prefix("ERROR\t").unwrap_or_else(|| panic!("TZ={tz}: expected an error, got {lines:?}"));
         assert!(reason.contains(&format!("TZ={tz:?}")) && reason.contains("no zone file"), "{reason}");
     }
+}
+
+/// A file that starts like a zone file (`TZif`) but is cut short or
+/// garbled: the C library would stamp UTC (Python's `time.ctime()` does,
+/// for Berlin cut at 1000 bytes); `Ctime::local()` says it is corrupt.
+fn a_corrupt_zone_file_is_an_error_not_utc() {
+    let dir = std::env::temp_dir().join(format!("stamp-echo-zones-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir(&dir).expect("a temporary directory");
+    let mut files =
+        vec![("header-only", [&b"TZif2"[..], &[0; 39]].concat()), ("garbage", [&b"TZif"[..], &[0xff; 200]].concat())];
+    // A real zone file cut short, when the tz database is here (it is not needed).
+    let berlin = std::env::var_os("TZDIR").map_or_else(|| PathBuf::from("/usr/share/zoneinfo"), PathBuf::from);
+    if let Ok(bytes) = std::fs::read(berlin.join("Europe/Berlin")) {
+        files.push(("berlin-cut", bytes[..bytes.len().min(1000)].to_vec()));
+    }
+    for (name, bytes) in files {
+        let path = dir.join(name);
+        std::fs::write(&path, bytes).expect("write the zone file");
+        let tz = path.to_str().expect("UTF-8 path");
+        let lines = run_child(tz, &[TUTORIAL]);
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        let reason =
+            lines[0].strip_prefix("ERROR\t").unwrap_or_else(|| panic!("TZ={tz}: expected an error, got {lines:?}"));
+        assert!(reason.contains(&format!("the zone file {tz} is corrupt")), "{reason}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -9,13 +9,15 @@ use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
 use common::{
-    Event, FIXED_CTIME, Kind, Recorder, Runtime, SAFETY_TIMEOUT, connect, connect_small_buffer, fixed_reply,
-    fixed_server, next_closed, next_message, read_to_close, round_trip, send_all_and_read_replies, serve_on, start_on,
+    Event, FIXED_CTIME, Kind, Recorder, Runtime, SAFETY_TIMEOUT, connect, connect_from, connect_small_buffer,
+    fixed_reply, fixed_server, next_closed, next_message, read_to_close, round_trip, send_all_and_read_replies,
+    serve_on, start_on,
 };
 use stamp_echo::TimeoutError;
 use stamp_echo::framing::LineEnding;
 #[cfg(unix)]
 use stamp_echo::runner::Addr;
+use stamp_echo::runner::{Refusal, Source};
 use stamp_echo::{EchoClient, EchoServer, Error, Framing, Limits};
 
 fn half_closed_client_gets_every_reply(rt: Runtime) {
@@ -195,6 +197,16 @@ fn serves_a_unix_listener(rt: Runtime) {
     assert_eq!(got, fixed_reply(framing, b"over unix", LineEnding::Lf));
     let Ok(Event::Connected(peer)) = events.recv_timeout(SAFETY_TIMEOUT) else { panic!("connected first") };
     assert_eq!(peer.to_string(), "unnamed#1");
+    // Its source: the user, where the runtime can read it (tokio); the one
+    // local source otherwise (std cannot read a Unix peer's credentials).
+    let expected = match rt {
+        Runtime::Tokio => {
+            use std::os::unix::fs::MetadataExt;
+            Source::Uid(std::fs::metadata(&path).expect("the socket file").uid())
+        }
+        Runtime::Threads => Source::Local,
+    };
+    assert_eq!(peer.source, expected);
     let totals = handle.shutdown(SAFETY_TIMEOUT);
     assert_eq!((totals.connections, totals.messages), (1, 1));
     let _ = std::fs::remove_file(&path);
@@ -210,6 +222,8 @@ fn limits_out_of_range_are_refused(rt: Runtime) {
         ("write_timeout", Limits::default().write_timeout(Some(Duration::from_secs(u64::MAX)))),
         ("message_timeout", Limits::default().message_timeout(Some(Duration::from_nanos(1)))),
         ("message_timeout", Limits::default().message_timeout(Some(Limits::MAX_TIMEOUT * 2))),
+        ("max_per_source", Limits::default().max_per_source(Some(0))),
+        ("max_per_source", Limits::default().max_per_source(Some(Limits::MAX_CONNECTIONS + 1))),
         ("eviction_grace", Limits::default().eviction_grace(Some(Duration::ZERO))),
         ("eviction_grace", Limits::default().eviction_grace(Some(Duration::MAX))),
         ("stack_size", Limits::default().stack_size(0)),
@@ -228,6 +242,7 @@ fn limits_out_of_range_are_refused(rt: Runtime) {
         .message_timeout(None)
         .write_timeout(Some(Limits::MIN_TIMEOUT))
         .eviction_grace(None)
+        .max_per_source(Some(Limits::MAX_CONNECTIONS))
         .stack_size(Limits::MIN_STACK_SIZE);
     assert!(widest.validate().is_ok());
 }
@@ -259,6 +274,10 @@ fn at_the_cap_a_new_client_takes_the_slot_of_the_one_longest_without_a_message(r
     // `active` completes a message after `silent` was accepted: `silent` is
     // the one that has gone longest without one.
     round_trip(&mut active, framing, b"again");
+    // Both past the 1 ms grace (time passing, not a synchronisation): one
+    // source at the cap evicts its own longest idle past the grace, and a
+    // newcomer is refused while none is.
+    thread::sleep(Duration::from_millis(5));
 
     let mut newcomer = connect(addr);
     round_trip(&mut newcomer, framing, b"let me in");
@@ -302,7 +321,8 @@ fn two_thousand_silent_or_trickling_connections_do_not_keep_a_new_client_waiting
     assert!(waited < Duration::from_secs(10), "served after {waited:?}");
     drop((hoarders, newcomer, events));
     let totals = handle.shutdown(SAFETY_TIMEOUT);
-    assert!(totals.evicted >= 2001 - 1024, "{totals}");
+    // Each hoarder beyond the cap evicted one of its own or was refused.
+    assert!(totals.evicted + totals.refused >= 2001 - 1024, "{totals}");
 }
 
 fn a_message_must_be_complete_within_the_message_timeout_however_it_trickles(rt: Runtime) {
@@ -386,6 +406,119 @@ fn shutdown_reaches_a_unix_listener_whose_path_was_replaced(rt: Runtime) {
     let _ = std::fs::remove_file(&path);
 }
 
+/// Waits for the accept loop's verdict on the next connection: its peer,
+/// and the refusal if it was refused.
+fn next_verdict(events: &std::sync::mpsc::Receiver<Event>) -> (stamp_echo::runner::Peer, Option<Refusal>) {
+    loop {
+        match events.recv_timeout(SAFETY_TIMEOUT).expect("a verdict") {
+            Event::Connected(peer) => return (peer, None),
+            Event::Refused(peer, reason) => return (peer, Some(reason)),
+            _ => continue,
+        }
+    }
+}
+
+const HOARDER: [u8; 4] = [127, 0, 0, 2];
+const OTHER: [u8; 4] = [127, 0, 0, 3];
+
+fn one_address_holding_every_slot_with_active_connections_cannot_keep_another_out(rt: Runtime) {
+    let framing = Framing::line();
+    // A grace far longer than the test: only fairness can make room.
+    let limits = Limits::default().max_connections(8).eviction_grace(Some(SAFETY_TIMEOUT * 2));
+    let (handle, addr, events) = start_on(rt, fixed_server(framing), limits);
+    let mut hoarded: Vec<TcpStream> = (0..8).map(|_| connect_from(HOARDER, addr)).collect();
+    // Every one of them active, the first the longest ago.
+    let mut ids = Vec::new();
+    for (i, stream) in hoarded.iter_mut().enumerate() {
+        let (peer, refused) = next_verdict(&events);
+        assert_eq!((peer.source, refused), (Source::V4(HOARDER.into()), None));
+        ids.push(peer.id);
+        round_trip(stream, framing, format!("active {i}").as_bytes());
+    }
+
+    // Another address gets in, at the hoarder's expense: its longest without a message.
+    let mut other = connect_from(OTHER, addr);
+    round_trip(&mut other, framing, b"let me in");
+    // The newcomer's verdict and the victim's end come in either order (the
+    // victim's thread may report before the accept loop does).
+    let (mut refused, mut closed) = (None, None);
+    while refused.is_none() || closed.is_none() {
+        match events.recv_timeout(SAFETY_TIMEOUT).expect("a verdict and a connection ended") {
+            Event::Connected(_) => refused = Some(None),
+            Event::Refused(_, reason) => refused = Some(Some(reason)),
+            Event::Closed { id, error, .. } => closed = Some((id, error)),
+            _ => continue,
+        }
+    }
+    assert_eq!(refused, Some(None));
+    assert_eq!(closed, Some((ids[0], Some(Kind::Evicted))));
+    assert_eq!(read_to_close(&mut hoarded[0]), b"");
+
+    // The hoarder's next newcomer may only displace its own, all recent: refused at once.
+    let mut more = connect_from(HOARDER, addr);
+    let (peer, refused) = next_verdict(&events);
+    assert_eq!((peer.source, refused), (Source::V4(HOARDER.into()), Some(Refusal::Full { held: 7 })));
+    assert_eq!(read_to_close(&mut more), b"");
+    round_trip(&mut other, framing, b"still served");
+    for (i, stream) in hoarded.iter_mut().enumerate().skip(1) {
+        round_trip(stream, framing, format!("still here {i}").as_bytes());
+    }
+    drop((hoarded, other, more));
+    let totals = handle.shutdown(SAFETY_TIMEOUT);
+    assert_eq!((totals.connections, totals.evicted, totals.refused, totals.errors), (10, 1, 1, 0), "{totals}");
+}
+
+fn a_client_connected_before_is_never_evicted_by_another_addresss_churn(rt: Runtime) {
+    let framing = Framing::line();
+    let limits = Limits::default().max_connections(4).eviction_grace(Some(Duration::from_millis(1)));
+    let (handle, addr, events) = start_on(rt, fixed_server(framing), limits);
+    let mut interactive = connect_from(OTHER, addr);
+    round_trip(&mut interactive, framing, b"hello");
+    let (mine, _) = next_verdict(&events);
+    // Silent from now on: it has gone longest of all without a message.
+    let mut churned = Vec::new();
+    let (mut admitted, mut refused) = (0, 0);
+    for _ in 0..60 {
+        churned.push(connect_from(HOARDER, addr));
+        match next_verdict(&events) {
+            (_, None) => admitted += 1,
+            (_, Some(reason)) => {
+                assert_eq!(reason, Refusal::Full { held: 3 });
+                refused += 1;
+            }
+        }
+    }
+    round_trip(&mut interactive, framing, b"still here");
+    drop(churned);
+    let totals = handle.shutdown(SAFETY_TIMEOUT);
+    // Beyond the first three, each of the hoarder's evicted one of its own or was refused.
+    assert_eq!(admitted + refused, 60);
+    assert!(totals.evicted >= admitted - 3 && totals.refused == refused, "{totals}");
+    let closed_early =
+        events.try_iter().any(|e| matches!(e, Event::Closed { id, error: Some(_), .. } if id == mine.id));
+    assert!(!closed_early, "the interactive client was closed in an error");
+}
+
+fn max_per_source_refuses_a_sources_newcomers_past_it(rt: Runtime) {
+    let framing = Framing::line();
+    let limits = Limits::default().max_per_source(Some(2)).eviction_grace(Some(SAFETY_TIMEOUT * 2));
+    let (handle, addr, events) = start_on(rt, fixed_server(framing), limits);
+    let mut two: Vec<TcpStream> = (0..2).map(|_| connect_from(HOARDER, addr)).collect();
+    for stream in &mut two {
+        round_trip(stream, framing, b"mine");
+    }
+    let mut third = connect_from(HOARDER, addr);
+    let verdicts: Vec<_> = (0..3).map(|_| next_verdict(&events).1).collect();
+    assert_eq!(verdicts, [None, None, Some(Refusal::SourceLimit { held: 2 })]);
+    assert_eq!(read_to_close(&mut third), b"");
+    // Another source is not limited by it.
+    let mut other = connect_from(OTHER, addr);
+    round_trip(&mut other, framing, b"fine");
+    drop((two, other));
+    let totals = handle.shutdown(SAFETY_TIMEOUT);
+    assert_eq!((totals.connections, totals.refused, totals.evicted, totals.errors), (4, 1, 0, 0), "{totals}");
+}
+
 on_both_runtimes!(
     half_closed_client_gets_every_reply,
     idle_connection_is_closed_with_a_timeout,
@@ -403,4 +536,7 @@ on_both_runtimes!(
     the_write_timeout_is_a_deadline_for_the_whole_reply_and_says_the_peer_stopped_reading,
     #[cfg(unix)]
     shutdown_reaches_a_unix_listener_whose_path_was_replaced,
+    one_address_holding_every_slot_with_active_connections_cannot_keep_another_out,
+    a_client_connected_before_is_never_evicted_by_another_addresss_churn,
+    max_per_source_refuses_a_sources_newcomers_past_it,
 );

@@ -3,6 +3,8 @@
 //! ranges, taken from the library's own bounds.
 
 use std::fmt;
+use std::io;
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
@@ -104,6 +106,40 @@ impl Endpoint {
         } else {
             format!("{}:{}", self.host, self.port)
         }
+    }
+
+    /// The TCP (or UDP) addresses `--host` and `--port` name; an error
+    /// names the host: `cannot look up nowhere.invalid:8080: ...`.
+    pub fn lookup(&self) -> io::Result<Vec<SocketAddr>> {
+        let addr = self.tcp_addr();
+        let named = |e: io::Error| io::Error::new(e.kind(), format!("cannot look up {addr}: {e}"));
+        let found: Vec<SocketAddr> = addr.as_str().to_socket_addrs().map_err(named)?.collect();
+        if found.is_empty() {
+            return Err(io::Error::new(io::ErrorKind::NotFound, format!("cannot look up {addr}: no address found")));
+        }
+        Ok(found)
+    }
+
+    /// Connects over TCP to the first address of the host that answers; an
+    /// error names the host, or the address that refused:
+    /// `cannot connect to 127.0.0.1:8080: Connection refused (os error 111)`.
+    pub fn connect_tcp(&self) -> io::Result<TcpStream> {
+        let mut failed = None;
+        for addr in self.lookup()? {
+            match TcpStream::connect(addr) {
+                Ok(stream) => return Ok(stream),
+                Err(e) => failed = Some(io::Error::new(e.kind(), format!("cannot connect to {addr}: {e}"))),
+            }
+        }
+        Err(failed.unwrap_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no address to connect to")))
+    }
+
+    /// Connects to the `--unix` socket `path`; an error names the path.
+    #[cfg(unix)]
+    pub fn connect_unix(path: &std::path::Path) -> io::Result<std::os::unix::net::UnixStream> {
+        std::os::unix::net::UnixStream::connect(path).map_err(|e| {
+            io::Error::new(e.kind(), format!("cannot connect to {}: {e}", stamp_echo::escape::escape_path(path)))
+        })
     }
 
     /// The server and the transport, for messages: `127.0.0.1:8080 (tcp)`.

@@ -8,7 +8,6 @@
 //! at once with exit status 130.
 
 use std::io::{self, BufRead, IsTerminal, Write};
-use std::net::TcpStream;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -68,7 +67,7 @@ pub fn run(args: &Args) -> ExitCode {
     let mut round_trip = match connect(&args.connection) {
         Ok(round_trip) => round_trip,
         Err(e) => {
-            eprintln!("stamp-echo: cannot connect to {target}: {}", escape(e.to_string().as_bytes()));
+            eprintln!("stamp-echo client: {}", escape(e.to_string().as_bytes()));
             return ExitCode::FAILURE;
         }
     };
@@ -79,22 +78,22 @@ pub fn run(args: &Args) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("stamp-echo: {target}: {}", escape(e.to_string().as_bytes()));
+            eprintln!("stamp-echo client: {target}: {}", escape(e.to_string().as_bytes()));
             ExitCode::FAILURE
         }
     }
 }
 
-/// A reply as one safe line: `[STAMP] MESSAGE` per piece, escaped.
+/// A reply as one safe line, escaped: `[STAMP] MESSAGE`, the first stamp
+/// and the message once, however many pieces the server sent it in (a note
+/// at the end says how many, if more than one). So what is printed is
+/// bounded by the message, whatever the server's stamps.
 fn show(reply: &Reply) -> String {
-    let mut line = String::new();
-    let mut at = 0;
-    for piece in reply.pieces() {
-        let part = reply.message().get(at..at + piece.len).unwrap_or_default();
-        line.push_str(&format!("[{}] {}", escape(piece.stamp.as_bytes()), escape(part)));
-        at += piece.len;
+    let line = format!("[{}] {}", escape(reply.stamp().as_bytes()), escape(reply.message()));
+    match reply.piece_count() {
+        0 | 1 => line,
+        n => format!("{line}  ({n} stamped pieces)"),
     }
-    line
 }
 
 /// Connects as the flags say; errors name what they concern.
@@ -102,7 +101,8 @@ pub fn connect(args: &Connection) -> Result<RoundTrip, Error> {
     let framing = args.endpoint.framing();
     let timeout = args.timeout.0;
     if args.udp {
-        let mut client = DatagramClient::connect(args.endpoint.tcp_addr().as_str())?;
+        let addr = args.endpoint.lookup()?;
+        let mut client = DatagramClient::connect(addr.as_slice())?;
         client.set_timeout(timeout)?;
         client.set_retries(args.retries);
         return Ok(Box::new(move |m| client.round_trip(m)));
@@ -110,7 +110,7 @@ pub fn connect(args: &Connection) -> Result<RoundTrip, Error> {
     if let Some(path) = &args.endpoint.unix {
         #[cfg(unix)]
         {
-            let stream = std::os::unix::net::UnixStream::connect(path)?;
+            let stream = Endpoint::connect_unix(path)?;
             stream.set_read_timeout(Some(timeout))?;
             stream.set_write_timeout(Some(timeout))?;
             let mut client = EchoClient::new(stream, framing)?;
@@ -120,7 +120,7 @@ pub fn connect(args: &Connection) -> Result<RoundTrip, Error> {
         #[cfg(not(unix))]
         return Err(stamp_echo::ConfigError::new("--unix", path.display(), "a Unix system").into());
     }
-    let stream = TcpStream::connect(args.endpoint.tcp_addr().as_str())?;
+    let stream = args.endpoint.connect_tcp()?;
     stream.set_read_timeout(Some(timeout))?;
     stream.set_write_timeout(Some(timeout))?;
     let mut client = EchoClient::new(stream, framing)?;

@@ -88,7 +88,7 @@ impl Conn {
         Ok(match &args.endpoint.unix {
             #[cfg(unix)]
             Some(path) => {
-                let s = UnixStream::connect(path)?;
+                let s = Endpoint::connect_unix(path)?;
                 s.set_read_timeout(timeout)?;
                 s.set_write_timeout(timeout)?;
                 Conn::Unix(s)
@@ -96,7 +96,7 @@ impl Conn {
             #[cfg(not(unix))]
             Some(_) => return Err(io::Error::new(io::ErrorKind::Unsupported, "Unix sockets need a Unix system")),
             None => {
-                let s = TcpStream::connect(args.endpoint.tcp_addr())?;
+                let s = args.endpoint.connect_tcp()?;
                 s.set_nodelay(true)?;
                 s.set_read_timeout(timeout)?;
                 s.set_write_timeout(timeout)?;
@@ -137,7 +137,7 @@ pub fn run(args: &Args) -> ExitCode {
     let conns: Vec<Conn> = match (0..args.connections).map(|_| Conn::open(args)).collect() {
         Ok(conns) => conns,
         Err(e) => {
-            eprintln!("stamp-echo load: cannot connect to {target}: {e}");
+            eprintln!("stamp-echo load: {}", stamp_echo::escape::escape(e.to_string().as_bytes()));
             return ExitCode::FAILURE;
         }
     };

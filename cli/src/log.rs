@@ -7,14 +7,18 @@
 //! the count is logged once a second when stdout moves again. Message lines
 //! are rate-limited (`--log-rate`), with a line a second saying how many were
 //! not shown. Peer-controlled fields are escaped by the library's
-//! [`TracingEvents`](stamp_echo::runner::TracingEvents). At exit the last
-//! line (the totals) is queued even past a full queue, and the writer gets
-//! what is left of the shutdown deadline (at least [`LOG_FLUSH`]) to write it.
+//! [`TracingEvents`](stamp_echo::runner::TracingEvents).
+//!
+//! The last line, the totals at exit, is always written within the shutdown
+//! deadline (at least [`LOG_FLUSH`]): queued (again, while a full queue drops
+//! it) for the first half of the time, it goes to stdout if the writer gets
+//! to it by three quarters of the time; if not (a slow or blocked stdout), it
+//! is written to stderr instead, with what is left.
 
 use std::fmt::{self, Write as _};
-use std::io;
-use std::sync::Arc;
+use std::io::{self, Write as _};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -46,6 +50,7 @@ pub struct Log {
     guard: WorkerGuard,
     counter: ErrorCounter,
     rate: Arc<Rate>,
+    last: Arc<LastLine>,
 }
 
 impl Log {
@@ -57,11 +62,9 @@ impl Log {
     /// A thread could not start, or a subscriber is installed already.
     pub fn start(format: Format, per_second: u64, to_stderr: bool) -> io::Result<Log> {
         let builder = NonBlockingBuilder::default().lossy(true).buffered_lines_limit(LOG_QUEUE).thread_name("log");
-        let (writer, guard) = if to_stderr {
-            builder.finish(Box::new(io::stderr()) as Box<dyn io::Write + Send>)
-        } else {
-            builder.finish(Box::new(io::stdout()))
-        };
+        let last = Arc::new(LastLine::default());
+        let inner: Box<dyn io::Write + Send> = if to_stderr { Box::new(io::stderr()) } else { Box::new(io::stdout()) };
+        let (writer, guard) = builder.finish(Out { inner, last: Arc::clone(&last) });
         let counter = writer.error_counter();
         let subscriber = tracing_subscriber::fmt()
             .with_max_level(Level::DEBUG)
@@ -77,7 +80,7 @@ impl Log {
                 ticking.tick(&counting);
             }
         })?;
-        Ok(Log { guard, counter, rate })
+        Ok(Log { guard, counter, rate, last })
     }
 
     /// The message-line rate limit.
@@ -85,67 +88,153 @@ impl Log {
         Arc::clone(&self.rate)
     }
 
-    /// Logs `last` after the counts of lines not shown, and gives the writer
-    /// until `until` (at least [`LOG_FLUSH`] from now) to write it out: a
-    /// blocked stdout does not keep the process from exiting.
+    /// Logs `last` after the counts of lines not shown, and returns once it
+    /// is written: on stdout if the writer gets to it by three quarters of
+    /// the time left until `until` (at least [`LOG_FLUSH`]), else on stderr
+    /// by the end of it. A blocked stdout keeps neither the process from
+    /// exiting nor the line from being written.
     pub fn finish(self, last: &dyn fmt::Display, until: Instant) {
-        let until = until.max(Instant::now() + LOG_FLUSH);
+        let start = Instant::now();
+        let budget = until.max(start + LOG_FLUSH) - start;
         self.rate.tick(&self.counter);
+        let last = last.to_string();
+        *self.last.line.lock().unwrap_or_else(PoisonError::into_inner) = Some(last.clone().into_bytes());
         loop {
-            // A full queue drops the line (and counts it): try again until it is taken.
+            // A full queue drops the line (and counts it): queue it again, for half the time.
             let dropped = self.counter.dropped_lines();
             tracing::info!(target: "stamp_echo::serve", "{last}");
-            if self.counter.dropped_lines() == dropped || Instant::now() >= until {
+            if self.counter.dropped_lines() == dropped || start.elapsed() >= budget / 2 {
                 break;
             }
             thread::sleep(Duration::from_millis(5));
         }
-        let (flushed, wait) = std::sync::mpsc::channel();
+        let written = self.last.wait(start + budget * 3 / 4);
+        // The guard waits for the writer, which may hold stdout for ever: dropped aside.
         let guard = self.guard;
-        let flushing = thread::Builder::new().name("log-flush".into()).spawn(move || {
-            drop(guard);
-            let _ = flushed.send(());
+        let _ = thread::Builder::new().name("log-guard".into()).spawn(move || drop(guard));
+        if written {
+            return;
+        }
+        // stderr may be as blocked as stdout (`2>&1`): written from a thread
+        // of its own, waited for until the end of the time.
+        let (tx, rx) = std::sync::mpsc::channel();
+        let spawned = thread::Builder::new().name("last-line".into()).spawn(move || {
+            let mut err = io::stderr().lock();
+            let _ = writeln!(err, "{last}").and_then(|()| err.flush());
+            let _ = tx.send(());
         });
-        if flushing.is_ok() {
-            let _ = wait.recv_timeout(until.saturating_duration_since(Instant::now()));
+        if spawned.is_ok() {
+            let _ = rx.recv_timeout((start + budget).saturating_duration_since(Instant::now()));
         }
     }
 }
 
-/// Message lines per second, and the counts of those not shown.
+/// The last line, once it is set, and whether the writer has written it.
+#[derive(Default)]
+struct LastLine {
+    line: Mutex<Option<Vec<u8>>>,
+    written: (Mutex<bool>, Condvar),
+}
+
+impl LastLine {
+    /// Notes that `out` was written: the last line, if it holds it.
+    fn saw(&self, out: &[u8]) {
+        let line = self.line.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(line) = line.as_deref() else { return };
+        if !line.is_empty() && out.windows(line.len()).any(|w| w == line) {
+            let (done, signal) = &self.written;
+            *done.lock().unwrap_or_else(PoisonError::into_inner) = true;
+            signal.notify_all();
+        }
+    }
+
+    /// Waits until the last line is written or `until`; whether it was.
+    fn wait(&self, until: Instant) -> bool {
+        let (done, signal) = &self.written;
+        let guard = done.lock().unwrap_or_else(PoisonError::into_inner);
+        let left = until.saturating_duration_since(Instant::now());
+        let (guard, _) = signal.wait_timeout_while(guard, left, |done| !*done).unwrap_or_else(PoisonError::into_inner);
+        *guard
+    }
+}
+
+/// Where the writer thread writes (stdout, or stderr with `--inetd`),
+/// telling [`LastLine`] what went out.
+struct Out {
+    inner: Box<dyn io::Write + Send>,
+    last: Arc<LastLine>,
+}
+
+impl io::Write for Out {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.inner.write_all(buf)?;
+        self.last.saw(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Message lines, and refusal lines, per second; the counts of those not shown.
 pub struct Rate {
     per_second: u64,
-    /// Message lines shown in the current second.
-    shown: AtomicU64,
-    /// Message lines not shown in the current second (over the rate).
-    hidden: AtomicU64,
+    /// Message lines this second.
+    messages: Budget,
+    /// Refusal lines this second (one source's flood of newcomers is refused one by one).
+    refusals: Budget,
     /// Lines the writer dropped, as last reported.
     dropped: AtomicUsize,
 }
 
-impl Rate {
-    fn new(per_second: u64) -> Rate {
-        Rate { per_second, shown: AtomicU64::new(0), hidden: AtomicU64::new(0), dropped: AtomicUsize::new(0) }
-    }
+/// Lines of one kind shown and not shown in the current second.
+#[derive(Default)]
+struct Budget {
+    shown: AtomicU64,
+    hidden: AtomicU64,
+}
 
-    /// Whether a message line may be shown this second; counts it if not.
-    pub fn admit(&self) -> bool {
-        if self.shown.load(Ordering::Relaxed) < self.per_second
-            && self.shown.fetch_add(1, Ordering::Relaxed) < self.per_second
-        {
+impl Budget {
+    /// Whether a line may be shown this second, at most `rate`; counts it if not.
+    fn admit(&self, rate: u64) -> bool {
+        if self.shown.load(Ordering::Relaxed) < rate && self.shown.fetch_add(1, Ordering::Relaxed) < rate {
             return true;
         }
         self.hidden.fetch_add(1, Ordering::Relaxed);
         false
     }
 
+    /// A new second: the lines not shown in the last one.
+    fn renew(&self) -> u64 {
+        self.shown.store(0, Ordering::Relaxed);
+        self.hidden.swap(0, Ordering::Relaxed)
+    }
+}
+
+impl Rate {
+    fn new(per_second: u64) -> Rate {
+        Rate { per_second, messages: Budget::default(), refusals: Budget::default(), dropped: AtomicUsize::new(0) }
+    }
+
+    /// Whether a message line may be shown this second; counts it if not.
+    pub fn admit(&self) -> bool {
+        self.messages.admit(self.per_second)
+    }
+
+    /// Whether a refusal line may be shown this second; counts it if not.
+    pub fn admit_refusal(&self) -> bool {
+        self.refusals.admit(self.per_second)
+    }
+
     /// A new second: logs the counts of lines not shown and dropped since the last.
     fn tick(&self, counter: &ErrorCounter) {
-        self.shown.store(0, Ordering::Relaxed);
-        let hidden = self.hidden.swap(0, Ordering::Relaxed);
-        if hidden > 0 {
-            let rate = self.per_second;
-            tracing::info!(target: "stamp_echo::serve", hidden, "...{hidden} message lines not shown (over --log-rate {rate} a second)");
+        let rate = self.per_second;
+        for (budget, what) in [(&self.messages, "message lines"), (&self.refusals, "refusals")] {
+            let hidden = budget.renew();
+            if hidden > 0 {
+                tracing::info!(target: "stamp_echo::serve", hidden, "...{hidden} {what} not shown (over --log-rate {rate} a second)");
+            }
         }
         let total = counter.dropped_lines();
         let dropped = total.saturating_sub(self.dropped.swap(total, Ordering::Relaxed));
@@ -289,6 +378,7 @@ mod tests {
     fn the_rate_admits_its_count_a_second() {
         let rate = Rate::new(2);
         assert_eq!([rate.admit(), rate.admit(), rate.admit()], [true, true, false]);
-        assert_eq!(rate.hidden.load(Ordering::Relaxed), 1);
+        assert_eq!(rate.messages.hidden.load(Ordering::Relaxed), 1);
+        assert!(rate.admit_refusal(), "a budget of its own");
     }
 }

@@ -54,7 +54,7 @@ pub fn run(args: &Args) -> ExitCode {
     let mut round_trip = match connect(&args.connection) {
         Ok(round_trip) => round_trip,
         Err(e) => {
-            eprintln!("stamp-echo ping: cannot connect to {target}: {}", escape(e.to_string().as_bytes()));
+            eprintln!("stamp-echo ping: {}", escape(e.to_string().as_bytes()));
             return ExitCode::FAILURE;
         }
     };

@@ -4,6 +4,13 @@
 //! source and over `--udp-total` a second to all sources together), a socket handed over by systemd
 //! (`LISTEN_FDS`), or one connection on stdin/stdout as inetd runs it.
 //!
+//! Behind a load balancer, `--proxy-protocol --trusted-proxy ADDR[/PREFIX]`
+//! (repeatable) takes the PROXY protocol (v1 or v2, as HAProxy's
+//! `send-proxy` and `send-proxy-v2` send it) from those addresses only: each
+//! connection from them must start with a header within
+//! `--proxy-header-timeout`, and the log, fairness and limits see the
+//! client it names. A header from anyone else is refused.
+//!
 //! With `--unix PATH`, a socket file left behind by a server that is gone
 //! (nothing accepts on it) is replaced; a live one, or a file that is not a
 //! socket, is an error. At exit the path is removed only if it is still the
@@ -12,7 +19,7 @@
 use std::io::{self, Read, Write};
 use std::net::{TcpListener, ToSocketAddrs, UdpSocket};
 #[cfg(unix)]
-use std::os::unix::net::{UnixListener, UnixStream};
+use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::mpsc;
@@ -22,7 +29,7 @@ use std::time::{Duration, Instant};
 use socket2::{Domain, Socket, Type};
 use stamp_echo::datagram::{DatagramServer, DropCounts, Dropped, RateLimit};
 use stamp_echo::escape::{escape, escape_path};
-use stamp_echo::runner::{Addr, Listener, Peer, TracingEvents};
+use stamp_echo::runner::{Addr, Listener, Peer, ProxyProtocol, Refusal, TracingEvents, TrustedProxy};
 use stamp_echo::{ConfigError, EchoServer, Error, Events, Fragment, Limits, Summary};
 
 use crate::args::{Dur, Endpoint, duration, duration_help, int_help, none_if_zero};
@@ -44,10 +51,17 @@ pub struct Args {
     backlog: i32,
 
     #[arg(short = 'c', long, default_value_t = Limits::DEFAULT_MAX_CONNECTIONS,
-          help = int_help("The most clients served at once; at the cap, a new client takes the slot of the connection \
-                           that has gone longest without completing a message, once that is over --eviction-grace", 1, Limits::MAX_CONNECTIONS),
+          help = int_help("The most clients served at once; at the cap, room is made at the expense of the source (IPv4 \
+                           address, IPv6 /64, Unix user) holding the most: its connection longest without completing a \
+                           message is closed, or a newcomer from it refused", 1, Limits::MAX_CONNECTIONS),
           value_parser = max_connections)]
     max_connections: usize,
+
+    #[arg(long, value_name = "N", value_parser = max_connections,
+          help = int_help("The most clients one source (IPv4 address, IPv6 /64, Unix user) may hold at once (unset: only \
+                           --max-connections); a new one from a source at it takes the slot of the source's own \
+                           connection longest without a message, once over --eviction-grace, or is refused", 1, Limits::MAX_CONNECTIONS))]
+    max_per_source: Option<usize>,
 
     #[arg(long, value_name = "DURATION", default_value_t = Dur(Limits::DEFAULT_EVICTION_GRACE),
           help = duration_help("How long a connection at the cap must have gone without completing a message before a \
@@ -108,6 +122,21 @@ pub struct Args {
           value_parser = clap::value_parser!(u32).range(1..=i64::from(RateLimit::MAX_TOTAL)))]
     udp_total: u32,
 
+    /// Take the PROXY protocol (v1 or v2) from the --trusted-proxy addresses: their connections start with a header
+    /// naming the real client, which the log and fairness then see. Off by default.
+    #[arg(long, requires = "trusted_proxy", conflicts_with_all = ["udp", "unix"])]
+    proxy_protocol: bool,
+
+    /// A load balancer's address or network (ADDR or ADDR/PREFIX, IPv4 or IPv6) whose connections send a PROXY
+    /// protocol header; repeatable.
+    #[arg(long, requires = "proxy_protocol", value_name = "ADDR[/PREFIX]")]
+    trusted_proxy: Vec<TrustedProxy>,
+
+    #[arg(long, requires = "proxy_protocol", value_name = "DURATION", default_value_t = Dur(Duration::from_secs(5)),
+          help = duration_help("How long a trusted proxy has to send its whole header", Limits::MIN_TIMEOUT, Limits::MAX_TIMEOUT, false),
+          value_parser = duration(Limits::MIN_TIMEOUT, Limits::MAX_TIMEOUT, false))]
+    proxy_header_timeout: Dur,
+
     /// Which runner serves TCP and Unix connections: a thread per connection, or a task per connection on a
     /// tokio runtime with a worker per core. UDP has one server, on threads.
     #[arg(short, long, value_enum, default_value_t = Runtime::Threads)]
@@ -121,11 +150,11 @@ pub struct Args {
 
     /// Serve one connection on stdin and stdout, as inetd runs a service; the log goes to stderr.
     #[arg(long, conflicts_with_all = ["host", "port", "unix", "udp", "listen_fd", "runtime", "max_connections",
-          "eviction_grace", "backlog"])]
+          "max_per_source", "eviction_grace", "backlog", "proxy_protocol"])]
     inetd: bool,
 }
 
-/// `--max-connections`: 1 to the library's bound.
+/// `--max-connections`, `--max-per-source`: 1 to the library's bound.
 fn max_connections(text: &str) -> Result<usize, String> {
     let n: usize = text.parse().map_err(|e| format!("{e}"))?;
     (1..=Limits::MAX_CONNECTIONS)
@@ -171,7 +200,7 @@ type Failure = Box<dyn std::error::Error>;
 fn stamp(endpoint: &Endpoint) -> Arc<dyn stamp_echo::stamp::Stamp> {
     let (stamp, fallback) = endpoint.stamp.build();
     if let Some(why) = fallback {
-        eprintln!("warning: local time zone not found ({why}); stamping UTC");
+        eprintln!("warning: local time zone unusable ({why}); stamping UTC");
     }
     stamp
 }
@@ -182,6 +211,7 @@ fn serve(args: &Args, rate: Arc<Rate>) -> Result<(String, Instant), Failure> {
     let server = EchoServer::builder().framing(args.endpoint.framing()).shared_stamp(stamp(&args.endpoint)).build()?;
     let limits = Limits::default()
         .max_connections(args.max_connections)
+        .max_per_source(args.max_per_source)
         .eviction_grace(none_if_zero(args.eviction_grace))
         .idle_timeout(none_if_zero(args.idle_timeout))
         .message_timeout(none_if_zero(args.message_timeout))
@@ -199,13 +229,23 @@ fn serve(args: &Args, rate: Arc<Rate>) -> Result<(String, Instant), Failure> {
         (None, Some(path)) => bind_unix(path, args.backlog)?,
         (None, None) => (Listener::from(bind_tcp(&args.endpoint.tcp_addr(), args.backlog)?), None),
     };
+    let proxy = args
+        .proxy_protocol
+        .then(|| ProxyProtocol::new(args.trusted_proxy.iter().copied()).header_timeout(args.proxy_header_timeout.0));
+    let behind = match &proxy {
+        Some(proxy) => {
+            let trusted: Vec<String> = proxy.trusted.iter().map(ToString::to_string).collect();
+            format!(" (PROXY protocol from {})", trusted.join(", "))
+        }
+        None => String::new(),
+    };
     let local = listener.local_addr()?;
-    tracing::info!(target: "stamp_echo::serve", "listening on {}", escape(local.to_string().as_bytes()));
+    tracing::info!(target: "stamp_echo::serve", "listening on {}{behind}", escape(local.to_string().as_bytes()));
 
     let handle = if args.quiet {
-        Running::start(args.runtime, listener, server, limits, ())?
+        Running::start(args.runtime, listener, server, limits, proxy, ())?
     } else {
-        Running::start(args.runtime, listener, server, limits, Logged::new(rate))?
+        Running::start(args.runtime, listener, server, limits, proxy, Logged::new(rate))?
     };
 
     let _ = stop_rx.recv();
@@ -235,7 +275,11 @@ fn serve_udp(args: &Args, rate: Arc<Rate>) -> Result<String, Failure> {
         Some(Activated::Stream(_)) => return Err("the socket handed over is not a UDP socket: leave out --udp".into()),
         None => {
             let addr = args.endpoint.tcp_addr();
-            UdpSocket::bind(addr.as_str()).map_err(|e| named(&addr, &e))?
+            let lookup = |e: io::Error| io::Error::new(e.kind(), format!("cannot look up {addr}: {e}"));
+            let resolved = addr.to_socket_addrs().map_err(lookup)?.next();
+            let resolved = resolved.ok_or_else(|| format!("cannot look up {addr}: no address found"))?;
+            let bind = |e: io::Error| io::Error::new(e.kind(), format!("cannot bind {resolved} (udp): {e}"));
+            UdpSocket::bind(resolved).map_err(bind)?
         }
     };
     let server = DatagramServer::new(socket, stamp)?.rate_limit(limit)?;
@@ -311,7 +355,7 @@ fn activated(args: &Args) -> Result<Option<Activated>, Failure> {
 }
 
 /// The server's events, logged: the library's [`TracingEvents`], message
-/// lines within `--log-rate`, and for UDP drops a line at the 1st, 10th,
+/// lines and refusal lines within `--log-rate` (each), and for UDP drops a line at the 1st, 10th,
 /// 100th, ... of each reason, so a flood cannot flood the log.
 struct Logged {
     rate: Arc<Rate>,
@@ -334,6 +378,11 @@ impl Events for Logged {
     }
     fn connected(&self, peer: &Peer) {
         self.events.connected(peer);
+    }
+    fn refused(&self, peer: &Peer, reason: Refusal) {
+        if self.rate.admit_refusal() {
+            self.events.refused(peer, reason);
+        }
     }
     fn message(&self, peer: &Peer, fragment: Fragment<'_>) {
         if fragment.is_first() && self.rate.admit() {
@@ -358,11 +407,6 @@ impl Events for Logged {
     }
 }
 
-/// `e` with the address it concerns.
-fn named(addr: &str, e: &io::Error) -> io::Error {
-    io::Error::new(e.kind(), format!("{addr}: {e}"))
-}
-
 fn bind_tcp(addr: &str, backlog: i32) -> io::Result<TcpListener> {
     let lookup = |e: io::Error| io::Error::new(e.kind(), format!("cannot look up {addr}: {e}"));
     let resolved = addr
@@ -370,12 +414,12 @@ fn bind_tcp(addr: &str, backlog: i32) -> io::Result<TcpListener> {
         .map_err(lookup)?
         .next()
         .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("{addr}: no address found")))?;
-    let bind = |e: io::Error| io::Error::new(e.kind(), format!("cannot listen on {resolved}: {e}"));
+    let bind = |e: io::Error| io::Error::new(e.kind(), format!("cannot bind {resolved}: {e}"));
     let socket = Socket::new(Domain::for_address(resolved), Type::STREAM, None).map_err(bind)?;
     // Restart at once on the same port, despite connections in TIME_WAIT.
     socket.set_reuse_address(true).map_err(bind)?;
     socket.bind(&resolved.into()).map_err(bind)?;
-    socket.listen(backlog).map_err(bind)?;
+    socket.listen(backlog).map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {resolved}: {e}")))?;
     Ok(socket.into())
 }
 
@@ -451,8 +495,19 @@ fn remove_stale_socket(path: &Path) -> io::Result<()> {
     if !meta.file_type().is_socket() {
         return Err(named(io::ErrorKind::AddrInUse, "exists and is not a socket"));
     }
-    match UnixStream::connect(path) {
-        Ok(_) => Err(named(io::ErrorKind::AddrInUse, "another server is listening on it")),
+    // Never blocks: a non-blocking connect. Nothing listening refuses at
+    // once; a listener answers at once, or, its backlog full (a server frozen
+    // or too busy to accept), says "try again" at once, and is live all the
+    // same. So a frozen server on the path neither hangs this one's startup
+    // nor keeps a signal from stopping it, and is never replaced.
+    let probe = Socket::new(Domain::UNIX, Type::STREAM, None)?;
+    probe.set_nonblocking(true)?;
+    match probe.connect(&socket2::SockAddr::unix(path).map_err(|e| named(e.kind(), &e.to_string()))?) {
+        Ok(()) => Err(named(io::ErrorKind::AddrInUse, "another server is listening on it")),
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Err(named(
+            io::ErrorKind::AddrInUse,
+            "another server is listening on it (its backlog is full: it is not accepting)",
+        )),
         Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
             std::fs::remove_file(path).map_err(|e| named(e.kind(), &e.to_string()))
         }

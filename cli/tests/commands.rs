@@ -126,23 +126,6 @@ fn load_json_and_open_loop() {
     let max = latency["max"].as_f64().expect("max");
     assert!(0.0 < p50 && p50 <= p99 && p99 <= max, "{value}");
     assert!(latency["p99.9"].is_f64() && latency["mean"].is_f64(), "{value}");
-    // 100 messages at 2000 a second are due over 50 ms: the run cannot be shorter.
-    assert!(value["seconds"].as_f64().is_some_and(|s| s >= 0.049), "{value}");
-}
-
-#[test]
-fn a_failed_connection_names_the_address() {
-    // A port nobody listens on: bind one, note it, close it.
-    let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("address").port();
-    let port = port.to_string();
-    for sub in ["client", "ping", "load"] {
-        let out = output(
-            stamp_echo(sub).args(["-p", &port, "-c", "1"].get(..if sub == "client" { 2 } else { 4 }).expect("flags")),
-        );
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(!out.status.success(), "{sub}");
-        assert!(stderr.contains(&format!("127.0.0.1:{port}")), "{sub}: {stderr}");
-    }
 }
 
 #[test]

@@ -352,6 +352,15 @@ fn absurd_flag_values_are_refused_with_the_flag_and_value_named() {
         (&["--idle-timeout", "31days"], "expected 0 (none) or 1ms to 30days"),
         (&["--buffer-size", "100000000000"], "'100000000000' for '--buffer-size"),
         (&["--max-connections", "100000000"], "'100000000' for '--max-connections"),
+        (&["--max-per-source", "0"], "'0' for '--max-per-source"),
+        (&["--max-per-source", "1000001"], "'1000001' for '--max-per-source"),
+        (&["--trusted-proxy", "127.0.0.1"], "--proxy-protocol"),
+        (&["--proxy-protocol", "--trusted-proxy", "nowhere"], "'nowhere' for '--trusted-proxy"),
+        (
+            &["--proxy-protocol", "--trusted-proxy", "127.0.0.1", "--proxy-header-timeout", "0"],
+            "'0' for '--proxy-header-timeout",
+        ),
+        (&["--udp", "--proxy-protocol", "--trusted-proxy", "127.0.0.1"], "cannot be used with"),
         (&["--backlog", "0"], "'0' for '--backlog"),
         (&["--log-rate", "10000000"], "'10000000' for '--log-rate"),
         // Combinations that mean nothing are refused, not ignored.
@@ -426,6 +435,15 @@ fn lines_a_blocked_stdout_missed_are_counted_once_it_moves_again(rt: Runtime) {
     assert!(status.success());
 }
 
+/// The `what` lines the log says it did not show, over `--log-rate rate`.
+fn not_shown(log: &str, what: &str, rate: u64) -> u64 {
+    let suffix = format!(" {what} not shown (over --log-rate {rate} a second)");
+    log.lines()
+        .filter_map(|l| l.strip_prefix("...")?.strip_suffix(&suffix))
+        .map(|n| n.parse::<u64>().expect("a count"))
+        .sum()
+}
+
 fn message_lines_over_the_rate_are_counted_not_shown(rt: Runtime) {
     let mut server = Server::start(rt, &["--port", "0", "--framing", "line", "--log-rate", "2"]);
     let listening = server.line();
@@ -440,11 +458,7 @@ fn message_lines_over_the_rate_are_counted_not_shown(rt: Runtime) {
     assert!(success, "{rest}");
     // However the messages fell across seconds, every one is shown or counted.
     let shown = rest.lines().filter(|l| l.starts_with("date= m")).count() as u64;
-    let hidden: u64 = rest
-        .lines()
-        .filter_map(|l| l.strip_prefix("...")?.strip_suffix(" message lines not shown (over --log-rate 2 a second)"))
-        .map(|n| n.parse::<u64>().expect("a count"))
-        .sum();
+    let hidden = not_shown(&rest, "message lines", 2);
     assert_eq!(shown + hidden, 50, "{rest}");
     assert!(shown <= 2 * 3 && hidden > 0, "{rest}");
 }
@@ -481,8 +495,9 @@ fn a_unix_peers_hostile_path_is_logged_escaped(rt: Runtime) {
 }
 
 /// A process allowed fewer descriptors than `--max-connections` (64 against
-/// the default 1024) runs out of them before the cap: hoarders must not keep
-/// a new client out then either. The runner makes room as at the cap.
+/// the default 1024) runs out of them before the cap: hoarders from one
+/// address must not keep a new client from another out then either. The
+/// runner makes room at the hoarders' expense.
 fn a_descriptor_limit_below_the_cap_cannot_let_hoarders_keep_a_new_client_out(rt: Runtime) {
     let mut server = Server::start_with_descriptors(rt, 64, &["--port", "0", "--framing", "line", "--quiet"]);
     let listening = server.line();
@@ -490,7 +505,8 @@ fn a_descriptor_limit_below_the_cap_cannot_let_hoarders_keep_a_new_client_out(rt
     // More silent connections than the server has descriptors: some are
     // served, the rest wait in the backlog, ahead of the newcomer.
     let hoarders: Vec<_> = (0..100).map(|_| connect(addr)).collect();
-    let mut newcomer = stamp_echo::EchoClient::new(connect(addr), stamp_echo::Framing::line()).expect("line framing");
+    let newcomer = common::connect_from([127, 0, 0, 2], addr);
+    let mut newcomer = stamp_echo::EchoClient::new(newcomer, stamp_echo::Framing::line()).expect("line framing");
     let reply = newcomer.round_trip(b"served").expect("served within the safety timeout, not after 300 s");
     assert_eq!(reply.message(), b"served");
     drop((hoarders, newcomer));
@@ -504,8 +520,161 @@ fn a_descriptor_limit_below_the_cap_cannot_let_hoarders_keep_a_new_client_out(rt
     assert!(evicted >= 1, "hoarders made room: {rest}");
 }
 
+/// The device and inode of the file at `path`.
+fn file_id(path: &std::path::Path) -> (u64, u64) {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::symlink_metadata(path).expect("the file is there");
+    (meta.dev(), meta.ino())
+}
+
+/// A server frozen on the path (SIGSTOP) with a full backlog: the new
+/// server's stale-socket check must not wait for it to accept. A listener
+/// that never accepts, its backlog filled, stands in for it. The new server
+/// says the path is live, naming it, and leaves it alone.
+fn a_live_server_that_never_accepts_is_reported_not_waited_for(rt: Runtime) {
+    let dir = fresh_dir("se-frozen", rt);
+    let path = dir.join("s.sock");
+    let frozen = socket2::Socket::new(socket2::Domain::UNIX, socket2::Type::STREAM, None).expect("socket");
+    frozen.bind(&socket2::SockAddr::unix(&path).expect("address")).expect("bind");
+    frozen.listen(0).expect("listen");
+    // Fill its backlog: connect without waiting until the kernel says "try again".
+    let mut queued = Vec::new();
+    let full = (0..10_000).any(|_| {
+        let client = socket2::Socket::new(socket2::Domain::UNIX, socket2::Type::STREAM, None).expect("socket");
+        client.set_nonblocking(true).expect("non-blocking");
+        match client.connect(&socket2::SockAddr::unix(&path).expect("address")) {
+            Ok(()) => {
+                queued.push(client);
+                false
+            }
+            Err(e) => {
+                assert_eq!(e.kind(), std::io::ErrorKind::WouldBlock, "{e}");
+                true
+            }
+        }
+    });
+    assert!(full, "the backlog filled after {} connections", queued.len());
+
+    let before = file_id(&path);
+    let path_arg = path.to_str().expect("UTF-8 path");
+    let mut command = serve();
+    command.args(runtime_flag(rt)).args(["--unix", path_arg]);
+    // It returns (the safety timeout is only a net: it used to hang for ever).
+    let out = output_within(&mut command, SAFETY_TIMEOUT);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains(&format!("{path_arg}: another server is listening on it")), "{stderr}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "", "never listening");
+    // The frozen server's socket file is still the one at the path.
+    assert_eq!(file_id(&path), before, "the live socket file is left alone");
+    drop((queued, frozen));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A slow stdout (read, but slower than the log fills it): the totals line
+/// at exit is still written within the shutdown deadline, on stdout ahead
+/// of the lines still queued, or on stderr if stdout does not take it in
+/// time. It used to wait behind thousands of queued lines and never come.
+fn the_totals_line_is_written_whatever_a_slow_stdout_does(rt: Runtime) {
+    let mut command = serve();
+    let args = ["--port", "0", "--framing", "line", "--log-rate", "1000000", "--shutdown-deadline", "1"];
+    let mut child = with_flags(&mut command, rt, &args).stderr(Stdio::piped()).spawn().expect("run stamp-echo serve");
+    let mut stdout = child.stdout.take().expect("stdout");
+    let mut stderr = child.stderr.take().expect("stderr");
+    let mut running = Running(Some(child));
+    let mut first = Vec::new();
+    let mut byte = [0];
+    while stdout.read(&mut byte).expect("stdout") == 1 && byte[0] != b'\n' {
+        first.push(byte[0]);
+    }
+    let listening = String::from_utf8_lossy(&first).into_owned();
+    let port = listening.strip_prefix("listening on 127.0.0.1:").expect(&listening);
+    let mut stream = connect(format!("127.0.0.1:{port}").parse().expect("an address"));
+    // Log lines for several seconds of the slow reader below: the queue
+    // (4096 lines) and the pipe (64 KiB) full.
+    let mut batch = Vec::new();
+    for i in 0..20_000 {
+        common::frame(stamp_echo::Framing::line(), format!("a slow stdout gets this line {i}").as_bytes(), &mut batch);
+    }
+    common::send_all_and_read_replies(&mut stream, &batch);
+    drop(stream);
+    // The slow reader: 512 bytes every 5 ms, about 100 KB/s (the pause
+    // paces a consumer; nothing waits on it).
+    let reader = std::thread::spawn(move || {
+        let mut logged = Vec::new();
+        let mut chunk = [0; 512];
+        while let Ok(n @ 1..) = stdout.read(&mut chunk) {
+            logged.extend_from_slice(&chunk[..n]);
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        String::from_utf8_lossy(&logged).into_owned()
+    });
+    let (status, _) = terminate_within(&mut running, SAFETY_TIMEOUT);
+    assert!(status.success(), "{status}");
+    let logged = reader.join().expect("the reader");
+    let mut errors = String::new();
+    stderr.read_to_string(&mut errors).expect("stderr");
+    let totals: Vec<&str> = logged.lines().chain(errors.lines()).filter(|l| l.starts_with("shut down: ")).collect();
+    assert!(!totals.is_empty(), "no totals line on stdout ({} bytes) or stderr: {errors}", logged.len());
+    assert!(totals.iter().all(|l| l.starts_with("shut down: 1 connection, 20000 messages,")), "{totals:?}");
+    // Stdout was slow: it was still full of lines when the server stopped.
+    assert!(logged.len() > 64 * 1024, "stdout took {} bytes", logged.len());
+}
+
+fn behind_a_proxy_the_log_shows_the_real_client_and_refuses_anyone_elses_header(rt: Runtime) {
+    let args = ["--port", "0", "--framing", "line", "--proxy-protocol", "--trusted-proxy", "127.0.0.1/32"];
+    let mut server = Server::start(rt, &args);
+    let listening = server.line();
+    let rest = listening.strip_prefix("listening on 127.0.0.1:").expect(&listening);
+    let port = rest.strip_suffix(" (PROXY protocol from 127.0.0.1/32)").expect(&listening);
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().expect("an address");
+    let header = b"PROXY TCP4 192.0.2.7 127.0.0.1 56324 8080\r\n";
+    let mut proxied = common::connect_from([127, 0, 0, 1], addr);
+    proxied.write_all(header).expect("send");
+    proxied.write_all(b"hi\n").expect("send");
+    let mut reply = String::new();
+    BufReader::new(&proxied).read_line(&mut reply).expect("reply");
+    assert!(reply.starts_with('[') && reply.ends_with("] hi\n"), "{reply}");
+    let mut forged = common::connect_from([127, 0, 0, 2], addr);
+    forged.write_all(header).expect("send");
+    let mut end = Vec::new();
+    let _ = forged.read_to_end(&mut end);
+    drop(proxied);
+    let (success, rest) = server.terminate();
+    assert!(success, "{rest}");
+    assert!(rest.lines().any(|l| l == "...connected from: 192.0.2.7:56324"), "{rest}");
+    let refused = rest.lines().find(|l| l.starts_with("...connection from 127.0.0.2:")).unwrap_or_default();
+    assert!(refused.ends_with("ended: PROXY protocol header from a peer that is not a trusted proxy"), "{rest}");
+}
+
+fn refusals_are_logged_one_line_each_and_rate_limited(rt: Runtime) {
+    let args = ["--port", "0", "--framing", "line", "--max-per-source", "1", "--eviction-grace", "1000"];
+    let mut server = Server::start(rt, &[&args[..], &["--log-rate", "2"]].concat());
+    let listening = server.line();
+    let addr = listening.strip_prefix("listening on ").expect(&listening).parse().expect("an address");
+    let mut held = stamp_echo::EchoClient::new(connect(addr), stamp_echo::Framing::line()).expect("line framing");
+    assert_eq!(held.round_trip(b"mine").expect("served").message(), b"mine");
+    for _ in 0..10 {
+        // Refused at once: the server closes it unserved.
+        assert_eq!(common::read_to_close(&mut connect(addr)), b"");
+    }
+    drop(held);
+    let (success, rest) = server.terminate();
+    assert!(success, "{rest}");
+    let reason = "refused: its source holds 1, its max_per_source, none past the eviction grace";
+    let shown = rest.lines().filter(|l| l.starts_with("...connection from 127.0.0.1:") && l.ends_with(reason)).count();
+    assert_eq!(shown as u64 + not_shown(&rest, "refusals", 2), 10, "{rest}");
+    assert!(rest.contains(", 10 refused"), "counted in the totals: {rest}");
+    // `waiting for connection...` once at the start and once after the one
+    // served, not after each refusal.
+    let waiting = rest.lines().filter(|l| *l == "waiting for connection...").count();
+    assert_eq!(waiting, 2, "{rest}");
+}
+
 on_both_runtimes!(
     json_log_lines_have_time_level_target_message_and_fields,
+    behind_a_proxy_the_log_shows_the_real_client_and_refuses_anyone_elses_header,
+    refusals_are_logged_one_line_each_and_rate_limited,
     a_descriptor_limit_below_the_cap_cannot_let_hoarders_keep_a_new_client_out,
     logs_like_the_original_and_exits_cleanly_on_sigterm,
     unix_socket_replaces_a_stale_file_and_removes_it_at_exit,
@@ -515,6 +684,8 @@ on_both_runtimes!(
     lines_a_blocked_stdout_missed_are_counted_once_it_moves_again,
     message_lines_over_the_rate_are_counted_not_shown,
     a_unix_peers_hostile_path_is_logged_escaped,
+    a_live_server_that_never_accepts_is_reported_not_waited_for,
+    the_totals_line_is_written_whatever_a_slow_stdout_does,
 );
 
 fn json_log_lines_have_time_level_target_message_and_fields(rt: Runtime) {

@@ -1,5 +1,7 @@
 //! Flags shared by the examples: where to connect or listen, and the protocol.
 
+use std::io;
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::path::PathBuf;
 
 use stamp_echo::Framing;
@@ -67,5 +69,55 @@ impl Endpoint {
         } else {
             format!("{}:{}", self.host, self.port)
         }
+    }
+}
+
+/// `e`, its message behind `what` failed: `cannot bind 127.0.0.1:7000:
+/// Address already in use (os error 98)`.
+#[allow(dead_code, reason = "not every example that includes this module uses it")]
+pub fn named(e: io::Error, what: impl std::fmt::Display) -> io::Error {
+    io::Error::new(e.kind(), format!("{what}: {e}"))
+}
+
+#[allow(dead_code, reason = "not every example that includes this module uses each of these")]
+impl Endpoint {
+    /// The TCP (or UDP) addresses `--host` and `--port` name; an error
+    /// names the host: `cannot look up nowhere.invalid:8080: ...`.
+    pub fn lookup(&self) -> io::Result<Vec<SocketAddr>> {
+        let addr = self.tcp_addr();
+        let found: Vec<SocketAddr> =
+            addr.as_str().to_socket_addrs().map_err(|e| named(e, format_args!("cannot look up {addr}")))?.collect();
+        if found.is_empty() {
+            let why = format!("cannot look up {addr}: no address found");
+            return Err(io::Error::new(io::ErrorKind::NotFound, why));
+        }
+        Ok(found)
+    }
+
+    /// The first address `--host` and `--port` name (see [`lookup`](Endpoint::lookup)).
+    pub fn first_addr(&self) -> io::Result<SocketAddr> {
+        let found = self.lookup()?;
+        found.first().copied().ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no address found"))
+    }
+
+    /// Connects over TCP to the first address of the host that answers; an
+    /// error names the host, or the address that refused:
+    /// `cannot connect to 127.0.0.1:8080: Connection refused (os error 111)`.
+    pub fn connect_tcp(&self) -> io::Result<TcpStream> {
+        let mut failed = None;
+        for addr in self.lookup()? {
+            match TcpStream::connect(addr) {
+                Ok(stream) => return Ok(stream),
+                Err(e) => failed = Some(named(e, format_args!("cannot connect to {addr}"))),
+            }
+        }
+        Err(failed.unwrap_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no address to connect to")))
+    }
+
+    /// Connects to the `--unix` socket; an error names the path.
+    #[cfg(unix)]
+    pub fn connect_unix(&self, path: &std::path::Path) -> io::Result<std::os::unix::net::UnixStream> {
+        std::os::unix::net::UnixStream::connect(path)
+            .map_err(|e| named(e, format_args!("cannot connect to {}", stamp_echo::escape::escape_path(path))))
     }
 }

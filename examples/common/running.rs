@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use stamp_echo::EchoServer;
-use stamp_echo::runner::{self, Events, Limits, Listener};
+use stamp_echo::runner::{self, Events, Limits, Listener, ProxyProtocol};
 
 /// `--runtime`.
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
@@ -23,16 +23,21 @@ pub enum Running {
 }
 
 impl Running {
-    /// Starts `runtime`'s runner on `listener`.
+    /// Starts `runtime`'s runner on `listener`, with the PROXY protocol if
+    /// `proxy` is given.
     pub fn start<E: Events>(
         runtime: Runtime,
         listener: Listener,
         server: EchoServer,
         limits: Limits,
+        proxy: Option<ProxyProtocol>,
         events: E,
     ) -> Result<Running, Box<dyn std::error::Error>> {
         match runtime {
-            Runtime::Threads => Ok(Running::Threads(runner::start(listener, server, limits, events)?)),
+            Runtime::Threads => Ok(Running::Threads(match proxy {
+                Some(proxy) => runner::start_proxied(listener, server, limits, proxy, events)?,
+                None => runner::start(listener, server, limits, events)?,
+            })),
             Runtime::Tokio => {
                 let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
                 let handle = {
@@ -49,7 +54,12 @@ impl Running {
                         }
                         other => return Err(format!("no tokio listener for {other:?}").into()),
                     };
-                    stamp_echo::tokio::runner::start(listener, server, limits, events)?
+                    match proxy {
+                        Some(proxy) => {
+                            stamp_echo::tokio::runner::start_proxied(listener, server, limits, proxy, events)?
+                        }
+                        None => stamp_echo::tokio::runner::start(listener, server, limits, events)?,
+                    }
                 };
                 Ok(Running::Tokio(handle, rt))
             }

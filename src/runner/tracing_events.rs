@@ -7,7 +7,7 @@ use crate::Error;
 use crate::datagram::Dropped;
 use crate::escape::{escape, escape_path};
 use crate::protocol::{Fragment, Summary};
-use crate::runner::{Addr, Events, Peer};
+use crate::runner::{Addr, Events, Peer, Refusal};
 
 /// The [`Events`] of a thread runner, a tokio runner or a
 /// [`DatagramServer`](crate::datagram::DatagramServer) as
@@ -28,6 +28,7 @@ use crate::runner::{Addr, Events, Peer};
 /// | [`accepting`](Events::accepting) | DEBUG | `waiting for connection...` |
 /// | [`accept_failed`](Events::accept_failed) | WARN | `...accept failed: ERROR` |
 /// | [`connected`](Events::connected) | INFO | `...connected from: PEER` |
+/// | [`refused`](Events::refused) | INFO | `...connection from PEER refused: REASON` |
 /// | [`message`](Events::message), first fragment of each | INFO | `date= MESSAGE` (UDP: `...datagram from ADDR: MESSAGE`) |
 /// | [`closed`](Events::closed) with an error | WARN | `...connection from PEER ended: ERROR` (UDP: `...error for ADDR: ERROR`) |
 /// | [`closed`](Events::closed) cleanly | TRACE | `...connection from PEER closed` |
@@ -113,6 +114,12 @@ impl Events for TracingEvents {
     fn connected(&self, peer: &Peer) {
         let name = self.peer(peer);
         tracing::info!(target: "stamp_echo::runner", peer = %name, id = peer.id, "...connected from: {name}");
+    }
+
+    fn refused(&self, peer: &Peer, reason: Refusal) {
+        let name = self.peer(peer);
+        tracing::info!(target: "stamp_echo::runner", peer = %name, id = peer.id, reason = %reason,
+            "...connection from {name} refused: {reason}");
     }
 
     fn message(&self, peer: &Peer, fragment: Fragment<'_>) {

@@ -53,22 +53,26 @@
 use std::io;
 #[cfg(unix)]
 use std::path::PathBuf;
-use std::pin::pin;
+use std::pin::{Pin, pin};
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use super::server::{Control, Signal, drive};
 use crate::protocol::{Fragment, Observer, Summary};
-use crate::runner::{Addr, Entry, Events, FORCE_GRACE, Flags, Limits, Peer, Shared, Totals, nanos};
+use crate::proxy::{ProxyHeader, has_signature};
+use crate::runner::{
+    Addr, Decision, Entry, Events, FORCE_GRACE, Flags, HeaderRead, Limits, Peer, ProxyProtocol, Refusal, Shared,
+    Source, Totals, nanos,
+};
 use crate::stop::{is_out_of_resources, is_transient};
-use crate::{EchoServer, Error};
+use crate::{EchoServer, Error, ProxyError, TimeoutError};
 
 /// A listener to serve: a bound tokio `TcpListener` or `UnixListener`.
 #[derive(Debug)]
@@ -131,13 +135,42 @@ pub fn start<L: Into<Listener>, E: Events>(
     limits: Limits,
     events: E,
 ) -> Result<Handle, Error> {
+    launch(listener.into(), server, limits, None, events)
+}
+
+/// [`start`], behind a load balancer, as the thread runner's
+/// [`start_proxied`](crate::runner::start_proxied): connections from
+/// `proxy`'s trusted networks start with a PROXY protocol header and are
+/// served as the client it names (see [`ProxyProtocol`]).
+///
+/// # Errors
+///
+/// As [`start`], and [`Error::Config`] for a header timeout out of range
+/// ([`ProxyProtocol::validate`]).
+pub fn start_proxied<L: Into<Listener>, E: Events>(
+    listener: L,
+    server: EchoServer,
+    limits: Limits,
+    proxy: ProxyProtocol,
+    events: E,
+) -> Result<Handle, Error> {
+    proxy.validate()?;
+    launch(listener.into(), server, limits, Some(proxy), events)
+}
+
+fn launch<E: Events>(
+    listener: Listener,
+    server: EchoServer,
+    limits: Limits,
+    proxy: Option<ProxyProtocol>,
+    events: E,
+) -> Result<Handle, Error> {
     limits.validate()?;
     let runtime = tokio::runtime::Handle::try_current()
         .map_err(|e| Error::Io(io::Error::other(format!("stamp_echo::tokio::runner::start needs a runtime: {e}"))))?;
-    let listener = listener.into();
     let local_addr = listener.local_addr()?;
     let waits = Waits { changed: Notify::new(), stop: Notify::new() };
-    let shared = Arc::new(Shared::new(server, limits, Box::new(events), waits));
+    let shared = Arc::new(Shared::new(server, limits, Box::new(events), waits).proxied(proxy));
     let acceptor = runtime.spawn(accept_loop(Arc::clone(&shared), listener));
     Ok(Handle { shared, acceptor: Some(acceptor), local_addr })
 }
@@ -264,42 +297,41 @@ impl Tasks {
     }
 
     /// After `accept()` failed: waits for a connection to end, at most
-    /// 100 ms. Out of descriptors or memory (`scarce`), first makes room as
-    /// at the cap, with the connections open now as the cap (see
-    /// [`Registry::room`](crate::runner::Registry::room)).
+    /// 100 ms. Out of descriptors or memory (`scarce`), first makes room at
+    /// the largest source's expense (see
+    /// [`Registry::out_of_resources`](crate::runner::Registry::out_of_resources)).
     async fn relieve(&self, scarce: bool) {
         const RETRY: Duration = Duration::from_millis(100);
-        let changed = self.waits.changed.notified();
-        let wait = {
+        let mut changed = pin!(self.waits.changed.notified());
+        changed.as_mut().enable();
+        {
             let mut state = self.lock();
             if state.stopping() {
                 return;
             }
             if scarce {
-                let open = state.active();
-                state.room(&self.limits, open, self.clock(std::time::Instant::now()))
-            } else {
-                None
+                state.out_of_resources(self.now());
             }
-        };
-        let _ = tokio::time::timeout(wait.unwrap_or(RETRY).min(RETRY), changed).await;
+        }
+        let _ = tokio::time::timeout(RETRY, changed).await;
     }
 
-    /// Makes room for one more connection (see [`Limits`] and
-    /// [`Registry::room`](crate::runner::Registry::room)): `true` once fewer than `max_connections` are
-    /// active, `false` when the runner is stopping.
-    async fn make_room(&self) -> bool {
+    /// What to do with a newcomer from `source` (see
+    /// [fairness](Limits#fair-to-every-source)): waits while the decision is
+    /// to wait, then returns [`Decision::Admit`] or [`Decision::Refuse`];
+    /// `None` when the runner is stopping.
+    async fn admission(&self, source: Source) -> Option<Decision> {
         loop {
             let mut changed = pin!(self.waits.changed.notified());
             changed.as_mut().enable();
             let wait = {
                 let mut state = self.lock();
                 if state.stopping() {
-                    return false;
+                    return None;
                 }
-                match state.room(&self.limits, self.limits.max_connections, self.clock(std::time::Instant::now())) {
-                    None => return true,
-                    Some(wait) => wait,
+                match state.decide(source, self.now()) {
+                    Decision::Wait(wait) => wait,
+                    decision => return Some(decision),
                 }
             };
             let _ = tokio::time::timeout(wait, changed).await;
@@ -312,6 +344,26 @@ enum Accepted {
     Tcp(tokio::net::TcpStream, Addr),
     #[cfg(unix)]
     Unix(tokio::net::UnixStream, Addr),
+}
+
+impl Accepted {
+    /// Its source: the peer's IP address, or for a Unix socket the peer's
+    /// user id ([`Source::Local`] if it cannot be read).
+    fn source(&self) -> Source {
+        match self {
+            Accepted::Tcp(_, addr) => Source::of(addr),
+            #[cfg(unix)]
+            Accepted::Unix(stream, _) => stream.peer_cred().map_or(Source::Local, |cred| Source::Uid(cred.uid())),
+        }
+    }
+
+    fn addr(&self) -> Addr {
+        match self {
+            Accepted::Tcp(_, addr) => addr.clone(),
+            #[cfg(unix)]
+            Accepted::Unix(_, addr) => addr.clone(),
+        }
+    }
 }
 
 impl Listener {
@@ -328,16 +380,23 @@ impl Listener {
 }
 
 /// Accepts connections until shutdown. At `max_connections` it keeps
-/// accepting, and holds each new client until [`Shared::make_room`] has
-/// room for it. The listener is closed when it returns.
+/// accepting, and admits or refuses each new client at once as
+/// [`Tasks::admission`] decides (holding it only without eviction, or while
+/// too many evicted connections are on their way out). The listener is
+/// closed when it returns.
 async fn accept_loop(shared: Arc<Tasks>, listener: Listener) {
+    // `accepting` is reported once per connection served.
+    let mut announced = false;
     loop {
         let mut stopped = pin!(shared.waits.stop.notified());
         stopped.as_mut().enable();
         if shared.lock().stopping() {
             return;
         }
-        shared.events.accepting();
+        if !announced {
+            shared.events.accepting();
+            announced = true;
+        }
         let accepted = std::future::poll_fn(|cx| {
             if stopped.as_mut().poll(cx).is_ready() {
                 return Poll::Ready(None);
@@ -355,36 +414,47 @@ async fn accept_loop(shared: Arc<Tasks>, listener: Listener) {
                 continue;
             }
         };
-        if !shared.make_room().await {
+        let source = accepted.source();
+        let Some(decision) = shared.admission(source).await else {
             return; // stopping: the connection is closed unserved
+        };
+        if let Decision::Refuse(reason) = decision {
+            let id = shared.lock().refused();
+            let addr = accepted.addr();
+            drop(accepted);
+            shared.events.refused(&Peer { id, addr, source }, reason);
+            continue;
         }
+        announced = false;
         match accepted {
             Accepted::Tcp(stream, addr) => {
                 let configured = stream.set_nodelay(true);
-                spawn_connection(&shared, stream, addr, configured);
+                spawn_connection(&shared, stream, Peer { id: 0, addr, source }, configured);
             }
             #[cfg(unix)]
-            Accepted::Unix(stream, addr) => spawn_connection(&shared, stream, addr, Ok(())),
+            Accepted::Unix(stream, addr) => spawn_connection(&shared, stream, Peer { id: 0, addr, source }, Ok(())),
         }
     }
 }
 
-/// Registers the connection, reports it, and gives it a task.
+/// Registers the connection (`peer`, its id to be given), reports it, and
+/// gives it a task.
 ///
 /// Nagle's algorithm is off on TCP (`configured` says whether that worked):
 /// the replies to one read go out in one write, so Nagle could only delay
 /// them.
-fn spawn_connection<S>(shared: &Arc<Tasks>, stream: S, addr: Addr, configured: io::Result<()>)
+fn spawn_connection<S>(shared: &Arc<Tasks>, stream: S, mut peer: Peer, configured: io::Result<()>)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let slot = Arc::new(Slot {
         flags: AtomicU8::new(0),
         waker: Mutex::new(None),
-        progress: AtomicU64::new(shared.clock(std::time::Instant::now())),
+        progress: AtomicU64::new(shared.now()),
         idle: AtomicU64::new(0),
+        refused: OnceLock::new(),
     });
-    let peer = Peer { id: shared.lock().admit(Arc::clone(&slot)), addr };
+    peer.id = shared.lock().admit(Arc::clone(&slot), peer.source);
     // Closes and counts the connection when dropped: an error unless served cleanly.
     let mut ending =
         Ending { shared: Arc::clone(shared), id: peer.id, slot, summary: Summary::default(), failed: true };
@@ -392,16 +462,111 @@ where
         shared.events.closed(&peer, &Summary::default(), Some(&Error::Io(e)));
         return;
     }
-    shared.events.connected(&peer);
+    // Behind a trusted proxy, the peer is known once its header is read.
+    let behind = shared.proxy.as_ref().is_some_and(|proxy| proxy.expects_header(&peer.addr));
+    if !behind {
+        shared.events.connected(&peer);
+    }
     tokio::spawn(async move {
         let shared = Arc::clone(&ending.shared);
         let slot = Arc::clone(&ending.slot);
+        let mut hold = Hold { slot: &slot, shared: &shared };
+        let mut stream = Front { stream, sniff: false };
+        let peer = match &shared.proxy {
+            Some(proxy) if behind => {
+                let header = read_header(&mut stream.stream, &mut hold, proxy.header_timeout).await;
+                match shared.arrived(&peer, header) {
+                    Ok(client) => client,
+                    Err(failed) => return ending.served(!failed),
+                }
+            }
+            Some(_) => {
+                stream.sniff = true;
+                peer
+            }
+            None => peer,
+        };
         let watch = Watch { events: shared.events.as_ref(), peer: &peer, summary: &mut ending.summary };
-        let hold = Hold { slot: &slot, shared: &shared };
         let result = drive(&shared.server, stream, watch, Some(&shared.limits), hold).await;
         shared.events.closed(&peer, &ending.summary, result.as_ref().err());
         ending.served(result.is_ok());
     });
+}
+
+/// Reads a trusted proxy's header (see [`HeaderRead`]) within `timeout`,
+/// minding the runner's signals: `None` if the proxy closed (or shutdown
+/// began) before it sent a byte. The client's bytes stay in the socket.
+async fn read_header<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    hold: &mut Hold<'_>,
+    timeout: Duration,
+) -> Result<Option<ProxyHeader>, Error> {
+    let mut read = HeaderRead::new();
+    let mut deadline = pin!(tokio::time::sleep(timeout));
+    std::future::poll_fn(|cx| {
+        loop {
+            hold.register(cx);
+            match hold.read() {
+                Signal::Close(error) => return Poll::Ready(Err(error)),
+                Signal::EndInput => return Poll::Ready(read.filled(0).map(|_| read.header())),
+                Signal::None => {}
+            }
+            if deadline.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Err(TimeoutError::ProxyHeader { timeout }.into()));
+            }
+            let mut buf = ReadBuf::new(read.buffer());
+            let n = match Pin::new(&mut *stream).poll_read(cx, &mut buf) {
+                Poll::Ready(Ok(())) => buf.filled().len(),
+                Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(Error::from_io(e))),
+                Poll::Pending => return Poll::Pending,
+            };
+            match read.filled(n) {
+                Ok(false) => {}
+                Ok(true) => return Poll::Ready(Ok(read.header())),
+                Err(error) => return Poll::Ready(Err(error)),
+            }
+        }
+    })
+    .await
+}
+
+/// A connection's stream; under the PROXY protocol, for a peer that is not
+/// a trusted proxy (`sniff`), a first read that begins with a header's
+/// signature fails with [`ProxyError::Untrusted`].
+struct Front<S> {
+    stream: S,
+    sniff: bool,
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Front<S> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut this.stream).poll_read(cx, buf);
+        if this.sniff && matches!(polled, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            this.sniff = false;
+            if has_signature(&buf.filled()[before..]) {
+                let untrusted = Error::from(ProxyError::Untrusted).into_io(io::ErrorKind::PermissionDenied);
+                return Poll::Ready(Err(untrusted));
+            }
+        }
+        polled
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Front<S> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
 }
 
 /// Passes each message to [`Events::message`] and keeps the final counts.
@@ -434,6 +599,8 @@ struct Slot {
     /// When evicted: how long it had gone without completing a message, in
     /// nanoseconds.
     idle: AtomicU64,
+    /// Why it was refused, once its source was known.
+    refused: OnceLock<Refusal>,
 }
 
 impl Slot {
@@ -443,6 +610,8 @@ impl Slot {
     const EVICTED: u8 = 2;
     /// Closed by [`Handle::shutdown`] at its deadline.
     const FORCED: u8 = 4;
+    /// Refused once its source was known.
+    const REFUSED: u8 = 8;
 
     fn signal(&self, flag: u8) {
         self.flags.fetch_or(flag, Ordering::AcqRel);
@@ -466,6 +635,10 @@ impl Entry for Slot {
         self.has(Slot::EVICTED)
     }
 
+    fn is_refused(&self) -> bool {
+        self.has(Slot::REFUSED)
+    }
+
     fn is_forced(&self) -> bool {
         self.has(Slot::FORCED)
     }
@@ -473,6 +646,11 @@ impl Entry for Slot {
     fn evict(&self, idle: Duration) {
         self.idle.store(nanos(idle), Ordering::Relaxed);
         self.signal(Slot::EVICTED);
+    }
+
+    fn refuse(&self, reason: Refusal) {
+        let _ = self.refused.set(reason);
+        self.signal(Slot::REFUSED);
     }
 
     fn end_input(&self) {
@@ -496,6 +674,8 @@ impl Hold<'_> {
         if flags & Slot::FORCED != 0 {
             let forced = io::Error::new(io::ErrorKind::ConnectionAborted, "closed at the shutdown deadline");
             Signal::Close(Error::Io(forced))
+        } else if let Some(&reason) = self.slot.refused.get().filter(|_| flags & Slot::REFUSED != 0) {
+            Signal::Close(Error::Refused { reason })
         } else if flags & Slot::EVICTED != 0 {
             Signal::Close(Error::Evicted { idle: Duration::from_nanos(self.slot.idle.load(Ordering::Relaxed)) })
         } else if flags & Slot::END_INPUT != 0 {

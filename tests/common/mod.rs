@@ -23,7 +23,7 @@ use std::time::{Duration, SystemTime};
 
 use stamp_echo::framing::LineEnding;
 use stamp_echo::protocol::Responder;
-use stamp_echo::runner::{self, Addr, Peer};
+use stamp_echo::runner::{self, Addr, Peer, Refusal};
 use stamp_echo::stamp::Ctime;
 use stamp_echo::testing::Duplex;
 use stamp_echo::{EchoServer, Error, Events, Fragment, Framing, Handle, Limits, Summary, Totals};
@@ -139,6 +139,7 @@ impl From<&Error> for Kind {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Event {
     Connected(Peer),
+    Refused(Peer, Refusal),
     Message(u64, Vec<u8>),
     Closed { id: u64, summary: Summary, error: Option<Kind> },
 }
@@ -160,6 +161,9 @@ impl Recorder {
 impl Events for Recorder {
     fn connected(&self, peer: &Peer) {
         self.send(Event::Connected(peer.clone()));
+    }
+    fn refused(&self, peer: &Peer, reason: Refusal) {
+        self.send(Event::Refused(peer.clone(), reason));
     }
     fn message(&self, peer: &Peer, fragment: Fragment<'_>) {
         self.send(Event::Message(peer.id, fragment.bytes().to_vec()));
@@ -257,8 +261,23 @@ pub fn serve_on<L: Into<runner::Listener>, E: Events>(
     limits: Limits,
     events: E,
 ) -> Result<Served, Error> {
+    serve_proxied_on(runtime, listener, server, limits, None, events)
+}
+
+/// [`serve_on`], with the PROXY protocol on when `proxy` is given.
+pub fn serve_proxied_on<L: Into<runner::Listener>, E: Events>(
+    runtime: Runtime,
+    listener: L,
+    server: EchoServer,
+    limits: Limits,
+    proxy: Option<runner::ProxyProtocol>,
+    events: E,
+) -> Result<Served, Error> {
     match runtime {
-        Runtime::Threads => runner::start(listener, server, limits, events).map(Served::Threads),
+        Runtime::Threads => match proxy {
+            Some(proxy) => runner::start_proxied(listener, server, limits, proxy, events).map(Served::Threads),
+            None => runner::start(listener, server, limits, events).map(Served::Threads),
+        },
         Runtime::Tokio => {
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
@@ -279,7 +298,10 @@ pub fn serve_on<L: Into<runner::Listener>, E: Events>(
                     }
                     other => panic!("no tokio listener for {other:?}"),
                 };
-                stamp_echo::tokio::runner::start(listener, server, limits, events)
+                match proxy {
+                    Some(proxy) => stamp_echo::tokio::runner::start_proxied(listener, server, limits, proxy, events),
+                    None => stamp_echo::tokio::runner::start(listener, server, limits, events),
+                }
             };
             handle.map(|handle| Served::Tokio(TokioServed { handle: Some(handle), runtime: rt }))
         }
@@ -353,6 +375,18 @@ pub fn next_message(events: &Receiver<Event>) -> (u64, Vec<u8>) {
 /// A client connection with safety-net read and write timeouts.
 pub fn connect(addr: SocketAddr) -> TcpStream {
     let stream = TcpStream::connect(addr).expect("connect");
+    set_safety_timeouts(&stream);
+    stream
+}
+
+/// A client connection from `ip` (127.0.0.2, 127.0.0.3, ...: each its own
+/// source for the runner's fairness), with safety-net timeouts.
+pub fn connect_from(ip: [u8; 4], addr: SocketAddr) -> TcpStream {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
+    socket.bind(&SocketAddr::from((ip, 0)).into()).expect("bind a loopback address");
+    socket.connect(&addr.into()).expect("connect");
+    let stream = TcpStream::from(socket);
     set_safety_timeouts(&stream);
     stream
 }

@@ -54,6 +54,30 @@ pub fn connect(addr: SocketAddr) -> TcpStream {
     stream
 }
 
+/// A client connection from a loopback address of its own (`127.0.0.2`, say):
+/// another source, as the server's fairness sees it.
+pub fn connect_from(ip: [u8; 4], addr: SocketAddr) -> TcpStream {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
+    socket.bind(&SocketAddr::from((ip, 0)).into()).expect("bind a loopback address");
+    socket.connect(&addr.into()).expect("connect");
+    let stream = TcpStream::from(socket);
+    stream.set_read_timeout(Some(SAFETY_TIMEOUT)).expect("set read timeout");
+    stream.set_write_timeout(Some(SAFETY_TIMEOUT)).expect("set write timeout");
+    stream
+}
+
+/// Reads until the server closes the connection; a reset counts as closed.
+pub fn read_to_close(stream: &mut TcpStream) -> Vec<u8> {
+    let mut got = Vec::new();
+    match stream.read_to_end(&mut got) {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+        Err(e) => panic!("expected the server to close the connection, got {e}"),
+    }
+    got
+}
+
 /// Appends `message` framed as a client would send it.
 pub fn frame(framing: Framing, message: &[u8], out: &mut Vec<u8>) {
     framing.encode_message(message, out).expect("a message the framing carries");
