@@ -33,6 +33,15 @@
 #    gets at most its rate limit while another source is still served; a
 #    datagram forged to come from the server itself (raw socket: needs root,
 #    SKIPPED otherwise) is dropped, not answered for ever.
+# 9. tokio bounds, both runners in the same run whatever RUNTIME says: four
+#    connections pipeline empty lines (line framing) or zero-length frames
+#    (length framing) without pause while a good client makes round trips
+#    for FLOOD_SECONDS (3); PASS when the tokio runner's p99 is within 3x the
+#    thread runner's measured just before, or within 5 ms when that is less
+#    (the thread figure is well under a millisecond, where a busy machine's
+#    noise alone is a few times it). Then 200 connections pipeline empty
+#    lines and never read: PASS when the server's resident memory grows by
+#    under 100 KiB per connection on each runner.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target}
@@ -263,6 +272,36 @@ elif [[ $counts == "stopped: 2 datagrams, 1 answered, 0 errors, 1 dropped (1 own
 else
     fail "udp-forge: $counts"
 fi
+
+echo "==> 9. tokio bounds: a flood of the smallest messages, and clients that never read, on both runners"
+FLOOD_SECONDS=${FLOOD_SECONDS:-3}
+chosen=("${runtime[@]}")
+for framing in line length; do
+    runtime=(--runtime threads)
+    start "flood_threads_$framing" --port 0 --framing "$framing"
+    out=$("$bin/hostile" --port "$PORT" --framing "$framing" flood --flooders 4 --seconds "$FLOOD_SECONDS") || failed=1
+    stop "$PID"
+    echo "threads: $(grep -v '^result:' <<<"$out")"
+    p99=$(sed -n 's/^result: .*p99_us=\([0-9]*\).*/\1/p' <<<"$out")
+    # The bound: 3x the thread runner's p99, at least 5 ms.
+    bound_ms=$(echo "b = 3 * ${p99:-0} / 1000; if (b < 5) b = 5; b" | bc -l)
+    runtime=(--runtime tokio)
+    start "flood_tokio_$framing" --port 0 --framing "$framing"
+    "$bin/hostile" --port "$PORT" --framing "$framing" flood --flooders 4 --seconds "$FLOOD_SECONDS" \
+        --bound-ms "$bound_ms" | sed -e '/^result:/d' -e "s/^\(PASS\|FAIL\) flood:/\1 flood ($framing, tokio; threads p99 ${p99:-?} µs):/" |
+        tee "$tmp/flood_tokio_$framing.out"
+    grep -q '^PASS' "$tmp/flood_tokio_$framing.out" || failed=1
+    stop "$PID"
+done
+for rt in threads tokio; do
+    runtime=(--runtime "$rt")
+    start "no_read_memory_$rt" --port 0 --framing line
+    "$bin/hostile" --port "$PORT" --framing line no-read-memory --connections 200 --pid "$PID" --bound-kib 100 |
+        sed -e '/^result:/d' -e "s/^\(PASS\|FAIL\) no-read-memory:/\1 no-read-memory ($rt):/" | tee "$tmp/no_read_memory_$rt.out"
+    grep -q '^PASS' "$tmp/no_read_memory_$rt.out" || failed=1
+    stop "$PID"
+done
+runtime=("${chosen[@]}")
 
 if ((failed)); then
     echo "==> some attacks got through"
