@@ -21,11 +21,11 @@
 //!
 //! # Fair to the other connections
 //!
-//! A connection that always has input handles a budget of bytes per poll
-//! (64 KiB, read and replied), then lets the other tasks run, as the
-//! operating system ends a thread's turn: a flood of empty lines delays
-//! other connections by tenths of a millisecond, not by a whole read's
-//! replies.
+//! A connection that always has input does a budget of work per poll
+//! (64 KiB read and replied, each message counted as 64 bytes more: some
+//! tens of microseconds), then lets the other tasks run, as the operating
+//! system ends a thread's turn: a flood of empty lines delays other
+//! connections by about that, not by a whole read's replies.
 
 use std::cell::Cell;
 use std::future::Future;
@@ -183,6 +183,8 @@ struct Connection<'a, S, O, C> {
     /// The rest of the last read, not answered yet: the stream took no more
     /// replies, or the poll's budget ran out. Answered before the next read.
     unread: Vec<u8>,
+    /// The [`work`] done so far at which this poll's budget is spent.
+    yield_at: u64,
     /// Bytes were written since the last flush.
     unflushed: bool,
     /// End of input seen (or made by the runner).
@@ -253,6 +255,7 @@ where
             unwritten: Vec::new(),
             written: 0,
             unread: Vec::new(),
+            yield_at: 0,
             unflushed: false,
             input_ended: false,
             outcome: None,
@@ -263,7 +266,7 @@ where
     /// Moves the connection on as far as it can go without waiting, or
     /// until this poll's [`BUDGET`] is spent.
     fn poll_serve(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
-        let mut budget = BUDGET;
+        self.yield_at = work(&self.responder.summary()) + BUDGET;
         loop {
             match self.watch.control.signal() {
                 Signal::None => {}
@@ -283,14 +286,14 @@ where
                 return Poll::Ready(outcome);
             }
             // 2. A connection that always has input lets the others be served.
-            if budget == 0 {
+            if self.budget_spent() {
                 return yield_to_others(cx);
             }
             // 3. The rest of the last read, then the end of input, then a new
             // read: answered and written in one step.
             if !self.unread.is_empty() {
                 let mut input = std::mem::take(&mut self.unread);
-                let answered = with_scratch(|scratch| self.answer(cx, &input, &mut scratch.out, &mut budget));
+                let answered = with_scratch(|scratch| self.answer(cx, &input, &mut scratch.out));
                 if answered < input.len() {
                     input.drain(..answered);
                     self.unread = input;
@@ -301,7 +304,7 @@ where
                 with_scratch(|scratch| self.finish(cx, &mut scratch.out));
                 continue;
             }
-            match with_scratch(|scratch| self.step(cx, scratch, &mut budget)) {
+            match with_scratch(|scratch| self.step(cx, scratch)) {
                 Poll::Ready(()) => {}
                 Poll::Pending => match self.pending(cx, false) {
                     Some(poll) => return poll,
@@ -309,6 +312,11 @@ where
                 },
             }
         }
+    }
+
+    /// This poll has done its share of work (see [`BUDGET`]).
+    fn budget_spent(&self) -> bool {
+        work(&self.responder.summary()) >= self.yield_at
     }
 
     /// The runner stopped the input: what came is answered (the rest of the
@@ -372,7 +380,7 @@ where
     /// One read into the thread's buffer, answered as far as the stream
     /// takes the replies and the budget lasts; the rest of the read is kept
     /// for the next step. `Pending` when there is nothing to read.
-    fn step(&mut self, cx: &mut Context<'_>, scratch: &mut Scratch, budget: &mut usize) -> Poll<()> {
+    fn step(&mut self, cx: &mut Context<'_>, scratch: &mut Scratch) -> Poll<()> {
         let size = read_size(self.server);
         if scratch.input.len() < size {
             scratch.input.resize(size, 0);
@@ -403,7 +411,7 @@ where
             self.watch.started = Some(at);
         }
         let read = &scratch.input[..n];
-        let answered = self.answer(cx, read, &mut scratch.out, budget);
+        let answered = self.answer(cx, read, &mut scratch.out);
         if answered < n {
             self.unread = read[answered..].to_vec();
         }
@@ -414,19 +422,17 @@ where
     /// writing the replies out whenever they pass [`FLUSH_AT`] and at the
     /// end, as the thread runner does. Stops early when the stream takes no
     /// more (the replies it did not take are kept, and so are no more than
-    /// [`FLUSH_AT`] and the replies to one piece), when `budget` is spent,
+    /// [`FLUSH_AT`] and the replies to one piece), when the poll's budget is spent,
     /// or at bad input. Returns how much of `input` was answered: all of it
     /// once the connection has its outcome.
-    fn answer(&mut self, cx: &mut Context<'_>, input: &[u8], out: &mut Vec<u8>, budget: &mut usize) -> usize {
+    fn answer(&mut self, cx: &mut Context<'_>, input: &[u8], out: &mut Vec<u8>) -> usize {
         let now = self.server.now();
         out.clear();
         let mut answered = 0;
         let mut writing = true;
         for piece in input.chunks(slice_size(self.responder.framing(), input.len())) {
-            let before = out.len();
             let result = self.responder.receive_observed(piece, now, out, &mut self.watch);
             answered += piece.len();
-            *budget = budget.saturating_sub(piece.len() + (out.len() - before));
             if let Err(e) = result {
                 self.outcome = Some(Err(e));
                 break;
@@ -437,7 +443,7 @@ where
                     break;
                 }
             }
-            if *budget == 0 {
+            if self.budget_spent() {
                 break;
             }
         }
@@ -513,15 +519,26 @@ fn read_size(server: &EchoServer) -> usize {
 /// stack).
 const MIN_READ: usize = FLUSH_AT;
 
-/// The bytes a connection may handle in one poll (read and replied, counted
-/// a read's piece at a time, never per message) before it lets the other
-/// tasks of its worker run: two flushes' worth, a few tenths of a
-/// millisecond of empty lines, so that a connection that always has input
-/// (a flood of tiny messages) delays the others by about that, as the
-/// operating system's scheduler bounds a thread's turn. Tokio's own budget
-/// counts I/O operations, and one read of empty lines is thousands of
-/// replies.
-const BUDGET: usize = 2 * FLUSH_AT;
+/// The work a connection may do in one poll before it lets the other tasks
+/// of its worker run: [`work`] counts bytes read and replied, and each
+/// message as [`MESSAGE_WORK`] bytes more, checked a read's piece at a time
+/// (never per message). 64 KiB is some tens of microseconds whatever the
+/// messages (about 700 empty lines, or 8 KiB messages), so a connection
+/// that always has input (a flood of empty lines) delays the others by
+/// about that, as the operating system's scheduler bounds a thread's turn.
+/// Tokio's own budget counts I/O operations, and one read of empty lines is
+/// thousands of replies.
+const BUDGET: u64 = 64 * 1024;
+
+/// A message's cost beyond its bytes, in bytes: its header, stamp and
+/// framing cost about what copying 64 bytes does (measured: an empty line
+/// costs about as much server time as 100 bytes of a large message).
+const MESSAGE_WORK: u64 = 64;
+
+/// A connection's work so far, in bytes (see [`BUDGET`]).
+fn work(summary: &Summary) -> u64 {
+    summary.bytes_in + summary.bytes_out + MESSAGE_WORK * summary.messages
+}
 
 /// `Pending`, with the task queued behind the others ready to run (and
 /// behind the I/O events not yet seen), as [`tokio::task::yield_now`] does.
