@@ -180,9 +180,12 @@ struct Connection<'a, S, O, C> {
     /// Replies the stream has not taken yet; from `written` on.
     unwritten: Vec<u8>,
     written: usize,
-    /// The rest of the last read, not answered yet: the stream took no more
-    /// replies, or the poll's budget ran out. Answered before the next read.
+    /// The rest of the last read, not answered yet, from `unread_at` on:
+    /// the stream took no more replies, or the poll's budget ran out.
+    /// Answered before the next read. Its room is kept while the connection
+    /// is busy (a flood yields often) and let go when it waits for input.
     unread: Vec<u8>,
+    unread_at: usize,
     /// The [`work`] done so far at which this poll's budget is spent.
     yield_at: u64,
     /// Bytes were written since the last flush.
@@ -255,6 +258,7 @@ where
             unwritten: Vec::new(),
             written: 0,
             unread: Vec::new(),
+            unread_at: 0,
             yield_at: 0,
             unflushed: false,
             input_ended: false,
@@ -291,12 +295,15 @@ where
             }
             // 3. The rest of the last read, then the end of input, then a new
             // read: answered and written in one step.
-            if !self.unread.is_empty() {
-                let mut input = std::mem::take(&mut self.unread);
-                let answered = with_scratch(|scratch| self.answer(cx, &input, &mut scratch.out));
-                if answered < input.len() {
-                    input.drain(..answered);
-                    self.unread = input;
+            if self.unread_at < self.unread.len() {
+                let input = std::mem::take(&mut self.unread);
+                let from = self.unread_at;
+                let answered = with_scratch(|scratch| self.answer(cx, &input[from..], &mut scratch.out));
+                self.unread = input;
+                self.unread_at += answered;
+                if self.unread_at == self.unread.len() {
+                    self.unread.clear();
+                    self.unread_at = 0;
                 }
                 continue;
             }
@@ -306,10 +313,16 @@ where
             }
             match with_scratch(|scratch| self.step(cx, scratch)) {
                 Poll::Ready(()) => {}
-                Poll::Pending => match self.pending(cx, false) {
-                    Some(poll) => return poll,
-                    None => continue,
-                },
+                Poll::Pending => {
+                    // Waiting for input: hold no room for it.
+                    if self.unread.capacity() > 0 {
+                        self.unread = Vec::new();
+                    }
+                    match self.pending(cx, false) {
+                        Some(poll) => return poll,
+                        None => continue,
+                    }
+                }
             }
         }
     }
@@ -413,7 +426,10 @@ where
         let read = &scratch.input[..n];
         let answered = self.answer(cx, read, &mut scratch.out);
         if answered < n {
-            self.unread = read[answered..].to_vec();
+            // Room for the rest only, not more (the bound is one read).
+            let rest = &read[answered..];
+            self.unread.reserve_exact(rest.len());
+            self.unread.extend_from_slice(rest);
         }
         Poll::Ready(())
     }
@@ -711,7 +727,11 @@ mod tests {
                     assert!(conn.poll_serve(cx).is_pending(), "{framing}: endless input");
                     let pending = conn.unwritten.len() - conn.written;
                     assert!(conn.unwritten.capacity() <= FLUSH_AT + one_slice, "{framing}: {pending} bytes pending");
-                    assert!(conn.unread.capacity() <= read_size(&server), "{framing}: {} kept", conn.unread.len());
+                    assert!(
+                        conn.unread.capacity() <= read_size(&server),
+                        "{framing}: {} kept",
+                        conn.unread.len() - conn.unread_at
+                    );
                     if conn.stream.taken == conn.stream.room {
                         // Stuck: replies pending, and no more reads, however often polled.
                         assert!(pending > 0, "{framing}: poll {poll}");
