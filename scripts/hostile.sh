@@ -14,8 +14,9 @@
 #    common default, below --max-connections once the server's own are
 #    counted), then 2000 silent against a server allowed 300 tasks (a pids
 #    cgroup, as systemd's TasksMax sets; needs root, SKIPPED otherwise); a
-#    new client must get its reply within 1 s (from 127.0.0.3 under the
-#    descriptor and task limits, where the hoarders' own are refused).
+#    new client must get its reply within 1 s (from 127.0.0.3 when probed
+#    within the grace and under the descriptor and task limits, where the
+#    hoarders' own newcomers are refused).
 # 2. trickle / no-read: a message trickled a byte every 200 ms is cut at
 #    --message-timeout; a client that never reads at --write-timeout.
 # 3. inject: terminal escapes, CR, a forged log line, invalid UTF-8 and a
@@ -154,7 +155,10 @@ start hoard_chunk --port 0
 stop "$PID"
 tail -n 1 "$tmp/hoard_chunk.log"
 start hoard_line --port 0 --framing line
-"$bin/hostile" --port "$PORT" --framing line hoard --silent 1000 --trickle 1000 --hold 0 || failed=1
+# Probed the moment the last hoarder has connected, before any is past the
+# grace: a newcomer from the hoarders' own address would be refused at once
+# (fairness per source); the new clients come from another address.
+"$bin/hostile" --port "$PORT" --framing line hoard --silent 1000 --trickle 1000 --hold 0 --probe-from 127.0.0.3 || failed=1
 stop "$PID"
 tail -n 1 "$tmp/hoard_line.log"
 NOFILE=1024 start hoard_fds --port 0

@@ -14,8 +14,8 @@
 //! refused (those are on their way out). Below the cap a newcomer is
 //! admitted. At the cap (`max_connections`, or the slots held when the
 //! process last ran out of descriptors, memory or threads, for
-//! [`SCARCE_HOLD`] after that), for a newcomer from source N holding `c_N`
-//! slots:
+//! [`SCARCE_HOLD`] after that or after the last newcomer turned away at
+//! it), for a newcomer from source N holding `c_N` slots:
 //!
 //! - (a) if a source M holds `c_M >= c_N + 2` (more than N would after
 //!   admission), the connection of the largest source that has gone longest
@@ -297,17 +297,21 @@ impl<C: Entry> Registry<C> {
         if self.limits.max_per_source.is_some_and(|max| own >= max) {
             return self.displace(now, newcomer, |s, _| *s == source, Refusal::SourceLimit { held: own });
         }
-        let largest = self.held.values().copied().max().unwrap_or(0);
-        // Out of resources, the room made goes to others than the largest.
-        let scarce = self.is_scarce(now);
-        if scarce && own > 0 && own >= largest {
-            return Decision::Refuse(Refusal::OutOfResources { held: own });
-        }
         if self.slots < self.cap(now) {
             return Decision::Admit;
         }
+        let largest = self.held.values().copied().max().unwrap_or(0);
+        let scarce = self.is_scarce(now);
+        if scarce {
+            // Turning newcomers away at the lowered cap: keep it while they come.
+            self.scarce = self.scarce.map(|(cap, until)| (cap, until.max(now.saturating_add(nanos(SCARCE_HOLD)))));
+        }
         if self.limits.eviction_grace.is_none() {
-            return if newcomer { Decision::Wait(RECHECK) } else { Decision::Admit };
+            return match () {
+                () if scarce && own + 2 > largest => Decision::Refuse(Refusal::OutOfResources { held: own }),
+                () if newcomer => Decision::Wait(RECHECK),
+                () => Decision::Admit,
+            };
         }
         if largest >= own + 2 {
             if newcomer && self.evicting >= MAX_EVICTING {
@@ -447,22 +451,24 @@ impl<C: Entry> Registry<C> {
     }
 
     /// The process ran out of descriptors, memory or threads (`accept()`
-    /// failed, or a connection's thread could not start): the cap becomes
-    /// the slots held now, for [`SCARCE_HOLD`]; and, whoever the newcomer
-    /// is, the largest source's connection longest without a completed
-    /// message is evicted if that source holds 2 or more (unless one is on
-    /// its way out already, or `eviction_grace` is `None`).
+    /// failed, or a connection's thread could not start): whoever the
+    /// newcomer is, the largest source's connection longest without a
+    /// completed message is evicted if that source holds 2 or more (unless
+    /// one is on its way out already, or `eviction_grace` is `None`); then
+    /// the cap becomes the slots held, so that what the evicted one frees
+    /// is room to accept and refuse in, not a slot. The cap holds for
+    /// [`SCARCE_HOLD`] after the last failure or the last newcomer turned
+    /// away at it.
     pub(crate) fn out_of_resources(&mut self, now: u64) {
-        self.scarce = Some((self.slots.max(1), now.saturating_add(nanos(SCARCE_HOLD))));
-        if self.evicting > 0 || self.limits.eviction_grace.is_none() {
-            return;
-        }
         let largest = self.held.values().copied().max().unwrap_or(0);
-        if largest >= 2
+        if self.evicting == 0
+            && self.limits.eviction_grace.is_some()
+            && largest >= 2
             && let Some((id, idle)) = self.longest_idle(now, |_, held| held == largest)
         {
             self.evict(id, idle);
         }
+        self.scarce = Some((self.slots.max(1), now.saturating_add(nanos(SCARCE_HOLD))));
     }
 
     /// Takes connection `id` out of the registry: nothing is signalled to it
@@ -684,20 +690,23 @@ mod tests {
         // Nothing more is evicted while that one is on its way out.
         registry.out_of_resources(2 * SECOND);
         assert!(a.evicted().is_none());
-        // The cap is now 2, the slots held at the last failure: a newcomer
-        // holding as many as anyone, or one less, is refused at once, though
-        // 127.0.0.3's has been idle past the grace.
-        let scarce = Decision::Refuse(Refusal::OutOfResources { held: 1 });
-        assert_eq!(registry.decide(src(2), 2 * SECOND + MS), scarce);
-        assert_eq!(registry.decide(src(4), 2 * SECOND + MS), Decision::Refuse(Refusal::OutOfResources { held: 0 }));
+        // The cap is now the 2 slots held: what the evicted one frees is room
+        // to accept in, not a slot. A newcomer holding as many as anyone, or
+        // one less, is refused at once, though 127.0.0.3's is idle past the grace.
+        let scarce = |held| Decision::Refuse(Refusal::OutOfResources { held });
+        assert_eq!(registry.decide(src(2), 2 * SECOND + MS), scarce(1));
+        assert_eq!(registry.decide(src(4), 2 * SECOND + MS), scarce(0));
         assert!(!b.is_evicted());
         // One holding two less is admitted at the largest's expense.
         let (_, c) = add(&mut registry, src(3), 2 * SECOND);
         assert_eq!(registry.decide(src(4), 2 * SECOND + MS), Decision::Admit);
         assert!(b.is_evicted() && !c.is_evicted() && !a.is_evicted());
-        // A second after the last failure, the cap is max_connections again.
-        let later = 2 * SECOND + nanos(SCARCE_HOLD);
-        assert_eq!(registry.decide(src(2), later), Decision::Admit);
+        // Each newcomer turned away keeps the cap a second longer.
+        let later = 2 * SECOND + MS + nanos(SCARCE_HOLD);
+        assert_eq!(registry.decide(src(2), later - MS), scarce(1));
+        assert_eq!(registry.decide(src(2), later), scarce(1));
+        // A second after the last, the cap is max_connections again.
+        assert_eq!(registry.decide(src(2), later + nanos(SCARCE_HOLD)), Decision::Admit);
         // With nobody in the registry, nothing to evict and no panic.
         let mut empty = self::registry(4);
         empty.out_of_resources(0);
@@ -705,23 +714,27 @@ mod tests {
     }
 
     #[test]
-    fn out_of_resources_the_room_made_goes_to_others_than_the_largest() {
+    fn out_of_resources_connections_that_end_make_room_for_anyone() {
         let mut registry = registry(1024);
         let hoarded: Vec<_> = (0..3).map(|i| add(&mut registry, src(2), i * MS)).collect();
-        let (_, other) = add(&mut registry, src(3), 0);
+        add(&mut registry, src(3), 0);
         registry.out_of_resources(SECOND);
-        assert!(hoarded[0].1.is_evicted() && !hoarded[1].1.is_evicted() && !other.is_evicted());
-        // A slot is free, but not for the source that holds the most.
+        assert!(hoarded[0].1.is_evicted());
         assert_eq!(registry.decide(src(2), SECOND), Decision::Refuse(Refusal::OutOfResources { held: 2 }));
-        assert_eq!(registry.decide(src(4), SECOND), Decision::Admit);
-        // Without a grace nobody is evicted, and the largest's newcomers are refused all the same.
+        // One of its own ends: a slot, for its next newcomer too.
+        end(&mut registry, hoarded[1].0);
+        assert_eq!(registry.decide(src(2), SECOND), Decision::Admit);
+        // Without a grace nobody is evicted; at the cap the largest's
+        // newcomers are refused, others wait as they would.
         let mut never = Registry::<Probe>::new(Limits::default().eviction_grace(None));
         let (_, kept) = add(&mut never, src(2), 0);
         add(&mut never, src(2), 0);
+        add(&mut never, src(4), 0);
         never.out_of_resources(SECOND);
         assert!(!kept.is_evicted());
         assert_eq!(never.decide(src(2), SECOND), Decision::Refuse(Refusal::OutOfResources { held: 2 }));
-        assert_eq!(never.decide(src(3), SECOND), Decision::Wait(RECHECK), "at the cap, without eviction");
+        assert_eq!(never.decide(src(4), SECOND), Decision::Refuse(Refusal::OutOfResources { held: 1 }));
+        assert_eq!(never.decide(src(3), SECOND), Decision::Wait(RECHECK), "it would be admitted with eviction");
     }
 
     #[test]
