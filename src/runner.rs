@@ -985,13 +985,13 @@ impl Threads {
     /// holds it while the decision is to wait, then returns the lock and
     /// [`Decision::Admit`] or [`Decision::Refuse`]; `None` when the runner is
     /// stopping.
-    fn admission(&self, source: Source) -> Option<(MutexGuard<'_, Registry<Conn>>, Decision)> {
+    fn admission(&self, source: Source, per_source: bool) -> Option<(MutexGuard<'_, Registry<Conn>>, Decision)> {
         let mut state = self.lock();
         loop {
             if state.stopping() {
                 return None;
             }
-            match state.decide(source, self.now()) {
+            match state.decide_with(source, self.now(), per_source) {
                 Decision::Wait(wait) => {
                     state = self.waits.changed.wait_timeout(state, wait).unwrap_or_else(PoisonError::into_inner).0;
                 }
@@ -1035,7 +1035,9 @@ fn accept_loop(shared: &Arc<Threads>, listener: &Listener, poll: bool) {
                 drop(state);
                 // The thread runner cannot read a Unix peer's user (see `Source`).
                 let source = Source::of(&addr);
-                let Some((mut state, decision)) = shared.admission(source) else { return };
+                let Some((mut state, decision)) = shared.admission(source, shared.per_source_cap(&addr)) else {
+                    return;
+                };
                 if let Decision::Refuse(reason) = decision {
                     let peer = Peer { id: state.refused(), addr, source };
                     drop(state);

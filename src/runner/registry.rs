@@ -76,6 +76,13 @@ impl<C, W> Shared<C, W> {
         self
     }
 
+    /// Whether `max_per_source` applies to a newcomer from `addr` now: not
+    /// to a trusted proxy's before its header names the client (see
+    /// [`Registry::decide`]).
+    pub(crate) fn per_source_cap(&self, addr: &super::Addr) -> bool {
+        !self.proxy.as_ref().is_some_and(|proxy| proxy.expects_header(addr))
+    }
+
     pub(crate) fn lock(&self) -> MutexGuard<'_, Registry<C>> {
         // No code that can panic runs under the lock; recover anyway.
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
@@ -286,15 +293,27 @@ impl<C: Entry> Registry<C> {
     /// [`Decision::Refuse`] (then count it with
     /// [`refused`](Registry::refused)). `now` is nanoseconds since the
     /// runner's epoch, as [`Entry::progress`].
+    ///
+    /// `per_source`: whether `max_per_source` applies. It does not to a
+    /// trusted proxy's connection before its header is read: it counts for
+    /// the proxy until then, and a burst of clients behind the proxy must not
+    /// be refused as the proxy's; once [identified](Registry::identify) it
+    /// counts, and is capped, as its client.
+    pub(crate) fn decide_with(&mut self, source: Source, now: u64, per_source: bool) -> Decision {
+        self.place(source, now, true, per_source)
+    }
+
+    /// [`decide_with`](Registry::decide_with), `max_per_source` applying.
+    #[cfg(test)]
     pub(crate) fn decide(&mut self, source: Source, now: u64) -> Decision {
-        self.place(source, now, true)
+        self.decide_with(source, now, true)
     }
 
     /// [`decide`](Registry::decide), for a `newcomer` or a connection being
     /// identified (whose own slot is not counted): that one never waits.
-    fn place(&mut self, source: Source, now: u64, newcomer: bool) -> Decision {
+    fn place(&mut self, source: Source, now: u64, newcomer: bool, per_source: bool) -> Decision {
         let own = self.held_by(&source);
-        if self.limits.max_per_source.is_some_and(|max| own >= max) {
+        if per_source && self.limits.max_per_source.is_some_and(|max| own >= max) {
             return self.displace(now, newcomer, |s, _| *s == source, Refusal::SourceLimit { held: own });
         }
         if self.slots < self.cap(now) {
@@ -431,7 +450,7 @@ impl<C: Entry> Registry<C> {
             return Decision::Admit;
         }
         self.give_back(old);
-        let decision = self.place(source, now, false);
+        let decision = self.place(source, now, false, true);
         let Some(record) = self.open.get_mut(&id) else { return Decision::Admit };
         match decision {
             Decision::Refuse(reason) => {
@@ -675,6 +694,27 @@ mod tests {
         assert_eq!(registry.decide(src(2), 5 * SECOND), Decision::Refuse(Refusal::SourceLimit { held: 2 }));
         assert!(recent.evicted().is_none() && other.evicted().is_none());
         assert_eq!(registry.decide(src(3), 5 * SECOND), Decision::Admit, "others are not limited by it");
+    }
+
+    #[test]
+    fn a_trusted_proxys_connections_are_capped_as_their_clients_not_as_the_proxy() {
+        let limits = Limits::default().max_connections(100).max_per_source(Some(1));
+        let mut registry = Registry::<Probe>::new(limits.eviction_grace(Some(Duration::from_secs(1))));
+        let proxy = src(9);
+        // Three clients behind the proxy arrive at once, their headers not read yet.
+        let (first, _) = add(&mut registry, proxy, SECOND);
+        assert_eq!(registry.decide_with(proxy, SECOND, false), Decision::Admit);
+        let (second, _) = add(&mut registry, proxy, SECOND);
+        assert_eq!(registry.decide_with(proxy, SECOND, false), Decision::Admit);
+        let (third, third_conn) = add(&mut registry, proxy, SECOND);
+        // The same burst from a plain peer is capped.
+        assert_eq!(registry.decide(proxy, SECOND), Decision::Refuse(Refusal::SourceLimit { held: 3 }));
+        // Once identified, each counts as its client, and is capped as one.
+        assert_eq!(registry.identify(first, src(2), SECOND), Decision::Admit);
+        assert_eq!(registry.identify(second, src(3), SECOND), Decision::Admit);
+        assert_eq!(registry.identify(third, src(2), SECOND), Decision::Refuse(Refusal::SourceLimit { held: 1 }));
+        assert!(third_conn.is_refused());
+        assert_eq!((registry.held_by(&proxy), registry.held_by(&src(2)), registry.held_by(&src(3))), (0, 1, 1));
     }
 
     #[test]

@@ -324,7 +324,7 @@ impl Tasks {
     /// [fairness](Limits#fair-to-every-source)): waits while the decision is
     /// to wait, then returns [`Decision::Admit`] or [`Decision::Refuse`];
     /// `None` when the runner is stopping.
-    async fn admission(&self, source: Source) -> Option<Decision> {
+    async fn admission(&self, source: Source, per_source: bool) -> Option<Decision> {
         loop {
             let mut changed = pin!(self.waits.changed.notified());
             changed.as_mut().enable();
@@ -333,7 +333,7 @@ impl Tasks {
                 if state.stopping() {
                     return None;
                 }
-                match state.decide(source, self.now()) {
+                match state.decide_with(source, self.now(), per_source) {
                     Decision::Wait(wait) => wait,
                     decision => return Some(decision),
                 }
@@ -419,7 +419,7 @@ async fn accept_loop(shared: Arc<Tasks>, listener: Listener) {
             }
         };
         let source = accepted.source();
-        let Some(decision) = shared.admission(source).await else {
+        let Some(decision) = shared.admission(source, shared.per_source_cap(&accepted.addr())).await else {
             return; // stopping: the connection is closed unserved
         };
         if let Decision::Refuse(reason) = decision {
