@@ -7,6 +7,8 @@
 //! cargo run --release --example hostile -- trickle --port 8080 --framing line --bound 35
 //! cargo run --release --example hostile -- no-read --port 8080 --bound 35
 //! cargo run --release --example hostile -- inject --port 8080 --framing line
+//! cargo run --release --example hostile -- flood --port 8080 --framing line --flooders 4 --bound-ms 5
+//! cargo run --release --example hostile -- no-read-memory --port 8080 --framing line --pid 1234
 //! cargo run --release --example hostile -- udp-reflect --port 8080
 //! cargo run --release --example hostile -- udp-flood --port 8080 --seconds 2
 //! cargo run --release --example hostile -- udp-forge --port 8080   # as root
@@ -33,6 +35,16 @@
 //! - `inject`: sends messages full of terminal escapes, CR, LF-forged log
 //!   lines and invalid UTF-8 (the server's log should show them escaped; the
 //!   script checks it), and checks the echoes are byte for byte.
+//! - `flood`: `--flooders` connections pipeline the framing's smallest
+//!   message (an empty line, a zero-length frame) without pause, reading
+//!   and dropping the replies, while a good client makes round trips for
+//!   `--seconds`; prints its p50 and p99, and passes if every round trip is
+//!   answered and the p99 is within `--bound-ms` (given by the script: 3x
+//!   the thread runner's in the same run).
+//! - `no-read-memory`: `--connections` connections pipeline the smallest
+//!   message and never read, until none of them can send more; passes if
+//!   the server's resident memory (`--pid`, read from /proc) grew by at
+//!   most `--bound-kib` per connection.
 //!
 //! One source against the others (TCP; the attacker connects from
 //! 127.0.0.2, new clients from 127.0.0.3, an interactive client connected
@@ -143,6 +155,35 @@ enum Attack {
     },
     /// Messages with terminal escapes, forged log lines, invalid UTF-8.
     Inject,
+    /// Connections pipelining the smallest messages without pause (empty
+    /// lines, zero-length frames, one byte in chunk framing), reading and
+    /// dropping the replies, while a good client makes round trips.
+    Flood {
+        /// Flooding connections.
+        #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=1000))]
+        flooders: u32,
+        /// Seconds the good client makes round trips during the flood.
+        #[arg(long, default_value_t = 3.0)]
+        seconds: f64,
+        /// Milliseconds the good client's p99 may take (PASS/FAIL); without
+        /// it the figures are printed with no verdict.
+        #[arg(long)]
+        bound_ms: Option<f64>,
+    },
+    /// Connections pipelining the smallest messages that never read: the
+    /// server's resident memory per connection once none of them can send
+    /// more (TCP; Linux, the server on this machine).
+    NoReadMemory {
+        /// Connections that never read.
+        #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+        connections: u32,
+        /// The server's process id, for its resident memory (/proc/PID/status).
+        #[arg(long)]
+        pid: u32,
+        /// KiB per connection allowed.
+        #[arg(long, default_value_t = 100.0)]
+        bound_kib: f64,
+    },
     /// UDP: datagrams shaped like replies, which must go unanswered.
     UdpReflect {
         /// Datagrams of each shape.
@@ -321,6 +362,12 @@ fn main() -> ExitCode {
         Attack::Trickle { bound } => trickle(&args.endpoint, secs(*bound)),
         Attack::NoRead { bound } => no_read(&args.endpoint, secs(*bound)),
         Attack::Inject => inject(&args.endpoint),
+        Attack::Flood { flooders, seconds, bound_ms } => {
+            flood(&args.endpoint, *flooders, secs(*seconds), bound_ms.map(|ms| secs(ms / 1000.0)))
+        }
+        Attack::NoReadMemory { connections, pid, bound_kib } => {
+            no_read_memory(&args.endpoint, *connections, *pid, *bound_kib)
+        }
         Attack::UdpReflect { count } => udp_reflect(&args.endpoint, *count),
         Attack::UdpFlood { seconds, rate, burst } => udp_flood(&args.endpoint, secs(*seconds), *rate, *burst),
         Attack::HoardActive { crowd, interval } => hoard_active(&args.endpoint, crowd, secs(*interval)),
@@ -482,6 +529,180 @@ fn no_read(endpoint: &common::Endpoint, bound: Duration) -> Result<bool, Error> 
         }
     }
     Ok(verdict("no-read", false, &format!("still open after {:?}", started.elapsed())))
+}
+
+/// 64 KiB of the framing's smallest message: an empty line, a zero-length
+/// frame, or bytes that each read makes a message of (chunk framing).
+fn smallest_messages(framing: stamp_echo::Framing) -> Result<Vec<u8>, Error> {
+    let message: &[u8] = match framing {
+        stamp_echo::Framing::Chunk { .. } => b"x",
+        _ => b"",
+    };
+    let mut block = Vec::new();
+    while block.len() < 64 * 1024 {
+        framing.encode_message(message, &mut block)?;
+    }
+    Ok(block)
+}
+
+/// The `q` quantile of sorted `samples`.
+fn quantile(samples: &[Duration], q: f64) -> Duration {
+    let i = ((samples.len() as f64 * q) as usize).min(samples.len().saturating_sub(1));
+    samples.get(i).copied().unwrap_or_default()
+}
+
+fn flood(
+    endpoint: &common::Endpoint,
+    flooders: u32,
+    seconds: Duration,
+    bound: Option<Duration>,
+) -> Result<bool, Error> {
+    let block = Arc::new(smallest_messages(endpoint.framing())?);
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut threads = Vec::new();
+    for _ in 0..flooders {
+        let conn = Arc::new(Conn::open(endpoint)?);
+        conn.set_timeout(Some(Duration::from_millis(200)))?;
+        let writing = {
+            let (conn, stop, block) = (Arc::clone(&conn), Arc::clone(&stop), Arc::clone(&block));
+            thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    match (&*conn).write(&block) {
+                        Ok(_) => {}
+                        Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {}
+                        Err(_) => break,
+                    }
+                }
+                0
+            })
+        };
+        let reading = {
+            let stop = Arc::clone(&stop);
+            thread::spawn(move || {
+                let mut buf = vec![0; 64 * 1024];
+                let mut replies = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    match (&*conn).read(&mut buf) {
+                        Ok(0) => break,
+                        Ok(n) => replies += n as u64,
+                        Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {}
+                        Err(_) => break,
+                    }
+                }
+                replies
+            })
+        };
+        threads.extend([writing, reading]);
+    }
+    // The good client, once the flood is under way.
+    thread::sleep(Duration::from_millis(500));
+    let conn = Conn::open(endpoint)?;
+    conn.set_timeout(Some(Duration::from_secs(5)))?;
+    let mut client = EchoClient::new(&conn, endpoint.framing())?;
+    let mut rtts = Vec::new();
+    let mut failed = None;
+    let started = Instant::now();
+    while started.elapsed() < seconds {
+        let sent = Instant::now();
+        match client.round_trip(b"good client") {
+            Ok(reply) if reply.message() == b"good client" => rtts.push(sent.elapsed()),
+            Ok(_) => {
+                failed = Some("a wrong echo".to_owned());
+                break;
+            }
+            Err(e) => {
+                failed = Some(e.to_string());
+                break;
+            }
+        }
+    }
+    let elapsed = started.elapsed();
+    stop.store(true, Ordering::Relaxed);
+    let reply_bytes: u64 = threads.into_iter().map(|t| t.join().unwrap_or(0)).sum();
+    rtts.sort_unstable();
+    let (p50, p99) = (quantile(&rtts, 0.50), quantile(&rtts, 0.99));
+    let what = format!(
+        "{flooders} connections pipelining {} KiB/s of replies to the smallest messages; a good client: {} round trips in {elapsed:.2?}, p50 {p50:.2?}, p99 {p99:.2?}, slowest {:.2?}{}{}",
+        (reply_bytes as f64 / 1024.0 / elapsed.as_secs_f64()) as u64,
+        rtts.len(),
+        rtts.last().copied().unwrap_or_default(),
+        bound.map(|b| format!(" (p99 bound {b:.2?})")).unwrap_or_default(),
+        failed.as_ref().map(|e| format!("; the good client failed: {e}")).unwrap_or_default(),
+    );
+    println!("result: round_trips={} p50_us={} p99_us={}", rtts.len(), p50.as_micros(), p99.as_micros());
+    let answered = failed.is_none() && !rtts.is_empty();
+    Ok(match bound {
+        Some(bound) => verdict("flood", answered && p99 <= bound, &what),
+        None if answered => {
+            println!("MEASURED flood: {what}");
+            true
+        }
+        None => verdict("flood", false, &what),
+    })
+}
+
+/// A process's resident memory, in KiB (Linux).
+fn vm_rss_kib(pid: u32) -> Result<u64, Error> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let value = status.lines().find_map(|l| l.strip_prefix("VmRSS:")).and_then(|v| v.split_whitespace().next());
+    value
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| Error::Io(io::Error::new(io::ErrorKind::InvalidData, format!("/proc/{pid}/status: no VmRSS"))))
+}
+
+fn no_read_memory(endpoint: &common::Endpoint, connections: u32, pid: u32, bound_kib: f64) -> Result<bool, Error> {
+    use socket2::{Domain, Socket, Type};
+    if endpoint.unix.is_some() {
+        return Err(Error::Io(io::Error::new(io::ErrorKind::Unsupported, "no-read-memory: TCP only")));
+    }
+    let block = smallest_messages(endpoint.framing())?;
+    let addr = udp_server(endpoint)?;
+    let before = vm_rss_kib(pid)?;
+    let mut conns = Vec::new();
+    for _ in 0..connections {
+        // Small buffers on this side: the server's replies back up into it
+        // soon, and the kernel's memory stays small.
+        let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+        socket.set_recv_buffer_size(64 * 1024)?;
+        socket.set_send_buffer_size(64 * 1024)?;
+        socket.connect(&addr.into())?;
+        socket.set_nonblocking(true)?;
+        conns.push(TcpStream::from(socket));
+    }
+    // Send until no connection can send more for three rounds of 100 ms:
+    // the server has stopped reading every one of them.
+    let started = Instant::now();
+    let (mut sent, mut closed, mut quiet) = (0u64, 0, 0);
+    while quiet < 3 && started.elapsed() < Duration::from_secs(20) {
+        let mut progress = false;
+        for conn in &mut conns {
+            loop {
+                match conn.write(&block) {
+                    Ok(n) if n > 0 => {
+                        sent += n as u64;
+                        progress = true;
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    _ => {
+                        closed += 1;
+                        break;
+                    }
+                }
+            }
+        }
+        quiet = if progress { 0 } else { quiet + 1 };
+        thread::sleep(Duration::from_millis(100));
+    }
+    let after = vm_rss_kib(pid)?;
+    let per = after.saturating_sub(before) as f64 / f64::from(connections);
+    let what = format!(
+        "{connections} connections sent {} KiB of the smallest messages in {:.2?} and never read: server VmRSS {before} -> {after} KiB, {per:.1} KiB per connection (bound {bound_kib} KiB){}",
+        sent / 1024,
+        started.elapsed(),
+        if closed > 0 { format!("; {closed} write failures") } else { String::new() },
+    );
+    println!("result: kib_per_connection={per:.1}");
+    Ok(verdict("no-read-memory", quiet >= 3 && closed == 0 && per <= bound_kib, &what))
 }
 
 /// Messages a hostile peer sends to reach the operator's terminal or log.

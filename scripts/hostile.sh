@@ -14,8 +14,9 @@
 #    common default, below --max-connections once the server's own are
 #    counted), then 2000 silent against a server allowed 300 tasks (a pids
 #    cgroup, as systemd's TasksMax sets; needs root, SKIPPED otherwise); a
-#    new client must get its reply within 1 s (from 127.0.0.3 under the
-#    descriptor and task limits, where the hoarders' own are refused).
+#    new client must get its reply within 1 s (from 127.0.0.3 when probed
+#    within the grace and under the descriptor and task limits, where the
+#    hoarders' own newcomers are refused).
 # 2. trickle / no-read: a message trickled a byte every 200 ms is cut at
 #    --message-timeout; a client that never reads at --write-timeout.
 # 3. inject: terminal escapes, CR, a forged log line, invalid UTF-8 and a
@@ -42,21 +43,21 @@
 #    with default flags; then the same with the total raised out of the way
 #    (--udp-total 10000000), so the per-source bound is seen to hold on its
 #    own. --udp-total 0 is refused.
-# 9. piece per byte: `stamp-echo client` against a hostile server that
+# 10. piece per byte: `stamp-echo client` against a hostile server that
 #    echoes a 1 MiB message correctly, every byte behind its own 255-byte
 #    stamp; the client's peak memory (/usr/bin/time) must stay under 64 MiB
 #    and what it prints under 2 MiB, or it must fail with a clear error.
-# 10. frozen unix: a server on a Unix socket is frozen (SIGSTOP) and its
+# 11. frozen unix: a server on a Unix socket is frozen (SIGSTOP) and its
 #    backlog filled; a new server on the same path must say at once that
 #    the path is live (naming it), not hang, and leave the socket alone.
-# 11. slow stdout: the server's stdout is read, but slower than the log
+# 12. slow stdout: the server's stdout is read, but slower than the log
 #    fills it; at SIGTERM the `shut down:` totals line must still be written
 #    (on stdout, or on stderr if stdout does not take it in time) within
 #    the shutdown deadline.
-# 12. errors: a second server on a taken port names the address it cannot
+# 13. errors: a second server on a taken port names the address it cannot
 #    bind; a server whose TZ is a zone file cut short says the zone is
 #    corrupt (and stamps UTC, saying so), never silently UTC.
-# 9. fairness per source: one address (127.0.0.2) against the others, default
+# 14. fairness per source: one address (127.0.0.2) against the others, default
 #    flags: 1,030 active connections (a one-byte message every 0.25 s each,
 #    chunk framing), then silent ones reopened as soon as closed (about 2,000
 #    connects a second), then 20,000 opened and held against a server allowed
@@ -65,12 +66,21 @@
 #    40 of 40 in the storm), and an interactive client from 127.0.0.4,
 #    connected before the attack, must keep its connection and get every
 #    line answered (1 s apart, then 2.5 s apart under churn).
-# 10. fairness through HAProxy with the PROXY protocol (`send-proxy-v2`, the
-#     server trusting 127.0.0.1 only): the active hoarding and churn of 9.,
+# 15. fairness through HAProxy with the PROXY protocol (`send-proxy-v2`, the
+#     server trusting 127.0.0.1 only): the active hoarding and churn of 14.,
 #     each attacker and client its own address, all through HAProxy, with the
 #     same verdicts. HAProxy is handed an already listening socket (`bind
 #     fd@N`, by python3): no fixed port. Needs haproxy and python3 (SKIPPED
 #     otherwise).
+# 16. tokio bounds, both runners in the same run whatever RUNTIME says: four
+#    connections pipeline empty lines (line framing) or zero-length frames
+#    (length framing) without pause while a good client makes round trips
+#    for FLOOD_SECONDS (3); PASS when the tokio runner's p99 is within 3x the
+#    thread runner's measured just before, or within 5 ms when that is less
+#    (the thread figure is well under a millisecond, where a busy machine's
+#    noise alone is a few times it). Then 200 connections pipeline empty
+#    lines and never read: PASS when the server's resident memory grows by
+#    under 100 KiB per connection on each runner.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target}
@@ -147,7 +157,10 @@ start hoard_chunk --port 0
 stop "$PID"
 tail -n 1 "$tmp/hoard_chunk.log"
 start hoard_line --port 0 --framing line
-"$bin/hostile" --port "$PORT" --framing line hoard --silent 1000 --trickle 1000 --hold 0 || failed=1
+# Probed the moment the last hoarder has connected, before any is past the
+# grace: a newcomer from the hoarders' own address would be refused at once
+# (fairness per source); the new clients come from another address.
+"$bin/hostile" --port "$PORT" --framing line hoard --silent 1000 --trickle 1000 --hold 0 --probe-from 127.0.0.3 || failed=1
 stop "$PID"
 tail -n 1 "$tmp/hoard_line.log"
 NOFILE=1024 start hoard_fds --port 0
@@ -328,7 +341,7 @@ else
     fail "settings: --udp --udp-total 0: status $status: $out"
 fi
 
-echo "==> 9. piece per byte: the client against a server stamping every byte"
+echo "==> 10. piece per byte: the client against a server stamping every byte"
 if [[ -x /usr/bin/time ]]; then
     mkfifo "$tmp/pieces.fifo"
     "$bin/hostile" --port 0 piece-server >"$tmp/pieces.fifo" 2>&1 &
@@ -359,7 +372,7 @@ else
     echo "SKIPPED piece per byte: no /usr/bin/time to measure peak memory"
 fi
 
-echo "==> 10. frozen unix: a new server on the path of a frozen one"
+echo "==> 11. frozen unix: a new server on the path of a frozen one"
 sock=$tmp/frozen.sock
 start frozen --unix "$sock" --backlog 1 --quiet
 frozen=$PID
@@ -386,7 +399,7 @@ fi
 kill -CONT "$frozen"
 stop "$frozen"
 
-echo "==> 11. slow stdout: the totals line at exit"
+echo "==> 12. slow stdout: the totals line at exit"
 mkfifo "$tmp/slowout.fifo"
 "$se" serve "${runtime[@]}" --port 0 --framing line --log-rate 1000000 --shutdown-deadline 2 >"$tmp/slowout.fifo" 2>"$tmp/slowout.err" &
 PID=$!
@@ -411,7 +424,7 @@ else
     fail "$msg, totals: ${totals:-none}"
 fi
 
-echo "==> 12. errors name what failed"
+echo "==> 13. errors name what failed"
 start taken --port 0 --quiet
 set +e
 out=$(timeout 10 "$se" serve "${runtime[@]}" --port "$PORT" 2>&1 </dev/null)
@@ -432,7 +445,7 @@ if [[ $out == *"warning: local time zone unusable (the zone file $tmp/cut.zone i
 else
     fail "errors: a corrupt zone file was not reported: $out"
 fi
-echo "==> 9. fairness per source: one address against the others"
+echo "==> 14. fairness per source: one address against the others"
 # counts LOG: the server's evicted and refused counts, from its last line.
 counts() { tail -n 1 "$tmp/$1.log" | grep -o '[0-9]* evicted.*' || echo "no counts in $1.log"; }
 start fair_active --port 0
@@ -457,7 +470,7 @@ cat "$tmp/storm_helper.out"
 stop "$PID"
 echo "server: $(grep -c '^\.\.\.accept failed' "$tmp/fair_storm.log") accept failures logged; $(counts fair_storm)"
 
-echo "==> 10. fairness through HAProxy with the PROXY protocol"
+echo "==> 15. fairness through HAProxy with the PROXY protocol"
 haproxy=$(command -v haproxy || { [[ -x /usr/sbin/haproxy ]] && echo /usr/sbin/haproxy; } || true)
 if [[ -z $haproxy ]] || ! command -v python3 >/dev/null; then
     echo "SKIPPED fairness through HAProxy: needs haproxy and python3"
@@ -505,6 +518,35 @@ PY
     echo "server: $(counts proxied)"
     echo "$(grep -c '^\.\.\.connected from: 127\.0\.0\.2:' "$tmp/proxied.log") connections logged as from 127.0.0.2 (the attacker behind HAProxy); $(tail -n 1 "$tmp/proxied.log")"
 fi
+echo "==> 16. tokio bounds: a flood of the smallest messages, and clients that never read, on both runners"
+FLOOD_SECONDS=${FLOOD_SECONDS:-3}
+chosen=("${runtime[@]}")
+for framing in line length; do
+    runtime=(--runtime threads)
+    start "flood_threads_$framing" --port 0 --framing "$framing"
+    out=$("$bin/hostile" --port "$PORT" --framing "$framing" flood --flooders 4 --seconds "$FLOOD_SECONDS") || failed=1
+    stop "$PID"
+    echo "threads: $(grep -v '^result:' <<<"$out")"
+    p99=$(sed -n 's/^result: .*p99_us=\([0-9]*\).*/\1/p' <<<"$out")
+    # The bound: 3x the thread runner's p99, at least 5 ms.
+    bound_ms=$(echo "b = 3 * ${p99:-0} / 1000; if (b < 5) b = 5; b" | bc -l)
+    runtime=(--runtime tokio)
+    start "flood_tokio_$framing" --port 0 --framing "$framing"
+    "$bin/hostile" --port "$PORT" --framing "$framing" flood --flooders 4 --seconds "$FLOOD_SECONDS" \
+        --bound-ms "$bound_ms" | sed -e '/^result:/d' -e "s/^\(PASS\|FAIL\) flood:/\1 flood ($framing, tokio; threads p99 ${p99:-?} µs):/" |
+        tee "$tmp/flood_tokio_$framing.out"
+    grep -q '^PASS' "$tmp/flood_tokio_$framing.out" || failed=1
+    stop "$PID"
+done
+for rt in threads tokio; do
+    runtime=(--runtime "$rt")
+    start "no_read_memory_$rt" --port 0 --framing line
+    "$bin/hostile" --port "$PORT" --framing line no-read-memory --connections 200 --pid "$PID" --bound-kib 100 |
+        sed -e '/^result:/d' -e "s/^\(PASS\|FAIL\) no-read-memory:/\1 no-read-memory ($rt):/" | tee "$tmp/no_read_memory_$rt.out"
+    grep -q '^PASS' "$tmp/no_read_memory_$rt.out" || failed=1
+    stop "$PID"
+done
+runtime=("${chosen[@]}")
 
 if ((failed)); then
     echo "==> some attacks got through"

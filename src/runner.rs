@@ -165,15 +165,17 @@ use crate::{ProxyError, TimeoutError};
 ///
 /// Out of descriptors, memory or threads (`accept()` fails with `EMFILE`,
 /// `ENFILE`, `ENOBUFS` or `ENOMEM`, or a connection's thread cannot start),
-/// the cap becomes the connections open then, for 1 s after the last such
-/// failure; and since the newcomer is unknown, the connection longest
-/// without a completed message of the largest source, if it holds 2 or
-/// more, is evicted (one at a time). Meanwhile a newcomer is admitted at
-/// the largest source's expense if that holds 2 more than the newcomer's
-/// source, and otherwise refused at once ([`Refusal::OutOfResources`]),
-/// never displacing its own source's connections (each would need a
-/// descriptor freed first). So the accept loop keeps draining the backlog
-/// as fast as the attacker fills it.
+/// since the newcomer is unknown, the connection longest without a
+/// completed message of the largest source, if it holds 2 or more, is
+/// evicted (one at a time), and the cap becomes the connections left: the
+/// descriptor the evicted one frees is room to accept and refuse in, not a
+/// slot. The cap holds for 1 s after the last such failure or the last
+/// newcomer turned away at it. At it, a newcomer is admitted at the largest
+/// source's expense if that holds 2 more than the newcomer's source, and
+/// otherwise refused at once ([`Refusal::OutOfResources`]), never displacing
+/// its own source's connections (each would need a descriptor freed first).
+/// So the accept loop keeps draining the backlog as fast as the attacker
+/// fills it, and connections that end make room for anyone.
 ///
 /// What this cannot stop: an attacker with as many sources as there are
 /// slots (a botnet, or many IPv6 /64s) holds one slot per source like anyone
@@ -989,13 +991,13 @@ impl Threads {
     /// holds it while the decision is to wait, then returns the lock and
     /// [`Decision::Admit`] or [`Decision::Refuse`]; `None` when the runner is
     /// stopping.
-    fn admission(&self, source: Source) -> Option<(MutexGuard<'_, Registry<Conn>>, Decision)> {
+    fn admission(&self, source: Source, per_source: bool) -> Option<(MutexGuard<'_, Registry<Conn>>, Decision)> {
         let mut state = self.lock();
         loop {
             if state.stopping() {
                 return None;
             }
-            match state.decide(source, self.now()) {
+            match state.decide_with(source, self.now(), per_source) {
                 Decision::Wait(wait) => {
                     state = self.waits.changed.wait_timeout(state, wait).unwrap_or_else(PoisonError::into_inner).0;
                 }
@@ -1039,7 +1041,9 @@ fn accept_loop(shared: &Arc<Threads>, listener: &Listener, poll: bool) {
                 drop(state);
                 // The thread runner cannot read a Unix peer's user (see `Source`).
                 let source = Source::of(&addr);
-                let Some((mut state, decision)) = shared.admission(source) else { return };
+                let Some((mut state, decision)) = shared.admission(source, shared.per_source_cap(&addr)) else {
+                    return;
+                };
                 if let Decision::Refuse(reason) = decision {
                     let peer = Peer { id: state.refused(), addr, source };
                     drop(state);

@@ -207,9 +207,20 @@ impl EchoServer {
 const SLICE: usize = 512;
 
 /// Replies pending beyond this are written out before the rest of the read
-/// is answered. Larger than the replies to a typical read, so that those
-/// still leave in one write.
-const FLUSH_AT: usize = 32 * 1024;
+/// is answered, by both runners (the tokio driver too). Larger than the
+/// replies to a typical read, so that those still leave in one write.
+pub(crate) const FLUSH_AT: usize = 32 * 1024;
+
+/// The pieces a read of `read` bytes is given to the [`Responder`] in: in
+/// chunk framing a read is a message, never cut (its reply is one header
+/// longer than the read anyway); otherwise [`SLICE`]s. Pending replies then
+/// pass [`FLUSH_AT`] by at most the replies to one piece.
+pub(crate) fn slice_size(framing: Framing, read: usize) -> usize {
+    match framing {
+        Framing::Chunk { .. } => read.max(1),
+        _ => SLICE,
+    }
+}
 
 /// Answers one read slice by slice, writing the replies out early when they
 /// grow past [`FLUSH_AT`]: the reply buffer stays within about
@@ -222,13 +233,7 @@ fn answer_read<S: Write, O: Observer>(
     observer: &mut O,
     stream: &mut S,
 ) -> Result<(), Error> {
-    // In chunk framing a read is a message: never cut it (its reply is one
-    // header longer than the read anyway).
-    let slice = match responder.framing() {
-        Framing::Chunk { .. } => read.len(),
-        _ => SLICE,
-    };
-    for slice in read.chunks(slice) {
+    for slice in read.chunks(slice_size(responder.framing(), read.len())) {
         responder.receive_observed(slice, now, out, observer)?;
         if out.len() >= FLUSH_AT {
             flush_replies(stream, out)?;

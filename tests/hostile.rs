@@ -6,15 +6,20 @@ mod common;
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
 use std::thread;
 use std::time::Duration;
 
 use common::{
-    Kind, Runtime, SAFETY_TIMEOUT, connect, connect_small_buffer, fixed_reply, fixed_server, next_closed,
-    read_to_close, round_trip, send_all_and_read_replies, start_on,
+    Kind, Runtime, SAFETY_TIMEOUT, connect, connect_small_buffer, fixed_now, fixed_reply, fixed_server, next_closed,
+    read_to_close, round_trip, send_all_and_read_replies, serve_in_memory, start_on,
 };
 use stamp_echo::framing::LineEnding;
-use stamp_echo::{Framing, Limits};
+use stamp_echo::stamp::Ctime;
+use stamp_echo::testing::{Duplex, Ready};
+use stamp_echo::{EchoServer, Framing, Limits};
 
 /// The well-behaved client every test checks is still served.
 fn still_served(addr: SocketAddr, framing: Framing) {
@@ -62,10 +67,10 @@ fn endless_line_is_cut_at_the_limit(rt: Runtime) {
     let (_, summary, error) = next_closed(&events);
     assert_eq!(error, Some(Kind::LineTooLong { max: 1024 }));
     // Found without reading much past the limit: one read at most (8 KiB;
-    // 64 KiB on tokio, whose read buffer is the worker's, not the connection's).
+    // 32 KiB on tokio, whose read buffer is the worker's, not the connection's).
     let one_read = match rt {
         Runtime::Threads => 8 * 1024,
-        Runtime::Tokio => 64 * 1024,
+        Runtime::Tokio => 32 * 1024,
     };
     assert!(summary.bytes_in <= 24 + 1024 + one_read, "read {} bytes", summary.bytes_in);
     assert_eq!(summary.messages, 1);
@@ -191,7 +196,132 @@ fn a_client_that_half_closes_mid_frame_still_gets_earlier_replies(rt: Runtime) {
     drop(handle);
 }
 
+/// Records the largest write offered: the replies a driver had pending.
+struct LargestWrite {
+    inner: Duplex,
+    largest: usize,
+}
+
+impl Read for LargestWrite {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.inner.read(buf)
+    }
+}
+
+impl Write for LargestWrite {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.largest = self.largest.max(buf.len());
+        self.inner.write(buf)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// A 1 MiB read of empty lines is 28 MiB of replies: they go out before they
+/// pass 32 KiB and the replies to one 512-byte slice of the read (the
+/// runners' shared bound), whatever the read size, so a peer that does not
+/// read makes the server hold no more than that (and the rest of a read).
+fn replies_to_a_large_read_are_written_before_they_pass_the_bound(rt: Runtime) {
+    for (framing, message) in [(Framing::line(), &b"\n"[..]), (Framing::length_prefixed(), &[0, 0, 0, 0][..])] {
+        let server = EchoServer::builder()
+            .framing(framing)
+            .read_buffer_size(1024 * 1024)
+            .stamp(Ctime::utc())
+            .clock(fixed_now)
+            .build()
+            .expect("valid settings");
+        let messages = 1024 * 1024 / message.len();
+        let mut stream = LargestWrite { inner: Duplex::new(message.repeat(messages)), largest: 0 };
+        let summary = serve_in_memory(rt, &server, &mut stream).expect("valid input");
+        assert_eq!(summary.messages, messages as u64);
+        let reply = fixed_reply(framing, b"", common::sent_ending(framing));
+        assert_eq!(stream.inner.output().len(), messages * reply.len(), "{framing}");
+        let bound = 32 * 1024 + 512 / message.len() * reply.len();
+        assert!(stream.largest <= bound, "{framing}: a write of {} bytes (bound {bound})", stream.largest);
+    }
+}
+
+/// Sends empty lines without end until told to stop, then ends its input;
+/// its replies are taken and dropped. Says when its first read was taken.
+struct Flood {
+    stop: Arc<AtomicBool>,
+    started: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Read for Flood {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.stop.load(Ordering::Relaxed) {
+            return Ok(0);
+        }
+        if let Some(started) = self.started.take() {
+            let _ = started.send(());
+        }
+        buf.fill(b'\n');
+        Ok(buf.len())
+    }
+}
+
+impl Write for Flood {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A connection that always has input (a stream that is always ready, so
+/// it never waits) does not keep another connection from being served: on
+/// a current-thread tokio runtime (one worker for both) the other's reply
+/// comes while the flood goes on, and on the thread runner's driver too.
+/// The flood stops only once the other connection has been answered.
+fn a_flood_does_not_starve_another_connection(rt: Runtime) {
+    let server = fixed_server(Framing::line());
+    let stop = Arc::new(AtomicBool::new(false));
+    let (started_tx, started) = tokio::sync::oneshot::channel();
+    let flood = Flood { stop: Arc::clone(&stop), started: Some(started_tx) };
+    let (done_tx, done) = mpsc::channel();
+    thread::spawn(move || {
+        let other = Duplex::new(b"still served\n".to_vec());
+        let served = match rt {
+            Runtime::Threads => {
+                let flooding = thread::spawn({
+                    let server = server.clone();
+                    move || server.serve(flood)
+                });
+                started.blocking_recv().expect("the flood began");
+                let mut other = other;
+                let answered = server.serve(&mut other).map(|_| other.take_output());
+                stop.store(true, Ordering::Relaxed);
+                (answered, flooding.join().expect("the flood's thread"))
+            }
+            Runtime::Tokio => {
+                let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
+                runtime.block_on(async move {
+                    let flooding = tokio::spawn({
+                        let server = server.clone();
+                        async move { stamp_echo::tokio::serve(&server, Ready(flood)).await }
+                    });
+                    started.await.expect("the flood began");
+                    let mut other = Ready(other);
+                    let answered = stamp_echo::tokio::serve(&server, &mut other).await.map(|_| other.0.take_output());
+                    stop.store(true, Ordering::Relaxed);
+                    (answered, flooding.await.expect("the flood's task"))
+                })
+            }
+        };
+        let _ = done_tx.send(served);
+    });
+    let (answered, flooded) = done.recv_timeout(SAFETY_TIMEOUT).expect("the other connection served during the flood");
+    let expected = fixed_reply(Framing::line(), b"still served", LineEnding::Lf);
+    assert_eq!(answered.expect("valid input"), expected);
+    assert!(flooded.expect("the flood's input is valid").messages > 0);
+}
+
 on_both_runtimes!(
+    replies_to_a_large_read_are_written_before_they_pass_the_bound,
+    a_flood_does_not_starve_another_connection,
     silent_and_trickling_clients_do_not_hold_up_others,
     endless_line_is_cut_at_the_limit,
     four_gib_length_prefix_is_refused_from_the_prefix,

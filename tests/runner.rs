@@ -315,7 +315,9 @@ fn two_thousand_silent_or_trickling_connections_do_not_keep_a_new_client_waiting
         .collect();
     connected(&events, Limits::DEFAULT_MAX_CONNECTIONS);
     let started = Instant::now();
-    let mut newcomer = connect(addr);
+    // From another address: one from the hoarders' own, while none of theirs
+    // is past the grace yet, would be refused at once (fairness per source).
+    let mut newcomer = connect_from(OTHER, addr);
     round_trip(&mut newcomer, framing, b"served");
     let waited = started.elapsed();
     assert!(waited < Duration::from_secs(10), "served after {waited:?}");

@@ -10,6 +10,7 @@ use std::time::{Duration, SystemTime};
 
 use super::ERROR_PREFIX;
 use crate::protocol::{Header, parse_header};
+use crate::runner::Source;
 use crate::{ConfigError, Error};
 
 /// Why a [`DatagramServer`](super::DatagramServer) sent no reply to a
@@ -449,22 +450,6 @@ impl Pace {
     }
 }
 
-/// What tells sources apart: an IPv4 address, or an IPv6 /64.
-#[derive(Hash)]
-enum Source {
-    V4(u32),
-    V6(u64),
-}
-
-impl Source {
-    fn of(ip: IpAddr) -> Source {
-        match ip.to_canonical() {
-            IpAddr::V4(v4) => Source::V4(v4.to_bits()),
-            IpAddr::V6(v6) => Source::V6((v6.to_bits() >> 64) as u64),
-        }
-    }
-}
-
 impl Limiter {
     /// The limits of `limit`, which must be valid.
     pub(super) fn new(limit: RateLimit) -> Limiter {
@@ -490,7 +475,8 @@ impl Limiter {
     /// the total pay for it; if not, why not (and nothing is paid).
     pub(super) fn check(&mut self, source: IpAddr, now: SystemTime) -> Result<(), Dropped> {
         let now = self.count(now);
-        let hash = self.hasher.hash_one(Source::of(source));
+        // One source is an IPv4 address or an IPv6 /64, as for the runners.
+        let hash = self.hasher.hash_one(Source::from(source));
         let [first, second] = &mut self.rows;
         // Each row has at least one bucket, so the remainders are indices.
         let first = &mut first[(hash as u32 as usize) % first.len()];

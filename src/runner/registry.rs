@@ -14,8 +14,8 @@
 //! refused (those are on their way out). Below the cap a newcomer is
 //! admitted. At the cap (`max_connections`, or the slots held when the
 //! process last ran out of descriptors, memory or threads, for
-//! [`SCARCE_HOLD`] after that), for a newcomer from source N holding `c_N`
-//! slots:
+//! [`SCARCE_HOLD`] after that or after the last newcomer turned away at
+//! it), for a newcomer from source N holding `c_N` slots:
 //!
 //! - (a) if a source M holds `c_M >= c_N + 2` (more than N would after
 //!   admission), the connection of the largest source that has gone longest
@@ -74,6 +74,13 @@ impl<C, W> Shared<C, W> {
     pub(crate) fn proxied(mut self, proxy: Option<ProxyProtocol>) -> Self {
         self.proxy = proxy;
         self
+    }
+
+    /// Whether `max_per_source` applies to a newcomer from `addr` now: not
+    /// to a trusted proxy's before its header names the client (see
+    /// [`Registry::decide`]).
+    pub(crate) fn per_source_cap(&self, addr: &super::Addr) -> bool {
+        !self.proxy.as_ref().is_some_and(|proxy| proxy.expects_header(addr))
     }
 
     pub(crate) fn lock(&self) -> MutexGuard<'_, Registry<C>> {
@@ -286,28 +293,44 @@ impl<C: Entry> Registry<C> {
     /// [`Decision::Refuse`] (then count it with
     /// [`refused`](Registry::refused)). `now` is nanoseconds since the
     /// runner's epoch, as [`Entry::progress`].
+    ///
+    /// `per_source`: whether `max_per_source` applies. It does not to a
+    /// trusted proxy's connection before its header is read: it counts for
+    /// the proxy until then, and a burst of clients behind the proxy must not
+    /// be refused as the proxy's; once [identified](Registry::identify) it
+    /// counts, and is capped, as its client.
+    pub(crate) fn decide_with(&mut self, source: Source, now: u64, per_source: bool) -> Decision {
+        self.place(source, now, true, per_source)
+    }
+
+    /// [`decide_with`](Registry::decide_with), `max_per_source` applying.
+    #[cfg(test)]
     pub(crate) fn decide(&mut self, source: Source, now: u64) -> Decision {
-        self.place(source, now, true)
+        self.decide_with(source, now, true)
     }
 
     /// [`decide`](Registry::decide), for a `newcomer` or a connection being
     /// identified (whose own slot is not counted): that one never waits.
-    fn place(&mut self, source: Source, now: u64, newcomer: bool) -> Decision {
+    fn place(&mut self, source: Source, now: u64, newcomer: bool, per_source: bool) -> Decision {
         let own = self.held_by(&source);
-        if self.limits.max_per_source.is_some_and(|max| own >= max) {
+        if per_source && self.limits.max_per_source.is_some_and(|max| own >= max) {
             return self.displace(now, newcomer, |s, _| *s == source, Refusal::SourceLimit { held: own });
-        }
-        let largest = self.held.values().copied().max().unwrap_or(0);
-        // Out of resources, the room made goes to others than the largest.
-        let scarce = self.is_scarce(now);
-        if scarce && own > 0 && own >= largest {
-            return Decision::Refuse(Refusal::OutOfResources { held: own });
         }
         if self.slots < self.cap(now) {
             return Decision::Admit;
         }
+        let largest = self.held.values().copied().max().unwrap_or(0);
+        let scarce = self.is_scarce(now);
+        if scarce {
+            // Turning newcomers away at the lowered cap: keep it while they come.
+            self.scarce = self.scarce.map(|(cap, until)| (cap, until.max(now.saturating_add(nanos(SCARCE_HOLD)))));
+        }
         if self.limits.eviction_grace.is_none() {
-            return if newcomer { Decision::Wait(RECHECK) } else { Decision::Admit };
+            return match () {
+                () if scarce && own + 2 > largest => Decision::Refuse(Refusal::OutOfResources { held: own }),
+                () if newcomer => Decision::Wait(RECHECK),
+                () => Decision::Admit,
+            };
         }
         if largest >= own + 2 {
             if newcomer && self.evicting >= MAX_EVICTING {
@@ -427,7 +450,7 @@ impl<C: Entry> Registry<C> {
             return Decision::Admit;
         }
         self.give_back(old);
-        let decision = self.place(source, now, false);
+        let decision = self.place(source, now, false, true);
         let Some(record) = self.open.get_mut(&id) else { return Decision::Admit };
         match decision {
             Decision::Refuse(reason) => {
@@ -447,22 +470,24 @@ impl<C: Entry> Registry<C> {
     }
 
     /// The process ran out of descriptors, memory or threads (`accept()`
-    /// failed, or a connection's thread could not start): the cap becomes
-    /// the slots held now, for [`SCARCE_HOLD`]; and, whoever the newcomer
-    /// is, the largest source's connection longest without a completed
-    /// message is evicted if that source holds 2 or more (unless one is on
-    /// its way out already, or `eviction_grace` is `None`).
+    /// failed, or a connection's thread could not start): whoever the
+    /// newcomer is, the largest source's connection longest without a
+    /// completed message is evicted if that source holds 2 or more (unless
+    /// one is on its way out already, or `eviction_grace` is `None`); then
+    /// the cap becomes the slots held, so that what the evicted one frees
+    /// is room to accept and refuse in, not a slot. The cap holds for
+    /// [`SCARCE_HOLD`] after the last failure or the last newcomer turned
+    /// away at it.
     pub(crate) fn out_of_resources(&mut self, now: u64) {
-        self.scarce = Some((self.slots.max(1), now.saturating_add(nanos(SCARCE_HOLD))));
-        if self.evicting > 0 || self.limits.eviction_grace.is_none() {
-            return;
-        }
         let largest = self.held.values().copied().max().unwrap_or(0);
-        if largest >= 2
+        if self.evicting == 0
+            && self.limits.eviction_grace.is_some()
+            && largest >= 2
             && let Some((id, idle)) = self.longest_idle(now, |_, held| held == largest)
         {
             self.evict(id, idle);
         }
+        self.scarce = Some((self.slots.max(1), now.saturating_add(nanos(SCARCE_HOLD))));
     }
 
     /// Takes connection `id` out of the registry: nothing is signalled to it
@@ -672,6 +697,27 @@ mod tests {
     }
 
     #[test]
+    fn a_trusted_proxys_connections_are_capped_as_their_clients_not_as_the_proxy() {
+        let limits = Limits::default().max_connections(100).max_per_source(Some(1));
+        let mut registry = Registry::<Probe>::new(limits.eviction_grace(Some(Duration::from_secs(1))));
+        let proxy = src(9);
+        // Three clients behind the proxy arrive at once, their headers not read yet.
+        let (first, _) = add(&mut registry, proxy, SECOND);
+        assert_eq!(registry.decide_with(proxy, SECOND, false), Decision::Admit);
+        let (second, _) = add(&mut registry, proxy, SECOND);
+        assert_eq!(registry.decide_with(proxy, SECOND, false), Decision::Admit);
+        let (third, third_conn) = add(&mut registry, proxy, SECOND);
+        // The same burst from a plain peer is capped.
+        assert_eq!(registry.decide(proxy, SECOND), Decision::Refuse(Refusal::SourceLimit { held: 3 }));
+        // Once identified, each counts as its client, and is capped as one.
+        assert_eq!(registry.identify(first, src(2), SECOND), Decision::Admit);
+        assert_eq!(registry.identify(second, src(3), SECOND), Decision::Admit);
+        assert_eq!(registry.identify(third, src(2), SECOND), Decision::Refuse(Refusal::SourceLimit { held: 1 }));
+        assert!(third_conn.is_refused());
+        assert_eq!((registry.held_by(&proxy), registry.held_by(&src(2)), registry.held_by(&src(3))), (0, 1, 1));
+    }
+
+    #[test]
     fn out_of_resources_the_cap_is_the_slots_held_for_a_while() {
         let mut registry = registry(1024);
         let (_, a_old) = add(&mut registry, src(2), SECOND);
@@ -684,20 +730,23 @@ mod tests {
         // Nothing more is evicted while that one is on its way out.
         registry.out_of_resources(2 * SECOND);
         assert!(a.evicted().is_none());
-        // The cap is now 2, the slots held at the last failure: a newcomer
-        // holding as many as anyone, or one less, is refused at once, though
-        // 127.0.0.3's has been idle past the grace.
-        let scarce = Decision::Refuse(Refusal::OutOfResources { held: 1 });
-        assert_eq!(registry.decide(src(2), 2 * SECOND + MS), scarce);
-        assert_eq!(registry.decide(src(4), 2 * SECOND + MS), Decision::Refuse(Refusal::OutOfResources { held: 0 }));
+        // The cap is now the 2 slots held: what the evicted one frees is room
+        // to accept in, not a slot. A newcomer holding as many as anyone, or
+        // one less, is refused at once, though 127.0.0.3's is idle past the grace.
+        let scarce = |held| Decision::Refuse(Refusal::OutOfResources { held });
+        assert_eq!(registry.decide(src(2), 2 * SECOND + MS), scarce(1));
+        assert_eq!(registry.decide(src(4), 2 * SECOND + MS), scarce(0));
         assert!(!b.is_evicted());
         // One holding two less is admitted at the largest's expense.
         let (_, c) = add(&mut registry, src(3), 2 * SECOND);
         assert_eq!(registry.decide(src(4), 2 * SECOND + MS), Decision::Admit);
         assert!(b.is_evicted() && !c.is_evicted() && !a.is_evicted());
-        // A second after the last failure, the cap is max_connections again.
-        let later = 2 * SECOND + nanos(SCARCE_HOLD);
-        assert_eq!(registry.decide(src(2), later), Decision::Admit);
+        // Each newcomer turned away keeps the cap a second longer.
+        let later = 2 * SECOND + MS + nanos(SCARCE_HOLD);
+        assert_eq!(registry.decide(src(2), later - MS), scarce(1));
+        assert_eq!(registry.decide(src(2), later), scarce(1));
+        // A second after the last, the cap is max_connections again.
+        assert_eq!(registry.decide(src(2), later + nanos(SCARCE_HOLD)), Decision::Admit);
         // With nobody in the registry, nothing to evict and no panic.
         let mut empty = self::registry(4);
         empty.out_of_resources(0);
@@ -705,23 +754,27 @@ mod tests {
     }
 
     #[test]
-    fn out_of_resources_the_room_made_goes_to_others_than_the_largest() {
+    fn out_of_resources_connections_that_end_make_room_for_anyone() {
         let mut registry = registry(1024);
         let hoarded: Vec<_> = (0..3).map(|i| add(&mut registry, src(2), i * MS)).collect();
-        let (_, other) = add(&mut registry, src(3), 0);
+        add(&mut registry, src(3), 0);
         registry.out_of_resources(SECOND);
-        assert!(hoarded[0].1.is_evicted() && !hoarded[1].1.is_evicted() && !other.is_evicted());
-        // A slot is free, but not for the source that holds the most.
+        assert!(hoarded[0].1.is_evicted());
         assert_eq!(registry.decide(src(2), SECOND), Decision::Refuse(Refusal::OutOfResources { held: 2 }));
-        assert_eq!(registry.decide(src(4), SECOND), Decision::Admit);
-        // Without a grace nobody is evicted, and the largest's newcomers are refused all the same.
+        // One of its own ends: a slot, for its next newcomer too.
+        end(&mut registry, hoarded[1].0);
+        assert_eq!(registry.decide(src(2), SECOND), Decision::Admit);
+        // Without a grace nobody is evicted; at the cap the largest's
+        // newcomers are refused, others wait as they would.
         let mut never = Registry::<Probe>::new(Limits::default().eviction_grace(None));
         let (_, kept) = add(&mut never, src(2), 0);
         add(&mut never, src(2), 0);
+        add(&mut never, src(4), 0);
         never.out_of_resources(SECOND);
         assert!(!kept.is_evicted());
         assert_eq!(never.decide(src(2), SECOND), Decision::Refuse(Refusal::OutOfResources { held: 2 }));
-        assert_eq!(never.decide(src(3), SECOND), Decision::Wait(RECHECK), "at the cap, without eviction");
+        assert_eq!(never.decide(src(4), SECOND), Decision::Refuse(Refusal::OutOfResources { held: 1 }));
+        assert_eq!(never.decide(src(3), SECOND), Decision::Wait(RECHECK), "it would be admitted with eviction");
     }
 
     #[test]

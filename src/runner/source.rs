@@ -97,8 +97,9 @@ pub enum Refusal {
         /// The slots the source held.
         held: usize,
     },
-    /// The process ran out of descriptors, memory or threads within the last
-    /// second, every slot it could open is taken, and the connection's
+    /// The process ran out of descriptors, memory or threads (see
+    /// [`Limits`](crate::Limits#fair-to-every-source)), every slot it could
+    /// open is taken, and the connection's
     /// source holds at least as many as any other but one: it is refused at
     /// once rather than displace its own (which would need a descriptor
     /// freed first), so that the backlog drains fast.

@@ -25,7 +25,6 @@ use stamp_echo::framing::LineEnding;
 use stamp_echo::protocol::Responder;
 use stamp_echo::runner::{self, Addr, Peer, Refusal};
 use stamp_echo::stamp::Ctime;
-use stamp_echo::testing::Duplex;
 use stamp_echo::{EchoServer, Error, Events, Fragment, Framing, Handle, Limits, Summary, Totals};
 use stamp_echo::{ProtocolError, TimeoutError};
 
@@ -308,9 +307,14 @@ pub fn serve_proxied_on<L: Into<runner::Listener>, E: Events>(
     }
 }
 
-/// `stream` (in memory) served by `runtime`'s driver: `EchoServer::serve`,
-/// or `stamp_echo::tokio::serve` on a current-thread runtime.
-pub fn serve_in_memory(runtime: Runtime, server: &EchoServer, stream: &mut Duplex) -> Result<Summary, Error> {
+/// `stream` (in memory, a [`Duplex`](stamp_echo::testing::Duplex) or a wrapper of one) served by
+/// `runtime`'s driver: `EchoServer::serve`, or `stamp_echo::tokio::serve`
+/// on a current-thread runtime.
+pub fn serve_in_memory<S: Read + Write + Unpin>(
+    runtime: Runtime,
+    server: &EchoServer,
+    stream: &mut S,
+) -> Result<Summary, Error> {
     match runtime {
         Runtime::Threads => server.serve(stream),
         Runtime::Tokio => {
