@@ -11,9 +11,10 @@
 //!
 //! The last line, the totals at exit, is always written within the shutdown
 //! deadline (at least [`LOG_FLUSH`]): queued (again, while a full queue drops
-//! it) for the first half of the time, it goes to stdout if the writer gets
-//! to it by three quarters of the time; if not (a slow or blocked stdout), it
-//! is written to stderr instead, with what is left.
+//! it) for the first quarter of the time, it goes to stdout if the writer
+//! gets to it by half the time; if not (a slow or blocked stdout), it is
+//! written to stderr instead, with the other half (a busy machine may be slow
+//! to run the thread that writes it).
 
 use std::fmt::{self, Write as _};
 use std::io::{self, Write as _};
@@ -89,9 +90,9 @@ impl Log {
     }
 
     /// Logs `last` after the counts of lines not shown, and returns once it
-    /// is written: on stdout if the writer gets to it by three quarters of
-    /// the time left until `until` (at least [`LOG_FLUSH`]), else on stderr
-    /// by the end of it. A blocked stdout keeps neither the process from
+    /// is written: on stdout if the writer gets to it by half the time left
+    /// until `until` (at least [`LOG_FLUSH`]), else on stderr by the end of
+    /// it. A blocked stdout keeps neither the process from
     /// exiting nor the line from being written.
     pub fn finish(self, last: &dyn fmt::Display, until: Instant) {
         let start = Instant::now();
@@ -100,15 +101,15 @@ impl Log {
         let last = last.to_string();
         *self.last.line.lock().unwrap_or_else(PoisonError::into_inner) = Some(last.clone().into_bytes());
         loop {
-            // A full queue drops the line (and counts it): queue it again, for half the time.
+            // A full queue drops the line (and counts it): queue it again, for a quarter of the time.
             let dropped = self.counter.dropped_lines();
             tracing::info!(target: "stamp_echo::serve", "{last}");
-            if self.counter.dropped_lines() == dropped || start.elapsed() >= budget / 2 {
+            if self.counter.dropped_lines() == dropped || start.elapsed() >= budget / 4 {
                 break;
             }
             thread::sleep(Duration::from_millis(5));
         }
-        let written = self.last.wait(start + budget * 3 / 4);
+        let written = self.last.wait(start + budget / 2);
         // The guard waits for the writer, which may hold stdout for ever: dropped aside.
         let guard = self.guard;
         let _ = thread::Builder::new().name("log-guard".into()).spawn(move || drop(guard));
