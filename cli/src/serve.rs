@@ -176,7 +176,7 @@ pub fn run(args: &Args) -> ExitCode {
         }
     };
     let result = if args.inetd {
-        serve_inetd(args, &log.rate()).map(|last| (last, Instant::now()))
+        serve_inetd(args).map(|last| (last, Instant::now()))
     } else if args.udp {
         serve_udp(args, log.rate()).map(|last| (last, Instant::now() + args.shutdown_deadline.0))
     } else {
@@ -291,9 +291,8 @@ fn serve_udp(args: &Args, rate: Arc<Rate>) -> Result<String, Failure> {
 }
 
 /// `--inetd`: one connection, on stdin and stdout.
-fn serve_inetd(args: &Args, rate: &Arc<Rate>) -> Result<String, Failure> {
+fn serve_inetd(args: &Args) -> Result<String, Failure> {
     let server = EchoServer::builder().framing(args.endpoint.framing()).shared_stamp(stamp(&args.endpoint)).build()?;
-    let _ = rate;
     let summary = server.serve(Stdio { input: io::stdin().lock(), output: io::stdout().lock() })?;
     let Summary { messages, bytes_in, bytes_out, .. } = summary;
     Ok(format!("served: {messages} messages, {bytes_in} bytes in, {bytes_out} bytes out"))
