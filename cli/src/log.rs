@@ -65,7 +65,9 @@ impl Log {
         let builder = NonBlockingBuilder::default().lossy(true).buffered_lines_limit(LOG_QUEUE).thread_name("log");
         let last = Arc::new(LastLine::default());
         let inner: Box<dyn io::Write + Send> = if to_stderr { Box::new(io::stderr()) } else { Box::new(io::stdout()) };
-        let (writer, guard) = builder.finish(Out { inner, last: Arc::clone(&last) });
+        let out =
+            Out { inner: io::BufWriter::with_capacity(OUT_BUFFER, inner), last: Arc::clone(&last), pending: false };
+        let (writer, guard) = builder.finish(out);
         let counter = writer.error_counter();
         let subscriber = tracing_subscriber::fmt()
             .with_max_level(Level::DEBUG)
@@ -138,15 +140,17 @@ struct LastLine {
 }
 
 impl LastLine {
-    /// Notes that `out` was written: the last line, if it holds it.
-    fn saw(&self, out: &[u8]) {
+    /// Whether `out` holds the last line (once it is set).
+    fn is_in(&self, out: &[u8]) -> bool {
         let line = self.line.lock().unwrap_or_else(PoisonError::into_inner);
-        let Some(line) = line.as_deref() else { return };
-        if !line.is_empty() && out.windows(line.len()).any(|w| w == line) {
-            let (done, signal) = &self.written;
-            *done.lock().unwrap_or_else(PoisonError::into_inner) = true;
-            signal.notify_all();
-        }
+        line.as_deref().is_some_and(|line| !line.is_empty() && out.windows(line.len()).any(|w| w == line))
+    }
+
+    /// The last line is out.
+    fn written(&self) {
+        let (done, signal) = &self.written;
+        *done.lock().unwrap_or_else(PoisonError::into_inner) = true;
+        signal.notify_all();
     }
 
     /// Waits until the last line is written or `until`; whether it was.
@@ -159,22 +163,34 @@ impl LastLine {
     }
 }
 
+/// Bytes of log lines gathered before a write: the writer thread flushes
+/// whenever the queue is empty, so under a burst of lines it makes one
+/// system call per batch, not one per line (a thread in a syscall per line
+/// takes CPU from serving on a small machine).
+const OUT_BUFFER: usize = 64 * 1024;
+
 /// Where the writer thread writes (stdout, or stderr with `--inetd`),
-/// telling [`LastLine`] what went out.
+/// buffered, telling [`LastLine`] once the last line is flushed.
 struct Out {
-    inner: Box<dyn io::Write + Send>,
+    inner: io::BufWriter<Box<dyn io::Write + Send>>,
     last: Arc<LastLine>,
+    /// The last line is in the buffer, not yet flushed.
+    pending: bool,
 }
 
 impl io::Write for Out {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         self.inner.write_all(buf)?;
-        self.last.saw(buf);
+        self.pending |= self.last.is_in(buf);
         Ok(buf.len())
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
+        self.inner.flush()?;
+        if std::mem::take(&mut self.pending) {
+            self.last.written();
+        }
+        Ok(())
     }
 }
 
