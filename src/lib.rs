@@ -178,6 +178,7 @@ pub mod testing;
 #[cfg(feature = "tokio")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
 pub mod tokio;
+mod vocabulary;
 
 pub use client::{EchoClient, Reply};
 pub use error::{ConfigError, Error, MalformedReason, MessageError, ProtocolError, StampError, TimeoutError};
