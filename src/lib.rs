@@ -179,6 +179,7 @@ pub mod testing;
 #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
 pub mod tokio;
 mod vocabulary;
+mod wire;
 
 pub use client::{EchoClient, Reply};
 pub use error::{ConfigError, Error, MalformedReason, MessageError, ProtocolError, StampError, TimeoutError};

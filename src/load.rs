@@ -45,7 +45,8 @@ use crate::Error;
 use crate::ProtocolError;
 use crate::framing::Framing;
 use crate::protocol::MAX_STAMP_LEN;
-use crate::reply::{Event, ReplyChecker, check_sendable};
+use crate::reply::{Event, ReplyChecker};
+use crate::wire::check_sendable;
 
 /// The most bytes a reply adds around a message: `[`, the stamp, `] `, and a
 /// line ending or a length prefix.

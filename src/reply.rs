@@ -110,15 +110,16 @@
 //! pieces of a reply not yet handed out (only while several readings are
 //! open). Nothing is allocated per message once the buffers have grown.
 
+pub use crate::wire::check_whole;
+
 use std::collections::VecDeque;
 use std::fmt;
 
 use crate::Error;
 #[cfg(test)]
 use crate::framing::LineEnding;
-use crate::framing::{Framing, complete_utf8_prefix, find_newline};
-use crate::protocol::MAX_STAMP_LEN;
-use crate::{MalformedReason, MessageError, ProtocolError};
+use crate::wire::{Framing, MAX_STAMP_LEN, check_sendable};
+use crate::{MalformedReason, ProtocolError};
 
 /// The most readings of a chunk reply stream followed at once (see the
 /// [module docs](self)).
@@ -1127,42 +1128,6 @@ impl ReplyChecker {
     /// checker follows (see the module docs): none unless messages hold `[`.
     pub fn readings_dropped(&self) -> u64 {
         self.dropped
-    }
-}
-
-/// Checks one whole reply `[STAMP] MESSAGE` (a datagram's) against `message`
-/// and returns its stamp.
-///
-/// # Errors
-///
-/// [`ProtocolError::MalformedReply`] when `reply` is not shaped `[STAMP] MESSAGE`;
-/// [`ProtocolError::EchoMismatch`] when it does not echo `message`.
-pub fn check_whole<'r>(reply: &'r [u8], message: &[u8]) -> Result<&'r str, Error> {
-    let (stamp, echoed) = crate::protocol::parse_reply(reply)?;
-    if echoed != message {
-        let offset = echoed.iter().zip(message).take_while(|(a, b)| a == b).count();
-        return Err(Error::Protocol(ProtocolError::EchoMismatch { offset }));
-    }
-    Ok(stamp)
-}
-
-/// Fails if `framing` cannot carry `message` as one message with one reply
-/// (see [`ReplyChecker::send`]).
-pub(crate) fn check_sendable(framing: Framing, message: &[u8]) -> Result<(), Error> {
-    match framing {
-        Framing::Chunk { .. } if message.is_empty() => Err(MessageError::EmptyChunk.into()),
-        Framing::Chunk { .. } if complete_utf8_prefix(message) < message.len() => {
-            Err(MessageError::SplitCharacter.into())
-        }
-        Framing::Line { .. } if find_newline(message).is_some() => Err(MessageError::Newline.into()),
-        Framing::Line { .. } if message.ends_with(b"\r") => Err(MessageError::TrailingCr.into()),
-        Framing::Line { max_line } if message.len() > max_line => {
-            Err(MessageError::TooLong { len: message.len(), max: max_line }.into())
-        }
-        Framing::LengthPrefixed { max_frame } if message.len() > max_frame => {
-            Err(MessageError::TooLong { len: message.len(), max: max_frame }.into())
-        }
-        _ => Ok(()),
     }
 }
 

@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime};
 
 use super::{Dropped, ERROR_PREFIX};
 use crate::vocabulary::Source;
-use crate::protocol::{Header, parse_header};
+use crate::wire::{Header, parse_header};
 use crate::{ConfigError, Error};
 
 impl Dropped {
