@@ -96,11 +96,11 @@ use std::time::{Duration, Instant, SystemTime};
 use crate::Error;
 use crate::client::Reply;
 use crate::framing::Framing;
-use crate::protocol::{Fragment, MAX_STAMP_LEN, Responder, Summary};
-use crate::reply::check_whole;
+use crate::protocol::{Fragment, Responder, Summary};
 use crate::stamp::{Clock, Stamp, SystemClock};
 use crate::stop;
 use crate::vocabulary::{Addr, Events, Peer, Source};
+use crate::wire::{MAX_STAMP_LEN, check_whole};
 use crate::{MessageError, ProtocolError, TimeoutError};
 
 mod defence;

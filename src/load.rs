@@ -44,9 +44,8 @@ use std::time::{Duration, Instant};
 use crate::Error;
 use crate::ProtocolError;
 use crate::framing::Framing;
-use crate::protocol::MAX_STAMP_LEN;
 use crate::reply::{Event, ReplyChecker};
-use crate::wire::check_sendable;
+use crate::wire::{MAX_STAMP_LEN, check_sendable};
 
 /// The most bytes a reply adds around a message: `[`, the stamp, `] `, and a
 /// line ending or a length prefix.
