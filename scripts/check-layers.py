@@ -69,7 +69,7 @@ def strip(text):
         elif c == "'":
             # A char literal ('a', '\n', '\u{..}') or a lifetime ('a).
             if i + 1 < n and text[i + 1] == "\\":
-                j = text.find("'", i + 2)
+                j = text.find("'", i + 3)  # past an escaped quote: '\''
                 out.append(blank(text[i:j + 1]))
                 i = j + 1
             elif i + 2 < n and text[i + 2] == "'":
