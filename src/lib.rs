@@ -155,6 +155,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod client;
+mod clock;
 pub mod datagram;
 mod error;
 pub mod escape;
