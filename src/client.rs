@@ -349,9 +349,10 @@ impl Engine {
     }
 
     fn check_next(&mut self) -> Result<Option<Reply>, Error> {
-        let mut input = std::mem::take(&mut self.input);
+        // The buffer is lent out while its bytes are checked (no copy).
+        let input = std::mem::take(&mut self.input);
         let checked = self.check(&input[self.start..self.end]);
-        std::mem::swap(&mut self.input, &mut input);
+        self.input = input;
         let (consumed, reply) = checked?;
         self.start += consumed;
         Ok(reply)
