@@ -96,16 +96,17 @@ use std::time::{Duration, Instant, SystemTime};
 use crate::Error;
 use crate::client::Reply;
 use crate::framing::Framing;
-use crate::protocol::{Fragment, MAX_STAMP_LEN, Responder, Summary};
-use crate::reply::check_whole;
-use crate::runner::{Addr, Events, Peer, Source};
+use crate::protocol::{Fragment, Responder, Summary};
 use crate::stamp::{Clock, Stamp, SystemClock};
 use crate::stop;
+use crate::vocabulary::{Addr, Events, Peer, Source};
+use crate::wire::{MAX_STAMP_LEN, check_whole};
 use crate::{MessageError, ProtocolError, TimeoutError};
 
 mod defence;
 
-pub use defence::{DropCounts, Dropped, RateLimit, Totals};
+pub use crate::error::Dropped;
+pub use defence::{DropCounts, RateLimit, Totals};
 use defence::{Limiter, screen_source};
 
 /// The largest datagram sent or accepted: 65,507 bytes, the most a UDP

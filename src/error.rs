@@ -1,6 +1,7 @@
 //! The crate's errors: one small [`Error`] whose variants group what went
 //! wrong, each with a sub-enum whose reasons callers can match.
 
+use std::fmt;
 use std::io;
 use std::time::Duration;
 
@@ -93,7 +94,7 @@ pub enum Error {
     #[error("refused: {reason}")]
     Refused {
         /// Why.
-        reason: crate::runner::Refusal,
+        reason: Refusal,
     },
 }
 
@@ -278,7 +279,7 @@ pub enum MessageError {
     /// for this reason (see
     /// [`Dropped::for_message`](crate::datagram::Dropped::for_message)).
     #[error("message cannot be sent: a server would drop this datagram unanswered ({0})")]
-    Unanswerable(crate::datagram::Dropped),
+    Unanswerable(Dropped),
 }
 
 /// A stamp formatter produced text the protocol cannot carry: it contains
@@ -411,6 +412,115 @@ impl From<io::Error> for Error {
             };
         }
         Error::Io(err)
+    }
+}
+
+/// Why a runner turned a connection away (see
+/// [`Limits`](crate::Limits#fair-to-every-source)): shown to
+/// [`Events::refused`](crate::Events::refused) and counted in
+/// [`Totals::refused`](crate::Totals::refused).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Refusal {
+    /// Every slot is taken (at `max_connections`), the connection's source
+    /// holds at least as many as any other, and none of its own connections
+    /// (nor of those holding one more) had gone `eviction_grace` without
+    /// completing a message.
+    Full {
+        /// The slots the source held.
+        held: usize,
+    },
+    /// The process ran out of descriptors, memory or threads (see
+    /// [`Limits`](crate::Limits#fair-to-every-source)), every slot it could
+    /// open is taken, and the connection's
+    /// source holds at least as many as any other but one: it is refused at
+    /// once rather than displace its own (which would need a descriptor
+    /// freed first), so that the backlog drains fast.
+    OutOfResources {
+        /// The slots the source held.
+        held: usize,
+    },
+    /// The source held [`Limits::max_per_source`](crate::Limits::max_per_source)
+    /// connections, none of them past `eviction_grace` without completing a
+    /// message.
+    SourceLimit {
+        /// The slots the source held (its limit).
+        held: usize,
+    },
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Refusal::Full { held } => {
+                write!(f, "the server is full and its source holds {held} of the slots, none past the eviction grace")
+            }
+            Refusal::OutOfResources { held } => {
+                write!(f, "out of descriptors, memory or threads, and its source holds {held} of the slots")
+            }
+            Refusal::SourceLimit { held } => {
+                write!(f, "its source holds {held}, its max_per_source, none past the eviction grace")
+            }
+        }
+    }
+}
+
+/// Why a [`DatagramServer`](crate::datagram::DatagramServer) sent no reply to a
+/// datagram (see the [module docs](crate::datagram#loops-and-reflection)).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Dropped {
+    /// It starts with a stamp header `[STAMP] `: it looks like a reply of
+    /// this protocol, so answering it could start a loop with another server.
+    LooksLikeReply,
+    /// It starts with `error: ` ([`ERROR_PREFIX`](crate::datagram::ERROR_PREFIX)): it looks like an error
+    /// datagram of this protocol.
+    ErrorDatagram,
+    /// Its source is the server's own port on this host: answering would
+    /// send the reply to the server itself.
+    OwnAddress,
+    /// Its source port is below 1024: a service's (echo, chargen, DNS, NTP,
+    /// ...), never a client's, and a service may answer the reply.
+    ServicePort,
+    /// Its source cannot have sent it: an unspecified, broadcast or
+    /// multicast address, or port 0.
+    InvalidSource,
+    /// Its source has used up its replies for now (see [`RateLimit`](crate::datagram::RateLimit)).
+    RateLimited,
+    /// All sources together have used up the server's replies for now (see
+    /// [`RateLimit::total`](crate::datagram::RateLimit::total)).
+    TotalLimited,
+}
+
+impl Dropped {
+    /// Every reason, in the order [`DropCounts`](crate::datagram::DropCounts) shows them.
+    pub const ALL: [Dropped; 7] = [
+        Dropped::LooksLikeReply,
+        Dropped::ErrorDatagram,
+        Dropped::OwnAddress,
+        Dropped::ServicePort,
+        Dropped::InvalidSource,
+        Dropped::RateLimited,
+        Dropped::TotalLimited,
+    ];
+
+    /// A few words for logs: `looks like a reply`, `rate limited`, ...
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Dropped::LooksLikeReply => "looks like a reply",
+            Dropped::ErrorDatagram => "error datagram",
+            Dropped::OwnAddress => "own address",
+            Dropped::ServicePort => "service port",
+            Dropped::InvalidSource => "invalid source",
+            Dropped::RateLimited => "rate limited",
+            Dropped::TotalLimited => "total limited",
+        }
+    }
+}
+
+impl fmt::Display for Dropped {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 

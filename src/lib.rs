@@ -160,6 +160,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod client;
+mod clock;
 pub mod datagram;
 mod error;
 pub mod escape;
@@ -183,6 +184,8 @@ pub mod testing;
 #[cfg(feature = "tokio-runner")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tokio-runner")))]
 pub mod tokio;
+mod vocabulary;
+mod wire;
 
 pub use client::{EchoClient, Reply};
 pub use error::{ConfigError, Error, MalformedReason, MessageError, ProtocolError, StampError, TimeoutError};

@@ -3,8 +3,8 @@
 //!
 //! Three layers, each usable alone:
 //!
-//! - [`Checker`], I/O-free: a [`ReplyChecker`] with a tag per message. It
-//!   frames the messages you send and checks the reply stream against them,
+//! - [`Checker`], I/O-free: a [`ReplyChecker`] with a tag per message,
+//!   handed back through a callback. It frames the messages you send and checks the reply stream against them,
 //!   in order, without allocating per message, in every framing.
 //! - [`Histogram`]: latencies in fixed buckets (about 3% wide), so recording
 //!   is a few instructions and never allocates.
@@ -36,7 +36,6 @@
 //! # Ok::<(), stamp_echo::Error>(())
 //! ```
 
-use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex, PoisonError};
@@ -45,8 +44,8 @@ use std::time::{Duration, Instant};
 use crate::Error;
 use crate::ProtocolError;
 use crate::framing::Framing;
-use crate::protocol::MAX_STAMP_LEN;
-use crate::reply::{Event, ReplyChecker, check_sendable};
+use crate::reply::{Event, ReplyChecker};
+use crate::wire::{MAX_STAMP_LEN, check_sendable};
 
 /// The most bytes a reply adds around a message: `[`, the stamp, `] `, and a
 /// line ending or a length prefix.
@@ -67,16 +66,18 @@ const MAX_OVERHEAD: usize = MAX_STAMP_LEN + 5;
 ///
 /// Every framing is checked exactly, chunk framing included, whatever the
 /// messages hold (see [`crate::reply`]).
+///
+/// It is a [`ReplyChecker<T>`](ReplyChecker), which keeps the tags, behind
+/// a callback: use that directly to see each reply's pieces and message.
 #[derive(Debug)]
 pub struct Checker<T> {
-    replies: ReplyChecker,
-    tags: VecDeque<T>,
+    replies: ReplyChecker<T>,
 }
 
 impl<T> Checker<T> {
     /// A checker for replies in `framing`.
     pub fn new(framing: Framing) -> Checker<T> {
-        Checker { replies: ReplyChecker::new(framing), tags: VecDeque::new() }
+        Checker { replies: ReplyChecker::with_tags(framing) }
     }
 
     /// The framing in use.
@@ -86,7 +87,7 @@ impl<T> Checker<T> {
 
     /// Messages sent whose replies are not complete yet.
     pub fn in_flight(&self) -> usize {
-        self.tags.len()
+        self.replies.in_flight()
     }
 
     /// Appends `message`, framed, to `out` (write it to the server), and
@@ -97,9 +98,7 @@ impl<T> Checker<T> {
     /// [`Error::Message`], without appending, if the framing cannot
     /// carry the message as one message (see [`ReplyChecker::send`]).
     pub fn send(&mut self, message: &[u8], tag: T, out: &mut Vec<u8>) -> Result<(), Error> {
-        self.replies.send(message, out)?;
-        self.tags.push_back(tag);
-        Ok(())
+        self.replies.send_tagged(message, tag, out)
     }
 
     /// Checks the reply bytes in `input` (one read's worth, cut anywhere),
@@ -115,11 +114,9 @@ impl<T> Checker<T> {
             let (consumed, event) = self.replies.receive(input)?;
             input = &input[consumed..];
             match event {
-                Some(Event::Reply { .. }) => {
-                    if let Some(tag) = self.tags.pop_front() {
-                        done += 1;
-                        on_reply(tag);
-                    }
+                Some(Event::Reply { tag, .. }) => {
+                    done += 1;
+                    on_reply(tag);
                 }
                 Some(Event::Piece { .. }) => {}
                 None => return Ok(done),

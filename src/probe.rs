@@ -20,7 +20,8 @@
 use std::fmt;
 use std::time::Duration;
 
-use crate::client::{ClockOffset, Millis, Reply};
+use crate::client::Reply;
+use crate::clock::{ClockOffset, Millis};
 use crate::stamp::StampKind;
 
 /// The replies of a run of probes, and the probes lost.

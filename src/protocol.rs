@@ -28,82 +28,11 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use crate::Error;
-use crate::framing::{Decoder, Event, Framing, LineEnding};
+pub use crate::wire::{MAX_STAMP_LEN, parse_reply, validate_stamp};
+
+use crate::framing::{Decoder, Event};
 use crate::stamp::{Granularity, Stamp};
-use crate::{MalformedReason, ProtocolError, StampError};
-
-/// The longest stamp text the protocol carries, in bytes.
-pub const MAX_STAMP_LEN: usize = 255;
-
-/// Checks that `stamp` can stand between the brackets of a reply.
-///
-/// # Errors
-///
-/// [`Error::Stamp`] for a stamp with `]`, CR or LF, or over [`MAX_STAMP_LEN`] bytes.
-pub fn validate_stamp(stamp: &str) -> Result<(), Error> {
-    let bad = stamp.len() > MAX_STAMP_LEN || stamp.bytes().any(|b| matches!(b, b']' | b'\r' | b'\n'));
-    if bad {
-        return Err(StampError::new(stamp).into());
-    }
-    Ok(())
-}
-
-/// Splits one whole reply `[STAMP] MESSAGE` into its stamp and message.
-///
-/// ```
-/// use stamp_echo::protocol::parse_reply;
-/// assert_eq!(parse_reply(b"[Sun Feb  3 10:00:18 2013] hi")?, ("Sun Feb  3 10:00:18 2013", &b"hi"[..]));
-/// # Ok::<(), stamp_echo::Error>(())
-/// ```
-///
-/// # Errors
-///
-/// [`ProtocolError::MalformedReply`] when `reply` is not of that shape.
-pub fn parse_reply(reply: &[u8]) -> Result<(&str, &[u8]), Error> {
-    match parse_header(reply) {
-        Header::Complete { stamp, len } => Ok((stamp, &reply[len..])),
-        Header::Incomplete => Err(Error::Protocol(ProtocolError::MalformedReply(MalformedReason::EndsInsideStamp))),
-        Header::Invalid(why) => Err(Error::Protocol(ProtocolError::MalformedReply(why))),
-    }
-}
-
-/// The result of looking for `[STAMP] ` at the start of some bytes.
-pub(crate) enum Header<'a> {
-    /// A whole header of `len` bytes.
-    Complete { stamp: &'a str, len: usize },
-    /// Could still become a header with more bytes.
-    Incomplete,
-    /// Cannot be a header.
-    Invalid(MalformedReason),
-}
-
-pub(crate) fn parse_header(bytes: &[u8]) -> Header<'_> {
-    match bytes.first() {
-        None => return Header::Incomplete,
-        Some(b'[') => {}
-        Some(_) => return Header::Invalid(MalformedReason::NoOpenBracket),
-    }
-    let body = &bytes[1..];
-    let window = &body[..body.len().min(MAX_STAMP_LEN + 1)];
-    let Some(close) = window.iter().position(|&b| matches!(b, b']' | b'\r' | b'\n')) else {
-        return if window.len() > MAX_STAMP_LEN {
-            Header::Invalid(MalformedReason::StampTooLong)
-        } else {
-            Header::Incomplete
-        };
-    };
-    if body[close] != b']' {
-        return Header::Invalid(MalformedReason::LineBreakInStamp);
-    }
-    let Ok(stamp) = std::str::from_utf8(&body[..close]) else {
-        return Header::Invalid(MalformedReason::StampNotUtf8);
-    };
-    match body.get(close + 1) {
-        None => Header::Incomplete,
-        Some(b' ') => Header::Complete { stamp, len: close + 3 },
-        Some(_) => Header::Invalid(MalformedReason::NoSpaceAfterStamp),
-    }
-}
+use crate::wire::{Framing, LineEnding};
 
 /// Counts of what one connection did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -316,7 +245,7 @@ impl Responder {
     ///
     /// # Errors
     ///
-    /// [`ProtocolError::LineTooLong`] or [`ProtocolError::FrameTooLarge`] for input over the
+    /// [`ProtocolError::LineTooLong`](crate::ProtocolError::LineTooLong) or [`ProtocolError::FrameTooLarge`](crate::ProtocolError::FrameTooLarge) for input over the
     /// framing's limit, [`Error::Stamp`] if the stamp formatter
     /// produced text the protocol cannot carry. Either way `out` holds
     /// every reply to the messages before the error (and the beginning of the
@@ -348,8 +277,8 @@ impl Responder {
     ///
     /// # Errors
     ///
-    /// [`ProtocolError::TruncatedFrame`] for input that ends inside a frame (its reply
-    /// was begun and stays cut short), [`ProtocolError::LineTooLong`] for a last line
+    /// [`ProtocolError::TruncatedFrame`](crate::ProtocolError::TruncatedFrame) for input that ends inside a frame (its reply
+    /// was begun and stays cut short), [`ProtocolError::LineTooLong`](crate::ProtocolError::LineTooLong) for a last line
     /// one `\r` over the limit, [`Error::Stamp`] as for
     /// [`receive`](Responder::receive).
     pub fn finish(&mut self, now: SystemTime, out: &mut Vec<u8>) -> Result<usize, Error> {
@@ -518,6 +447,7 @@ fn truncate_to_second(t: SystemTime) -> SystemTime {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ProtocolError;
     use crate::stamp::{self, Ctime};
     use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -709,21 +639,6 @@ mod tests {
         let r = responder.reply_to(b"x", at(0, 0), &mut out);
         assert!(matches!(r, Err(Error::Stamp { .. })), "{r:?}");
         assert!(out.is_empty());
-    }
-
-    #[test]
-    fn headers_parse_strictly() {
-        assert!(matches!(parse_header(b"[T] x"), Header::Complete { stamp: "T", len: 4 }));
-        assert!(matches!(parse_header(b"[T]"), Header::Incomplete));
-        assert!(matches!(parse_header(b"[T"), Header::Incomplete));
-        assert!(matches!(parse_header(b""), Header::Incomplete));
-        assert!(matches!(parse_header(b"T] x"), Header::Invalid(_)));
-        assert!(matches!(parse_header(b"[T]x"), Header::Invalid(_)));
-        assert!(matches!(parse_header(b"[T\n] x"), Header::Invalid(_)));
-        let long = format!("[{}", "x".repeat(MAX_STAMP_LEN + 1));
-        assert!(matches!(parse_header(long.as_bytes()), Header::Invalid(_)));
-        assert!(parse_reply(b"[T] \xff").is_ok());
-        assert!(parse_reply(b"no stamp").is_err());
     }
 
     #[test]

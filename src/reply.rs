@@ -110,15 +110,16 @@
 //! pieces of a reply not yet handed out (only while several readings are
 //! open). Nothing is allocated per message once the buffers have grown.
 
+pub use crate::wire::check_whole;
+
 use std::collections::VecDeque;
 use std::fmt;
 
 use crate::Error;
 #[cfg(test)]
 use crate::framing::LineEnding;
-use crate::framing::{Framing, complete_utf8_prefix, find_newline};
-use crate::protocol::MAX_STAMP_LEN;
-use crate::{MalformedReason, MessageError, ProtocolError};
+use crate::wire::{Framing, MAX_STAMP_LEN, check_sendable};
+use crate::{MalformedReason, ProtocolError};
 
 /// The most readings of a chunk reply stream followed at once (see the
 /// [module docs](self)).
@@ -133,7 +134,7 @@ const MAX_LOG: usize = 1 << 16;
 /// What [`ReplyChecker::receive`] found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
-pub enum Event<'a> {
+pub enum Event<'a, T = ()> {
     /// A stamped piece of the reply to the oldest message in flight:
     /// `len` of its bytes were echoed behind `stamp`. In line and length
     /// framing a reply is one piece; in chunk framing one per read the
@@ -155,6 +156,10 @@ pub enum Event<'a> {
         message: &'a [u8],
         /// The message's number: 0 for the first one sent with this checker.
         seq: u64,
+        /// The tag the message was sent with
+        /// ([`send_tagged`](ReplyChecker::send_tagged); `()` through
+        /// [`send`](ReplyChecker::send)).
+        tag: T,
     },
 }
 
@@ -167,6 +172,11 @@ pub enum Event<'a> {
 /// arrived, and hands out [`Event`]s one at a time, resuming where it
 /// stopped. After an error the checker stays failed: every later call
 /// returns the same error.
+///
+/// Each message may carry a tag of the caller's, of type `T` (the instant it
+/// was sent, say): [`send_tagged`](ReplyChecker::send_tagged) records it with
+/// the message, and the [`Event::Reply`] completing that message hands it
+/// back. Untagged, `T` is `()` and [`send`](ReplyChecker::send) is enough.
 ///
 /// ```
 /// use stamp_echo::reply::{Event, ReplyChecker};
@@ -189,9 +199,11 @@ pub enum Event<'a> {
 /// assert!(matches!(checker.receive(input), Err(Error::Protocol(ProtocolError::EchoMismatch { offset: 1 }))));
 /// # Ok::<(), stamp_echo::Error>(())
 /// ```
-pub struct ReplyChecker {
+pub struct ReplyChecker<T = ()> {
     framing: Framing,
     sent: Sent,
+    /// The tag of each unanswered message, oldest first (beside `sent.ends`).
+    tags: VecDeque<T>,
     state: State,
     /// The last received bytes, by position modulo `RING`.
     ring: [u8; RING],
@@ -207,7 +219,7 @@ pub struct ReplyChecker {
     dropped: u64,
 }
 
-impl fmt::Debug for ReplyChecker {
+impl<T> fmt::Debug for ReplyChecker<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let readings = match &self.state {
             State::Chunk(r) => r.live.len() + r.open.len(),
@@ -831,10 +843,37 @@ impl Ring<'_> {
 }
 
 impl ReplyChecker {
-    /// A checker for replies in `framing`. Its limit (`max_line`,
-    /// `max_frame`) decides which messages [`send`](ReplyChecker::send)
-    /// accepts; chunk framing's `buffer_size` does not matter.
+    /// A checker for replies in `framing`, its messages untagged. Its limit
+    /// (`max_line`, `max_frame`) decides which messages
+    /// [`send`](ReplyChecker::send) accepts; chunk framing's `buffer_size`
+    /// does not matter.
     pub fn new(framing: Framing) -> ReplyChecker {
+        ReplyChecker::with_tags(framing)
+    }
+
+    /// Appends `message`, framed, to `out` (write it to the server), and
+    /// records it: its reply is expected after those of the messages sent
+    /// before it. As [`send_tagged`](ReplyChecker::send_tagged) with no tag.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Message`], without appending or recording anything, if
+    /// the framing cannot carry the message as one message with one reply:
+    /// in chunk framing an empty message (it gets no reply) or one ending
+    /// with the first bytes of a UTF-8 character (the server holds them back
+    /// for the rest); in line framing a newline, or a `\r` at the end (it
+    /// would be read as part of a `\r\n` ending); a message over the
+    /// framing's limit.
+    pub fn send(&mut self, message: &[u8], out: &mut Vec<u8>) -> Result<(), Error> {
+        self.send_tagged(message, (), out)
+    }
+}
+
+impl<T> ReplyChecker<T> {
+    /// A checker for replies in `framing` whose messages carry a tag of type
+    /// `T` (see [`send_tagged`](ReplyChecker::send_tagged)); otherwise as
+    /// [`new`](ReplyChecker::new).
+    pub fn with_tags(framing: Framing) -> ReplyChecker<T> {
         let state = match framing {
             Framing::Chunk { .. } => State::Chunk(Readings::new()),
             _ => State::Framed(Framed::new()),
@@ -842,6 +881,7 @@ impl ReplyChecker {
         ReplyChecker {
             framing,
             sent: Sent::default(),
+            tags: VecDeque::new(),
             state,
             ring: [0; RING],
             received: 0,
@@ -897,23 +937,20 @@ impl ReplyChecker {
     }
 
     /// Appends `message`, framed, to `out` (write it to the server), and
-    /// records it: its reply is expected after those of the messages sent
-    /// before it.
+    /// records it with `tag`: its reply is expected after those of the
+    /// messages sent before it, and the [`Event::Reply`] that completes it
+    /// hands `tag` back.
     ///
     /// # Errors
     ///
-    /// [`Error::Message`], without appending or recording anything, if
-    /// the framing cannot carry the message as one message with one reply:
-    /// in chunk framing an empty message (it gets no reply) or one ending
-    /// with the first bytes of a UTF-8 character (the server holds them back
-    /// for the rest); in line framing a newline, or a `\r` at the end (it
-    /// would be read as part of a `\r\n` ending); a message over the
-    /// framing's limit.
-    pub fn send(&mut self, message: &[u8], out: &mut Vec<u8>) -> Result<(), Error> {
+    /// Those of [`send`](ReplyChecker::send), without appending or recording
+    /// anything (`tag` is dropped).
+    pub fn send_tagged(&mut self, message: &[u8], tag: T, out: &mut Vec<u8>) -> Result<(), Error> {
         check_sendable(self.framing, message)?;
         self.framing.frame_message(message, out);
         self.sent.trim();
         self.sent.push(message);
+        self.tags.push_back(tag);
         Ok(())
     }
 
@@ -934,7 +971,7 @@ impl ReplyChecker {
     /// shaped `[STAMP] MESSAGE` in the framing, answers no message sent, or
     /// is too ambiguous to check (see the module docs). After an error, every
     /// later call returns it again.
-    pub fn receive(&mut self, input: &[u8]) -> Result<(usize, Option<Event<'_>>), Error> {
+    pub fn receive(&mut self, input: &[u8]) -> Result<(usize, Option<Event<'_, T>>), Error> {
         if let Some(failure) = self.failed {
             return Err(failure.error());
         }
@@ -1103,14 +1140,15 @@ impl ReplyChecker {
         self.sent.trim();
     }
 
-    fn next_event(&mut self) -> Option<Event<'_>> {
+    fn next_event(&mut self) -> Option<Event<'_, T>> {
         match self.ready.pop_front()? {
             Logged::Piece { from, to, len } => {
                 Some(Event::Piece { stamp: self.log.stamps.get(from as usize..to as usize).unwrap_or_default(), len })
             }
             Logged::Reply => {
                 let (seq, start, end) = self.sent.pop()?;
-                Some(Event::Reply { message: self.sent.slice(start, end), seq })
+                let tag = self.tags.pop_front()?;
+                Some(Event::Reply { message: self.sent.slice(start, end), seq, tag })
             }
         }
     }
@@ -1130,42 +1168,6 @@ impl ReplyChecker {
     }
 }
 
-/// Checks one whole reply `[STAMP] MESSAGE` (a datagram's) against `message`
-/// and returns its stamp.
-///
-/// # Errors
-///
-/// [`ProtocolError::MalformedReply`] when `reply` is not shaped `[STAMP] MESSAGE`;
-/// [`ProtocolError::EchoMismatch`] when it does not echo `message`.
-pub fn check_whole<'r>(reply: &'r [u8], message: &[u8]) -> Result<&'r str, Error> {
-    let (stamp, echoed) = crate::protocol::parse_reply(reply)?;
-    if echoed != message {
-        let offset = echoed.iter().zip(message).take_while(|(a, b)| a == b).count();
-        return Err(Error::Protocol(ProtocolError::EchoMismatch { offset }));
-    }
-    Ok(stamp)
-}
-
-/// Fails if `framing` cannot carry `message` as one message with one reply
-/// (see [`ReplyChecker::send`]).
-pub(crate) fn check_sendable(framing: Framing, message: &[u8]) -> Result<(), Error> {
-    match framing {
-        Framing::Chunk { .. } if message.is_empty() => Err(MessageError::EmptyChunk.into()),
-        Framing::Chunk { .. } if complete_utf8_prefix(message) < message.len() => {
-            Err(MessageError::SplitCharacter.into())
-        }
-        Framing::Line { .. } if find_newline(message).is_some() => Err(MessageError::Newline.into()),
-        Framing::Line { .. } if message.ends_with(b"\r") => Err(MessageError::TrailingCr.into()),
-        Framing::Line { max_line } if message.len() > max_line => {
-            Err(MessageError::TooLong { len: message.len(), max: max_line }.into())
-        }
-        Framing::LengthPrefixed { max_frame } if message.len() > max_frame => {
-            Err(MessageError::TooLong { len: message.len(), max: max_frame }.into())
-        }
-        _ => Ok(()),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1182,7 +1184,7 @@ mod tests {
             input = &input[consumed..];
             match event {
                 Some(Event::Piece { stamp, len }) => seen.push(format!("{stamp}:{len}")),
-                Some(Event::Reply { message, seq }) => {
+                Some(Event::Reply { message, seq, .. }) => {
                     seen.push(format!("#{seq}={}", String::from_utf8_lossy(message)))
                 }
                 None => return Ok(seen),
@@ -1250,6 +1252,30 @@ mod tests {
                 assert_eq!(checker.bytes_echoed(), 5);
             }
         }
+    }
+
+    #[test]
+    fn each_reply_hands_back_its_message_tag() {
+        let mut checker = ReplyChecker::with_tags(Framing::line());
+        let mut wire = Vec::new();
+        checker.send_tagged(b"one", "first", &mut wire).expect("sendable");
+        // Refused: neither sent nor recorded, its tag dropped.
+        assert!(checker.send_tagged(b"a\nb", "refused", &mut wire).is_err());
+        checker.send_tagged(b"two", "second", &mut wire).expect("sendable");
+        assert_eq!(wire, b"one\ntwo\n");
+        let mut input = &b"[T] one\n[T] two\n"[..];
+        let mut tags = Vec::new();
+        loop {
+            let (consumed, event) = checker.receive(input).expect("the replies check");
+            input = &input[consumed..];
+            match event {
+                Some(Event::Reply { message, tag, .. }) => tags.push((message.to_vec(), tag)),
+                Some(Event::Piece { .. }) => {}
+                None => break,
+            }
+        }
+        assert_eq!(tags, [(b"one".to_vec(), "first"), (b"two".to_vec(), "second")]);
+        assert_eq!(checker.in_flight(), 0);
     }
 
     #[test]

@@ -312,7 +312,7 @@ impl Builder {
     /// is UTC too: neither is an error.
     pub fn build(self) -> Result<EchoServer, Error> {
         self.framing.validate()?;
-        if !(1..=crate::framing::MAX_BUFFER_SIZE).contains(&self.read_buffer_size) {
+        if !(1..=crate::wire::MAX_BUFFER_SIZE).contains(&self.read_buffer_size) {
             return Err(crate::ConfigError::new("read_buffer_size", self.read_buffer_size, "1 to 1048576 bytes").into());
         }
         let stamp = match self.stamp {

@@ -8,50 +8,12 @@ use std::hash::BuildHasher;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
 use std::time::{Duration, SystemTime};
 
-use super::ERROR_PREFIX;
-use crate::protocol::{Header, parse_header};
-use crate::runner::Source;
+use super::{Dropped, ERROR_PREFIX};
+use crate::vocabulary::Source;
+use crate::wire::{Header, parse_header};
 use crate::{ConfigError, Error};
 
-/// Why a [`DatagramServer`](super::DatagramServer) sent no reply to a
-/// datagram (see the [module docs](super#loops-and-reflection)).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum Dropped {
-    /// It starts with a stamp header `[STAMP] `: it looks like a reply of
-    /// this protocol, so answering it could start a loop with another server.
-    LooksLikeReply,
-    /// It starts with `error: ` ([`ERROR_PREFIX`]): it looks like an error
-    /// datagram of this protocol.
-    ErrorDatagram,
-    /// Its source is the server's own port on this host: answering would
-    /// send the reply to the server itself.
-    OwnAddress,
-    /// Its source port is below 1024: a service's (echo, chargen, DNS, NTP,
-    /// ...), never a client's, and a service may answer the reply.
-    ServicePort,
-    /// Its source cannot have sent it: an unspecified, broadcast or
-    /// multicast address, or port 0.
-    InvalidSource,
-    /// Its source has used up its replies for now (see [`RateLimit`]).
-    RateLimited,
-    /// All sources together have used up the server's replies for now (see
-    /// [`RateLimit::total`]).
-    TotalLimited,
-}
-
 impl Dropped {
-    /// Every reason, in the order [`DropCounts`] shows them.
-    pub const ALL: [Dropped; 7] = [
-        Dropped::LooksLikeReply,
-        Dropped::ErrorDatagram,
-        Dropped::OwnAddress,
-        Dropped::ServicePort,
-        Dropped::InvalidSource,
-        Dropped::RateLimited,
-        Dropped::TotalLimited,
-    ];
-
     /// Why any server would drop `message` whatever its sender: `Some` for a
     /// message that looks like a reply or an error datagram. Such a message
     /// cannot be echoed over UDP ([`DatagramClient`](super::DatagramClient)
@@ -73,25 +35,6 @@ impl Dropped {
             Header::Complete { .. } => Some(Dropped::LooksLikeReply),
             Header::Incomplete | Header::Invalid(_) => None,
         }
-    }
-
-    /// A few words for logs: `looks like a reply`, `rate limited`, ...
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Dropped::LooksLikeReply => "looks like a reply",
-            Dropped::ErrorDatagram => "error datagram",
-            Dropped::OwnAddress => "own address",
-            Dropped::ServicePort => "service port",
-            Dropped::InvalidSource => "invalid source",
-            Dropped::RateLimited => "rate limited",
-            Dropped::TotalLimited => "total limited",
-        }
-    }
-}
-
-impl fmt::Display for Dropped {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
     }
 }
 

@@ -12,7 +12,7 @@ use std::time::Duration;
 use ::tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::TimeoutError;
-use crate::client::{Inbox, WRITE_CHUNK, check_timeout, unwritten};
+use crate::client::{Engine, Next, check_timeout};
 use crate::{Error, Framing, Reply};
 
 /// Talks to a stamp-echo server (or the original Python one) over any
@@ -56,15 +56,14 @@ use crate::{Error, Framing, Reply};
 /// out of step.
 pub struct EchoClient<S> {
     stream: S,
-    inbox: Inbox,
-    out: Vec<u8>,
+    engine: Engine,
     timeout: Option<Duration>,
 }
 
 impl<S> fmt::Debug for EchoClient<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("EchoClient")
-            .field("checker", self.inbox.checker())
+            .field("checker", self.engine.checker())
             .field("timeout", &self.timeout)
             .finish_non_exhaustive()
     }
@@ -77,7 +76,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> EchoClient<S> {
     ///
     /// [`Error::Config`] if `framing`'s settings are out of range.
     pub fn new(stream: S, framing: Framing) -> Result<EchoClient<S>, Error> {
-        Ok(EchoClient { stream, inbox: Inbox::new(framing)?, out: Vec::new(), timeout: None })
+        Ok(EchoClient { stream, engine: Engine::new(framing)?, timeout: None })
     }
 
     /// Sends `message` and waits for its whole reply, in one round trip
@@ -111,43 +110,37 @@ impl<S: AsyncRead + AsyncWrite + Unpin> EchoClient<S> {
     ///
     /// As [`receive`](EchoClient::receive), for a message over 64 KiB.
     pub async fn send(&mut self, message: &[u8]) -> Result<(), Error> {
-        self.inbox.send(message, &mut self.out)?;
-        let mut written = 0;
+        self.engine.send(message)?;
+        // The deadline of the current wait for echo, from its first read.
+        let mut deadline = None;
         loop {
-            let end = self.out.len().min(written + WRITE_CHUNK);
-            self.stream.write_all(&self.out[written..end]).await.map_err(Error::from_io)?;
-            self.stream.flush().await.map_err(Error::from_io)?;
-            written = end;
-            if written == self.out.len() {
-                return Ok(());
-            }
-            let unwritten = unwritten(&self.out, written, message);
-            match self.timeout {
-                None => self.catch_up(unwritten).await?,
-                Some(timeout) => match ::tokio::time::timeout(timeout, self.catch_up(unwritten)).await {
-                    Ok(result) => result?,
-                    Err(_elapsed) => return Err(TimeoutError::Reply { timeout }.into()),
+            match self.engine.next()? {
+                Next::Write(bytes) => {
+                    let n = bytes.len();
+                    self.stream.write_all(bytes).await.map_err(Error::from_io)?;
+                    self.stream.flush().await.map_err(Error::from_io)?;
+                    self.engine.wrote(n);
+                    deadline = None;
+                }
+                Next::Read => match self.timeout {
+                    None => self.fill().await?,
+                    Some(timeout) => {
+                        let at = *deadline.get_or_insert_with(|| ::tokio::time::Instant::now() + timeout);
+                        match ::tokio::time::timeout_at(at, self.fill()).await {
+                            Ok(result) => result?,
+                            Err(_elapsed) => return Err(TimeoutError::Reply { timeout }.into()),
+                        }
+                    }
                 },
+                Next::Done => return Ok(()),
             }
-        }
-    }
-
-    /// Reads until the echo has caught up with what was written, but
-    /// `unwritten` bytes of the last message.
-    async fn catch_up(&mut self, unwritten: usize) -> Result<(), Error> {
-        loop {
-            self.inbox.absorb()?;
-            if !self.inbox.owed(unwritten) {
-                return Ok(());
-            }
-            self.fill().await?;
         }
     }
 
     /// Reads more of the reply stream, once everything read is checked.
     async fn fill(&mut self) -> Result<(), Error> {
-        let n = self.stream.read(self.inbox.spare()).await.map_err(Error::from_io)?;
-        self.inbox.filled(n)
+        let n = self.stream.read(self.engine.spare()).await.map_err(Error::from_io)?;
+        self.engine.filled(n)
     }
 
     /// Reads the reply to the oldest message sent and not yet answered, and
@@ -180,7 +173,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> EchoClient<S> {
     /// Reads until the bytes read hold a whole reply.
     async fn receive_whole(&mut self) -> Result<Reply, Error> {
         loop {
-            if let Some(reply) = self.inbox.next_reply()? {
+            if let Some(reply) = self.engine.next_reply()? {
                 return Ok(reply);
             }
             self.fill().await?;
@@ -210,12 +203,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> EchoClient<S> {
 
     /// The framing in use.
     pub fn framing(&self) -> Framing {
-        self.inbox.checker().framing()
+        self.engine.checker().framing()
     }
 
     /// Messages sent whose replies have not been received yet.
     pub fn in_flight(&self) -> usize {
-        self.inbox.in_flight()
+        self.engine.in_flight()
     }
 
     /// The stream.

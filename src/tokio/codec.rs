@@ -60,7 +60,7 @@ use tokio_util::bytes::{Buf, BytesMut};
 use tokio_util::codec::{Decoder, Encoder};
 
 use crate::ProtocolError;
-use crate::client::Exchange;
+use crate::client::Engine;
 use crate::protocol::Responder;
 use crate::{EchoServer, Error, Framing, Reply, Summary};
 
@@ -235,7 +235,7 @@ impl Encoder<BytesMut> for ServerCodec {
 /// stays failed.
 #[derive(Debug)]
 pub struct ClientCodec {
-    exchange: Exchange,
+    engine: Engine,
     /// One framed message, before it is copied to the write buffer.
     scratch: Vec<u8>,
 }
@@ -247,17 +247,17 @@ impl ClientCodec {
     ///
     /// [`Error::Config`] if `framing`'s settings are out of range.
     pub fn new(framing: Framing) -> Result<ClientCodec, Error> {
-        Ok(ClientCodec { exchange: Exchange::new(framing)?, scratch: Vec::new() })
+        Ok(ClientCodec { engine: Engine::new(framing)?, scratch: Vec::new() })
     }
 
     /// The framing in use.
     pub fn framing(&self) -> Framing {
-        self.exchange.checker().framing()
+        self.engine.checker().framing()
     }
 
     /// Messages encoded whose replies have not been decoded yet.
     pub fn in_flight(&self) -> usize {
-        self.exchange.checker().in_flight()
+        self.engine.checker().in_flight()
     }
 }
 
@@ -271,7 +271,7 @@ impl Decoder for ClientCodec {
     ///
     /// Those of [`crate::EchoClient::receive`] for a wrong reply.
     fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Reply>, Error> {
-        let (consumed, reply) = self.exchange.receive(src)?;
+        let (consumed, reply) = self.engine.check(src)?;
         src.advance(consumed);
         Ok(reply)
     }
@@ -302,7 +302,7 @@ impl Encoder<&[u8]> for ClientCodec {
     /// carry `message` (see [`ReplyChecker::send`](crate::ReplyChecker::send)).
     fn encode(&mut self, message: &[u8], dst: &mut BytesMut) -> Result<(), Error> {
         self.scratch.clear();
-        self.exchange.send(message, &mut self.scratch)?;
+        self.engine.frame(message, &mut self.scratch)?;
         dst.extend_from_slice(&self.scratch);
         Ok(())
     }

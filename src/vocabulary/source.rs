@@ -82,56 +82,6 @@ impl fmt::Display for Source {
     }
 }
 
-/// Why a runner turned a connection away (see
-/// [`Limits`](crate::Limits#fair-to-every-source)): shown to
-/// [`Events::refused`](crate::Events::refused) and counted in
-/// [`Totals::refused`](crate::Totals::refused).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Refusal {
-    /// Every slot is taken (at `max_connections`), the connection's source
-    /// holds at least as many as any other, and none of its own connections
-    /// (nor of those holding one more) had gone `eviction_grace` without
-    /// completing a message.
-    Full {
-        /// The slots the source held.
-        held: usize,
-    },
-    /// The process ran out of descriptors, memory or threads (see
-    /// [`Limits`](crate::Limits#fair-to-every-source)), every slot it could
-    /// open is taken, and the connection's
-    /// source holds at least as many as any other but one: it is refused at
-    /// once rather than displace its own (which would need a descriptor
-    /// freed first), so that the backlog drains fast.
-    OutOfResources {
-        /// The slots the source held.
-        held: usize,
-    },
-    /// The source held [`Limits::max_per_source`](crate::Limits::max_per_source)
-    /// connections, none of them past `eviction_grace` without completing a
-    /// message.
-    SourceLimit {
-        /// The slots the source held (its limit).
-        held: usize,
-    },
-}
-
-impl fmt::Display for Refusal {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Refusal::Full { held } => {
-                write!(f, "the server is full and its source holds {held} of the slots, none past the eviction grace")
-            }
-            Refusal::OutOfResources { held } => {
-                write!(f, "out of descriptors, memory or threads, and its source holds {held} of the slots")
-            }
-            Refusal::SourceLimit { held } => {
-                write!(f, "its source holds {held}, its max_per_source, none past the eviction grace")
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
