@@ -355,10 +355,17 @@ fn frozen(server: DatagramServer) -> DatagramServer {
     server.clock(move || fixed)
 }
 
-fn bind_at(ip: [u8; 4]) -> UdpSocket {
-    let socket = UdpSocket::bind((Ipv4Addr::from(ip), 0)).expect("bind a loopback address");
-    socket.set_read_timeout(Some(SAFETY)).expect("timeout");
-    socket
+/// A socket on loopback address `ip`, never on `server`'s port: a server
+/// drops a datagram from its own port on any loopback address (a loop), and
+/// the kernel may pick that port for another address.
+fn bind_at(ip: [u8; 4], server: SocketAddr) -> UdpSocket {
+    loop {
+        let socket = UdpSocket::bind((Ipv4Addr::from(ip), 0)).expect("bind a loopback address");
+        if socket.local_addr().expect("address").port() != server.port() {
+            socket.set_read_timeout(Some(SAFETY)).expect("timeout");
+            return socket;
+        }
+    }
 }
 
 /// Reads every datagram waiting on `socket` without blocking.
@@ -434,7 +441,7 @@ fn the_default_rate_limit_answers_a_burst_per_source() {
     let server = frozen(DatagramServer::new(bind(), fixed_stamp()).expect("server"));
     assert_eq!(server.rate_limit_in_force(), limit);
     let (running, seen) = watched(server);
-    let greedy = bind_at([127, 0, 0, 1]);
+    let greedy = bind_at([127, 0, 0, 1], running.addr);
     let from = greedy.local_addr().expect("address");
     for i in 0..150 {
         greedy.send_to(format!("{i}").as_bytes(), running.addr).expect("send");
@@ -446,10 +453,10 @@ fn the_default_rate_limit_answers_a_burst_per_source() {
     }
     assert_eq!(drain(&greedy).len(), 100);
     // Another port of the same address shares its bucket; another address has its own.
-    let same = bind_at([127, 0, 0, 1]);
+    let same = bind_at([127, 0, 0, 1], running.addr);
     same.send_to(b"me too", running.addr).expect("send");
     assert!(matches!(next(&seen), Seen::Dropped(_, Dropped::RateLimited)));
-    let other = bind_at([127, 0, 0, 2]);
+    let other = bind_at([127, 0, 0, 2], running.addr);
     let mut client = DatagramClient::new(other);
     client.socket().connect(running.addr).expect("connect");
     assert_eq!(client.round_trip(b"fresh").expect("its own burst").message(), b"fresh");
@@ -525,7 +532,7 @@ fn a_source_pushed_by_many_others_gets_no_new_burst() {
     let limit = RateLimit::default().buckets(16);
     let (running, seen) =
         watched(frozen(DatagramServer::new(bind(), fixed_stamp()).expect("server")).rate_limit(limit).expect("valid"));
-    let victim = bind_at([127, 0, 0, 2]);
+    let victim = bind_at([127, 0, 0, 2], running.addr);
     let from = victim.local_addr().expect("address");
     let mut answered = 0;
     for i in 0..150 {
@@ -537,7 +544,8 @@ fn a_source_pushed_by_many_others_gets_no_new_burst() {
         }
     }
     assert_eq!(answered, 100);
-    let others: Vec<UdpSocket> = (1..=300u16).map(|n| bind_at([127, 0, (n >> 8) as u8 + 1, n as u8])).collect();
+    let others: Vec<UdpSocket> =
+        (1..=300u16).map(|n| bind_at([127, 0, (n >> 8) as u8 + 1, n as u8], running.addr)).collect();
     let mut others_answered = 0;
     for socket in &others {
         socket.send_to(b"churn", running.addr).expect("send");
@@ -566,7 +574,7 @@ fn all_sources_together_get_at_most_the_total() {
     let limit = RateLimit::default().total(50);
     let (running, seen) =
         watched(frozen(DatagramServer::new(bind(), fixed_stamp()).expect("server")).rate_limit(limit).expect("valid"));
-    let senders: Vec<UdpSocket> = (1..=100).map(|n| bind_at([127, 0, 3, n])).collect();
+    let senders: Vec<UdpSocket> = (1..=100).map(|n| bind_at([127, 0, 3, n], running.addr)).collect();
     for (i, socket) in senders.iter().enumerate() {
         socket.send_to(b"hi", running.addr).expect("send");
         let from = socket.local_addr().expect("address");

@@ -204,7 +204,9 @@ pub(crate) struct Registry<C> {
     open: HashMap<u64, Record<C>>,
     /// The slots each source holds (sources holding none are left out).
     held: HashMap<Source, usize>,
-    /// The sum of `held`.
+    /// The sum of `held`, plus the connections that have [left](Registry::leave)
+    /// holding a slot and not [ended](Registry::ended) yet (their sockets may
+    /// still be open).
     slots: usize,
     /// After running out of descriptors, memory or threads: the slots held
     /// then, the cap until the instant with it (see [`SCARCE_HOLD`]).
@@ -404,13 +406,18 @@ impl<C: Entry> Registry<C> {
 
     /// One slot of `source`'s is free.
     fn give_back(&mut self, source: Source) {
+        self.unhold(source);
+        self.slots = self.slots.saturating_sub(1);
+    }
+
+    /// `source` holds one slot fewer (the slot itself may still be taken).
+    fn unhold(&mut self, source: Source) {
         if let Some(held) = self.held.get_mut(&source) {
             *held -= 1;
             if *held == 0 {
                 self.held.remove(&source);
             }
         }
-        self.slots = self.slots.saturating_sub(1);
     }
 
     /// Registers a newcomer from `source` that was [admitted](Decision::Admit),
@@ -495,7 +502,10 @@ impl<C: Entry> Registry<C> {
     pub(crate) fn leave(&mut self, id: u64) -> Option<Arc<C>> {
         let record = self.open.remove(&id)?;
         if !record.released {
-            self.give_back(record.source);
+            // Its source no longer holds it, but its socket may still be
+            // open: the slot is free once it has [ended](Registry::ended), so
+            // that open sockets never outnumber the cap (plus those evicted).
+            self.unhold(record.source);
         }
         Some(record.conn)
     }
@@ -506,6 +516,9 @@ impl<C: Entry> Registry<C> {
         self.active -= 1;
         if flags.evicted || flags.refused {
             self.evicting = self.evicting.saturating_sub(1);
+        } else {
+            // Evicted and refused ones gave their slot back when told.
+            self.slots = self.slots.saturating_sub(1);
         }
         self.totals.count(summary, flags.forced, flags.evicted, flags.refused, failed);
     }
@@ -859,5 +872,18 @@ mod tests {
         assert_eq!(registry.held_by(&src(2)), 0);
         registry.ended(&Summary::default(), Flags::default(), true);
         assert_eq!((registry.active(), registry.totals().errors), (0, 1));
+    }
+
+    #[test]
+    fn a_slot_is_free_once_its_connection_has_ended_not_when_it_leaves() {
+        let limits = Limits::default().max_connections(1).eviction_grace(None);
+        let mut registry = Registry::<Probe>::new(limits);
+        let (id, _) = add(&mut registry, src(2), 0);
+        // Left the registry, its socket still open: no room yet, so open
+        // sockets never outnumber the cap.
+        registry.leave(id).expect("registered");
+        assert_eq!(registry.decide(src(3), SECOND), Decision::Wait(RECHECK));
+        registry.ended(&Summary::default(), Flags::default(), false);
+        assert_eq!(registry.decide(src(3), SECOND), Decision::Admit);
     }
 }
