@@ -40,8 +40,8 @@
 //!
 //! ## Cargo features
 //!
-//! None is on by default: the library alone depends on `thiserror` and
-//! `time`.
+//! None is on by default: the library alone depends on `thiserror`, `time`
+//! and `memchr`.
 //!
 //! | feature | enables | adds dependencies |
 //! |---|---|---|
