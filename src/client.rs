@@ -259,7 +259,9 @@ impl Engine {
         self.checker.in_flight() + self.ready.len()
     }
 
-    /// Frames `message` into `out` and records it as sent now.
+    /// Frames `message` into `out` and records it as sent now (for the
+    /// codec, which writes through `Framed`).
+    #[cfg(feature = "tokio")]
     pub(crate) fn frame(&mut self, message: &[u8], out: &mut Vec<u8>) -> Result<(), Error> {
         self.checker.send_tagged(message, (Instant::now(), SystemTime::now()), out)
     }
