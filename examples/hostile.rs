@@ -101,7 +101,7 @@ mod common;
 mod forge;
 
 use std::io::{self, Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpStream, ToSocketAddrs, UdpSocket};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpStream, UdpSocket};
 #[cfg(unix)]
 use std::os::unix::net::UnixStream;
 use std::process::ExitCode;
@@ -734,10 +734,7 @@ fn inject(endpoint: &common::Endpoint) -> Result<bool, Error> {
 
 /// The server's UDP address: the endpoint's host and port, resolved.
 fn udp_server(endpoint: &common::Endpoint) -> Result<SocketAddr, Error> {
-    let addr = endpoint.tcp_addr();
-    addr.to_socket_addrs()?
-        .next()
-        .ok_or_else(|| Error::Io(io::Error::new(io::ErrorKind::NotFound, format!("{addr}: no address found"))))
+    Ok(endpoint.first_addr()?)
 }
 
 /// A UDP client of `server` from a socket bound to `ip`.

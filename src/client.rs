@@ -10,6 +10,7 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::Error;
+use crate::bounds::Bound;
 pub use crate::clock::ClockOffset;
 use crate::framing::Framing;
 use crate::reply::{Event, ReplyChecker};
@@ -405,12 +406,14 @@ impl Pieces {
     }
 }
 
+/// A client's reply timeout: longer than zero, or `None` (no timeout, the
+/// default), as for a socket's read timeout.
+pub(crate) const REPLY_TIMEOUT: Bound<Duration> =
+    Bound::new("timeout", Duration::from_nanos(1), Duration::MAX).or_none();
+
 /// A reply timeout, refused if zero.
 pub(crate) fn check_timeout(timeout: Option<Duration>) -> Result<Option<Duration>, Error> {
-    if timeout.is_some_and(|t| t.is_zero()) {
-        return Err(crate::ConfigError::new("timeout", "0 s", "longer than zero").into());
-    }
-    Ok(timeout)
+    Ok(REPLY_TIMEOUT.check_option(timeout)?)
 }
 
 /// How much a client reads at once.

@@ -94,6 +94,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::Error;
+use crate::bounds::Bound;
 use crate::client::Reply;
 use crate::framing::Framing;
 use crate::protocol::{Fragment, Responder, Summary};
@@ -162,6 +163,9 @@ pub struct DatagramServer {
     shared: Arc<Shared>,
     /// Shared by every `serve` call, so several threads do not multiply the limit.
     limiter: Mutex<Limiter>,
+    /// The rate limit given, checked when serving starts (the limiter keeps
+    /// the default while it is out of range).
+    rate_limit: RateLimit,
 }
 
 /// What a server shares with its [`Stopper`]s.
@@ -205,6 +209,7 @@ impl DatagramServer {
             clock: Arc::new(SystemClock),
             shared,
             limiter: Mutex::new(Limiter::new(RateLimit::default())),
+            rate_limit: RateLimit::default(),
         })
     }
 
@@ -218,14 +223,15 @@ impl DatagramServer {
 
     /// The same server with replies limited by `limit`, per source and in
     /// total (the default is [`RateLimit::default`]). Its buckets are
-    /// allocated here.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Config`] for a setting out of range (see [`RateLimit::validate`]).
-    pub fn rate_limit(self, limit: RateLimit) -> Result<DatagramServer, Error> {
-        limit.validate()?;
-        Ok(DatagramServer { limiter: Mutex::new(Limiter::new(limit)), ..self })
+    /// allocated here. Like every setting in the crate, it is checked where
+    /// it is used: [`serve`](DatagramServer::serve) refuses a limit out of
+    /// range ([`RateLimit::validate`]) before it receives anything; call
+    /// `validate` first to know before.
+    #[must_use]
+    pub fn rate_limit(self, limit: RateLimit) -> DatagramServer {
+        // An out-of-range limit is never allocated: serving refuses it.
+        let limiter = if limit.validate().is_ok() { Mutex::new(Limiter::new(limit)) } else { self.limiter };
+        DatagramServer { limiter, rate_limit: limit, ..self }
     }
 
     /// The rate limit in force.
@@ -253,7 +259,7 @@ impl DatagramServer {
     ///
     /// # Errors
     ///
-    /// [`Error::Io`] if the socket itself fails.
+    /// As [`serve_with`](DatagramServer::serve_with).
     pub fn serve(&self) -> Result<Totals, Error> {
         self.serve_with(())
     }
@@ -272,9 +278,11 @@ impl DatagramServer {
     ///
     /// # Errors
     ///
-    /// [`Error::Io`] if the socket itself fails (not for a reply that cannot
-    /// be sent: that is shown to `events`).
+    /// [`Error::Config`] at once for a [rate limit](DatagramServer::rate_limit)
+    /// out of range; [`Error::Io`] if the socket itself fails (not for a
+    /// reply that cannot be sent: that is shown to `events`).
     pub fn serve_with<E: Events>(&self, events: E) -> Result<Totals, Error> {
+        self.rate_limit.validate()?;
         let mut input = vec![0u8; RECEIVE_BUFFER];
         // Room for the longest reply built, a whole datagram under the
         // longest stamp header, so `out` never grows (even for a reply too
@@ -402,6 +410,10 @@ pub struct DatagramClient {
 impl DatagramClient {
     /// How long each attempt waits for the reply, unless set otherwise.
     pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1);
+    /// The range of [`set_timeout`](DatagramClient::set_timeout), with its
+    /// default: longer than zero.
+    pub const TIMEOUT: Bound<Duration> =
+        Bound::new("timeout", Duration::from_nanos(1), Duration::MAX).with_default(Self::DEFAULT_TIMEOUT);
     /// How many times a request is sent again, unless set otherwise.
     pub const DEFAULT_RETRIES: u32 = 3;
 
@@ -440,10 +452,7 @@ impl DatagramClient {
     ///
     /// [`Error::Config`] for a zero timeout.
     pub fn set_timeout(&mut self, timeout: Duration) -> Result<(), Error> {
-        if timeout.is_zero() {
-            return Err(crate::ConfigError::new("timeout", "0 s", "longer than zero").into());
-        }
-        self.timeout = timeout;
+        self.timeout = Self::TIMEOUT.check(timeout)?;
         Ok(())
     }
 

@@ -1,6 +1,7 @@
 //! The crate's errors: one small [`Error`] whose variants group what went
 //! wrong, each with a sub-enum whose reasons callers can match.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::io;
 use std::time::Duration;
@@ -303,7 +304,8 @@ impl StampError {
 }
 
 /// A setting that is out of range, with its name, the value given and what
-/// it accepts.
+/// it accepts. Made by [`Bound::check`](crate::Bound::check), which states
+/// the range from the setting's own [`Bound`](crate::Bound).
 ///
 /// ```
 /// use stamp_echo::{Error, Framing};
@@ -311,6 +313,7 @@ impl StampError {
 /// let err = Framing::Chunk { buffer_size: 0 }.validate().unwrap_err();
 /// let Error::Config(config) = &err else { panic!("a configuration error") };
 /// assert_eq!(config.setting(), "buffer_size");
+/// assert_eq!(config.expected(), Framing::BUFFER_SIZE.to_string());
 /// assert_eq!(err.to_string(), "invalid buffer_size 0: expected 1 to 1048576 bytes");
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -318,14 +321,18 @@ impl StampError {
 pub struct ConfigError {
     setting: &'static str,
     value: String,
-    expected: &'static str,
+    expected: Cow<'static, str>,
 }
 
 impl ConfigError {
     /// `setting` was given `value`, but it accepts only `expected` (a range
     /// or a description, such as `"1 to 1048576 bytes"`).
-    pub fn new(setting: &'static str, value: impl std::fmt::Display, expected: &'static str) -> ConfigError {
-        ConfigError { setting, value: value.to_string(), expected }
+    pub fn new(
+        setting: &'static str,
+        value: impl std::fmt::Display,
+        expected: impl Into<Cow<'static, str>>,
+    ) -> ConfigError {
+        ConfigError { setting, value: value.to_string(), expected: expected.into() }
     }
 
     /// The setting's name, as in the API (`buffer_size`, `max_connections`).
@@ -338,9 +345,9 @@ impl ConfigError {
         &self.value
     }
 
-    /// What the setting accepts.
-    pub fn expected(&self) -> &'static str {
-        self.expected
+    /// What the setting accepts: its range (`1 to 1048576 bytes`).
+    pub fn expected(&self) -> &str {
+        &self.expected
     }
 }
 

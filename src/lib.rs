@@ -55,6 +55,22 @@
 //! (`stamp-echo = { version = "0.2", features = ["test-util"] }` under
 //! `[dev-dependencies]`).
 //!
+//! ## Settings
+//!
+//! Every setting is configured the same way: plain data with a documented
+//! default and chainable setters that never fail ([`Limits`], [`Framing`],
+//! [`datagram::RateLimit`], [`runner::ProxyProtocol`], the
+//! [`EchoServer::builder`], [`datagram::DatagramServer::rate_limit`]),
+//! checked once, where it is used: [`server::Builder::build`],
+//! [`runner::start`], [`EchoClient::new`], [`datagram::DatagramServer::serve`]
+//! (each type's `validate` checks it beforehand; a live client's
+//! `set_timeout` checks at once, as a socket's does). Each setting's range and
+//! default is declared once, as a [`Bound`] beside it
+//! ([`Limits::IDLE_TIMEOUT`], [`Framing::MAX_LINE`], ...), whose check
+//! names the setting, the value and the range in a [`ConfigError`]
+//! (`invalid buffer_size 0: expected 1 to 1048576 bytes`), and whose
+//! `Display` is that range, for a command line's help.
+//!
 //! ## The protocol in one paragraph
 //!
 //! A client sends messages; the server answers each with `[` STAMP `] `
@@ -159,6 +175,7 @@
 #![deny(missing_debug_implementations)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod bounds;
 pub mod client;
 mod clock;
 pub mod datagram;
@@ -187,6 +204,7 @@ pub mod tokio;
 mod vocabulary;
 mod wire;
 
+pub use bounds::{Bound, BoundValue};
 pub use client::{EchoClient, Reply};
 pub use error::{ConfigError, Error, MalformedReason, MessageError, ProtocolError, StampError, TimeoutError};
 pub use framing::Framing;

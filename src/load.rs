@@ -43,6 +43,7 @@ use std::time::{Duration, Instant};
 
 use crate::Error;
 use crate::ProtocolError;
+use crate::bounds::Bound;
 use crate::framing::Framing;
 use crate::reply::{Event, ReplyChecker};
 use crate::wire::{MAX_STAMP_LEN, check_sendable};
@@ -260,6 +261,12 @@ pub struct Workload {
 }
 
 impl Workload {
+    /// The range of [`Workload::size`]: 1 byte or more (the framing may
+    /// bound it further).
+    pub const SIZE: Bound<usize> = Bound::new("size", 1, usize::MAX).with_unit("bytes");
+    /// The range of [`Workload::window`]: 1 or more.
+    pub const WINDOW: Bound<usize> = Bound::new("window", 1, usize::MAX);
+
     /// `messages` messages of `size` bytes, at most `window` in flight.
     pub fn new(messages: u64, size: usize, window: usize) -> Workload {
         Workload { messages, size, window }
@@ -324,10 +331,8 @@ where
     S: Sync,
     for<'a> &'a S: Read + Write,
 {
-    if workload.window == 0 || workload.size == 0 {
-        let (setting, value) = if workload.window == 0 { ("window", 0) } else { ("size", 0) };
-        return Err(crate::ConfigError::new(setting, value, "at least 1").into());
-    }
+    Workload::SIZE.check(workload.size)?;
+    Workload::WINDOW.check(workload.window)?;
     // Check the message fits the framing before sending anything.
     let mut probe = Vec::new();
     message(0, workload.size, &mut probe);

@@ -4,6 +4,7 @@ use std::io::{self, Read, Write};
 use std::sync::Arc;
 
 use crate::Error;
+use crate::bounds::Bound;
 use crate::framing::Framing;
 use crate::protocol::{Observer, Responder, Summary};
 use crate::stamp::{Clock, Ctime, Stamp, SystemClock};
@@ -86,6 +87,12 @@ impl EchoServer {
     /// Default size of one read in line and length-prefixed framing. (In chunk
     /// framing a read is `buffer_size`, since each read is a message.)
     pub const DEFAULT_READ_BUFFER_SIZE: usize = 8 * 1024;
+    /// The range of [`Builder::read_buffer_size`], with its default: 1 byte
+    /// to 1 MiB, as [`Framing::BUFFER_SIZE`] (a read buffer is allocated per
+    /// connection).
+    pub const READ_BUFFER_SIZE: Bound<usize> = Bound::new("read_buffer_size", 1, Framing::BUFFER_SIZE.max())
+        .with_default(Self::DEFAULT_READ_BUFFER_SIZE)
+        .with_unit("bytes");
 
     /// A builder with the defaults: [`Framing::chunk`] (1024-byte reads), the
     /// original's local `ctime` stamp ([`Ctime::local`]: never silently UTC,
@@ -282,8 +289,8 @@ impl Builder {
     }
 
     /// The size of one read in line and length-prefixed framing (default
-    /// [`EchoServer::DEFAULT_READ_BUFFER_SIZE`]; 1 byte to 1 MiB, checked by
-    /// [`build`](Builder::build)). It bounds no message: lines and frames
+    /// [`EchoServer::DEFAULT_READ_BUFFER_SIZE`]; 1 byte to 1 MiB,
+    /// [`EchoServer::READ_BUFFER_SIZE`], checked by [`build`](Builder::build)). It bounds no message: lines and frames
     /// may span many reads, and their replies are streamed read by read.
     pub fn read_buffer_size(mut self, size: usize) -> Builder {
         self.read_buffer_size = size;
@@ -295,8 +302,8 @@ impl Builder {
     /// # Errors
     ///
     /// [`Error::Config`] for a framing limit out of range (see
-    /// [`Framing::validate`]) or a `read_buffer_size` outside 1 byte to
-    /// 1 MiB; [`Error::Stamp`] if the stamp formatter, tried once at
+    /// [`Framing::validate`]) or a `read_buffer_size` out of
+    /// [`EchoServer::READ_BUFFER_SIZE`]; [`Error::Stamp`] if the stamp formatter, tried once at
     /// the clock's current instant, produces text the protocol cannot carry
     /// (a `]`, `\r` or `\n`, or over 255 bytes). A formatter that goes
     /// wrong only at some instants is still caught per message.
@@ -312,9 +319,7 @@ impl Builder {
     /// is UTC too: neither is an error.
     pub fn build(self) -> Result<EchoServer, Error> {
         self.framing.validate()?;
-        if !(1..=crate::wire::MAX_BUFFER_SIZE).contains(&self.read_buffer_size) {
-            return Err(crate::ConfigError::new("read_buffer_size", self.read_buffer_size, "1 to 1048576 bytes").into());
-        }
+        EchoServer::READ_BUFFER_SIZE.check(self.read_buffer_size)?;
         let stamp = match self.stamp {
             Some(stamp) => stamp,
             None => Arc::new(default_stamp()?),

@@ -14,9 +14,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::Error;
+use crate::bounds::Bound;
 use crate::error::{Dropped, Refusal};
 use crate::protocol::{Fragment, Summary};
-use crate::{ConfigError, Error};
 
 /// Limits on what the runner and each connection may take. Every field has a
 /// documented default ([`Limits::default`]); change one with its setter:
@@ -30,15 +31,15 @@ use crate::{ConfigError, Error};
 /// assert_eq!(limits.write_timeout, Some(Duration::from_secs(30)));
 /// ```
 ///
-/// | limit | default | range | at the limit |
+/// | limit | default | range (its [`Bound`]) | at the limit |
 /// |---|---|---|---|
-/// | `max_connections` | 1024 | 1 to 1,000,000 | room is made at the expense of the [`Source`] holding the most connections (see [below](#fair-to-every-source)): its connection longest without completing a message is evicted ([`Error::Evicted`]), or a newcomer from it refused ([`Refusal`]) |
-/// | `max_per_source` | `None` | 1 to 1,000,000, or `None` | a new client from a source holding that many takes the slot of the source's own connection longest without completing a message, once past `eviction_grace`, or is refused ([`Refusal::SourceLimit`]) |
-/// | `eviction_grace` | 500 ms | 1 ms to 30 days, or `None` | a connection younger than this (or that completed a message since) is not evicted; `None`: never evict, new clients wait in the backlog |
-/// | `idle_timeout` | 300 s | 1 ms to 30 days, or `None` | a connection that sends nothing for that long is closed with [`TimeoutError::Idle`](crate::TimeoutError::Idle) |
-/// | `message_timeout` | 30 s | 1 ms to 30 days, or `None` | a message not complete that long after its first byte closes its connection with [`TimeoutError::Message`](crate::TimeoutError::Message) |
-/// | `write_timeout` | 30 s | 1 ms to 30 days, or `None` | replies to one read not all taken that long after the first was written close the connection with [`TimeoutError::Write`](crate::TimeoutError::Write) |
-/// | `stack_size` | 256 KiB | 64 KiB to 64 MiB | the stack each connection thread reserves |
+/// | `max_connections` | 1024 | 1 to 1,000,000 ([`MAX_CONNECTIONS`](Limits::MAX_CONNECTIONS)) | room is made at the expense of the [`Source`] holding the most connections (see [below](#fair-to-every-source)): its connection longest without completing a message is evicted ([`Error::Evicted`]), or a newcomer from it refused ([`Refusal`]) |
+/// | `max_per_source` | `None` | 1 to 1,000,000, or `None` ([`MAX_PER_SOURCE`](Limits::MAX_PER_SOURCE)) | a new client from a source holding that many takes the slot of the source's own connection longest without completing a message, once past `eviction_grace`, or is refused ([`Refusal::SourceLimit`]) |
+/// | `eviction_grace` | 500 ms | 1 ms to 30 days, or `None` ([`EVICTION_GRACE`](Limits::EVICTION_GRACE)) | a connection younger than this (or that completed a message since) is not evicted; `None`: never evict, new clients wait in the backlog |
+/// | `idle_timeout` | 300 s | 1 ms to 30 days, or `None` ([`IDLE_TIMEOUT`](Limits::IDLE_TIMEOUT)) | a connection that sends nothing for that long is closed with [`TimeoutError::Idle`](crate::TimeoutError::Idle) |
+/// | `message_timeout` | 30 s | 1 ms to 30 days, or `None` ([`MESSAGE_TIMEOUT`](Limits::MESSAGE_TIMEOUT)) | a message not complete that long after its first byte closes its connection with [`TimeoutError::Message`](crate::TimeoutError::Message) |
+/// | `write_timeout` | 30 s | 1 ms to 30 days, or `None` ([`WRITE_TIMEOUT`](Limits::WRITE_TIMEOUT)) | replies to one read not all taken that long after the first was written close the connection with [`TimeoutError::Write`](crate::TimeoutError::Write) |
+/// | `stack_size` | 256 KiB | 64 KiB to 64 MiB ([`STACK_SIZE`](Limits::STACK_SIZE)) | the stack each connection thread reserves |
 ///
 /// The framing's own limits (`buffer_size`, `max_line`, `max_frame`) are the
 /// [`EchoServer`](crate::EchoServer)'s.
@@ -158,6 +159,25 @@ pub struct Limits {
 }
 
 impl Limits {
+    /// The range of [`Limits::max_connections`], with its default.
+    pub const MAX_CONNECTIONS: Bound<usize> =
+        Bound::new("max_connections", 1, 1_000_000).with_default(Self::DEFAULT_MAX_CONNECTIONS);
+    /// The range of [`Limits::max_per_source`] (no default: `None`, only
+    /// `max_connections`).
+    pub const MAX_PER_SOURCE: Bound<usize> = Bound::new("max_per_source", 1, Self::MAX_CONNECTIONS.max()).or_none();
+    /// The range of [`Limits::eviction_grace`], with its default.
+    pub const EVICTION_GRACE: Bound<Duration> = Self::timeout("eviction_grace", Self::DEFAULT_EVICTION_GRACE);
+    /// The range of [`Limits::idle_timeout`], with its default.
+    pub const IDLE_TIMEOUT: Bound<Duration> = Self::timeout("idle_timeout", Self::DEFAULT_IDLE_TIMEOUT);
+    /// The range of [`Limits::message_timeout`], with its default.
+    pub const MESSAGE_TIMEOUT: Bound<Duration> = Self::timeout("message_timeout", Self::DEFAULT_MESSAGE_TIMEOUT);
+    /// The range of [`Limits::write_timeout`], with its default.
+    pub const WRITE_TIMEOUT: Bound<Duration> = Self::timeout("write_timeout", Self::DEFAULT_WRITE_TIMEOUT);
+    /// The range of [`Limits::stack_size`], with its default.
+    pub const STACK_SIZE: Bound<usize> = Bound::new("stack_size", Self::MIN_STACK_SIZE, Self::MAX_STACK_SIZE)
+        .with_default(Self::DEFAULT_STACK_SIZE)
+        .with_unit("bytes");
+
     /// Default for [`Limits::max_connections`].
     pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
     /// Default for [`Limits::eviction_grace`]: long enough for a client to
@@ -173,9 +193,8 @@ impl Limits {
     pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(30);
     /// Default for [`Limits::stack_size`].
     pub const DEFAULT_STACK_SIZE: usize = 256 * 1024;
-    /// The largest [`Limits::max_connections`] and [`Limits::max_per_source`].
-    pub const MAX_CONNECTIONS: usize = 1_000_000;
-    /// The shortest timeout or grace period.
+    /// The shortest timeout or grace period (of every duration setting
+    /// here, and [`ProxyProtocol::HEADER_TIMEOUT`](crate::runner::ProxyProtocol::HEADER_TIMEOUT)).
     pub const MIN_TIMEOUT: Duration = Duration::from_millis(1);
     /// The longest timeout or grace period (30 days).
     pub const MAX_TIMEOUT: Duration = Duration::from_secs(30 * 24 * 3600);
@@ -183,6 +202,12 @@ impl Limits {
     pub const MIN_STACK_SIZE: usize = 64 * 1024;
     /// The largest [`Limits::stack_size`].
     pub const MAX_STACK_SIZE: usize = 64 * 1024 * 1024;
+
+    /// A timeout's bound: [`Limits::MIN_TIMEOUT`] to
+    /// [`Limits::MAX_TIMEOUT`], or `None`.
+    const fn timeout(name: &'static str, default: Duration) -> Bound<Duration> {
+        Bound::new(name, Self::MIN_TIMEOUT, Self::MAX_TIMEOUT).with_default(default).or_none()
+    }
 
     /// Sets [`Limits::max_connections`].
     #[must_use]
@@ -248,27 +273,13 @@ impl Limits {
     /// assert!(err.to_string().starts_with("invalid idle_timeout"), "{err}");
     /// ```
     pub fn validate(&self) -> Result<(), Error> {
-        if !(1..=Self::MAX_CONNECTIONS).contains(&self.max_connections) {
-            return Err(ConfigError::new("max_connections", self.max_connections, "1 to 1000000").into());
-        }
-        if let Some(max) = self.max_per_source.filter(|max| !(1..=Self::MAX_CONNECTIONS).contains(max)) {
-            return Err(ConfigError::new("max_per_source", max, "1 to 1000000 (None for no limit)").into());
-        }
-        let timeouts = [
-            ("eviction_grace", self.eviction_grace),
-            ("idle_timeout", self.idle_timeout),
-            ("message_timeout", self.message_timeout),
-            ("write_timeout", self.write_timeout),
-        ];
-        for (setting, timeout) in timeouts {
-            if let Some(t) = timeout.filter(|t| !(Self::MIN_TIMEOUT..=Self::MAX_TIMEOUT).contains(t)) {
-                let value = format!("{t:?}");
-                return Err(ConfigError::new(setting, value, "1 ms to 30 days (None for no limit)").into());
-            }
-        }
-        if !(Self::MIN_STACK_SIZE..=Self::MAX_STACK_SIZE).contains(&self.stack_size) {
-            return Err(ConfigError::new("stack_size", self.stack_size, "65536 to 67108864 bytes").into());
-        }
+        Self::MAX_CONNECTIONS.check(self.max_connections)?;
+        Self::MAX_PER_SOURCE.check_option(self.max_per_source)?;
+        Self::EVICTION_GRACE.check_option(self.eviction_grace)?;
+        Self::IDLE_TIMEOUT.check_option(self.idle_timeout)?;
+        Self::MESSAGE_TIMEOUT.check_option(self.message_timeout)?;
+        Self::WRITE_TIMEOUT.check_option(self.write_timeout)?;
+        Self::STACK_SIZE.check(self.stack_size)?;
         Ok(())
     }
 }

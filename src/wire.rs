@@ -10,7 +10,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use crate::error::ConfigError;
+use crate::bounds::Bound;
 use crate::{Error, MalformedReason, MessageError, ProtocolError, StampError};
 
 /// How messages are delimited on a stream, with the limit that bounds each.
@@ -91,26 +91,42 @@ impl Framing {
         }
     }
 
-    /// Checks the limit is usable: a chunk buffer of 1 byte to 1 MiB (it is
-    /// allocated per connection), a line limit of at least 1 byte (it bounds
-    /// what a peer may send, not memory: any larger value is fine), and a
-    /// frame limit of 1 byte up to what leaves room for a stamp within a
-    /// 4-byte length.
+    /// The range of [`Framing::Chunk`]'s `buffer_size`, with its default:
+    /// 1 byte to 1 MiB, as it is allocated per connection.
+    pub const BUFFER_SIZE: Bound<usize> =
+        Bound::new("buffer_size", 1, MAX_BUFFER_SIZE).with_default(Self::DEFAULT_BUFFER_SIZE).with_unit("bytes");
+    /// The range of [`Framing::Line`]'s `max_line`, with its default: at
+    /// least 1 byte (it bounds what a peer may send, not memory: any larger
+    /// value is fine).
+    pub const MAX_LINE: Bound<usize> =
+        Bound::new("max_line", 1, usize::MAX).with_default(Self::DEFAULT_MAX_LINE).with_unit("bytes");
+    /// The range of [`Framing::LengthPrefixed`]'s `max_frame`, with its
+    /// default: 1 byte up to what leaves room for a stamp within a 4-byte
+    /// length (4 GiB less 512 bytes).
+    pub const MAX_FRAME: Bound<usize> =
+        Bound::new("max_frame", 1, MAX_FRAME_LIMIT).with_default(Self::DEFAULT_MAX_FRAME).with_unit("bytes");
+
+    /// The bound of this framing's [`limit`](Framing::limit):
+    /// [`BUFFER_SIZE`](Framing::BUFFER_SIZE), [`MAX_LINE`](Framing::MAX_LINE)
+    /// or [`MAX_FRAME`](Framing::MAX_FRAME).
+    pub const fn bound(&self) -> Bound<usize> {
+        match self {
+            Framing::Chunk { .. } => Self::BUFFER_SIZE,
+            Framing::Line { .. } => Self::MAX_LINE,
+            Framing::LengthPrefixed { .. } => Self::MAX_FRAME,
+        }
+    }
+
+    /// Checks the limit is within its [`bound`](Framing::bound), as
+    /// [`Builder::build`](crate::server::Builder::build) and
+    /// [`EchoClient::new`](crate::EchoClient::new) do.
     ///
     /// # Errors
     ///
-    /// [`Error::Config`] naming the setting and the value out of range.
+    /// [`Error::Config`] naming the setting, the value and its range.
     pub fn validate(&self) -> Result<(), Error> {
-        match *self {
-            Framing::Chunk { buffer_size } if !(1..=MAX_BUFFER_SIZE).contains(&buffer_size) => {
-                Err(ConfigError::new("buffer_size", buffer_size, "1 to 1048576 bytes").into())
-            }
-            Framing::Line { max_line: 0 } => Err(ConfigError::new("max_line", 0, "at least 1 byte").into()),
-            Framing::LengthPrefixed { max_frame } if !(1..=MAX_FRAME_LIMIT).contains(&max_frame) => {
-                Err(ConfigError::new("max_frame", max_frame, "1 byte to 4 GiB minus 512 bytes").into())
-            }
-            _ => Ok(()),
-        }
+        self.bound().check(self.limit())?;
+        Ok(())
     }
 
     /// Appends the framed reply `[stamp] message` (plus `ending` in line
@@ -177,7 +193,7 @@ impl Framing {
 }
 
 /// The largest chunk `buffer_size` and server `read_buffer_size`: the read
-/// buffer each connection allocates.
+/// buffer each connection allocates (see [`Framing::BUFFER_SIZE`]).
 pub(crate) const MAX_BUFFER_SIZE: usize = 1024 * 1024;
 
 /// The largest `max_frame`: a reply adds `[`, `] ` and up to 255 stamp bytes,

@@ -65,7 +65,7 @@ fn server_with(stamp: Arc<dyn Stamp>) -> DatagramServer {
 }
 
 fn unlimited(server: DatagramServer) -> DatagramServer {
-    server.rate_limit(RateLimit::per_second(RateLimit::MAX_REPLIES).total(RateLimit::MAX_TOTAL)).expect("a valid limit")
+    server.rate_limit(RateLimit::per_second(RateLimit::MAX_REPLIES).total(RateLimit::MAX_TOTAL))
 }
 
 /// A stamp that is always `T`, so sizes are exact.
@@ -469,7 +469,7 @@ fn the_default_rate_limit_answers_a_burst_per_source() {
 fn a_configured_rate_limit_is_the_one_applied_and_error_datagrams_count() {
     // Three replies, then one a day: the real clock cannot refill it during the test.
     let limit = RateLimit::default().replies(1, Duration::from_secs(86_400)).burst(3);
-    let server = DatagramServer::new(bind(), fixed_stamp()).expect("server").rate_limit(limit).expect("valid");
+    let server = DatagramServer::new(bind(), fixed_stamp()).expect("server").rate_limit(limit);
     let (running, seen) = watched(server);
     let peer = bind();
     let too_large = vec![b'x'; MAX_DATAGRAM];
@@ -489,9 +489,9 @@ fn a_configured_rate_limit_is_the_one_applied_and_error_datagrams_count() {
     assert_eq!((totals.messages, totals.errors, totals.dropped.rate_limited), (2, 1, 1));
     assert_eq!(totals.datagrams, totals.messages + totals.errors + totals.dropped.total());
 
-    // Out of range: refused, naming the setting.
+    // Out of range: refused when serving starts, naming the setting.
     let refused = DatagramServer::new(bind(), fixed_stamp()).expect("server").rate_limit(RateLimit::per_second(0));
-    match refused {
+    match refused.serve() {
         Err(Error::Config(e)) => assert_eq!((e.setting(), e.value()), ("replies", "0")),
         other => panic!("expected a configuration error, got {other:?}"),
     }
@@ -503,7 +503,7 @@ fn a_peer_answering_every_reply_is_answered_at_most_a_burst() {
     // reply. The rate limit ends the exchange.
     let limit = RateLimit::default().replies(1, Duration::from_secs(86_400)).burst(5);
     let (running, seen) =
-        watched(frozen(DatagramServer::new(bind(), fixed_stamp()).expect("server")).rate_limit(limit).expect("valid"));
+        watched(frozen(DatagramServer::new(bind(), fixed_stamp()).expect("server")).rate_limit(limit));
     let chargen = bind();
     chargen.send_to(b"go", running.addr).expect("send");
     let mut buf = [0; 64];
@@ -531,7 +531,7 @@ fn a_source_pushed_by_many_others_gets_no_new_burst() {
     // buckets. A table of sources would have forgotten the victim by then.
     let limit = RateLimit::default().buckets(16);
     let (running, seen) =
-        watched(frozen(DatagramServer::new(bind(), fixed_stamp()).expect("server")).rate_limit(limit).expect("valid"));
+        watched(frozen(DatagramServer::new(bind(), fixed_stamp()).expect("server")).rate_limit(limit));
     let victim = bind_at([127, 0, 0, 2], running.addr);
     let from = victim.local_addr().expect("address");
     let mut answered = 0;
@@ -573,7 +573,7 @@ fn all_sources_together_get_at_most_the_total() {
     // that never moves: each is within its own limit, the 51st is over the total.
     let limit = RateLimit::default().total(50);
     let (running, seen) =
-        watched(frozen(DatagramServer::new(bind(), fixed_stamp()).expect("server")).rate_limit(limit).expect("valid"));
+        watched(frozen(DatagramServer::new(bind(), fixed_stamp()).expect("server")).rate_limit(limit));
     let senders: Vec<UdpSocket> = (1..=100).map(|n| bind_at([127, 0, 3, n], running.addr)).collect();
     for (i, socket) in senders.iter().enumerate() {
         socket.send_to(b"hi", running.addr).expect("send");

@@ -20,8 +20,8 @@ fn allocations_serving(datagrams: u64) -> u64 {
     let socket = UdpSocket::bind("127.0.0.1:0").expect("bind");
     socket.set_read_timeout(Some(Duration::from_secs(10))).expect("safety net");
     let server = DatagramServer::new(socket, Arc::new(Rfc3339))
-        .and_then(|server| server.rate_limit(RateLimit::per_second(RateLimit::MAX_REPLIES)))
-        .expect("server");
+        .expect("server")
+        .rate_limit(RateLimit::per_second(RateLimit::MAX_REPLIES));
     let addr = server.local_addr().expect("address");
     let stopper = server.stopper();
     let client = std::thread::spawn(move || {

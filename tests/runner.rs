@@ -215,7 +215,7 @@ fn serves_a_unix_listener(rt: Runtime) {
 fn limits_out_of_range_are_refused(rt: Runtime) {
     let cases = [
         ("max_connections", Limits::default().max_connections(0)),
-        ("max_connections", Limits::default().max_connections(Limits::MAX_CONNECTIONS + 1)),
+        ("max_connections", Limits::default().max_connections(Limits::MAX_CONNECTIONS.max() + 1)),
         ("idle_timeout", Limits::default().idle_timeout(Some(Duration::ZERO))),
         ("idle_timeout", Limits::default().idle_timeout(Some(Duration::MAX))),
         ("write_timeout", Limits::default().write_timeout(Some(Duration::ZERO))),
@@ -223,7 +223,7 @@ fn limits_out_of_range_are_refused(rt: Runtime) {
         ("message_timeout", Limits::default().message_timeout(Some(Duration::from_nanos(1)))),
         ("message_timeout", Limits::default().message_timeout(Some(Limits::MAX_TIMEOUT * 2))),
         ("max_per_source", Limits::default().max_per_source(Some(0))),
-        ("max_per_source", Limits::default().max_per_source(Some(Limits::MAX_CONNECTIONS + 1))),
+        ("max_per_source", Limits::default().max_per_source(Some(Limits::MAX_CONNECTIONS.max() + 1))),
         ("eviction_grace", Limits::default().eviction_grace(Some(Duration::ZERO))),
         ("eviction_grace", Limits::default().eviction_grace(Some(Duration::MAX))),
         ("stack_size", Limits::default().stack_size(0)),
@@ -237,12 +237,12 @@ fn limits_out_of_range_are_refused(rt: Runtime) {
     }
     // The bounds themselves are accepted, and so is no limit at all.
     let widest = Limits::default()
-        .max_connections(Limits::MAX_CONNECTIONS)
+        .max_connections(Limits::MAX_CONNECTIONS.max())
         .idle_timeout(Some(Limits::MAX_TIMEOUT))
         .message_timeout(None)
         .write_timeout(Some(Limits::MIN_TIMEOUT))
         .eviction_grace(None)
-        .max_per_source(Some(Limits::MAX_CONNECTIONS))
+        .max_per_source(Some(Limits::MAX_CONNECTIONS.max()))
         .stack_size(Limits::MIN_STACK_SIZE);
     assert!(widest.validate().is_ok());
 }

@@ -1,6 +1,8 @@
 //! What the subcommands share: where to listen or connect and how to talk,
-//! durations (`500ms`, `30s`, or plain seconds), and the help texts'
-//! ranges, taken from the library's own bounds.
+//! durations (`500ms`, `30s`, or plain seconds), and the flags' help texts,
+//! defaults and parsers, made from a [`Bound`]: the library's own (so every
+//! range and default in `--help` is the one the library checks), or the
+//! command's for its own settings.
 
 use std::fmt;
 use std::io;
@@ -11,8 +13,8 @@ use std::time::Duration;
 
 use clap::ArgMatches;
 use clap::parser::ValueSource;
-use stamp_echo::Framing;
 use stamp_echo::stamp::StampKind;
+use stamp_echo::{Bound, BoundValue, Framing};
 
 /// Where the server listens (or the client connects), and how they talk.
 #[derive(clap::Args, Debug, Clone)]
@@ -37,55 +39,49 @@ pub struct Endpoint {
     #[arg(short = 'S', long, default_value = "ctime", value_name = "ctime|ctime-utc|rfc3339|unix")]
     pub stamp: StampKind,
 
-    #[arg(long, value_name = "BYTES", default_value_t = Framing::DEFAULT_BUFFER_SIZE,
-          help = limit_help("Chunk framing: the most bytes read as one message", Framing::chunk()),
-          value_parser = |t: &str| limit(t, Framing::chunk()))]
+    #[arg(long, value_name = "BYTES", default_value_t = default_of(Framing::BUFFER_SIZE),
+          help = help("Chunk framing: the most bytes read as one message", &Framing::BUFFER_SIZE),
+          value_parser = bounded(Framing::BUFFER_SIZE))]
     pub buffer_size: usize,
 
-    #[arg(long, value_name = "BYTES", default_value_t = Framing::DEFAULT_MAX_LINE,
-          help = limit_help("Line framing: the longest line, without its line ending", Framing::line()),
-          value_parser = |t: &str| limit(t, Framing::line()))]
+    #[arg(long, value_name = "BYTES", default_value_t = default_of(Framing::MAX_LINE),
+          help = help("Line framing: the longest line, without its line ending", &Framing::MAX_LINE),
+          value_parser = bounded(Framing::MAX_LINE))]
     pub max_line: usize,
 
-    #[arg(long, value_name = "BYTES", default_value_t = Framing::DEFAULT_MAX_FRAME,
-          help = limit_help("Length framing: the longest frame payload", Framing::length_prefixed()),
-          value_parser = |t: &str| limit(t, Framing::length_prefixed()))]
+    #[arg(long, value_name = "BYTES", default_value_t = default_of(Framing::MAX_FRAME),
+          help = help("Length framing: the longest frame payload", &Framing::MAX_FRAME),
+          value_parser = bounded(Framing::MAX_FRAME))]
     pub max_frame: usize,
 }
 
 /// The flags that set one framing's limit, and the framing each is for.
 const LIMIT_FLAGS: [(&str, &str); 3] = [("buffer_size", "chunk"), ("max_line", "line"), ("max_frame", "length")];
 
-/// The smallest and largest limits `framing` takes: found from the
-/// library's own validation, so the help never disagrees with it.
-fn limit_range(framing: Framing) -> (usize, usize) {
-    let ok = |n: usize| framing.with_limit(n).validate().is_ok();
-    let low = (0..=64).find(|&n| ok(n)).unwrap_or(1);
-    // The largest accepted: a binary search between low and usize::MAX.
-    let (mut good, mut bad) = (low, usize::MAX);
-    if ok(bad) {
-        return (low, bad);
-    }
-    while bad - good > 1 {
-        let mid = good + (bad - good) / 2;
-        if ok(mid) { good = mid } else { bad = mid }
-    }
-    (low, good)
+/// A flag's help: what it does, then its range from `bound` (the library's
+/// own, or one of the command's): `The most clients (1 to 1000000)`. Clap
+/// adds the default.
+pub fn help<T: BoundValue>(what: &str, bound: &Bound<T>) -> String {
+    format!("{what} ({bound})")
 }
 
-fn limit_help(what: &str, framing: Framing) -> String {
-    match limit_range(framing) {
-        (low, usize::MAX) => format!("{what} (at least {low})"),
-        (low, high) => format!("{what} ({low} to {high})"),
-    }
+/// A bound's default, for clap's `default_value_t` (its smallest value for a
+/// bound without one).
+pub fn default_of<T: BoundValue>(bound: Bound<T>) -> T {
+    bound.default().unwrap_or(bound.min())
 }
 
-/// A framing limit flag, checked against the library's bounds for its
-/// framing whichever framing is chosen, so no flag takes an absurd value.
-fn limit(text: &str, framing: Framing) -> Result<usize, String> {
-    let value: usize = text.parse().map_err(|e| format!("{e}"))?;
-    framing.with_limit(value).validate().map_err(|e| e.to_string())?;
-    Ok(value)
+/// A flag's parser: the number, checked by `bound` (the library's own check),
+/// the error stating the range: `expected 1 to 1000000`.
+pub fn bounded<T>(bound: Bound<T>) -> impl Fn(&str) -> Result<T, String> + Clone + Send + Sync + 'static
+where
+    T: BoundValue + FromStr,
+    T::Err: fmt::Display,
+{
+    move |text| {
+        let value: T = text.parse().map_err(|e| format!("{e}; expected {bound}"))?;
+        bound.check(value).map_err(|_| format!("expected {bound}"))
+    }
 }
 
 impl Endpoint {
@@ -212,32 +208,28 @@ impl FromStr for Dur {
     }
 }
 
-/// A duration parser for a flag: `min` to `max`, and 0 (none) too if `zero`.
-pub fn duration(min: Duration, max: Duration, zero: bool) -> impl Fn(&str) -> Result<Dur, String> + Clone {
+/// A duration flag's parser: `bound`'s range, checked by the library's
+/// check, and 0 (none) too where the setting takes `None`.
+pub fn duration(bound: Bound<Duration>) -> impl Fn(&str) -> Result<Dur, String> + Clone + Send + Sync + 'static {
     move |text| {
         let d: Dur = text.parse()?;
-        if (zero && d.0.is_zero()) || (min..=max).contains(&d.0) {
-            Ok(d)
-        } else {
-            Err(format!("expected {}", range(min, max, zero)))
+        if bound.or_none_accepted() && d.0.is_zero() {
+            return Ok(d);
         }
+        bound.check(d.0).map(Dur).map_err(|_| format!("expected {}", range(&bound)))
     }
 }
 
-/// `0 (none) or 1ms to 30days`.
-pub fn range(min: Duration, max: Duration, zero: bool) -> String {
-    let none = if zero && !min.is_zero() { "0 (none) or " } else { "" };
-    format!("{none}{} to {}", Dur(min), Dur(max))
+/// `bound`'s range, with `0 (none) or ` before it where the setting takes
+/// `None`: `0 (none) or 1ms to 30days`.
+pub fn range(bound: &Bound<Duration>) -> String {
+    let none = if bound.or_none_accepted() && !bound.min().is_zero() { "0 (none) or " } else { "" };
+    format!("{none}{bound}")
 }
 
 /// A duration flag's help: `what` and its range.
-pub fn duration_help(what: &str, min: Duration, max: Duration, zero: bool) -> String {
-    format!("{what} ({}; 500ms, 30s, 5m or plain seconds)", range(min, max, zero))
-}
-
-/// An integer flag's help: `what` and its range.
-pub fn int_help(what: &str, low: impl fmt::Display, high: impl fmt::Display) -> String {
-    format!("{what} ({low} to {high})")
+pub fn duration_help(what: &str, bound: &Bound<Duration>) -> String {
+    format!("{what} ({}; 500ms, 30s, 5m or plain seconds)", range(bound))
 }
 
 /// A flag's value when 0 means none.
@@ -257,18 +249,22 @@ mod tests {
         assert!("-1".parse::<Dur>().is_err());
         assert!("soon".parse::<Dur>().is_err());
         assert_eq!(Dur(Duration::from_millis(500)).to_string(), "500ms");
-        let parse = duration(Duration::from_millis(1), Duration::from_secs(10), true);
+        let parse = duration(Bound::new("t", Duration::from_millis(1), Duration::from_secs(10)).or_none());
         assert_eq!(parse("0"), Ok(Dur(Duration::ZERO)));
+        assert_eq!(parse("10s"), Ok(Dur(Duration::from_secs(10))));
         assert_eq!(parse("11s"), Err("expected 0 (none) or 1ms to 10s".to_owned()));
+        let parse = duration(Bound::new("t", Duration::from_millis(1), Duration::from_secs(10)));
+        assert_eq!(parse("0"), Err("expected 1ms to 10s".to_owned()));
     }
 
     #[test]
-    fn limit_ranges_are_the_librarys() {
-        for framing in [Framing::chunk(), Framing::line(), Framing::length_prefixed()] {
-            let (low, high) = limit_range(framing);
-            assert!(framing.with_limit(low).validate().is_ok() && framing.with_limit(high).validate().is_ok());
-            assert!(low == 0 || framing.with_limit(low - 1).validate().is_err());
-            assert!(high == usize::MAX || framing.with_limit(high + 1).validate().is_err());
-        }
+    fn numbers_are_checked_by_the_librarys_bounds() {
+        let parse = bounded(Framing::BUFFER_SIZE);
+        assert_eq!(parse("1"), Ok(1));
+        assert_eq!(parse(&Framing::BUFFER_SIZE.max().to_string()), Ok(Framing::BUFFER_SIZE.max()));
+        assert_eq!(parse("0"), Err("expected 1 to 1048576 bytes".to_owned()));
+        assert_eq!(parse("1048577"), Err("expected 1 to 1048576 bytes".to_owned()));
+        assert!(parse("many").is_err_and(|e| e.ends_with("expected 1 to 1048576 bytes")));
+        assert_eq!(help("Buffer", &Framing::MAX_LINE), "Buffer (1 or more bytes)");
     }
 }

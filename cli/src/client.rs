@@ -15,17 +15,16 @@ use std::time::Duration;
 
 use stamp_echo::datagram::DatagramClient;
 use stamp_echo::escape::escape;
-use stamp_echo::{EchoClient, Error, Reply};
+use stamp_echo::{Bound, EchoClient, Error, Limits, Reply};
 
-use crate::args::{Dur, Endpoint, duration, duration_help, int_help};
+use crate::args::{Dur, Endpoint, bounded, default_of, duration, duration_help, help};
 use crate::ping::{self, Probing};
 
-/// The longest a duration flag of the client takes: 30 days.
-pub const MAX_WAIT: Duration = stamp_echo::Limits::MAX_TIMEOUT;
-/// The shortest `--timeout`.
-pub const MIN_WAIT: Duration = stamp_echo::Limits::MIN_TIMEOUT;
-/// The most `--retries`.
-pub const MAX_RETRIES: u32 = 100;
+/// `--timeout`: the range of the library's timeouts.
+const TIMEOUT: Bound<Duration> =
+    Bound::new("timeout", Limits::MIN_TIMEOUT, Limits::MAX_TIMEOUT).with_default(Duration::from_secs(2));
+/// `--retries`, with the library's default.
+const RETRIES: Bound<u32> = Bound::new("retries", 0, 100).with_default(DatagramClient::DEFAULT_RETRIES);
 
 /// How to reach the server: shared by `client` and `ping`.
 #[derive(clap::Args, Clone)]
@@ -37,15 +36,15 @@ pub struct Connection {
     #[arg(short, long, conflicts_with_all = ["unix", "framing"])]
     pub udp: bool,
 
-    #[arg(short, long, value_name = "DURATION", default_value_t = Dur(Duration::from_secs(2)),
+    #[arg(short, long, value_name = "DURATION", default_value_t = Dur(default_of(TIMEOUT)),
           help = duration_help("How long to wait for a reply: over TCP or a Unix socket, the longest a read or write \
-                                may block; over UDP, each attempt before sending again", MIN_WAIT, MAX_WAIT, false),
-          value_parser = duration(MIN_WAIT, MAX_WAIT, false))]
+                                may block; over UDP, each attempt before sending again", &TIMEOUT),
+          value_parser = duration(TIMEOUT))]
     pub timeout: Dur,
 
-    #[arg(long, value_name = "N", requires = "udp", default_value_t = DatagramClient::DEFAULT_RETRIES,
-          help = int_help("UDP: how many times to send an unanswered request again", 0, MAX_RETRIES),
-          value_parser = clap::value_parser!(u32).range(0..=i64::from(MAX_RETRIES)))]
+    #[arg(long, value_name = "N", requires = "udp", default_value_t = default_of(RETRIES),
+          help = help("UDP: how many times to send an unanswered request again", &RETRIES),
+          value_parser = bounded(RETRIES))]
     pub retries: u32,
 }
 

@@ -23,16 +23,23 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 use stamp_echo::load::{Checker, message};
-use stamp_echo::{Error, Framing, ProtocolError};
+use stamp_echo::{Bound, Error, Framing, Limits, ProtocolError};
 
-use crate::args::{Dur, Endpoint, duration, duration_help, int_help};
+use crate::args::{Dur, Endpoint, bounded, default_of, duration, duration_help, help};
 
-/// The most connections.
-const MAX_CONNECTIONS: usize = 100_000;
-/// The most messages in flight per connection.
-const MAX_WINDOW: u64 = 1_000_000;
-/// The largest message (the length framing's default limit).
-const MAX_SIZE: usize = Framing::DEFAULT_MAX_FRAME;
+/// `--connections`.
+const CONNECTIONS: Bound<u64> = Bound::new("connections", 1, 100_000).with_default(1);
+/// `--messages`, per connection.
+const MESSAGES: Bound<u64> = Bound::new("messages", 1, u64::MAX).with_default(10_000);
+/// `--size`: up to the length framing's default limit.
+const SIZE: Bound<u64> = Bound::new("size", 1, Framing::DEFAULT_MAX_FRAME as u64).with_default(16).with_unit("bytes");
+/// `--window`: messages in flight per connection.
+const WINDOW: Bound<u64> = Bound::new("window", 1, 1_000_000);
+/// `--rate`: messages per second in all.
+const RATE: Bound<u64> = Bound::new("rate", 1, 100_000_000);
+/// `--timeout`: the range of the library's timeouts.
+const TIMEOUT: Bound<Duration> =
+    Bound::new("timeout", Limits::MIN_TIMEOUT, Limits::MAX_TIMEOUT).with_default(Duration::from_secs(30));
 /// Latencies are counted up to an hour, to 3 significant digits.
 const MAX_LATENCY_NANOS: u64 = 3_600_000_000_000;
 
@@ -42,32 +49,31 @@ pub struct Args {
     #[command(flatten)]
     endpoint: Endpoint,
 
-    #[arg(short, long, default_value_t = 1, help = int_help("Connections, each with a writer and a reader thread", 1, MAX_CONNECTIONS),
-          value_parser = clap::value_parser!(u64).range(1..=MAX_CONNECTIONS as u64))]
+    #[arg(short, long, default_value_t = default_of(CONNECTIONS), value_parser = bounded(CONNECTIONS),
+          help = help("Connections, each with a writer and a reader thread", &CONNECTIONS))]
     connections: u64,
 
-    /// Messages per connection.
-    #[arg(short = 'n', long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(short = 'n', long, default_value_t = default_of(MESSAGES), value_parser = bounded(MESSAGES),
+          help = help("Messages per connection", &MESSAGES))]
     messages: u64,
 
-    #[arg(short, long, default_value_t = 16, help = int_help("Bytes per message, without framing", 1, MAX_SIZE),
-          value_parser = clap::value_parser!(u64).range(1..=MAX_SIZE as u64))]
+    #[arg(short, long, default_value_t = default_of(SIZE), value_parser = bounded(SIZE),
+          help = help("Message size, without framing", &SIZE))]
     size: u64,
 
-    /// Messages in flight per connection at most: 1 is ping-pong, more is pipelining [default: 1; with --rate,
-    /// 1000000: the schedule alone sets the pace].
-    #[arg(short, long, value_parser = clap::value_parser!(u64).range(1..=MAX_WINDOW))]
+    #[arg(short, long, value_parser = bounded(WINDOW),
+          help = help("Messages in flight per connection at most: 1 is ping-pong, more is pipelining [default: 1; with \
+                       --rate, the most: the schedule alone sets the pace]", &WINDOW))]
     window: Option<u64>,
 
-    /// Open loop: messages per second in all, spread over the connections, each due on a fixed schedule; latencies
-    /// count from when each was due.
-    #[arg(short = 'R', long, value_name = "PER_SECOND", value_parser = clap::value_parser!(u64).range(1..=100_000_000))]
+    #[arg(short = 'R', long, value_name = "PER_SECOND", value_parser = bounded(RATE),
+          help = help("Open loop: messages per second in all, spread over the connections, each due on a fixed schedule; \
+                       latencies count from when each was due", &RATE))]
     rate: Option<u64>,
 
-    #[arg(short, long, value_name = "DURATION", default_value_t = Dur(Duration::from_secs(30)),
-          help = duration_help("How long a connection may wait on the server before it fails", stamp_echo::Limits::MIN_TIMEOUT,
-                               stamp_echo::Limits::MAX_TIMEOUT, false),
-          value_parser = duration(stamp_echo::Limits::MIN_TIMEOUT, stamp_echo::Limits::MAX_TIMEOUT, false))]
+    #[arg(short, long, value_name = "DURATION", default_value_t = Dur(default_of(TIMEOUT)),
+          help = duration_help("How long a connection may wait on the server before it fails", &TIMEOUT),
+          value_parser = duration(TIMEOUT))]
     timeout: Dur,
 
     /// Print one JSON object at the end instead of the text lines.
@@ -141,7 +147,7 @@ pub fn run(args: &Args) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let size = usize::try_from(args.size).unwrap_or(MAX_SIZE);
+    let size = usize::try_from(args.size).unwrap_or(Framing::DEFAULT_MAX_FRAME);
     let mut probe = Vec::new();
     message(0, size, &mut probe);
     if let Err(e) = Checker::new(args.endpoint.framing()).send(&probe, (), &mut Vec::new()) {
@@ -149,7 +155,7 @@ pub fn run(args: &Args) -> ExitCode {
         return ExitCode::FAILURE;
     }
     // Open loop: the schedule sets the pace, not the replies.
-    let window = args.window.unwrap_or(if args.rate.is_some() { MAX_WINDOW } else { 1 });
+    let window = args.window.unwrap_or(if args.rate.is_some() { WINDOW.max() } else { 1 });
     let progress = AtomicU64::new(0);
     let start_line = Barrier::new(conns.len() + 1);
     let (done_tx, done) = mpsc::channel();

@@ -10,22 +10,27 @@ use std::time::Duration;
 use stamp_echo::escape::escape;
 use stamp_echo::probe::{Probe, ProbeSummary, Probes};
 use stamp_echo::stamp::StampKind;
-use stamp_echo::{Error, TimeoutError};
+use stamp_echo::{Bound, Error, Limits, TimeoutError};
 
-use crate::args::{Dur, duration, duration_help};
-use crate::client::{Connection, MAX_WAIT, RoundTrip, connect};
+use crate::args::{Dur, bounded, default_of, duration, duration_help};
+use crate::client::{Connection, RoundTrip, connect};
+
+/// `--count`: probes to send.
+const COUNT: Bound<u64> = Bound::new("count", 1, u64::MAX);
+/// `--interval`: time between probes, up to the library's longest timeout.
+const INTERVAL: Bound<Duration> =
+    Bound::new("interval", Duration::ZERO, Limits::MAX_TIMEOUT).with_default(Duration::from_secs(1));
 
 /// How many probes, how often.
 #[derive(clap::Args, Clone)]
 pub struct Probing {
     /// Probe like ping: send N small messages, print one line per reply (round trip, and the clock offset with a
     /// sub-second --stamp), then a summary.
-    #[arg(short, long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(short, long, value_name = "N", value_parser = bounded(COUNT))]
     pub count: Option<u64>,
 
-    #[arg(short, long, value_name = "DURATION", default_value_t = Dur(Duration::from_secs(1)), requires = "count",
-          help = duration_help("Time between probes", Duration::ZERO, MAX_WAIT, false),
-          value_parser = duration(Duration::ZERO, MAX_WAIT, false))]
+    #[arg(short, long, value_name = "DURATION", default_value_t = Dur(default_of(INTERVAL)), requires = "count",
+          help = duration_help("Time between probes", &INTERVAL), value_parser = duration(INTERVAL))]
     pub interval: Dur,
 }
 
@@ -36,12 +41,11 @@ pub struct Args {
     connection: Connection,
 
     /// Probes to send (without it: until Ctrl-C).
-    #[arg(short, long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(short, long, value_name = "N", value_parser = bounded(COUNT))]
     count: Option<u64>,
 
-    #[arg(short, long, value_name = "DURATION", default_value_t = Dur(Duration::from_secs(1)),
-          help = duration_help("Time between probes", Duration::ZERO, MAX_WAIT, false),
-          value_parser = duration(Duration::ZERO, MAX_WAIT, false))]
+    #[arg(short, long, value_name = "DURATION", default_value_t = Dur(default_of(INTERVAL)),
+          help = duration_help("Time between probes", &INTERVAL), value_parser = duration(INTERVAL))]
     interval: Dur,
 
     /// Print one JSON object at the end (the summary and every probe), nothing else on stdout.

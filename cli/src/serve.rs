@@ -30,14 +30,19 @@ use socket2::{Domain, Socket, Type};
 use stamp_echo::datagram::{DatagramServer, DropCounts, Dropped, RateLimit};
 use stamp_echo::escape::{escape, escape_path};
 use stamp_echo::runner::{Addr, Listener, Peer, ProxyProtocol, Refusal, TracingEvents, TrustedProxy};
-use stamp_echo::{ConfigError, EchoServer, Error, Events, Fragment, Limits, Summary};
+use stamp_echo::{Bound, ConfigError, EchoServer, Error, Events, Fragment, Limits, Summary};
 
-use crate::args::{Dur, Endpoint, duration, duration_help, int_help, none_if_zero};
+use crate::args::{Dur, Endpoint, bounded, default_of, duration, duration_help, help, none_if_zero};
 use crate::log::{Format, Log, Rate};
 use crate::running::{Running, Runtime};
 
-/// The largest listen backlog.
-const MAX_BACKLOG: i32 = 65_535;
+/// The listen backlog's range and default.
+const BACKLOG: Bound<i32> = Bound::new("backlog", 1, 65_535).with_default(1024);
+/// How long open connections get at shutdown.
+const SHUTDOWN_DEADLINE: Bound<Duration> =
+    Bound::new("shutdown_deadline", Duration::ZERO, Limits::MAX_TIMEOUT).with_default(Duration::from_secs(5));
+/// Message lines logged per second at most.
+const LOG_RATE: Bound<u64> = Bound::new("log_rate", 0, 1_000_000).with_default(100);
 
 /// The timestamp echo server: answers every message with `[STAMP] MESSAGE`.
 #[derive(clap::Args)]
@@ -46,52 +51,52 @@ pub struct Args {
     endpoint: Endpoint,
 
     /// Listen backlog: connections the kernel holds until they are accepted (the original's listen(5)).
-    #[arg(short, long, default_value_t = 1024, help = int_help("Listen backlog: connections the kernel holds until they are accepted", 1, MAX_BACKLOG),
-          value_parser = clap::value_parser!(i32).range(1..=i64::from(MAX_BACKLOG)))]
+    #[arg(short, long, default_value_t = default_of(BACKLOG), value_parser = bounded(BACKLOG),
+          help = help("Listen backlog: connections the kernel holds until they are accepted", &BACKLOG))]
     backlog: i32,
 
-    #[arg(short = 'c', long, default_value_t = Limits::DEFAULT_MAX_CONNECTIONS,
-          help = int_help("The most clients served at once; at the cap, room is made at the expense of the source (IPv4 \
-                           address, IPv6 /64, Unix user) holding the most: its connection longest without completing a \
-                           message is closed, or a newcomer from it refused", 1, Limits::MAX_CONNECTIONS),
-          value_parser = max_connections)]
+    #[arg(short = 'c', long, default_value_t = default_of(Limits::MAX_CONNECTIONS),
+          help = help("The most clients served at once; at the cap, room is made at the expense of the source (IPv4 \
+                       address, IPv6 /64, Unix user) holding the most: its connection longest without completing a \
+                       message is closed, or a newcomer from it refused", &Limits::MAX_CONNECTIONS),
+          value_parser = bounded(Limits::MAX_CONNECTIONS))]
     max_connections: usize,
 
-    #[arg(long, value_name = "N", value_parser = max_connections,
-          help = int_help("The most clients one source (IPv4 address, IPv6 /64, Unix user) may hold at once (unset: only \
-                           --max-connections); a new one from a source at it takes the slot of the source's own \
-                           connection longest without a message, once over --eviction-grace, or is refused", 1, Limits::MAX_CONNECTIONS))]
+    #[arg(long, value_name = "N", value_parser = bounded(Limits::MAX_PER_SOURCE),
+          help = help("The most clients one source (IPv4 address, IPv6 /64, Unix user) may hold at once (unset: only \
+                       --max-connections); a new one from a source at it takes the slot of the source's own \
+                       connection longest without a message, once over --eviction-grace, or is refused", &Limits::MAX_PER_SOURCE))]
     max_per_source: Option<usize>,
 
-    #[arg(long, value_name = "DURATION", default_value_t = Dur(Limits::DEFAULT_EVICTION_GRACE),
+    #[arg(long, value_name = "DURATION", default_value_t = Dur(default_of(Limits::EVICTION_GRACE)),
           help = duration_help("How long a connection at the cap must have gone without completing a message before a \
-                                new client may take its slot; 0: never, new clients wait in the backlog", Limits::MIN_TIMEOUT, Limits::MAX_TIMEOUT, true),
-          value_parser = duration(Limits::MIN_TIMEOUT, Limits::MAX_TIMEOUT, true))]
+                                new client may take its slot; 0: never, new clients wait in the backlog", &Limits::EVICTION_GRACE),
+          value_parser = duration(Limits::EVICTION_GRACE))]
     eviction_grace: Dur,
 
-    #[arg(long, value_name = "DURATION", default_value_t = Dur(Limits::DEFAULT_IDLE_TIMEOUT),
-          help = duration_help("How long a client may send nothing before it is disconnected", Limits::MIN_TIMEOUT, Limits::MAX_TIMEOUT, true),
-          value_parser = duration(Limits::MIN_TIMEOUT, Limits::MAX_TIMEOUT, true))]
+    #[arg(long, value_name = "DURATION", default_value_t = Dur(default_of(Limits::IDLE_TIMEOUT)),
+          help = duration_help("How long a client may send nothing before it is disconnected", &Limits::IDLE_TIMEOUT),
+          value_parser = duration(Limits::IDLE_TIMEOUT))]
     idle_timeout: Dur,
 
-    #[arg(long, value_name = "DURATION", default_value_t = Dur(Limits::DEFAULT_MESSAGE_TIMEOUT),
-          help = duration_help("How long a message may take to arrive whole from its first byte", Limits::MIN_TIMEOUT, Limits::MAX_TIMEOUT, true),
-          value_parser = duration(Limits::MIN_TIMEOUT, Limits::MAX_TIMEOUT, true))]
+    #[arg(long, value_name = "DURATION", default_value_t = Dur(default_of(Limits::MESSAGE_TIMEOUT)),
+          help = duration_help("How long a message may take to arrive whole from its first byte", &Limits::MESSAGE_TIMEOUT),
+          value_parser = duration(Limits::MESSAGE_TIMEOUT))]
     message_timeout: Dur,
 
-    #[arg(long, value_name = "DURATION", default_value_t = Dur(Limits::DEFAULT_WRITE_TIMEOUT),
+    #[arg(long, value_name = "DURATION", default_value_t = Dur(default_of(Limits::WRITE_TIMEOUT)),
           help = duration_help("How long the replies to one read may take to leave before the client is taken to have \
-                                stopped reading and is disconnected", Limits::MIN_TIMEOUT, Limits::MAX_TIMEOUT, true),
-          value_parser = duration(Limits::MIN_TIMEOUT, Limits::MAX_TIMEOUT, true))]
+                                stopped reading and is disconnected", &Limits::WRITE_TIMEOUT),
+          value_parser = duration(Limits::WRITE_TIMEOUT))]
     write_timeout: Dur,
 
-    #[arg(long, value_name = "DURATION", default_value_t = Dur(Duration::from_secs(5)),
-          help = duration_help("How long open connections get to finish at shutdown before they are closed", Duration::ZERO, Limits::MAX_TIMEOUT, false),
-          value_parser = duration(Duration::ZERO, Limits::MAX_TIMEOUT, false))]
+    #[arg(long, value_name = "DURATION", default_value_t = Dur(default_of(SHUTDOWN_DEADLINE)),
+          help = duration_help("How long open connections get to finish at shutdown before they are closed", &SHUTDOWN_DEADLINE),
+          value_parser = duration(SHUTDOWN_DEADLINE))]
     shutdown_deadline: Dur,
 
-    #[arg(long, default_value_t = 100, help = int_help("Message lines logged per second at most; the rest are counted in a line a second", 0, MAX_LOG_RATE),
-          value_parser = clap::value_parser!(u64).range(0..=MAX_LOG_RATE))]
+    #[arg(long, default_value_t = default_of(LOG_RATE), value_parser = bounded(LOG_RATE),
+          help = help("Message lines logged per second at most; the rest are counted in a line a second", &LOG_RATE))]
     log_rate: u64,
 
     /// How log lines look.
@@ -107,19 +112,19 @@ pub struct Args {
           "idle_timeout", "message_timeout", "write_timeout", "backlog"])]
     udp: bool,
 
-    #[arg(long, requires = "udp", default_value_t = RateLimit::DEFAULT_REPLIES, value_name = "REPLIES",
-          help = int_help("UDP: replies per second to one source (an IPv4 address or an IPv6 /64), once its burst is used", 1, RateLimit::MAX_REPLIES),
-          value_parser = clap::value_parser!(u32).range(1..=i64::from(RateLimit::MAX_REPLIES)))]
+    #[arg(long, requires = "udp", default_value_t = default_of(RateLimit::REPLIES), value_name = "REPLIES",
+          help = help("UDP: replies per second to one source (an IPv4 address or an IPv6 /64), once its burst is used", &RateLimit::REPLIES),
+          value_parser = bounded(RateLimit::REPLIES))]
     udp_rate: u32,
 
-    #[arg(long, requires = "udp", default_value_t = RateLimit::DEFAULT_BURST, value_name = "REPLIES",
-          help = int_help("UDP: replies one source may get at once", 1, RateLimit::MAX_REPLIES),
-          value_parser = clap::value_parser!(u32).range(1..=i64::from(RateLimit::MAX_REPLIES)))]
+    #[arg(long, requires = "udp", default_value_t = default_of(RateLimit::BURST), value_name = "REPLIES",
+          help = help("UDP: replies one source may get at once", &RateLimit::BURST),
+          value_parser = bounded(RateLimit::BURST))]
     udp_burst: u32,
 
-    #[arg(long, requires = "udp", default_value_t = RateLimit::DEFAULT_TOTAL, value_name = "REPLIES",
-          help = int_help("UDP: replies per second to all sources together, in bursts of as many", 1, RateLimit::MAX_TOTAL),
-          value_parser = clap::value_parser!(u32).range(1..=i64::from(RateLimit::MAX_TOTAL)))]
+    #[arg(long, requires = "udp", default_value_t = default_of(RateLimit::TOTAL), value_name = "REPLIES",
+          help = help("UDP: replies per second to all sources together, in bursts of as many", &RateLimit::TOTAL),
+          value_parser = bounded(RateLimit::TOTAL))]
     udp_total: u32,
 
     /// Take the PROXY protocol (v1 or v2) from the --trusted-proxy addresses: their connections start with a header
@@ -132,9 +137,9 @@ pub struct Args {
     #[arg(long, requires = "proxy_protocol", value_name = "ADDR[/PREFIX]")]
     trusted_proxy: Vec<TrustedProxy>,
 
-    #[arg(long, requires = "proxy_protocol", value_name = "DURATION", default_value_t = Dur(Duration::from_secs(5)),
-          help = duration_help("How long a trusted proxy has to send its whole header", Limits::MIN_TIMEOUT, Limits::MAX_TIMEOUT, false),
-          value_parser = duration(Limits::MIN_TIMEOUT, Limits::MAX_TIMEOUT, false))]
+    #[arg(long, requires = "proxy_protocol", value_name = "DURATION", default_value_t = Dur(default_of(ProxyProtocol::HEADER_TIMEOUT)),
+          help = duration_help("How long a trusted proxy has to send its whole header", &ProxyProtocol::HEADER_TIMEOUT),
+          value_parser = duration(ProxyProtocol::HEADER_TIMEOUT))]
     proxy_header_timeout: Dur,
 
     /// Which runner serves TCP and Unix connections: a thread per connection, or a task per connection on a
@@ -153,18 +158,6 @@ pub struct Args {
           "max_per_source", "eviction_grace", "backlog", "proxy_protocol"])]
     inetd: bool,
 }
-
-/// `--max-connections`, `--max-per-source`: 1 to the library's bound.
-fn max_connections(text: &str) -> Result<usize, String> {
-    let n: usize = text.parse().map_err(|e| format!("{e}"))?;
-    (1..=Limits::MAX_CONNECTIONS)
-        .contains(&n)
-        .then_some(n)
-        .ok_or_else(|| format!("expected 1 to {}", Limits::MAX_CONNECTIONS))
-}
-
-/// The most `--log-rate`.
-const MAX_LOG_RATE: u64 = 1_000_000;
 
 /// Serves as the flags say until Ctrl-C or SIGTERM.
 pub fn run(args: &Args) -> ExitCode {
@@ -267,7 +260,7 @@ fn serve_udp(args: &Args, rate: Arc<Rate>) -> Result<String, Failure> {
             "total" => "--udp-total",
             _ => "--udp-rate",
         };
-        return Err(ConfigError::new(flag, e.value(), e.expected()).into());
+        return Err(ConfigError::new(flag, e.value(), e.expected().to_owned()).into());
     }
     let stamp = stamp(&args.endpoint);
     let socket = match activated(args)? {
@@ -282,7 +275,7 @@ fn serve_udp(args: &Args, rate: Arc<Rate>) -> Result<String, Failure> {
             UdpSocket::bind(resolved).map_err(bind)?
         }
     };
-    let server = DatagramServer::new(socket, stamp)?.rate_limit(limit)?;
+    let server = DatagramServer::new(socket, stamp)?.rate_limit(limit);
     let stopper = server.stopper();
     crate::signal::on_stop(move || stopper.stop())?;
     tracing::info!(target: "stamp_echo::serve", "listening on {} (udp)", server.local_addr()?);

@@ -9,9 +9,10 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
 use std::time::{Duration, SystemTime};
 
 use super::{Dropped, ERROR_PREFIX};
+use crate::Error;
+use crate::bounds::Bound;
 use crate::vocabulary::Source;
 use crate::wire::{Header, parse_header};
-use crate::{ConfigError, Error};
 
 impl Dropped {
     /// Why any server would drop `message` whatever its sender: `Some` for a
@@ -266,8 +267,22 @@ impl RateLimit {
     pub const MAX_TOTAL: u32 = 10_000_000;
     /// The largest [`buckets`](RateLimit::buckets).
     pub const MAX_BUCKETS: usize = 1 << 20;
-    const MIN_PER: Duration = Duration::from_millis(1);
-    const MAX_PER: Duration = Duration::from_secs(86_400);
+    /// The range of [`RateLimit::replies`], with its default.
+    pub const REPLIES: Bound<u32> =
+        Bound::new("replies", 1, Self::MAX_REPLIES).with_default(Self::DEFAULT_REPLIES).with_unit("replies");
+    /// The range of [`RateLimit::per`], with its default: 1 ms to 1 day.
+    pub const PER: Bound<Duration> =
+        Bound::new("per", Duration::from_millis(1), Duration::from_secs(86_400)).with_default(Self::DEFAULT_PER);
+    /// The range of [`RateLimit::burst`], with its default.
+    pub const BURST: Bound<u32> =
+        Bound::new("burst", 1, Self::MAX_REPLIES).with_default(Self::DEFAULT_BURST).with_unit("replies");
+    /// The range of [`RateLimit::total`], with its default.
+    pub const TOTAL: Bound<u32> =
+        Bound::new("total", 1, Self::MAX_TOTAL).with_default(Self::DEFAULT_TOTAL).with_unit("replies a second");
+    /// The range of [`RateLimit::buckets`], with its default (at least 2:
+    /// two rows of at least one).
+    pub const BUCKETS: Bound<usize> =
+        Bound::new("buckets", 2, Self::MAX_BUCKETS).with_default(Self::DEFAULT_BUCKETS).with_unit("buckets");
 
     /// The default limit with `replies` per second and a burst of as many
     /// for each source (the [`total`](RateLimit::total) stays the default).
@@ -311,21 +326,11 @@ impl RateLimit {
     ///
     /// [`Error::Config`] naming the first setting out of range and its value.
     pub fn validate(&self) -> Result<(), Error> {
-        if !(1..=Self::MAX_REPLIES).contains(&self.replies) {
-            return Err(ConfigError::new("replies", self.replies, "1 to 1000000 replies").into());
-        }
-        if !(Self::MIN_PER..=Self::MAX_PER).contains(&self.per) {
-            return Err(ConfigError::new("per", format_args!("{:?}", self.per), "1 ms to 1 day").into());
-        }
-        if !(1..=Self::MAX_REPLIES).contains(&self.burst) {
-            return Err(ConfigError::new("burst", self.burst, "1 to 1000000 replies").into());
-        }
-        if !(1..=Self::MAX_TOTAL).contains(&self.total) {
-            return Err(ConfigError::new("total", self.total, "1 to 10000000 replies a second").into());
-        }
-        if !(2..=Self::MAX_BUCKETS).contains(&self.buckets) {
-            return Err(ConfigError::new("buckets", self.buckets, "2 to 1048576 buckets").into());
-        }
+        Self::REPLIES.check(self.replies)?;
+        Self::PER.check(self.per)?;
+        Self::BURST.check(self.burst)?;
+        Self::TOTAL.check(self.total)?;
+        Self::BUCKETS.check(self.buckets)?;
         Ok(())
     }
 }

@@ -9,6 +9,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use super::{Addr, Decision, Entry, Limits, Peer, Shared, Source};
+use crate::bounds::Bound;
 use crate::protocol::Summary;
 use crate::proxy::{ProxyAddresses, ProxyCommand, ProxyHeader, ProxyParser, ProxyStatus};
 use crate::{ConfigError, Error};
@@ -38,19 +39,19 @@ impl TrustedProxy {
     ///
     /// # Errors
     ///
-    /// [`Error::Config`] for a prefix over 32 (IPv4) or 128 (IPv6).
+    /// [`Error::Config`] for a prefix over 32 (IPv4: `expected 0 to 32`) or
+    /// 128 (IPv6).
     pub fn new(addr: IpAddr, prefix: u8) -> Result<TrustedProxy, Error> {
         let network = match addr {
-            IpAddr::V4(ip) if prefix <= 32 => IpAddr::V4(Ipv4Addr::from(u32::from(ip) & mask32(prefix))),
-            IpAddr::V6(ip) if prefix <= 128 => IpAddr::V6(Ipv6Addr::from(u128::from(ip) & mask128(prefix))),
-            _ => return Err(ConfigError::new("trusted proxy prefix", prefix, "0 to 32 (IPv4) or 128 (IPv6)").into()),
+            IpAddr::V4(ip) => IpAddr::V4(Ipv4Addr::from(u32::from(ip) & mask32(V4_PREFIX.check(prefix)?))),
+            IpAddr::V6(ip) => IpAddr::V6(Ipv6Addr::from(u128::from(ip) & mask128(V6_PREFIX.check(prefix)?))),
         };
         Ok(TrustedProxy { network, prefix })
     }
 
     /// One address alone (`/32` or `/128`).
     pub fn addr(addr: IpAddr) -> TrustedProxy {
-        let prefix = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = if addr.is_ipv4() { V4_PREFIX.max() } else { V6_PREFIX.max() };
         TrustedProxy { network: addr, prefix }
     }
 
@@ -64,6 +65,10 @@ impl TrustedProxy {
         }
     }
 }
+
+/// The prefix lengths of an IPv4 network, and of an IPv6 one.
+const V4_PREFIX: Bound<u8> = Bound::new("trusted proxy prefix", 0, 32).with_default(32);
+const V6_PREFIX: Bound<u8> = Bound::new("trusted proxy prefix", 0, 128).with_default(128);
 
 fn mask32(prefix: u8) -> u32 {
     u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0)
@@ -151,7 +156,8 @@ pub struct ProxyProtocol {
     pub trusted: Vec<TrustedProxy>,
     /// How long a trusted proxy has, from `accept()`, to send its whole
     /// header (default [`ProxyProtocol::DEFAULT_HEADER_TIMEOUT`], 5 s;
-    /// [`Limits::MIN_TIMEOUT`] to [`Limits::MAX_TIMEOUT`]).
+    /// [`Limits::MIN_TIMEOUT`] to [`Limits::MAX_TIMEOUT`]:
+    /// [`ProxyProtocol::HEADER_TIMEOUT`]).
     pub header_timeout: Duration,
 }
 
@@ -160,6 +166,10 @@ impl ProxyProtocol {
     /// header at once with the connection; 5 s is HAProxy's own
     /// `timeout client` in its examples, far above any network round trip.
     pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+    /// The range of [`ProxyProtocol::header_timeout`], with its default:
+    /// that of every timeout in [`Limits`].
+    pub const HEADER_TIMEOUT: Bound<Duration> = Bound::new("header_timeout", Limits::MIN_TIMEOUT, Limits::MAX_TIMEOUT)
+        .with_default(Self::DEFAULT_HEADER_TIMEOUT);
 
     /// Headers from `trusted` networks, with the default header timeout.
     pub fn new(trusted: impl IntoIterator<Item = TrustedProxy>) -> ProxyProtocol {
@@ -187,12 +197,10 @@ impl ProxyProtocol {
     ///
     /// # Errors
     ///
-    /// [`Error::Config`] for a header timeout out of range.
+    /// [`Error::Config`] for a header timeout out of
+    /// [`ProxyProtocol::HEADER_TIMEOUT`].
     pub fn validate(&self) -> Result<(), Error> {
-        if !(Limits::MIN_TIMEOUT..=Limits::MAX_TIMEOUT).contains(&self.header_timeout) {
-            let value = format!("{:?}", self.header_timeout);
-            return Err(ConfigError::new("header_timeout", value, "1 ms to 30 days").into());
-        }
+        Self::HEADER_TIMEOUT.check(self.header_timeout)?;
         Ok(())
     }
 }

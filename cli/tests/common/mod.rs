@@ -4,7 +4,7 @@
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
-use std::process::Command;
+use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use stamp_echo::Framing;
@@ -18,6 +18,23 @@ pub fn stamp_echo(subcommand: &str) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_stamp-echo"));
     command.arg(subcommand);
     command
+}
+
+/// `command`'s output once it exits; the process killed and a failure if it
+/// runs past the safety timeout.
+pub fn output(command: &mut Command) -> Output {
+    let child = command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("run");
+    let pid = child.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    rx.recv_timeout(SAFETY_TIMEOUT)
+        .unwrap_or_else(|_| {
+            let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
+            panic!("{command:?} did not exit");
+        })
+        .expect("its output")
 }
 
 /// The binary's path.
