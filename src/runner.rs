@@ -67,7 +67,7 @@ mod tracing_events;
 pub use tracing_events::TracingEvents;
 
 pub use crate::error::Refusal;
-pub use crate::vocabulary::{Addr, Events, Limits, Peer, Source, Totals};
+pub use crate::vocabulary::{Addr, Events, Handle, Limits, Peer, Source, Stopping, Totals};
 pub(crate) use proxied::HeaderRead;
 pub use proxied::{ProxyProtocol, TrustedProxy};
 pub(crate) use registry::{Decision, Entry, FORCE_GRACE, Flags, Registry, Shared};
@@ -80,14 +80,15 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
-use std::thread::{self, JoinHandle};
+use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::Error;
 use crate::protocol::{Fragment, Observer, Summary};
 use crate::proxy::{ProxyHeader, has_signature};
 use crate::server::EchoServer;
-use crate::stop;
+use crate::stop::{self, Completion};
+use crate::vocabulary::Serving;
 use crate::{ProxyError, TimeoutError};
 
 /// A listener to serve: a bound [`TcpListener`] or [`UnixListener`].
@@ -184,7 +185,7 @@ impl Listener {
     }
 }
 
-/// How [`Handle::shutdown`] reaches an accept loop blocked in `accept()`.
+/// How a stop reaches an accept loop blocked in `accept()`.
 #[derive(Debug)]
 enum Wake {
     /// `accept()` returns every [`stop::TICK`] by itself.
@@ -227,13 +228,12 @@ enum Wake {
 /// assert_eq!(handle.shutdown(Duration::from_secs(5)).messages, 1);
 /// # Ok::<(), stamp_echo::Error>(())
 /// ```
-pub fn start<L: Into<Listener>, E: Events>(
-    listener: L,
-    server: EchoServer,
-    limits: Limits,
-    events: E,
-) -> Result<Handle, Error> {
-    launch(listener.into(), server, limits, None, events)
+pub fn start<L, E: Events>(listener: L, server: EchoServer, limits: Limits, events: E) -> Result<Handle, Error>
+where
+    L: TryInto<Listener>,
+    Error: From<L::Error>,
+{
+    launch(listener.try_into()?, server, limits, None, events)
 }
 
 /// [`start`], behind a load balancer: connections from `proxy`'s trusted
@@ -278,15 +278,19 @@ pub fn start<L: Into<Listener>, E: Events>(
 ///
 /// As [`start`], and [`Error::Config`] for a header timeout out of range
 /// ([`ProxyProtocol::validate`]).
-pub fn start_proxied<L: Into<Listener>, E: Events>(
+pub fn start_proxied<L, E: Events>(
     listener: L,
     server: EchoServer,
     limits: Limits,
     proxy: ProxyProtocol,
     events: E,
-) -> Result<Handle, Error> {
+) -> Result<Handle, Error>
+where
+    L: TryInto<Listener>,
+    Error: From<L::Error>,
+{
     proxy.validate()?;
-    launch(listener.into(), server, limits, Some(proxy), events)
+    launch(listener.try_into()?, server, limits, Some(proxy), events)
 }
 
 fn launch<E: Events>(
@@ -299,107 +303,20 @@ fn launch<E: Events>(
     limits.validate()?;
     let (listener, wake) = listener.prepare()?;
     let local_addr = listener.local_addr()?;
-    let waits = Waits { in_accept: AtomicBool::new(false), changed: Condvar::new() };
-    let shared = Arc::new(Shared::new(server, limits, Box::new(events), waits).proxied(proxy));
     let poll = matches!(wake, Wake::Poll);
-    let acceptor = {
+    let waits = Waits { in_accept: AtomicBool::new(false), changed: Condvar::new(), wake, stopped: Completion::new() };
+    let shared = Arc::new(Shared::new(server, limits, Box::new(events), waits).proxied(proxy));
+    {
         let shared = Arc::clone(&shared);
-        thread::Builder::new()
-            .name("stamp-echo-accept".into())
-            .stack_size(limits.stack_size)
-            .spawn(move || accept_loop(&shared, &listener, poll))?
-    };
-    Ok(Handle { shared, acceptor: Some(acceptor), local_addr, wake })
-}
-
-/// A running server: its address, its counts, and the way to stop it.
-///
-/// Dropping the handle shuts the server down as [`Handle::shutdown`] does,
-/// with a deadline of [`Handle::DROP_DEADLINE`].
-#[derive(Debug)]
-#[must_use = "dropping the Handle shuts the server down"]
-pub struct Handle {
-    shared: Arc<Threads>,
-    acceptor: Option<JoinHandle<()>>,
-    local_addr: Addr,
-    wake: Wake,
-}
-
-impl Handle {
-    /// The deadline of the shutdown that dropping a [`Handle`] does.
-    pub const DROP_DEADLINE: Duration = Duration::from_secs(1);
-
-    /// The address the server listens on (with the real port when the
-    /// listener was bound to port 0).
-    pub fn local_addr(&self) -> &Addr {
-        &self.local_addr
+        thread::Builder::new().name("stamp-echo-accept".into()).stack_size(limits.stack_size).spawn(move || {
+            // Completes the stop however this thread ends (panics included).
+            let finish = Finish(&shared);
+            accept_loop(&shared, &listener, poll);
+            drop(listener);
+            finish.stopped();
+        })?;
     }
-
-    /// Connections being served now.
-    pub fn active(&self) -> usize {
-        self.shared.lock().active()
-    }
-
-    /// Counts over the connections that have ended so far.
-    pub fn totals(&self) -> Totals {
-        self.shared.lock().totals()
-    }
-
-    /// Stops the server and returns its totals:
-    ///
-    /// 1. stops accepting: the accept loop sees the stop within 50 ms (it
-    ///    never connects to the listener's address, except over TCP where
-    ///    `accept()` ignores timeouts) and closes the listener, so clients
-    ///    still in the backlog are refused;
-    /// 2. shuts down the reading side of every connection: each one answers
-    ///    what it has received, sees the end of its input, and closes;
-    /// 3. waits for them, up to `deadline` (any length: one too long to
-    ///    represent waits until they end);
-    /// 4. closes the rest by force (a client that does not read its replies,
-    ///    say), counted in [`Totals::force_closed`].
-    pub fn shutdown(mut self, deadline: Duration) -> Totals {
-        self.stop(deadline)
-    }
-
-    fn stop(&mut self, deadline: Duration) -> Totals {
-        let until = Instant::now().checked_add(deadline);
-        let in_accept = {
-            let mut state = self.shared.lock();
-            state.stop();
-            self.shared.waits.in_accept.load(Ordering::Relaxed)
-        };
-        self.shared.waits.changed.notify_all();
-        let woken = match &self.wake {
-            Wake::Connect(addr) if in_accept => {
-                TcpStream::connect_timeout(addr, Duration::from_secs(1)).map(drop).is_ok()
-            }
-            _ => true,
-        };
-        if let Some(acceptor) = self.acceptor.take() {
-            // If the wake-up connection failed, the acceptor stays in accept()
-            // until the next client arrives; it then sees `stopping` and ends.
-            if woken {
-                let _ = acceptor.join();
-            }
-        }
-        let state = self.shared.wait_idle(until);
-        let state = if state.active() > 0 {
-            state.force_all();
-            drop(state);
-            self.shared.wait_idle(Instant::now().checked_add(FORCE_GRACE))
-        } else {
-            state
-        };
-        state.final_totals()
-    }
-}
-
-impl Drop for Handle {
-    fn drop(&mut self) {
-        if !self.shared.lock().stopping() {
-            self.stop(Self::DROP_DEADLINE);
-        }
-    }
+    Ok(Handle::new(local_addr, shared))
 }
 
 /// What the runner's threads share.
@@ -413,6 +330,76 @@ struct Waits {
     in_accept: AtomicBool,
     /// Signalled when a connection ends and when shutdown starts.
     changed: Condvar,
+    /// How a stop reaches the acceptor blocked in `accept()`.
+    wake: Wake,
+    /// Completed by the acceptor once every connection has ended (or was
+    /// given up on).
+    stopped: Completion<Totals>,
+}
+
+impl Serving<Totals> for Threads {
+    fn active(&self) -> usize {
+        self.lock().active()
+    }
+
+    fn totals(&self) -> Totals {
+        self.lock().totals()
+    }
+
+    fn stop(&self, until: Option<Instant>) {
+        if !self.waits.stopped.ask(until) {
+            return;
+        }
+        let in_accept = {
+            let mut state = self.lock();
+            state.stop();
+            self.waits.in_accept.load(Ordering::Relaxed)
+        };
+        self.waits.changed.notify_all();
+        if let Wake::Connect(addr) = &self.waits.wake {
+            // If this fails, the acceptor stays in accept() until the next
+            // client arrives; it then sees `stopping` and ends.
+            if in_accept {
+                let _ = TcpStream::connect_timeout(addr, Duration::from_secs(1));
+            }
+        }
+    }
+
+    fn completion(&self) -> &Completion<Totals> {
+        &self.waits.stopped
+    }
+}
+
+/// The acceptor's last step: once its loop has ended (the runner stopping)
+/// and the listener is closed, waits for the connections until the stop's
+/// deadline, closes the rest by force, and completes the stop with the
+/// final totals. Dropped without [`stopped`](Finish::stopped) (a panic),
+/// completes it with the totals so far.
+struct Finish<'a>(&'a Threads);
+
+impl Finish<'_> {
+    fn stopped(self) {
+        let shared = self.0;
+        let until = shared.waits.stopped.asked().flatten();
+        let state = shared.wait_idle(until);
+        let state = if state.active() > 0 {
+            state.force_all();
+            drop(state);
+            shared.wait_idle(Instant::now().checked_add(FORCE_GRACE))
+        } else {
+            state
+        };
+        let totals = state.final_totals();
+        drop(state);
+        shared.waits.stopped.complete(totals);
+    }
+}
+
+impl Drop for Finish<'_> {
+    fn drop(&mut self) {
+        let totals = self.0.lock().final_totals();
+        self.0.waits.stopped.complete(totals);
+    }
 }
 
 impl Threads {

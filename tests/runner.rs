@@ -187,7 +187,7 @@ fn serves_a_unix_listener(rt: Runtime) {
     let (recorder, events) = Recorder::new();
     let framing = Framing::line();
     let handle = serve_on(rt, listener, fixed_server(framing), Limits::default(), recorder).expect("start");
-    assert_eq!(handle.local_addr(), Addr::Unix(Some(path.clone())));
+    assert_eq!(handle.local_addr(), &Addr::Unix(Some(path.clone())));
 
     let mut stream = UnixStream::connect(&path).expect("connect");
     stream.write_all(b"over unix\n").expect("send");

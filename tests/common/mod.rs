@@ -23,9 +23,9 @@ use std::time::{Duration, SystemTime};
 
 use stamp_echo::framing::LineEnding;
 use stamp_echo::protocol::Responder;
-use stamp_echo::runner::{self, Addr, Peer, Refusal};
+use stamp_echo::runner::{self, Peer, Refusal};
 use stamp_echo::stamp::Ctime;
-use stamp_echo::{EchoServer, Error, Events, Fragment, Framing, Handle, Limits, Summary, Totals};
+use stamp_echo::{EchoServer, Error, Events, Fragment, Framing, Handle, Limits, Summary};
 use stamp_echo::{ProtocolError, TimeoutError};
 
 /// A safety net against hangs: no test waits for anything this long, and
@@ -197,61 +197,6 @@ macro_rules! on_both_runtimes {
     };
 }
 
-/// A running server of either runtime, with the thread runner's blocking
-/// [`Handle`] API (the tokio one's calls run on the runtime it owns).
-pub enum Served {
-    Threads(Handle),
-    Tokio(TokioServed),
-}
-
-/// The tokio runner's handle and the runtime it runs on (two workers).
-pub struct TokioServed {
-    handle: Option<stamp_echo::tokio::runner::Handle>,
-    runtime: tokio::runtime::Runtime,
-}
-
-impl Drop for TokioServed {
-    fn drop(&mut self) {
-        // As the thread runner's Handle does when dropped.
-        if let Some(handle) = self.handle.take() {
-            self.runtime.block_on(handle.shutdown(stamp_echo::Handle::DROP_DEADLINE));
-        }
-    }
-}
-
-impl Served {
-    pub fn local_addr(&self) -> Addr {
-        match self {
-            Served::Threads(h) => h.local_addr().clone(),
-            Served::Tokio(t) => t.handle.as_ref().expect("running").local_addr().clone(),
-        }
-    }
-
-    pub fn active(&self) -> usize {
-        match self {
-            Served::Threads(h) => h.active(),
-            Served::Tokio(t) => t.handle.as_ref().expect("running").active(),
-        }
-    }
-
-    pub fn totals(&self) -> Totals {
-        match self {
-            Served::Threads(h) => h.totals(),
-            Served::Tokio(t) => t.handle.as_ref().expect("running").totals(),
-        }
-    }
-
-    pub fn shutdown(self, deadline: Duration) -> Totals {
-        match self {
-            Served::Threads(h) => h.shutdown(deadline),
-            Served::Tokio(mut t) => {
-                let handle = t.handle.take().expect("running");
-                t.runtime.block_on(handle.shutdown(deadline))
-            }
-        }
-    }
-}
-
 /// `listener` (a std TCP or Unix listener) served by `runtime`'s runner.
 pub fn serve_on<L: Into<runner::Listener>, E: Events>(
     runtime: Runtime,
@@ -259,11 +204,12 @@ pub fn serve_on<L: Into<runner::Listener>, E: Events>(
     server: EchoServer,
     limits: Limits,
     events: E,
-) -> Result<Served, Error> {
+) -> Result<Handle, Error> {
     serve_proxied_on(runtime, listener, server, limits, None, events)
 }
 
-/// [`serve_on`], with the PROXY protocol on when `proxy` is given.
+/// [`serve_on`], with the PROXY protocol on when `proxy` is given. The tokio
+/// runner runs on [`tokio_runtime`].
 pub fn serve_proxied_on<L: Into<runner::Listener>, E: Events>(
     runtime: Runtime,
     listener: L,
@@ -271,40 +217,33 @@ pub fn serve_proxied_on<L: Into<runner::Listener>, E: Events>(
     limits: Limits,
     proxy: Option<runner::ProxyProtocol>,
     events: E,
-) -> Result<Served, Error> {
-    match runtime {
-        Runtime::Threads => match proxy {
-            Some(proxy) => runner::start_proxied(listener, server, limits, proxy, events).map(Served::Threads),
-            None => runner::start(listener, server, limits, events).map(Served::Threads),
-        },
+) -> Result<Handle, Error> {
+    let listener = listener.into();
+    let _entered;
+    let (start, start_proxied): (Start<E>, StartProxied<E>) = match runtime {
+        Runtime::Threads => (runner::start, runner::start_proxied),
         Runtime::Tokio => {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .expect("a tokio runtime");
-            let handle = {
-                let _entered = rt.enter();
-                let listener: stamp_echo::tokio::runner::Listener = match listener.into() {
-                    runner::Listener::Tcp(l) => {
-                        l.set_nonblocking(true).expect("non-blocking listener");
-                        tokio::net::TcpListener::from_std(l).expect("a tokio listener").into()
-                    }
-                    #[cfg(unix)]
-                    runner::Listener::Unix(l) => {
-                        l.set_nonblocking(true).expect("non-blocking listener");
-                        tokio::net::UnixListener::from_std(l).expect("a tokio listener").into()
-                    }
-                    other => panic!("no tokio listener for {other:?}"),
-                };
-                match proxy {
-                    Some(proxy) => stamp_echo::tokio::runner::start_proxied(listener, server, limits, proxy, events),
-                    None => stamp_echo::tokio::runner::start(listener, server, limits, events),
-                }
-            };
-            handle.map(|handle| Served::Tokio(TokioServed { handle: Some(handle), runtime: rt }))
+            _entered = tokio_runtime().enter();
+            (stamp_echo::tokio::runner::start, stamp_echo::tokio::runner::start_proxied)
         }
+    };
+    match proxy {
+        Some(proxy) => start_proxied(listener, server, limits, proxy, events),
+        None => start(listener, server, limits, events),
     }
+}
+
+/// A runner's `start`, and its `start_proxied`.
+type Start<E> = fn(runner::Listener, EchoServer, Limits, E) -> Result<Handle, Error>;
+type StartProxied<E> = fn(runner::Listener, EchoServer, Limits, runner::ProxyProtocol, E) -> Result<Handle, Error>;
+
+/// The runtime the tests' tokio runners run on: two workers, shared by the
+/// tests of one binary (the handles are stopped from the tests' threads).
+pub fn tokio_runtime() -> &'static tokio::runtime::Runtime {
+    static RUNTIME: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
+    RUNTIME.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("a tokio runtime")
+    })
 }
 
 /// `stream` (in memory, a [`Duplex`](stamp_echo::testing::Duplex) or a wrapper of one) served by
@@ -326,7 +265,7 @@ pub fn serve_in_memory<S: Read + Write + Unpin>(
 
 /// `server` served by `runtime`'s runner on 127.0.0.1 and a free port, with
 /// recorded events (see [`start`]).
-pub fn start_on(runtime: Runtime, server: EchoServer, limits: Limits) -> (Served, SocketAddr, Receiver<Event>) {
+pub fn start_on(runtime: Runtime, server: EchoServer, limits: Limits) -> (Handle, SocketAddr, Receiver<Event>) {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
     let addr = listener.local_addr().expect("bound address");
     let (recorder, events) = Recorder::new();
