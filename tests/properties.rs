@@ -58,7 +58,7 @@ fn cut_points() -> impl Strategy<Value = Vec<Index>> {
 
 /// What serving some reads produced.
 #[derive(Debug, PartialEq)]
-struct Handle {
+struct Served {
     /// The messages seen whole, put together from their fragments.
     messages: Vec<Vec<u8>>,
     /// The bytes seen of a message that did not end (answered in part).
@@ -69,13 +69,13 @@ struct Handle {
 
 /// Serves `reads`, putting the observed fragments back together and
 /// checking them: in order, contiguous, empty only when last.
-fn serve(framing: Framing, reads: Vec<Vec<u8>>) -> Handle {
+fn serve(framing: Framing, reads: Vec<Vec<u8>>) -> Served {
     serve_on(framing, reads, Runtime::Threads)
 }
 
 /// [`serve`] with the blocking driver (`Runtime::Threads`) or the tokio one,
 /// under the runner's deadlines.
-fn serve_on(framing: Framing, reads: Vec<Vec<u8>>, runtime: Runtime) -> Handle {
+fn serve_on(framing: Framing, reads: Vec<Vec<u8>>, runtime: Runtime) -> Served {
     let mut messages = Vec::new();
     let mut current: Option<Vec<u8>> = None;
     let mut stream = Duplex::from_reads(reads);
@@ -99,7 +99,7 @@ fn serve_on(framing: Framing, reads: Vec<Vec<u8>>, runtime: Runtime) -> Handle {
             rt.block_on(stamp_echo::tokio::serve_with_limits(&server, stream, &limits, observer))
         }
     };
-    Handle {
+    Served {
         messages,
         partial: current,
         output: stream.take_output(),
@@ -220,7 +220,7 @@ proptest! {
     fn chunk_echoes_utf8_whole_whatever_the_split(input in "\\PC{0,120}", points in cut_points(), buffer_size in 1usize..=16) {
         let framing = Framing::Chunk { buffer_size };
         for reads in [vec![input.as_bytes().to_vec()], split_at_points(input.as_bytes(), &points)] {
-            let Handle { messages, output, result, .. } = serve(framing, reads);
+            let Served { messages, output, result, .. } = serve(framing, reads);
             prop_assert!(result.is_ok());
             prop_assert_eq!(messages.concat(), input.as_bytes());
             for m in &messages {
@@ -236,7 +236,7 @@ proptest! {
     #[test]
     fn chunk_echoes_any_bytes_whatever_the_split(input in interesting_bytes(200), points in cut_points(), buffer_size in 1usize..=16) {
         let framing = Framing::Chunk { buffer_size };
-        let Handle { messages, result, .. } = serve(framing, split_at_points(&input, &points));
+        let Served { messages, result, .. } = serve(framing, split_at_points(&input, &points));
         prop_assert!(result.is_ok());
         prop_assert_eq!(messages.concat(), input);
     }
@@ -777,7 +777,7 @@ proptest! {
         points in cut_points(),
     ) {
         let reads = split_at_points(&input, &points);
-        let Handle { output: expected, result: expected_end, .. } = serve(framing, reads.clone());
+        let Served { output: expected, result: expected_end, .. } = serve(framing, reads.clone());
         let (replies, end) = serve_with_codec(framing, &reads);
         prop_assert_eq!(String::from_utf8_lossy(&replies), String::from_utf8_lossy(&expected), "{}", framing);
         prop_assert_eq!(end, expected_end, "{}", framing);
