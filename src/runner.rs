@@ -57,6 +57,7 @@
 //! 16 MiB frame hold 26 KiB each, against 22 KiB for idle ones.
 //! Multiply by [`Limits::max_connections`] for the whole server.
 
+mod accept;
 mod proxied;
 mod registry;
 #[cfg(feature = "tracing")]
@@ -68,6 +69,7 @@ pub use tracing_events::TracingEvents;
 
 pub use crate::error::Refusal;
 pub use crate::vocabulary::{Addr, Events, Handle, Limits, Peer, Source, Stopping, Totals};
+pub(crate) use accept::Next;
 pub(crate) use proxied::HeaderRead;
 pub use proxied::{ProxyProtocol, TrustedProxy};
 pub(crate) use registry::{Decision, Entry, FORCE_GRACE, Flags, Registry, Shared};
@@ -421,40 +423,30 @@ impl Threads {
         state
     }
 
-    /// After `accept()` or the start of a connection's thread failed: waits
-    /// for a connection to end, at most 100 ms. Out of descriptors, memory or
-    /// threads (`scarce`), first makes room at the largest source's expense
-    /// (see [`Registry::out_of_resources`]). `false` if the runner is
-    /// stopping.
+    /// After `accept()` or the start of a connection's thread failed:
+    /// relieves pressure ([`Registry::relieve`]) and waits as it says.
+    /// `false` if the runner is stopping.
     fn relieve(&self, scarce: bool) -> bool {
-        const RETRY: Duration = Duration::from_millis(100);
         let mut state = self.lock();
-        if state.stopping() {
-            return false;
+        match state.relieve(scarce, self.now()) {
+            Next::Wait(wait) => drop(self.waits.changed.wait_timeout(state, wait)),
+            _ => return false,
         }
-        if scarce {
-            state.out_of_resources(self.now());
-        }
-        drop(self.waits.changed.wait_timeout(state, RETRY));
         true
     }
 
-    /// What to do with a newcomer from `source` (see
-    /// [fairness](Limits#fair-to-every-source) and [`Registry::decide`]):
-    /// holds it while the decision is to wait, then returns the lock and
-    /// [`Decision::Admit`] or [`Decision::Refuse`]; `None` when the runner is
-    /// stopping.
-    fn admission(&self, source: Source, per_source: bool) -> Option<(MutexGuard<'_, Registry<Conn>>, Decision)> {
+    /// A newcomer from `addr`'s `source`, admitted, held or refused as
+    /// [`Registry::admission`] says: holds it while told to wait, then
+    /// returns the lock (to register it under, if admitted) and what to do.
+    fn admission(&self, addr: &Addr, source: Source) -> (MutexGuard<'_, Registry<Conn>>, Next) {
+        let per_source = self.per_source_cap(addr);
         let mut state = self.lock();
         loop {
-            if state.stopping() {
-                return None;
-            }
-            match state.decide_with(source, self.now(), per_source) {
-                Decision::Wait(wait) => {
+            match state.admission(addr, source, per_source, self.now()) {
+                Next::Wait(wait) => {
                     state = self.waits.changed.wait_timeout(state, wait).unwrap_or_else(PoisonError::into_inner).0;
                 }
-                decision => return Some((state, decision)),
+                next => return (state, next),
             }
         }
     }
@@ -464,9 +456,10 @@ pub(crate) fn nanos(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
-/// Accepts connections until shutdown. At `max_connections` it keeps
+/// Accepts connections until shutdown, doing with each result what
+/// [`Next`] says (see `runner/accept.rs`). At `max_connections` it keeps
 /// accepting, and admits or refuses each new client at once as
-/// [`Threads::admission`] decides (holding it only without eviction, or
+/// [`Registry::admission`] decides (holding it only without eviction, or
 /// while too many evicted connections are on their way out).
 fn accept_loop(shared: &Arc<Threads>, listener: &Listener, poll: bool) {
     // `accepting` is reported once per connection served, not at every tick.
@@ -489,47 +482,49 @@ fn accept_loop(shared: &Arc<Threads>, listener: &Listener, poll: bool) {
         if state.stopping() {
             return; // the connection, if any, is closed unserved
         }
-        match accepted {
-            Ok((stream, addr)) => {
-                drop(state);
-                // The thread runner cannot read a Unix peer's user (see `Source`).
-                let source = Source::of(&addr);
-                let Some((mut state, decision)) = shared.admission(source, shared.per_source_cap(&addr)) else {
-                    return;
-                };
-                if let Decision::Refuse(reason) = decision {
-                    let peer = Peer { id: state.refused(), addr, source };
-                    drop(state);
-                    drop(stream);
-                    shared.events.refused(&peer, reason);
-                    continue;
-                }
-                announced = false;
-                let conn = Arc::new(Conn {
-                    stream,
-                    forced: AtomicBool::new(false),
-                    evicted: AtomicBool::new(false),
-                    refused: OnceLock::new(),
-                    progress: AtomicU64::new(shared.now()),
-                    idle: AtomicU64::new(0),
-                });
-                let peer = Peer { id: state.admit(Arc::clone(&conn), source), addr, source };
-                drop(state);
-                spawn_connection(shared, conn, peer);
-            }
+        let (stream, addr) = match accepted {
+            Ok(accepted) => accepted,
             Err(e) if stop::is_tick(&e) => {
                 drop(state);
                 if poll {
                     thread::sleep(stop::TICK);
                 }
+                continue;
             }
-            Err(e) if stop::is_transient(&e) => {}
             Err(e) => {
                 drop(state);
-                shared.events.accept_failed(&e);
-                shared.relieve(stop::is_out_of_resources(&e));
+                if let Some(scarce) = shared.accept_failed(&e) {
+                    shared.relieve(scarce);
+                }
+                continue;
             }
+        };
+        drop(state);
+        // The thread runner cannot read a Unix peer's user (see `Source`).
+        let source = Source::of(&addr);
+        let (mut state, next) = shared.admission(&addr, source);
+        match next {
+            Next::Admit => {}
+            Next::Refuse(peer, reason) => {
+                drop(state);
+                drop(stream);
+                shared.events.refused(&peer, reason);
+                continue;
+            }
+            _ => return, // stopping: the connection is closed unserved
         }
+        announced = false;
+        let conn = Arc::new(Conn {
+            stream,
+            forced: AtomicBool::new(false),
+            evicted: AtomicBool::new(false),
+            refused: OnceLock::new(),
+            progress: AtomicU64::new(shared.now()),
+            idle: AtomicU64::new(0),
+        });
+        let peer = state.register(Arc::clone(&conn), addr, source);
+        drop(state);
+        spawn_connection(shared, conn, peer);
     }
 }
 

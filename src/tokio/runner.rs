@@ -72,11 +72,11 @@ use super::server::{Control, Signal, drive};
 use crate::protocol::{Fragment, Observer, Summary};
 use crate::proxy::{ProxyHeader, has_signature};
 use crate::runner::{
-    Addr, Decision, Entry, Events, FORCE_GRACE, Flags, HeaderRead, Limits, Peer, ProxyProtocol, Refusal, Shared,
-    Source, Totals, nanos,
+    Addr, Entry, Events, FORCE_GRACE, Flags, HeaderRead, Limits, Next, Peer, ProxyProtocol, Refusal, Shared, Source,
+    Totals, nanos,
 };
 pub use crate::runner::{Handle, Listener, Stopping};
-use crate::stop::{Completion, is_out_of_resources, is_transient};
+use crate::stop::Completion;
 use crate::vocabulary::Serving;
 use crate::{EchoServer, Error, ProxyError, TimeoutError};
 
@@ -311,42 +311,36 @@ impl Tasks {
         }
     }
 
-    /// After `accept()` failed: waits for a connection to end, at most
-    /// 100 ms. Out of descriptors or memory (`scarce`), first makes room at
-    /// the largest source's expense (see
-    /// [`Registry::out_of_resources`](crate::runner::Registry::out_of_resources)).
+    /// After `accept()` failed: relieves pressure ([`Registry::relieve`])
+    /// and waits as it says.
     async fn relieve(&self, scarce: bool) {
-        const RETRY: Duration = Duration::from_millis(100);
         let mut changed = pin!(self.waits.changed.notified());
         changed.as_mut().enable();
-        {
-            let mut state = self.lock();
-            if state.stopping() {
-                return;
-            }
-            if scarce {
-                state.out_of_resources(self.now());
-            }
+        let next = self.lock().relieve(scarce, self.now());
+        if let Next::Wait(wait) = next {
+            let _ = tokio::time::timeout(wait, changed).await;
         }
-        let _ = tokio::time::timeout(RETRY, changed).await;
     }
 
-    /// What to do with a newcomer from `source` (see
-    /// [fairness](Limits#fair-to-every-source)): waits while the decision is
-    /// to wait, then returns [`Decision::Admit`] or [`Decision::Refuse`];
-    /// `None` when the runner is stopping.
-    async fn admission(&self, source: Source, per_source: bool) -> Option<Decision> {
+    /// A newcomer from `addr`'s `source`, admitted, held or refused as
+    /// [`Registry::admission`] says: waits while told to, then returns what
+    /// to do; admitted, it is registered as `slot` (under the same lock),
+    /// its peer returned.
+    async fn admission(&self, addr: &Addr, source: Source, slot: &Arc<Slot>) -> Result<Peer, Next> {
+        let per_source = self.per_source_cap(addr);
         loop {
             let mut changed = pin!(self.waits.changed.notified());
             changed.as_mut().enable();
             let wait = {
                 let mut state = self.lock();
-                if state.stopping() {
-                    return None;
-                }
-                match state.decide_with(source, self.now(), per_source) {
-                    Decision::Wait(wait) => wait,
-                    decision => return Some(decision),
+                match state.admission(addr, source, per_source, self.now()) {
+                    Next::Admit => {
+                        // Its progress, for eviction, counts from its admission.
+                        slot.progress.store(self.now(), Ordering::Relaxed);
+                        return Ok(state.register(Arc::clone(slot), addr.clone(), source));
+                    }
+                    Next::Wait(wait) => wait,
+                    next => return Err(next),
                 }
             };
             let _ = tokio::time::timeout(wait, changed).await;
@@ -422,54 +416,52 @@ async fn accept_loop(shared: Arc<Tasks>, listener: Bound) {
         let accepted = match accepted {
             None => return,
             Some(Ok(accepted)) => accepted,
-            Some(Err(e)) if is_transient(&e) => continue,
             Some(Err(e)) => {
-                shared.events.accept_failed(&e);
-                shared.relieve(is_out_of_resources(&e)).await;
+                if let Some(scarce) = shared.accept_failed(&e) {
+                    shared.relieve(scarce).await;
+                }
                 continue;
             }
         };
-        let source = accepted.source();
-        let Some(decision) = shared.admission(source, shared.per_source_cap(&accepted.addr())).await else {
-            return; // stopping: the connection is closed unserved
+        let (source, addr) = (accepted.source(), accepted.addr());
+        let slot = Arc::new(Slot {
+            flags: AtomicU8::new(0),
+            waker: Mutex::new(None),
+            progress: AtomicU64::new(0),
+            idle: AtomicU64::new(0),
+            refused: OnceLock::new(),
+        });
+        let peer = match shared.admission(&addr, source, &slot).await {
+            Ok(peer) => peer,
+            Err(Next::Refuse(peer, reason)) => {
+                drop(accepted);
+                shared.events.refused(&peer, reason);
+                continue;
+            }
+            Err(_) => return, // stopping: the connection is closed unserved
         };
-        if let Decision::Refuse(reason) = decision {
-            let id = shared.lock().refused();
-            let addr = accepted.addr();
-            drop(accepted);
-            shared.events.refused(&Peer { id, addr, source }, reason);
-            continue;
-        }
         announced = false;
         match accepted {
-            Accepted::Tcp(stream, addr) => {
+            Accepted::Tcp(stream, _) => {
                 let configured = stream.set_nodelay(true);
-                spawn_connection(&shared, stream, Peer { id: 0, addr, source }, configured);
+                spawn_connection(&shared, stream, slot, peer, configured);
             }
             #[cfg(unix)]
-            Accepted::Unix(stream, addr) => spawn_connection(&shared, stream, Peer { id: 0, addr, source }, Ok(())),
+            Accepted::Unix(stream, _) => spawn_connection(&shared, stream, slot, peer, Ok(())),
         }
     }
 }
 
-/// Registers the connection (`peer`, its id to be given), reports it, and
-/// gives it a task.
+/// Reports the connection (`peer`, registered as `slot`), and gives it a
+/// task.
 ///
 /// Nagle's algorithm is off on TCP (`configured` says whether that worked):
 /// the replies to one read go out in one write (in writes of 32 KiB and
 /// more when they are larger), so Nagle could only delay them.
-fn spawn_connection<S>(shared: &Arc<Tasks>, stream: S, mut peer: Peer, configured: io::Result<()>)
+fn spawn_connection<S>(shared: &Arc<Tasks>, stream: S, slot: Arc<Slot>, peer: Peer, configured: io::Result<()>)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let slot = Arc::new(Slot {
-        flags: AtomicU8::new(0),
-        waker: Mutex::new(None),
-        progress: AtomicU64::new(shared.now()),
-        idle: AtomicU64::new(0),
-        refused: OnceLock::new(),
-    });
-    peer.id = shared.lock().admit(Arc::clone(&slot), peer.source);
     // Closes and counts the connection when dropped: an error unless served cleanly.
     let mut ending =
         Ending { shared: Arc::clone(shared), id: peer.id, slot, summary: Summary::default(), failed: true };
