@@ -1,4 +1,5 @@
-//! Helpers shared by the integration tests, in five parts:
+//! Helpers shared by the integration tests, in five parts (the connections
+//! and both runtimes in `connections.rs`, shared with the command line's tests):
 //!
 //! - a server with a fixed clock, and the exact replies it sends;
 //! - the library's runner serving on 127.0.0.1:0, its events recorded on a
@@ -11,9 +12,13 @@
 //! Each test file includes this with `mod common;` and uses a part of it.
 #![allow(dead_code)]
 
+#[macro_use]
+mod connections;
+pub use connections::*;
+
 use std::collections::VecDeque;
 use std::io::{self, BufRead, BufReader, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::{self, Receiver, Sender};
@@ -27,10 +32,6 @@ use stamp_echo::runner::{self, Peer, Refusal};
 use stamp_echo::stamp::Ctime;
 use stamp_echo::{EchoServer, Error, Events, Fragment, Framing, Handle, Limits, Summary};
 use stamp_echo::{ProtocolError, TimeoutError};
-
-/// A safety net against hangs: no test waits for anything this long, and
-/// none uses it to order events.
-pub const SAFETY_TIMEOUT: Duration = Duration::from_secs(30);
 
 // ---- A server with a fixed clock ----
 
@@ -174,29 +175,6 @@ impl Events for Recorder {
 
 // ---- Either runtime ----
 
-/// Which runner serves: the thread runner (`stamp_echo::runner`) or the
-/// tokio one (`stamp_echo::tokio::runner`). The behavioural tests run on both.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Runtime {
-    Threads,
-    Tokio,
-}
-
-/// Makes `#[test]`s of the functions named, each taking a [`Runtime`]: one
-/// in module `on_threads`, one in `on_tokio`, under the same name, with the
-/// attributes given before the name (`#[cfg(unix)]`).
-#[allow(unused_macros)]
-macro_rules! on_both_runtimes {
-    ($($(#[$attr:meta])* $name:ident),* $(,)?) => {
-        mod on_threads {
-            $( $(#[$attr])* #[test] fn $name() { super::$name(crate::common::Runtime::Threads) } )*
-        }
-        mod on_tokio {
-            $( $(#[$attr])* #[test] fn $name() { super::$name(crate::common::Runtime::Tokio) } )*
-        }
-    };
-}
-
 /// `listener` (a std TCP or Unix listener) served by `runtime`'s runner.
 pub fn serve_on<L: Into<runner::Listener>, E: Events>(
     runtime: Runtime,
@@ -315,25 +293,6 @@ pub fn next_message(events: &Receiver<Event>) -> (u64, Vec<u8>) {
 
 // ---- Client connections ----
 
-/// A client connection with safety-net read and write timeouts.
-pub fn connect(addr: SocketAddr) -> TcpStream {
-    let stream = TcpStream::connect(addr).expect("connect");
-    set_safety_timeouts(&stream);
-    stream
-}
-
-/// A client connection from `ip` (127.0.0.2, 127.0.0.3, ...: each its own
-/// source for the runner's fairness), with safety-net timeouts.
-pub fn connect_from(ip: [u8; 4], addr: SocketAddr) -> TcpStream {
-    use socket2::{Domain, Socket, Type};
-    let socket = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
-    socket.bind(&SocketAddr::from((ip, 0)).into()).expect("bind a loopback address");
-    socket.connect(&addr.into()).expect("connect");
-    let stream = TcpStream::from(socket);
-    set_safety_timeouts(&stream);
-    stream
-}
-
 /// A connection whose receive buffer is small and fixed (no autotuning), so
 /// that replies it does not read back up into the server at once: with the
 /// server's send buffer (at most 4 MiB here), a few MiB of replies are enough.
@@ -347,11 +306,6 @@ pub fn connect_small_buffer(addr: SocketAddr) -> TcpStream {
     stream
 }
 
-fn set_safety_timeouts(stream: &TcpStream) {
-    stream.set_read_timeout(Some(SAFETY_TIMEOUT)).expect("set read timeout");
-    stream.set_write_timeout(Some(SAFETY_TIMEOUT)).expect("set write timeout");
-}
-
 /// Sends `message` framed to a [`fixed_server`] and checks its reply, byte for byte.
 pub fn round_trip(stream: &mut TcpStream, framing: Framing, message: &[u8]) {
     let mut framed = Vec::new();
@@ -361,28 +315,6 @@ pub fn round_trip(stream: &mut TcpStream, framing: Framing, message: &[u8]) {
     let mut got = vec![0; expected.len()];
     stream.read_exact(&mut got).expect("reply");
     assert_eq!(String::from_utf8_lossy(&got), String::from_utf8_lossy(&expected));
-}
-
-/// Sends `input`, ends the sending side, and reads every reply until the
-/// server closes the connection cleanly (a reset fails the test).
-pub fn send_all_and_read_replies(stream: &mut TcpStream, input: &[u8]) -> Vec<u8> {
-    stream.write_all(input).expect("send");
-    stream.shutdown(Shutdown::Write).expect("shutdown write");
-    let mut replies = Vec::new();
-    stream.read_to_end(&mut replies).expect("read replies");
-    replies
-}
-
-/// Reads until the server closes the connection; a reset counts as closed
-/// (a server closing with unread input resets the connection).
-pub fn read_to_close(stream: &mut TcpStream) -> Vec<u8> {
-    let mut got = Vec::new();
-    match stream.read_to_end(&mut got) {
-        Ok(_) => {}
-        Err(e) if e.kind() == io::ErrorKind::ConnectionReset => {}
-        Err(e) => panic!("expected the server to close the connection, got {e}"),
-    }
-    got
 }
 
 // ---- The Python peers ----
