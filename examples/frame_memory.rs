@@ -26,7 +26,7 @@ use std::net::{TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use running::{Running, Runtime};
+use running::Runtime;
 use stamp_echo::runner::Limits;
 use stamp_echo::stamp::Ctime;
 use stamp_echo::{EchoServer, Framing};
@@ -63,7 +63,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let listener = TcpListener::bind("127.0.0.1:0")?;
     let addr = listener.local_addr()?;
     let limits = Limits::default().max_connections(args.connections + 16);
-    let handle = Running::start(args.runtime, listener.into(), server, limits, None, ())?;
+    let handle = running::start(args.runtime, listener.into(), server, limits, None, ())?;
 
     // Everything this side needs, allocated before the first measurement.
     let payload = vec![b'x'; PIECE];

@@ -67,22 +67,21 @@
 //! ```
 //! use std::net::UdpSocket;
 //! use std::sync::Arc;
+//! use std::time::Duration;
 //! use stamp_echo::datagram::{DatagramClient, DatagramServer};
 //! use stamp_echo::stamp::Rfc3339;
 //!
 //! let server = DatagramServer::new(UdpSocket::bind("127.0.0.1:0")?, Arc::new(Rfc3339))?;
 //! let addr = server.local_addr()?;
-//! let stopper = server.stopper();
-//! let thread = std::thread::spawn(move || server.serve());
+//! let handle = server.start(())?;
 //!
 //! let mut client = DatagramClient::connect(addr)?;
 //! let reply = client.round_trip("你好".as_bytes())?;
 //! assert_eq!(reply.message(), "你好".as_bytes());
 //! println!("{reply}"); // [2026-11-24T20:12:01.123456Z] 你好
 //!
-//! stopper.stop();
-//! let summary = thread.join().expect("server thread")?;
-//! assert_eq!(summary.messages, 1);
+//! let totals = handle.shutdown(Duration::ZERO);
+//! assert_eq!(totals.messages, 1);
 //! # Ok::<(), stamp_echo::Error>(())
 //! ```
 
@@ -91,6 +90,7 @@ use std::io::{self, Write as _};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs, UdpSocket};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::Error;
@@ -99,8 +99,8 @@ use crate::client::Reply;
 use crate::framing::Framing;
 use crate::protocol::{Fragment, Responder, Summary};
 use crate::stamp::{Clock, Stamp, SystemClock};
-use crate::stop;
-use crate::vocabulary::{Addr, Events, Peer, Source};
+use crate::stop::{self, Completion};
+use crate::vocabulary::{Addr, Events, Handle, Peer, Serving, Source};
 use crate::wire::{MAX_STAMP_LEN, check_whole};
 use crate::{MessageError, ProtocolError, TimeoutError};
 
@@ -128,21 +128,24 @@ const LONGEST_REPLY: usize = RECEIVE_BUFFER + MAX_STAMP_LEN + 3;
 /// that could make it loop or reflect (see the
 /// [module docs](self#loops-and-reflection)).
 ///
-/// Made from a bound, unconnected, blocking socket and a stamp; call
-/// [`serve`](DatagramServer::serve) (from one thread or several) until a
-/// [`Stopper`] stops it. It allocates its buffers once per `serve` call, its
-/// rate-limit buckets once when made (or given a [`RateLimit`]), and nothing
-/// per datagram after that.
+/// Made from a bound, unconnected, blocking socket and a stamp;
+/// [`start`](DatagramServer::start) it on a thread of its own, and stop it
+/// through the [`Handle`] it returns (the one every server of the crate
+/// returns), or call the blocking [`serve`](DatagramServer::serve) (from one
+/// thread or several). It allocates its buffers once per `serve` call (or
+/// `start`), its rate-limit buckets once when made (or given a
+/// [`RateLimit`]), and nothing per datagram after that.
 ///
 /// ```
 /// use std::net::UdpSocket;
 /// use std::sync::Arc;
+/// use std::time::Duration;
 /// use stamp_echo::datagram::DatagramServer;
 /// use stamp_echo::stamp::UnixTime;
 ///
 /// let server = DatagramServer::new(UdpSocket::bind("127.0.0.1:0")?, Arc::new(UnixTime))?;
-/// let (addr, stopper) = (server.local_addr()?, server.stopper());
-/// let thread = std::thread::spawn(move || server.serve());
+/// let addr = server.local_addr()?;
+/// let handle = server.start(())?;
 ///
 /// let peer = UdpSocket::bind("127.0.0.1:0")?;
 /// peer.send_to(b"ping", addr)?;
@@ -150,8 +153,7 @@ const LONGEST_REPLY: usize = RECEIVE_BUFFER + MAX_STAMP_LEN + 3;
 /// let (n, _) = peer.recv_from(&mut buf)?;
 /// assert!(buf[..n].starts_with(b"[") && buf[..n].ends_with(b"] ping"));
 ///
-/// stopper.stop();
-/// assert_eq!(thread.join().expect("server thread")?.messages, 1);
+/// assert_eq!(handle.shutdown(Duration::ZERO).messages, 1);
 /// # Ok::<(), stamp_echo::Error>(())
 /// ```
 pub struct DatagramServer {
@@ -176,6 +178,54 @@ struct Shared {
     datagrams: AtomicU64,
 }
 
+/// A server [started](DatagramServer::start) on a thread of its own, as its
+/// [`Handle`] sees it.
+struct Started {
+    server: DatagramServer,
+    /// The counts so far, as the serving thread last published them.
+    live: Mutex<Totals>,
+    /// Completed by the serving thread when it ends.
+    stopped: Completion<Totals>,
+}
+
+impl Started {
+    fn live(&self) -> MutexGuard<'_, Totals> {
+        // A copy of counts, valid at every step.
+        self.live.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl Serving<Totals> for Started {
+    fn active(&self) -> usize {
+        0
+    }
+
+    fn totals(&self) -> Totals {
+        *self.live()
+    }
+
+    fn stop(&self, until: Option<Instant>) {
+        if self.stopped.ask(until) {
+            self.server.shared.stop.store(true, Ordering::SeqCst);
+        }
+    }
+
+    fn completion(&self) -> &Completion<Totals> {
+        &self.stopped
+    }
+}
+
+/// Completes a started server's stop with its last counts when its thread
+/// ends.
+struct Finish<'a>(&'a Started);
+
+impl Drop for Finish<'_> {
+    fn drop(&mut self) {
+        let totals = *self.0.live();
+        self.0.stopped.complete(totals);
+    }
+}
+
 impl fmt::Debug for DatagramServer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("DatagramServer")
@@ -190,9 +240,9 @@ impl DatagramServer {
     /// [`StampKind::build`](crate::stamp::StampKind::build), or your own),
     /// reading the [`SystemClock`], with the default [`RateLimit`].
     ///
-    /// The socket's read timeout is set to 50 ms: each `serve` call comes
-    /// back that often to see whether a [`Stopper`] stopped it (the runner's
-    /// way, so nothing is ever sent to the server's address to wake it).
+    /// The socket's read timeout is set to 50 ms: the serving loop comes
+    /// back that often to see whether it was stopped (the runner's way, so
+    /// nothing is ever sent to the server's address to wake it).
     ///
     /// # Errors
     ///
@@ -250,12 +300,16 @@ impl DatagramServer {
     }
 
     /// A handle that stops this server from any thread.
+    #[deprecated(since = "0.2.0", note = "use `DatagramServer::start` and its `Handle`")]
+    #[allow(deprecated)]
     pub fn stopper(&self) -> Stopper {
         Stopper { shared: Arc::clone(&self.shared) }
     }
 
-    /// Serves until stopped, then returns the counts of this call.
-    /// See [`serve_with`](DatagramServer::serve_with).
+    /// Serves on this thread until stopped (by the deprecated [`Stopper`]
+    /// only: a server stopped through a [`Handle`] is
+    /// [started](DatagramServer::start)), then returns the counts of this
+    /// call. See [`serve_with`](DatagramServer::serve_with).
     ///
     /// # Errors
     ///
@@ -283,13 +337,69 @@ impl DatagramServer {
     /// reply that cannot be sent: that is shown to `events`).
     pub fn serve_with<E: Events>(&self, events: E) -> Result<Totals, Error> {
         self.rate_limit.validate()?;
+        let mut totals = Totals::default();
+        self.run(&events, &mut totals, |_| {})?;
+        Ok(totals)
+    }
+
+    /// Serves on a thread of its own until its [`Handle`] stops it, showing
+    /// each datagram to `events` as [`serve_with`](DatagramServer::serve_with)
+    /// does, and returns at once. The handle's
+    /// [`totals`](Handle::totals) are the counts so far, its
+    /// [`shutdown`](Handle::shutdown) (or
+    /// [`shutdown_async`](Handle::shutdown_async), or dropping it) stops the
+    /// server within 50 ms and returns the final counts; its
+    /// [`local_addr`](Handle::local_addr) is an [`Addr::Udp`]. If the socket
+    /// itself fails, the server stops: the error goes to
+    /// [`Events::accept_failed`], and the handle keeps the counts.
+    ///
+    /// ```
+    /// use std::net::UdpSocket;
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    /// use stamp_echo::datagram::{DatagramClient, DatagramServer};
+    /// use stamp_echo::stamp::UnixTime;
+    ///
+    /// let server = DatagramServer::new(UdpSocket::bind("127.0.0.1:0")?, Arc::new(UnixTime))?;
+    /// let handle = server.start(())?;
+    /// let addr = handle.local_addr().udp().expect("a UDP address");
+    /// let mut client = DatagramClient::connect(addr)?;
+    /// assert_eq!(client.round_trip(b"ping")?.message(), b"ping");
+    /// assert_eq!(handle.shutdown(Duration::from_secs(1)).messages, 1);
+    /// # Ok::<(), stamp_echo::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] for a [rate limit](DatagramServer::rate_limit) out of
+    /// range; [`Error::Io`] if the thread cannot start.
+    pub fn start<E: Events>(self, events: E) -> Result<Handle<Totals>, Error> {
+        self.rate_limit.validate()?;
+        let local_addr = Addr::Udp(self.bound);
+        let started =
+            Arc::new(Started { server: self, live: Mutex::new(Totals::default()), stopped: Completion::new() });
+        let theirs = Arc::clone(&started);
+        thread::Builder::new().name("stamp-echo-udp".into()).spawn(move || {
+            // Completes the stop however this thread ends (panics included).
+            let finish = Finish(&theirs);
+            let mut totals = Totals::default();
+            let result = theirs.server.run(&events, &mut totals, |totals| *finish.0.live() = *totals);
+            if let Err(Error::Io(e)) = &result {
+                events.accept_failed(e);
+            }
+        })?;
+        Ok(Handle::new(local_addr, started))
+    }
+
+    /// Serves until stopped, counting in `totals` and showing them to
+    /// `publish` after each datagram.
+    fn run<E: Events>(&self, events: &E, totals: &mut Totals, mut publish: impl FnMut(&Totals)) -> Result<(), Error> {
         let mut input = vec![0u8; RECEIVE_BUFFER];
         // Room for the longest reply built, a whole datagram under the
         // longest stamp header, so `out` never grows (even for a reply too
         // large to send, which is built and then replaced).
         let mut out = Vec::with_capacity(LONGEST_REPLY);
         let mut responder = Responder::new(Framing::chunk(), Arc::clone(&self.stamp));
-        let mut totals = Totals::default();
         while !self.shared.stop.load(Ordering::SeqCst) {
             let (n, from) = match self.socket.recv_from(&mut input) {
                 Ok(received) => received,
@@ -313,6 +423,7 @@ impl DatagramServer {
                 .or_else(|| self.limiter().check(from.ip(), now).err());
             if let Some(reason) = screened {
                 totals.dropped.record(reason);
+                publish(totals);
                 events.dropped(&peer, reason);
                 continue;
             }
@@ -344,11 +455,12 @@ impl DatagramServer {
                 }
                 Err(e) => failure = Some(Error::from_io(e)),
             }
+            publish(totals);
             if let Some(e) = failure {
                 events.closed(&peer, &summary, Some(&e));
             }
         }
-        Ok(totals)
+        Ok(())
     }
 
     /// The rate limiter, whatever a thread that panicked holding it left:
@@ -367,13 +479,16 @@ fn unspecified(addr: SocketAddr) -> SocketAddr {
 }
 
 /// Stops a [`DatagramServer`]: every `serve` call running returns, and any
-/// later one returns at once. Cheap to clone and to send to another thread
+/// later one returns at once. Deprecated: [`DatagramServer::start`] returns
+/// the [`Handle`] every server the crate starts returns. Cheap to clone and to send to another thread
 /// (a Ctrl-C handler, a test).
 #[derive(Clone, Debug)]
+#[deprecated(since = "0.2.0", note = "use `DatagramServer::start` and its `Handle`")]
 pub struct Stopper {
     shared: Arc<Shared>,
 }
 
+#[allow(deprecated)]
 impl Stopper {
     /// Stops the server: a `serve` call waiting for a datagram returns within
     /// 50 ms (its socket's read timeout), one busy answering returns before

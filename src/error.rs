@@ -406,6 +406,14 @@ impl From<Error> for io::Error {
     }
 }
 
+/// For a conversion that cannot fail (a listener given as it is, say, where
+/// a `TryInto` is taken).
+impl From<std::convert::Infallible> for Error {
+    fn from(never: std::convert::Infallible) -> Error {
+        match never {}
+    }
+}
+
 impl From<io::Error> for Error {
     /// An `io::Error` made from an [`Error`] (by `io::Error::from`, or by a
     /// stream wrapper) gives the `Error` back; any other is [`Error::Io`].

@@ -57,6 +57,7 @@
 //! 16 MiB frame hold 26 KiB each, against 22 KiB for idle ones.
 //! Multiply by [`Limits::max_connections`] for the whole server.
 
+mod accept;
 mod proxied;
 mod registry;
 #[cfg(feature = "tracing")]
@@ -67,7 +68,8 @@ mod tracing_events;
 pub use tracing_events::TracingEvents;
 
 pub use crate::error::Refusal;
-pub use crate::vocabulary::{Addr, Events, Limits, Peer, Source, Totals};
+pub use crate::vocabulary::{Addr, Events, Handle, Limits, Peer, Source, Stopping, Totals};
+pub(crate) use accept::Next;
 pub(crate) use proxied::HeaderRead;
 pub use proxied::{ProxyProtocol, TrustedProxy};
 pub(crate) use registry::{Decision, Entry, FORCE_GRACE, Flags, Registry, Shared};
@@ -80,14 +82,15 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
-use std::thread::{self, JoinHandle};
+use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::Error;
 use crate::protocol::{Fragment, Observer, Summary};
 use crate::proxy::{ProxyHeader, has_signature};
 use crate::server::EchoServer;
-use crate::stop;
+use crate::stop::{self, Completion};
+use crate::vocabulary::Serving;
 use crate::{ProxyError, TimeoutError};
 
 /// A listener to serve: a bound [`TcpListener`] or [`UnixListener`].
@@ -184,7 +187,7 @@ impl Listener {
     }
 }
 
-/// How [`Handle::shutdown`] reaches an accept loop blocked in `accept()`.
+/// How a stop reaches an accept loop blocked in `accept()`.
 #[derive(Debug)]
 enum Wake {
     /// `accept()` returns every [`stop::TICK`] by itself.
@@ -227,13 +230,12 @@ enum Wake {
 /// assert_eq!(handle.shutdown(Duration::from_secs(5)).messages, 1);
 /// # Ok::<(), stamp_echo::Error>(())
 /// ```
-pub fn start<L: Into<Listener>, E: Events>(
-    listener: L,
-    server: EchoServer,
-    limits: Limits,
-    events: E,
-) -> Result<Handle, Error> {
-    launch(listener.into(), server, limits, None, events)
+pub fn start<L, E: Events>(listener: L, server: EchoServer, limits: Limits, events: E) -> Result<Handle, Error>
+where
+    L: TryInto<Listener>,
+    Error: From<L::Error>,
+{
+    launch(listener.try_into()?, server, limits, None, events)
 }
 
 /// [`start`], behind a load balancer: connections from `proxy`'s trusted
@@ -278,15 +280,19 @@ pub fn start<L: Into<Listener>, E: Events>(
 ///
 /// As [`start`], and [`Error::Config`] for a header timeout out of range
 /// ([`ProxyProtocol::validate`]).
-pub fn start_proxied<L: Into<Listener>, E: Events>(
+pub fn start_proxied<L, E: Events>(
     listener: L,
     server: EchoServer,
     limits: Limits,
     proxy: ProxyProtocol,
     events: E,
-) -> Result<Handle, Error> {
+) -> Result<Handle, Error>
+where
+    L: TryInto<Listener>,
+    Error: From<L::Error>,
+{
     proxy.validate()?;
-    launch(listener.into(), server, limits, Some(proxy), events)
+    launch(listener.try_into()?, server, limits, Some(proxy), events)
 }
 
 fn launch<E: Events>(
@@ -299,107 +305,20 @@ fn launch<E: Events>(
     limits.validate()?;
     let (listener, wake) = listener.prepare()?;
     let local_addr = listener.local_addr()?;
-    let waits = Waits { in_accept: AtomicBool::new(false), changed: Condvar::new() };
-    let shared = Arc::new(Shared::new(server, limits, Box::new(events), waits).proxied(proxy));
     let poll = matches!(wake, Wake::Poll);
-    let acceptor = {
+    let waits = Waits { in_accept: AtomicBool::new(false), changed: Condvar::new(), wake, stopped: Completion::new() };
+    let shared = Arc::new(Shared::new(server, limits, Box::new(events), waits).proxied(proxy));
+    {
         let shared = Arc::clone(&shared);
-        thread::Builder::new()
-            .name("stamp-echo-accept".into())
-            .stack_size(limits.stack_size)
-            .spawn(move || accept_loop(&shared, &listener, poll))?
-    };
-    Ok(Handle { shared, acceptor: Some(acceptor), local_addr, wake })
-}
-
-/// A running server: its address, its counts, and the way to stop it.
-///
-/// Dropping the handle shuts the server down as [`Handle::shutdown`] does,
-/// with a deadline of [`Handle::DROP_DEADLINE`].
-#[derive(Debug)]
-#[must_use = "dropping the Handle shuts the server down"]
-pub struct Handle {
-    shared: Arc<Threads>,
-    acceptor: Option<JoinHandle<()>>,
-    local_addr: Addr,
-    wake: Wake,
-}
-
-impl Handle {
-    /// The deadline of the shutdown that dropping a [`Handle`] does.
-    pub const DROP_DEADLINE: Duration = Duration::from_secs(1);
-
-    /// The address the server listens on (with the real port when the
-    /// listener was bound to port 0).
-    pub fn local_addr(&self) -> &Addr {
-        &self.local_addr
+        thread::Builder::new().name("stamp-echo-accept".into()).stack_size(limits.stack_size).spawn(move || {
+            // Completes the stop however this thread ends (panics included).
+            let finish = Finish(&shared);
+            accept_loop(&shared, &listener, poll);
+            drop(listener);
+            finish.stopped();
+        })?;
     }
-
-    /// Connections being served now.
-    pub fn active(&self) -> usize {
-        self.shared.lock().active()
-    }
-
-    /// Counts over the connections that have ended so far.
-    pub fn totals(&self) -> Totals {
-        self.shared.lock().totals()
-    }
-
-    /// Stops the server and returns its totals:
-    ///
-    /// 1. stops accepting: the accept loop sees the stop within 50 ms (it
-    ///    never connects to the listener's address, except over TCP where
-    ///    `accept()` ignores timeouts) and closes the listener, so clients
-    ///    still in the backlog are refused;
-    /// 2. shuts down the reading side of every connection: each one answers
-    ///    what it has received, sees the end of its input, and closes;
-    /// 3. waits for them, up to `deadline` (any length: one too long to
-    ///    represent waits until they end);
-    /// 4. closes the rest by force (a client that does not read its replies,
-    ///    say), counted in [`Totals::force_closed`].
-    pub fn shutdown(mut self, deadline: Duration) -> Totals {
-        self.stop(deadline)
-    }
-
-    fn stop(&mut self, deadline: Duration) -> Totals {
-        let until = Instant::now().checked_add(deadline);
-        let in_accept = {
-            let mut state = self.shared.lock();
-            state.stop();
-            self.shared.waits.in_accept.load(Ordering::Relaxed)
-        };
-        self.shared.waits.changed.notify_all();
-        let woken = match &self.wake {
-            Wake::Connect(addr) if in_accept => {
-                TcpStream::connect_timeout(addr, Duration::from_secs(1)).map(drop).is_ok()
-            }
-            _ => true,
-        };
-        if let Some(acceptor) = self.acceptor.take() {
-            // If the wake-up connection failed, the acceptor stays in accept()
-            // until the next client arrives; it then sees `stopping` and ends.
-            if woken {
-                let _ = acceptor.join();
-            }
-        }
-        let state = self.shared.wait_idle(until);
-        let state = if state.active() > 0 {
-            state.force_all();
-            drop(state);
-            self.shared.wait_idle(Instant::now().checked_add(FORCE_GRACE))
-        } else {
-            state
-        };
-        state.final_totals()
-    }
-}
-
-impl Drop for Handle {
-    fn drop(&mut self) {
-        if !self.shared.lock().stopping() {
-            self.stop(Self::DROP_DEADLINE);
-        }
-    }
+    Ok(Handle::new(local_addr, shared))
 }
 
 /// What the runner's threads share.
@@ -413,6 +332,76 @@ struct Waits {
     in_accept: AtomicBool,
     /// Signalled when a connection ends and when shutdown starts.
     changed: Condvar,
+    /// How a stop reaches the acceptor blocked in `accept()`.
+    wake: Wake,
+    /// Completed by the acceptor once every connection has ended (or was
+    /// given up on).
+    stopped: Completion<Totals>,
+}
+
+impl Serving<Totals> for Threads {
+    fn active(&self) -> usize {
+        self.lock().active()
+    }
+
+    fn totals(&self) -> Totals {
+        self.lock().totals()
+    }
+
+    fn stop(&self, until: Option<Instant>) {
+        if !self.waits.stopped.ask(until) {
+            return;
+        }
+        let in_accept = {
+            let mut state = self.lock();
+            state.stop();
+            self.waits.in_accept.load(Ordering::Relaxed)
+        };
+        self.waits.changed.notify_all();
+        if let Wake::Connect(addr) = &self.waits.wake {
+            // If this fails, the acceptor stays in accept() until the next
+            // client arrives; it then sees `stopping` and ends.
+            if in_accept {
+                let _ = TcpStream::connect_timeout(addr, Duration::from_secs(1));
+            }
+        }
+    }
+
+    fn completion(&self) -> &Completion<Totals> {
+        &self.waits.stopped
+    }
+}
+
+/// The acceptor's last step: once its loop has ended (the runner stopping)
+/// and the listener is closed, waits for the connections until the stop's
+/// deadline, closes the rest by force, and completes the stop with the
+/// final totals. Dropped without [`stopped`](Finish::stopped) (a panic),
+/// completes it with the totals so far.
+struct Finish<'a>(&'a Threads);
+
+impl Finish<'_> {
+    fn stopped(self) {
+        let shared = self.0;
+        let until = shared.waits.stopped.asked().flatten();
+        let state = shared.wait_idle(until);
+        let state = if state.active() > 0 {
+            state.force_all();
+            drop(state);
+            shared.wait_idle(Instant::now().checked_add(FORCE_GRACE))
+        } else {
+            state
+        };
+        let totals = state.final_totals();
+        drop(state);
+        shared.waits.stopped.complete(totals);
+    }
+}
+
+impl Drop for Finish<'_> {
+    fn drop(&mut self) {
+        let totals = self.0.lock().final_totals();
+        self.0.waits.stopped.complete(totals);
+    }
 }
 
 impl Threads {
@@ -434,40 +423,30 @@ impl Threads {
         state
     }
 
-    /// After `accept()` or the start of a connection's thread failed: waits
-    /// for a connection to end, at most 100 ms. Out of descriptors, memory or
-    /// threads (`scarce`), first makes room at the largest source's expense
-    /// (see [`Registry::out_of_resources`]). `false` if the runner is
-    /// stopping.
+    /// After `accept()` or the start of a connection's thread failed:
+    /// relieves pressure ([`Registry::relieve`]) and waits as it says.
+    /// `false` if the runner is stopping.
     fn relieve(&self, scarce: bool) -> bool {
-        const RETRY: Duration = Duration::from_millis(100);
         let mut state = self.lock();
-        if state.stopping() {
-            return false;
+        match state.relieve(scarce, self.now()) {
+            Next::Wait(wait) => drop(self.waits.changed.wait_timeout(state, wait)),
+            _ => return false,
         }
-        if scarce {
-            state.out_of_resources(self.now());
-        }
-        drop(self.waits.changed.wait_timeout(state, RETRY));
         true
     }
 
-    /// What to do with a newcomer from `source` (see
-    /// [fairness](Limits#fair-to-every-source) and [`Registry::decide`]):
-    /// holds it while the decision is to wait, then returns the lock and
-    /// [`Decision::Admit`] or [`Decision::Refuse`]; `None` when the runner is
-    /// stopping.
-    fn admission(&self, source: Source, per_source: bool) -> Option<(MutexGuard<'_, Registry<Conn>>, Decision)> {
+    /// A newcomer from `addr`'s `source`, admitted, held or refused as
+    /// [`Registry::admission`] says: holds it while told to wait, then
+    /// returns the lock (to register it under, if admitted) and what to do.
+    fn admission(&self, addr: &Addr, source: Source) -> (MutexGuard<'_, Registry<Conn>>, Next) {
+        let per_source = self.per_source_cap(addr);
         let mut state = self.lock();
         loop {
-            if state.stopping() {
-                return None;
-            }
-            match state.decide_with(source, self.now(), per_source) {
-                Decision::Wait(wait) => {
+            match state.admission(addr, source, per_source, self.now()) {
+                Next::Wait(wait) => {
                     state = self.waits.changed.wait_timeout(state, wait).unwrap_or_else(PoisonError::into_inner).0;
                 }
-                decision => return Some((state, decision)),
+                next => return (state, next),
             }
         }
     }
@@ -477,9 +456,10 @@ pub(crate) fn nanos(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
-/// Accepts connections until shutdown. At `max_connections` it keeps
+/// Accepts connections until shutdown, doing with each result what
+/// [`Next`] says (see `runner/accept.rs`). At `max_connections` it keeps
 /// accepting, and admits or refuses each new client at once as
-/// [`Threads::admission`] decides (holding it only without eviction, or
+/// [`Registry::admission`] decides (holding it only without eviction, or
 /// while too many evicted connections are on their way out).
 fn accept_loop(shared: &Arc<Threads>, listener: &Listener, poll: bool) {
     // `accepting` is reported once per connection served, not at every tick.
@@ -502,47 +482,49 @@ fn accept_loop(shared: &Arc<Threads>, listener: &Listener, poll: bool) {
         if state.stopping() {
             return; // the connection, if any, is closed unserved
         }
-        match accepted {
-            Ok((stream, addr)) => {
-                drop(state);
-                // The thread runner cannot read a Unix peer's user (see `Source`).
-                let source = Source::of(&addr);
-                let Some((mut state, decision)) = shared.admission(source, shared.per_source_cap(&addr)) else {
-                    return;
-                };
-                if let Decision::Refuse(reason) = decision {
-                    let peer = Peer { id: state.refused(), addr, source };
-                    drop(state);
-                    drop(stream);
-                    shared.events.refused(&peer, reason);
-                    continue;
-                }
-                announced = false;
-                let conn = Arc::new(Conn {
-                    stream,
-                    forced: AtomicBool::new(false),
-                    evicted: AtomicBool::new(false),
-                    refused: OnceLock::new(),
-                    progress: AtomicU64::new(shared.now()),
-                    idle: AtomicU64::new(0),
-                });
-                let peer = Peer { id: state.admit(Arc::clone(&conn), source), addr, source };
-                drop(state);
-                spawn_connection(shared, conn, peer);
-            }
+        let (stream, addr) = match accepted {
+            Ok(accepted) => accepted,
             Err(e) if stop::is_tick(&e) => {
                 drop(state);
                 if poll {
                     thread::sleep(stop::TICK);
                 }
+                continue;
             }
-            Err(e) if stop::is_transient(&e) => {}
             Err(e) => {
                 drop(state);
-                shared.events.accept_failed(&e);
-                shared.relieve(stop::is_out_of_resources(&e));
+                if let Some(scarce) = shared.accept_failed(&e) {
+                    shared.relieve(scarce);
+                }
+                continue;
             }
+        };
+        drop(state);
+        // The thread runner cannot read a Unix peer's user (see `Source`).
+        let source = Source::of(&addr);
+        let (mut state, next) = shared.admission(&addr, source);
+        match next {
+            Next::Admit => {}
+            Next::Refuse(peer, reason) => {
+                drop(state);
+                drop(stream);
+                shared.events.refused(&peer, reason);
+                continue;
+            }
+            _ => return, // stopping: the connection is closed unserved
         }
+        announced = false;
+        let conn = Arc::new(Conn {
+            stream,
+            forced: AtomicBool::new(false),
+            evicted: AtomicBool::new(false),
+            refused: OnceLock::new(),
+            progress: AtomicU64::new(shared.now()),
+            idle: AtomicU64::new(0),
+        });
+        let peer = state.register(Arc::clone(&conn), addr, source);
+        drop(state);
+        spawn_connection(shared, conn, peer);
     }
 }
 

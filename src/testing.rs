@@ -221,7 +221,7 @@ impl LocalServer {
 #[derive(Debug)]
 #[must_use = "dropping the AsyncLocalServer shuts it down"]
 pub struct AsyncLocalServer {
-    handle: crate::tokio::runner::Handle,
+    handle: Handle,
     addr: SocketAddr,
 }
 
@@ -255,13 +255,13 @@ impl AsyncLocalServer {
     }
 
     /// The runner's handle, for its counts.
-    pub fn handle(&self) -> &crate::tokio::runner::Handle {
+    pub fn handle(&self) -> &Handle {
         &self.handle
     }
 
-    /// Shuts the server down (see [`crate::tokio::runner::Handle::shutdown`])
+    /// Shuts the server down (see [`Handle::shutdown_async`])
     /// and returns its totals.
     pub async fn shutdown(self, deadline: Duration) -> Totals {
-        self.handle.shutdown(deadline).await
+        self.handle.shutdown_async(deadline).await
     }
 }

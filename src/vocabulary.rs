@@ -3,8 +3,11 @@
 //! [`Source`]) and the [`Totals`] it counts. Its items are public under
 //! [`runner`](crate::runner) (and the crate root), where users name them.
 
+mod handle;
 mod source;
 
+pub(crate) use handle::Serving;
+pub use handle::{Handle, Stopping};
 pub use source::Source;
 
 use std::fmt;
@@ -318,6 +321,15 @@ impl Addr {
         match self {
             Addr::Tcp(addr) => Some(*addr),
             Addr::Unix(_) | Addr::Udp(_) => None,
+        }
+    }
+
+    /// The UDP address, if it is one (a started
+    /// [`DatagramServer`](crate::datagram::DatagramServer)'s, say).
+    pub fn udp(&self) -> Option<SocketAddr> {
+        match self {
+            Addr::Udp(addr) => Some(*addr),
+            Addr::Tcp(_) | Addr::Unix(_) => None,
         }
     }
 }

@@ -152,13 +152,13 @@ fn the_read_buffer_size_at_and_past_its_bounds() {
     check(bound, |v| EchoServer::builder().stamp(UnixTime).read_buffer_size(v.unwrap_or(0)).build());
 }
 
-/// A UDP server with `limit`, stopped before it serves: `serve` returns at
-/// once, after checking the limit.
+/// A UDP server with `limit`, started and stopped at once: `start` checks
+/// the limit first.
 fn serve_udp_with(limit: RateLimit) -> Result<(), Error> {
     let server = DatagramServer::new(UdpSocket::bind("127.0.0.1:0").expect("bind"), Arc::new(UnixTime))?;
-    let server = server.rate_limit(limit);
-    server.stopper().stop();
-    server.serve().map(drop)
+    let handle = server.rate_limit(limit).start(())?;
+    handle.shutdown(Duration::from_secs(5));
+    Ok(())
 }
 
 #[test]

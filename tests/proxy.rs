@@ -11,18 +11,18 @@ use std::sync::mpsc::Receiver;
 use std::time::Duration;
 
 use common::{
-    Event, Kind, Recorder, Runtime, SAFETY_TIMEOUT, Served, connect, connect_from, fixed_server, next_closed,
-    read_to_close, round_trip, serve_proxied_on,
+    Event, Kind, Recorder, Runtime, SAFETY_TIMEOUT, connect, connect_from, fixed_server, next_closed, read_to_close,
+    round_trip, serve_proxied_on,
 };
 use stamp_echo::proxy::V2_SIGNATURE;
 use stamp_echo::runner::{Addr, Peer, ProxyProtocol, Source, TrustedProxy};
-use stamp_echo::{Error, Framing, Limits, ProxyError, TimeoutError};
+use stamp_echo::{Error, Framing, Handle, Limits, ProxyError, TimeoutError};
 
 const PROXY: [u8; 4] = [127, 0, 0, 1];
 const STRANGER: [u8; 4] = [127, 0, 0, 2];
 
 /// A server on 127.0.0.1:0 trusting 127.0.0.1 as its proxy.
-fn start(rt: Runtime, limits: Limits, header_timeout: Duration) -> (Served, SocketAddr, Receiver<Event>) {
+fn start(rt: Runtime, limits: Limits, header_timeout: Duration) -> (Handle, SocketAddr, Receiver<Event>) {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
     let addr = listener.local_addr().expect("bound address");
     let proxy = ProxyProtocol::new([TrustedProxy::addr(IpAddr::from(PROXY))]).header_timeout(header_timeout);
@@ -32,7 +32,7 @@ fn start(rt: Runtime, limits: Limits, header_timeout: Duration) -> (Served, Sock
     (served, addr, events)
 }
 
-fn start_default(rt: Runtime) -> (Served, SocketAddr, Receiver<Event>) {
+fn start_default(rt: Runtime) -> (Handle, SocketAddr, Receiver<Event>) {
     start(rt, Limits::default(), SAFETY_TIMEOUT)
 }
 

@@ -178,6 +178,30 @@ fn dropping_the_handle_stops_the_server(rt: Runtime) {
     assert_eq!(refused.kind(), ErrorKind::ConnectionRefused);
 }
 
+/// Dropped off any runtime's threads, the handle returns once the server has
+/// stopped: the end of every connection has been reported by then.
+fn dropping_the_handle_waits_until_the_server_has_stopped(rt: Runtime) {
+    let (handle, addr, events) = start_on(rt, fixed_server(Framing::line()), Limits::default());
+    let mut client = connect(addr);
+    round_trip(&mut client, Framing::line(), b"open");
+    assert!(!handle.is_finished());
+    drop(handle);
+    let closed = events.try_iter().filter(|event| matches!(event, Event::Closed { .. })).count();
+    assert_eq!(closed, 1, "the connection's end was reported before the drop returned");
+    assert_eq!(read_to_close(&mut client), b"");
+}
+
+/// The async shutdown is a future of the same totals that needs no runtime
+/// of its own kind (a bare current-thread one here, whichever runner serves).
+fn shutdown_async_returns_the_final_totals(rt: Runtime) {
+    let (handle, addr, events) = start_on(rt, fixed_server(Framing::line()), Limits::default());
+    round_trip(&mut connect(addr), Framing::line(), b"one");
+    let _ = next_closed(&events);
+    let waiter = tokio::runtime::Builder::new_current_thread().build().expect("a runtime");
+    let totals = waiter.block_on(handle.shutdown_async(SAFETY_TIMEOUT));
+    assert_eq!((totals.connections, totals.messages, totals.errors, totals.unfinished), (1, 1, 0, 0));
+}
+
 #[cfg(unix)]
 fn serves_a_unix_listener(rt: Runtime) {
     use std::os::unix::net::{UnixListener, UnixStream};
@@ -187,7 +211,7 @@ fn serves_a_unix_listener(rt: Runtime) {
     let (recorder, events) = Recorder::new();
     let framing = Framing::line();
     let handle = serve_on(rt, listener, fixed_server(framing), Limits::default(), recorder).expect("start");
-    assert_eq!(handle.local_addr(), Addr::Unix(Some(path.clone())));
+    assert_eq!(handle.local_addr(), &Addr::Unix(Some(path.clone())));
 
     let mut stream = UnixStream::connect(&path).expect("connect");
     stream.write_all(b"over unix\n").expect("send");
@@ -528,6 +552,8 @@ on_both_runtimes!(
     shutdown_answers_what_was_received_and_closes_idle_clients,
     shutdown_force_closes_what_is_left_at_the_deadline,
     dropping_the_handle_stops_the_server,
+    dropping_the_handle_waits_until_the_server_has_stopped,
+    shutdown_async_returns_the_final_totals,
     #[cfg(unix)]
     serves_a_unix_listener,
     limits_out_of_range_are_refused,
@@ -542,3 +568,26 @@ on_both_runtimes!(
     a_client_connected_before_is_never_evicted_by_another_addresss_churn,
     max_per_source_refuses_a_sources_newcomers_past_it,
 );
+
+/// Both runners take the same listeners: a tokio one (taken off its runtime
+/// with `into_std`) serves on the thread runner too, and the tokio runner
+/// registers it again.
+#[test]
+fn a_tokio_listener_serves_on_either_runner() {
+    for rt in [Runtime::Threads, Runtime::Tokio] {
+        let runtime = common::tokio_runtime();
+        let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).expect("bind");
+        let addr = listener.local_addr().expect("address");
+        let (server, limits) = (fixed_server(Framing::line()), Limits::default());
+        let handle = match rt {
+            Runtime::Threads => stamp_echo::runner::start(listener, server, limits, ()),
+            Runtime::Tokio => {
+                let _entered = runtime.enter();
+                stamp_echo::tokio::runner::start(listener, server, limits, ())
+            }
+        };
+        let handle = handle.expect("start");
+        round_trip(&mut connect(addr), Framing::line(), b"hi");
+        assert_eq!(handle.shutdown(SAFETY_TIMEOUT).messages, 1, "{rt:?}");
+    }
+}

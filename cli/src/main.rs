@@ -15,6 +15,7 @@ mod client;
 mod load;
 mod log;
 mod ping;
+#[path = "../../examples/common/running.rs"]
 mod running;
 mod serve;
 mod signal;

@@ -34,7 +34,7 @@ use stamp_echo::{Bound, ConfigError, EchoServer, Error, Events, Fragment, Limits
 
 use crate::args::{Dur, Endpoint, bounded, default_of, duration, duration_help, help, none_if_zero};
 use crate::log::{Format, Log, Rate};
-use crate::running::{Running, Runtime};
+use crate::running::{self, Runtime};
 
 /// The listen backlog's range and default.
 const BACKLOG: Bound<i32> = Bound::new("backlog", 1, 65_535).with_default(1024);
@@ -236,9 +236,9 @@ fn serve(args: &Args, rate: Arc<Rate>) -> Result<(String, Instant), Failure> {
     tracing::info!(target: "stamp_echo::serve", "listening on {}{behind}", escape(local.to_string().as_bytes()));
 
     let handle = if args.quiet {
-        Running::start(args.runtime, listener, server, limits, proxy, ())?
+        running::start(args.runtime, listener, server, limits, proxy, ())?
     } else {
-        Running::start(args.runtime, listener, server, limits, proxy, Logged::new(rate))?
+        running::start(args.runtime, listener, server, limits, proxy, Logged::new(rate))?
     };
 
     let _ = stop_rx.recv();
@@ -276,11 +276,20 @@ fn serve_udp(args: &Args, rate: Arc<Rate>) -> Result<String, Failure> {
         }
     };
     let server = DatagramServer::new(socket, stamp)?.rate_limit(limit);
-    let stopper = server.stopper();
-    crate::signal::on_stop(move || stopper.stop())?;
+    let (stop_tx, stop_rx) = mpsc::channel();
+    crate::signal::on_stop(move || {
+        let _ = stop_tx.send(());
+    })?;
     tracing::info!(target: "stamp_echo::serve", "listening on {} (udp)", server.local_addr()?);
-    let totals = if args.quiet { server.serve()? } else { server.serve_with(Logged::new(rate))? };
-    Ok(format!("stopped: {totals}"))
+    let handle = if args.quiet { server.start(())? } else { server.start(Logged::new(rate))? };
+    // Until a signal, or the socket failing (then the server has stopped by itself).
+    while let Err(mpsc::RecvTimeoutError::Timeout) = stop_rx.recv_timeout(Duration::from_millis(100)) {
+        if handle.is_finished() {
+            let totals = handle.shutdown(Duration::ZERO);
+            return Err(format!("the UDP socket failed (stopped: {totals})").into());
+        }
+    }
+    Ok(format!("stopped: {}", handle.shutdown(Duration::ZERO)))
 }
 
 /// `--inetd`: one connection, on stdin and stdout.

@@ -1,11 +1,12 @@
-//! `--runtime threads|tokio` for the examples that serve: which runner, and
-//! the runner started on either (`#[path]`-included by `server.rs` and
-//! `frame_memory.rs`).
+//! `--runtime threads|tokio`: which runner serves, with the PROXY protocol
+//! or without; both return the same `Handle`. `#[path]`-included by the
+//! command line (`cli/src/main.rs`) and the `frame_memory` example.
 
-use std::time::Duration;
+use std::io;
+use std::sync::OnceLock;
 
-use stamp_echo::EchoServer;
-use stamp_echo::runner::{self, Events, Limits, Listener, ProxyProtocol};
+use stamp_echo::runner::{self, Events, Handle, Limits, Listener, ProxyProtocol};
+use stamp_echo::{EchoServer, Error};
 
 /// `--runtime`.
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
@@ -16,75 +17,38 @@ pub enum Runtime {
     Tokio,
 }
 
-/// The runner serving, on either runtime.
-pub enum Running {
-    Threads(runner::Handle),
-    Tokio(stamp_echo::tokio::runner::Handle, tokio::runtime::Runtime),
+/// A runner's `start` or, with the PROXY protocol, `start_proxied`.
+type Start<E> = fn(Listener, EchoServer, Limits, E) -> Result<Handle, Error>;
+type StartProxied<E> = fn(Listener, EchoServer, Limits, ProxyProtocol, E) -> Result<Handle, Error>;
+
+/// Starts `runtime`'s runner on `listener`, with the PROXY protocol if
+/// `proxy` is given; the tokio runner on a multi-threaded runtime of the
+/// process's own.
+pub fn start<E: Events>(
+    runtime: Runtime,
+    listener: Listener,
+    server: EchoServer,
+    limits: Limits,
+    proxy: Option<ProxyProtocol>,
+    events: E,
+) -> Result<Handle, Box<dyn std::error::Error>> {
+    let _entered;
+    let (start, start_proxied): (Start<E>, StartProxied<E>) = match runtime {
+        Runtime::Threads => (runner::start, runner::start_proxied),
+        Runtime::Tokio => {
+            _entered = tokio_runtime()?.enter();
+            (stamp_echo::tokio::runner::start, stamp_echo::tokio::runner::start_proxied)
+        }
+    };
+    Ok(match proxy {
+        Some(proxy) => start_proxied(listener, server, limits, proxy, events)?,
+        None => start(listener, server, limits, events)?,
+    })
 }
 
-impl Running {
-    /// Starts `runtime`'s runner on `listener`, with the PROXY protocol if
-    /// `proxy` is given.
-    pub fn start<E: Events>(
-        runtime: Runtime,
-        listener: Listener,
-        server: EchoServer,
-        limits: Limits,
-        proxy: Option<ProxyProtocol>,
-        events: E,
-    ) -> Result<Running, Box<dyn std::error::Error>> {
-        match runtime {
-            Runtime::Threads => Ok(Running::Threads(match proxy {
-                Some(proxy) => runner::start_proxied(listener, server, limits, proxy, events)?,
-                None => runner::start(listener, server, limits, events)?,
-            })),
-            Runtime::Tokio => {
-                let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-                let handle = {
-                    let _entered = rt.enter();
-                    let listener: stamp_echo::tokio::runner::Listener = match listener {
-                        Listener::Tcp(l) => {
-                            l.set_nonblocking(true)?;
-                            tokio::net::TcpListener::from_std(l)?.into()
-                        }
-                        #[cfg(unix)]
-                        Listener::Unix(l) => {
-                            l.set_nonblocking(true)?;
-                            tokio::net::UnixListener::from_std(l)?.into()
-                        }
-                        other => return Err(format!("no tokio listener for {other:?}").into()),
-                    };
-                    match proxy {
-                        Some(proxy) => {
-                            stamp_echo::tokio::runner::start_proxied(listener, server, limits, proxy, events)?
-                        }
-                        None => stamp_echo::tokio::runner::start(listener, server, limits, events)?,
-                    }
-                };
-                Ok(Running::Tokio(handle, rt))
-            }
-        }
-    }
-
-    /// Connections being served now.
-    #[allow(dead_code, reason = "frame_memory.rs uses it, server.rs does not")]
-    pub fn active(&self) -> usize {
-        match self {
-            Running::Threads(handle) => handle.active(),
-            Running::Tokio(handle, _) => handle.active(),
-        }
-    }
-
-    /// Stops it (see `Handle::shutdown`).
-    pub fn shutdown(self, deadline: Duration) -> stamp_echo::Totals {
-        match self {
-            Running::Threads(handle) => handle.shutdown(deadline),
-            Running::Tokio(handle, rt) => {
-                let totals = rt.block_on(handle.shutdown(deadline));
-                // Tasks that outlived the deadline are not waited for.
-                rt.shutdown_background();
-                totals
-            }
-        }
-    }
+/// The process's tokio runtime, made on first use.
+fn tokio_runtime() -> io::Result<&'static tokio::runtime::Runtime> {
+    static RUNTIME: OnceLock<io::Result<tokio::runtime::Runtime>> = OnceLock::new();
+    let made = RUNTIME.get_or_init(|| tokio::runtime::Builder::new_multi_thread().enable_all().build());
+    made.as_ref().map_err(|e| io::Error::new(e.kind(), format!("cannot start a tokio runtime: {e}")))
 }

@@ -525,7 +525,7 @@ impl<C: Entry> Registry<C> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use std::net::Ipv4Addr;
     use std::sync::Mutex;
     use std::sync::atomic::{AtomicBool, Ordering};
@@ -534,7 +534,7 @@ mod tests {
 
     /// A connection that records what it was told.
     #[derive(Default)]
-    struct Probe {
+    pub(crate) struct Probe {
         progress: u64,
         evicted: Mutex<Option<Duration>>,
         refused: Mutex<Option<Refusal>>,
@@ -543,7 +543,7 @@ mod tests {
     }
 
     impl Probe {
-        fn at(progress: u64) -> Arc<Probe> {
+        pub(crate) fn at(progress: u64) -> Arc<Probe> {
             Arc::new(Probe { progress, ..Probe::default() })
         }
         fn evicted(&self) -> Option<Duration> {
@@ -588,7 +588,7 @@ mod tests {
     const MS: u64 = 1_000_000;
 
     /// Source `n`: 127.0.0.n.
-    fn src(n: u8) -> Source {
+    pub(crate) fn src(n: u8) -> Source {
         Source::V4(Ipv4Addr::new(127, 0, 0, n))
     }
 

@@ -5,7 +5,8 @@
 //! [`start`] takes a bound `tokio::net::TcpListener` or `UnixListener` (the
 //! library never binds or picks ports), an [`EchoServer`], [`Limits`] and an
 //! [`Events`] observer, and serves every connection on its own task until
-//! [`Handle::shutdown`] (or dropping the [`Handle`]).
+//! [`Handle::shutdown`] or [`Handle::shutdown_async`] (or dropping the
+//! [`Handle`], the one type every server the crate starts returns).
 //!
 //! ```
 //! # tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(async {
@@ -25,7 +26,7 @@
 //! assert!(reply.ends_with("] hi,server\n"), "{reply}");
 //! drop(client);
 //!
-//! let totals = handle.shutdown(Duration::from_secs(5)).await;
+//! let totals = handle.shutdown_async(Duration::from_secs(5)).await;
 //! assert_eq!((totals.connections, totals.messages, totals.errors), (1, 1, 0));
 //! # Ok::<(), stamp_echo::Error>(()) })?;
 //! # Ok::<(), Box<dyn std::error::Error>>(())
@@ -65,40 +66,38 @@ use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::Notify;
-use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use super::server::{Control, Signal, drive};
 use crate::protocol::{Fragment, Observer, Summary};
 use crate::proxy::{ProxyHeader, has_signature};
 use crate::runner::{
-    Addr, Decision, Entry, Events, FORCE_GRACE, Flags, HeaderRead, Limits, Peer, ProxyProtocol, Refusal, Shared,
-    Source, Totals, nanos,
+    Addr, Entry, Events, FORCE_GRACE, Flags, HeaderRead, Limits, Next, Peer, ProxyProtocol, Refusal, Shared, Source,
+    Totals, nanos,
 };
-use crate::stop::{is_out_of_resources, is_transient};
+pub use crate::runner::{Handle, Listener, Stopping};
+use crate::stop::Completion;
+use crate::vocabulary::Serving;
 use crate::{EchoServer, Error, ProxyError, TimeoutError};
 
-/// A listener to serve: a bound tokio `TcpListener` or `UnixListener`.
-#[derive(Debug)]
-#[non_exhaustive]
-pub enum Listener {
-    /// A TCP listener.
-    Tcp(tokio::net::TcpListener),
-    /// A Unix domain socket listener.
-    #[cfg(unix)]
-    Unix(tokio::net::UnixListener),
-}
+/// Under the `tokio-runner` feature a tokio listener is a [`Listener`] too
+/// (through its `into_std`), so that the runners of both runtimes take the
+/// same listeners.
+impl TryFrom<tokio::net::TcpListener> for Listener {
+    type Error = io::Error;
 
-impl From<tokio::net::TcpListener> for Listener {
-    fn from(listener: tokio::net::TcpListener) -> Listener {
-        Listener::Tcp(listener)
+    fn try_from(listener: tokio::net::TcpListener) -> io::Result<Listener> {
+        listener.into_std().map(Listener::Tcp)
     }
 }
 
+/// As for a tokio `TcpListener`.
 #[cfg(unix)]
-impl From<tokio::net::UnixListener> for Listener {
-    fn from(listener: tokio::net::UnixListener) -> Listener {
-        Listener::Unix(listener)
+impl TryFrom<tokio::net::UnixListener> for Listener {
+    type Error = io::Error;
+
+    fn try_from(listener: tokio::net::UnixListener) -> io::Result<Listener> {
+        listener.into_std().map(Listener::Unix)
     }
 }
 
@@ -107,17 +106,27 @@ fn unix_addr(addr: &tokio::net::unix::SocketAddr) -> Addr {
     Addr::Unix(addr.as_pathname().map(PathBuf::from))
 }
 
-impl Listener {
-    /// The address it listens on.
-    ///
-    /// # Errors
-    ///
-    /// The system's, if the socket cannot tell.
-    pub fn local_addr(&self) -> io::Result<Addr> {
-        match self {
-            Listener::Tcp(l) => l.local_addr().map(Addr::Tcp),
+/// A [`Listener`] registered with the runtime, as the accept loop uses it.
+#[derive(Debug)]
+enum Bound {
+    Tcp(tokio::net::TcpListener),
+    #[cfg(unix)]
+    Unix(tokio::net::UnixListener),
+}
+
+impl Bound {
+    /// `listener`, non-blocking and registered with the current runtime.
+    fn register(listener: Listener) -> io::Result<Bound> {
+        match listener {
+            Listener::Tcp(l) => {
+                l.set_nonblocking(true)?;
+                tokio::net::TcpListener::from_std(l).map(Bound::Tcp)
+            }
             #[cfg(unix)]
-            Listener::Unix(l) => l.local_addr().map(|a| unix_addr(&a)),
+            Listener::Unix(l) => {
+                l.set_nonblocking(true)?;
+                tokio::net::UnixListener::from_std(l).map(Bound::Unix)
+            }
         }
     }
 }
@@ -128,18 +137,25 @@ impl Listener {
 /// I/O driver and timer (`#[tokio::main]`, `Runtime::new` and `enable_all`
 /// have both).
 ///
+/// `listener` is the thread runner's [`Listener`]: a std `TcpListener` or
+/// `UnixListener`, or a tokio one (taken off its runtime with `into_std`).
+/// Either is registered with the current runtime here.
+///
 /// # Errors
 ///
 /// [`Error::Config`] for limits out of range ([`Limits::validate`]),
-/// [`Error::Io`] if there is no runtime to run on or the listener's address
-/// cannot be read.
-pub fn start<L: Into<Listener>, E: Events>(
-    listener: L,
-    server: EchoServer,
-    limits: Limits,
-    events: E,
-) -> Result<Handle, Error> {
-    launch(listener.into(), server, limits, None, events)
+/// [`Error::Io`] if there is no runtime to run on (called outside one), the
+/// listener cannot be registered with it, or its address cannot be read.
+///
+/// # Panics
+///
+/// As tokio's own `from_std`, if the current runtime has no I/O driver.
+pub fn start<L, E: Events>(listener: L, server: EchoServer, limits: Limits, events: E) -> Result<Handle, Error>
+where
+    L: TryInto<Listener>,
+    Error: From<L::Error>,
+{
+    launch(listener.try_into()?, server, limits, None, events)
 }
 
 /// [`start`], behind a load balancer, as the thread runner's
@@ -151,15 +167,23 @@ pub fn start<L: Into<Listener>, E: Events>(
 ///
 /// As [`start`], and [`Error::Config`] for a header timeout out of range
 /// ([`ProxyProtocol::validate`]).
-pub fn start_proxied<L: Into<Listener>, E: Events>(
+///
+/// # Panics
+///
+/// As [`start`].
+pub fn start_proxied<L, E: Events>(
     listener: L,
     server: EchoServer,
     limits: Limits,
     proxy: ProxyProtocol,
     events: E,
-) -> Result<Handle, Error> {
+) -> Result<Handle, Error>
+where
+    L: TryInto<Listener>,
+    Error: From<L::Error>,
+{
     proxy.validate()?;
-    launch(listener.into(), server, limits, Some(proxy), events)
+    launch(listener.try_into()?, server, limits, Some(proxy), events)
 }
 
 fn launch<E: Events>(
@@ -173,78 +197,60 @@ fn launch<E: Events>(
     let runtime = tokio::runtime::Handle::try_current()
         .map_err(|e| Error::Io(io::Error::other(format!("stamp_echo::tokio::runner::start needs a runtime: {e}"))))?;
     let local_addr = listener.local_addr()?;
-    let waits = Waits { changed: Notify::new(), stop: Notify::new() };
+    let listener = {
+        let _entered = runtime.enter();
+        Bound::register(listener)?
+    };
+    let waits = Waits { changed: Notify::new(), stop: Notify::new(), stopped: Completion::new(), runtime };
     let shared = Arc::new(Shared::new(server, limits, Box::new(events), waits).proxied(proxy));
-    let acceptor = runtime.spawn(accept_loop(Arc::clone(&shared), listener));
-    Ok(Handle { shared, acceptor: Some(acceptor), local_addr })
+    let theirs = Arc::clone(&shared);
+    shared.waits.runtime.spawn(async move {
+        // Completes the stop however this task ends (panics, or the runtime
+        // shutting down, included).
+        let finish = Finish(&theirs);
+        accept_loop(Arc::clone(&theirs), listener).await;
+        let until = theirs.waits.stopped.asked().flatten().map(Instant::from_std);
+        let totals = theirs.finish_stop(until).await;
+        finish.0.waits.stopped.complete(totals);
+    });
+    Ok(Handle::new(local_addr, shared))
 }
 
-/// A running server: its address, its counts, and the way to stop it.
-///
-/// Dropping the handle stops it as [`Handle::shutdown`] does, in the
-/// background, with a deadline of [`Handle::DROP_DEADLINE`].
-#[derive(Debug)]
-#[must_use = "dropping the Handle shuts the server down"]
-pub struct Handle {
-    shared: Arc<Tasks>,
-    acceptor: Option<JoinHandle<()>>,
-    local_addr: Addr,
-}
+/// Completes the runner's stop, if its task ends before it has, with the
+/// totals so far.
+struct Finish<'a>(&'a Tasks);
 
-impl Handle {
-    /// The deadline of the shutdown that dropping a [`Handle`] does: the
-    /// thread runner's [`DROP_DEADLINE`](crate::Handle::DROP_DEADLINE).
-    pub const DROP_DEADLINE: Duration = crate::Handle::DROP_DEADLINE;
-
-    /// Where it listens, as the thread runner's
-    /// [`local_addr`](crate::Handle::local_addr) (the real port when bound
-    /// to port 0).
-    pub fn local_addr(&self) -> &Addr {
-        &self.local_addr
-    }
-
-    /// How many connections are being served, as the thread runner's
-    /// [`active`](crate::Handle::active).
-    pub fn active(&self) -> usize {
-        self.shared.lock().active()
-    }
-
-    /// What the connections that ended so far did, as the thread runner's
-    /// [`totals`](crate::Handle::totals).
-    pub fn totals(&self) -> Totals {
-        self.shared.lock().totals()
-    }
-
-    /// Stops the server and returns its totals, as the thread runner's
-    /// [`Handle::shutdown`](crate::Handle::shutdown) does:
-    ///
-    /// 1. stops accepting and closes the listener (clients still in the
-    ///    backlog are refused);
-    /// 2. ends the input of every connection: each one answers what it has
-    ///    received and closes once its replies are out;
-    /// 3. waits for them, up to `deadline` (any length: one too long to
-    ///    represent waits until they end);
-    /// 4. closes the rest by force (a client that does not read its replies,
-    ///    say), counted in [`Totals::force_closed`].
-    pub async fn shutdown(mut self, deadline: Duration) -> Totals {
-        let until = Instant::now().checked_add(deadline);
-        self.shared.begin_stop();
-        if let Some(acceptor) = self.acceptor.take() {
-            let _ = acceptor.await;
-        }
-        self.shared.finish_stop(until).await
-    }
-}
-
-impl Drop for Handle {
+impl Drop for Finish<'_> {
     fn drop(&mut self) {
-        if self.shared.begin_stop() {
-            let shared = Arc::clone(&self.shared);
-            let until = Instant::now().checked_add(Self::DROP_DEADLINE);
-            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-                runtime.spawn(async move { shared.finish_stop(until).await });
-            }
+        let totals = self.0.lock().final_totals();
+        self.0.waits.stopped.complete(totals);
+    }
+}
+
+impl Serving<Totals> for Tasks {
+    fn active(&self) -> usize {
+        self.lock().active()
+    }
+
+    fn totals(&self) -> Totals {
+        self.lock().totals()
+    }
+
+    fn stop(&self, until: Option<std::time::Instant>) {
+        if self.waits.stopped.ask(until) {
+            self.begin_stop();
         }
+    }
+
+    fn completion(&self) -> &Completion<Totals> {
+        &self.waits.stopped
+    }
+
+    /// Not on one of the runtime's threads (a task cannot block), nor with a
+    /// current-thread runtime (whose thread may be this one, or not running).
+    fn may_block_on_drop(&self) -> bool {
+        tokio::runtime::Handle::try_current().is_err()
+            && self.waits.runtime.runtime_flavor() != tokio::runtime::RuntimeFlavor::CurrentThread
     }
 }
 
@@ -258,6 +264,11 @@ struct Waits {
     changed: Notify,
     /// Notified when shutdown starts, for the accept loop.
     stop: Notify,
+    /// Completed by the accept task once every connection has ended (or was
+    /// given up on).
+    stopped: Completion<Totals>,
+    /// The runtime it runs on.
+    runtime: tokio::runtime::Handle,
 }
 
 impl Tasks {
@@ -300,42 +311,36 @@ impl Tasks {
         }
     }
 
-    /// After `accept()` failed: waits for a connection to end, at most
-    /// 100 ms. Out of descriptors or memory (`scarce`), first makes room at
-    /// the largest source's expense (see
-    /// [`Registry::out_of_resources`](crate::runner::Registry::out_of_resources)).
+    /// After `accept()` failed: relieves pressure ([`Registry::relieve`])
+    /// and waits as it says.
     async fn relieve(&self, scarce: bool) {
-        const RETRY: Duration = Duration::from_millis(100);
         let mut changed = pin!(self.waits.changed.notified());
         changed.as_mut().enable();
-        {
-            let mut state = self.lock();
-            if state.stopping() {
-                return;
-            }
-            if scarce {
-                state.out_of_resources(self.now());
-            }
+        let next = self.lock().relieve(scarce, self.now());
+        if let Next::Wait(wait) = next {
+            let _ = tokio::time::timeout(wait, changed).await;
         }
-        let _ = tokio::time::timeout(RETRY, changed).await;
     }
 
-    /// What to do with a newcomer from `source` (see
-    /// [fairness](Limits#fair-to-every-source)): waits while the decision is
-    /// to wait, then returns [`Decision::Admit`] or [`Decision::Refuse`];
-    /// `None` when the runner is stopping.
-    async fn admission(&self, source: Source, per_source: bool) -> Option<Decision> {
+    /// A newcomer from `addr`'s `source`, admitted, held or refused as
+    /// [`Registry::admission`] says: waits while told to, then returns what
+    /// to do; admitted, it is registered as `slot` (under the same lock),
+    /// its peer returned.
+    async fn admission(&self, addr: &Addr, source: Source, slot: &Arc<Slot>) -> Result<Peer, Next> {
+        let per_source = self.per_source_cap(addr);
         loop {
             let mut changed = pin!(self.waits.changed.notified());
             changed.as_mut().enable();
             let wait = {
                 let mut state = self.lock();
-                if state.stopping() {
-                    return None;
-                }
-                match state.decide_with(source, self.now(), per_source) {
-                    Decision::Wait(wait) => wait,
-                    decision => return Some(decision),
+                match state.admission(addr, source, per_source, self.now()) {
+                    Next::Admit => {
+                        // Its progress, for eviction, counts from its admission.
+                        slot.progress.store(self.now(), Ordering::Relaxed);
+                        return Ok(state.register(Arc::clone(slot), addr.clone(), source));
+                    }
+                    Next::Wait(wait) => wait,
+                    next => return Err(next),
                 }
             };
             let _ = tokio::time::timeout(wait, changed).await;
@@ -370,12 +375,12 @@ impl Accepted {
     }
 }
 
-impl Listener {
+impl Bound {
     fn poll_accept(&self, cx: &mut Context<'_>) -> Poll<io::Result<Accepted>> {
         match self {
-            Listener::Tcp(l) => l.poll_accept(cx).map_ok(|(s, a)| Accepted::Tcp(s, Addr::Tcp(a))),
+            Bound::Tcp(l) => l.poll_accept(cx).map_ok(|(s, a)| Accepted::Tcp(s, Addr::Tcp(a))),
             #[cfg(unix)]
-            Listener::Unix(l) => l.poll_accept(cx).map_ok(|(s, a)| {
+            Bound::Unix(l) => l.poll_accept(cx).map_ok(|(s, a)| {
                 let addr = unix_addr(&a);
                 Accepted::Unix(s, addr)
             }),
@@ -388,7 +393,7 @@ impl Listener {
 /// [`Tasks::admission`] decides (holding it only without eviction, or while
 /// too many evicted connections are on their way out). The listener is
 /// closed when it returns.
-async fn accept_loop(shared: Arc<Tasks>, listener: Listener) {
+async fn accept_loop(shared: Arc<Tasks>, listener: Bound) {
     // `accepting` is reported once per connection served.
     let mut announced = false;
     loop {
@@ -411,54 +416,52 @@ async fn accept_loop(shared: Arc<Tasks>, listener: Listener) {
         let accepted = match accepted {
             None => return,
             Some(Ok(accepted)) => accepted,
-            Some(Err(e)) if is_transient(&e) => continue,
             Some(Err(e)) => {
-                shared.events.accept_failed(&e);
-                shared.relieve(is_out_of_resources(&e)).await;
+                if let Some(scarce) = shared.accept_failed(&e) {
+                    shared.relieve(scarce).await;
+                }
                 continue;
             }
         };
-        let source = accepted.source();
-        let Some(decision) = shared.admission(source, shared.per_source_cap(&accepted.addr())).await else {
-            return; // stopping: the connection is closed unserved
+        let (source, addr) = (accepted.source(), accepted.addr());
+        let slot = Arc::new(Slot {
+            flags: AtomicU8::new(0),
+            waker: Mutex::new(None),
+            progress: AtomicU64::new(0),
+            idle: AtomicU64::new(0),
+            refused: OnceLock::new(),
+        });
+        let peer = match shared.admission(&addr, source, &slot).await {
+            Ok(peer) => peer,
+            Err(Next::Refuse(peer, reason)) => {
+                drop(accepted);
+                shared.events.refused(&peer, reason);
+                continue;
+            }
+            Err(_) => return, // stopping: the connection is closed unserved
         };
-        if let Decision::Refuse(reason) = decision {
-            let id = shared.lock().refused();
-            let addr = accepted.addr();
-            drop(accepted);
-            shared.events.refused(&Peer { id, addr, source }, reason);
-            continue;
-        }
         announced = false;
         match accepted {
-            Accepted::Tcp(stream, addr) => {
+            Accepted::Tcp(stream, _) => {
                 let configured = stream.set_nodelay(true);
-                spawn_connection(&shared, stream, Peer { id: 0, addr, source }, configured);
+                spawn_connection(&shared, stream, slot, peer, configured);
             }
             #[cfg(unix)]
-            Accepted::Unix(stream, addr) => spawn_connection(&shared, stream, Peer { id: 0, addr, source }, Ok(())),
+            Accepted::Unix(stream, _) => spawn_connection(&shared, stream, slot, peer, Ok(())),
         }
     }
 }
 
-/// Registers the connection (`peer`, its id to be given), reports it, and
-/// gives it a task.
+/// Reports the connection (`peer`, registered as `slot`), and gives it a
+/// task.
 ///
 /// Nagle's algorithm is off on TCP (`configured` says whether that worked):
 /// the replies to one read go out in one write (in writes of 32 KiB and
 /// more when they are larger), so Nagle could only delay them.
-fn spawn_connection<S>(shared: &Arc<Tasks>, stream: S, mut peer: Peer, configured: io::Result<()>)
+fn spawn_connection<S>(shared: &Arc<Tasks>, stream: S, slot: Arc<Slot>, peer: Peer, configured: io::Result<()>)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let slot = Arc::new(Slot {
-        flags: AtomicU8::new(0),
-        waker: Mutex::new(None),
-        progress: AtomicU64::new(shared.now()),
-        idle: AtomicU64::new(0),
-        refused: OnceLock::new(),
-    });
-    peer.id = shared.lock().admit(Arc::clone(&slot), peer.source);
     // Closes and counts the connection when dropped: an error unless served cleanly.
     let mut ending =
         Ending { shared: Arc::clone(shared), id: peer.id, slot, summary: Summary::default(), failed: true };

@@ -1,4 +1,5 @@
-//! Helpers shared by the integration tests, in five parts:
+//! Helpers shared by the integration tests, in five parts (the connections
+//! and both runtimes in `connections.rs`, shared with the command line's tests):
 //!
 //! - a server with a fixed clock, and the exact replies it sends;
 //! - the library's runner serving on 127.0.0.1:0, its events recorded on a
@@ -11,9 +12,13 @@
 //! Each test file includes this with `mod common;` and uses a part of it.
 #![allow(dead_code)]
 
+#[macro_use]
+mod connections;
+pub use connections::*;
+
 use std::collections::VecDeque;
 use std::io::{self, BufRead, BufReader, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::{self, Receiver, Sender};
@@ -23,14 +28,10 @@ use std::time::{Duration, SystemTime};
 
 use stamp_echo::framing::LineEnding;
 use stamp_echo::protocol::Responder;
-use stamp_echo::runner::{self, Addr, Peer, Refusal};
+use stamp_echo::runner::{self, Peer, Refusal};
 use stamp_echo::stamp::Ctime;
-use stamp_echo::{EchoServer, Error, Events, Fragment, Framing, Handle, Limits, Summary, Totals};
+use stamp_echo::{EchoServer, Error, Events, Fragment, Framing, Handle, Limits, Summary};
 use stamp_echo::{ProtocolError, TimeoutError};
-
-/// A safety net against hangs: no test waits for anything this long, and
-/// none uses it to order events.
-pub const SAFETY_TIMEOUT: Duration = Duration::from_secs(30);
 
 // ---- A server with a fixed clock ----
 
@@ -174,84 +175,6 @@ impl Events for Recorder {
 
 // ---- Either runtime ----
 
-/// Which runner serves: the thread runner (`stamp_echo::runner`) or the
-/// tokio one (`stamp_echo::tokio::runner`). The behavioural tests run on both.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Runtime {
-    Threads,
-    Tokio,
-}
-
-/// Makes `#[test]`s of the functions named, each taking a [`Runtime`]: one
-/// in module `on_threads`, one in `on_tokio`, under the same name, with the
-/// attributes given before the name (`#[cfg(unix)]`).
-#[allow(unused_macros)]
-macro_rules! on_both_runtimes {
-    ($($(#[$attr:meta])* $name:ident),* $(,)?) => {
-        mod on_threads {
-            $( $(#[$attr])* #[test] fn $name() { super::$name(crate::common::Runtime::Threads) } )*
-        }
-        mod on_tokio {
-            $( $(#[$attr])* #[test] fn $name() { super::$name(crate::common::Runtime::Tokio) } )*
-        }
-    };
-}
-
-/// A running server of either runtime, with the thread runner's blocking
-/// [`Handle`] API (the tokio one's calls run on the runtime it owns).
-pub enum Served {
-    Threads(Handle),
-    Tokio(TokioServed),
-}
-
-/// The tokio runner's handle and the runtime it runs on (two workers).
-pub struct TokioServed {
-    handle: Option<stamp_echo::tokio::runner::Handle>,
-    runtime: tokio::runtime::Runtime,
-}
-
-impl Drop for TokioServed {
-    fn drop(&mut self) {
-        // As the thread runner's Handle does when dropped.
-        if let Some(handle) = self.handle.take() {
-            self.runtime.block_on(handle.shutdown(stamp_echo::Handle::DROP_DEADLINE));
-        }
-    }
-}
-
-impl Served {
-    pub fn local_addr(&self) -> Addr {
-        match self {
-            Served::Threads(h) => h.local_addr().clone(),
-            Served::Tokio(t) => t.handle.as_ref().expect("running").local_addr().clone(),
-        }
-    }
-
-    pub fn active(&self) -> usize {
-        match self {
-            Served::Threads(h) => h.active(),
-            Served::Tokio(t) => t.handle.as_ref().expect("running").active(),
-        }
-    }
-
-    pub fn totals(&self) -> Totals {
-        match self {
-            Served::Threads(h) => h.totals(),
-            Served::Tokio(t) => t.handle.as_ref().expect("running").totals(),
-        }
-    }
-
-    pub fn shutdown(self, deadline: Duration) -> Totals {
-        match self {
-            Served::Threads(h) => h.shutdown(deadline),
-            Served::Tokio(mut t) => {
-                let handle = t.handle.take().expect("running");
-                t.runtime.block_on(handle.shutdown(deadline))
-            }
-        }
-    }
-}
-
 /// `listener` (a std TCP or Unix listener) served by `runtime`'s runner.
 pub fn serve_on<L: Into<runner::Listener>, E: Events>(
     runtime: Runtime,
@@ -259,11 +182,12 @@ pub fn serve_on<L: Into<runner::Listener>, E: Events>(
     server: EchoServer,
     limits: Limits,
     events: E,
-) -> Result<Served, Error> {
+) -> Result<Handle, Error> {
     serve_proxied_on(runtime, listener, server, limits, None, events)
 }
 
-/// [`serve_on`], with the PROXY protocol on when `proxy` is given.
+/// [`serve_on`], with the PROXY protocol on when `proxy` is given. The tokio
+/// runner runs on [`tokio_runtime`].
 pub fn serve_proxied_on<L: Into<runner::Listener>, E: Events>(
     runtime: Runtime,
     listener: L,
@@ -271,40 +195,33 @@ pub fn serve_proxied_on<L: Into<runner::Listener>, E: Events>(
     limits: Limits,
     proxy: Option<runner::ProxyProtocol>,
     events: E,
-) -> Result<Served, Error> {
-    match runtime {
-        Runtime::Threads => match proxy {
-            Some(proxy) => runner::start_proxied(listener, server, limits, proxy, events).map(Served::Threads),
-            None => runner::start(listener, server, limits, events).map(Served::Threads),
-        },
+) -> Result<Handle, Error> {
+    let listener = listener.into();
+    let _entered;
+    let (start, start_proxied): (Start<E>, StartProxied<E>) = match runtime {
+        Runtime::Threads => (runner::start, runner::start_proxied),
         Runtime::Tokio => {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .expect("a tokio runtime");
-            let handle = {
-                let _entered = rt.enter();
-                let listener: stamp_echo::tokio::runner::Listener = match listener.into() {
-                    runner::Listener::Tcp(l) => {
-                        l.set_nonblocking(true).expect("non-blocking listener");
-                        tokio::net::TcpListener::from_std(l).expect("a tokio listener").into()
-                    }
-                    #[cfg(unix)]
-                    runner::Listener::Unix(l) => {
-                        l.set_nonblocking(true).expect("non-blocking listener");
-                        tokio::net::UnixListener::from_std(l).expect("a tokio listener").into()
-                    }
-                    other => panic!("no tokio listener for {other:?}"),
-                };
-                match proxy {
-                    Some(proxy) => stamp_echo::tokio::runner::start_proxied(listener, server, limits, proxy, events),
-                    None => stamp_echo::tokio::runner::start(listener, server, limits, events),
-                }
-            };
-            handle.map(|handle| Served::Tokio(TokioServed { handle: Some(handle), runtime: rt }))
+            _entered = tokio_runtime().enter();
+            (stamp_echo::tokio::runner::start, stamp_echo::tokio::runner::start_proxied)
         }
+    };
+    match proxy {
+        Some(proxy) => start_proxied(listener, server, limits, proxy, events),
+        None => start(listener, server, limits, events),
     }
+}
+
+/// A runner's `start`, and its `start_proxied`.
+type Start<E> = fn(runner::Listener, EchoServer, Limits, E) -> Result<Handle, Error>;
+type StartProxied<E> = fn(runner::Listener, EchoServer, Limits, runner::ProxyProtocol, E) -> Result<Handle, Error>;
+
+/// The runtime the tests' tokio runners run on: two workers, shared by the
+/// tests of one binary (the handles are stopped from the tests' threads).
+pub fn tokio_runtime() -> &'static tokio::runtime::Runtime {
+    static RUNTIME: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
+    RUNTIME.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("a tokio runtime")
+    })
 }
 
 /// `stream` (in memory, a [`Duplex`](stamp_echo::testing::Duplex) or a wrapper of one) served by
@@ -326,7 +243,7 @@ pub fn serve_in_memory<S: Read + Write + Unpin>(
 
 /// `server` served by `runtime`'s runner on 127.0.0.1 and a free port, with
 /// recorded events (see [`start`]).
-pub fn start_on(runtime: Runtime, server: EchoServer, limits: Limits) -> (Served, SocketAddr, Receiver<Event>) {
+pub fn start_on(runtime: Runtime, server: EchoServer, limits: Limits) -> (Handle, SocketAddr, Receiver<Event>) {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
     let addr = listener.local_addr().expect("bound address");
     let (recorder, events) = Recorder::new();
@@ -376,25 +293,6 @@ pub fn next_message(events: &Receiver<Event>) -> (u64, Vec<u8>) {
 
 // ---- Client connections ----
 
-/// A client connection with safety-net read and write timeouts.
-pub fn connect(addr: SocketAddr) -> TcpStream {
-    let stream = TcpStream::connect(addr).expect("connect");
-    set_safety_timeouts(&stream);
-    stream
-}
-
-/// A client connection from `ip` (127.0.0.2, 127.0.0.3, ...: each its own
-/// source for the runner's fairness), with safety-net timeouts.
-pub fn connect_from(ip: [u8; 4], addr: SocketAddr) -> TcpStream {
-    use socket2::{Domain, Socket, Type};
-    let socket = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
-    socket.bind(&SocketAddr::from((ip, 0)).into()).expect("bind a loopback address");
-    socket.connect(&addr.into()).expect("connect");
-    let stream = TcpStream::from(socket);
-    set_safety_timeouts(&stream);
-    stream
-}
-
 /// A connection whose receive buffer is small and fixed (no autotuning), so
 /// that replies it does not read back up into the server at once: with the
 /// server's send buffer (at most 4 MiB here), a few MiB of replies are enough.
@@ -408,11 +306,6 @@ pub fn connect_small_buffer(addr: SocketAddr) -> TcpStream {
     stream
 }
 
-fn set_safety_timeouts(stream: &TcpStream) {
-    stream.set_read_timeout(Some(SAFETY_TIMEOUT)).expect("set read timeout");
-    stream.set_write_timeout(Some(SAFETY_TIMEOUT)).expect("set write timeout");
-}
-
 /// Sends `message` framed to a [`fixed_server`] and checks its reply, byte for byte.
 pub fn round_trip(stream: &mut TcpStream, framing: Framing, message: &[u8]) {
     let mut framed = Vec::new();
@@ -422,28 +315,6 @@ pub fn round_trip(stream: &mut TcpStream, framing: Framing, message: &[u8]) {
     let mut got = vec![0; expected.len()];
     stream.read_exact(&mut got).expect("reply");
     assert_eq!(String::from_utf8_lossy(&got), String::from_utf8_lossy(&expected));
-}
-
-/// Sends `input`, ends the sending side, and reads every reply until the
-/// server closes the connection cleanly (a reset fails the test).
-pub fn send_all_and_read_replies(stream: &mut TcpStream, input: &[u8]) -> Vec<u8> {
-    stream.write_all(input).expect("send");
-    stream.shutdown(Shutdown::Write).expect("shutdown write");
-    let mut replies = Vec::new();
-    stream.read_to_end(&mut replies).expect("read replies");
-    replies
-}
-
-/// Reads until the server closes the connection; a reset counts as closed
-/// (a server closing with unread input resets the connection).
-pub fn read_to_close(stream: &mut TcpStream) -> Vec<u8> {
-    let mut got = Vec::new();
-    match stream.read_to_end(&mut got) {
-        Ok(_) => {}
-        Err(e) if e.kind() == io::ErrorKind::ConnectionReset => {}
-        Err(e) => panic!("expected the server to close the connection, got {e}"),
-    }
-    got
 }
 
 // ---- The Python peers ----
