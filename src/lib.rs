@@ -161,6 +161,7 @@
 
 pub mod client;
 mod clock;
+mod connection;
 pub mod datagram;
 mod error;
 pub mod escape;
@@ -194,7 +195,7 @@ pub use protocol::{Fragment, Observer, Responder, Summary};
 pub use proxy::ProxyError;
 pub use reply::ReplyChecker;
 pub use runner::{Events, Handle, Limits, Totals};
-pub use server::EchoServer;
+pub use server::{EchoServer, Served};
 
 /// The README's Rust examples, compiled and run as doctests (they use the
 /// `tokio` and `test-util` features).
