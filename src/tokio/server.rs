@@ -570,4 +570,29 @@ mod tests {
             );
         }
     }
+
+    /// A connection that ends in an error still hands back its counts.
+    #[test]
+    fn serve_to_end_returns_the_counts_with_the_error() {
+        let server = EchoServer::builder()
+            .framing(Framing::Line { max_line: 4 })
+            .stamp(Ctime::utc())
+            .build()
+            .expect("valid settings");
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
+        let served = runtime.block_on(async {
+            use tokio::io::AsyncWriteExt;
+            let (mut client, stream) = tokio::io::duplex(4096);
+            client.write_all(b"ok\nfine\ntoo long\n").await.expect("write");
+            let served = serve_to_end(&server, stream, Some(&Limits::default()), ()).await;
+            drop(client);
+            served
+        });
+        assert_eq!((served.summary.messages, served.summary.bytes_in), (2, 17));
+        assert!(
+            matches!(served.error, Some(Error::Protocol(crate::ProtocolError::LineTooLong { max: 4 }))),
+            "{:?}",
+            served.error
+        );
+    }
 }
