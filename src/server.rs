@@ -336,9 +336,16 @@ where
                 if conn.has_deadlines() && matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) =>
             {
                 woke = true;
-                conn.handle_timeout(Instant::now());
             }
             Err(e) => conn.close(stream.closed_by_runner().unwrap_or_else(|| Error::from_io(e))),
+        }
+        // The deadline has passed (the stream's timeout fired, or a write
+        // took some bytes just before it: that does not move it).
+        if let Some(deadline) = deadline {
+            let now = Instant::now();
+            if deadline <= now {
+                conn.handle_timeout(now);
+            }
         }
         if let Some(at) = conn.take_progress() {
             stream.progress(at);
@@ -496,6 +503,50 @@ mod tests {
         assert_eq!(summary.messages, 1024 * 1024);
         assert_eq!(stream.total, 1024 * 1024 * 28);
         assert!(stream.largest < FLUSH_AT + SLICE * 28, "a write of {} bytes", stream.largest);
+    }
+
+    /// A peer that takes one byte of replies per write, and only after the
+    /// write deadline has passed (as a socket write timing out with a
+    /// little sent does).
+    struct SlowTaker {
+        input: Option<&'static [u8]>,
+    }
+
+    impl Read for SlowTaker {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let Some(input) = self.input.take() else { return Ok(0) };
+            buf[..input.len()].copy_from_slice(input);
+            Ok(input.len())
+        }
+    }
+
+    impl Write for SlowTaker {
+        fn write(&mut self, _buf: &[u8]) -> io::Result<usize> {
+            std::thread::sleep(Duration::from_millis(5));
+            Ok(1)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Blocking for SlowTaker {}
+
+    /// A write that returns after the write deadline, having taken a little,
+    /// does not move the deadline: the connection ends with the write timeout.
+    #[test]
+    fn a_write_past_its_deadline_ends_the_connection_even_if_it_took_some() {
+        let server = EchoServer::builder().framing(Framing::line()).stamp(Ctime::utc()).clock(fixed).build();
+        let server = server.expect("valid settings");
+        let timeout = Duration::from_millis(1);
+        let deadlines = Deadlines { write: Some(timeout), ..Deadlines::default() };
+        let mut conn = server.connection(deadlines, Instant::now());
+        let mut input = [0u8; 64];
+        let result = drive(&mut conn, &mut SlowTaker { input: Some(b"hello\n") }, &mut input, &mut ());
+        assert!(
+            matches!(result, Err(Error::Timeout(crate::TimeoutError::Write { timeout: t })) if t == timeout),
+            "{result:?}"
+        );
     }
 
     #[test]
