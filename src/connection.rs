@@ -4,7 +4,8 @@
 //! A [`Connection`] holds the [`Responder`], the replies not written yet,
 //! the idle, message and write deadlines, the runner's signals (end the
 //! input; close now), the counts, and when a message was last completed
-//! (the registry's eviction order). It does no I/O and reads no clock: a
+//! (the registry's eviction order). It does no I/O and keeps time only as
+//! the shell tells it (the server's clock gives the stamps' text alone): a
 //! shell (a blocking loop over `Read + Write`, an async loop over
 //! `AsyncRead + AsyncWrite`) asks it what to do next ([`Connection::next`]:
 //! read, write these bytes, flush, or close with this result), does it, and
