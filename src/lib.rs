@@ -178,6 +178,7 @@
 mod bounds;
 pub mod client;
 mod clock;
+mod connection;
 pub mod datagram;
 mod error;
 pub mod escape;
@@ -212,7 +213,7 @@ pub use protocol::{Fragment, Observer, Responder, Summary};
 pub use proxy::ProxyError;
 pub use reply::ReplyChecker;
 pub use runner::{Events, Handle, Limits, Totals};
-pub use server::EchoServer;
+pub use server::{EchoServer, Served};
 
 /// The README's Rust examples, compiled and run as doctests (they use the
 /// `tokio` and `test-util` features).

@@ -74,7 +74,6 @@ pub(crate) use proxied::HeaderRead;
 pub use proxied::{ProxyProtocol, TrustedProxy};
 pub(crate) use registry::{Decision, Entry, FORCE_GRACE, Flags, Registry, Shared};
 
-use std::cell::Cell;
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
 #[cfg(unix)]
@@ -86,12 +85,14 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::Error;
+use crate::TimeoutError;
+use crate::connection::Deadlines;
 use crate::protocol::{Fragment, Observer, Summary};
-use crate::proxy::{ProxyHeader, has_signature};
+use crate::proxy::ProxyHeader;
+use crate::server::Blocking;
 use crate::server::EchoServer;
 use crate::stop::{self, Completion};
 use crate::vocabulary::Serving;
-use crate::{ProxyError, TimeoutError};
 
 /// A listener to serve: a bound [`TcpListener`] or [`UnixListener`].
 #[derive(Debug)]
@@ -575,13 +576,14 @@ fn spawn_connection(shared: &Arc<Threads>, conn: Arc<Conn>, peer: Peer) {
 }
 
 /// Runs on the connection's thread; `behind` a trusted proxy, reads its
-/// header first.
+/// header first. The one seam between the runner and the serving.
 fn serve_connection(mut ending: Ending, peer: &Peer, behind: bool) {
     let Ending { shared, conn: Some(conn), summary, .. } = &mut ending else { return };
-    let track = Track::new(&shared.limits);
-    let mut stream = Guarded { conn, track: &track, limits: &shared.limits };
+    let limits = &shared.limits;
+    let mut socket = Socket { conn, shared, read_timeout: limits.idle_timeout, write_timeout: limits.write_timeout };
+    let mut sniff = false;
     let client = match &shared.proxy {
-        Some(proxy) if behind => match shared.arrived(peer, read_header(&mut stream, proxy.header_timeout)) {
+        Some(proxy) if behind => match shared.arrived(peer, read_header(&mut socket, limits, proxy.header_timeout)) {
             Ok(client) => client,
             Err(failed) => {
                 ending.failed = failed;
@@ -589,38 +591,68 @@ fn serve_connection(mut ending: Ending, peer: &Peer, behind: bool) {
             }
         },
         Some(_) => {
-            track.sniff.set(true);
+            sniff = true;
             peer.clone()
         }
         None => peer.clone(),
     };
-    let watch = Watch { events: shared.events.as_ref(), peer: &client, summary, track: &track, conn, shared };
-    let result = shared.server.serve_with(stream, watch);
+    let mut core = shared.server.connection(deadlines(limits), Instant::now());
+    if sniff {
+        core.sniff_proxy_header();
+    }
+    let read_size = shared.server.read_size();
+    let mut core = core.with_capacity(read_size + 64);
+    let mut input = vec![0u8; read_size];
+    let mut report = Report { events: shared.events.as_ref(), peer: &client };
+    let result = crate::server::drive(&mut core, &mut socket, &mut input, &mut report);
+    *summary = core.summary();
     shared.events.closed(&client, summary, result.as_ref().err());
     ending.failed = result.is_err();
 }
 
-/// Reads a trusted proxy's header (see [`HeaderRead`]) within `timeout`:
-/// `None` if the proxy closed without sending a byte. The client's bytes
-/// stay in the socket.
-fn read_header(stream: &mut Guarded<'_>, timeout: Duration) -> Result<Option<ProxyHeader>, Error> {
-    let track = stream.track;
-    track.header.set(Some((Instant::now().checked_add(timeout).unwrap_or_else(far_future), timeout)));
+/// Reads a trusted proxy's header (see [`HeaderRead`]) within `timeout` (and
+/// the idle timeout from each read): `None` if the proxy closed without
+/// sending a byte. The client's bytes stay in the socket.
+fn read_header(socket: &mut Socket<'_>, limits: &Limits, timeout: Duration) -> Result<Option<ProxyHeader>, Error> {
+    let begun = Instant::now();
+    let header = begun.checked_add(timeout).unwrap_or_else(far_future);
+    let mut last_read = begun;
     let mut read = HeaderRead::new();
+    let mut woke = false;
     loop {
-        let n = match stream.read(read.buffer()) {
+        let now = Instant::now();
+        let idle = limits.idle_timeout.map(|t| (last_read + t, TimeoutError::Idle));
+        let (at, error) = match idle {
+            Some(idle) if idle.0 < header => idle,
+            _ => (header, TimeoutError::ProxyHeader { timeout }),
+        };
+        if at <= now {
+            return Err(error.into());
+        }
+        let n = match socket.aim(true, Some(at), woke).and_then(|()| socket.read(read.buffer())) {
+            Ok(0) => match socket.closed_by_runner() {
+                Some(error) => return Err(error),
+                None => 0,
+            },
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(Error::from_io(e)),
+            Err(e) if stop::is_tick(&e) => {
+                woke = true;
+                continue;
+            }
+            Err(e) => return Err(socket.closed_by_runner().unwrap_or_else(|| Error::from_io(e))),
         };
+        woke = false;
+        last_read = Instant::now();
         if read.filled(n)? {
-            break;
+            return Ok(read.header());
         }
     }
-    // The message deadline starts with the client's first byte, not the header's.
-    track.header.set(None);
-    track.started.set(None);
-    Ok(read.header())
+}
+
+/// The deadlines of `limits` a connection keeps (both runners').
+pub(crate) fn deadlines(limits: &Limits) -> Deadlines {
+    Deadlines { idle: limits.idle_timeout, message: limits.message_timeout, write: limits.write_timeout }
 }
 
 /// An instant further than any deadline (for one too long to represent).
@@ -628,82 +660,37 @@ fn far_future() -> Instant {
     Instant::now() + Limits::MAX_TIMEOUT * 2
 }
 
-/// Passes each message to [`Events::message`], keeps the message deadline
-/// and the connection's progress, and keeps the final counts.
-struct Watch<'a> {
-    events: &'a dyn Events,
-    peer: &'a Peer,
-    summary: &'a mut Summary,
-    track: &'a Track,
-    conn: &'a Conn,
-    shared: &'a Threads,
+/// Passes each message to [`Events::message`] (both runners').
+pub(crate) struct Report<'a> {
+    pub(crate) events: &'a dyn Events,
+    pub(crate) peer: &'a Peer,
 }
 
-impl Observer for Watch<'_> {
+impl Observer for Report<'_> {
     fn message(&mut self, fragment: Fragment<'_>) {
-        if fragment.is_last() {
-            self.track.started.set(None);
-            self.conn.progress.store(self.shared.clock(self.track.last_read.get()), Ordering::Relaxed);
-        } else if self.track.started.get().is_none() {
-            self.track.started.set(Some(self.track.last_read.get()));
-        }
         self.events.message(self.peer, fragment);
     }
-
-    fn finished(&mut self, summary: &Summary, _error: Option<&Error>) {
-        *self.summary = *summary;
-    }
 }
 
-/// One connection's deadlines, kept on its own thread.
-struct Track {
-    /// When the first byte of the message not yet complete arrived.
-    started: Cell<Option<Instant>>,
-    /// When the last read that returned bytes returned (or the connection began).
-    last_read: Cell<Instant>,
-    /// When the first of the replies to the last read was written.
-    writing_since: Cell<Option<Instant>>,
-    /// The socket's read and write timeouts, as last set.
-    read_timeout: Cell<Option<Duration>>,
-    write_timeout: Cell<Option<Duration>>,
-    /// While a trusted proxy's header is read: its deadline, and the timeout.
-    header: Cell<Option<(Instant, Duration)>>,
-    /// The next read that returns bytes is the first of a peer that is not
-    /// a trusted proxy, under the PROXY protocol: refused if it begins with
-    /// a header's signature.
-    sniff: Cell<bool>,
-}
-
-impl Track {
-    fn new(limits: &Limits) -> Track {
-        Track {
-            started: Cell::new(None),
-            last_read: Cell::new(Instant::now()),
-            writing_since: Cell::new(None),
-            read_timeout: Cell::new(limits.idle_timeout),
-            write_timeout: Cell::new(limits.write_timeout),
-            header: Cell::new(None),
-            sniff: Cell::new(false),
-        }
-    }
-}
-
-/// The connection's socket, reading and writing against the deadlines of
-/// [`Limits`]: before a read or write it lowers the socket's timeout to the
-/// time left when that is needed, and on a timeout it checks which deadline,
-/// if any, has passed. Its errors carry [`TimeoutError::Idle`],
-/// [`TimeoutError::Message`], [`TimeoutError::Write`] or [`Error::Evicted`].
-struct Guarded<'a> {
+/// The connection's socket as the blocking shell drives it: before a read
+/// or write it lowers the socket's timeout to the time left to the
+/// connection's next deadline when that is needed; it tells the shell when
+/// the runner closed it, and publishes the connection's progress.
+struct Socket<'a> {
     conn: &'a Conn,
-    track: &'a Track,
-    limits: &'a Limits,
+    shared: &'a Threads,
+    /// The socket's read and write timeouts, as last set.
+    read_timeout: Option<Duration>,
+    write_timeout: Option<Duration>,
 }
 
-impl Guarded<'_> {
-    /// The socket's `which` timeout, lowered if a read or write of it would
-    /// otherwise return well after `left`, or set afresh after `woke` early.
-    fn aim(&self, current: &Cell<Option<Duration>>, left: Option<Duration>, woke: bool, read: bool) -> io::Result<()> {
-        let need = match (current.get(), left) {
+impl Blocking for Socket<'_> {
+    /// The socket's timeout, lowered if a read or write would otherwise
+    /// return well after `deadline`, or set afresh after it `woke` early.
+    fn aim(&mut self, read: bool, deadline: Option<Instant>, woke: bool) -> io::Result<()> {
+        let left = deadline.map(|at| at.saturating_duration_since(Instant::now()));
+        let current = if read { self.read_timeout } else { self.write_timeout };
+        let need = match (current, left) {
             (_, Some(left)) if woke => Some(left),
             (None, Some(left)) => Some(left),
             (Some(set), Some(left)) if set > left + (left / 16).min(Duration::from_millis(250)) => Some(left),
@@ -711,88 +698,43 @@ impl Guarded<'_> {
             _ => return Ok(()),
         };
         let need = need.map(|t| t.max(Limits::MIN_TIMEOUT));
-        if need != current.get() {
+        if need != current {
             self.conn.stream.set_timeout(read, need)?;
-            current.set(need);
+            if read {
+                self.read_timeout = need;
+            } else {
+                self.write_timeout = need;
+            }
         }
         Ok(())
     }
 
-    /// The error to return when the socket failed or ended: [`Error::Evicted`]
-    /// if the runner evicted it, [`Error::Refused`] if it refused it.
-    fn evicted(&self) -> Option<io::Error> {
-        let error = if let Some(&reason) = self.conn.refused.get() {
-            Error::Refused { reason }
+    /// [`Error::Evicted`] if the runner evicted it, [`Error::Refused`] if it
+    /// refused it.
+    fn closed_by_runner(&self) -> Option<Error> {
+        if let Some(&reason) = self.conn.refused.get() {
+            Some(Error::Refused { reason })
         } else if self.conn.evicted.load(Ordering::Relaxed) {
-            Error::Evicted { idle: Duration::from_nanos(self.conn.idle.load(Ordering::Relaxed)) }
+            Some(Error::Evicted { idle: Duration::from_nanos(self.conn.idle.load(Ordering::Relaxed)) })
         } else {
-            return None;
-        };
-        Some(error.into_io(io::ErrorKind::ConnectionAborted))
+            None
+        }
+    }
+
+    fn progress(&self, at: Instant) {
+        self.conn.progress.store(self.shared.clock(at), Ordering::Relaxed);
     }
 }
 
-impl Read for Guarded<'_> {
+impl Read for Socket<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let track = self.track;
-        track.writing_since.set(None);
-        let mut woke = false;
-        loop {
-            let now = Instant::now();
-            let idle =
-                self.limits.idle_timeout.map(|t| (track.last_read.get() + t, Error::Timeout(TimeoutError::Idle)));
-            let message = match (track.started.get(), self.limits.message_timeout) {
-                (Some(started), Some(t)) => Some((started + t, Error::Timeout(TimeoutError::Message { timeout: t }))),
-                _ => None,
-            };
-            let header = track.header.get().map(|(at, timeout)| (at, TimeoutError::ProxyHeader { timeout }.into()));
-            let first = [idle, message, header].into_iter().flatten().min_by_key(|(at, _)| *at);
-            let left = match first {
-                Some((at, error)) if at <= now => return Err(error.into_io(io::ErrorKind::TimedOut)),
-                Some((at, _)) => Some(at - now),
-                None => None,
-            };
-            self.aim(&track.read_timeout, left, woke, true)?;
-            match (&self.conn.stream).read(buf) {
-                Ok(0) => return self.evicted().map_or(Ok(0), Err),
-                Ok(n) => {
-                    let now = Instant::now();
-                    track.last_read.set(now);
-                    if track.started.get().is_none() {
-                        track.started.set(Some(now));
-                    }
-                    if track.sniff.replace(false) && has_signature(&buf[..n]) {
-                        return Err(Error::from(ProxyError::Untrusted).into_io(io::ErrorKind::PermissionDenied));
-                    }
-                    return Ok(n);
-                }
-                Err(e) if stop::is_tick(&e) => woke = true,
-                Err(e) => return Err(self.evicted().unwrap_or(e)),
-            }
-        }
+        (&self.conn.stream).read(buf)
     }
 }
 
-impl Write for Guarded<'_> {
+impl Write for Socket<'_> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let Some(timeout) = self.limits.write_timeout else {
-            return (&self.conn.stream).write(buf).map_err(|e| self.evicted().unwrap_or(e));
-        };
-        let since = self.track.writing_since.get().unwrap_or_else(Instant::now);
-        self.track.writing_since.set(Some(since));
-        let mut woke = false;
-        loop {
-            let left = (since + timeout).saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Err(Error::Timeout(TimeoutError::Write { timeout }).into_io(io::ErrorKind::TimedOut));
-            }
-            self.aim(&self.track.write_timeout, Some(left), woke, false)?;
-            match (&self.conn.stream).write(buf) {
-                Err(e) if stop::is_tick(&e) => woke = true,
-                Err(e) => return Err(self.evicted().unwrap_or(e)),
-                Ok(n) => return Ok(n),
-            }
-        }
+        (&self.conn.stream).write(buf)
     }
 
     fn flush(&mut self) -> io::Result<()> {

@@ -2,9 +2,13 @@
 
 use std::io::{self, Read, Write};
 use std::sync::Arc;
+use std::time::Instant;
 
 use crate::Error;
 use crate::bounds::Bound;
+use crate::connection::{Connection, Deadlines, Next};
+#[cfg(test)]
+use crate::connection::{FLUSH_AT, SLICE};
 use crate::framing::Framing;
 use crate::protocol::{Observer, Responder, Summary};
 use crate::stamp::{Clock, Ctime, Stamp, SystemClock};
@@ -126,8 +130,8 @@ impl EchoServer {
         }
     }
 
-    /// The current instant, from the configured clock.
-    #[cfg_attr(not(feature = "tokio-runner"), allow(dead_code))]
+    /// The current instant, from the configured clock (the codec's).
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
     pub(crate) fn now(&self) -> std::time::SystemTime {
         self.clock.now()
     }
@@ -154,7 +158,8 @@ impl EchoServer {
     /// [`TimeoutError::Idle`](crate::TimeoutError::Idle); a message over the framing's limit with its error.
     /// Either way, every message received whole before the error has been
     /// answered (and a line over the limit partly answered: its reply was
-    /// streamed up to the limit).
+    /// streamed up to the limit). To have the counts on error too, use
+    /// [`serve_to_end`](EchoServer::serve_to_end).
     ///
     /// # Errors
     ///
@@ -173,90 +178,186 @@ impl EchoServer {
     /// the peer's delayed acknowledgement, 40 ms on Linux. Measured on
     /// loopback with 5000-byte messages in chunk framing: 43 ms per round
     /// trip with Nagle, 19 µs without.
-    pub fn serve_with<S: Read + Write, O: Observer>(&self, mut stream: S, mut observer: O) -> Result<Summary, Error> {
-        let mut responder = self.responder();
-        let read_size = self.read_size();
-        let mut input = vec![0u8; read_size];
-        let mut out = Vec::with_capacity(read_size + 64);
-        let result = loop {
-            let n = match stream.read(&mut input) {
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => break Err(Error::from_io(e)),
-            };
-            let now = self.clock.now();
-            let answered = if n == 0 {
-                responder.finish_observed(now, &mut out, &mut observer).map(drop)
-            } else {
-                answer_read(&mut responder, &input[..n], now, &mut out, &mut observer, &mut stream)
-            };
-            // Replies to whole messages go out even when the input that
-            // followed them was bad.
-            if let Err(e) = flush_replies(&mut stream, &mut out) {
-                break Err(e);
-            }
-            match answered {
-                Err(e) => break Err(e),
-                Ok(()) if n == 0 => break Ok(()),
-                Ok(()) => {}
-            }
-        };
-        let summary = responder.summary();
+    pub fn serve_with<S: Read + Write, O: Observer>(&self, stream: S, observer: O) -> Result<Summary, Error> {
+        self.serve_to_end(stream, observer).into_result()
+    }
+
+    /// [`serve_with`](EchoServer::serve_with), returning the connection's
+    /// counts whether it ended cleanly or in an error.
+    ///
+    #[cfg_attr(feature = "test-util", doc = "```")]
+    #[cfg_attr(not(feature = "test-util"), doc = "```ignore")]
+    /// use stamp_echo::{EchoServer, Error, Framing, ProtocolError, stamp::Ctime};
+    ///
+    /// let server = EchoServer::builder().framing(Framing::Line { max_line: 4 }).stamp(Ctime::utc()).build()?;
+    /// let mut stream = stamp_echo::testing::Duplex::new(b"ok\ntoo long\n".to_vec());
+    /// let served = server.serve_to_end(&mut stream, ());
+    /// assert_eq!(served.summary.messages, 1);
+    /// assert!(matches!(served.error, Some(Error::Protocol(ProtocolError::LineTooLong { max: 4 }))));
+    /// # Ok::<(), stamp_echo::Error>(())
+    /// ```
+    pub fn serve_to_end<S: Read + Write, O: Observer>(&self, stream: S, mut observer: O) -> Served {
+        let mut conn = self.connection(Deadlines::default(), Instant::now()).with_capacity(self.read_size() + 64);
+        let mut input = vec![0u8; self.read_size()];
+        let result = drive(&mut conn, &mut Plain(stream), &mut input, &mut observer);
+        let summary = conn.summary();
         observer.finished(&summary, result.as_ref().err());
-        result.map(|()| summary)
+        Served { summary, error: result.err() }
+    }
+
+    /// The I/O-free core of one connection beginning `now`, under `deadlines`.
+    pub(crate) fn connection(&self, deadlines: Deadlines, now: Instant) -> Connection {
+        Connection::new(self.responder(), Arc::clone(&self.clock), deadlines, now)
     }
 }
 
-/// The slice of a read given to the [`Responder`] at a time in line and
-/// length framing (where how input is cut does not matter): replies to tiny
-/// messages are many times larger than the messages (a header each), so the
-/// replies to one slice stay small whatever the read size.
-const SLICE: usize = 512;
-
-/// Replies pending beyond this are written out before the rest of the read
-/// is answered, by both runners (the tokio driver too). Larger than the
-/// replies to a typical read, so that those still leave in one write.
-pub(crate) const FLUSH_AT: usize = 32 * 1024;
-
-/// The pieces a read of `read` bytes is given to the [`Responder`] in: in
-/// chunk framing a read is a message, never cut (its reply is one header
-/// longer than the read anyway); otherwise [`SLICE`]s. Pending replies then
-/// pass [`FLUSH_AT`] by at most the replies to one piece.
-pub(crate) fn slice_size(framing: Framing, read: usize) -> usize {
-    match framing {
-        Framing::Chunk { .. } => read.max(1),
-        _ => SLICE,
-    }
+/// How a connection served to its end went: its counts, and the error it
+/// ended in, if any (see [`EchoServer::serve_to_end`]).
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct Served {
+    /// What the connection did, up to its end.
+    pub summary: Summary,
+    /// The error it ended in; `None` when the peer ended its input cleanly.
+    pub error: Option<Error>,
 }
 
-/// Answers one read slice by slice, writing the replies out early when they
-/// grow past [`FLUSH_AT`]: the reply buffer stays within about
-/// `FLUSH_AT + SLICE * (1 + header)` bytes whatever the peer sends.
-fn answer_read<S: Write, O: Observer>(
-    responder: &mut Responder,
-    read: &[u8],
-    now: std::time::SystemTime,
-    out: &mut Vec<u8>,
-    observer: &mut O,
-    stream: &mut S,
-) -> Result<(), Error> {
-    for slice in read.chunks(slice_size(responder.framing(), read.len())) {
-        responder.receive_observed(slice, now, out, observer)?;
-        if out.len() >= FLUSH_AT {
-            flush_replies(stream, out)?;
+impl Served {
+    /// `Ok(summary)` when it ended cleanly, otherwise `Err(error)`.
+    ///
+    /// # Errors
+    ///
+    /// The error the connection ended in.
+    pub fn into_result(self) -> Result<Summary, Error> {
+        match self.error {
+            None => Ok(self.summary),
+            Some(error) => Err(error),
         }
     }
-    Ok(())
 }
 
-/// Writes out and clears the replies produced by one read.
-fn flush_replies<S: Write>(stream: &mut S, out: &mut Vec<u8>) -> Result<(), Error> {
-    if out.is_empty() {
-        return Ok(());
+/// A blocking stream a [`Connection`] is driven over by [`drive`]. A plain
+/// `Read + Write` (`Plain`) has no deadlines of its own; the thread runner's
+/// socket aims its timeouts at the connection's next deadline and knows
+/// when the runner closed it.
+pub(crate) trait Blocking: Read + Write {
+    /// Before a read (`read`) or a write: the connection's next deadline
+    /// (`None`: none), and whether the last try returned early on a
+    /// timeout. Sets the stream's timeout so that the try returns by then.
+    ///
+    /// # Errors
+    ///
+    /// The system's, if the timeout cannot be set.
+    fn aim(&mut self, read: bool, deadline: Option<Instant>, woke: bool) -> io::Result<()> {
+        let _ = (read, deadline, woke);
+        Ok(())
     }
-    let result = stream.write_all(out).and_then(|()| stream.flush());
-    out.clear();
-    result.map_err(Error::from_io)
+
+    /// After the stream ended or failed: the runner's reason, when it closed
+    /// it (eviction, a refusal).
+    fn closed_by_runner(&self) -> Option<Error> {
+        None
+    }
+
+    /// A message was completed by the read that arrived `at`.
+    fn progress(&self, at: Instant) {
+        let _ = at;
+    }
+}
+
+/// A caller's stream, as [`EchoServer::serve_with`] takes it.
+struct Plain<S>(S);
+
+impl<S: Read> Read for Plain<S> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.0.read(buf)
+    }
+}
+
+impl<S: Write> Write for Plain<S> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.0.flush()
+    }
+}
+
+impl<S: Read + Write> Blocking for Plain<S> {}
+
+/// The blocking shell: drives `conn` over `stream` to its end, reading into
+/// `input`, each message shown to `observer`. A stream's timeout is a
+/// deadline of the connection's when it has any (woken early, it aims again);
+/// without, it ends the connection with [`TimeoutError::Idle`](crate::TimeoutError::Idle).
+pub(crate) fn drive<S, O>(
+    conn: &mut Connection,
+    stream: &mut S,
+    input: &mut [u8],
+    observer: &mut O,
+) -> Result<(), Error>
+where
+    S: Blocking + ?Sized,
+    O: Observer + ?Sized,
+{
+    // The rest of the last read not answered yet: `input[at..filled]`.
+    let (mut at, mut filled) = (0, 0);
+    let mut woke = false;
+    loop {
+        let deadline = conn.poll_timeout();
+        let done = match conn.next() {
+            Next::Close(result) => return result,
+            Next::Flush => stream.flush().map(|()| conn.flushed()),
+            Next::Write(bytes) => match stream.aim(false, deadline, woke).and_then(|()| stream.write(bytes)) {
+                Ok(0) => Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => {
+                    conn.wrote(n);
+                    Ok(())
+                }
+                Err(e) => Err(e),
+            },
+            Next::Read if at < filled => {
+                at += conn.received(&input[at..filled], Instant::now(), observer);
+                Ok(())
+            }
+            Next::Read => match stream.aim(true, deadline, woke).and_then(|()| stream.read(input)) {
+                Ok(0) => {
+                    match stream.closed_by_runner() {
+                        Some(error) => conn.close(error),
+                        None => conn.end_of_input(Instant::now(), observer),
+                    }
+                    Ok(())
+                }
+                Ok(n) => {
+                    filled = n;
+                    at = conn.received(&input[..n], Instant::now(), observer);
+                    Ok(())
+                }
+                Err(e) => Err(e),
+            },
+        };
+        woke = false;
+        match done {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e)
+                if conn.has_deadlines() && matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) =>
+            {
+                woke = true;
+            }
+            Err(e) => conn.close(stream.closed_by_runner().unwrap_or_else(|| Error::from_io(e))),
+        }
+        // The deadline has passed (the stream's timeout fired, or a write
+        // took some bytes just before it: that does not move it).
+        if let Some(deadline) = deadline {
+            let now = Instant::now();
+            if deadline <= now {
+                conn.handle_timeout(now);
+            }
+        }
+        if let Some(at) = conn.take_progress() {
+            stream.progress(at);
+        }
+    }
 }
 
 impl Builder {
@@ -407,6 +508,50 @@ mod tests {
         assert_eq!(summary.messages, 1024 * 1024);
         assert_eq!(stream.total, 1024 * 1024 * 28);
         assert!(stream.largest < FLUSH_AT + SLICE * 28, "a write of {} bytes", stream.largest);
+    }
+
+    /// A peer that takes one byte of replies per write, and only after the
+    /// write deadline has passed (as a socket write timing out with a
+    /// little sent does).
+    struct SlowTaker {
+        input: Option<&'static [u8]>,
+    }
+
+    impl Read for SlowTaker {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let Some(input) = self.input.take() else { return Ok(0) };
+            buf[..input.len()].copy_from_slice(input);
+            Ok(input.len())
+        }
+    }
+
+    impl Write for SlowTaker {
+        fn write(&mut self, _buf: &[u8]) -> io::Result<usize> {
+            std::thread::sleep(Duration::from_millis(5));
+            Ok(1)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Blocking for SlowTaker {}
+
+    /// A write that returns after the write deadline, having taken a little,
+    /// does not move the deadline: the connection ends with the write timeout.
+    #[test]
+    fn a_write_past_its_deadline_ends_the_connection_even_if_it_took_some() {
+        let server = EchoServer::builder().framing(Framing::line()).stamp(Ctime::utc()).clock(fixed).build();
+        let server = server.expect("valid settings");
+        let timeout = Duration::from_millis(1);
+        let deadlines = Deadlines { write: Some(timeout), ..Deadlines::default() };
+        let mut conn = server.connection(deadlines, Instant::now());
+        let mut input = [0u8; 64];
+        let result = drive(&mut conn, &mut SlowTaker { input: Some(b"hello\n") }, &mut input, &mut ());
+        assert!(
+            matches!(result, Err(Error::Timeout(crate::TimeoutError::Write { timeout: t })) if t == timeout),
+            "{result:?}"
+        );
     }
 
     #[test]

@@ -34,4 +34,4 @@ mod server;
 pub use client::EchoClient;
 #[cfg(feature = "tokio")]
 pub use codec::{ClientCodec, ServerCodec};
-pub use server::{serve, serve_with, serve_with_limits};
+pub use server::{serve, serve_to_end, serve_with, serve_with_limits};

@@ -69,16 +69,16 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use super::server::{Control, Signal, drive};
-use crate::protocol::{Fragment, Observer, Summary};
-use crate::proxy::{ProxyHeader, has_signature};
+use crate::protocol::Summary;
+use crate::proxy::ProxyHeader;
 use crate::runner::{
-    Addr, Entry, Events, FORCE_GRACE, Flags, HeaderRead, Limits, Next, Peer, ProxyProtocol, Refusal, Shared, Source,
-    Totals, nanos,
+    Addr, Entry, Events, FORCE_GRACE, Flags, HeaderRead, Limits, Next, Peer, ProxyProtocol, Refusal, Report, Shared,
+    Source, Totals, deadlines, nanos,
 };
 pub use crate::runner::{Handle, Listener, Stopping};
 use crate::stop::Completion;
 use crate::vocabulary::Serving;
-use crate::{EchoServer, Error, ProxyError, TimeoutError};
+use crate::{EchoServer, Error, TimeoutError};
 
 /// Under the `tokio-runner` feature a tokio listener is a [`Listener`] too
 /// (through its `into_std`), so that the runners of both runtimes take the
@@ -475,29 +475,43 @@ where
         shared.events.connected(&peer);
     }
     tokio::spawn(async move {
-        let shared = Arc::clone(&ending.shared);
-        let slot = Arc::clone(&ending.slot);
-        let mut hold = Hold { slot: &slot, shared: &shared };
-        let mut stream = Front { stream, sniff: false };
-        let peer = match &shared.proxy {
-            Some(proxy) if behind => {
-                let header = read_header(&mut stream.stream, &mut hold, proxy.header_timeout).await;
-                match shared.arrived(&peer, header) {
-                    Ok(client) => client,
-                    Err(failed) => return ending.served(!failed),
-                }
-            }
-            Some(_) => {
-                stream.sniff = true;
-                peer
-            }
-            None => peer,
-        };
-        let watch = Watch { events: shared.events.as_ref(), peer: &peer, summary: &mut ending.summary };
-        let result = drive(&shared.server, stream, watch, Some(&shared.limits), hold).await;
-        shared.events.closed(&peer, &ending.summary, result.as_ref().err());
-        ending.served(result.is_ok());
+        serve_connection(&mut ending, stream, peer, behind).await;
     });
+}
+
+/// Runs on the connection's task; `behind` a trusted proxy, reads its header
+/// first. The one seam between the runner and the serving.
+async fn serve_connection<S>(ending: &mut Ending, mut stream: S, peer: Peer, behind: bool)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let shared = Arc::clone(&ending.shared);
+    let slot = Arc::clone(&ending.slot);
+    let mut hold = Hold { slot: &slot, shared: &shared };
+    let mut sniff = false;
+    let peer = match &shared.proxy {
+        Some(proxy) if behind => {
+            let header = read_header(&mut stream, &mut hold, proxy.header_timeout).await;
+            match shared.arrived(&peer, header) {
+                Ok(client) => client,
+                Err(failed) => return ending.served(!failed),
+            }
+        }
+        Some(_) => {
+            sniff = true;
+            peer
+        }
+        None => peer,
+    };
+    let mut core = shared.server.connection(deadlines(&shared.limits), Instant::now().into_std());
+    if sniff {
+        core.sniff_proxy_header();
+    }
+    let mut report = Report { events: shared.events.as_ref(), peer: &peer };
+    let result = drive(&mut core, &shared.server, stream, &mut report, hold).await;
+    ending.summary = core.summary();
+    shared.events.closed(&peer, &ending.summary, result.as_ref().err());
+    ending.served(result.is_ok());
 }
 
 /// Reads a trusted proxy's header (see [`HeaderRead`]) within `timeout`,
@@ -536,61 +550,6 @@ async fn read_header<S: AsyncRead + Unpin>(
         }
     })
     .await
-}
-
-/// A connection's stream; under the PROXY protocol, for a peer that is not
-/// a trusted proxy (`sniff`), a first read that begins with a header's
-/// signature fails with [`ProxyError::Untrusted`].
-struct Front<S> {
-    stream: S,
-    sniff: bool,
-}
-
-impl<S: AsyncRead + Unpin> AsyncRead for Front<S> {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        let this = &mut *self;
-        let before = buf.filled().len();
-        let polled = Pin::new(&mut this.stream).poll_read(cx, buf);
-        if this.sniff && matches!(polled, Poll::Ready(Ok(()))) && buf.filled().len() > before {
-            this.sniff = false;
-            if has_signature(&buf.filled()[before..]) {
-                let untrusted = Error::from(ProxyError::Untrusted).into_io(io::ErrorKind::PermissionDenied);
-                return Poll::Ready(Err(untrusted));
-            }
-        }
-        polled
-    }
-}
-
-impl<S: AsyncWrite + Unpin> AsyncWrite for Front<S> {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write(cx, buf)
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_shutdown(cx)
-    }
-}
-
-/// Passes each message to [`Events::message`] and keeps the final counts.
-struct Watch<'a> {
-    events: &'a dyn Events,
-    peer: &'a Peer,
-    summary: &'a mut Summary,
-}
-
-impl Observer for Watch<'_> {
-    fn message(&mut self, fragment: Fragment<'_>) {
-        self.events.message(self.peer, fragment);
-    }
-
-    fn finished(&mut self, summary: &Summary, _error: Option<&Error>) {
-        *self.summary = *summary;
-    }
 }
 
 /// One connection's place in the registry: what the runner tells it, and
@@ -705,8 +664,8 @@ impl Control for Hold<'_> {
         }
     }
 
-    fn completed(&mut self, at: Instant) {
-        self.slot.progress.store(self.shared.clock(at.into_std()), Ordering::Relaxed);
+    fn completed(&mut self, at: std::time::Instant) {
+        self.slot.progress.store(self.shared.clock(at), Ordering::Relaxed);
     }
 }
 

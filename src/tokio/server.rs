@@ -32,15 +32,14 @@ use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
-use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
-use crate::TimeoutError;
-use crate::protocol::{Fragment, Observer, Responder, Summary};
-use crate::runner::Limits;
-use crate::server::{FLUSH_AT, slice_size};
+use crate::connection::{Connection, FLUSH_AT, Next};
+use crate::protocol::{Observer, Summary};
+use crate::runner::{Limits, deadlines};
+use crate::server::Served;
 use crate::{EchoServer, Error, Framing};
 
 /// Serves one connection until the peer ends its input, then returns its
@@ -88,13 +87,14 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(server: &EchoServer, strea
 /// # Errors
 ///
 /// The stream's error ([`Error::Io`]) or a message over the framing's limit;
-/// either way every message received whole before it has been answered.
+/// either way every message received whole before it has been answered. To
+/// have the counts on error too, use [`serve_to_end`].
 pub async fn serve_with<S, O>(server: &EchoServer, stream: S, observer: O) -> Result<Summary, Error>
 where
     S: AsyncRead + AsyncWrite + Unpin,
     O: Observer,
 {
-    drive(server, stream, observer, None, ()).await
+    serve_to_end(server, stream, None, observer).await.into_result()
 }
 
 /// [`serve_with`] under the runner's deadlines: `limits`'
@@ -106,8 +106,9 @@ where
 ///
 /// # Errors
 ///
-/// As [`serve_with`], and [`TimeoutError::Idle`], [`TimeoutError::Message`] or
-/// [`TimeoutError::Write`] when a deadline passes.
+/// As [`serve_with`], and [`TimeoutError::Idle`](crate::TimeoutError::Idle),
+/// [`TimeoutError::Message`](crate::TimeoutError::Message) or
+/// [`TimeoutError::Write`](crate::TimeoutError::Write) when a deadline passes.
 pub async fn serve_with_limits<S, O>(
     server: &EchoServer,
     stream: S,
@@ -118,7 +119,23 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
     O: Observer,
 {
-    drive(server, stream, observer, Some(limits), ()).await
+    serve_to_end(server, stream, Some(limits), observer).await.into_result()
+}
+
+/// [`serve_with`] (or, with `limits`, [`serve_with_limits`]), returning the
+/// connection's counts whether it ended cleanly or in an error:
+/// [`EchoServer::serve_to_end`] for async streams.
+pub async fn serve_to_end<S, O>(server: &EchoServer, stream: S, limits: Option<&Limits>, mut observer: O) -> Served
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+    O: Observer,
+{
+    let limits = limits.map(deadlines).unwrap_or_default();
+    let mut core = server.connection(limits, Instant::now().into_std());
+    let result = drive(&mut core, server, stream, &mut observer, ()).await;
+    let summary = core.summary();
+    observer.finished(&summary, result.as_ref().err());
+    Served { summary, error: result.err() }
 }
 
 /// What the runner tells a connection, checked at every step.
@@ -139,7 +156,7 @@ pub(crate) trait Control {
     /// Registers `cx`'s waker for the next word, before the connection waits.
     fn register(&mut self, cx: &mut Context<'_>);
     /// A message was completed by the read that returned `at`.
-    fn completed(&mut self, at: Instant);
+    fn completed(&mut self, at: std::time::Instant);
 }
 
 impl Control for () {
@@ -147,79 +164,55 @@ impl Control for () {
         Signal::None
     }
     fn register(&mut self, _cx: &mut Context<'_>) {}
-    fn completed(&mut self, _at: Instant) {}
+    fn completed(&mut self, _at: std::time::Instant) {}
 }
 
-/// Serves `stream` to its end (see [`serve_with`]), under `limits`' deadlines
-/// if any, and `control`'s signals.
+/// The async shell: drives `core` over `stream` to its end, each message
+/// shown to `observer`, minding `control`'s signals.
 pub(crate) async fn drive<S, O, C>(
+    core: &mut Connection,
     server: &EchoServer,
     stream: S,
-    observer: O,
-    limits: Option<&Limits>,
+    observer: &mut O,
     control: C,
-) -> Result<Summary, Error>
+) -> Result<(), Error>
 where
     S: AsyncRead + AsyncWrite + Unpin,
-    O: Observer,
+    O: Observer + ?Sized,
     C: Control,
 {
-    let mut conn = Connection::new(server, stream, observer, limits, control);
-    let result = std::future::poll_fn(|cx| conn.poll_serve(cx)).await;
-    let summary = conn.responder.summary();
-    conn.watch.observer.finished(&summary, result.as_ref().err());
-    result.map(|()| summary)
+    let mut shell = Shell {
+        core,
+        stream,
+        observer,
+        control,
+        read_size: read_size(server),
+        unread: Vec::new(),
+        unread_at: 0,
+        input_ended: false,
+        sleep: None,
+    };
+    std::future::poll_fn(|cx| shell.poll_serve(cx)).await
 }
 
-/// One connection's state between polls.
-struct Connection<'a, S, O, C> {
-    server: &'a EchoServer,
+/// One connection's shell state between polls.
+struct Shell<'a, S, O: ?Sized, C> {
+    core: &'a mut Connection,
     stream: S,
-    watch: Watch<O, C>,
-    responder: Responder,
-    /// Replies the stream has not taken yet; from `written` on.
-    unwritten: Vec<u8>,
-    written: usize,
+    observer: &'a mut O,
+    control: C,
+    read_size: usize,
     /// The rest of the last read, not answered yet, from `unread_at` on:
-    /// the stream took no more replies, or the poll's budget ran out.
-    /// Answered before the next read. Its room is kept while the connection
-    /// is busy (a flood yields often) and let go when it waits for input.
+    /// the replies pending passed [`FLUSH_AT`], or the poll's budget ran
+    /// out. Answered before the next read. Its room is kept while the
+    /// connection is busy (a flood yields often) and let go when it waits
+    /// for input.
     unread: Vec<u8>,
     unread_at: usize,
-    /// The [`work`] done so far at which this poll's budget is spent.
-    yield_at: u64,
-    /// Bytes were written since the last flush.
-    unflushed: bool,
-    /// End of input seen (or made by the runner).
+    /// End of input made by the runner (shutdown).
     input_ended: bool,
-    /// How the connection ends, once the replies before it are out.
-    outcome: Option<Result<(), Error>>,
-    timers: Option<Timers>,
-}
-
-/// The observer, with the start of the message being received kept for its
-/// deadline.
-struct Watch<O, C> {
-    observer: O,
-    control: C,
-    /// When the first byte of the unfinished message arrived.
-    started: Option<Instant>,
-    /// When the read being answered returned (or the connection began).
-    at: Instant,
-    /// The read being answered completed a message.
-    completed: bool,
-}
-
-impl<O: Observer, C: Control> Observer for Watch<O, C> {
-    fn message(&mut self, fragment: Fragment<'_>) {
-        if fragment.is_last() {
-            self.started = None;
-            self.completed = true;
-        } else if self.started.is_none() {
-            self.started = Some(self.at);
-        }
-        self.observer.message(fragment);
-    }
+    /// Set to the connection's next deadline.
+    sleep: Option<Pin<Box<Sleep>>>,
 }
 
 /// The per-thread buffers of one step (see the module docs).
@@ -243,275 +236,157 @@ fn with_scratch<T>(step: impl FnOnce(&mut Scratch) -> T) -> T {
     done
 }
 
-impl<'a, S, O, C> Connection<'a, S, O, C>
+impl<S, O, C> Shell<'_, S, O, C>
 where
     S: AsyncRead + AsyncWrite + Unpin,
-    O: Observer,
+    O: Observer + ?Sized,
     C: Control,
 {
-    fn new(server: &'a EchoServer, stream: S, observer: O, limits: Option<&Limits>, control: C) -> Self {
-        Connection {
-            server,
-            stream,
-            watch: Watch { observer, control, started: None, at: Instant::now(), completed: false },
-            responder: server.responder(),
-            unwritten: Vec::new(),
-            written: 0,
-            unread: Vec::new(),
-            unread_at: 0,
-            yield_at: 0,
-            unflushed: false,
-            input_ended: false,
-            outcome: None,
-            timers: limits.and_then(Timers::new),
-        }
-    }
-
     /// Moves the connection on as far as it can go without waiting, or
-    /// until this poll's [`BUDGET`] is spent.
+    /// until this poll's [`BUDGET`] is spent, with the worker thread's
+    /// buffers lent to it (the reply buffer stays with the connection only
+    /// while replies are pending).
     fn poll_serve(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
-        self.yield_at = work(&self.responder.summary()) + BUDGET;
-        loop {
-            match self.watch.control.signal() {
-                Signal::None => {}
-                Signal::EndInput => self.input_ended_by_runner(),
-                Signal::Close(error) => return Poll::Ready(Err(error)),
+        with_scratch(|scratch| {
+            let lent = self.core.lend(&mut scratch.out);
+            let polled = self.poll_steps(cx, &mut scratch.input);
+            if lent {
+                self.core.give_back(&mut scratch.out);
             }
-            // 1. The replies not taken yet go first.
-            match self.poll_flush_replies(cx) {
-                Poll::Ready(Ok(())) => {}
-                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
-                Poll::Pending => match self.pending(cx, true) {
-                    Some(poll) => return poll,
-                    None => continue,
-                },
-            }
-            if let Some(outcome) = self.outcome.take() {
-                return Poll::Ready(outcome);
-            }
-            // 2. A connection that always has input lets the others be served.
-            if self.budget_spent() {
-                return yield_to_others(cx);
-            }
-            // 3. The rest of the last read, then the end of input, then a new
-            // read: answered and written in one step.
-            if self.unread_at < self.unread.len() {
-                let input = std::mem::take(&mut self.unread);
-                let from = self.unread_at;
-                let answered = with_scratch(|scratch| self.answer(cx, &input[from..], &mut scratch.out));
-                self.unread = input;
-                self.unread_at += answered;
-                if self.unread_at == self.unread.len() {
-                    self.unread.clear();
-                    self.unread_at = 0;
-                }
-                continue;
-            }
-            if self.input_ended {
-                with_scratch(|scratch| self.finish(cx, &mut scratch.out));
-                continue;
-            }
-            match with_scratch(|scratch| self.step(cx, scratch)) {
-                Poll::Ready(()) => {}
-                Poll::Pending => {
-                    // Waiting for input: hold no room for it.
-                    if self.unread.capacity() > 0 {
-                        self.unread = Vec::new();
-                    }
-                    match self.pending(cx, false) {
-                        Some(poll) => return poll,
-                        None => continue,
-                    }
-                }
-            }
-        }
-    }
-
-    /// This poll has done its share of work (see [`BUDGET`]).
-    fn budget_spent(&self) -> bool {
-        work(&self.responder.summary()) >= self.yield_at
-    }
-
-    /// The runner stopped the input: what came is answered (the rest of the
-    /// last read too), then the connection ends as at end of input.
-    fn input_ended_by_runner(&mut self) {
-        if self.outcome.is_none() {
-            self.input_ended = true;
-        }
-    }
-
-    /// Before returning `Pending`: fails with the deadline that has passed,
-    /// or makes sure the next one (or the runner's word) wakes the task.
-    /// `None`: the runner has spoken meanwhile, go on.
-    fn pending(&mut self, cx: &mut Context<'_>, writing: bool) -> Option<Poll<Result<(), Error>>> {
-        self.watch.control.register(cx);
-        let spoken = match self.watch.control.signal() {
-            Signal::None => false,
-            Signal::EndInput => !self.input_ended,
-            Signal::Close(_) => true,
-        };
-        if spoken {
-            return None;
-        }
-        Some(match &mut self.timers {
-            Some(timers) => timers.poll_expired(cx, writing, self.watch.started).map(Err),
-            None => Poll::Pending,
+            polled
         })
     }
 
-    /// Writes (and flushes) the replies not taken yet. Once they are out,
-    /// their buffer is let go: a connection holds one only while its peer
-    /// is not taking its replies.
-    fn poll_flush_replies(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
-        while self.written < self.unwritten.len() {
-            match write_some(&mut self.stream, cx, &self.unwritten[self.written..]) {
-                Poll::Ready(Ok(n)) => {
-                    self.written += n;
-                    self.unflushed = true;
+    fn poll_steps(&mut self, cx: &mut Context<'_>, input: &mut Vec<u8>) -> Poll<Result<(), Error>> {
+        self.core.start_turn(BUDGET);
+        loop {
+            self.heed(self.control.signal());
+            let polled = match self.core.next() {
+                Next::Close(result) => return Poll::Ready(result),
+                Next::Write(bytes) => write_some(&mut self.stream, cx, bytes).map_ok(|n| self.core.wrote(n)),
+                Next::Flush => match Pin::new(&mut self.stream).poll_flush(cx) {
+                    Poll::Ready(Ok(())) => {
+                        self.core.flushed();
+                        Poll::Ready(Ok(()))
+                    }
+                    Poll::Ready(Err(e)) => Poll::Ready(Err(Error::from_io(e))),
+                    Poll::Pending => Poll::Pending,
+                },
+                Next::Read => self.poll_input(cx, input),
+            };
+            match polled {
+                Poll::Ready(Ok(())) => {}
+                Poll::Ready(Err(e)) => self.core.close(e),
+                Poll::Pending => {
+                    if self.wait(cx).is_pending() {
+                        return Poll::Pending;
+                    }
                 }
-                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
-                Poll::Pending => return Poll::Pending,
+            }
+            if let Some(at) = self.core.take_progress() {
+                self.control.completed(at);
             }
         }
-        if self.unwritten.capacity() > 0 {
-            self.unwritten = Vec::new();
-        }
-        self.written = 0;
-        if self.unflushed {
-            match Pin::new(&mut self.stream).poll_flush(cx) {
-                Poll::Ready(Ok(())) => self.unflushed = false,
-                Poll::Ready(Err(e)) => return Poll::Ready(Err(Error::from_io(e))),
-                Poll::Pending => return Poll::Pending,
-            }
-        }
-        if let Some(timers) = &mut self.timers {
-            timers.writing_since = None;
-        }
-        Poll::Ready(Ok(()))
     }
 
-    /// One read into the thread's buffer, answered as far as the stream
-    /// takes the replies and the budget lasts; the rest of the read is kept
-    /// for the next step. `Pending` when there is nothing to read.
-    fn step(&mut self, cx: &mut Context<'_>, scratch: &mut Scratch) -> Poll<()> {
-        let size = read_size(self.server);
-        if scratch.input.len() < size {
-            scratch.input.resize(size, 0);
+    /// Input for the connection: the rest of the last read, the end of input
+    /// the runner made, or a new read; `Pending` when there is nothing to
+    /// read or this poll's budget is spent.
+    fn poll_input(&mut self, cx: &mut Context<'_>, input: &mut Vec<u8>) -> Poll<Result<(), Error>> {
+        if self.core.budget_spent() {
+            // A connection that always has input lets the others be served.
+            return yield_to_others(cx);
         }
-        let mut buf = ReadBuf::new(&mut scratch.input[..size]);
+        if self.unread_at < self.unread.len() {
+            let now = Instant::now().into_std();
+            self.unread_at += self.core.received(&self.unread[self.unread_at..], now, self.observer);
+            if self.unread_at == self.unread.len() {
+                self.unread.clear();
+                self.unread_at = 0;
+            }
+            return Poll::Ready(Ok(()));
+        }
+        if self.input_ended {
+            self.core.end_of_input(Instant::now().into_std(), self.observer);
+            return Poll::Ready(Ok(()));
+        }
+        let polled = self.poll_read(cx, input);
+        if polled.is_pending() && self.unread.capacity() > 0 {
+            // Waiting for input: hold no room for it.
+            self.unread = Vec::new();
+        }
+        polled
+    }
+
+    /// Passes the runner's word to the connection.
+    fn heed(&mut self, signal: Signal) {
+        match signal {
+            Signal::None => {}
+            Signal::EndInput => self.input_ended = true,
+            Signal::Close(error) => self.core.close(error),
+        }
+    }
+
+    /// One read into the thread's buffer, answered as far as the connection
+    /// takes it; the rest is kept for the next step.
+    fn poll_read(&mut self, cx: &mut Context<'_>, input: &mut Vec<u8>) -> Poll<Result<(), Error>> {
+        let size = self.read_size;
+        if input.len() < size {
+            input.resize(size, 0);
+        }
+        let mut buf = ReadBuf::new(&mut input[..size]);
         let n = loop {
             match Pin::new(&mut self.stream).poll_read(cx, &mut buf) {
                 Poll::Ready(Ok(())) => break buf.filled().len(),
                 Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
                 Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::WouldBlock => return yield_now(cx.waker()),
-                Poll::Ready(Err(e)) => {
-                    self.outcome = Some(Err(Error::from_io(e)));
-                    return Poll::Ready(());
-                }
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(Error::from_io(e))),
                 Poll::Pending => return Poll::Pending,
             }
         };
+        let now = Instant::now().into_std();
         if n == 0 {
-            self.input_ended = true;
-            return Poll::Ready(());
+            self.core.end_of_input(now, self.observer);
+            return Poll::Ready(Ok(()));
         }
-        let at = Instant::now();
-        if let Some(timers) = &mut self.timers {
-            timers.last_read = at;
-        }
-        self.watch.at = at;
-        if self.watch.started.is_none() {
-            self.watch.started = Some(at);
-        }
-        let read = &scratch.input[..n];
-        let answered = self.answer(cx, read, &mut scratch.out);
-        if answered < n {
+        let read = &input[..n];
+        let taken = self.core.received(read, now, self.observer);
+        if taken < n {
             // Room for the rest only, not more (the bound is one read).
-            let rest = &read[answered..];
+            let rest = &read[taken..];
             self.unread.reserve_exact(rest.len());
             self.unread.extend_from_slice(rest);
         }
-        Poll::Ready(())
+        Poll::Ready(Ok(()))
     }
 
-    /// Answers `input` piece by piece (see [`slice_size`]) into `out`,
-    /// writing the replies out whenever they pass [`FLUSH_AT`] and at the
-    /// end, as the thread runner does. Stops early when the stream takes no
-    /// more (the replies it did not take are kept, and so are no more than
-    /// [`FLUSH_AT`] and the replies to one piece), when the poll's budget is spent,
-    /// or at bad input. Returns how much of `input` was answered: all of it
-    /// once the connection has its outcome.
-    fn answer(&mut self, cx: &mut Context<'_>, input: &[u8], out: &mut Vec<u8>) -> usize {
-        let now = self.server.now();
-        out.clear();
-        let mut answered = 0;
-        let mut writing = true;
-        for piece in input.chunks(slice_size(self.responder.framing(), input.len())) {
-            let result = self.responder.receive_observed(piece, now, out, &mut self.watch);
-            answered += piece.len();
-            if let Err(e) = result {
-                self.outcome = Some(Err(e));
-                break;
-            }
-            if out.len() >= FLUSH_AT {
-                writing = self.write_out(cx, out);
-                if !writing {
-                    break;
-                }
-            }
-            if self.budget_spent() {
-                break;
+    /// Before returning `Pending`: makes sure the runner's next word and the
+    /// connection's next deadline wake the task. `Ready`: the runner has
+    /// spoken meanwhile, or the deadline has come: go on.
+    fn wait(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        self.control.register(cx);
+        match self.control.signal() {
+            Signal::None => {}
+            Signal::EndInput if self.input_ended => {}
+            signal => {
+                self.heed(signal);
+                return Poll::Ready(());
             }
         }
-        if std::mem::take(&mut self.watch.completed) {
-            self.watch.control.completed(self.watch.at);
+        let Some(at) = self.core.poll_timeout().map(Instant::from_std) else { return Poll::Pending };
+        // The timer is moved only when the deadline comes nearer or it
+        // fired early, not at every read.
+        let sleep = self.sleep.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(at)));
+        if sleep.deadline() > at || sleep.is_elapsed() {
+            sleep.as_mut().reset(at);
         }
-        // Replies to whole messages go out even when the input after them was bad.
-        if writing && !out.is_empty() {
-            self.write_out(cx, out);
+        match sleep.as_mut().poll(cx) {
+            Poll::Ready(()) => {
+                self.core.handle_timeout(Instant::now().into_std());
+                Poll::Ready(())
+            }
+            Poll::Pending => Poll::Pending,
         }
-        if self.outcome.is_some() { input.len() } else { answered }
-    }
-
-    /// At end of input (the peer's or the runner's): a last message held
-    /// back is answered and the connection's outcome set.
-    fn finish(&mut self, cx: &mut Context<'_>, out: &mut Vec<u8>) {
-        out.clear();
-        let now = self.server.now();
-        let finished = self.responder.finish_observed(now, out, &mut self.watch);
-        self.outcome = Some(finished.map(drop));
-        self.write_out(cx, out);
-    }
-
-    /// Writes `out` as far as the stream takes it now and clears it; the
-    /// rest is kept to go first at the next poll. `false` when some was
-    /// kept, or the stream failed (the connection's outcome then).
-    fn write_out(&mut self, cx: &mut Context<'_>, out: &mut Vec<u8>) -> bool {
-        let mut sent = 0;
-        let done = loop {
-            if sent == out.len() {
-                break true;
-            }
-            match write_some(&mut self.stream, cx, &out[sent..]) {
-                Poll::Ready(Ok(n)) => {
-                    sent += n;
-                    self.unflushed = true;
-                }
-                Poll::Ready(Err(e)) => {
-                    self.outcome = Some(Err(e));
-                    break false;
-                }
-                Poll::Pending => {
-                    self.unwritten.extend_from_slice(&out[sent..]);
-                    if let Some(timers) = &mut self.timers {
-                        timers.writing_since = Some(Instant::now());
-                    }
-                    break false;
-                }
-            }
-        };
-        out.clear();
-        done
     }
 }
 
@@ -520,7 +395,7 @@ where
 /// the buffer is the worker thread's, not the connection's, so a larger one
 /// saves system calls on busy connections and costs an idle one nothing.
 /// A connection whose peer stops taking replies keeps the rest of one read
-/// until it does (see [`Connection::answer`]).
+/// until it does.
 fn read_size(server: &EchoServer) -> usize {
     match server.framing() {
         Framing::Chunk { .. } => server.read_size(),
@@ -536,26 +411,15 @@ fn read_size(server: &EchoServer) -> usize {
 const MIN_READ: usize = FLUSH_AT;
 
 /// The work a connection may do in one poll before it lets the other tasks
-/// of its worker run: [`work`] counts bytes read and replied, and each
-/// message as [`MESSAGE_WORK`] bytes more, checked a read's piece at a time
-/// (never per message). 256 KiB is well under a tenth of a millisecond
+/// of its worker run (see [`Connection::work`]: bytes read and replied, each
+/// message counted as 256 bytes more, checked a read's piece at a time,
+/// never per message). 256 KiB is well under a tenth of a millisecond
 /// whatever the messages (about 900 empty lines, or 30 messages of 4 KiB),
 /// so a connection that always has input (a flood of empty lines) delays
 /// the others by about that, as the operating system's scheduler bounds a
 /// thread's turn. Tokio's own budget counts I/O operations, and one read of
 /// empty lines is thousands of replies.
 const BUDGET: u64 = 256 * 1024;
-
-/// A message's cost beyond its bytes, in bytes. Measured on the release
-/// server: an empty line (29 bytes read and replied) takes about 70 ns, a
-/// byte of a 4 KiB message about 0.35 ns, so a message is worth about 200
-/// bytes of copying.
-const MESSAGE_WORK: u64 = 256;
-
-/// A connection's work so far, in bytes (see [`BUDGET`]).
-fn work(summary: &Summary) -> u64 {
-    summary.bytes_in + summary.bytes_out + MESSAGE_WORK * summary.messages
-}
 
 /// `Pending`, with the task queued behind the others ready to run (and
 /// behind the I/O events not yet seen), as [`tokio::task::yield_now`] does.
@@ -590,71 +454,10 @@ fn yield_now<T>(waker: &Waker) -> Poll<T> {
     Poll::Pending
 }
 
-/// A connection's deadlines (see [`Limits`]), on one timer.
-struct Timers {
-    idle: Option<Duration>,
-    message: Option<Duration>,
-    write: Option<Duration>,
-    /// When the last read with bytes returned (or the connection began).
-    last_read: Instant,
-    /// When the replies not taken yet started going out.
-    writing_since: Option<Instant>,
-    /// Set no later than the deadline in force; moved when it fires early.
-    sleep: Option<Pin<Box<Sleep>>>,
-}
-
-impl Timers {
-    /// `None` when `limits` set no deadline.
-    fn new(limits: &Limits) -> Option<Timers> {
-        let Limits { idle_timeout: idle, message_timeout: message, write_timeout: write, .. } = *limits;
-        if idle.is_none() && message.is_none() && write.is_none() {
-            return None;
-        }
-        Some(Timers { idle, message, write, last_read: Instant::now(), writing_since: None, sleep: None })
-    }
-
-    /// The deadline in force, and its error.
-    fn due(&self, writing: bool, started: Option<Instant>) -> Option<(Instant, Error)> {
-        if writing {
-            let (since, timeout) = (self.writing_since?, self.write?);
-            return Some((since + timeout, Error::Timeout(TimeoutError::Write { timeout })));
-        }
-        let idle = self.idle.map(|t| (self.last_read + t, Error::Timeout(TimeoutError::Idle)));
-        let message = match (started, self.message) {
-            (Some(started), Some(timeout)) => {
-                Some((started + timeout, Error::Timeout(TimeoutError::Message { timeout })))
-            }
-            _ => None,
-        };
-        match (idle, message) {
-            (Some(a), Some(b)) => Some(if b.0 < a.0 { b } else { a }),
-            (a, b) => a.or(b),
-        }
-    }
-
-    /// The error of the deadline that has passed, or `Pending` with the
-    /// timer set to wake the task by the deadline. The timer is moved only
-    /// when the deadline comes nearer or it fired early, not at every read.
-    fn poll_expired(&mut self, cx: &mut Context<'_>, writing: bool, started: Option<Instant>) -> Poll<Error> {
-        loop {
-            let Some((at, error)) = self.due(writing, started) else { return Poll::Pending };
-            if at <= Instant::now() {
-                return Poll::Ready(error);
-            }
-            let sleep = self.sleep.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(at)));
-            if sleep.deadline() > at || sleep.is_elapsed() {
-                sleep.as_mut().reset(at);
-            }
-            if sleep.as_mut().poll(cx).is_pending() {
-                return Poll::Pending;
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::connection::{Deadlines, slice_size};
     use crate::stamp::Ctime;
     use std::time::SystemTime;
 
@@ -721,13 +524,25 @@ mod tests {
             let one_slice = slice_size(framing, 1024 * 1024) / pattern.len() * reply;
             let peer = NeverReads { pattern, room: 1024 * 1024 + 3, read: 0, taken: 0, largest_write: 0 };
             let runtime = tokio::runtime::Builder::new_current_thread().build().expect("a runtime");
-            let mut conn = Connection::new(&server, peer, (), None, ());
+            let mut core = server.connection(Deadlines::default(), std::time::Instant::now());
+            let mut observer = ();
+            let mut conn = Shell {
+                core: &mut core,
+                stream: peer,
+                observer: &mut observer,
+                control: (),
+                read_size: read_size(&server),
+                unread: Vec::new(),
+                unread_at: 0,
+                input_ended: false,
+                sleep: None,
+            };
             runtime.block_on(std::future::poll_fn(|cx| {
                 let mut read_when_stuck = None;
                 for poll in 0..10_000 {
                     assert!(conn.poll_serve(cx).is_pending(), "{framing}: endless input");
-                    let pending = conn.unwritten.len() - conn.written;
-                    assert!(conn.unwritten.capacity() <= FLUSH_AT + one_slice, "{framing}: {pending} bytes pending");
+                    let (pending, room) = conn.core.pending_len();
+                    assert!(room <= FLUSH_AT + one_slice, "{framing}: {pending} bytes pending");
                     assert!(
                         conn.unread.capacity() <= read_size(&server),
                         "{framing}: {} kept",
@@ -747,12 +562,37 @@ mod tests {
                 "{framing}: a write of {}",
                 conn.stream.largest_write
             );
-            let answered = conn.responder.summary().bytes_in as usize;
+            let answered = conn.core.summary().bytes_in as usize;
             assert!(
                 conn.stream.read - answered <= read_size(&server),
                 "{framing}: read {}, answered {answered}",
                 conn.stream.read
             );
         }
+    }
+
+    /// A connection that ends in an error still hands back its counts.
+    #[test]
+    fn serve_to_end_returns_the_counts_with_the_error() {
+        let server = EchoServer::builder()
+            .framing(Framing::Line { max_line: 4 })
+            .stamp(Ctime::utc())
+            .build()
+            .expect("valid settings");
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
+        let served = runtime.block_on(async {
+            use tokio::io::AsyncWriteExt;
+            let (mut client, stream) = tokio::io::duplex(4096);
+            client.write_all(b"ok\nfine\ntoo long\n").await.expect("write");
+            let served = serve_to_end(&server, stream, Some(&Limits::default()), ()).await;
+            drop(client);
+            served
+        });
+        assert_eq!((served.summary.messages, served.summary.bytes_in), (2, 17));
+        assert!(
+            matches!(served.error, Some(Error::Protocol(crate::ProtocolError::LineTooLong { max: 4 }))),
+            "{:?}",
+            served.error
+        );
     }
 }
