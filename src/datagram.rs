@@ -282,6 +282,7 @@ impl DatagramServer {
         let mut out = Vec::with_capacity(LONGEST_REPLY);
         let mut responder = Responder::new(Framing::chunk(), Arc::clone(&self.stamp));
         let mut totals = Totals::default();
+        let _span = crate::spans::Span::udp(self.socket.local_addr().ok()).enter();
         while !self.shared.stop.load(Ordering::SeqCst) {
             let (n, from) = match self.socket.recv_from(&mut input) {
                 Ok(received) => received,

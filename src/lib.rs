@@ -176,6 +176,7 @@ pub mod proxy;
 pub mod reply;
 pub mod runner;
 pub mod server;
+mod spans;
 pub mod stamp;
 mod stop;
 #[cfg(any(test, feature = "test-util"))]

@@ -468,10 +468,11 @@ where
     }
     // Behind a trusted proxy, the peer is known once its header is read.
     let behind = shared.proxy.as_ref().is_some_and(|proxy| proxy.expects_header(&peer.addr));
+    let span = crate::spans::Span::connection(&peer);
     if !behind {
-        shared.events.connected(&peer);
+        span.in_scope(|| shared.events.connected(&peer));
     }
-    tokio::spawn(async move {
+    tokio::spawn(span.instrument(async move {
         let shared = Arc::clone(&ending.shared);
         let slot = Arc::clone(&ending.slot);
         let mut hold = Hold { slot: &slot, shared: &shared };
@@ -494,7 +495,7 @@ where
         let result = drive(&shared.server, stream, watch, Some(&shared.limits), hold).await;
         shared.events.closed(&peer, &ending.summary, result.as_ref().err());
         ending.served(result.is_ok());
-    });
+    }));
 }
 
 /// Reads a trusted proxy's header (see [`HeaderRead`]) within `timeout`,
