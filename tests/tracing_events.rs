@@ -13,14 +13,15 @@ use std::net::UdpSocket;
 use std::sync::{Arc, Mutex, MutexGuard, Once, PoisonError};
 use std::time::Duration;
 
-use common::{Runtime, connect, serve_on};
+use common::{Runtime, connect, serve_on, serve_proxied_on};
 use stamp_echo::datagram::DatagramServer;
-use stamp_echo::runner::TracingEvents;
+use stamp_echo::runner::{ProxyProtocol, TracingEvents, TrustedProxy};
 use stamp_echo::stamp::Ctime;
 use stamp_echo::{EchoServer, Framing, Limits};
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id, Record};
 use tracing::{Event, Level, Metadata, Subscriber};
+use tracing_core::span::Current;
 
 /// One event as a subscriber sees it: level, target, its fields as text,
 /// and the span it happened in (the innermost entered on its thread).
@@ -37,6 +38,7 @@ struct Seen {
 struct SpanSeen {
     name: &'static str,
     fields: Vec<(String, String)>,
+    metadata: &'static Metadata<'static>,
 }
 
 fn field<'a>(fields: &'a [(String, String)], name: &str) -> Option<&'a str> {
@@ -95,7 +97,7 @@ impl Subscriber for Capture {
         let mut fields = Fields(Vec::new());
         attributes.record(&mut fields);
         let mut spans = spans();
-        spans.push(SpanSeen { name: attributes.metadata().name(), fields: fields.0 });
+        spans.push(SpanSeen { name: attributes.metadata().name(), fields: fields.0, metadata: attributes.metadata() });
         Id::from_u64(spans.len() as u64)
     }
     fn record(&self, id: &Id, values: &Record<'_>) {
@@ -111,6 +113,13 @@ impl Subscriber for Capture {
         let span = ENTERED.with(|entered| entered.borrow().last().map(|&id| spans()[index(&Id::from_u64(id))].clone()));
         let seen = Seen { level: *meta.level(), target: meta.target().to_owned(), fields: fields.0, span };
         SEEN.lock().unwrap_or_else(PoisonError::into_inner).push(seen);
+    }
+    fn current_span(&self) -> Current {
+        let current = ENTERED.with(|entered| entered.borrow().last().copied());
+        match current {
+            Some(id) => Current::new(Id::from_u64(id), spans()[index(&Id::from_u64(id))].metadata),
+            None => Current::none(),
+        }
     }
     fn enter(&self, id: &Id) {
         ENTERED.with(|entered| entered.borrow_mut().push(id.into_u64()));
@@ -169,7 +178,41 @@ fn events_reach_the_programs_subscriber_escaped(rt: Runtime) {
     served.shutdown(Duration::from_secs(5));
 }
 
-on_both_runtimes!(events_reach_the_programs_subscriber_escaped);
+fn behind_a_trusted_proxy_the_connection_span_names_the_client(rt: Runtime) {
+    capture();
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("address");
+    let server = EchoServer::builder().framing(Framing::line()).build().expect("server");
+    let proxy = ProxyProtocol::new([TrustedProxy::addr(addr.ip())]);
+    let served =
+        serve_proxied_on(rt, listener, server, Limits::default(), Some(proxy), TracingEvents::new()).expect("serving");
+    let mut stream = connect(addr);
+    let proxy_peer = stream.local_addr().expect("address");
+    // The client's port is the proxy's own: a client no other test names.
+    let client = format!("192.0.2.7:{}", proxy_peer.port());
+    let header = format!("PROXY TCP4 192.0.2.7 127.0.0.1 {} 8080\r\nvia a proxy\n", proxy_peer.port());
+    stream.write_all(header.as_bytes()).expect("send");
+    let mut reply = [0; 64];
+    let n = stream.read(&mut reply).expect("the reply");
+    assert!(reply[..n].ends_with(b"] via a proxy\n"), "echoed");
+    let seen = seen_from(&client);
+    let message = seen.iter().find(|s| s.field("text") == Some("via a proxy")).unwrap_or_else(|| panic!("{seen:?}"));
+    let span = message.span.as_ref().unwrap_or_else(|| panic!("in a span: {message:?}"));
+    assert_eq!(span.name, "connection");
+    let proxy_peer = proxy_peer.to_string();
+    assert_eq!(
+        (span.field("peer"), span.field("client")),
+        (Some(proxy_peer.as_str()), Some(client.as_str())),
+        "{span:?}"
+    );
+    drop(stream);
+    served.shutdown(Duration::from_secs(5));
+}
+
+on_both_runtimes!(
+    events_reach_the_programs_subscriber_escaped,
+    behind_a_trusted_proxy_the_connection_span_names_the_client
+);
 
 #[test]
 fn a_udp_servers_events_are_inside_its_span() {

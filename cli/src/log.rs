@@ -25,6 +25,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use stamp_echo::stamp::{Rfc3339, Stamp};
 use tracing::field::{Field, Visit};
+use tracing::span::Record;
 use tracing::{Event, Level, Subscriber};
 use tracing_appender::non_blocking::{ErrorCounter, NonBlockingBuilder, WorkerGuard};
 use tracing_subscriber::field::RecordFields;
@@ -334,6 +335,12 @@ impl<'w> FormatFields<'w> for SpanFields {
             json.result?;
         }
         Ok(())
+    }
+
+    /// Fields recorded later (`client`, once a trusted proxy names it):
+    /// appended as they are, with no space between.
+    fn add_fields(&self, current: &'w mut FormattedFields<Self>, fields: &Record<'_>) -> fmt::Result {
+        self.format_fields(current.as_writer(), fields)
     }
 }
 
