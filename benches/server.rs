@@ -70,7 +70,7 @@ fn tcp(c: &mut Criterion) {
     group.bench_function("pipelined", |b| {
         b.iter_custom(|iters| {
             let workload = Workload::new(iters * BATCH, 16, 256);
-            load::drive(&stream, Framing::line(), workload, &progress).expect("checked replies").elapsed
+            load::drive(&stream, Framing::line(), workload, &progress, |_| {}).expect("checked replies").elapsed
         })
     });
     group.finish();

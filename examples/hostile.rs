@@ -560,6 +560,8 @@ fn flood(
     let block = Arc::new(smallest_messages(endpoint.framing())?);
     let stop = Arc::new(AtomicBool::new(false));
     let mut threads = Vec::new();
+    // Each flooder's reader says when its first replies come: the flood is under way.
+    let (under_way, flowing) = std::sync::mpsc::channel();
     for _ in 0..flooders {
         let conn = Arc::new(Conn::open(endpoint)?);
         conn.set_timeout(Some(Duration::from_millis(200)))?;
@@ -577,14 +579,19 @@ fn flood(
             })
         };
         let reading = {
-            let stop = Arc::clone(&stop);
+            let (stop, under_way) = (Arc::clone(&stop), under_way.clone());
             thread::spawn(move || {
                 let mut buf = vec![0; 64 * 1024];
                 let mut replies = 0u64;
                 while !stop.load(Ordering::Relaxed) {
                     match (&*conn).read(&mut buf) {
                         Ok(0) => break,
-                        Ok(n) => replies += n as u64,
+                        Ok(n) => {
+                            if replies == 0 {
+                                let _ = under_way.send(());
+                            }
+                            replies += n as u64;
+                        }
                         Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {}
                         Err(_) => break,
                     }
@@ -594,8 +601,14 @@ fn flood(
         };
         threads.extend([writing, reading]);
     }
-    // The good client, once the flood is under way.
-    thread::sleep(Duration::from_millis(500));
+    // The good client, once the flood is under way: every flooder has had
+    // replies (or one ended without: then no sooner than a safety net).
+    drop(under_way);
+    for _ in 0..flooders {
+        if flowing.recv_timeout(Duration::from_secs(10)).is_err() {
+            break;
+        }
+    }
     let conn = Conn::open(endpoint)?;
     conn.set_timeout(Some(Duration::from_secs(5)))?;
     let mut client = EchoClient::new(&conn, endpoint.framing())?;

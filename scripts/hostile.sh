@@ -383,7 +383,19 @@ for _ in 1 2 3 4; do
     "$se" client --unix "$sock" --timeout 60 <>"$tmp/idle.fifo" >/dev/null 2>&1 &
     pids+=("$!")
 done
-sleep 1 # let the clients fill the backlog (the PASS line needs the server to have seen it full)
+# Ready when the backlog is full (the PASS line needs the server to have seen
+# it full): connect until one connect does not complete. A new server on the
+# path is such a probe (a non-blocking connect, which says "try again" at once
+# on a full backlog); each probe that connects takes a place in the backlog
+# itself (an unaccepted connection stays queued after its client is gone), so
+# at most backlog + 1 probes are needed, whether or not the clients above got
+# there first.
+full=0
+for _ in 1 2 3 4 5 6 7 8; do
+    probed=$(timeout 10 "$se" serve "${runtime[@]}" --unix "$sock" 2>&1 </dev/null || true)
+    [[ $probed == *"its backlog is full"* ]] && { full=1; break; }
+done
+((full)) || fail "frozen unix: the backlog never filled (the last probe said: $probed)"
 started=$EPOCHREALTIME
 set +e
 out=$(timeout 10 "$se" serve "${runtime[@]}" --unix "$sock" 2>&1 </dev/null)

@@ -400,6 +400,7 @@ impl DatagramServer {
         // large to send, which is built and then replaced).
         let mut out = Vec::with_capacity(LONGEST_REPLY);
         let mut responder = Responder::new(Framing::chunk(), Arc::clone(&self.stamp));
+        let _span = crate::spans::Span::udp(self.socket.local_addr().ok()).enter();
         while !self.shared.stop.load(Ordering::SeqCst) {
             let (n, from) = match self.socket.recv_from(&mut input) {
                 Ok(received) => received,

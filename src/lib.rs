@@ -194,6 +194,7 @@ pub mod proxy;
 pub mod reply;
 pub mod runner;
 pub mod server;
+mod spans;
 pub mod stamp;
 mod stop;
 #[cfg(any(test, feature = "test-util"))]

@@ -546,8 +546,9 @@ fn spawn_connection(shared: &Arc<Threads>, conn: Arc<Conn>, peer: Peer) {
     }
     // Behind a trusted proxy, the peer is known once its header is read.
     let behind = shared.proxy.as_ref().is_some_and(|proxy| proxy.expects_header(&peer.addr));
+    let span = crate::spans::Span::connection(&peer);
     if !behind {
-        shared.events.connected(&peer);
+        span.in_scope(|| shared.events.connected(&peer));
     }
     drop(conn);
     // The thread takes the `Ending` from `handoff`, so that it is still here
@@ -555,9 +556,10 @@ fn spawn_connection(shared: &Arc<Threads>, conn: Arc<Conn>, peer: Peer) {
     // makes room as when out of descriptors, and tries again.
     let handoff = Arc::new(Mutex::new(Some(ending)));
     loop {
-        let (theirs, their_peer) = (Arc::clone(&handoff), peer.clone());
+        let (theirs, their_peer, their_span) = (Arc::clone(&handoff), peer.clone(), span.clone());
         let spawned =
             thread::Builder::new().name("stamp-echo-conn".into()).stack_size(limits.stack_size).spawn(move || {
+                let _span = their_span.enter();
                 let ending = theirs.lock().unwrap_or_else(PoisonError::into_inner).take();
                 if let Some(ending) = ending {
                     serve_connection(ending, &their_peer, behind);

@@ -218,7 +218,8 @@ fn a_workload_needs_a_window_and_a_size() {
     let server = LocalServer::start(fixed_server(Framing::line())).expect("a server");
     let stream = TcpStream::connect(server.addr()).expect("connect");
     let progress = AtomicU64::new(0);
-    let run = |size: usize, window: usize| drive(&stream, Framing::line(), Workload::new(2, size, window), &progress);
+    let run =
+        |size: usize, window: usize| drive(&stream, Framing::line(), Workload::new(2, size, window), &progress, |_| {});
     assert_refused(&Workload::SIZE, 0, run(0, 1));
     assert_refused(&Workload::WINDOW, 0, run(1, 0));
     let report = run(Workload::SIZE.min(), Workload::WINDOW.min()).expect("the smallest workload runs");

@@ -58,10 +58,11 @@ fn drives_our_server_in_every_framing_pipelined_and_ping_pong() {
             let stream = connect(&addr);
             let progress = AtomicU64::new(0);
             let workload = Workload::new(messages, size, window);
-            let report = drive(&stream, framing, workload, &progress)
+            let mut latencies = 0;
+            let report = drive(&stream, framing, workload, &progress, |_| latencies += 1)
                 .unwrap_or_else(|e| panic!("{framing}, window {window}, size {size}: {e}"));
             assert_eq!(report.messages, messages);
-            assert_eq!(report.latency.count(), messages);
+            assert_eq!(latencies, messages, "a latency per message");
             assert_eq!(progress.into_inner(), messages);
             assert!(report.bytes_sent >= messages * size as u64);
             // Every reply carries a stamp on top of the message.
@@ -101,7 +102,7 @@ fn a_server_that_changes_a_byte_is_caught_with_one_thread_or_two() {
     for window in [1, 1000] {
         let stream = connect(&corrupting_server());
         let workload = Workload::new(100, 16, window);
-        let result = drive(&stream, Framing::line(), workload, &AtomicU64::new(0));
+        let result = drive(&stream, Framing::line(), workload, &AtomicU64::new(0), |_| {});
         assert!(
             matches!(result, Err(Error::Protocol(ProtocolError::EchoMismatch { offset: 2 }))),
             "window {window}: {result:?}"
@@ -122,11 +123,11 @@ fn addr_of_a_server_that_hangs_up() -> String {
 fn a_server_that_hangs_up_early_is_caught() {
     let stream = connect(&addr_of_a_server_that_hangs_up());
     let workload = Workload::new(10, 16, 4);
-    let result = drive(&stream, Framing::line(), workload, &AtomicU64::new(0));
+    let result = drive(&stream, Framing::line(), workload, &AtomicU64::new(0), |_| {});
     assert!(matches!(result, Err(Error::Protocol(ProtocolError::UnexpectedEof) | Error::Io(_))), "{result:?}");
     let stream = connect(&addr_of_a_server_that_hangs_up());
     let workload = Workload::new(10_000, 16, 1000);
-    let result = drive(&stream, Framing::line(), workload, &AtomicU64::new(0));
+    let result = drive(&stream, Framing::line(), workload, &AtomicU64::new(0), |_| {});
     assert!(matches!(result, Err(Error::Protocol(ProtocolError::UnexpectedEof) | Error::Io(_))), "{result:?}");
 }
 
@@ -136,11 +137,51 @@ fn bad_workloads_are_refused_before_connecting_threads() {
     let stream = connect(&addr);
     let progress = AtomicU64::new(0);
     let zero = Workload::new(1, 16, 0);
-    assert!(matches!(drive(&stream, Framing::line(), zero, &progress), Err(Error::Config(_))));
+    assert!(matches!(drive(&stream, Framing::line(), zero, &progress, |_| {}), Err(Error::Config(_))));
     let too_long = Workload::new(1, 100, 1);
     let framing = Framing::Line { max_line: 10 };
     assert!(matches!(
-        drive(&stream, framing, too_long, &progress),
+        drive(&stream, framing, too_long, &progress, |_| {}),
         Err(Error::Message(MessageError::TooLong { len: 100, max: 10 }))
     ));
+}
+
+/// A line server that answers each line only after `delay` (pacing the
+/// server, not waiting for anything).
+fn slow_server(delay: Duration) -> String {
+    serve(1, move |mut s| {
+        let mut buf = [0u8; 4096];
+        let mut pending = Vec::new();
+        while let Ok(n @ 1..) = s.read(&mut buf) {
+            pending.extend_from_slice(&buf[..n]);
+            while let Some(end) = pending.iter().position(|&b| b == b'\n') {
+                let line: Vec<u8> = pending.drain(..=end).collect();
+                thread::sleep(delay);
+                let mut reply = b"[T] ".to_vec();
+                reply.extend_from_slice(&line);
+                if s.write_all(&reply).is_err() {
+                    return;
+                }
+            }
+        }
+    })
+}
+
+#[test]
+fn an_open_loop_counts_latency_from_when_each_message_was_due() {
+    // Due every 1 ms, answered 20 ms after each arrives, one in flight at a
+    // time: message k leaves about k * 20 ms after the start although due
+    // at k ms. Counted from when it was due, the last one's latency covers
+    // every delay before it (at least 10 * 20 ms - 9 * 1 ms); counted from
+    // when it was sent, it would be about 20 ms (coordinated omission).
+    let (delay, interval, messages) = (Duration::from_millis(20), Duration::from_millis(1), 10);
+    let stream = connect(&slow_server(delay));
+    let workload = Workload::new(messages, 16, 1).open_loop(interval);
+    let mut latencies = Vec::new();
+    let report = drive(&stream, Framing::line(), workload, &AtomicU64::new(0), |latency| latencies.push(latency))
+        .expect("checked replies");
+    assert_eq!((report.messages, latencies.len()), (messages, 10));
+    let last = *latencies.last().expect("latencies");
+    assert!(last >= delay * 10 - interval * 9, "counted from when it was due: {latencies:?}");
+    assert!(latencies.windows(2).all(|w| w[1] >= w[0]), "each waited behind the one before: {latencies:?}");
 }

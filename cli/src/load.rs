@@ -10,6 +10,10 @@
 //!
 //! The last line is machine-readable, for scripts: `result: key=value ...`;
 //! `--json` prints one JSON object instead.
+//!
+//! Each connection is driven by the library's checked engine,
+//! [`stamp_echo::load::drive`]; this module opens the connections, starts
+//! them together, records the latencies it hands back, and reports.
 
 use std::fmt::Write as _;
 use std::io::{self, Read, Write};
@@ -18,12 +22,12 @@ use std::net::TcpStream;
 use std::os::unix::net::UnixStream;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Barrier, Condvar, Mutex, MutexGuard, PoisonError, mpsc};
+use std::sync::{Barrier, mpsc};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
-use stamp_echo::load::{Checker, message};
-use stamp_echo::{Bound, Error, Framing, Limits, ProtocolError};
+use stamp_echo::load::{Checker, Workload, message};
+use stamp_echo::{Bound, Error, Framing, Limits};
 
 use crate::args::{Dur, Endpoint, bounded, default_of, duration, duration_help, help};
 
@@ -111,31 +115,14 @@ impl Conn {
         })
     }
 
-    fn drive(&self, load: &Load, progress: &AtomicU64) -> Result<Report, Error> {
+    /// Drives the connection with the library's engine, recording each latency.
+    fn drive(&self, framing: Framing, workload: Workload, progress: &AtomicU64) -> Result<Report, Error> {
         match self {
-            Conn::Tcp(s) => drive(s, load, progress),
+            Conn::Tcp(s) => drive(s, framing, workload, progress),
             #[cfg(unix)]
-            Conn::Unix(s) => drive(s, load, progress),
+            Conn::Unix(s) => drive(s, framing, workload, progress),
         }
     }
-}
-
-/// One connection's load.
-struct Load {
-    framing: Framing,
-    messages: u64,
-    size: usize,
-    window: usize,
-    /// Open loop: the time between two messages' due times, and the first's.
-    schedule: Option<(Duration, Instant)>,
-}
-
-/// What one connection measured.
-struct Report {
-    messages: u64,
-    bytes_sent: u64,
-    bytes_received: u64,
-    latency: Histogram<u64>,
 }
 
 pub fn run(args: &Args) -> ExitCode {
@@ -160,24 +147,18 @@ pub fn run(args: &Args) -> ExitCode {
     let start_line = Barrier::new(conns.len() + 1);
     let (done_tx, done) = mpsc::channel();
     let total = args.messages * conns.len() as u64;
+    let mut workload = Workload::new(args.messages, size, usize::try_from(window).unwrap_or(usize::MAX));
+    if let Some(rate) = args.rate {
+        // Each connection's schedule starts as it starts, at the same rate share.
+        workload = workload.open_loop(Duration::from_secs_f64(args.connections as f64 / rate as f64));
+    }
     let (results, elapsed) = std::thread::scope(|scope| {
         for conn in &conns {
             let done_tx = done_tx.clone();
             let (progress, start_line) = (&progress, &start_line);
             scope.spawn(move || {
                 start_line.wait();
-                // Every connection's schedule starts now, at the same rate share.
-                let schedule = args
-                    .rate
-                    .map(|rate| (Duration::from_secs_f64(args.connections as f64 / rate as f64), Instant::now()));
-                let load = Load {
-                    framing: args.endpoint.framing(),
-                    messages: args.messages,
-                    size,
-                    window: usize::try_from(window).unwrap_or(usize::MAX),
-                    schedule,
-                };
-                let _ = done_tx.send(conn.drive(&load, progress));
+                let _ = done_tx.send(conn.drive(args.endpoint.framing(), workload, progress));
             });
         }
         start_line.wait();
@@ -328,144 +309,29 @@ pub fn json_string(text: &str) -> String {
     out
 }
 
-/// The checker both threads share, and whether either failed.
-struct Shared {
-    state: Mutex<(Checker<Instant>, bool)>,
-    /// Signalled when replies free room in the window, or on failure.
-    window_open: Condvar,
+/// What one connection measured.
+struct Report {
+    messages: u64,
+    bytes_sent: u64,
+    bytes_received: u64,
+    latency: Histogram<u64>,
 }
 
-impl Shared {
-    fn lock(&self) -> MutexGuard<'_, (Checker<Instant>, bool)> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    fn fail(&self) {
-        self.lock().1 = true;
-        self.window_open.notify_all();
-    }
-}
-
-/// One connection: a writer thread sends (in batches up to the window, or
-/// on the schedule), the calling thread reads and checks every reply.
-fn drive<S>(stream: &S, load: &Load, progress: &AtomicU64) -> Result<Report, Error>
+/// One connection: the library's [`drive`](stamp_echo::load::drive), its
+/// latencies recorded in nanoseconds (at least 1, as the histogram counts).
+fn drive<S>(stream: &S, framing: Framing, workload: Workload, progress: &AtomicU64) -> Result<Report, Error>
 where
     S: Sync,
     for<'a> &'a S: Read + Write,
 {
-    let shared = Shared { state: Mutex::new((Checker::new(load.framing), false)), window_open: Condvar::new() };
-    let (written, read) = std::thread::scope(|scope| {
-        let writer = scope.spawn(|| {
-            let result = write_load(stream, &shared, load);
-            if result.is_err() {
-                shared.fail();
-            }
-            result
-        });
-        let read = read_replies(stream, &shared, load.messages, progress);
-        if read.is_err() {
-            shared.fail();
-        }
-        let written = writer.join().unwrap_or_else(|_| Err(Error::Io(io::Error::other("the writer thread panicked"))));
-        (written, read)
-    });
-    // The reader's error comes first: when both failed, it is the cause.
-    let (bytes_received, latency) = read?;
-    let bytes_sent = written?;
-    Ok(Report { messages: load.messages, bytes_sent, bytes_received, latency })
-}
-
-/// The writer: frames messages into one write per batch; returns the bytes written.
-fn write_load<S>(stream: &S, shared: &Shared, load: &Load) -> Result<u64, Error>
-where
-    for<'a> &'a S: Write,
-{
-    let (mut seq, mut written) = (0, 0);
-    let (mut text, mut out) = (Vec::with_capacity(load.size), Vec::new());
-    while seq < load.messages {
-        if let Some((every, first)) = load.schedule {
-            // Sleep until the next message is due (interval * seq from the first).
-            let due = first + every.mul_f64(seq as f64);
-            let now = Instant::now();
-            if due > now {
-                std::thread::sleep(due - now);
-            }
-        }
-        {
-            let mut state = shared.lock();
-            while state.0.in_flight() >= load.window && !state.1 {
-                state = shared.window_open.wait(state).unwrap_or_else(PoisonError::into_inner);
-            }
-            if state.1 {
-                break;
-            }
-            let now = Instant::now();
-            let room = (load.window - state.0.in_flight()) as u64;
-            for _ in 0..room.min(load.messages - seq) {
-                // Open loop: the tag is when the message was due; only those due by now go.
-                let tag = match load.schedule {
-                    Some((every, first)) => {
-                        let due = first + every.mul_f64(seq as f64);
-                        if due > now {
-                            break;
-                        }
-                        due
-                    }
-                    None => now,
-                };
-                text.clear();
-                message(seq, load.size, &mut text);
-                state.0.send(&text, tag, &mut out)?;
-                seq += 1;
-            }
-        }
-        let mut writer = stream;
-        writer.write_all(&out).map_err(Error::from)?;
-        written += out.len() as u64;
-        out.clear();
-    }
-    Ok(written)
-}
-
-/// The reader: checks replies until all `messages` are answered; the bytes
-/// read and the latencies.
-fn read_replies<S>(
-    stream: &S,
-    shared: &Shared,
-    messages: u64,
-    progress: &AtomicU64,
-) -> Result<(u64, Histogram<u64>), Error>
-where
-    for<'a> &'a S: Read,
-{
-    let mut input = vec![0; 64 * 1024];
     let mut latency = new_histogram()?;
-    let (mut answered, mut received) = (0, 0);
-    while answered < messages {
-        let mut reader = stream;
-        let n = match reader.read(&mut input) {
-            Ok(0) => return Err(Error::Protocol(ProtocolError::UnexpectedEof)),
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(Error::from(e)),
-        };
-        received += n as u64;
-        let done = {
-            let mut state = shared.lock();
-            if state.1 {
-                return Err(Error::Io(io::Error::other("the writer failed")));
-            }
-            let now = Instant::now();
-            state.0.receive(&input[..n], |sent| {
-                let nanos = u64::try_from((now - sent).as_nanos()).unwrap_or(u64::MAX);
-                latency.saturating_record(nanos.max(1));
-            })?
-        };
-        answered += done as u64;
-        progress.fetch_add(done as u64, Ordering::Relaxed);
-        if done > 0 {
-            shared.window_open.notify_one();
-        }
-    }
-    Ok((received, latency))
+    let report = stamp_echo::load::drive(stream, framing, workload, progress, |took| {
+        latency.saturating_record(u64::try_from(took.as_nanos()).unwrap_or(u64::MAX).max(1));
+    })?;
+    Ok(Report {
+        messages: report.messages,
+        bytes_sent: report.bytes_sent,
+        bytes_received: report.bytes_received,
+        latency,
+    })
 }

@@ -25,10 +25,12 @@ use std::time::{Duration, Instant, SystemTime};
 
 use stamp_echo::stamp::{Rfc3339, Stamp};
 use tracing::field::{Field, Visit};
+use tracing::span::Record;
 use tracing::{Event, Level, Subscriber};
 use tracing_appender::non_blocking::{ErrorCounter, NonBlockingBuilder, WorkerGuard};
+use tracing_subscriber::field::RecordFields;
 use tracing_subscriber::fmt::format::Writer;
-use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, FormattedFields};
 use tracing_subscriber::registry::LookupSpan;
 
 /// Lines the log queue holds before it drops them.
@@ -42,7 +44,8 @@ pub const LOG_FLUSH: Duration = Duration::from_millis(100);
 pub enum Format {
     /// The original's lines, one per event: `...connected from: 127.0.0.1:45000`.
     Text,
-    /// One JSON object per line: `time`, `level`, `target`, `message` and the event's fields.
+    /// One JSON object per line: `time`, `level`, `target`, `message`, the event's fields, and the spans it is in
+    /// (`spans`, outermost first: `connection` with `peer`, `id`, `source`; `udp` with `local`).
     Json,
 }
 
@@ -72,6 +75,7 @@ impl Log {
         let subscriber = tracing_subscriber::fmt()
             .with_max_level(Level::DEBUG)
             .with_writer(writer)
+            .fmt_fields(SpanFields(format))
             .event_format(Line(format))
             .finish();
         tracing::subscriber::set_global_default(subscriber).map_err(io::Error::other)?;
@@ -269,7 +273,7 @@ where
     S: Subscriber + for<'a> LookupSpan<'a>,
     N: for<'a> FormatFields<'a> + 'static,
 {
-    fn format_event(&self, _: &FmtContext<'_, S, N>, mut out: Writer<'_>, event: &Event<'_>) -> fmt::Result {
+    fn format_event(&self, ctx: &FmtContext<'_, S, N>, mut out: Writer<'_>, event: &Event<'_>) -> fmt::Result {
         match self.0 {
             Format::Text => {
                 let mut message = TextMessage { out: &mut out, result: Ok(()) };
@@ -285,10 +289,58 @@ where
                 let mut fields = JsonFields { out: &mut out, result: Ok(()) };
                 event.record(&mut fields);
                 fields.result?;
+                json_spans(ctx, &mut out)?;
                 out.write_char('}')?;
             }
         }
         writeln!(out)
+    }
+}
+
+/// `,"spans":[{"name":NAME,FIELDS},...]`, outermost first, for an event
+/// inside spans (the library's `connection` and `udp`); nothing otherwise.
+fn json_spans<S, N>(ctx: &FmtContext<'_, S, N>, out: &mut Writer<'_>) -> fmt::Result
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    let Some(scope) = ctx.event_scope() else { return Ok(()) };
+    let mut first = true;
+    for span in scope.from_root() {
+        out.write_str(if first { ",\"spans\":[{\"name\":" } else { ",{\"name\":" })?;
+        first = false;
+        json_string(out, span.name())?;
+        // What `SpanFields` wrote when the span began: `,"field":value` each.
+        if let Some(fields) = span.extensions().get::<FormattedFields<N>>() {
+            out.write_str(fields)?;
+        }
+        out.write_char('}')?;
+    }
+    if !first {
+        out.write_char(']')?;
+    }
+    Ok(())
+}
+
+/// How a span's fields are kept, once, when it begins: for JSON lines as
+/// `,"name":value` each (see [`json_spans`]); for text lines not at all,
+/// since those show the message alone.
+struct SpanFields(Format);
+
+impl<'w> FormatFields<'w> for SpanFields {
+    fn format_fields<R: RecordFields>(&self, mut out: Writer<'w>, fields: R) -> fmt::Result {
+        if self.0 == Format::Json {
+            let mut json = JsonFields { out: &mut out, result: Ok(()) };
+            fields.record(&mut json);
+            json.result?;
+        }
+        Ok(())
+    }
+
+    /// Fields recorded later (`client`, once a trusted proxy names it):
+    /// appended as they are, with no space between.
+    fn add_fields(&self, current: &'w mut FormattedFields<Self>, fields: &Record<'_>) -> fmt::Result {
+        self.format_fields(current.as_writer(), fields)
     }
 }
 

@@ -710,6 +710,13 @@ fn json_log_lines_have_time_level_target_message_and_fields(rt: Runtime) {
     assert_eq!(message["text"], r#"hi \x1b[2J"json""#, "escaped, then quoted by JSON: {message}");
     assert_eq!(message["bytes"], 13);
     assert_eq!(message["target"], "stamp_echo::runner");
+    // Inside the library's connection span, whose fields name the peer.
+    let spans = message["spans"].as_array().unwrap_or_else(|| panic!("in spans: {message}"));
+    assert_eq!(spans.len(), 1, "{message}");
+    assert_eq!(spans[0]["name"], "connection", "{message}");
+    assert_eq!(spans[0]["peer"], message["peer"], "{message}");
+    assert_eq!((&spans[0]["source"], &spans[0]["id"]), (&"127.0.0.1".into(), &message["id"]), "{message}");
+    assert!(lines[0].get("spans").is_none(), "the listening line is in none: {}", lines[0]);
     let last = lines.last().expect("lines");
     assert!(last["message"].as_str().is_some_and(|m| m.starts_with("shut down: 1 connection, 1 message")), "{last}");
 }

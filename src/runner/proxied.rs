@@ -284,6 +284,7 @@ impl<C: Entry, W> Shared<C, W> {
                 if let Decision::Refuse(reason) = decision {
                     (client, Some(Error::Refused { reason }))
                 } else {
+                    crate::spans::arrived(&client);
                     self.events.connected(&client);
                     return Ok(client);
                 }

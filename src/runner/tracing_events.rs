@@ -5,9 +5,10 @@ use std::io;
 
 use crate::Error;
 use crate::datagram::Dropped;
-use crate::escape::{escape, escape_path};
+use crate::escape::escape;
 use crate::protocol::{Fragment, Summary};
 use crate::runner::{Addr, Events, Peer, Refusal};
+use crate::spans::{self, PeerName};
 
 /// The [`Events`] of a thread runner, a tokio runner or a
 /// [`DatagramServer`](crate::datagram::DatagramServer) as
@@ -36,6 +37,16 @@ use crate::runner::{Addr, Events, Peer, Refusal};
 ///
 /// The target is `stamp_echo::runner` (UDP: `stamp_echo::datagram`).
 ///
+/// With the feature on, whatever the [`Events`], each connection of either
+/// runner runs inside an INFO span `connection` with fields `peer` (escaped,
+/// as above), `id` and `source` (its [`Source`](crate::runner::Source)),
+/// and `client` once a trusted proxy's header has named the real client; a
+/// [`DatagramServer`](crate::datagram::DatagramServer) serves inside an INFO
+/// span `udp` with field `local` (its address). So a subscriber sees these
+/// events nested in the connection or server they concern (all but
+/// `accepting`, `accept_failed` and `refused`, which happen in the accept
+/// loop).
+///
 /// ```
 /// use std::net::TcpListener;
 /// use std::time::Duration;
@@ -59,7 +70,7 @@ impl Default for TracingEvents {
 
 impl TracingEvents {
     /// The most bytes of a message or a peer's name shown by default.
-    pub const DEFAULT_MAX_LEN: usize = 256;
+    pub const DEFAULT_MAX_LEN: usize = spans::MAX_LEN;
 
     /// Events with peer-controlled fields cut at [`DEFAULT_MAX_LEN`](Self::DEFAULT_MAX_LEN) bytes.
     pub const fn new() -> TracingEvents {
@@ -75,24 +86,7 @@ impl TracingEvents {
 
     /// `peer`'s name, escaped and cut: a Unix peer's path byte for byte.
     fn peer<'a>(&self, peer: &'a Peer) -> PeerName<'a> {
-        PeerName { peer, max_len: self.max_len }
-    }
-}
-
-/// A peer as a log shows it: a Unix path escaped byte for byte, a UDP
-/// sender as its address alone, others as displayed, escaped and cut.
-struct PeerName<'a> {
-    peer: &'a Peer,
-    max_len: usize,
-}
-
-impl fmt::Display for PeerName<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.peer.addr {
-            Addr::Unix(Some(path)) => escape_path(path).max_len(self.max_len).fmt(f),
-            Addr::Tcp(addr) | Addr::Udp(addr) => addr.fmt(f),
-            Addr::Unix(None) => self.peer.fmt(f),
-        }
+        PeerName::new(peer, self.max_len)
     }
 }
 

@@ -7,9 +7,12 @@
 //! exactly the same replies, with the same errors.
 
 use std::fmt;
+use std::future::poll_fn;
+use std::io;
+use std::pin::Pin;
 use std::time::Duration;
 
-use ::tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use ::tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use crate::TimeoutError;
 use crate::client::{Engine, Next, check_timeout};
@@ -117,8 +120,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> EchoClient<S> {
             match self.engine.next()? {
                 Next::Write(bytes) => {
                     let n = bytes.len();
-                    self.stream.write_all(bytes).await.map_err(Error::from_io)?;
-                    self.stream.flush().await.map_err(Error::from_io)?;
+                    write_all(&mut self.stream, bytes).await.map_err(Error::from_io)?;
                     self.engine.wrote(n);
                     deadline = None;
                 }
@@ -139,7 +141,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> EchoClient<S> {
 
     /// Reads more of the reply stream, once everything read is checked.
     async fn fill(&mut self) -> Result<(), Error> {
-        let n = self.stream.read(self.engine.spare()).await.map_err(Error::from_io)?;
+        let mut spare = ReadBuf::new(self.engine.spare());
+        poll_fn(|cx| Pin::new(&mut self.stream).poll_read(cx, &mut spare)).await.map_err(Error::from_io)?;
+        let n = spare.filled().len();
         self.engine.filled(n)
     }
 
@@ -226,4 +230,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> EchoClient<S> {
     pub fn into_inner(self) -> S {
         self.stream
     }
+}
+
+/// Writes all of `bytes` and flushes: tokio's `write_all` and `flush`,
+/// without its `io-util` feature (so the runner builds without `bytes`).
+async fn write_all<S: AsyncWrite + Unpin>(stream: &mut S, mut bytes: &[u8]) -> io::Result<()> {
+    while !bytes.is_empty() {
+        match poll_fn(|cx| Pin::new(&mut *stream).poll_write(cx, bytes)).await {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => bytes = &bytes[n..],
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    poll_fn(|cx| Pin::new(&mut *stream).poll_flush(cx)).await
 }

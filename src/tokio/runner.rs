@@ -471,12 +471,13 @@ where
     }
     // Behind a trusted proxy, the peer is known once its header is read.
     let behind = shared.proxy.as_ref().is_some_and(|proxy| proxy.expects_header(&peer.addr));
+    let span = crate::spans::Span::connection(&peer);
     if !behind {
-        shared.events.connected(&peer);
+        span.in_scope(|| shared.events.connected(&peer));
     }
-    tokio::spawn(async move {
+    tokio::spawn(span.instrument(async move {
         serve_connection(&mut ending, stream, peer, behind).await;
-    });
+    }));
 }
 
 /// Runs on the connection's task; `behind` a trusted proxy, reads its header
