@@ -46,9 +46,9 @@ impl Setup {
         stream
     }
 
-    fn tokio(&self) -> stamp_echo::tokio::EchoClient<tokio::net::TcpStream> {
+    fn tokio(&self) -> stamp_echo::tokio::AsyncEchoClient<tokio::net::TcpStream> {
         let stream = self.runtime.block_on(self.stream());
-        stamp_echo::tokio::EchoClient::new(stream, Framing::line()).expect("a client")
+        stamp_echo::tokio::AsyncEchoClient::new(stream, Framing::line()).expect("a client")
     }
 }
 

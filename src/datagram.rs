@@ -32,7 +32,7 @@
 //! the server itself, or another server that answers everything, starts a
 //! loop that never ends (the reason inetd's echo and chargen were switched
 //! off). So a [`DatagramServer`] drops, unanswered and counted by
-//! [reason](Dropped) in its [`Totals`]:
+//! [reason](Dropped) in its [`DatagramTotals`]:
 //!
 //! - a datagram that looks like a reply of this protocol: it starts with a
 //!   stamp header `[STAMP] ` (the header [`parse_reply`](crate::protocol::parse_reply) accepts) or with
@@ -107,7 +107,7 @@ use crate::{MessageError, ProtocolError, TimeoutError};
 mod defence;
 
 pub use crate::error::Dropped;
-pub use defence::{DropCounts, RateLimit, Totals};
+pub use defence::{DatagramTotals, DropCounts, RateLimit};
 use defence::{Limiter, screen_source};
 
 /// The largest datagram sent or accepted: 65,507 bytes, the most a UDP
@@ -183,24 +183,24 @@ struct Shared {
 struct Started {
     server: DatagramServer,
     /// The counts so far, as the serving thread last published them.
-    live: Mutex<Totals>,
+    live: Mutex<DatagramTotals>,
     /// Completed by the serving thread when it ends.
-    stopped: Completion<Totals>,
+    stopped: Completion<DatagramTotals>,
 }
 
 impl Started {
-    fn live(&self) -> MutexGuard<'_, Totals> {
+    fn live(&self) -> MutexGuard<'_, DatagramTotals> {
         // A copy of counts, valid at every step.
         self.live.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
-impl Serving<Totals> for Started {
+impl Serving<DatagramTotals> for Started {
     fn active(&self) -> usize {
         0
     }
 
-    fn totals(&self) -> Totals {
+    fn totals(&self) -> DatagramTotals {
         *self.live()
     }
 
@@ -210,7 +210,7 @@ impl Serving<Totals> for Started {
         }
     }
 
-    fn completion(&self) -> &Completion<Totals> {
+    fn completion(&self) -> &Completion<DatagramTotals> {
         &self.stopped
     }
 }
@@ -314,7 +314,7 @@ impl DatagramServer {
     /// # Errors
     ///
     /// As [`serve_with`](DatagramServer::serve_with).
-    pub fn serve(&self) -> Result<Totals, Error> {
+    pub fn serve(&self) -> Result<DatagramTotals, Error> {
         self.serve_with(())
     }
 
@@ -328,16 +328,16 @@ impl DatagramServer {
     /// other one gets one reply datagram, built by a
     /// [`Responder`] (its [`reply_to`](Responder::reply_to)): its echo, or an
     /// error datagram. A failure concerns that sender only and serving goes
-    /// on. Each datagram counts once in the [`Totals`].
+    /// on. Each datagram counts once in the [`DatagramTotals`].
     ///
     /// # Errors
     ///
     /// [`Error::Config`] at once for a [rate limit](DatagramServer::rate_limit)
     /// out of range; [`Error::Io`] if the socket itself fails (not for a
     /// reply that cannot be sent: that is shown to `events`).
-    pub fn serve_with<E: Events>(&self, events: E) -> Result<Totals, Error> {
+    pub fn serve_with<E: Events>(&self, events: E) -> Result<DatagramTotals, Error> {
         self.rate_limit.validate()?;
-        let mut totals = Totals::default();
+        let mut totals = DatagramTotals::default();
         self.run(&events, &mut totals, |_| {})?;
         Ok(totals)
     }
@@ -373,16 +373,16 @@ impl DatagramServer {
     ///
     /// [`Error::Config`] for a [rate limit](DatagramServer::rate_limit) out of
     /// range; [`Error::Io`] if the thread cannot start.
-    pub fn start<E: Events>(self, events: E) -> Result<Handle<Totals>, Error> {
+    pub fn start<E: Events>(self, events: E) -> Result<Handle<DatagramTotals>, Error> {
         self.rate_limit.validate()?;
         let local_addr = Addr::Udp(self.bound);
         let started =
-            Arc::new(Started { server: self, live: Mutex::new(Totals::default()), stopped: Completion::new() });
+            Arc::new(Started { server: self, live: Mutex::new(DatagramTotals::default()), stopped: Completion::new() });
         let theirs = Arc::clone(&started);
         thread::Builder::new().name("stamp-echo-udp".into()).spawn(move || {
             // Completes the stop however this thread ends (panics included).
             let finish = Finish(&theirs);
-            let mut totals = Totals::default();
+            let mut totals = DatagramTotals::default();
             let result = theirs.server.run(&events, &mut totals, |totals| *finish.0.live() = *totals);
             if let Err(Error::Io(e)) = &result {
                 events.accept_failed(e);
@@ -393,7 +393,12 @@ impl DatagramServer {
 
     /// Serves until stopped, counting in `totals` and showing them to
     /// `publish` after each datagram.
-    fn run<E: Events>(&self, events: &E, totals: &mut Totals, mut publish: impl FnMut(&Totals)) -> Result<(), Error> {
+    fn run<E: Events>(
+        &self,
+        events: &E,
+        totals: &mut DatagramTotals,
+        mut publish: impl FnMut(&DatagramTotals),
+    ) -> Result<(), Error> {
         let mut input = vec![0u8; RECEIVE_BUFFER];
         // Room for the longest reply built, a whole datagram under the
         // longest stamp header, so `out` never grows (even for a reply too

@@ -4,7 +4,7 @@
 //! are scripted with `testing::Duplex`.
 //!
 //! Every case runs against both clients, the blocking `EchoClient` and the
-//! async `stamp_echo::tokio::EchoClient`, which must agree on every outcome.
+//! async `stamp_echo::tokio::AsyncEchoClient`, which must agree on every outcome.
 
 mod common;
 

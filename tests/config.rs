@@ -140,7 +140,7 @@ fn framing_limits_at_and_past_their_bounds_in_the_server_and_both_clients() {
         check(bound, |v| {
             let _entered = tokio.enter();
             let (client, _server) = tokio::io::duplex(64);
-            stamp_echo::tokio::EchoClient::new(client, with(v))
+            stamp_echo::tokio::AsyncEchoClient::new(client, with(v))
         });
     }
 }

@@ -15,7 +15,9 @@ mod forge;
 
 use forge::forge;
 use socket2::Socket;
-use stamp_echo::datagram::{DatagramClient, DatagramServer, Dropped, ERROR_PREFIX, MAX_DATAGRAM, RateLimit, Totals};
+use stamp_echo::datagram::{
+    DatagramClient, DatagramServer, DatagramTotals, Dropped, ERROR_PREFIX, MAX_DATAGRAM, RateLimit,
+};
 use stamp_echo::protocol::{Fragment, Summary};
 use stamp_echo::runner::{Addr, Events, Handle, Peer};
 use stamp_echo::stamp::{self, Rfc3339, Stamp, StampKind, UnixTime};
@@ -27,7 +29,7 @@ const SAFETY: Duration = Duration::from_secs(10);
 /// A running server ([`DatagramServer::start`]) and its address.
 struct Running {
     addr: SocketAddr,
-    handle: Handle<Totals>,
+    handle: Handle<DatagramTotals>,
 }
 
 impl Running {
@@ -43,7 +45,7 @@ impl Running {
         Running { addr, handle }
     }
 
-    fn stop(self) -> Totals {
+    fn stop(self) -> DatagramTotals {
         self.handle.shutdown(Duration::ZERO)
     }
 }
@@ -317,7 +319,7 @@ fn stop_ends_every_serve_call_and_later_ones_at_once() {
     server.stopper().stop();
     let answered: u64 = threads.into_iter().map(|t| t.join().expect("thread").expect("served").messages).sum();
     assert_eq!(answered, 1);
-    assert_eq!(server.serve().expect("returns at once"), Totals::default());
+    assert_eq!(server.serve().expect("returns at once"), DatagramTotals::default());
 }
 
 // ---- Loops and reflection ----

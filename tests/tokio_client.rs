@@ -1,4 +1,4 @@
-//! The async `EchoClient` over real transports: TCP against the blocking
+//! The async `AsyncEchoClient` over real transports: TCP against the blocking
 //! runner (`testing::LocalServer`) and `tokio::io::duplex`. The behaviour
 //! cases it shares with the blocking client are in tests/client_checks.rs
 //! and tests/properties.rs.
@@ -10,7 +10,7 @@ use std::time::Duration;
 use common::{FIXED_CTIME, SAFETY_TIMEOUT, fixed_server};
 use stamp_echo::stamp::{Rfc3339, StampKind};
 use stamp_echo::testing::LocalServer;
-use stamp_echo::tokio::EchoClient;
+use stamp_echo::tokio::AsyncEchoClient;
 use stamp_echo::{EchoServer, Error, Framing};
 use stamp_echo::{ProtocolError, TimeoutError};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -22,10 +22,10 @@ const FRAMINGS: [Framing; 3] = [
     Framing::LengthPrefixed { max_frame: 1024 },
 ];
 
-async fn connect(server: &LocalServer, framing: Framing) -> EchoClient<TcpStream> {
+async fn connect(server: &LocalServer, framing: Framing) -> AsyncEchoClient<TcpStream> {
     let stream = TcpStream::connect(server.addr()).await.expect("connect");
     stream.set_nodelay(true).expect("TCP_NODELAY");
-    let mut client = EchoClient::new(stream, framing).expect("valid framing");
+    let mut client = AsyncEchoClient::new(stream, framing).expect("valid framing");
     client.set_timeout(Some(SAFETY_TIMEOUT)).expect("a safety timeout");
     client
 }
@@ -73,7 +73,7 @@ async fn clock_offset_through_the_same_reply_type() {
 #[tokio::test]
 async fn the_reply_deadline_ends_the_wait_for_a_silent_server() {
     let (near, mut far) = tokio::io::duplex(1024);
-    let mut client = EchoClient::new(near, Framing::line()).expect("valid framing");
+    let mut client = AsyncEchoClient::new(near, Framing::line()).expect("valid framing");
     assert!(matches!(client.set_timeout(Some(Duration::ZERO)), Err(Error::Config(_))));
     let timeout = Duration::from_millis(100);
     client.set_timeout(Some(timeout)).expect("a timeout");
@@ -90,7 +90,7 @@ async fn the_reply_deadline_ends_the_wait_for_a_silent_server() {
 #[tokio::test]
 async fn receive_resumes_after_being_cancelled() {
     let (near, mut far) = tokio::io::duplex(1024);
-    let mut client = EchoClient::new(near, Framing::chunk()).expect("valid framing");
+    let mut client = AsyncEchoClient::new(near, Framing::chunk()).expect("valid framing");
     client.send(b"hello").await.expect("sent");
     far.write_all(b"[A] hel").await.expect("the first piece");
     let cancelled = tokio::time::timeout(Duration::from_millis(50), client.receive()).await;
@@ -106,14 +106,14 @@ async fn receive_resumes_after_being_cancelled() {
 #[tokio::test]
 async fn early_close_and_unasked_replies_are_typed_errors() {
     let (near, mut far) = tokio::io::duplex(1024);
-    let mut client = EchoClient::new(near, Framing::line()).expect("valid framing");
+    let mut client = AsyncEchoClient::new(near, Framing::line()).expect("valid framing");
     client.send(b"hi").await.expect("sent");
     far.write_all(b"[T] h").await.expect("half a reply");
     drop(far);
     assert!(matches!(client.receive().await, Err(Error::Protocol(ProtocolError::UnexpectedEof))));
 
     let (near, mut far) = tokio::io::duplex(1024);
-    let mut client = EchoClient::new(near, Framing::line()).expect("valid framing");
+    let mut client = AsyncEchoClient::new(near, Framing::line()).expect("valid framing");
     far.write_all(b"[T] unasked\n").await.expect("a reply");
     assert!(matches!(client.receive().await, Err(Error::Protocol(ProtocolError::MalformedReply(_)))));
 }

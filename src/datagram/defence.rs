@@ -124,11 +124,11 @@ impl fmt::Display for DropCounts {
 /// What one [`serve`](super::DatagramServer::serve) call did.
 ///
 /// Each datagram received counts in exactly one of
-/// [`messages`](Totals::messages), [`errors`](Totals::errors) and
-/// [`dropped`](Totals::dropped).
+/// [`messages`](DatagramTotals::messages), [`errors`](DatagramTotals::errors) and
+/// [`dropped`](DatagramTotals::dropped).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
-pub struct Totals {
+pub struct DatagramTotals {
     /// Datagrams received.
     pub datagrams: u64,
     /// Datagrams answered with their echo.
@@ -143,7 +143,7 @@ pub struct Totals {
     pub bytes_out: u64,
 }
 
-impl fmt::Display for Totals {
+impl fmt::Display for DatagramTotals {
     /// One line: `5 datagrams, 3 answered, 1 error, 1 dropped (1 rate limited), 40 bytes in, 91 bytes out`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let plural = |n: u64| if n == 1 { "" } else { "s" };
@@ -763,7 +763,8 @@ mod tests {
             counts.record(reason);
             assert_eq!(counts.get(reason), before + 1, "{reason}");
         }
-        let totals = Totals { datagrams: 1, messages: 1, bytes_in: 1, bytes_out: 5, ..Totals::default() };
+        let totals =
+            DatagramTotals { datagrams: 1, messages: 1, bytes_in: 1, bytes_out: 5, ..DatagramTotals::default() };
         assert_eq!(totals.to_string(), "1 datagram, 1 answered, 0 errors, 0 dropped, 1 byte in, 5 bytes out");
     }
 }

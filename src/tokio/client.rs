@@ -1,4 +1,4 @@
-//! [`EchoClient`] under tokio: send a message, get back its stamped echo,
+//! [`AsyncEchoClient`] under tokio: send a message, get back its stamped echo,
 //! checked.
 //!
 //! The same thin loop as the blocking [`crate::EchoClient`], around the same
@@ -22,7 +22,7 @@ use crate::{Error, Framing, Reply};
 /// `AsyncRead + AsyncWrite` stream: the async twin of [`crate::EchoClient`].
 ///
 /// ```
-/// use stamp_echo::tokio::{EchoClient, ServerCodec};
+/// use stamp_echo::tokio::{AsyncEchoClient, ServerCodec};
 /// use stamp_echo::{EchoServer, Framing};
 /// use tokio_util::codec::Framed;
 /// use futures_util::{SinkExt, TryStreamExt};
@@ -39,7 +39,7 @@ use crate::{Error, Framing, Reply};
 ///     Ok::<(), stamp_echo::Error>(())
 /// });
 ///
-/// let mut client = EchoClient::new(near, Framing::line())?;
+/// let mut client = AsyncEchoClient::new(near, Framing::line())?;
 /// client.set_timeout(Some(std::time::Duration::from_secs(5)))?; // for each whole reply
 /// let reply = client.round_trip(b"hi,server").await?;
 /// assert_eq!(reply.message(), b"hi,server");
@@ -48,38 +48,38 @@ use crate::{Error, Framing, Reply};
 /// # }
 /// ```
 ///
-/// For pipelining, [`send`](EchoClient::send) several messages, then
-/// [`receive`](EchoClient::receive) each reply in order. After an error the
+/// For pipelining, [`send`](AsyncEchoClient::send) several messages, then
+/// [`receive`](AsyncEchoClient::receive) each reply in order. After an error the
 /// client should be dropped: the reply stream is no longer in step.
 ///
-/// **Cancellation.** [`receive`](EchoClient::receive) is cancel safe: a
+/// **Cancellation.** [`receive`](AsyncEchoClient::receive) is cancel safe: a
 /// future dropped before it completes (in a `select!`, or by your own
 /// timeout) loses nothing, and the next call resumes the same reply. `send`
 /// (and so `round_trip`) is not: a message written in part leaves the stream
 /// out of step.
-pub struct EchoClient<S> {
+pub struct AsyncEchoClient<S> {
     stream: S,
     engine: Engine,
     timeout: Option<Duration>,
 }
 
-impl<S> fmt::Debug for EchoClient<S> {
+impl<S> fmt::Debug for AsyncEchoClient<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("EchoClient")
+        f.debug_struct("AsyncEchoClient")
             .field("checker", self.engine.checker())
             .field("timeout", &self.timeout)
             .finish_non_exhaustive()
     }
 }
 
-impl<S: AsyncRead + AsyncWrite + Unpin> EchoClient<S> {
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncEchoClient<S> {
     /// A client speaking `framing` on `stream`.
     ///
     /// # Errors
     ///
     /// [`Error::Config`] if `framing`'s settings are out of range.
-    pub fn new(stream: S, framing: Framing) -> Result<EchoClient<S>, Error> {
-        Ok(EchoClient { stream, engine: Engine::new(framing)?, timeout: None })
+    pub fn new(stream: S, framing: Framing) -> Result<AsyncEchoClient<S>, Error> {
+        Ok(AsyncEchoClient { stream, engine: Engine::new(framing)?, timeout: None })
     }
 
     /// Sends `message` and waits for its whole reply, in one round trip
@@ -87,12 +87,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> EchoClient<S> {
     /// reading the echo after each piece until it has caught up, as
     /// [`crate::EchoClient::round_trip`] does (the server echoes a message as
     /// it arrives, so writing it whole first would stall once the socket
-    /// buffers are full). The [timeout](EchoClient::set_timeout) bounds each
+    /// buffers are full). The [timeout](AsyncEchoClient::set_timeout) bounds each
     /// of these waits too.
     ///
     /// # Errors
     ///
-    /// Those of [`send`](EchoClient::send) and [`receive`](EchoClient::receive).
+    /// Those of [`send`](AsyncEchoClient::send) and [`receive`](AsyncEchoClient::receive).
     pub async fn round_trip(&mut self, message: &[u8]) -> Result<Reply, Error> {
         self.send(message).await?;
         self.receive().await
@@ -100,18 +100,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> EchoClient<S> {
 
     /// Sends `message` without waiting for the reply (but reading the echo
     /// of a message over 64 KiB as it is written, keeping the replies that
-    /// come meanwhile for [`receive`](EchoClient::receive)).
+    /// come meanwhile for [`receive`](AsyncEchoClient::receive)).
     ///
     /// # Errors
     ///
     /// [`Error::Message`], without sending anything, if the framing
     /// cannot carry the message (see [`ReplyChecker::send`](crate::ReplyChecker::send));
     /// [`Error::Io`] if writing fails; while a long message is written,
-    /// those of [`receive`](EchoClient::receive).
+    /// those of [`receive`](AsyncEchoClient::receive).
     ///
     /// # Panics
     ///
-    /// As [`receive`](EchoClient::receive), for a message over 64 KiB.
+    /// As [`receive`](AsyncEchoClient::receive), for a message over 64 KiB.
     pub async fn send(&mut self, message: &[u8]) -> Result<(), Error> {
         self.engine.send(message)?;
         // The deadline of the current wait for echo, from its first read.
@@ -155,7 +155,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> EchoClient<S> {
     /// [`ProtocolError::EchoMismatch`](crate::ProtocolError::EchoMismatch) or [`ProtocolError::MalformedReply`](crate::ProtocolError::MalformedReply) for a wrong reply
     /// (bytes that arrive when nothing is in flight are a reply to no
     /// message); [`ProtocolError::UnexpectedEof`](crate::ProtocolError::UnexpectedEof) if the server closes first;
-    /// [`TimeoutError::Reply`] if a [timeout](EchoClient::set_timeout) is set
+    /// [`TimeoutError::Reply`] if a [timeout](AsyncEchoClient::set_timeout) is set
     /// and the whole reply has not come within it; [`Error::Io`] if reading
     /// fails.
     ///
@@ -187,8 +187,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> EchoClient<S> {
     /// Bounds the wait for each whole reply (`None`, the default: no bound).
     ///
     /// It is a deadline, not an idle timeout: a server trickling a byte now
-    /// and then cannot keep [`receive`](EchoClient::receive) (or
-    /// [`round_trip`](EchoClient::round_trip)) waiting past it. On expiry
+    /// and then cannot keep [`receive`](AsyncEchoClient::receive) (or
+    /// [`round_trip`](AsyncEchoClient::round_trip)) waiting past it. On expiry
     /// they fail with [`TimeoutError::Reply`]. Writes are not bounded by it
     /// (wrap `send` in `tokio::time::timeout` for that).
     ///
@@ -200,7 +200,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> EchoClient<S> {
         Ok(())
     }
 
-    /// The reply deadline set by [`set_timeout`](EchoClient::set_timeout).
+    /// The reply deadline set by [`set_timeout`](AsyncEchoClient::set_timeout).
     pub fn timeout(&self) -> Option<Duration> {
         self.timeout
     }

@@ -7,7 +7,7 @@
 //!   `UnixListener`, with the same [`Limits`](crate::Limits),
 //!   [`Events`](crate::Events), eviction and graceful shutdown as the thread
 //!   [`runner`](crate::runner), returning the same [`Totals`](crate::Totals).
-//! - [`EchoClient`]: the async twin of [`crate::EchoClient`], with the same
+//! - [`AsyncEchoClient`]: the async twin of [`crate::EchoClient`], with the same
 //!   checks through the same [`ReplyChecker`](crate::ReplyChecker) and the
 //!   same [`Reply`](crate::Reply).
 //! - [`codec`]: `tokio_util::codec` encoders and decoders for each framing, on
@@ -31,7 +31,7 @@ pub mod codec;
 pub mod runner;
 mod server;
 
-pub use client::EchoClient;
+pub use client::AsyncEchoClient;
 #[cfg(feature = "tokio")]
 pub use codec::{ClientCodec, ServerCodec};
 pub use server::{serve, serve_to_end, serve_with, serve_with_limits};

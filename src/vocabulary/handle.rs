@@ -49,7 +49,7 @@ pub(crate) trait Serving<T>: Send + Sync {
 /// every server the crate starts: the thread [`runner`](crate::runner), the
 /// tokio runner (`stamp_echo::tokio::runner`, feature `tokio-runner`) and
 /// the UDP server ([`DatagramServer::start`](crate::datagram::DatagramServer::start),
-/// a `Handle<datagram::Totals>`).
+/// a `Handle<datagram::DatagramTotals>`).
 ///
 /// Stop it from blocking code with [`shutdown`](Handle::shutdown), from
 /// `async` code with [`shutdown_async`](Handle::shutdown_async) (a future

@@ -571,7 +571,7 @@ impl Read for Loopback {
 
 /// What the behaviour tests ask of a client, so that the same cases run
 /// against the blocking [`EchoClient`](stamp_echo::EchoClient) and the async
-/// [`stamp_echo::tokio::EchoClient`] alike.
+/// [`stamp_echo::tokio::AsyncEchoClient`] alike.
 pub trait Client {
     /// The stream under the client (the in-memory server, say).
     type Inner;
@@ -607,7 +607,7 @@ impl<S: Read + Write> Client for stamp_echo::EchoClient<S> {
 
 /// The async client, each call run to completion on a runtime of its own.
 pub struct OnRuntime<S> {
-    pub client: stamp_echo::tokio::EchoClient<S>,
+    pub client: stamp_echo::tokio::AsyncEchoClient<S>,
     pub runtime: tokio::runtime::Runtime,
 }
 
@@ -623,7 +623,7 @@ impl<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin> OnRuntime<S> {
         // they are made in: make the client inside it.
         let client = {
             let _entered = runtime.enter();
-            stamp_echo::tokio::EchoClient::new(stream, framing).expect("valid framing")
+            stamp_echo::tokio::AsyncEchoClient::new(stream, framing).expect("valid framing")
         };
         OnRuntime { client, runtime }
     }
@@ -641,7 +641,7 @@ impl OnRuntime<tokio::net::TcpStream> {
         let runtime = runtime();
         let stream = runtime.block_on(tokio::net::TcpStream::connect(addr)).expect("connect");
         stream.set_nodelay(true).expect("TCP_NODELAY");
-        let mut client = stamp_echo::tokio::EchoClient::new(stream, framing).expect("valid framing");
+        let mut client = stamp_echo::tokio::AsyncEchoClient::new(stream, framing).expect("valid framing");
         client.set_timeout(Some(SAFETY_TIMEOUT)).expect("a safety timeout");
         OnRuntime { client, runtime }
     }
