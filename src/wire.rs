@@ -381,15 +381,12 @@ const NEWLINE_HEAD: usize = 32;
 /// `memchr` costs more than it saves on them (16-byte lines: 2.6x slower
 /// through `memchr` alone in `benches/core.rs`). The rest goes to `memchr`
 /// (SIMD: 4.5x faster on 64 KiB lines).
-// Always inlined: it is the inner loop of the line decoder, in every codegen unit that decodes.
-#[inline(always)]
 pub(crate) fn find_newline(bytes: &[u8]) -> Option<usize> {
     let head = &bytes[..bytes.len().min(NEWLINE_HEAD)];
     find_newline_by_words(head).or_else(|| memchr::memchr(b'\n', &bytes[head.len()..]).map(|at| head.len() + at))
 }
 
 /// The position of the first `\n`, sixteen bytes at a time.
-#[inline]
 fn find_newline_by_words(bytes: &[u8]) -> Option<usize> {
     const LO: u64 = 0x0101_0101_0101_0101;
     const HI: u64 = 0x8080_8080_8080_8080;
