@@ -192,7 +192,7 @@ load() {
         sed -n 's/^result: //p')
     after=$(cpu_ticks "$server")
     [[ -n $result ]] && echo "$result cpu_us=$(awk -v t=$((after - before)) -v hz="$(getconf CLK_TCK)" \
-        -v n="$messages" -v c="$connections" 'BEGIN {printf "%.5f", t / hz * 1e6 / (n * c)}')"
+        -v n="$messages" -v c="$connections" 'BEGIN {printf "%.3f", t / hz * 1e6 / (n * c)}')"
 }
 field() { sed -n "s/.*\b$1=\([^ ]*\).*/\1/p" <<<"$2"; }
 median() { sort -g | awk '{v[NR]=$1} END {if (NR) print (NR % 2) ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2}'; }
