@@ -8,6 +8,13 @@
 #   scripts/compare.sh --runtimes # the runtimes instead: the tokio runner
 #                                 # against the thread runner and an idiomatic
 #                                 # tokio server (examples/tokio_baseline_server)
+#   scripts/compare.sh --cpu      # instead: server CPU per message against
+#                                 # a minimal C epoll server (scripts/reference/
+#                                 # epoll_echo.c), CPU_MESSAGES pipelined lines
+#                                 # over CPU_CONNECTIONS connections, for the
+#                                 # thread and tokio runners, --quiet and with
+#                                 # the default log: ns/message and the ratio
+#                                 # to the reference in the same round
 #   scripts/compare.sh --sweep    # then two sweeps for scripts/plot.py (with
 #                                 # --runtimes too: the three runtime servers):
 #       $OUT/sweep_connections.tsv: ping-pong round trips/s against connections
@@ -34,6 +41,8 @@
 # the messages, should it be much slower), SWEEP ("1 2 4 8 16 32 64"),
 # SIZES ("16 64 256 1024 4096 16384 65536"), SWEEP_BYTES (512000000: bytes of
 # messages per run of the size sweep, at most PIPE_MESSAGES messages),
+# CPU_MESSAGES (12000000, in all), CPU_CONNECTIONS (4) and BEFORE (unset; an
+# older stamp-echo binary to measure beside this one) for --cpu,
 # OUT ($CARGO_TARGET_DIR/compare), HOGS (0: with N, N busy loops compete for
 # every CPU while the servers are driven, as on a busy shared machine).
 set -euo pipefail
@@ -53,15 +62,23 @@ PIN=${PIN:-1}
 HOGS=${HOGS:-0}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target}
 OUT=${OUT:-$CARGO_TARGET_DIR/compare}
-sweep=false runtimes=false
+CPU_MESSAGES=${CPU_MESSAGES:-12000000}
+CPU_CONNECTIONS=${CPU_CONNECTIONS:-4}
+sweep=false runtimes=false cpu=false
 for arg in "$@"; do
     [[ $arg == --sweep ]] && sweep=true
     [[ $arg == --runtimes ]] && runtimes=true
+    [[ $arg == --cpu ]] && cpu=true
 done
 
 echo "==> building (release)"
 cargo build --release --quiet --bin stamp-echo --example baseline_server --example tokio_baseline_server
 bin=$CARGO_TARGET_DIR/release/examples
+# The reference for --cpu: plain C, built here, not part of the library.
+reference=$CARGO_TARGET_DIR/release/epoll_echo
+if $cpu; then
+    cc -O2 -pthread -o "$reference" scripts/reference/epoll_echo.c
+fi
 # Ours and the load generator: `stamp-echo serve` and `stamp-echo load`.
 se=$CARGO_TARGET_DIR/release/stamp-echo
 server_cpu=() client_cpu=()
@@ -109,7 +126,24 @@ echo "==> starting the servers"
 quiet=()
 "$se" serve --help | grep -q -- '--quiet' && quiet=(--quiet)
 # pairs: "A B" compares A against B; order: the servers driven, in order.
-if $runtimes; then
+if $cpu; then
+    # Names: *q are --quiet, *log log as `stamp-echo serve` does by default.
+    start reference_line "$reference" --port 0
+    for runtime in threads tokio; do
+        start "${runtime}q_line" "$se" serve --runtime "$runtime" --framing line --stamp ctime --port 0 "${quiet[@]}"
+        start "${runtime}log_line" "$se" serve --runtime "$runtime" --framing line --stamp ctime --port 0
+    done
+    order=(reference_line threadsq_line tokioq_line threadslog_line tokiolog_line)
+    # BEFORE=path/to/an/older/stamp-echo: the same four servers run by it too
+    # (names ending in 0), for before and after in the same rounds.
+    if [[ -n ${BEFORE:-} ]]; then
+        for runtime in threads tokio; do
+            start "${runtime}q0_line" "$BEFORE" serve --runtime "$runtime" --framing line --stamp ctime --port 0 "${quiet[@]}"
+            start "${runtime}log0_line" "$BEFORE" serve --runtime "$runtime" --framing line --stamp ctime --port 0
+        done
+        order+=(threadsq0_line tokioq0_line threadslog0_line tokiolog0_line)
+    fi
+elif $runtimes; then
     start threads_line "$se" serve --runtime threads --framing line --stamp ctime --port 0 "${quiet[@]}"
     start tokio_line "$se" serve --runtime tokio --framing line --stamp ctime --port 0 "${quiet[@]}"
     start idiomatic_line "$bin/tokio_baseline_server" --port 0
@@ -145,6 +179,7 @@ fi
 
 # cpu_ticks NAME: the server's user + system CPU time so far, in clock ticks.
 cpu_ticks() { awk '{print $14 + $15}' "/proc/${PID[$1]}/stat"; }
+user_ticks() { awk '{print $14}' "/proc/${PID[$1]}/stat"; }
 
 # load SERVER CONNECTIONS WINDOW MESSAGES [SIZE]: prints the loadgen's result
 # fields, and the server's CPU microseconds per message as cpu_us=.
@@ -184,6 +219,54 @@ run() { # SCENARIO SERVER: one loadgen run, appended to $OUT/runs.tsv
         "$server" "$(field msgs_per_s "$result")" "$(field p50_us "$result")" "$(field p99_us "$result")" \
         "$(field cpu_us "$result")"
 }
+
+if $cpu; then
+    per=$(((CPU_MESSAGES + CPU_CONNECTIONS - 1) / CPU_CONNECTIONS))
+    echo "==> CPU per message: $ROUNDS rounds of $((per * CPU_CONNECTIONS)) pipelined $SIZE-byte lines" \
+        "($CPU_CONNECTIONS connections, window $PIPE_WINDOW), every reply checked; uptime:$(uptime | sed 's/.*load/ load/')"
+    : >"$OUT/cpu.tsv"
+    for round in $(seq "$ROUNDS"); do
+        for server in "${order[@]}"; do
+            user=$(user_ticks "$server")
+            result=$(load "$server" "$CPU_CONNECTIONS" "$PIPE_WINDOW" "$per")
+            if [[ -z $result || $(field failed_connections "$result") != 0 ]]; then
+                echo "error: loadgen failed against $server" >&2
+                exit 1
+            fi
+            ns=$(awk -v u="$(field cpu_us "$result")" 'BEGIN {printf "%.1f", u * 1000}')
+            user=$(awk -v t=$(($(user_ticks "$server") - user)) -v hz="$(getconf CLK_TCK)" -v n=$((per * CPU_CONNECTIONS)) \
+                'BEGIN {printf "%.1f", t / hz * 1e9 / n}')
+            printf '%s\t%s\t%s\t%s\t%s\n' "$round" "$server" "$ns" "$(field msgs_per_s "$result")" "$user" >>"$OUT/cpu.tsv"
+            printf '    round %s  %-16s %7s ns/msg (user %6s)  %12.0f msg/s\n' "$round" "${server%_line}" "$ns" "$user" \
+                "$(field msgs_per_s "$result")"
+        done
+    done
+    echo
+    echo "==> server CPU per message (utime+stime from /proc/PID/stat; user: utime alone), median of $ROUNDS rounds;" \
+        "ratio: to the reference in the same round (median; every round's)"
+    printf '%-12s %9s %12s %9s  %s\n' server "ns/msg" "ratio" "user ns" "rounds"
+    for server in "${order[@]}"; do
+        awk -F'\t' -v s="$server" '
+            function sort(a, n,   i, j, t) {
+                for (i = 2; i <= n; i++) for (j = i; j > 1 && a[j - 1] > a[j]; j--) {t = a[j]; a[j] = a[j - 1]; a[j - 1] = t}
+            }
+            $2 == "reference_line" {ref[$1] = $3}
+            $2 == s {ns[$1] = $3; us[$1] = $5; rounds[++n] = $1}
+            END {
+                for (i = 1; i <= n; i++) {
+                    r = rounds[i]; v[i] = ns[r]; u[i] = us[r]; q[i] = (ref[r] > 0) ? ns[r] / ref[r] : 0
+                    each = each sprintf("%s%.2fx", i > 1 ? " " : "", q[i])
+                }
+                sort(v, n); sort(q, n); sort(u, n)
+                m = (n % 2) ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2
+                mq = (n % 2) ? q[(n + 1) / 2] : (q[n / 2] + q[n / 2 + 1]) / 2
+                mu = (n % 2) ? u[(n + 1) / 2] : (u[n / 2] + u[n / 2 + 1]) / 2
+                printf "%-12s %9.1f %11.2fx %9.1f  %s\n", substr(s, 1, length(s) - 5), m, mq, mu, each
+            }' "$OUT/cpu.tsv"
+    done
+    echo "(threadsq, tokioq: --quiet; threadslog, tokiolog: the default log; ...0: BEFORE's; every round: $OUT/cpu.tsv)"
+    exit 0
+fi
 
 echo "==> driving them: $ROUNDS rounds, $SIZE-byte messages, every reply checked"
 : >"$OUT/runs.tsv"

@@ -124,6 +124,39 @@ enum State {
     Payload { len: u32, remaining: u32 },
 }
 
+/// Where the first newline of a line framing's input is, if known.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Newline {
+    /// Not known: search.
+    Unknown,
+    /// At this index.
+    At(usize),
+    /// There is none.
+    None,
+}
+
+/// Where [`Decoder::decode_into`] hands a read over: events, as
+/// [`Decoder::decode`] gives them, and whole lines at once.
+pub(crate) trait Lines {
+    /// One event, as [`Decoder::decode`]'s `on_event` sees it.
+    ///
+    /// # Errors
+    ///
+    /// Any: it stops decoding and is passed on.
+    fn event(&mut self, event: Event<'_>) -> Result<(), Error>;
+
+    /// Lines begin (at least one, whole or not) and whole ones follow.
+    ///
+    /// # Errors
+    ///
+    /// Any: it stops decoding and is passed on.
+    fn begin(&mut self) -> Result<(), Error>;
+
+    /// One whole line: its content (the events' `Start`, then `End` with
+    /// these bytes), and the line as it came, with its ending.
+    fn line(&mut self, content: &[u8], line: &[u8]);
+}
+
 impl Decoder {
     /// A decoder for `framing`.
     pub fn new(framing: Framing) -> Decoder {
@@ -164,6 +197,65 @@ impl Decoder {
         }
     }
 
+    /// Line framing, between messages: hands each whole line at the start of
+    /// `input` to `on_line` as its content (without the line ending) and the
+    /// line as it came (with it), and returns how many bytes it took, and
+    /// whether the rest is known to hold no newline (then
+    /// [`decode_rest`](Decoder::decode_rest) need not look again). It stops
+    /// at a line not ended within `input`, or over `max_line`: those are left
+    /// for [`decode`](Decoder::decode), which hands over their beginning and
+    /// keeps or fails as always. Takes nothing in another framing or inside a
+    /// line.
+    ///
+    /// The events [`decode`](Decoder::decode) would give for the lines taken
+    /// are `Start`, then `End` with the content and its ending: this is the
+    /// same, without an event per step, for the responder's common case.
+    pub(crate) fn whole_lines(&self, input: &[u8], mut on_line: impl FnMut(&[u8], &[u8])) -> (usize, bool) {
+        let (Framing::Line { max_line }, State::LineIdle) = (self.framing, self.state) else { return (0, false) };
+        let mut taken = 0;
+        while taken < input.len() {
+            let Some(i) = find_newline(&input[taken..]) else { return (taken, true) };
+            let line = &input[taken..=taken + i];
+            let content = match line[..i].strip_suffix(b"\r") {
+                Some(content) => content,
+                None => &line[..i],
+            };
+            if content.len() > max_line {
+                break;
+            }
+            on_line(content, line);
+            taken += i + 1;
+        }
+        (taken, false)
+    }
+
+    /// [`decode`](Decoder::decode), handing over whole lines at once in line
+    /// framing: the end of a line begun in an earlier read as events, then
+    /// [`Lines::begin`] and every whole line after it with [`Lines::line`],
+    /// then what is left (a line not ended in `input`) as events again.
+    pub(crate) fn decode_into<L: Lines>(&mut self, input: &[u8], sink: &mut L) -> Result<(), Error> {
+        if !matches!(self.framing, Framing::Line { .. }) {
+            return self.decode(input, &mut |event| sink.event(event));
+        }
+        let mut rest = input;
+        if self.state != State::LineIdle {
+            match find_newline(rest) {
+                Some(i) => {
+                    self.decode_rest(&rest[..=i], Newline::At(i), &mut |event| sink.event(event))?;
+                    rest = &rest[i + 1..];
+                }
+                None => return self.decode_rest(rest, Newline::None, &mut |event| sink.event(event)),
+            }
+        }
+        if rest.is_empty() {
+            return Ok(());
+        }
+        sink.begin()?;
+        let (taken, no_newline) = self.whole_lines(rest, |content, line| sink.line(content, line));
+        let known = if no_newline { Newline::None } else { Newline::Unknown };
+        self.decode_rest(&rest[taken..], known, &mut |event| sink.event(event))
+    }
+
     /// Decodes one read's worth of input, calling `on_event` as messages
     /// start, continue and end in it, in order.
     ///
@@ -179,9 +271,19 @@ impl Decoder {
         E: From<Error>,
         F: FnMut(Event<'_>) -> Result<(), E>,
     {
+        self.decode_rest(input, Newline::Unknown, on_event)
+    }
+
+    /// [`decode`](Decoder::decode), told where `input`'s first newline is when
+    /// that is known already (line framing: then it is not searched again).
+    pub(crate) fn decode_rest<E, F>(&mut self, input: &[u8], newline: Newline, on_event: &mut F) -> Result<(), E>
+    where
+        E: From<Error>,
+        F: FnMut(Event<'_>) -> Result<(), E>,
+    {
         match self.framing {
             Framing::Chunk { .. } => self.decode_chunk(input, on_event),
-            Framing::Line { max_line } => self.decode_lines(input, max_line, on_event),
+            Framing::Line { max_line } => self.decode_lines(input, max_line, newline, on_event),
             Framing::LengthPrefixed { max_frame } => self.decode_frames(input, max_frame, on_event),
         }
     }
@@ -289,7 +391,7 @@ impl Decoder {
     }
 
     /// Line framing: streams each line's bytes, ends it at `\n` or `\r\n`.
-    fn decode_lines<E, F>(&mut self, input: &[u8], max_line: usize, on_event: &mut F) -> Result<(), E>
+    fn decode_lines<E, F>(&mut self, input: &[u8], max_line: usize, known: Newline, on_event: &mut F) -> Result<(), E>
     where
         E: From<Error>,
         F: FnMut(Event<'_>) -> Result<(), E>,
@@ -318,7 +420,13 @@ impl Decoder {
                 on_event(Event::Bytes(b"\r"))?;
             }
             let room = max_line - len;
-            match find_newline(rest) {
+            // What is known holds for the whole input (a held `\r` not followed by `\n` leaves it whole).
+            let newline = match known {
+                Newline::At(at) if rest.len() == input.len() => Some(at),
+                Newline::None if rest.len() == input.len() => None,
+                _ => find_newline(rest),
+            };
+            match newline {
                 Some(i) => {
                     let (content, ending) = match rest[..i].strip_suffix(b"\r") {
                         Some(content) => (content, LineEnding::CrLf),
@@ -770,6 +878,26 @@ mod tests {
             assert_eq!(find_newline(&bytes[..]), Some(at));
             assert_eq!(find_newline(&bytes[at + 1..]), None);
             bytes[at] = 0x8a; // a byte with the high bit set must not match
+        }
+    }
+
+    /// The first of several newlines, whatever surrounds it: `0x0b` next to a
+    /// `\n` is the word-wise test's false mark (from the borrow), which must
+    /// never be taken for the first.
+    #[test]
+    fn find_newline_finds_the_first_of_several() {
+        for len in 0..48 {
+            for filler in [b'x', 0x0b, 0x8a, 0x09] {
+                for first in 0..len {
+                    for second in first..len {
+                        let mut bytes = vec![filler; len];
+                        bytes[first] = b'\n';
+                        bytes[second] = b'\n';
+                        assert_eq!(find_newline(&bytes), Some(first), "{len} {filler} {first} {second}");
+                    }
+                }
+                assert_eq!(find_newline(&vec![filler; len]), None);
+            }
         }
     }
 

@@ -30,7 +30,7 @@ use std::time::{Duration, SystemTime};
 use crate::Error;
 pub use crate::wire::{MAX_STAMP_LEN, parse_reply, validate_stamp};
 
-use crate::framing::{Decoder, Event};
+use crate::framing::{Decoder, Event, Lines};
 use crate::stamp::{Granularity, Stamp};
 use crate::wire::{Framing, LineEnding};
 
@@ -361,52 +361,93 @@ impl Responder {
         observer: &mut O,
     ) -> Result<usize, Error> {
         let start = out.len();
-        let mut count = 0;
         let Responder { decoder, header, offset, .. } = self;
         // Every message beginning in one call is stamped `now`: check the
         // stamp once, at the first.
-        let mut current = false;
-        let mut sink = |event: Event<'_>| -> Result<(), Error> {
-            match event {
-                Event::Start { len } => {
-                    let header = if current { &header.bytes } else { header.at(now)? };
-                    current = true;
-                    if let Some(len) = len {
-                        // Fits: len <= max_frame <= 4 GiB - 512 and a header
-                        // is at most 258 bytes.
-                        let total = u32::try_from(header.len() as u64 + u64::from(len)).unwrap_or(u32::MAX);
-                        out.extend_from_slice(&total.to_be_bytes());
-                    }
-                    out.extend_from_slice(header);
-                    *offset = 0;
-                }
-                Event::Bytes(bytes) => {
-                    observer.message(Fragment::new(bytes, *offset, false));
-                    out.extend_from_slice(bytes);
-                    *offset += bytes.len() as u64;
-                }
-                Event::End { bytes, ending } => {
-                    observer.message(Fragment::new(bytes, *offset, true));
-                    out.extend_from_slice(bytes);
-                    // Constant-size copies: no call to memcpy for one or two bytes.
-                    match ending {
-                        LineEnding::None => {}
-                        LineEnding::Lf => out.push(b'\n'),
-                        LineEnding::CrLf => out.extend_from_slice(b"\r\n"),
-                    }
-                    *offset = 0;
-                    count += 1;
-                }
-            }
-            Ok(())
-        };
+        let mut replies = Replies { header, now, current: false, out, observer, offset, count: 0 };
         let result = match input {
-            Some(input) => decoder.decode(input, &mut sink),
-            None => decoder.finish(&mut sink),
+            Some(input) => decoder.decode_into(input, &mut replies),
+            None => decoder.finish(&mut |event| replies.event(event)),
         };
+        let count = replies.count;
         self.summary.messages += count as u64;
         self.summary.bytes_out += (out.len() - start) as u64;
         result.map(|()| count)
+    }
+}
+
+/// The replies to one call of [`Responder::answer`], streamed into `out`
+/// as the decoder hands the messages over.
+struct Replies<'a, O: ?Sized> {
+    header: &'a mut StampedHeader,
+    now: SystemTime,
+    /// Whether `header` is checked for `now` already.
+    current: bool,
+    out: &'a mut Vec<u8>,
+    observer: &'a mut O,
+    /// Bytes of the current message answered so far.
+    offset: &'a mut u64,
+    /// Messages ended.
+    count: usize,
+}
+
+impl<O: Observer + ?Sized> Replies<'_, O> {
+    /// The header for messages beginning now, checked at the first.
+    fn header(&mut self) -> Result<&[u8], Error> {
+        if self.current {
+            return Ok(&self.header.bytes);
+        }
+        self.current = true;
+        self.header.at(self.now)
+    }
+}
+
+impl<O: Observer + ?Sized> Lines for Replies<'_, O> {
+    fn event(&mut self, event: Event<'_>) -> Result<(), Error> {
+        match event {
+            Event::Start { len } => {
+                let header = self.header()?;
+                if let Some(len) = len {
+                    // Fits: len <= max_frame <= 4 GiB - 512 and a header
+                    // is at most 258 bytes.
+                    let total = u32::try_from(header.len() as u64 + u64::from(len)).unwrap_or(u32::MAX);
+                    self.out.extend_from_slice(&total.to_be_bytes());
+                }
+                let header = &self.header.bytes;
+                self.out.extend_from_slice(header);
+                *self.offset = 0;
+            }
+            Event::Bytes(bytes) => {
+                self.observer.message(Fragment::new(bytes, *self.offset, false));
+                self.out.extend_from_slice(bytes);
+                *self.offset += bytes.len() as u64;
+            }
+            Event::End { bytes, ending } => {
+                self.observer.message(Fragment::new(bytes, *self.offset, true));
+                self.out.extend_from_slice(bytes);
+                // Constant-size copies: no call to memcpy for one or two bytes.
+                match ending {
+                    LineEnding::None => {}
+                    LineEnding::Lf => self.out.push(b'\n'),
+                    LineEnding::CrLf => self.out.extend_from_slice(b"\r\n"),
+                }
+                *self.offset = 0;
+                self.count += 1;
+            }
+        }
+        Ok(())
+    }
+
+    fn begin(&mut self) -> Result<(), Error> {
+        self.header().map(drop)
+    }
+
+    fn line(&mut self, content: &[u8], line: &[u8]) {
+        // The header, then the line with its ending, as it came.
+        self.out.extend_from_slice(&self.header.bytes);
+        self.observer.message(Fragment::new(content, 0, true));
+        self.out.extend_from_slice(line);
+        self.count += 1;
     }
 }
 
@@ -639,6 +680,62 @@ mod tests {
         let r = responder.reply_to(b"x", at(0, 0), &mut out);
         assert!(matches!(r, Err(Error::Stamp { .. })), "{r:?}");
         assert!(out.is_empty());
+    }
+
+    /// Whole lines go through the responder's quick path when a read holds
+    /// them: replies, fragments, counts and errors are the same as when
+    /// every byte comes alone (where lines end only through the decoder's events).
+    #[test]
+    fn whole_lines_at_once_answer_as_byte_by_byte() {
+        let inputs: [&[u8]; 6] = [
+            b"one\ntwo\r\n\n\r\nthr\ree\nhalf",
+            b"\r\r\n\r\nx\r",
+            b"12345678\n123456789\n",
+            b"12345678\r\n1234\r5678\r\n",
+            b"short\n123456789\nnever seen\n",
+            b"\n\n\n",
+        ];
+        let run = |input: &[u8], cut: usize| {
+            let mut responder = Responder::new(Framing::Line { max_line: 8 }, Arc::new(Ctime::utc()));
+            let (mut out, mut fragments) = (Vec::new(), Vec::new());
+            let mut seen = |f: Fragment<'_>| fragments.push((f.bytes().to_vec(), f.offset(), f.is_last()));
+            let mut result = Ok(0);
+            for read in input.chunks(cut) {
+                result = responder.receive_observed(read, at(1_359_885_618, 0), &mut out, &mut seen);
+                if result.is_err() {
+                    break;
+                }
+            }
+            if result.is_ok() {
+                result = responder.finish_observed(at(1_359_885_618, 0), &mut out, &mut seen);
+            }
+            // Fragments joined per message: byte by byte they come in pieces.
+            let mut messages: Vec<(Vec<u8>, u64)> = Vec::new();
+            for (bytes, offset, _) in &fragments {
+                match messages.last_mut() {
+                    Some((message, _)) if *offset > 0 => message.extend_from_slice(bytes),
+                    _ => messages.push((bytes.clone(), *offset)),
+                }
+            }
+            // Bytes in differ after an error: reads after it are not given.
+            let summary = responder.summary();
+            (out, messages, (summary.messages, summary.bytes_out), result.is_err())
+        };
+        for input in inputs {
+            let whole = run(input, input.len());
+            for cut in [1, 2, 3, 7] {
+                assert_eq!(run(input, cut), whole, "{:?} in reads of {cut}", String::from_utf8_lossy(input));
+            }
+        }
+        let (out, messages, summary, failed) = run(inputs[0], inputs[0].len());
+        assert!(!failed);
+        assert_eq!(summary.0, 6);
+        assert_eq!(messages.len(), 6);
+        assert!(out.starts_with(b"[Sun Feb  3 10:00:18 2013] one\n[Sun Feb  3 10:00:18 2013] two\r\n"), "{out:?}");
+        let (out, _, summary, failed) = run(inputs[4], inputs[4].len());
+        assert!(failed, "a line over the limit fails");
+        assert_eq!(summary.0, 1);
+        assert_eq!(out, b"[Sun Feb  3 10:00:18 2013] short\n[Sun Feb  3 10:00:18 2013] 12345678");
     }
 
     #[test]
