@@ -425,7 +425,7 @@ const WRITE_CHUNK: usize = 64 * 1024;
 
 /// The most bytes of a message a server holds back before echoing them:
 /// the first bytes of a UTF-8 character, a partial length prefix, a `\r`
-/// (see [`Decoder::pending`](crate::framing::Decoder::pending)).
+/// (see [`Decoder::pending`](crate::framing::Splitter::pending)).
 const HELD_BACK: u64 = 3;
 
 impl<S: Read + Write> EchoClient<S> {

@@ -15,9 +15,9 @@
 //! `max_line` bytes have no newline, and a length prefix over `max_frame`
 //! fails from its four bytes alone.
 //!
-//! The [`Decoder`] does the splitting without I/O and without buffering: it is
+//! The [`Splitter`] does the splitting without I/O and without buffering: it is
 //! a small state machine that hands each message's bytes over as they arrive
-//! ([`Event`]: a message starts, its bytes, it ends) and keeps at most three
+//! ([`Part`]: a message starts, its bytes, it ends) and keeps at most three
 //! bytes across reads. The limits therefore bound what a peer may send, not
 //! what a connection holds: memory per connection is its buffers, whatever
 //! `max_line` and `max_frame` are.
@@ -28,17 +28,17 @@ use crate::Error;
 use crate::ProtocolError;
 use crate::wire::{complete_utf8_prefix, find_newline};
 
-/// What a [`Decoder`] reports as the bytes of a stream go by.
+/// What a [`Splitter`] reports as the bytes of a stream go by.
 ///
-/// For each message: one [`Start`](Event::Start), any number of
-/// [`Bytes`](Event::Bytes) (never empty), then one [`End`](Event::End) with
+/// For each message: one [`Start`](Part::Start), any number of
+/// [`Bytes`](Part::Bytes) (never empty), then one [`End`](Part::End) with
 /// the message's last bytes (empty only for an empty message, or when the end
 /// arrived alone, such as a newline in a read of its own). The bytes of all
 /// three concatenated are the message, without its framing. A message that
 /// arrives whole in one read is `Start` then a single `End` holding all of it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
-pub enum Event<'a> {
+pub enum Part<'a> {
     /// A message begins: its first byte arrived (chunk, line), or its length
     /// prefix is complete and within the limit (length-prefixed).
     Start {
@@ -61,10 +61,10 @@ pub enum Event<'a> {
 /// Splits a byte stream into messages, without I/O and without buffering
 /// them: a resumable, streaming state machine.
 ///
-/// Feed it each read with [`Decoder::decode`] and the end of input with
-/// [`Decoder::finish`]; it calls back with [`Event`]s as the bytes arrive: a
+/// Feed it each read with [`Splitter::decode`] and the end of input with
+/// [`Splitter::finish`]; it calls back with [`Part`]s as the bytes arrive: a
 /// message's start, its bytes, its end. It never copies a message; across
-/// reads it keeps only a few bytes ([`pending`](Decoder::pending)): the first
+/// reads it keeps only a few bytes ([`pending`](Splitter::pending)): the first
 /// bytes of a UTF-8 character split by a read (chunk, at most 3), a `\r` that
 /// may begin `\r\n` (line, 1), a partial 4-byte length prefix (length, at most
 /// 3). Its size is therefore the same whatever `max_line` or `max_frame` are:
@@ -72,16 +72,16 @@ pub enum Event<'a> {
 ///
 /// Limits are enforced as the bytes stream: a line fails with
 /// [`ProtocolError::LineTooLong`] as soon as `max_line` bytes had no newline (the
-/// first `max_line` bytes have been handed over as [`Event::Bytes`] by then);
+/// first `max_line` bytes have been handed over as [`Part::Bytes`] by then);
 /// a length prefix over `max_frame` fails with [`ProtocolError::FrameTooLarge`] from
 /// its four bytes alone; input ending mid-frame is [`ProtocolError::TruncatedFrame`].
 ///
 /// ```
-/// use stamp_echo::framing::{Decoder, Event, Framing, LineEnding};
+/// use stamp_echo::framing::{Splitter, Part, Framing, LineEnding};
 ///
-/// let mut decoder = Decoder::new(Framing::line());
+/// let mut decoder = Splitter::new(Framing::line());
 /// let mut seen = Vec::new();
-/// let mut collect = |event: Event<'_>| {
+/// let mut collect = |event: Part<'_>| {
 ///     seen.push(format!("{event:?}"));
 ///     Ok::<(), stamp_echo::Error>(())
 /// };
@@ -99,12 +99,12 @@ pub enum Event<'a> {
 /// # Ok::<(), stamp_echo::Error>(())
 /// ```
 #[derive(Clone, Debug)]
-pub struct Decoder {
+pub struct Splitter {
     framing: Framing,
     state: State,
 }
 
-/// Where a [`Decoder`] stands between two reads, one set of states per framing.
+/// Where a [`Splitter`] stands between two reads, one set of states per framing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum State {
     /// Chunk framing: `held[..len]` are the first bytes of a UTF-8 character
@@ -135,15 +135,15 @@ pub(crate) enum Newline {
     None,
 }
 
-/// Where [`Decoder::decode_into`] hands a read over: events, as
-/// [`Decoder::decode`] gives them, and whole lines at once.
+/// Where [`Splitter::decode_into`] hands a read over: events, as
+/// [`Splitter::decode`] gives them, and whole lines at once.
 pub(crate) trait Lines {
-    /// One event, as [`Decoder::decode`]'s `on_event` sees it.
+    /// One event, as [`Splitter::decode`]'s `on_event` sees it.
     ///
     /// # Errors
     ///
     /// Any: it stops decoding and is passed on.
-    fn event(&mut self, event: Event<'_>) -> Result<(), Error>;
+    fn event(&mut self, event: Part<'_>) -> Result<(), Error>;
 
     /// Lines begin (at least one, whole or not) and whole ones follow.
     ///
@@ -157,15 +157,15 @@ pub(crate) trait Lines {
     fn line(&mut self, content: &[u8], line: &[u8]);
 }
 
-impl Decoder {
+impl Splitter {
     /// A decoder for `framing`.
-    pub fn new(framing: Framing) -> Decoder {
+    pub fn new(framing: Framing) -> Splitter {
         let state = match framing {
             Framing::Chunk { .. } => State::Chunk { held: [0; 3], len: 0 },
             Framing::Line { .. } => State::LineIdle,
             Framing::LengthPrefixed { .. } => State::FrameIdle,
         };
-        Decoder { framing, state }
+        Splitter { framing, state }
     }
 
     /// The framing this decoder splits.
@@ -201,13 +201,13 @@ impl Decoder {
     /// `input` to `on_line` as its content (without the line ending) and the
     /// line as it came (with it), and returns how many bytes it took, and
     /// whether the rest is known to hold no newline (then
-    /// [`decode_rest`](Decoder::decode_rest) need not look again). It stops
+    /// [`decode_rest`](Splitter::decode_rest) need not look again). It stops
     /// at a line not ended within `input`, or over `max_line`: those are left
-    /// for [`decode`](Decoder::decode), which hands over their beginning and
+    /// for [`decode`](Splitter::decode), which hands over their beginning and
     /// keeps or fails as always. Takes nothing in another framing or inside a
     /// line.
     ///
-    /// The events [`decode`](Decoder::decode) would give for the lines taken
+    /// The events [`decode`](Splitter::decode) would give for the lines taken
     /// are `Start`, then `End` with the content and its ending: this is the
     /// same, without an event per step, for the responder's common case.
     pub(crate) fn whole_lines(&self, input: &[u8], mut on_line: impl FnMut(&[u8], &[u8])) -> (usize, bool) {
@@ -229,7 +229,7 @@ impl Decoder {
         (taken, false)
     }
 
-    /// [`decode`](Decoder::decode), handing over whole lines at once in line
+    /// [`decode`](Splitter::decode), handing over whole lines at once in line
     /// framing: the end of a line begun in an earlier read as events, then
     /// [`Lines::begin`] and every whole line after it with [`Lines::line`],
     /// then what is left (a line not ended in `input`) as events again.
@@ -269,17 +269,17 @@ impl Decoder {
     pub fn decode<E, F>(&mut self, input: &[u8], on_event: &mut F) -> Result<(), E>
     where
         E: From<Error>,
-        F: FnMut(Event<'_>) -> Result<(), E>,
+        F: FnMut(Part<'_>) -> Result<(), E>,
     {
         self.decode_rest(input, Newline::Unknown, on_event)
     }
 
-    /// [`decode`](Decoder::decode), told where `input`'s first newline is when
+    /// [`decode`](Splitter::decode), told where `input`'s first newline is when
     /// that is known already (line framing: then it is not searched again).
     pub(crate) fn decode_rest<E, F>(&mut self, input: &[u8], newline: Newline, on_event: &mut F) -> Result<(), E>
     where
         E: From<Error>,
-        F: FnMut(Event<'_>) -> Result<(), E>,
+        F: FnMut(Part<'_>) -> Result<(), E>,
     {
         match self.framing {
             Framing::Chunk { .. } => self.decode_chunk(input, on_event),
@@ -301,21 +301,21 @@ impl Decoder {
     pub fn finish<E, F>(&mut self, on_event: &mut F) -> Result<(), E>
     where
         E: From<Error>,
-        F: FnMut(Event<'_>) -> Result<(), E>,
+        F: FnMut(Part<'_>) -> Result<(), E>,
     {
         let state = self.state;
-        self.state = Decoder::new(self.framing).state;
+        self.state = Splitter::new(self.framing).state;
         match state {
             State::Chunk { held, len } if len > 0 => {
-                on_event(Event::Start { len: None })?;
-                on_event(Event::End { bytes: &held[..usize::from(len)], ending: LineEnding::None })
+                on_event(Part::Start { len: None })?;
+                on_event(Part::End { bytes: &held[..usize::from(len)], ending: LineEnding::None })
             }
             State::InLine { len, cr } => {
                 let bytes: &[u8] = if cr { b"\r" } else { b"" };
                 if cr && len >= self.framing.limit() {
                     return Err(Error::Protocol(ProtocolError::LineTooLong { max: self.framing.limit() }).into());
                 }
-                on_event(Event::End { bytes, ending: LineEnding::None })
+                on_event(Part::End { bytes, ending: LineEnding::None })
             }
             State::Prefix { have, .. } => {
                 Err(Error::Protocol(ProtocolError::TruncatedFrame { expected: 4, received: u64::from(have) }).into())
@@ -338,7 +338,7 @@ impl Decoder {
     fn decode_chunk<E, F>(&mut self, input: &[u8], on_event: &mut F) -> Result<(), E>
     where
         E: From<Error>,
-        F: FnMut(Event<'_>) -> Result<(), E>,
+        F: FnMut(Part<'_>) -> Result<(), E>,
     {
         let State::Chunk { held, len } = self.state else { return Ok(()) };
         let held = &held[..usize::from(len)];
@@ -349,19 +349,19 @@ impl Decoder {
         let rest = if held.is_empty() {
             let cut = complete_utf8_prefix(input);
             if cut > 0 {
-                on_event(Event::Start { len: None })?;
-                on_event(Event::End { bytes: &input[..cut], ending: LineEnding::None })?;
+                on_event(Part::Start { len: None })?;
+                on_event(Part::End { bytes: &input[..cut], ending: LineEnding::None })?;
             }
             &input[cut..]
         } else if input.len() >= 3 {
             // The last three bytes, all from this read, decide what is held.
             let cut = complete_utf8_prefix(input);
-            on_event(Event::Start { len: None })?;
+            on_event(Part::Start { len: None })?;
             if cut == 0 {
-                on_event(Event::End { bytes: held, ending: LineEnding::None })?;
+                on_event(Part::End { bytes: held, ending: LineEnding::None })?;
             } else {
-                on_event(Event::Bytes(held))?;
-                on_event(Event::End { bytes: &input[..cut], ending: LineEnding::None })?;
+                on_event(Part::Bytes(held))?;
+                on_event(Part::End { bytes: &input[..cut], ending: LineEnding::None })?;
             }
             &input[cut..]
         } else {
@@ -372,8 +372,8 @@ impl Decoder {
             let joined = &joined[..held.len() + input.len()];
             let cut = complete_utf8_prefix(joined);
             if cut > 0 {
-                on_event(Event::Start { len: None })?;
-                on_event(Event::End { bytes: &joined[..cut], ending: LineEnding::None })?;
+                on_event(Part::Start { len: None })?;
+                on_event(Part::End { bytes: &joined[..cut], ending: LineEnding::None })?;
             }
             self.hold_chunk(&joined[cut..]);
             return Ok(());
@@ -394,14 +394,14 @@ impl Decoder {
     fn decode_lines<E, F>(&mut self, input: &[u8], max_line: usize, known: Newline, on_event: &mut F) -> Result<(), E>
     where
         E: From<Error>,
-        F: FnMut(Event<'_>) -> Result<(), E>,
+        F: FnMut(Part<'_>) -> Result<(), E>,
     {
         let mut rest = input;
         while !rest.is_empty() {
             let (mut len, cr) = match self.state {
                 State::InLine { len, cr } => (len, cr),
                 _ => {
-                    on_event(Event::Start { len: None })?;
+                    on_event(Part::Start { len: None })?;
                     (0, false)
                 }
             };
@@ -409,7 +409,7 @@ impl Decoder {
             if cr {
                 if rest[0] == b'\n' {
                     self.state = State::LineIdle;
-                    on_event(Event::End { bytes: b"", ending: LineEnding::CrLf })?;
+                    on_event(Part::End { bytes: b"", ending: LineEnding::CrLf })?;
                     rest = &rest[1..];
                     continue;
                 }
@@ -417,7 +417,7 @@ impl Decoder {
                 check_room(b"\r", max_line - len, max_line, on_event)?;
                 len += 1;
                 self.state = State::InLine { len, cr: false };
-                on_event(Event::Bytes(b"\r"))?;
+                on_event(Part::Bytes(b"\r"))?;
             }
             let room = max_line - len;
             // What is known holds for the whole input (a held `\r` not followed by `\n` leaves it whole).
@@ -434,7 +434,7 @@ impl Decoder {
                     };
                     check_room(content, room, max_line, on_event)?;
                     self.state = State::LineIdle;
-                    on_event(Event::End { bytes: content, ending })?;
+                    on_event(Part::End { bytes: content, ending })?;
                     rest = &rest[i + 1..];
                 }
                 None => {
@@ -445,7 +445,7 @@ impl Decoder {
                     check_room(content, room, max_line, on_event)?;
                     self.state = State::InLine { len: len + content.len(), cr };
                     if !content.is_empty() {
-                        on_event(Event::Bytes(content))?;
+                        on_event(Part::Bytes(content))?;
                     }
                     return Ok(());
                 }
@@ -458,7 +458,7 @@ impl Decoder {
     fn decode_frames<E, F>(&mut self, input: &[u8], max_frame: usize, on_event: &mut F) -> Result<(), E>
     where
         E: From<Error>,
-        F: FnMut(Event<'_>) -> Result<(), E>,
+        F: FnMut(Part<'_>) -> Result<(), E>,
     {
         let mut rest = input;
         while !rest.is_empty() {
@@ -471,10 +471,10 @@ impl Decoder {
                     let remaining = remaining - take as u32;
                     if remaining == 0 {
                         self.state = State::FrameIdle;
-                        on_event(Event::End { bytes, ending: LineEnding::None })?;
+                        on_event(Part::End { bytes, ending: LineEnding::None })?;
                     } else {
                         self.state = State::Payload { len, remaining };
-                        on_event(Event::Bytes(bytes))?;
+                        on_event(Part::Bytes(bytes))?;
                     }
                 }
                 // The common case: a whole prefix at hand, read in place.
@@ -507,7 +507,7 @@ impl Decoder {
     fn start_frame<E, F>(&mut self, len: u32, max_frame: usize, on_event: &mut F) -> Result<(), E>
     where
         E: From<Error>,
-        F: FnMut(Event<'_>) -> Result<(), E>,
+        F: FnMut(Part<'_>) -> Result<(), E>,
     {
         if usize::try_from(len).map_or(true, |len| len > max_frame) {
             self.state = State::FrameIdle;
@@ -515,10 +515,10 @@ impl Decoder {
                 Error::Protocol(ProtocolError::FrameTooLarge { declared: u64::from(len), max: max_frame }).into()
             );
         }
-        on_event(Event::Start { len: Some(len) })?;
+        on_event(Part::Start { len: Some(len) })?;
         if len == 0 {
             self.state = State::FrameIdle;
-            on_event(Event::End { bytes: b"", ending: LineEnding::None })
+            on_event(Part::End { bytes: b"", ending: LineEnding::None })
         } else {
             self.state = State::Payload { len, remaining: len };
             Ok(())
@@ -532,13 +532,13 @@ impl Decoder {
 fn check_room<E, F>(content: &[u8], room: usize, max_line: usize, on_event: &mut F) -> Result<(), E>
 where
     E: From<Error>,
-    F: FnMut(Event<'_>) -> Result<(), E>,
+    F: FnMut(Part<'_>) -> Result<(), E>,
 {
     if content.len() <= room {
         return Ok(());
     }
     if room > 0 {
-        on_event(Event::Bytes(&content[..room]))?;
+        on_event(Part::Bytes(&content[..room]))?;
     }
     Err(Error::Protocol(ProtocolError::LineTooLong { max: max_line }).into())
 }
@@ -561,20 +561,20 @@ mod tests {
     }
 
     impl Collector {
-        fn on(&mut self, event: Event<'_>) -> Result<(), Error> {
+        fn on(&mut self, event: Part<'_>) -> Result<(), Error> {
             self.events += 1;
             match event {
-                Event::Start { len } => {
+                Part::Start { len } => {
                     assert!(self.current.is_none(), "a start inside a message");
                     self.current = Some((Vec::new(), len));
                 }
-                Event::Bytes(bytes) => {
+                Part::Bytes(bytes) => {
                     assert!(!bytes.is_empty(), "empty Bytes event");
                     let (message, _) = self.current.as_mut().expect("bytes outside a message");
                     message.extend_from_slice(bytes);
                     self.bytes.extend_from_slice(bytes);
                 }
-                Event::End { bytes, ending } => {
+                Part::End { bytes, ending } => {
                     let (mut message, len) = self.current.take().expect("an end outside a message");
                     message.extend_from_slice(bytes);
                     self.bytes.extend_from_slice(bytes);
@@ -589,7 +589,7 @@ mod tests {
     }
 
     fn run_collect(framing: Framing, reads: &[&[u8]]) -> (Collector, Result<(), Error>) {
-        let mut decoder = Decoder::new(framing);
+        let mut decoder = Splitter::new(framing);
         let mut collector = Collector::default();
         for read in reads {
             let result = decoder.decode(read, &mut |e| collector.on(e));
@@ -698,9 +698,9 @@ mod tests {
 
     #[test]
     fn line_streams_bytes_as_they_arrive() {
-        let mut decoder = Decoder::new(Framing::line());
+        let mut decoder = Splitter::new(Framing::line());
         let mut events = Vec::new();
-        let mut sink = |e: Event<'_>| {
+        let mut sink = |e: Part<'_>| {
             events.push(format!("{e:?}"));
             Ok::<(), Error>(())
         };
@@ -744,10 +744,10 @@ mod tests {
         assert_eq!(collector.bytes, b"okabcd");
 
         // No newline at all: fails at the fifth byte, holding nothing.
-        let mut decoder = Decoder::new(framing);
+        let mut decoder = Splitter::new(framing);
         let mut handed = 0;
-        let mut sink = |e: Event<'_>| {
-            if let Event::Bytes(b) = e {
+        let mut sink = |e: Part<'_>| {
+            if let Part::Bytes(b) = e {
                 handed += b.len();
             }
             Ok::<(), Error>(())
@@ -793,9 +793,9 @@ mod tests {
 
     #[test]
     fn length_prefixed_start_declares_the_length() {
-        let mut decoder = Decoder::new(Framing::length_prefixed());
+        let mut decoder = Splitter::new(Framing::length_prefixed());
         let mut events = Vec::new();
-        let mut sink = |e: Event<'_>| {
+        let mut sink = |e: Part<'_>| {
             events.push(format!("{e:?}"));
             Ok::<(), Error>(())
         };
@@ -841,22 +841,22 @@ mod tests {
     #[test]
     fn the_decoder_holds_a_few_bytes_whatever_the_message_size() {
         const BIG: usize = 16 * 1024 * 1024;
-        assert!(std::mem::size_of::<Decoder>() <= 48, "{}", std::mem::size_of::<Decoder>());
+        assert!(std::mem::size_of::<Splitter>() <= 48, "{}", std::mem::size_of::<Splitter>());
         let mut frame = Vec::with_capacity(BIG + 4);
         Framing::length_prefixed().frame_message(&vec![b'\r'; BIG], &mut frame);
         let mut line = vec![b'\r'; BIG];
         line.push(b'\n');
         for (framing, input) in [(Framing::length_prefixed(), &frame), (Framing::Line { max_line: BIG }, &line)] {
-            let mut decoder = Decoder::new(framing);
+            let mut decoder = Splitter::new(framing);
             let (mut handed, mut ended) = (0, 0);
-            let mut sink = |e: Event<'_>| {
+            let mut sink = |e: Part<'_>| {
                 match e {
-                    Event::Bytes(b) => handed += b.len(),
-                    Event::End { bytes, .. } => {
+                    Part::Bytes(b) => handed += b.len(),
+                    Part::End { bytes, .. } => {
                         handed += bytes.len();
                         ended += 1;
                     }
-                    Event::Start { .. } => {}
+                    Part::Start { .. } => {}
                 }
                 Ok::<(), Error>(())
             };

@@ -30,7 +30,7 @@ use std::time::{Duration, SystemTime};
 use crate::Error;
 pub use crate::wire::{MAX_STAMP_LEN, parse_reply, validate_stamp};
 
-use crate::framing::{Decoder, Event, Lines};
+use crate::framing::{Lines, Part, Splitter};
 use crate::stamp::{Granularity, Stamp};
 use crate::wire::{Framing, LineEnding};
 
@@ -118,7 +118,7 @@ impl<F: FnMut(Fragment<'_>)> Observer for F {
     }
 }
 
-/// One connection's protocol state: a [`Decoder`] for its framing, the stamp
+/// One connection's protocol state: a [`Splitter`] for its framing, the stamp
 /// text and header in use, and where the current message stands.
 ///
 /// Feed it every read with [`receive`](Responder::receive) and the end of
@@ -164,7 +164,7 @@ impl<F: FnMut(Fragment<'_>)> Observer for F {
 /// # Ok::<(), stamp_echo::Error>(())
 /// ```
 pub struct Responder {
-    decoder: Decoder,
+    decoder: Splitter,
     header: StampedHeader,
     /// Bytes of the current message answered so far: the next fragment's offset.
     offset: u64,
@@ -214,7 +214,7 @@ impl Responder {
     pub fn new(framing: Framing, stamp: Arc<dyn Stamp>) -> Responder {
         let granularity = stamp.granularity();
         Responder {
-            decoder: Decoder::new(framing),
+            decoder: Splitter::new(framing),
             header: StampedHeader { stamp, granularity, stamped: None, text: String::new(), bytes: Vec::new() },
             offset: 0,
             summary: Summary::default(),
@@ -233,7 +233,7 @@ impl Responder {
 
     /// Whether the input so far ends inside a message (its reply begun and
     /// not finished, or its length prefix incomplete). See
-    /// [`Decoder::in_message`].
+    /// [`Splitter::in_message`].
     pub fn in_message(&self) -> bool {
         self.decoder.in_message()
     }
@@ -403,9 +403,9 @@ impl<O: Observer + ?Sized> Replies<'_, O> {
 }
 
 impl<O: Observer + ?Sized> Lines for Replies<'_, O> {
-    fn event(&mut self, event: Event<'_>) -> Result<(), Error> {
+    fn event(&mut self, event: Part<'_>) -> Result<(), Error> {
         match event {
-            Event::Start { len } => {
+            Part::Start { len } => {
                 let header = self.header()?;
                 if let Some(len) = len {
                     // Fits: len <= max_frame <= 4 GiB - 512 and a header
@@ -417,12 +417,12 @@ impl<O: Observer + ?Sized> Lines for Replies<'_, O> {
                 self.out.extend_from_slice(header);
                 *self.offset = 0;
             }
-            Event::Bytes(bytes) => {
+            Part::Bytes(bytes) => {
                 self.observer.message(Fragment::new(bytes, *self.offset, false));
                 self.out.extend_from_slice(bytes);
                 *self.offset += bytes.len() as u64;
             }
-            Event::End { bytes, ending } => {
+            Part::End { bytes, ending } => {
                 self.observer.message(Fragment::new(bytes, *self.offset, true));
                 self.out.extend_from_slice(bytes);
                 // Constant-size copies: no call to memcpy for one or two bytes.

@@ -1,7 +1,7 @@
 //! The wire rules, below every other protocol module: what a stamp may be,
 //! what a reply header looks like (`[STAMP] `) and how to parse one, what a
 //! [`Framing`] may carry and how messages and replies are encoded in it.
-//! The framing [`Decoder`](crate::framing::Decoder), the server core
+//! The framing [`Decoder`](crate::framing::Splitter), the server core
 //! ([`Responder`](crate::Responder)), the reply checker
 //! ([`ReplyChecker`](crate::ReplyChecker)) and UDP all follow these rules
 //! from here. Its items are public under [`framing`](crate::framing),

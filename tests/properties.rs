@@ -13,7 +13,7 @@ use common::{FIXED_CTIME, Loopback, Runtime, both_clients, fixed_reply, fixed_se
 use std::sync::Arc;
 
 use stamp_echo::ProtocolError;
-use stamp_echo::framing::{self, Decoder, LineEnding};
+use stamp_echo::framing::{self, LineEnding, Splitter};
 use stamp_echo::protocol::Responder;
 use stamp_echo::reply::{Event, ReplyChecker};
 use stamp_echo::stamp::Ctime;
@@ -118,7 +118,7 @@ fn partial_reply(framing: Framing, partial: &[u8], declared: Option<u64>) -> Vec
     reply
 }
 
-/// The most bytes a [`Decoder`] may hold back, as `Decoder::pending` documents it.
+/// The most bytes a [`Splitter`] may hold back, as `Splitter::pending` documents it.
 fn pending_bound(framing: Framing) -> usize {
     match framing {
         Framing::Chunk { .. } | Framing::LengthPrefixed { .. } => 3,
@@ -247,21 +247,21 @@ proptest! {
     /// per read is bounded by the read.
     #[test]
     fn decoder_never_panics_and_stays_within_its_bound(framing in small_framing(), input in interesting_bytes(300), points in cut_points()) {
-        let mut decoder = Decoder::new(framing);
+        let mut decoder = Splitter::new(framing);
         let limit = match framing { Framing::Chunk { .. } => usize::MAX, other => other.limit() };
         let mut problems = Vec::new();
         let mut current: Option<usize> = None;
-        let mut sink = |event: framing::Event<'_>| {
+        let mut sink = |event: framing::Part<'_>| {
             match event {
-                framing::Event::Start { .. } if current.is_some() => problems.push("start inside a message".to_string()),
-                framing::Event::Start { .. } => current = Some(0),
-                framing::Event::Bytes([]) => problems.push("empty bytes".to_string()),
-                framing::Event::Bytes(bytes) | framing::Event::End { bytes, .. } => match current.as_mut() {
+                framing::Part::Start { .. } if current.is_some() => problems.push("start inside a message".to_string()),
+                framing::Part::Start { .. } => current = Some(0),
+                framing::Part::Bytes([]) => problems.push("empty bytes".to_string()),
+                framing::Part::Bytes(bytes) | framing::Part::End { bytes, .. } => match current.as_mut() {
                     None => problems.push("bytes outside a message".to_string()),
                     Some(len) => {
                         *len += bytes.len();
                         if *len > limit { problems.push(format!("{len} bytes handed over")); }
-                        if let framing::Event::End { .. } = event { current = None; }
+                        if let framing::Part::End { .. } = event { current = None; }
                     }
                 },
                 _ => problems.push(format!("unknown {event:?}")),

@@ -1,4 +1,4 @@
-//! `framing::Decoder`: never panics; its events are well formed (a message
+//! `framing::Splitter`: never panics; its events are well formed (a message
 //! starts, continues with non-empty bytes, ends); it holds back at most 3
 //! bytes whatever the limits; hands over no message over the limit; line and
 //! length-prefixed framing give the same events' messages and the same error
@@ -7,7 +7,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use stamp_echo::framing::{Decoder, Event, LineEnding};
+use stamp_echo::framing::{Splitter, Part, LineEnding};
 use stamp_echo::{Error, Framing};
 use stamp_echo_fuzz::Case;
 
@@ -16,22 +16,22 @@ use stamp_echo_fuzz::Case;
 type Outcome = (Vec<(Vec<u8>, Option<LineEnding>)>, Option<String>);
 
 fn decode(framing: Framing, reads: &[&[u8]]) -> Outcome {
-    let mut decoder = Decoder::new(framing);
+    let mut decoder = Splitter::new(framing);
     let mut seen: Vec<(Vec<u8>, Option<LineEnding>)> = Vec::new();
-    let mut collect = |event: Event<'_>| -> Result<(), Error> {
+    let mut collect = |event: Part<'_>| -> Result<(), Error> {
         let open = seen.last_mut().filter(|(_, ending)| ending.is_none());
         match (event, open) {
-            (Event::Start { len }, None) => {
+            (Part::Start { len }, None) => {
                 if let Some(len) = len {
                     assert!(len as usize <= framing.limit(), "a declared length over the limit started");
                 }
                 seen.push((Vec::new(), None));
             }
-            (Event::Bytes(bytes), Some((message, _))) => {
+            (Part::Bytes(bytes), Some((message, _))) => {
                 assert!(!bytes.is_empty(), "Bytes is never empty");
                 message.extend_from_slice(bytes);
             }
-            (Event::End { bytes, ending }, Some((message, end))) => {
+            (Part::End { bytes, ending }, Some((message, end))) => {
                 message.extend_from_slice(bytes);
                 *end = Some(ending);
             }
