@@ -135,7 +135,8 @@ impl<T: Clone + Send + 'static> Handle<T> {
     /// particular runtime; dropping it leaves the server to finish stopping
     /// in the background.
     ///
-    /// ```
+    #[cfg_attr(feature = "tokio-runner", doc = "```")]
+    #[cfg_attr(not(feature = "tokio-runner"), doc = "```ignore")]
     /// # tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(async {
     /// use std::time::Duration;
     /// use stamp_echo::{EchoServer, Framing, Limits, tokio::runner};
