@@ -4,11 +4,16 @@
 
 mod common;
 
+#[cfg(unix)]
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::UdpSocket;
-use std::process::{Command, Output, Stdio};
+#[cfg(unix)]
+use std::process::Stdio;
+use std::process::{Command, Output};
 
-use common::{SAFETY_TIMEOUT, output, stamp_echo};
+#[cfg(unix)]
+use common::SAFETY_TIMEOUT;
+use common::{output, stamp_echo};
 use stamp_echo::stamp::UnixTime;
 use stamp_echo::testing::LocalServer;
 use stamp_echo::{EchoServer, Framing};
@@ -243,6 +248,7 @@ fn listen_fd_without_a_socket_handed_over_is_refused() {
 }
 
 /// The path of `program` on PATH.
+#[cfg(unix)]
 fn which(program: &str) -> Result<std::path::PathBuf, ()> {
     let path = std::env::var_os("PATH").ok_or(())?;
     std::env::split_paths(&path).map(|dir| dir.join(program)).find(|p| p.is_file()).ok_or(())
