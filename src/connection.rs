@@ -343,6 +343,7 @@ impl Connection {
     /// Starts a turn of `budget` bytes of [`work`](Connection::work):
     /// [`received`](Connection::received) stops taking input once it is
     /// spent (an async shell then lets other tasks run).
+    #[cfg(feature = "tokio-runner")]
     pub(crate) fn start_turn(&mut self, budget: u64) {
         self.budget_end = self.work().saturating_add(budget);
     }
@@ -357,6 +358,7 @@ impl Connection {
     /// keeps its own then). Give it back with
     /// [`give_back`](Connection::give_back), so that an idle connection holds
     /// no reply buffer.
+    #[cfg(feature = "tokio-runner")]
     pub(crate) fn lend(&mut self, buffer: &mut Vec<u8>) -> bool {
         if !self.out.is_empty() {
             return false;
@@ -368,6 +370,7 @@ impl Connection {
 
     /// Gives back the buffer [`lend`](Connection::lend) lent: the replies
     /// the peer has not taken yet are kept in a buffer of their size.
+    #[cfg(feature = "tokio-runner")]
     pub(crate) fn give_back(&mut self, buffer: &mut Vec<u8>) {
         std::mem::swap(&mut self.out, buffer);
         self.out = Vec::new();
