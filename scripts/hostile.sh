@@ -151,6 +151,23 @@ stop() {
     TOOK=$(echo "$EPOCHREALTIME - $started" | bc)
 }
 
+# serve_on_fifo NAME: a logging server (line framing, every message line
+# shown, a 2 s shutdown deadline) whose stdout is the fifo $tmp/NAME.fifo and
+# stderr $tmp/NAME.err; reads its listening line from the fifo and sets PID,
+# PORT and FIFO (the fifo's read end, left open: the caller reads it, or
+# not, and closes it with `exec {FIFO}<&-`).
+serve_on_fifo() {
+    local line
+    mkfifo "$tmp/$1.fifo"
+    "$se" serve "${runtime[@]}" --port 0 --framing line --log-rate 1000000 --shutdown-deadline 2 \
+        >"$tmp/$1.fifo" 2>"$tmp/$1.err" &
+    PID=$!
+    pids+=("$PID")
+    exec {FIFO}<"$tmp/$1.fifo"
+    IFS= read -r -u "$FIFO" line
+    PORT=${line##*:}
+}
+
 echo "==> 1. hoard: silent and trickling connections, default flags"
 start hoard_chunk --port 0
 "$bin/hostile" --port "$PORT" hoard --silent 2000 || failed=1
@@ -209,13 +226,7 @@ else
 fi
 
 echo "==> 4. blocked stdout"
-mkfifo "$tmp/blocked.fifo"
-"$se" serve "${runtime[@]}" --port 0 --framing line --log-rate 1000000 --shutdown-deadline 2 >"$tmp/blocked.fifo" 2>"$tmp/blocked.err" &
-PID=$!
-pids+=("$PID")
-exec {blocked}<"$tmp/blocked.fifo"
-IFS= read -r -u "$blocked" line
-PORT=${line##*:}
+serve_on_fifo blocked
 # Nobody reads the pipe from now on: fill it with log lines, then measure.
 "$se" load --port "$PORT" --framing line --messages 200000 --window 64 --timeout 10 >/dev/null
 if result=$("$se" load --port "$PORT" --framing line --connections 4 --messages 20000 --timeout 5 | grep '^result:'); then
@@ -225,7 +236,7 @@ else
 fi
 stop "$PID"
 took=$TOOK
-exec {blocked}<&-
+exec {FIFO}<&-
 if (($(echo "$took < 2.5" | bc))); then
     pass "blocked stdout: SIGTERM ended it in ${took}s (shutdown deadline 2 s, the log's last lines included)"
 else
@@ -412,17 +423,11 @@ kill -CONT "$frozen"
 stop "$frozen"
 
 echo "==> 12. slow stdout: the totals line at exit"
-mkfifo "$tmp/slowout.fifo"
-"$se" serve "${runtime[@]}" --port 0 --framing line --log-rate 1000000 --shutdown-deadline 2 >"$tmp/slowout.fifo" 2>"$tmp/slowout.err" &
-PID=$!
-pids+=("$PID")
-exec {slowout}<"$tmp/slowout.fifo"
-IFS= read -r -u "$slowout" line
-PORT=${line##*:}
+serve_on_fifo slowout
 # A reader slower than the log: a line at a time, a pause after each.
-(while IFS= read -r l; do printf '%s\n' "$l"; sleep 0.002; done) <&"$slowout" >"$tmp/slowout.out" &
+(while IFS= read -r l; do printf '%s\n' "$l"; sleep 0.002; done) <&"$FIFO" >"$tmp/slowout.out" &
 reader=$!
-exec {slowout}<&-
+exec {FIFO}<&-
 "$se" load --port "$PORT" --framing line --messages 50000 --window 64 --timeout 10 >/dev/null
 stop "$PID"
 took=$TOOK
